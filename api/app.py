@@ -1,0 +1,61 @@
+"""The FastAPI application: ``create_app`` wires a session factory and the key secret in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import FastAPI
+from sqlalchemy.orm import Session, sessionmaker
+
+from api import problems
+from api.deps import PrincipalDep, SessionDep
+from api.queries import ArtistFilter, ContractFilter, PayeeFilter, ReleaseFilter, SplitFilter, TrackFilter
+from api.routes import contracts, imports, tracks
+from api.routes.crud import crud_router
+from schemas import catalog as c
+from schemas.store.models import Organisation
+
+RESOURCES = [
+    ("artists", c.ArtistOut, ArtistFilter),
+    ("releases", c.ReleaseOut, ReleaseFilter),
+    ("tracks", c.TrackOut, TrackFilter),
+    ("payees", c.PayeeOut, PayeeFilter),
+    ("contracts", c.ContractOut, ContractFilter),
+    ("splits", c.SplitOut, SplitFilter),
+]
+
+
+def create_app(session_factory: sessionmaker[Session], *, secret_key: str) -> FastAPI:
+    app = FastAPI(
+        title="TuneMantra API",
+        version="1",
+        description=(
+            "Catalogue, rights and contracts of one organisation. Authenticate with "
+            "`X-API-Key: <key>` or `Authorization: Bearer <key>`; every query is scoped to the "
+            "key's organisation (and, for payee keys, to that payee). Errors are RFC 9457 "
+            "`application/problem+json` with an `errors` list naming each field and row."
+        ),
+    )
+    app.state.session_factory = session_factory
+    app.state.secret_key = secret_key
+    problems.install(app)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz(session: SessionDep) -> dict[str, str]:
+        session.execute(sa.text("SELECT 1"))
+        return {"status": "ok"}
+
+    @app.get("/v1/me", tags=["auth"], summary="Who this key is")
+    def me(session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
+        org = session.get(Organisation, principal.org_id)
+        assert org is not None
+        return {"organisation": org.slug, "role": principal.role.value,
+                "payee_id": principal.payee_id, "key_prefix": principal.key_prefix}
+
+    app.include_router(tracks.router)  # before the generic /v1/tracks/{id} routes
+    for kind, out, filters in RESOURCES:
+        app.include_router(crud_router(kind, out, filters))
+    app.include_router(contracts.router)
+    app.include_router(imports.router)
+    return app

@@ -1,0 +1,80 @@
+"""Request dependencies: the caller (organisation, role, payee) and a unit of work."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session, sessionmaker
+
+from schemas.errors import Forbidden, StoreError
+from schemas.store.keys import verify_key
+from schemas.store.models import Role
+
+WRITERS = frozenset({Role.ADMIN, Role.FINANCE})
+
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+bearer = HTTPBearer(auto_error=False)
+
+
+class Unauthorized(StoreError):
+    def __init__(self) -> None:
+        super().__init__(
+            detail="a valid API key is required (X-API-Key header or Authorization: Bearer)",
+            status=401,
+            title="Unauthorized",
+        )
+
+
+@dataclass(frozen=True)
+class Principal:
+    org_id: int
+    role: Role
+    key_id: int
+    key_prefix: str
+    payee_id: int | None = None
+
+    @property
+    def actor(self) -> str:
+        return f"key:{self.key_prefix}"
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One transaction per request: committed when the handler returns, else rolled back."""
+    factory: sessionmaker[Session] = request.app.state.session_factory
+    with factory() as session, session.begin():
+        yield session
+
+
+# scope="function": commit (or roll back) before the response is sent, so a 2xx means written.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+def get_principal(
+    request: Request,
+    session: SessionDep,
+    api_key: Annotated[str | None, Depends(api_key_header)],
+    token: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    plain = api_key or (token.credentials if token else None)
+    row = verify_key(session, plain, secret_key=request.app.state.secret_key) if plain else None
+    if row is None:
+        raise Unauthorized()
+    principal = Principal(row.org_id, row.role, row.id, row.prefix, row.payee_id)
+    session.info.update(actor=principal.actor, api_key_id=row.id)
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def writer(principal: PrincipalDep) -> Principal:
+    if principal.role not in WRITERS:
+        raise Forbidden(f"the {principal.role.value} role is read-only")
+    return principal
+
+
+WriterDep = Annotated[Principal, Depends(writer)]

@@ -1,0 +1,60 @@
+"""Settings: one place that reads the environment (prefix ``TUNEMANTRA_``).
+
+Embedded defaults need no configuration at all: a SQLite file and local folders under
+``TUNEMANTRA_DATA_DIR`` (``./var``). Production sets ``TUNEMANTRA_ENV=production``,
+``TUNEMANTRA_DATABASE_URL=postgresql+psycopg://...`` and real secrets.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "secret", "password", "dev-only-secret"})
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TUNEMANTRA_", env_file=None, extra="ignore")
+
+    env: Literal["development", "test", "production"] = "development"
+    data_dir: Path = Path("./var")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default is a SQLite file in data_dir."
+    )
+    secret_key: SecretStr = Field(
+        default=SecretStr("dev-only-secret"),
+        description="Server-side pepper for API key hashes. Must be set outside development.",
+    )
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Settings:
+        if self.env != "development":
+            for name, value in self.secrets().items():
+                if value.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
+                    raise ValueError(
+                        f"TUNEMANTRA_{name.upper()} is a placeholder; set a real secret "
+                        f"when TUNEMANTRA_ENV={self.env}"
+                    )
+        return self
+
+    def secrets(self) -> dict[str, SecretStr]:
+        return {
+            name: value for name, value in self.__dict__.items() if isinstance(value, SecretStr)
+        }
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'tunemantra.db').resolve()}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,407 @@
+"""Input and output contracts of the catalogue, rights and contracts store.
+
+One validation path for every writer (API, CSV/JSON import, CLI, demo loader): identifiers,
+ISO codes, territory sets and fractions are checked here, field by field; rules that need the
+database (uniqueness, overlapping ranges, shares over 100%) live in ``schemas.store.service``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Annotated, Any, Self
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    model_validator,
+)
+from stdnum import vatin
+
+from schemas import identifiers
+from schemas.store.models import (
+    Basis,
+    ChargeKind,
+    ContributorRole,
+    PartyKind,
+    ReleaseType,
+    StatementFrequency,
+)
+from schemas.territories import parse_territory_set, require_currency, require_territory
+
+USAGE_TYPES = frozenset(
+    {"stream", "download", "ugc", "creation", "physical", "sync", "performance", "other"}
+)
+
+
+def _identifier(kind: str) -> AfterValidator:
+    return AfterValidator(lambda v: identifiers.require(kind, v))
+
+
+def _no_float(value: Any) -> Any:
+    # JSON numbers arrive as float; keep their shortest repr, never a binary expansion.
+    return str(value) if isinstance(value, float) else value
+
+
+def _vat(value: str) -> str:
+    compact = vatin.compact(value)
+    if not vatin.is_valid(compact):
+        raise ValueError("not a valid VAT number (country prefix + number, e.g. GB980780684)")
+    return compact
+
+
+def _usage_type(value: str) -> str:
+    value = value.strip().lower()
+    if value != "*" and value not in USAGE_TYPES:
+        raise ValueError(f"unknown usage type; use * or one of {', '.join(sorted(USAGE_TYPES))}")
+    return value
+
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+ISRC = Annotated[str, _identifier("isrc")]
+GTIN = Annotated[str, _identifier("gtin")]
+ISNI = Annotated[str, _identifier("isni")]
+IPI = Annotated[str, _identifier("ipi")]
+Territory = Annotated[str, AfterValidator(require_territory)]
+Currency = Annotated[str, AfterValidator(require_currency)]
+TerritorySet = Annotated[
+    str, BeforeValidator(lambda v: parse_territory_set(v).to_string() if v is not None else v)
+]
+DecimalOut = PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json")
+Fraction = Annotated[
+    Decimal, BeforeValidator(_no_float), Field(ge=0, le=1, decimal_places=10), DecimalOut
+]
+Amount = Annotated[Decimal, BeforeValidator(_no_float), Field(decimal_places=6), DecimalOut]
+UsageType = Annotated[str, AfterValidator(_usage_type)]
+VatNumber = Annotated[str, AfterValidator(_vat)]
+Id = Annotated[int, Field(gt=0)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+
+
+def _check_range(start: dt.date | None, end: dt.date | None, end_name: str) -> None:
+    if start and end and end < start:
+        raise ValueError(f"{end_name} is before the start date")
+
+
+# --- artists -------------------------------------------------------------------------------
+class ArtistFields(_In):
+    kind: PartyKind = PartyKind.PERSON
+    isni: ISNI | None = None
+    ipi: IPI | None = None
+    country: Territory | None = None
+
+
+class ArtistIn(ArtistFields):
+    name: Text
+
+
+class ArtistPatch(ArtistFields):
+    name: Text | None = None
+    kind: PartyKind | None = None  # type: ignore[assignment]
+
+
+class ArtistOut(_Out):
+    name: str
+    kind: PartyKind
+    isni: str | None
+    ipi: str | None
+    country: str | None
+
+
+# --- releases ------------------------------------------------------------------------------
+class ReleaseIn(_In):
+    upc: GTIN
+    title: Text
+    release_type: ReleaseType
+    label_name: Text
+    artist_id: Id
+    original_release_date: dt.date
+    territories: TerritorySet = "WW"
+    genre: Text | None = None
+    p_line: Text | None = None
+    c_line: Text | None = None
+
+
+class ReleasePatch(_In):
+    upc: GTIN | None = None
+    title: Text | None = None
+    release_type: ReleaseType | None = None
+    label_name: Text | None = None
+    artist_id: Id | None = None
+    original_release_date: dt.date | None = None
+    territories: TerritorySet | None = None
+    genre: Text | None = None
+    p_line: Text | None = None
+    c_line: Text | None = None
+
+
+class ReleaseOut(_Out):
+    upc: str
+    title: str
+    release_type: ReleaseType
+    label_name: str
+    artist_id: int
+    original_release_date: dt.date
+    territories: str
+    genre: str | None
+    p_line: str | None
+    c_line: str | None
+
+
+# --- tracks --------------------------------------------------------------------------------
+class ContributorIn(_In):
+    artist_id: Id
+    role: ContributorRole
+    sequence: Annotated[int, Field(ge=1)] = 1
+
+
+class ContributorOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    artist_id: int
+    role: ContributorRole
+    sequence: int
+
+
+Duration = Annotated[int, Field(gt=0, le=24 * 3600, description="seconds")]
+
+
+class TrackIn(_In):
+    release_id: Id
+    isrc: ISRC
+    title: Text
+    version: Text | None = None
+    artist_id: Id
+    duration_seconds: Duration
+    explicit: bool = False
+    disc_number: Annotated[int, Field(ge=1)] = 1
+    track_number: Annotated[int, Field(ge=1)]
+    contributors: list[ContributorIn] = []
+
+
+class TrackPatch(_In):
+    release_id: Id | None = None
+    isrc: ISRC | None = None
+    title: Text | None = None
+    version: Text | None = None
+    artist_id: Id | None = None
+    duration_seconds: Duration | None = None
+    explicit: bool | None = None
+    disc_number: Annotated[int, Field(ge=1)] | None = None
+    track_number: Annotated[int, Field(ge=1)] | None = None
+    contributors: list[ContributorIn] | None = None
+
+
+class TrackOut(_Out):
+    release_id: int
+    isrc: str
+    title: str
+    version: str | None
+    artist_id: int
+    duration_seconds: int
+    explicit: bool
+    disc_number: int
+    track_number: int
+    contributors: list[ContributorOut] = []
+
+
+# --- payees --------------------------------------------------------------------------------
+class PayeeFields(_In):
+    artist_id: Id | None = None
+    email: Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = None
+    country: Territory | None = None
+    withholding_rate: Fraction = Decimal(0)
+    vat_number: VatNumber | None = None
+    self_billing_consent: bool = False
+    self_billing_expires: dt.date | None = None
+
+    @model_validator(mode="after")
+    def _self_billing(self) -> Self:
+        if self.self_billing_consent and self.self_billing_expires is None:
+            raise ValueError(
+                "self_billing_expires is required when self_billing_consent is true "
+                "(a self-billing agreement has a term)"
+            )
+        return self
+
+
+class PayeeIn(PayeeFields):
+    name: Text
+    statement_currency: Currency
+
+
+class PayeePatch(PayeeFields):
+    name: Text | None = None
+    statement_currency: Currency | None = None
+    withholding_rate: Fraction | None = None  # type: ignore[assignment]
+    self_billing_consent: bool | None = None  # type: ignore[assignment]
+
+
+class PayeeOut(_Out):
+    name: str
+    artist_id: int | None
+    email: str | None
+    country: str | None
+    statement_currency: str
+    withholding_rate: Annotated[Decimal, DecimalOut]
+    vat_number: str | None
+    self_billing_consent: bool
+    self_billing_expires: dt.date | None
+
+
+# --- contracts -----------------------------------------------------------------------------
+class TierIn(_In):
+    from_units: Annotated[int, Field(gt=0)]
+    rate: Annotated[Decimal, BeforeValidator(_no_float), Field(ge=0, decimal_places=10)]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"from_units": self.from_units, "rate": format(self.rate, "f")}
+
+
+class RateIn(_In):
+    usage_type: UsageType = "*"
+    channel: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)] = "*"
+    territories: TerritorySet = "WW"
+    rate: Annotated[
+        Decimal, BeforeValidator(_no_float), Field(ge=0, decimal_places=10), DecimalOut
+    ]
+    tiers: list[TierIn] = []
+    effective_from: dt.date
+    effective_to: dt.date | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        _check_range(self.effective_from, self.effective_to, "effective_to")
+        units = [t.from_units for t in self.tiers]
+        if units != sorted(set(units)):
+            raise ValueError("tiers must have strictly ascending from_units")
+        return self
+
+
+class RateOut(_Out):
+    contract_id: int
+    usage_type: str
+    channel: str
+    territories: str
+    rate: Annotated[Decimal, DecimalOut]
+    tiers: list[dict[str, Any]]
+    effective_from: dt.date
+    effective_to: dt.date | None
+
+
+class ChargeIn(_In):
+    kind: ChargeKind
+    amount: Annotated[Amount, Field(gt=0)]
+    currency: Currency
+    incurred_on: dt.date
+    description: Annotated[str, StringConstraints(max_length=500)] = ""
+
+
+class ChargeOut(_Out):
+    contract_id: int
+    kind: ChargeKind
+    amount: Annotated[Decimal, DecimalOut]
+    currency: str
+    incurred_on: dt.date
+    description: str
+
+
+class ContractFields(_In):
+    distribution_fee: Annotated[Fraction, Field(lt=1)] = Decimal(0)
+    cross_collateral_group: Annotated[str, StringConstraints(max_length=64)] | None = None
+    reserve_rate: Annotated[Fraction, Field(lt=1)] = Decimal(0)
+    reserve_periods: Annotated[int, Field(ge=0, le=24)] = 0
+    minimum_payment: Annotated[Amount, Field(ge=0)] = Decimal(0)
+    end_date: dt.date | None = None
+
+
+class ContractIn(ContractFields):
+    payee_id: Id
+    reference: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+    name: Text
+    basis: Basis
+    currency: Currency
+    statement_frequency: StatementFrequency = StatementFrequency.HALF_YEARLY
+    start_date: dt.date
+    rates: list[RateIn] = []
+    charges: list[ChargeIn] = []
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        _check_range(self.start_date, self.end_date, "end_date")
+        if self.reserve_rate > 0 and self.reserve_periods == 0:
+            raise ValueError("reserve_periods must be at least 1 when reserve_rate is set")
+        return self
+
+
+class ContractPatch(ContractFields):
+    name: Text | None = None
+    statement_frequency: StatementFrequency | None = None
+    distribution_fee: Annotated[Fraction, Field(lt=1)] | None = None  # type: ignore[assignment]
+    reserve_rate: Annotated[Fraction, Field(lt=1)] | None = None  # type: ignore[assignment]
+    reserve_periods: Annotated[int, Field(ge=0, le=24)] | None = None  # type: ignore[assignment]
+    minimum_payment: Annotated[Amount, Field(ge=0)] | None = None  # type: ignore[assignment]
+
+
+class ContractOut(_Out):
+    payee_id: int
+    reference: str
+    name: str
+    basis: Basis
+    currency: str
+    distribution_fee: Annotated[Decimal, DecimalOut]
+    cross_collateral_group: str | None
+    reserve_rate: Annotated[Decimal, DecimalOut]
+    reserve_periods: int
+    minimum_payment: Annotated[Decimal, DecimalOut]
+    statement_frequency: StatementFrequency
+    start_date: dt.date
+    end_date: dt.date | None
+
+
+# --- splits --------------------------------------------------------------------------------
+class SplitIn(_In):
+    track_id: Id | None = None
+    release_id: Id | None = None
+    payee_id: Id
+    contract_id: Id
+    share: Annotated[Fraction, Field(gt=0)]
+    territories: TerritorySet = "WW"
+    effective_from: dt.date
+    effective_to: dt.date | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if (self.track_id is None) == (self.release_id is None):
+            raise ValueError("give exactly one of track_id or release_id")
+        _check_range(self.effective_from, self.effective_to, "effective_to")
+        return self
+
+
+class SplitPatch(_In):
+    """A split's terms never change in place: only its end date may be set (or cleared)."""
+
+    effective_to: dt.date | None
+
+
+class SplitOut(_Out):
+    track_id: int | None
+    release_id: int | None
+    payee_id: int
+    contract_id: int
+    share: Annotated[Decimal, DecimalOut]
+    territories: str
+    effective_from: dt.date
+    effective_to: dt.date | None

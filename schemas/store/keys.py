@@ -1,0 +1,73 @@
+"""API keys: ``tm_<prefix>_<secret>``, shown once, stored as an HMAC-SHA256 of the whole key.
+
+Keys are 256-bit random tokens, so a keyed fast hash is the right tool (a slow password hash
+buys nothing against brute force of 2**256 and costs every request); the HMAC key is the
+server's ``TUNEMANTRA_SECRET_KEY``, so a leaked database alone cannot verify guesses.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from schemas.errors import FieldError, ValidationFailed
+from schemas.store.models import ApiKey, Payee, Role
+
+
+def _digest(secret_key: str, key: str) -> str:
+    return hmac.new(secret_key.encode(), key.encode(), hashlib.sha256).hexdigest()
+
+
+def issue_key(
+    session: Session,
+    *,
+    org_id: int,
+    role: Role,
+    secret_key: str,
+    payee_id: int | None = None,
+    label: str = "",
+) -> tuple[ApiKey, str]:
+    """Create a key; returns the row and the plain key (the only time it exists)."""
+    if (role is Role.PAYEE) != (payee_id is not None):
+        raise ValidationFailed(
+            [FieldError("payee_id", "a payee key needs --payee, and only a payee key takes one")]
+        )
+    if payee_id is not None:
+        payee = session.get(Payee, payee_id)
+        if payee is None or payee.org_id != org_id:
+            raise ValidationFailed([FieldError("payee_id", f"no payee {payee_id} in this org")])
+    prefix = secrets.token_hex(4)
+    plain = f"tm_{prefix}_{secrets.token_urlsafe(32)}"
+    row = ApiKey(
+        org_id=org_id,
+        prefix=prefix,
+        key_hash=_digest(secret_key, plain),
+        role=role,
+        payee_id=payee_id,
+        label=label,
+    )
+    session.add(row)
+    session.flush()
+    return row, plain
+
+
+def verify_key(session: Session, plain: str, *, secret_key: str) -> ApiKey | None:
+    """The live key row for this plain key, or None (unknown, malformed or revoked)."""
+    parts = plain.strip().split("_", 2)
+    if len(parts) != 3 or parts[0] != "tm":
+        return None
+    row = session.scalar(sa.select(ApiKey).where(ApiKey.prefix == parts[1]))
+    if row is None or row.revoked_at is not None:
+        return None
+    if not hmac.compare_digest(row.key_hash, _digest(secret_key, plain.strip())):
+        return None
+    return row
+
+
+def revoke_key(session: Session, row: ApiKey) -> None:
+    row.revoked_at = dt.datetime.now(dt.UTC)

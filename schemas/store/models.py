@@ -1,0 +1,349 @@
+"""The system of record: SQLAlchemy 2 models.
+
+Every row but ``organisations`` carries ``org_id``: the tenant. Effective-dated rows
+(``splits``, ``contract_rates``) are never overwritten: a change is a new row with a later
+``effective_from``; both bounds are inclusive and ``effective_to`` NULL means open-ended.
+Territory sets are stored in their canonical text form (``WW``, ``GB,IE``, ``WW,-US``),
+see ``schemas.territories``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from schemas.store.types import Money, Ratio
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING)
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _enum(cls: type[enum.Enum]) -> sa.Enum:
+    return sa.Enum(
+        cls,
+        native_enum=False,
+        create_constraint=True,
+        length=32,
+        values_callable=lambda e: [m.value for m in e],
+        validate_strings=True,
+    )
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"
+    FINANCE = "finance"
+    ANALYST = "analyst"
+    PAYEE = "payee"
+
+
+class PartyKind(enum.StrEnum):
+    PERSON = "person"
+    GROUP = "group"
+    ORGANISATION = "organisation"
+
+
+class ReleaseType(enum.StrEnum):
+    ALBUM = "Album"
+    EP = "EP"
+    SINGLE = "Single"
+    COMPILATION = "Compilation"
+
+
+class ContributorRole(enum.StrEnum):
+    MAIN_ARTIST = "MainArtist"
+    FEATURED_ARTIST = "FeaturedArtist"
+    PRODUCER = "Producer"
+    COMPOSER = "Composer"
+    LYRICIST = "Lyricist"
+    MIXER = "MixingEngineer"
+    MASTERING = "MasteringEngineer"
+    REMIXER = "Remixer"
+    SESSION_MUSICIAN = "SessionMusician"
+
+
+class Basis(enum.StrEnum):
+    """What a contract's rate applies to."""
+
+    NET_RECEIPTS = "net_receipts"  # receipts after the distribution fee
+    GROSS_RECEIPTS = "gross_receipts"
+    PPD = "ppd"  # published price to dealer
+    PER_UNIT = "per_unit"  # a fixed amount per unit, in the contract currency
+
+
+class ChargeKind(enum.StrEnum):
+    ADVANCE = "advance"
+    RECOUPABLE_COST = "recoupable_cost"
+
+
+class StatementFrequency(enum.StrEnum):
+    MONTHLY = "monthly"
+    QUARTERLY = "quarterly"
+    HALF_YEARLY = "half_yearly"
+
+
+class Organisation(Base):
+    __tablename__ = "organisations"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    default_currency: Mapped[str] = mapped_column(sa.String(3), default="EUR")
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=_utcnow)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "(role = 'payee') = (payee_id IS NOT NULL)", name="payee_key_bound_to_payee"
+        ),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(sa.ForeignKey("organisations.id", ondelete="CASCADE"))
+    prefix: Mapped[str] = mapped_column(sa.String(16), unique=True)
+    key_hash: Mapped[str] = mapped_column(sa.String(64))
+    role: Mapped[Role] = mapped_column(_enum(Role))
+    payee_id: Mapped[int | None] = mapped_column(sa.ForeignKey("payees.id", ondelete="CASCADE"))
+    label: Mapped[str] = mapped_column(sa.String(200), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=_utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+
+class Artist(Base):
+    """A party: performer, band, producer, songwriter."""
+
+    __tablename__ = "artists"
+    __table_args__ = (sa.UniqueConstraint("org_id", "name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(sa.String(300))
+    kind: Mapped[PartyKind] = mapped_column(_enum(PartyKind), default=PartyKind.PERSON)
+    isni: Mapped[str | None] = mapped_column(sa.String(16))
+    ipi: Mapped[str | None] = mapped_column(sa.String(11))
+    country: Mapped[str | None] = mapped_column(sa.String(2))
+
+
+class Release(Base):
+    __tablename__ = "releases"
+    __table_args__ = (sa.UniqueConstraint("org_id", "upc"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
+    upc: Mapped[str] = mapped_column(sa.String(14))
+    title: Mapped[str] = mapped_column(sa.String(500))
+    release_type: Mapped[ReleaseType] = mapped_column(_enum(ReleaseType))
+    label_name: Mapped[str] = mapped_column(sa.String(300))
+    artist_id: Mapped[int] = mapped_column(sa.ForeignKey("artists.id", ondelete="RESTRICT"))
+    original_release_date: Mapped[dt.date] = mapped_column(sa.Date)
+    territories: Mapped[str] = mapped_column(sa.String(2000), default="WW")
+    genre: Mapped[str | None] = mapped_column(sa.String(100))
+    p_line: Mapped[str | None] = mapped_column(sa.String(300))
+    c_line: Mapped[str | None] = mapped_column(sa.String(300))
+
+
+class Track(Base):
+    """A sound recording on a release (one ISRC per organisation)."""
+
+    __tablename__ = "tracks"
+    __table_args__ = (
+        sa.UniqueConstraint("org_id", "isrc"),
+        sa.UniqueConstraint("release_id", "disc_number", "track_number"),
+        sa.CheckConstraint("duration_seconds > 0", name="positive_duration"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
+    release_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("releases.id", ondelete="CASCADE"), index=True
+    )
+    isrc: Mapped[str] = mapped_column(sa.String(12))
+    title: Mapped[str] = mapped_column(sa.String(500))
+    version: Mapped[str | None] = mapped_column(sa.String(200))
+    artist_id: Mapped[int] = mapped_column(sa.ForeignKey("artists.id", ondelete="RESTRICT"))
+    duration_seconds: Mapped[int] = mapped_column(sa.Integer)
+    explicit: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    disc_number: Mapped[int] = mapped_column(sa.Integer, default=1)
+    track_number: Mapped[int] = mapped_column(sa.Integer)
+    contributors: Mapped[list[Contributor]] = relationship(
+        viewonly=True, lazy="selectin", order_by="(Contributor.sequence, Contributor.id)"
+    )
+
+
+class Contributor(Base):
+    __tablename__ = "contributors"
+    __table_args__ = (sa.UniqueConstraint("track_id", "artist_id", "role"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
+    track_id: Mapped[int] = mapped_column(sa.ForeignKey("tracks.id", ondelete="CASCADE"))
+    artist_id: Mapped[int] = mapped_column(sa.ForeignKey("artists.id", ondelete="RESTRICT"))
+    role: Mapped[ContributorRole] = mapped_column(_enum(ContributorRole))
+    sequence: Mapped[int] = mapped_column(sa.Integer, default=1)
+
+
+class Payee(Base):
+    __tablename__ = "payees"
+    __table_args__ = (
+        sa.UniqueConstraint("org_id", "name"),
+        sa.CheckConstraint(
+            "withholding_rate >= 0 AND withholding_rate <= 1", name="withholding_fraction"
+        ),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(sa.String(300))
+    artist_id: Mapped[int | None] = mapped_column(sa.ForeignKey("artists.id", ondelete="SET NULL"))
+    email: Mapped[str | None] = mapped_column(sa.String(320))
+    country: Mapped[str | None] = mapped_column(sa.String(2))
+    statement_currency: Mapped[str] = mapped_column(sa.String(3))
+    withholding_rate: Mapped[Decimal] = mapped_column(Ratio(), default=Decimal(0))
+    vat_number: Mapped[str | None] = mapped_column(sa.String(20))
+    self_billing_consent: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    self_billing_expires: Mapped[dt.date | None] = mapped_column(sa.Date)
+
+
+class Contract(Base):
+    __tablename__ = "contracts"
+    __table_args__ = (
+        sa.UniqueConstraint("org_id", "reference"),
+        sa.CheckConstraint("reserve_rate >= 0 AND reserve_rate < 1", name="reserve_fraction"),
+        sa.CheckConstraint(
+            "distribution_fee >= 0 AND distribution_fee < 1", name="distribution_fee_fraction"
+        ),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
+    payee_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("payees.id", ondelete="RESTRICT"), index=True
+    )
+    reference: Mapped[str] = mapped_column(sa.String(64))
+    name: Mapped[str] = mapped_column(sa.String(300))
+    basis: Mapped[Basis] = mapped_column(_enum(Basis))
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    distribution_fee: Mapped[Decimal] = mapped_column(Ratio(), default=Decimal(0))
+    cross_collateral_group: Mapped[str | None] = mapped_column(sa.String(64))
+    reserve_rate: Mapped[Decimal] = mapped_column(Ratio(), default=Decimal(0))
+    reserve_periods: Mapped[int] = mapped_column(sa.Integer, default=0)
+    minimum_payment: Mapped[Decimal] = mapped_column(Money(), default=Decimal(0))
+    statement_frequency: Mapped[StatementFrequency] = mapped_column(_enum(StatementFrequency))
+    start_date: Mapped[dt.date] = mapped_column(sa.Date)
+    end_date: Mapped[dt.date | None] = mapped_column(sa.Date)
+
+
+class ContractRate(Base):
+    """A royalty rate, effective-dated; ``tiers`` are escalations by cumulative units."""
+
+    __tablename__ = "contract_rates"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
+    contract_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("contracts.id", ondelete="CASCADE"), index=True
+    )
+    usage_type: Mapped[str] = mapped_column(sa.String(32), default="*")
+    channel: Mapped[str] = mapped_column(sa.String(64), default="*")
+    territories: Mapped[str] = mapped_column(sa.String(2000), default="WW")
+    rate: Mapped[Decimal] = mapped_column(Ratio())
+    # [{"from_units": 100000, "rate": "0.20"}, ...] ascending; decimals as strings.
+    tiers: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON, default=list)
+    effective_from: Mapped[dt.date] = mapped_column(sa.Date)
+    effective_to: Mapped[dt.date | None] = mapped_column(sa.Date)
+
+
+class ContractCharge(Base):
+    """An advance or recoupable cost, dated, recouped from the contract's royalties."""
+
+    __tablename__ = "contract_charges"
+    __table_args__ = (sa.CheckConstraint("amount > 0", name="positive_amount"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
+    contract_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("contracts.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[ChargeKind] = mapped_column(_enum(ChargeKind))
+    amount: Mapped[Decimal] = mapped_column(Money())
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    incurred_on: Mapped[dt.date] = mapped_column(sa.Date)
+    description: Mapped[str] = mapped_column(sa.String(500), default="")
+
+
+class Split(Base):
+    """Who gets what share of a track (or of every track of a release).
+
+    Track-level splits, where any exist for a date and territory, replace the release-level
+    splits for that track. Whatever share is not split is the label's.
+    """
+
+    __tablename__ = "splits"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "(track_id IS NULL) <> (release_id IS NULL)", name="track_xor_release"
+        ),
+        sa.CheckConstraint("share > 0 AND share <= 1", name="share_fraction"),
+        sa.CheckConstraint(
+            "effective_to IS NULL OR effective_to >= effective_from", name="range_order"
+        ),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
+    track_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("tracks.id", ondelete="CASCADE"), index=True
+    )
+    release_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("releases.id", ondelete="CASCADE"), index=True
+    )
+    payee_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("payees.id", ondelete="RESTRICT"), index=True
+    )
+    contract_id: Mapped[int] = mapped_column(sa.ForeignKey("contracts.id", ondelete="RESTRICT"))
+    share: Mapped[Decimal] = mapped_column(Ratio())
+    territories: Mapped[str] = mapped_column(sa.String(2000), default="WW")
+    effective_from: Mapped[dt.date] = mapped_column(sa.Date)
+    effective_to: Mapped[dt.date | None] = mapped_column(sa.Date)
+
+
+class AuditEntry(Base):
+    """One write to the store: who, when, what, before and after (written by ``audit``)."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int | None] = mapped_column(sa.Integer, index=True)
+    actor: Mapped[str] = mapped_column(sa.String(100))
+    api_key_id: Mapped[int | None] = mapped_column(sa.Integer)
+    at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=_utcnow)
+    entity: Mapped[str] = mapped_column(sa.String(64))
+    entity_id: Mapped[int | None] = mapped_column(sa.Integer)
+    action: Mapped[str] = mapped_column(sa.String(16))
+    before: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
