@@ -6,17 +6,26 @@ from typing import Any
 
 import sqlalchemy as sa
 from fastapi import FastAPI
+from pydantic import BaseModel
 from sqlalchemy.orm import Session, sessionmaker
 
 from api import problems
 from api.deps import PrincipalDep, SessionDep
-from api.queries import ArtistFilter, ContractFilter, PayeeFilter, ReleaseFilter, SplitFilter, TrackFilter
+from api.queries import (
+    Page,
+    ArtistFilter,
+    ContractFilter,
+    PayeeFilter,
+    ReleaseFilter,
+    SplitFilter,
+    TrackFilter,
+)
 from api.routes import contracts, imports, tracks
 from api.routes.crud import crud_router
 from schemas import catalog as c
 from schemas.store.models import Organisation
 
-RESOURCES = [
+RESOURCES: list[tuple[str, type[BaseModel], type[Page]]] = [
     ("artists", c.ArtistOut, ArtistFilter),
     ("releases", c.ReleaseOut, ReleaseFilter),
     ("tracks", c.TrackOut, TrackFilter),
@@ -50,8 +59,12 @@ def create_app(session_factory: sessionmaker[Session], *, secret_key: str) -> Fa
     def me(session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
         org = session.get(Organisation, principal.org_id)
         assert org is not None
-        return {"organisation": org.slug, "role": principal.role.value,
-                "payee_id": principal.payee_id, "key_prefix": principal.key_prefix}
+        return {
+            "organisation": org.slug,
+            "role": principal.role.value,
+            "payee_id": principal.payee_id,
+            "key_prefix": principal.key_prefix,
+        }
 
     app.include_router(tracks.router)  # before the generic /v1/tracks/{id} routes
     for kind, out, filters in RESOURCES:

@@ -43,8 +43,13 @@ def install(app: FastAPI) -> None:
     async def _store(request: Request, exc: StoreError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return problem(
-            request, exc.status, exc.title, exc.detail, type_=exc.type,
-            errors=[e.as_dict() for e in exc.errors] if exc.errors else None, headers=headers,
+            request,
+            exc.status,
+            exc.title,
+            exc.detail,
+            type_=exc.type,
+            errors=[e.as_dict() for e in exc.errors] if exc.errors else None,
+            headers=headers,
         )
 
     @app.exception_handler(RequestValidationError)
@@ -54,21 +59,39 @@ def install(app: FastAPI) -> None:
             loc = [str(p) for p in err["loc"]]
             where = loc[0] if loc else "body"
             name = ".".join(loc[1:]) or where
-            errors.append({"field": name, "in": where, "message": err["msg"].removeprefix(
-                "Value error, "), "code": err["type"]})
+            errors.append(
+                {
+                    "field": name,
+                    "in": where,
+                    "message": err["msg"].removeprefix("Value error, "),
+                    "code": err["type"],
+                }
+            )
         return problem(
-            request, 422, "Validation failed",
+            request,
+            422,
+            "Validation failed",
             f"{len(errors)} validation error(s); nothing was written",
-            type_="https://tunemantra.org/problems/validation", errors=errors,
+            type_="https://tunemantra.org/problems/validation",
+            errors=errors,
         )
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
-        return problem(request, exc.status_code, str(exc.detail), str(exc.detail),
-                       headers=getattr(exc, "headers", None))
+        return problem(
+            request,
+            exc.status_code,
+            str(exc.detail),
+            str(exc.detail),
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s", request.url.path)
-        return problem(request, 500, "Internal server error", "an unexpected error occurred; "
-                       "nothing was written")
+        return problem(
+            request,
+            500,
+            "Internal server error",
+            "an unexpected error occurred; nothing was written",
+        )

@@ -79,8 +79,11 @@ class DatedFilter(Page):
 
 
 SUBSTRING = frozenset({"name", "title"})
-NORMALISE = {"isrc": identifiers.normalise_isrc, "upc": identifiers.normalise_gtin,
-             "isni": identifiers.normalise_isni}
+NORMALISE = {
+    "isrc": identifiers.normalise_isrc,
+    "upc": identifiers.normalise_gtin,
+    "isni": identifiers.normalise_isni,
+}
 
 
 def _payee_splits(payee_id: int) -> sa.Select[Any]:
@@ -151,9 +154,10 @@ def filtered(stmt: sa.Select[Any], model: type[Base], filters: Page) -> sa.Selec
     return stmt
 
 
-def paginate(session: sa.orm.Session, stmt: sa.Select[Any], model: type[Base],
-             page: Page) -> tuple[list[Any], str | None]:
-    pk = model.id  # type: ignore[attr-defined]
+def paginate(
+    session: sa.orm.Session, stmt: sa.Select[Any], model: type[Base], page: Page
+) -> tuple[list[Any], str | None]:
+    pk = model.id
     if page.cursor:
         stmt = stmt.where(pk > _decode_cursor(page.cursor))
     rows = list(session.scalars(stmt.order_by(pk).limit(page.limit + 1)))

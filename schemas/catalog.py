@@ -274,9 +274,7 @@ class RateIn(_In):
     usage_type: UsageType = "*"
     channel: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)] = "*"
     territories: TerritorySet = "WW"
-    rate: Annotated[
-        Decimal, BeforeValidator(_no_float), Field(ge=0, decimal_places=10), DecimalOut
-    ]
+    rate: Annotated[Decimal, BeforeValidator(_no_float), Field(ge=0, decimal_places=10), DecimalOut]
     tiers: list[TierIn] = []
     effective_from: dt.date
     effective_to: dt.date | None = None

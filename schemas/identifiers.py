@@ -97,11 +97,7 @@ def _length(label: str, v: str, n: int) -> str | None:
 
 
 def _check(label: str, expected: str, got: str) -> str | None:
-    return (
-        None
-        if expected == got
-        else f"{label} check character should be {expected}, got {got}"
-    )
+    return None if expected == got else f"{label} check character should be {expected}, got {got}"
 
 
 def _isrc_problem(v: str) -> str | None:
@@ -124,11 +120,7 @@ def _gtin_problem(v: str) -> str | None:
     if v.count("0") == len(v):
         return "GTIN is an all-zero placeholder"
     expected = ean.calc_check_digit(v[:-1])  # GS1 mod 10, right-aligned: any length
-    return (
-        None
-        if expected == v[-1]
-        else f"GTIN check digit should be {expected}, got {v[-1]}"
-    )
+    return None if expected == v[-1] else f"GTIN check digit should be {expected}, got {v[-1]}"
 
 
 def _iswc_check_digit(body: str) -> str:
@@ -151,9 +143,7 @@ def _grid_problem(v: str) -> str | None:
     if problem := _length("GRid", v, 18):
         return problem
     if not _GRID.fullmatch(v):
-        return (
-            "GRid must be 'A1' + 5 issuer + 10 release + 1 check character (A-Z, 0-9)"
-        )
+        return "GRid must be 'A1' + 5 issuer + 10 release + 1 check character (A-Z, 0-9)"
     return _check("GRid", mod_37_36.calc_check_digit(v[:-1]), v[-1])
 
 

@@ -21,9 +21,7 @@ __all__ = [
 
 WW = "WW"  # DDEX "Worldwide"
 # XK (Kosovo) is user-assigned, not in ISO 3166-1/pycountry, but DSPs report it.
-ALL_TERRITORIES: frozenset[str] = frozenset(c.alpha_2 for c in pycountry.countries) | {
-    "XK"
-}
+ALL_TERRITORIES: frozenset[str] = frozenset(c.alpha_2 for c in pycountry.countries) | {"XK"}
 
 # pycountry.currencies holds only active ISO 4217 codes. Of those we reject the
 # X-codes that are not money a royalty can be paid in: no currency (XXX),
@@ -64,11 +62,7 @@ def _territory_problem(code: str) -> str | None:
         return "UK is not an ISO 3166-1 code; use GB"
     if len(code) != 2 or not code.isalpha():
         return "territory must be a 2-letter ISO 3166-1 alpha-2 code or WW"
-    return (
-        None
-        if code == WW or code in ALL_TERRITORIES
-        else "unknown ISO 3166-1 alpha-2 code"
-    )
+    return None if code == WW or code in ALL_TERRITORIES else "unknown ISO 3166-1 alpha-2 code"
 
 
 def require_territory(code: str | None) -> str:
@@ -112,9 +106,7 @@ def _canonical(
     if WW in exc:
         raise TerritoryError("-WW", "cannot exclude WW")
     if exc and WW not in inc:
-        raise TerritoryError(
-            f"-{min(exc)}", "exclusions are only allowed together with WW"
-        )
+        raise TerritoryError(f"-{min(exc)}", "exclusions are only allowed together with WW")
     if not inc:
         raise TerritoryError("", "territory set includes nothing")
     if both := inc & exc:
@@ -143,11 +135,7 @@ class TerritorySet:
 
     def resolve(self) -> frozenset[str]:
         """The concrete ISO codes (plus XK) the set covers."""
-        return (
-            ALL_TERRITORIES - set(self.exclude)
-            if self.worldwide
-            else frozenset(self.include)
-        )
+        return ALL_TERRITORIES - set(self.exclude) if self.worldwide else frozenset(self.include)
 
     def contains(self, code: str) -> bool:
         """True if ``code`` is covered; ``WW`` only if nothing is excluded."""
@@ -185,9 +173,7 @@ def parse_territory_set(value: str | list[str]) -> TerritorySet:
     elif isinstance(value, str):
         items = value.split(",")
     if not isinstance(items, list) or not all(isinstance(t, str) for t in items):
-        raise TerritoryError(
-            str(value), "expected a comma-separated string or a list of strings"
-        )
+        raise TerritoryError(str(value), "expected a comma-separated string or a list of strings")
     tokens = [t.strip().upper() for t in items if t.strip()]
     include = tuple(t for t in tokens if not t.startswith("-"))
     exclude = tuple(t[1:].strip() for t in tokens if t.startswith("-"))

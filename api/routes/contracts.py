@@ -18,34 +18,49 @@ RatePage, ChargePage = page_model(c.RateOut), page_model(c.ChargeOut)
 
 
 @router.get("/rates", response_model=RatePage, summary="List a contract's rates")
-def list_rates(contract_id: int, session: SessionDep, principal: PrincipalDep,
-               q: Annotated[DatedFilter, Query()]) -> Any:
+def list_rates(
+    contract_id: int,
+    session: SessionDep,
+    principal: PrincipalDep,
+    q: Annotated[DatedFilter, Query()],
+) -> Any:
     get_visible(session, "contracts", principal, contract_id)
     stmt = scoped(ContractRate, principal).where(ContractRate.contract_id == contract_id)
     rows, cursor = paginate(session, filtered(stmt, ContractRate, q), ContractRate, q)
     return {"items": [c.RateOut.model_validate(r) for r in rows], "next_cursor": cursor}
 
 
-@router.post("/rates", response_model=c.RateOut, status_code=status.HTTP_201_CREATED,
-             summary="Add a rate (an open-ended rate with the same key is closed the day before)")
+@router.post(
+    "/rates",
+    response_model=c.RateOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Add a rate (an open-ended rate with the same key is closed the day before)",
+)
 def add_rate(contract_id: int, body: c.RateIn, session: SessionDep, principal: WriterDep) -> Any:
     return c.RateOut.model_validate(service.add_rate(session, principal.org_id, contract_id, body))
 
 
-@router.get("/charges", response_model=ChargePage,
-            summary="List a contract's advances and recoupable costs")
-def list_charges(contract_id: int, session: SessionDep, principal: PrincipalDep,
-                 q: Annotated[Page, Query()]) -> Any:
+@router.get(
+    "/charges", response_model=ChargePage, summary="List a contract's advances and recoupable costs"
+)
+def list_charges(
+    contract_id: int, session: SessionDep, principal: PrincipalDep, q: Annotated[Page, Query()]
+) -> Any:
     get_visible(session, "contracts", principal, contract_id)
     stmt = scoped(ContractCharge, principal).where(ContractCharge.contract_id == contract_id)
     rows, cursor = paginate(session, stmt, ContractCharge, q)
     return {"items": [c.ChargeOut.model_validate(r) for r in rows], "next_cursor": cursor}
 
 
-@router.post("/charges", response_model=c.ChargeOut, status_code=status.HTTP_201_CREATED,
-             summary="Record an advance or a recoupable cost")
-def add_charge(contract_id: int, body: c.ChargeIn, session: SessionDep,
-               principal: WriterDep) -> Any:
+@router.post(
+    "/charges",
+    response_model=c.ChargeOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Record an advance or a recoupable cost",
+)
+def add_charge(
+    contract_id: int, body: c.ChargeIn, session: SessionDep, principal: WriterDep
+) -> Any:
     return c.ChargeOut.model_validate(
         service.add_charge(session, principal.org_id, contract_id, body)
     )

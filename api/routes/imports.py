@@ -1,4 +1,4 @@
-"""``POST /v1/imports/catalog``: a CSV or JSON catalogue, validated whole, applied all or nothing."""
+"""``POST /v1/imports/catalog``: a catalogue file, validated whole, applied all or nothing."""
 
 from __future__ import annotations
 
@@ -20,17 +20,26 @@ MAX_BYTES = 20 * 1024 * 1024
     summary="Import a catalogue (one row per track)",
     description=(
         "Body: `text/csv` with a header row, or `application/json` (a list of row objects, or "
-        "`{\"rows\": [...]}`). Columns: " + ", ".join(f"`{c}`" for c in COLUMNS) + ". "
+        '`{"rows": [...]}`). Columns: ' + ", ".join(f"`{c}`" for c in COLUMNS) + ". "
         "Every row is validated before anything is written; any error rejects the whole "
         "file with a 422 listing each row and field. `dry_run=true` validates only."
     ),
-    openapi_extra={"requestBody": {"required": True, "content": {
-        "text/csv": {"schema": {"type": "string"}},
-        "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
-    }}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+            },
+        }
+    },
 )
-async def import_catalog_route(request: Request, session: SessionDep, principal: WriterDep,
-                               dry_run: Annotated[bool, Query()] = False) -> Any:
+async def import_catalog_route(
+    request: Request,
+    session: SessionDep,
+    principal: WriterDep,
+    dry_run: Annotated[bool, Query()] = False,
+) -> Any:
     body = await request.body()
     if len(body) > MAX_BYTES:
         raise ValidationFailed([FieldError("file", f"larger than {MAX_BYTES} bytes", "too_large")])

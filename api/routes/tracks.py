@@ -11,8 +11,8 @@ from pydantic import BaseModel, Field
 from api.deps import PrincipalDep, SessionDep
 from api.routes.crud import get_visible
 from schemas import catalog as c
-from schemas.store import service
 from schemas.errors import FieldError, ValidationFailed
+from schemas.store import service
 from schemas.store.models import Role
 from schemas.territories import TerritoryError, require_territory
 
@@ -31,19 +31,27 @@ class SplitSheet(BaseModel):
 
 
 @router.get("/{track_id}/split-sheet", response_model=SplitSheet)
-def split_sheet(track_id: int, session: SessionDep, principal: PrincipalDep,
-                as_of: Annotated[dt.date, Query()],
-                territory: Annotated[str, Query(min_length=2, max_length=2)]) -> Any:
+def split_sheet(
+    track_id: int,
+    session: SessionDep,
+    principal: PrincipalDep,
+    as_of: Annotated[dt.date, Query()],
+    territory: Annotated[str, Query(min_length=2, max_length=2)],
+) -> Any:
     get_visible(session, "tracks", principal, track_id)
     try:
         code = require_territory(territory)
     except TerritoryError as exc:
         raise ValidationFailed([FieldError("territory", exc.reason)]) from None
-    splits, rest = service.split_sheet(session, principal.org_id, track_id, as_of, code)
+    splits, rest_share = service.split_sheet(session, principal.org_id, track_id, as_of, code)
     if principal.role is Role.PAYEE:  # a payee sees its own lines, not others' or the label's
-        splits, rest = [s for s in splits if s.payee_id == principal.payee_id], None
+        splits = [s for s in splits if s.payee_id == principal.payee_id]
     level = "none" if not splits else ("track" if splits[0].track_id else "release")
     return SplitSheet(
-        track_id=track_id, as_of=as_of, territory=code, level=level,
-        splits=[c.SplitOut.model_validate(s) for s in splits], label_share=rest,
+        track_id=track_id,
+        as_of=as_of,
+        territory=code,
+        level=level,
+        splits=[c.SplitOut.model_validate(s) for s in splits],
+        label_share=None if principal.role is Role.PAYEE else rest_share,
     )

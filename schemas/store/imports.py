@@ -14,12 +14,11 @@ import io
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import sqlalchemy as sa
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 from sqlalchemy.orm import Session
-from typing_extensions import Annotated
 
 from schemas import catalog as c
 from schemas.errors import FieldError, StoreError, ValidationFailed
@@ -72,8 +71,17 @@ class CatalogRow(BaseModel):
     track_number: int
 
     def release_key(self) -> tuple[Any, ...]:
-        return (self.release_title, self.release_type, self.label_name, self.release_artist,
-                self.release_date, self.territories, self.genre, self.p_line, self.c_line)
+        return (
+            self.release_title,
+            self.release_type,
+            self.label_name,
+            self.release_artist,
+            self.release_date,
+            self.territories,
+            self.genre,
+            self.p_line,
+            self.c_line,
+        )
 
 
 REQUIRED = [n for n, f in CatalogRow.model_fields.items() if f.is_required()]
@@ -89,8 +97,13 @@ class ImportResult:
     dry_run: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows, "created": dict(self.created), "updated": dict(self.updated),
-                "unchanged": dict(self.unchanged), "dry_run": self.dry_run}
+        return {
+            "rows": self.rows,
+            "created": dict(self.created),
+            "updated": dict(self.updated),
+            "unchanged": dict(self.unchanged),
+            "dry_run": self.dry_run,
+        }
 
 
 def parse_rows(payload: bytes, content_type: str) -> list[tuple[int, dict[str, Any]]]:
@@ -98,22 +111,46 @@ def parse_rows(payload: bytes, content_type: str) -> list[tuple[int, dict[str, A
     try:
         text = payload.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ValidationFailed([FieldError("file", f"not UTF-8: byte {exc.start} "
-                                           f"({payload[exc.start]:#04x})", "encoding")]) from None
+        raise ValidationFailed(
+            [
+                FieldError(
+                    "file", f"not UTF-8: byte {exc.start} ({payload[exc.start]:#04x})", "encoding"
+                )
+            ]
+        ) from None
     if "json" in content_type:
         try:
             doc = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ValidationFailed([FieldError("file", f"malformed JSON at line {exc.lineno} "
-                                               f"column {exc.colno}: {exc.msg}", "json")]) from None
+            raise ValidationFailed(
+                [
+                    FieldError(
+                        "file",
+                        f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
+                        "json",
+                    )
+                ]
+            ) from None
         rows = doc.get("rows") if isinstance(doc, dict) else doc
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-            raise ValidationFailed([FieldError("rows", "expected a list of row objects (or "
-                                               "{\"rows\": [...]})", "json_shape")])
+            raise ValidationFailed(
+                [
+                    FieldError(
+                        "rows", 'expected a list of row objects (or {"rows": [...]})', "json_shape"
+                    )
+                ]
+            )
         return list(enumerate(rows, start=1))
     if "csv" not in content_type and "text/plain" not in content_type:
-        raise ValidationFailed([FieldError("content-type", f"{content_type!r} is not "
-                                           "text/csv or application/json", "media_type")])
+        raise ValidationFailed(
+            [
+                FieldError(
+                    "content-type",
+                    f"{content_type!r} is not text/csv or application/json",
+                    "media_type",
+                )
+            ]
+        )
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = [h.strip() for h in next(reader)]
@@ -121,12 +158,23 @@ def parse_rows(payload: bytes, content_type: str) -> list[tuple[int, dict[str, A
         raise ValidationFailed([FieldError("file", "empty file", "empty")]) from None
     except csv.Error as exc:
         raise ValidationFailed([FieldError("file", f"malformed CSV: {exc}", "csv")]) from None
-    errors = [FieldError(col, "required column missing", "missing_column", row=1)
-              for col in REQUIRED if col not in header]
-    errors += [FieldError(col, f"unknown column; expected some of {', '.join(COLUMNS)}",
-                          "unknown_column", row=1) for col in header if col not in COLUMNS]
-    errors += [FieldError(col, "column appears twice", "duplicate_column", row=1)
-               for col, n in Counter(header).items() if n > 1]
+    errors = [
+        FieldError(col, "required column missing", "missing_column", row=1)
+        for col in REQUIRED
+        if col not in header
+    ]
+    errors += [
+        FieldError(
+            col, f"unknown column; expected some of {', '.join(COLUMNS)}", "unknown_column", row=1
+        )
+        for col in header
+        if col not in COLUMNS
+    ]
+    errors += [
+        FieldError(col, "column appears twice", "duplicate_column", row=1)
+        for col, n in Counter(header).items()
+        if n > 1
+    ]
     if errors:
         raise ValidationFailed(errors)
     out = []
@@ -135,11 +183,21 @@ def parse_rows(payload: bytes, content_type: str) -> list[tuple[int, dict[str, A
             if not any(cell.strip() for cell in cells):
                 continue
             if len(cells) != len(header):
-                errors.append(FieldError("__row__", f"{len(cells)} cells, header has "
-                                         f"{len(header)}", "cell_count", row=reader.line_num))
+                errors.append(
+                    FieldError(
+                        "__row__",
+                        f"{len(cells)} cells, header has {len(header)}",
+                        "cell_count",
+                        row=reader.line_num,
+                    )
+                )
                 continue
-            out.append((reader.line_num, {h: v for h, v in zip(header, cells, strict=True)
-                                          if v.strip() != ""}))
+            out.append(
+                (
+                    reader.line_num,
+                    {h: v for h, v in zip(header, cells, strict=True) if v.strip() != ""},
+                )
+            )
     except csv.Error as exc:
         errors.append(FieldError("file", f"malformed CSV: {exc}", "csv", row=reader.line_num))
     if errors:
@@ -147,7 +205,9 @@ def parse_rows(payload: bytes, content_type: str) -> list[tuple[int, dict[str, A
     return out
 
 
-def _validate(raw: list[tuple[int, dict[str, Any]]]) -> tuple[list[tuple[int, CatalogRow]], list[FieldError]]:
+def _validate(
+    raw: list[tuple[int, dict[str, Any]]],
+) -> tuple[list[tuple[int, CatalogRow]], list[FieldError]]:
     rows, errors = [], []
     if len(raw) > MAX_ROWS:
         return [], [FieldError("file", f"{len(raw)} rows; split the file (max {MAX_ROWS})")]
@@ -164,31 +224,63 @@ def _validate(raw: list[tuple[int, dict[str, Any]]]) -> tuple[list[tuple[int, Ca
     for n, r in rows:
         if r.release_upc in first_release:
             m, other = first_release[r.release_upc]
-            for name, a, b in zip(_RELEASE_FIELDS, r.release_key(), other.release_key(), strict=True):
+            for name, a, b in zip(
+                _RELEASE_FIELDS, r.release_key(), other.release_key(), strict=True
+            ):
                 if a != b:
-                    errors.append(FieldError(name, f"differs from row {m} for the same UPC "
-                                             f"{r.release_upc}", "inconsistent_release", row=n))
+                    errors.append(
+                        FieldError(
+                            name,
+                            f"differs from row {m} for the same UPC {r.release_upc}",
+                            "inconsistent_release",
+                            row=n,
+                        )
+                    )
         else:
             first_release[r.release_upc] = (n, r)
         if r.isrc in seen_isrc:
-            errors.append(FieldError("isrc", f"{r.isrc} already on row {seen_isrc[r.isrc]}",
-                                     "duplicate", row=n))
+            errors.append(
+                FieldError(
+                    "isrc", f"{r.isrc} already on row {seen_isrc[r.isrc]}", "duplicate", row=n
+                )
+            )
         seen_isrc.setdefault(r.isrc, n)
         pos = (r.release_upc, r.disc_number, r.track_number)
         if pos in seen_position:
-            errors.append(FieldError("track_number", f"disc {r.disc_number} track "
-                                     f"{r.track_number} already on row {seen_position[pos]}",
-                                     "duplicate", row=n))
+            errors.append(
+                FieldError(
+                    "track_number",
+                    f"disc {r.disc_number} track "
+                    f"{r.track_number} already on row {seen_position[pos]}",
+                    "duplicate",
+                    row=n,
+                )
+            )
         seen_position.setdefault(pos, n)
     return rows, errors
 
 
-_RELEASE_FIELDS = ("release_title", "release_type", "label_name", "release_artist",
-                   "release_date", "territories", "genre", "p_line", "c_line")
+_RELEASE_FIELDS = (
+    "release_title",
+    "release_type",
+    "label_name",
+    "release_artist",
+    "release_date",
+    "territories",
+    "genre",
+    "p_line",
+    "c_line",
+)
 
 
-def _upsert(session: Session, org_id: int, kind: str, existing: Any, values: dict[str, Any],
-            result: ImportResult) -> Any:
+def _upsert(
+    session: Session,
+    org_id: int,
+    kind: str,
+    existing: Any,
+    values: dict[str, Any],
+    result: ImportResult,
+) -> Any:
     if existing is None:
         result.created[kind] += 1
         return service.create(session, org_id, kind, values)
@@ -200,8 +292,9 @@ def _upsert(session: Session, org_id: int, kind: str, existing: Any, values: dic
     return service.update(session, org_id, kind, existing.id, values)
 
 
-def import_catalog(session: Session, org_id: int, payload: bytes, content_type: str, *,
-                   dry_run: bool = False) -> ImportResult:
+def import_catalog(
+    session: Session, org_id: int, payload: bytes, content_type: str, *, dry_run: bool = False
+) -> ImportResult:
     """Apply a catalogue file in one savepoint; any error anywhere leaves the store untouched."""
     rows, errors = _validate(parse_rows(payload, content_type))
     if errors:
@@ -217,32 +310,67 @@ def import_catalog(session: Session, org_id: int, payload: bytes, content_type: 
                     artists[name] = service.create(session, org_id, "artists", {"name": name})
                     result.created["artists"] += 1
             if r.release_upc not in releases:
-                existing = session.scalar(sa.select(ReleaseRow).where(
-                    ReleaseRow.org_id == org_id, ReleaseRow.upc == r.release_upc))
-                releases[r.release_upc] = _upsert(session, org_id, "releases", existing, {
-                    "upc": r.release_upc, "title": r.release_title,
-                    "release_type": r.release_type, "label_name": r.label_name,
-                    "artist_id": artists[r.release_artist].id,
-                    "original_release_date": r.release_date, "territories": r.territories,
-                    "genre": r.genre, "p_line": r.p_line, "c_line": r.c_line,
-                }, result)
+                existing = session.scalar(
+                    sa.select(ReleaseRow).where(
+                        ReleaseRow.org_id == org_id, ReleaseRow.upc == r.release_upc
+                    )
+                )
+                releases[r.release_upc] = _upsert(
+                    session,
+                    org_id,
+                    "releases",
+                    existing,
+                    {
+                        "upc": r.release_upc,
+                        "title": r.release_title,
+                        "release_type": r.release_type,
+                        "label_name": r.label_name,
+                        "artist_id": artists[r.release_artist].id,
+                        "original_release_date": r.release_date,
+                        "territories": r.territories,
+                        "genre": r.genre,
+                        "p_line": r.p_line,
+                        "c_line": r.c_line,
+                    },
+                    result,
+                )
             release = releases[r.release_upc]
-            track = session.scalar(sa.select(Track).where(Track.org_id == org_id,
-                                                          Track.isrc == r.isrc))
+            track = session.scalar(
+                sa.select(Track).where(Track.org_id == org_id, Track.isrc == r.isrc)
+            )
             if track is not None and track.release_id != release.id:
-                errors.append(FieldError("isrc", f"{r.isrc} is already a track of release "
-                                         f"{track.release_id}; one recording per ISRC",
-                                         "duplicate", row=n))
+                errors.append(
+                    FieldError(
+                        "isrc",
+                        f"{r.isrc} is already a track of release "
+                        f"{track.release_id}; one recording per ISRC",
+                        "duplicate",
+                        row=n,
+                    )
+                )
                 continue
-            _upsert(session, org_id, "tracks", track, {
-                "release_id": release.id, "isrc": r.isrc, "title": r.track_title,
-                "version": r.version, "artist_id": artists[r.track_artist or r.release_artist].id,
-                "duration_seconds": r.duration, "explicit": r.explicit,
-                "disc_number": r.disc_number, "track_number": r.track_number,
-            }, result)
+            _upsert(
+                session,
+                org_id,
+                "tracks",
+                track,
+                {
+                    "release_id": release.id,
+                    "isrc": r.isrc,
+                    "title": r.track_title,
+                    "version": r.version,
+                    "artist_id": artists[r.track_artist or r.release_artist].id,
+                    "duration_seconds": r.duration,
+                    "explicit": r.explicit,
+                    "disc_number": r.disc_number,
+                    "track_number": r.track_number,
+                },
+                result,
+            )
         except StoreError as exc:
             errors += [FieldError(e.field, e.message, e.code, row=n) for e in exc.errors] or [
-                FieldError("__row__", exc.detail, "rejected", row=n)]
+                FieldError("__row__", exc.detail, "rejected", row=n)
+            ]
     if errors or dry_run:
         savepoint.rollback()
         if errors:

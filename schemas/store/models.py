@@ -4,7 +4,8 @@ Every row but ``organisations`` carries ``org_id``: the tenant. Effective-dated 
 (``splits``, ``contract_rates``) are never overwritten: a change is a new row with a later
 ``effective_from``; both bounds are inclusive and ``effective_to`` NULL means open-ended.
 Territory sets are stored in their canonical text form (``WW``, ``GB,IE``, ``WW,-US``),
-see ``schemas.territories``.
+see ``schemas.territories``. CHECK constraints CAST decimals to NUMERIC because SQLite
+stores them as text (see ``schemas.store.types``), where a bare comparison would be textual.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ NAMING = {
 
 class Base(DeclarativeBase):
     metadata = sa.MetaData(naming_convention=NAMING)
+    id: Mapped[int] = mapped_column(primary_key=True)
 
 
 def _utcnow() -> dt.datetime:
@@ -101,7 +103,6 @@ class StatementFrequency(enum.StrEnum):
 
 class Organisation(Base):
     __tablename__ = "organisations"
-    id: Mapped[int] = mapped_column(primary_key=True)
     slug: Mapped[str] = mapped_column(sa.String(64), unique=True)
     name: Mapped[str] = mapped_column(sa.String(200))
     default_currency: Mapped[str] = mapped_column(sa.String(3), default="EUR")
@@ -115,7 +116,6 @@ class ApiKey(Base):
             "(role = 'payee') = (payee_id IS NOT NULL)", name="payee_key_bound_to_payee"
         ),
     )
-    id: Mapped[int] = mapped_column(primary_key=True)
     org_id: Mapped[int] = mapped_column(sa.ForeignKey("organisations.id", ondelete="CASCADE"))
     prefix: Mapped[str] = mapped_column(sa.String(16), unique=True)
     key_hash: Mapped[str] = mapped_column(sa.String(64))
@@ -131,7 +131,6 @@ class Artist(Base):
 
     __tablename__ = "artists"
     __table_args__ = (sa.UniqueConstraint("org_id", "name"),)
-    id: Mapped[int] = mapped_column(primary_key=True)
     org_id: Mapped[int] = mapped_column(
         sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
     )
@@ -145,7 +144,6 @@ class Artist(Base):
 class Release(Base):
     __tablename__ = "releases"
     __table_args__ = (sa.UniqueConstraint("org_id", "upc"),)
-    id: Mapped[int] = mapped_column(primary_key=True)
     org_id: Mapped[int] = mapped_column(
         sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
     )
@@ -170,7 +168,6 @@ class Track(Base):
         sa.UniqueConstraint("release_id", "disc_number", "track_number"),
         sa.CheckConstraint("duration_seconds > 0", name="positive_duration"),
     )
-    id: Mapped[int] = mapped_column(primary_key=True)
     org_id: Mapped[int] = mapped_column(
         sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
     )
@@ -193,7 +190,6 @@ class Track(Base):
 class Contributor(Base):
     __tablename__ = "contributors"
     __table_args__ = (sa.UniqueConstraint("track_id", "artist_id", "role"),)
-    id: Mapped[int] = mapped_column(primary_key=True)
     org_id: Mapped[int] = mapped_column(
         sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
     )
@@ -208,10 +204,9 @@ class Payee(Base):
     __table_args__ = (
         sa.UniqueConstraint("org_id", "name"),
         sa.CheckConstraint(
-            "withholding_rate >= 0 AND withholding_rate <= 1", name="withholding_fraction"
+            "CAST(withholding_rate AS NUMERIC) BETWEEN 0 AND 1", name="withholding_fraction"
         ),
     )
-    id: Mapped[int] = mapped_column(primary_key=True)
     org_id: Mapped[int] = mapped_column(
         sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
     )
@@ -230,12 +225,15 @@ class Contract(Base):
     __tablename__ = "contracts"
     __table_args__ = (
         sa.UniqueConstraint("org_id", "reference"),
-        sa.CheckConstraint("reserve_rate >= 0 AND reserve_rate < 1", name="reserve_fraction"),
         sa.CheckConstraint(
-            "distribution_fee >= 0 AND distribution_fee < 1", name="distribution_fee_fraction"
+            "CAST(reserve_rate AS NUMERIC) >= 0 AND CAST(reserve_rate AS NUMERIC) < 1",
+            name="reserve_fraction",
+        ),
+        sa.CheckConstraint(
+            "CAST(distribution_fee AS NUMERIC) >= 0 AND CAST(distribution_fee AS NUMERIC) < 1",
+            name="distribution_fee_fraction",
         ),
     )
-    id: Mapped[int] = mapped_column(primary_key=True)
     org_id: Mapped[int] = mapped_column(
         sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
     )
@@ -260,7 +258,6 @@ class ContractRate(Base):
     """A royalty rate, effective-dated; ``tiers`` are escalations by cumulative units."""
 
     __tablename__ = "contract_rates"
-    id: Mapped[int] = mapped_column(primary_key=True)
     org_id: Mapped[int] = mapped_column(
         sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
     )
@@ -281,8 +278,7 @@ class ContractCharge(Base):
     """An advance or recoupable cost, dated, recouped from the contract's royalties."""
 
     __tablename__ = "contract_charges"
-    __table_args__ = (sa.CheckConstraint("amount > 0", name="positive_amount"),)
-    id: Mapped[int] = mapped_column(primary_key=True)
+    __table_args__ = (sa.CheckConstraint("CAST(amount AS NUMERIC) > 0", name="positive_amount"),)
     org_id: Mapped[int] = mapped_column(
         sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
     )
@@ -305,15 +301,14 @@ class Split(Base):
 
     __tablename__ = "splits"
     __table_args__ = (
+        sa.CheckConstraint("(track_id IS NULL) <> (release_id IS NULL)", name="track_xor_release"),
         sa.CheckConstraint(
-            "(track_id IS NULL) <> (release_id IS NULL)", name="track_xor_release"
+            "CAST(share AS NUMERIC) > 0 AND CAST(share AS NUMERIC) <= 1", name="share_fraction"
         ),
-        sa.CheckConstraint("share > 0 AND share <= 1", name="share_fraction"),
         sa.CheckConstraint(
             "effective_to IS NULL OR effective_to >= effective_from", name="range_order"
         ),
     )
-    id: Mapped[int] = mapped_column(primary_key=True)
     org_id: Mapped[int] = mapped_column(
         sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
     )
@@ -337,7 +332,6 @@ class AuditEntry(Base):
     """One write to the store: who, when, what, before and after (written by ``audit``)."""
 
     __tablename__ = "audit_log"
-    id: Mapped[int] = mapped_column(primary_key=True)
     org_id: Mapped[int | None] = mapped_column(sa.Integer, index=True)
     actor: Mapped[str] = mapped_column(sa.String(100))
     api_key_id: Mapped[int | None] = mapped_column(sa.Integer)

@@ -100,9 +100,7 @@ def _duplicate(
 
 
 # --- effective dating ----------------------------------------------------------------------
-def _overlaps(
-    a_from: dt.date, a_to: dt.date | None, b_from: dt.date, b_to: dt.date | None
-) -> bool:
+def _overlaps(a_from: dt.date, a_to: dt.date | None, b_from: dt.date, b_to: dt.date | None) -> bool:
     return (b_to is None or a_from <= b_to) and (a_to is None or b_from <= a_to)
 
 
@@ -169,7 +167,11 @@ def share_total_errors(new: _Dated, siblings: Sequence[_Dated], target: str) -> 
     checkpoints = {new.effective_from}
     for s in active:
         for d in (s.effective_from, s.effective_to and s.effective_to + dt.timedelta(days=1)):
-            if d and d >= new.effective_from and (new.effective_to is None or d <= new.effective_to):
+            if (
+                d
+                and d >= new.effective_from
+                and (new.effective_to is None or d <= new.effective_to)
+            ):
                 checkpoints.add(d)
     for day in sorted(checkpoints):
         live = [
@@ -205,23 +207,36 @@ def _release_rules(s: Session, org: int, d: c.ReleaseIn, eid: int | None) -> lis
 
 def _track_rules(s: Session, org: int, d: c.TrackIn, eid: int | None) -> list[FieldError]:
     refs = [("release_id", Release, d.release_id), ("artist_id", Artist, d.artist_id)]
-    refs += [(f"contributors.{i}.artist_id", Artist, x.artist_id) for i, x in enumerate(d.contributors)]
+    refs += [
+        (f"contributors.{i}.artist_id", Artist, x.artist_id) for i, x in enumerate(d.contributors)
+    ]
     errors = _ref_errors(s, org, refs) + _duplicate(s, Track, org, eid, "isrc", d.isrc)
     if not errors:
         taken = _duplicate(
-            s, Track, org, eid, "track_number", d.track_number,
-            Track.release_id == d.release_id, Track.disc_number == d.disc_number,
+            s,
+            Track,
+            org,
+            eid,
+            "track_number",
+            d.track_number,
+            Track.release_id == d.release_id,
+            Track.disc_number == d.disc_number,
         )
         errors += [
-            FieldError("track_number", f"disc {d.disc_number} track {d.track_number} of this "
-                       "release is already taken", "duplicate")
+            FieldError(
+                "track_number",
+                f"disc {d.disc_number} track {d.track_number} of this release is already taken",
+                "duplicate",
+            )
             for _ in taken
         ]
     seen = set()
     for i, x in enumerate(d.contributors):
         key = (x.artist_id, x.role)
         if key in seen:
-            errors.append(FieldError(f"contributors.{i}", "the same artist and role twice", "duplicate"))
+            errors.append(
+                FieldError(f"contributors.{i}", "the same artist and role twice", "duplicate")
+            )
         seen.add(key)
     return errors
 
@@ -236,13 +251,17 @@ def _rate_errors(basis: Basis, rate: c.RateIn, prefix: str = "") -> list[FieldEr
     if basis is Basis.PER_UNIT:
         return []
     errors = []
-    for name, value in [("rate", rate.rate)] + [(f"tiers.{i}.rate", t.rate) for i, t in enumerate(rate.tiers)]:
+    for name, value in [("rate", rate.rate)] + [
+        (f"tiers.{i}.rate", t.rate) for i, t in enumerate(rate.tiers)
+    ]:
         if value > 1:
-            errors.append(FieldError(
-                prefix + name,
-                f"a {basis.value} rate is a fraction of the basis (0.18 = 18%), got {value}",
-                "rate_not_fraction",
-            ))
+            errors.append(
+                FieldError(
+                    prefix + name,
+                    f"a {basis.value} rate is a fraction of the basis (0.18 = 18%), got {value}",
+                    "rate_not_fraction",
+                )
+            )
     return errors
 
 
@@ -255,23 +274,35 @@ def _contract_rules(s: Session, org: int, d: c.ContractIn, eid: int | None) -> l
 
 
 def _split_rules(s: Session, org: int, d: c.SplitIn, eid: int | None) -> list[FieldError]:
-    errors = _ref_errors(s, org, [
-        ("track_id", Track, d.track_id), ("release_id", Release, d.release_id),
-        ("payee_id", Payee, d.payee_id), ("contract_id", Contract, d.contract_id),
-    ])
+    errors = _ref_errors(
+        s,
+        org,
+        [
+            ("track_id", Track, d.track_id),
+            ("release_id", Release, d.release_id),
+            ("payee_id", Payee, d.payee_id),
+            ("contract_id", Contract, d.contract_id),
+        ],
+    )
     if errors:
         return errors
     contract = s.get(Contract, d.contract_id)
     assert contract is not None
     if contract.payee_id != d.payee_id:
-        return [FieldError("contract_id", f"contract {contract.id} belongs to payee "
-                           f"{contract.payee_id}, not payee {d.payee_id}", "contract_payee_mismatch")]
+        return [
+            FieldError(
+                "contract_id",
+                f"contract {contract.id} belongs to payee "
+                f"{contract.payee_id}, not payee {d.payee_id}",
+                "contract_payee_mismatch",
+            )
+        ]
     new = _Dated(eid, d.effective_from, d.effective_to, d.territories, d.share)
     target_col = Split.track_id if d.track_id is not None else Split.release_id
     target_id = d.track_id if d.track_id is not None else d.release_id
-    rows = s.scalars(sa.select(Split).where(
-        Split.org_id == org, target_col == target_id, Split.id != (eid or 0)
-    )).all()
+    rows = s.scalars(
+        sa.select(Split).where(Split.org_id == org, target_col == target_id, Split.id != (eid or 0))
+    ).all()
     same_key = [r for r in rows if r.payee_id == d.payee_id and r.contract_id == d.contract_id]
     to_close, errors = _resolve_same_key(new, same_key, "split", creating=eid is None)
     closing = {r.id for r in to_close}
@@ -300,8 +331,9 @@ SPECS: dict[str, Spec] = {
     "releases": Spec(Release, c.ReleaseIn, c.ReleasePatch, _release_rules),
     "tracks": Spec(Track, c.TrackIn, c.TrackPatch, _track_rules, frozenset({"contributors"})),
     "payees": Spec(Payee, c.PayeeIn, c.PayeePatch, _payee_rules),
-    "contracts": Spec(Contract, c.ContractIn, c.ContractPatch, _contract_rules,
-                      frozenset({"rates", "charges"})),
+    "contracts": Spec(
+        Contract, c.ContractIn, c.ContractPatch, _contract_rules, frozenset({"rates", "charges"})
+    ),
     "splits": Spec(Split, c.SplitIn, c.SplitPatch, _split_rules),
 }
 
@@ -311,7 +343,9 @@ def _close_superseded(session: Session, new_from: dt.date) -> None:
         row.effective_to = new_from - dt.timedelta(days=1)
 
 
-def _write_nested(session: Session, org_id: int, obj: Base, data: BaseModel, fields: set[str]) -> None:
+def _write_nested(
+    session: Session, org_id: int, obj: Base, data: BaseModel, fields: set[str]
+) -> None:
     if isinstance(obj, Track) and "contributors" in fields:
         session.execute(sa.delete(Contributor).where(Contributor.track_id == obj.id))
         for x in data.contributors:  # type: ignore[attr-defined]
@@ -364,7 +398,9 @@ def _current_values(session: Session, obj: Base, spec: Spec) -> dict[str, Any]:
     return values
 
 
-def update(session: Session, org_id: int, kind: str, obj_id: int, patch: BaseModel | dict[str, Any]) -> Base:
+def update(
+    session: Session, org_id: int, kind: str, obj_id: int, patch: BaseModel | dict[str, Any]
+) -> Base:
     spec = SPECS[kind]
     obj = get_owned(session, spec.model, org_id, obj_id)
     changes = _validated(spec.patch, patch).model_dump(exclude_unset=True)
@@ -403,16 +439,20 @@ def _flush(session: Session) -> None:
 
 
 # --- contract rates and charges ------------------------------------------------------------
-def add_rate(session: Session, org_id: int, contract_id: int, data: BaseModel | dict[str, Any]) -> ContractRate:
+def add_rate(
+    session: Session, org_id: int, contract_id: int, data: BaseModel | dict[str, Any]
+) -> ContractRate:
     contract = get_owned(session, Contract, org_id, contract_id)
     rate = _validated(c.RateIn, data)
     assert isinstance(rate, c.RateIn)
     errors = _rate_errors(contract.basis, rate)
-    same_key = session.scalars(sa.select(ContractRate).where(
-        ContractRate.contract_id == contract.id,
-        ContractRate.usage_type == rate.usage_type,
-        ContractRate.channel == rate.channel,
-    )).all()
+    same_key = session.scalars(
+        sa.select(ContractRate).where(
+            ContractRate.contract_id == contract.id,
+            ContractRate.usage_type == rate.usage_type,
+            ContractRate.channel == rate.channel,
+        )
+    ).all()
     new = _Dated(None, rate.effective_from, rate.effective_to, rate.territories)
     to_close, overlap = _resolve_same_key(new, same_key, "rate", creating=True)
     errors += overlap
@@ -421,15 +461,19 @@ def add_rate(session: Session, org_id: int, contract_id: int, data: BaseModel | 
     for row in to_close:
         row.effective_to = rate.effective_from - dt.timedelta(days=1)
     obj = ContractRate(
-        org_id=org_id, contract_id=contract.id,
-        **rate.model_dump(exclude={"tiers"}), tiers=[t.as_json() for t in rate.tiers],
+        org_id=org_id,
+        contract_id=contract.id,
+        **rate.model_dump(exclude={"tiers"}),
+        tiers=[t.as_json() for t in rate.tiers],
     )
     session.add(obj)
     _flush(session)
     return obj
 
 
-def add_charge(session: Session, org_id: int, contract_id: int, data: BaseModel | dict[str, Any]) -> ContractCharge:
+def add_charge(
+    session: Session, org_id: int, contract_id: int, data: BaseModel | dict[str, Any]
+) -> ContractCharge:
     contract = get_owned(session, Contract, org_id, contract_id)
     charge = _validated(c.ChargeIn, data)
     obj = ContractCharge(org_id=org_id, contract_id=contract.id, **charge.model_dump())
@@ -456,9 +500,11 @@ def split_sheet(
     track = get_owned(session, Track, org_id, track_id)
     levels = [Split.track_id == track.id, Split.release_id == track.release_id]
     for level in levels:
-        rows = session.scalars(effective_on(
-            sa.select(Split).where(Split.org_id == org_id, level), Split, as_of
-        ).order_by(Split.id)).all()
+        rows = session.scalars(
+            effective_on(
+                sa.select(Split).where(Split.org_id == org_id, level), Split, as_of
+            ).order_by(Split.id)
+        ).all()
         applying = [r for r in rows if parse_territory_set(r.territories).contains(territory)]
         if applying:
             return applying, Decimal(1) - sum((r.share for r in applying), Decimal(0))

@@ -12,7 +12,6 @@ from alembic import op
 
 from schemas.store.types import Money, Ratio
 
-
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -36,9 +35,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_log")),
     )
     with op.batch_alter_table("audit_log", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_audit_log_org_id"), ["org_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_audit_log_org_id"), ["org_id"], unique=False)
 
     op.create_table(
         "organisations",
@@ -97,7 +94,7 @@ def upgrade() -> None:
         sa.Column("self_billing_consent", sa.Boolean(), nullable=False),
         sa.Column("self_billing_expires", sa.Date(), nullable=True),
         sa.CheckConstraint(
-            "withholding_rate >= 0 AND withholding_rate <= 1",
+            "CAST(withholding_rate AS NUMERIC) BETWEEN 0 AND 1",
             name=op.f("ck_payees_withholding_fraction"),
         ),
         sa.ForeignKeyConstraint(
@@ -161,9 +158,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("org_id", "upc", name=op.f("uq_releases_org_id_upc")),
     )
     with op.batch_alter_table("releases", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_releases_org_id"), ["org_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_releases_org_id"), ["org_id"], unique=False)
 
     op.create_table(
         "api_keys",
@@ -251,11 +246,11 @@ def upgrade() -> None:
         sa.Column("start_date", sa.Date(), nullable=False),
         sa.Column("end_date", sa.Date(), nullable=True),
         sa.CheckConstraint(
-            "distribution_fee >= 0 AND distribution_fee < 1",
+            "CAST(distribution_fee AS NUMERIC) >= 0 AND CAST(distribution_fee AS NUMERIC) < 1",
             name=op.f("ck_contracts_distribution_fee_fraction"),
         ),
         sa.CheckConstraint(
-            "reserve_rate >= 0 AND reserve_rate < 1",
+            "CAST(reserve_rate AS NUMERIC) >= 0 AND CAST(reserve_rate AS NUMERIC) < 1",
             name=op.f("ck_contracts_reserve_fraction"),
         ),
         sa.ForeignKeyConstraint(
@@ -271,17 +266,11 @@ def upgrade() -> None:
             ondelete="RESTRICT",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_contracts")),
-        sa.UniqueConstraint(
-            "org_id", "reference", name=op.f("uq_contracts_org_id_reference")
-        ),
+        sa.UniqueConstraint("org_id", "reference", name=op.f("uq_contracts_org_id_reference")),
     )
     with op.batch_alter_table("contracts", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_contracts_org_id"), ["org_id"], unique=False
-        )
-        batch_op.create_index(
-            batch_op.f("ix_contracts_payee_id"), ["payee_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_contracts_org_id"), ["org_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_contracts_payee_id"), ["payee_id"], unique=False)
 
     op.create_table(
         "tracks",
@@ -296,9 +285,7 @@ def upgrade() -> None:
         sa.Column("explicit", sa.Boolean(), nullable=False),
         sa.Column("disc_number", sa.Integer(), nullable=False),
         sa.Column("track_number", sa.Integer(), nullable=False),
-        sa.CheckConstraint(
-            "duration_seconds > 0", name=op.f("ck_tracks_positive_duration")
-        ),
+        sa.CheckConstraint("duration_seconds > 0", name=op.f("ck_tracks_positive_duration")),
         sa.ForeignKeyConstraint(
             ["artist_id"],
             ["artists.id"],
@@ -328,9 +315,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("tracks", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_tracks_org_id"), ["org_id"], unique=False)
-        batch_op.create_index(
-            batch_op.f("ix_tracks_release_id"), ["release_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_tracks_release_id"), ["release_id"], unique=False)
 
     op.create_table(
         "contract_charges",
@@ -354,7 +339,8 @@ def upgrade() -> None:
         sa.Column("incurred_on", sa.Date(), nullable=False),
         sa.Column("description", sa.String(length=500), nullable=False),
         sa.CheckConstraint(
-            "amount > 0", name=op.f("ck_contract_charges_positive_amount")
+            "CAST(amount AS NUMERIC) > 0",
+            name=op.f("ck_contract_charges_positive_amount"),
         ),
         sa.ForeignKeyConstraint(
             ["contract_id"],
@@ -374,9 +360,7 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_contract_charges_contract_id"), ["contract_id"], unique=False
         )
-        batch_op.create_index(
-            batch_op.f("ix_contract_charges_org_id"), ["org_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_contract_charges_org_id"), ["org_id"], unique=False)
 
     op.create_table(
         "contract_rates",
@@ -408,9 +392,7 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_contract_rates_contract_id"), ["contract_id"], unique=False
         )
-        batch_op.create_index(
-            batch_op.f("ix_contract_rates_org_id"), ["org_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_contract_rates_org_id"), ["org_id"], unique=False)
 
     op.create_table(
         "contributors",
@@ -465,9 +447,7 @@ def upgrade() -> None:
         ),
     )
     with op.batch_alter_table("contributors", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_contributors_org_id"), ["org_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_contributors_org_id"), ["org_id"], unique=False)
 
     op.create_table(
         "splits",
@@ -486,11 +466,12 @@ def upgrade() -> None:
             name=op.f("ck_splits_track_xor_release"),
         ),
         sa.CheckConstraint(
-            "effective_to IS NULL OR effective_to >= effective_from",
-            name=op.f("ck_splits_range_order"),
+            "CAST(share AS NUMERIC) > 0 AND CAST(share AS NUMERIC) <= 1",
+            name=op.f("ck_splits_share_fraction"),
         ),
         sa.CheckConstraint(
-            "share > 0 AND share <= 1", name=op.f("ck_splits_share_fraction")
+            "effective_to IS NULL OR effective_to >= effective_from",
+            name=op.f("ck_splits_range_order"),
         ),
         sa.ForeignKeyConstraint(
             ["contract_id"],
@@ -526,15 +507,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("splits", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_splits_org_id"), ["org_id"], unique=False)
-        batch_op.create_index(
-            batch_op.f("ix_splits_payee_id"), ["payee_id"], unique=False
-        )
-        batch_op.create_index(
-            batch_op.f("ix_splits_release_id"), ["release_id"], unique=False
-        )
-        batch_op.create_index(
-            batch_op.f("ix_splits_track_id"), ["track_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_splits_payee_id"), ["payee_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_splits_release_id"), ["release_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_splits_track_id"), ["track_id"], unique=False)
 
     # ### end Alembic commands ###
 

@@ -1,0 +1,45 @@
+# The two commands: `make demo` and `make test`. Each does its own set-up on a machine with
+# only Python 3.11 and pip: installs uv if missing, then `uv sync --frozen` from uv.lock.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+RUN := $(UV) run --frozen
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: demo test lint format setup system-deps api clean
+
+demo: setup ## Build the sample label `demo` in ./var (SQLite) and print a summary
+	$(RUN) tunemantra demo
+
+test: setup system-deps ## Run every test; the tests start (and stop) their own servers
+	$(RUN) pytest
+
+lint: setup ## ruff (pinned) + mypy
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy
+
+format: setup
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+
+api: setup ## Serve the API on http://127.0.0.1:8000 (docs at /docs)
+	$(RUN) tunemantra db upgrade
+	$(RUN) tunemantra api
+
+setup:
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || \
+	  $(PYTHON) -m pip install --quiet uv || \
+	  $(PYTHON) -m pip install --quiet --user --break-system-packages uv
+	$(UV) sync --frozen
+
+# Servers the tests start on loopback come from Debian packages: install them where missing.
+system-deps:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null; then \
+	  echo "installing PostgreSQL server binaries (apt-get)"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; \
+	fi
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

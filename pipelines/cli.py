@@ -1,0 +1,168 @@
+"""``tunemantra``: the admin and pipeline command line."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import sqlalchemy as sa
+import typer
+
+from pipelines.resources import get_engine, get_session_factory
+from pipelines.settings import get_settings
+from schemas.errors import StoreError
+from schemas.store import db
+from schemas.store.models import Organisation, Role
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+db_app = typer.Typer(no_args_is_help=True, help="The store's schema.")
+org_app = typer.Typer(no_args_is_help=True, help="Organisations (tenants).")
+key_app = typer.Typer(no_args_is_help=True, help="API keys.")
+import_app = typer.Typer(no_args_is_help=True, help="Bulk imports.")
+app.add_typer(db_app, name="db")
+app.add_typer(org_app, name="org")
+app.add_typer(key_app, name="apikey")
+app.add_typer(import_app, name="import")
+
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+
+
+def fail(exc: StoreError) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(code=2)
+
+
+def _org_id(session: sa.orm.Session, slug: str) -> int:
+    org_id = session.scalar(sa.select(Organisation.id).where(Organisation.slug == slug))
+    if org_id is None:
+        typer.echo(
+            f"error: no organisation {slug!r} (tunemantra org create {slug} --name ...)", err=True
+        )
+        raise typer.Exit(code=2)
+    return org_id
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Create or migrate the store's tables (Alembic)."""
+    engine = get_engine()
+    db.upgrade(engine, revision)
+    typer.echo(
+        f"database at revision {db.current_revision(engine)} ({engine.url.render_as_string()})"
+    )
+
+
+@org_app.command("create")
+def org_create(
+    slug: str,
+    name: Annotated[str, typer.Option()],
+    currency: Annotated[str, typer.Option(help="reporting currency")] = "EUR",
+) -> None:
+    """Create an organisation (a label or distributor)."""
+    from schemas.territories import require_currency
+
+    if not SLUG.match(slug):
+        typer.echo("error: slug must be 2-63 chars of a-z, 0-9 and -", err=True)
+        raise typer.Exit(code=2)
+    try:
+        currency = require_currency(currency)
+    except ValueError as exc:
+        typer.echo(f"error: currency: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    with db.transaction(get_session_factory(), actor="cli") as session:
+        if session.scalar(sa.select(Organisation.id).where(Organisation.slug == slug)):
+            typer.echo(f"error: organisation {slug!r} already exists", err=True)
+            raise typer.Exit(code=2)
+        org = Organisation(slug=slug, name=name, default_currency=currency)
+        session.add(org)
+        session.flush()
+        typer.echo(f"created organisation {slug} (id {org.id})")
+
+
+@key_app.command("create")
+def apikey_create(
+    org: Annotated[str, typer.Option(help="organisation slug")],
+    role: Annotated[Role, typer.Option()],
+    payee: Annotated[int | None, typer.Option(help="payee id (payee keys only)")] = None,
+    label: Annotated[str, typer.Option()] = "",
+) -> None:
+    """Create an API key and print it once (only its hash is stored)."""
+    from schemas.store.keys import issue_key
+
+    settings = get_settings()
+    try:
+        with db.transaction(get_session_factory(), actor="cli") as session:
+            _, plain = issue_key(
+                session,
+                org_id=_org_id(session, org),
+                role=role,
+                payee_id=payee,
+                label=label,
+                secret_key=settings.secret_key.get_secret_value(),
+            )
+    except StoreError as exc:
+        raise fail(exc) from None
+    typer.echo(plain)
+
+
+@import_app.command("catalog")
+def import_catalog_cmd(
+    file: Path,
+    org: Annotated[str, typer.Option()],
+    dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
+) -> None:
+    """Import a catalogue CSV/JSON file, all or nothing (the API's /v1/imports/catalog)."""
+    from schemas.store.imports import import_catalog
+
+    kind = "application/json" if file.suffix.lower() == ".json" else "text/csv"
+    try:
+        with db.transaction(get_session_factory(), actor="cli") as session:
+            result = import_catalog(
+                session, _org_id(session, org), file.read_bytes(), kind, dry_run=dry_run
+            )
+    except StoreError as exc:
+        typer.echo(
+            json.dumps(
+                {"detail": exc.detail, "errors": [e.as_dict() for e in exc.errors]}, indent=1
+            ),
+            err=True,
+        )
+        raise typer.Exit(code=2) from None
+    typer.echo(json.dumps(result.as_dict()))
+
+
+@app.command("api")
+def serve_api(
+    host: Annotated[str | None, typer.Option()] = None,
+    port: Annotated[int | None, typer.Option()] = None,
+) -> None:
+    """Serve the API (OpenAPI docs at /docs). Binds loopback unless told otherwise."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = get_settings()
+    application = create_app(
+        get_session_factory(settings), secret_key=settings.secret_key.get_secret_value()
+    )
+    uvicorn.run(application, host=host or settings.api_host, port=port or settings.api_port)
+
+
+@app.command("demo")
+def demo(seed: Annotated[int, typer.Option()] = 2026) -> None:
+    """Build the sample label `demo` from a fixed seed and print a summary."""
+    from pipelines.demo import print_summary, run_demo
+
+    engine = get_engine()
+    db.upgrade(engine)
+    summary = run_demo(
+        get_session_factory(), seed=seed, secret_key=get_settings().secret_key.get_secret_value()
+    )
+    print_summary(summary)
+
+
+def main() -> None:  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,151 @@
+"""Shared fixtures: the store on SQLite and on a real PostgreSQL server, the API client."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.app import create_app
+from schemas.store import db
+from schemas.store.keys import issue_key
+from schemas.store.models import Organisation, Role
+from tests.servers.postgres import PostgresServer
+
+SECRET = "test-secret-key-not-a-placeholder"
+_db_names = itertools.count()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec and callspec.params.get("backend") == "postgresql":
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    server = PostgresServer.start()
+    try:
+        template = sa.create_engine(server.url, isolation_level="AUTOCOMMIT")
+        with template.connect() as conn:
+            conn.execute(sa.text("CREATE DATABASE tm_template"))
+        template.dispose()
+        migrated = db.make_engine(server.url.rsplit("/", 1)[0] + "/tm_template")
+        db.upgrade(migrated)
+        migrated.dispose()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    engine = db.make_engine(f"sqlite:///{path}")
+    db.upgrade(engine)
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def db_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, migrated database for one test, on the backend under test."""
+    if backend == "sqlite":
+        path = tmp_path / "store.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    name = f"tm_test_{next(_db_names)}"
+    admin = sa.create_engine(server.url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE tm_template'))
+    admin.dispose()
+    return server.url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[sa.Engine]:
+    eng = db.make_engine(db_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def factory(engine: sa.Engine) -> sessionmaker[Session]:
+    return db.session_factory(engine)
+
+
+@pytest.fixture
+def session(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session inside a transaction that each test may commit."""
+    with factory() as s:
+        s.info["actor"] = "test"
+        yield s
+
+
+def make_org(factory: sessionmaker[Session], slug: str) -> int:
+    with db.transaction(factory, actor="test") as s:
+        org = Organisation(slug=slug, name=slug.title())
+        s.add(org)
+        s.flush()
+        return org.id
+
+
+@pytest.fixture
+def org_id(factory: sessionmaker[Session]) -> int:
+    return make_org(factory, "acme")
+
+
+@dataclass
+class Tenant:
+    org_id: int
+    client: TestClient
+    factory: sessionmaker[Session]
+
+    def key(self, role: Role, payee_id: int | None = None) -> dict[str, str]:
+        with db.transaction(self.factory, actor="test") as s:
+            _, plain = issue_key(
+                s, org_id=self.org_id, role=role, payee_id=payee_id, secret_key=SECRET
+            )
+        return {"X-API-Key": plain}
+
+    def post(self, path: str, body: Any, headers: dict[str, str] | None = None) -> Any:
+        r = self.client.post(path, json=body, headers=headers or self.admin)
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    @property
+    def admin(self) -> dict[str, str]:
+        if not hasattr(self, "_admin"):
+            self._admin = self.key(Role.ADMIN)
+        return self._admin
+
+
+@pytest.fixture
+def client(factory: sessionmaker[Session]) -> Iterator[TestClient]:
+    with TestClient(create_app(factory, secret_key=SECRET)) as c:
+        yield c
+
+
+@pytest.fixture
+def tenant_a(factory: sessionmaker[Session], client: TestClient) -> Tenant:
+    return Tenant(make_org(factory, "label-a"), client, factory)
+
+
+@pytest.fixture
+def tenant_b(factory: sessionmaker[Session], client: TestClient) -> Tenant:
+    return Tenant(make_org(factory, "label-b"), client, factory)
