@@ -37,7 +37,9 @@ def list_rates(
     summary="Add a rate (an open-ended rate with the same key is closed the day before)",
 )
 def add_rate(contract_id: int, body: c.RateIn, session: SessionDep, principal: WriterDep) -> Any:
-    return c.RateOut.model_validate(service.add_rate(session, principal.org_id, contract_id, body))
+    rate = service.add_rate(session, principal.org_id, contract_id, body)
+    session.refresh(rate)  # answer with the stored values (scale), as a later GET will
+    return c.RateOut.model_validate(rate)
 
 
 @router.get(
@@ -61,6 +63,6 @@ def list_charges(
 def add_charge(
     contract_id: int, body: c.ChargeIn, session: SessionDep, principal: WriterDep
 ) -> Any:
-    return c.ChargeOut.model_validate(
-        service.add_charge(session, principal.org_id, contract_id, body)
-    )
+    charge = service.add_charge(session, principal.org_id, contract_id, body)
+    session.refresh(charge)
+    return c.ChargeOut.model_validate(charge)

@@ -1,6 +1,8 @@
 """List, get, create, update and delete for one resource of the store, tenancy-scoped."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: the route signatures use classes held in
+# local variables, which FastAPI must see as objects, not as strings to resolve.
+
 
 from typing import Annotated, Any
 

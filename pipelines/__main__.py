@@ -1,0 +1,5 @@
+"""``python -m pipelines`` = the ``tunemantra`` command."""
+
+from pipelines.cli import app
+
+app()

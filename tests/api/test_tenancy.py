@@ -1,0 +1,171 @@
+"""Tenant isolation, route by route: org A's keys can neither see nor change org B's data,
+and a payee key sees only its own payee. Every /v1 route must appear in ROUTES below, so a
+new route without an isolation case fails this file."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from fastapi.routing import APIRoute
+
+from api.app import create_app
+from schemas.store.models import Role
+from tests.api.conftest import seed
+from tests.conftest import Tenant
+
+# (method, path template, body for writes); {x} is filled from the victim's ids.
+ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
+    ("GET", "/v1/artists/{artist}", None),
+    ("PATCH", "/v1/artists/{artist}", {"name": "Hijacked"}),
+    ("DELETE", "/v1/artists/{artist}", None),
+    ("GET", "/v1/releases/{release}", None),
+    ("PATCH", "/v1/releases/{release}", {"title": "Hijacked"}),
+    ("DELETE", "/v1/releases/{release}", None),
+    ("GET", "/v1/tracks/{track}", None),
+    ("PATCH", "/v1/tracks/{track}", {"title": "Hijacked"}),
+    ("DELETE", "/v1/tracks/{track}", None),
+    ("GET", "/v1/tracks/{track}/split-sheet?as_of=2024-06-01&territory=GB", None),
+    ("GET", "/v1/payees/{payee}", None),
+    ("PATCH", "/v1/payees/{payee}", {"name": "Hijacked"}),
+    ("DELETE", "/v1/payees/{payee}", None),
+    ("GET", "/v1/contracts/{contract}", None),
+    ("PATCH", "/v1/contracts/{contract}", {"name": "Hijacked"}),
+    ("DELETE", "/v1/contracts/{contract}", None),
+    ("GET", "/v1/contracts/{contract}/rates", None),
+    ("POST", "/v1/contracts/{contract}/rates", {"rate": "0.9", "effective_from": "2025-01-01"}),
+    ("GET", "/v1/contracts/{contract}/charges", None),
+    ("POST", "/v1/contracts/{contract}/charges",
+     {"kind": "advance", "amount": "1.00", "currency": "EUR", "incurred_on": "2025-01-01"}),
+    ("GET", "/v1/splits/{split}", None),
+    ("PATCH", "/v1/splits/{split}", {"effective_to": "2024-12-31"}),
+    ("DELETE", "/v1/splits/{split}", None),
+]
+LISTS = ["artists", "releases", "tracks", "payees", "contracts", "splits"]
+# Collection routes whose writes take ids in the body; isolation is checked in
+# test_writes_cannot_reference_other_tenants below.
+COLLECTION_WRITES = {f"POST /v1/{kind}" for kind in LISTS} | {"POST /v1/imports/catalog"}
+NO_TENANT_DATA = {"GET /healthz", "GET /v1/me"}
+
+
+def test_every_route_has_an_isolation_case() -> None:
+    app = create_app(None, secret_key="x")  # type: ignore[arg-type]
+    covered = {f"{m} {_norm(p)}" for m, p, _ in ROUTES} | {f"GET /v1/{k}" for k in LISTS}
+    covered |= COLLECTION_WRITES | NO_TENANT_DATA
+    routes = {
+        f"{method} {_norm(r.path)}"
+        for r in app.routes if isinstance(r, APIRoute) and r.path.startswith(("/v1", "/healthz"))
+        for method in r.methods
+    }
+    assert routes - covered == set(), "add these routes to the tenancy tests"
+
+
+def _norm(path: str) -> str:
+    """Path templates compared by shape: every {param} becomes {}."""
+    return re.sub(r"\{[^}]+\}", "{}", path.split("?")[0])
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ROUTES, ids=[f"{m} {p}" for m, p, _ in ROUTES])
+def test_other_org_cannot_see_or_change(tenant_a: Tenant, tenant_b: Tenant,
+                                        seeded_b: dict[str, Any], method: str, path: str,
+                                        body: dict[str, Any] | None) -> None:
+    url = path.format(**seeded_b)
+    before = tenant_b.client.get(url.split("?")[0] if method != "GET" else url,
+                                 headers=tenant_b.admin)
+    r = tenant_a.client.request(method, url, json=body, headers=tenant_a.admin)
+    assert r.status_code == 404, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    if method != "GET" and before.status_code == 200:
+        after = tenant_b.client.get(url.split("?")[0], headers=tenant_b.admin)
+        assert after.json() == before.json()  # untouched
+
+
+@pytest.mark.parametrize("kind", LISTS)
+def test_lists_show_only_own_org(tenant_a: Tenant, tenant_b: Tenant, kind: str) -> None:
+    own = seed(tenant_a, 0)
+    theirs = seed(tenant_b, 1)
+    key = {"splits": "split", "contracts": "contract", "payees": "payee"}.get(kind, kind[:-1])
+    got = {x["id"] for x in tenant_a.client.get(f"/v1/{kind}", headers=tenant_a.admin).json()["items"]}
+    assert own[key] in got
+    assert theirs[key] not in got
+
+
+def test_writes_cannot_reference_other_tenants(tenant_a: Tenant, tenant_b: Tenant,
+                                               seeded_b: dict[str, Any]) -> None:
+    own = seed(tenant_a, 0)
+    cases = [
+        ("/v1/releases", {"upc": "4006381333931", "title": "X", "release_type": "Single",
+                          "label_name": "L", "artist_id": seeded_b["artist"],
+                          "original_release_date": "2024-01-01"}, "artist_id"),
+        ("/v1/tracks", {"release_id": seeded_b["release"], "isrc": "GBXYZ2400009",
+                        "title": "X", "artist_id": own["artist"], "duration_seconds": 100,
+                        "track_number": 2}, "release_id"),
+        ("/v1/contracts", {"payee_id": seeded_b["payee"], "reference": "X", "name": "X",
+                           "basis": "gross_receipts", "currency": "EUR",
+                           "start_date": "2024-01-01"}, "payee_id"),
+        ("/v1/splits", {"track_id": own["track"], "payee_id": seeded_b["payee"],
+                        "contract_id": seeded_b["contract"], "share": "0.1",
+                        "effective_from": "2024-01-01"}, "payee_id"),
+        ("/v1/payees", {"name": "X", "statement_currency": "EUR",
+                        "artist_id": seeded_b["artist"]}, "artist_id"),
+    ]
+    for path, body, field in cases:
+        r = tenant_a.client.post(path, json=body, headers=tenant_a.admin)
+        assert r.status_code == 422, (path, r.text)
+        assert {"field": field, "code": "not_found"}.items() <= r.json()["errors"][0].items()
+
+
+def test_import_writes_only_into_callers_org(tenant_a: Tenant, tenant_b: Tenant,
+                                             seeded_b: dict[str, Any]) -> None:
+    # Org B already has UPC 036000291452; org A may use the same code for its own release.
+    csv = ("release_upc,release_title,release_type,label_name,release_artist,release_date,"
+           "isrc,track_title,duration,track_number\n"
+           "036000291452,Mine,Single,A Label,A Artist,2024-02-02,GBAAA2400001,Mine,3:10,1\n")
+    r = tenant_a.client.post("/v1/imports/catalog", content=csv,
+                             headers={**tenant_a.admin, "content-type": "text/csv"})
+    assert r.status_code == 200, r.text
+    theirs = tenant_b.client.get(f"/v1/releases/{seeded_b['release']}", headers=tenant_b.admin)
+    assert theirs.json()["title"] == "Release 1"
+    mine = tenant_a.client.get("/v1/releases?upc=036000291452", headers=tenant_a.admin).json()
+    assert [x["title"] for x in mine["items"]] == ["Mine"]
+
+
+def test_payee_key_sees_only_its_payee(tenant_a: Tenant) -> None:
+    ids = seed(tenant_a, 0)
+    other = seed(tenant_a, 2)  # a second catalogue in the same org
+    key = tenant_a.key(Role.PAYEE, payee_id=ids["payee"])
+    c = tenant_a.client
+
+    def listed(kind: str) -> set[int]:
+        r = c.get(f"/v1/{kind}", headers=key)
+        assert r.status_code == 200, r.text
+        return {x["id"] for x in r.json()["items"]}
+
+    assert listed("payees") == {ids["payee"]}
+    assert listed("contracts") == {ids["contract"]}
+    assert listed("splits") == {ids["split"]}
+    assert listed("tracks") == {ids["track"]}
+    assert listed("releases") == {ids["release"]}
+    for path in (f"/v1/payees/{ids['other_payee']}", f"/v1/contracts/{ids['other_contract']}",
+                 f"/v1/splits/{ids['other_split']}", f"/v1/tracks/{other['track']}",
+                 f"/v1/releases/{other['release']}",
+                 f"/v1/contracts/{ids['other_contract']}/rates"):
+        assert c.get(path, headers=key).status_code == 404, path
+    sheet = c.get(f"/v1/tracks/{ids['track']}/split-sheet?as_of=2024-06-01&territory=GB",
+                  headers=key).json()
+    assert [s["payee_id"] for s in sheet["splits"]] == [ids["payee"]]
+    assert sheet["label_share"] is None
+    r = c.patch(f"/v1/payees/{ids['payee']}", json={"name": "Me"}, headers=key)
+    assert r.status_code == 403
+
+
+@pytest.mark.parametrize("role", [Role.ANALYST, Role.PAYEE])
+def test_read_only_roles_cannot_write(tenant_a: Tenant, role: Role) -> None:
+    ids = seed(tenant_a, 0)
+    key = tenant_a.key(role, payee_id=ids["payee"] if role is Role.PAYEE else None)
+    r = tenant_a.client.post("/v1/artists", json={"name": "New"}, headers=key)
+    assert r.status_code == 403
+    assert r.json()["title"] == "Forbidden"
+    r = tenant_a.client.delete(f"/v1/splits/{ids['split']}", headers=key)
+    assert r.status_code == 403

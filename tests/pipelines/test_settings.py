@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from pipelines.settings import Settings
+
+
+def test_zero_config_defaults_are_embedded(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("TUNEMANTRA_DATABASE_URL", "TUNEMANTRA_DATA_DIR", "TUNEMANTRA_ENV"):
+        monkeypatch.delenv(var, raising=False)
+    s = Settings()
+    assert s.env == "development"
+    assert s.data_dir == Path("./var")
+    assert s.sqlalchemy_url == f"sqlite:///{Path('var/tunemantra.db').resolve()}"
+    assert s.api_host == "127.0.0.1"
+
+
+def test_environment_switches_to_postgres_and_data_dir(monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path: Path) -> None:
+    monkeypatch.setenv("TUNEMANTRA_DATABASE_URL", "postgresql+psycopg://u@h/db")
+    monkeypatch.setenv("TUNEMANTRA_DATA_DIR", str(tmp_path))
+    s = Settings()
+    assert s.sqlalchemy_url == "postgresql+psycopg://u@h/db"
+    assert s.data_dir == tmp_path
+
+
+def test_secrets_are_hidden_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TUNEMANTRA_SECRET_KEY", "s3cr3t-value-123")
+    s = Settings()
+    assert "s3cr3t" not in repr(s)
+    assert s.secret_key.get_secret_value() == "s3cr3t-value-123"
+
+
+@pytest.mark.parametrize("secret", ["", "change-me", "dev-only-secret", "CHANGEME"])
+def test_placeholder_secrets_refused_outside_development(monkeypatch: pytest.MonkeyPatch,
+                                                         secret: str) -> None:
+    monkeypatch.setenv("TUNEMANTRA_ENV", "production")
+    monkeypatch.setenv("TUNEMANTRA_SECRET_KEY", secret)
+    with pytest.raises(ValidationError, match="TUNEMANTRA_SECRET_KEY is a placeholder"):
+        Settings()
+
+
+def test_placeholder_default_refused_in_production(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TUNEMANTRA_SECRET_KEY", raising=False)
+    monkeypatch.setenv("TUNEMANTRA_ENV", "production")
+    with pytest.raises(ValidationError):
+        Settings()
+    monkeypatch.setenv("TUNEMANTRA_SECRET_KEY", "a-long-random-production-secret")
+    assert Settings().env == "production"
