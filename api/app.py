@@ -12,15 +12,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from api import problems
 from api.deps import PrincipalDep, SessionDep
 from api.queries import (
-    Page,
     ArtistFilter,
     ContractFilter,
+    Page,
     PayeeFilter,
     ReleaseFilter,
     SplitFilter,
     TrackFilter,
 )
-from api.routes import contracts, imports, tracks
+from api.routes import audit, contracts, imports, tracks
 from api.routes.crud import crud_router
 from schemas import catalog as c
 from schemas.store.models import Organisation
@@ -71,4 +71,5 @@ def create_app(session_factory: sessionmaker[Session], *, secret_key: str) -> Fa
         app.include_router(crud_router(kind, out, filters))
     app.include_router(contracts.router)
     app.include_router(imports.router)
+    app.include_router(audit.router)
     return app

@@ -76,7 +76,10 @@ DecimalOut = PlainSerializer(lambda d: format(d, "f"), return_type=str, when_use
 Fraction = Annotated[
     Decimal, BeforeValidator(_no_float), Field(ge=0, le=1, decimal_places=10), DecimalOut
 ]
-Amount = Annotated[Decimal, BeforeValidator(_no_float), Field(decimal_places=6), DecimalOut]
+# max_digits: what the Money column (NUMERIC(20, 6)) holds, so overflow is a field error.
+Amount = Annotated[
+    Decimal, BeforeValidator(_no_float), Field(max_digits=20, decimal_places=6), DecimalOut
+]
 UsageType = Annotated[str, AfterValidator(_usage_type)]
 VatNumber = Annotated[str, AfterValidator(_vat)]
 Id = Annotated[int, Field(gt=0)]
@@ -227,6 +230,13 @@ class PayeeFields(_In):
     self_billing_consent: bool = False
     self_billing_expires: dt.date | None = None
 
+
+class PayeeIn(PayeeFields):
+    name: Text
+    statement_currency: Currency
+
+    # On the whole record only: a patch is checked as the merged record (service.update),
+    # so setting consent alone on a payee that already has an expiry date is fine.
     @model_validator(mode="after")
     def _self_billing(self) -> Self:
         if self.self_billing_consent and self.self_billing_expires is None:
@@ -235,11 +245,6 @@ class PayeeFields(_In):
                 "(a self-billing agreement has a term)"
             )
         return self
-
-
-class PayeeIn(PayeeFields):
-    name: Text
-    statement_currency: Currency
 
 
 class PayeePatch(PayeeFields):
@@ -274,7 +279,12 @@ class RateIn(_In):
     usage_type: UsageType = "*"
     channel: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)] = "*"
     territories: TerritorySet = "WW"
-    rate: Annotated[Decimal, BeforeValidator(_no_float), Field(ge=0, decimal_places=10), DecimalOut]
+    rate: Annotated[
+        Decimal,
+        BeforeValidator(_no_float),
+        Field(ge=0, max_digits=14, decimal_places=10),  # the Ratio column: NUMERIC(14, 10)
+        DecimalOut,
+    ]
     tiers: list[TierIn] = []
     effective_from: dt.date
     effective_to: dt.date | None = None
@@ -391,7 +401,7 @@ class SplitIn(_In):
 class SplitPatch(_In):
     """A split's terms never change in place: only its end date may be set (or cleared)."""
 
-    effective_to: dt.date | None
+    effective_to: dt.date | None = None
 
 
 class SplitOut(_Out):

@@ -3,7 +3,6 @@
 # No `from __future__ import annotations` here: the route signatures use classes held in
 # local variables, which FastAPI must see as objects, not as strings to resolve.
 
-
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, UOWTransaction
 
 from schemas.store.models import ApiKey, AuditEntry, Base, Organisation
 
-REDACTED = {ApiKey: {"key_hash"}}
+REDACTED: dict[type[Base], set[str]] = {ApiKey: {"key_hash"}}
 
 
 def _jsonable(value: Any) -> Any:
@@ -46,6 +46,37 @@ def _snapshot(obj: Base, *, committed: bool = False) -> dict[str, Any]:
     return out
 
 
+def _old_snapshot(session: Session, obj: Base) -> dict[str, Any]:
+    """The row as the database holds it before this flush (run from ``before_flush``).
+
+    Attribute history alone is not enough: a column set without its old value loaded (left
+    unset at insert, or expired by a commit or rollback) has no history of the old value, and
+    after the flush the database holds only the new one.
+    """
+    state = inspect(obj)
+    unknown = []  # set, but the value it replaced was never loaded
+    for attr in state.mapper.column_attrs:
+        hist = state.attrs[attr.key].history
+        if hist.added and not hist.deleted:
+            unknown.append(attr)
+    stored: dict[str, Any] = {}
+    if unknown and state.identity is not None:
+        table = state.mapper.local_table
+        pk = state.mapper.primary_key
+        where = [col == value for col, value in zip(pk, state.identity, strict=True)]
+        row = session.connection().execute(
+            sa.select(*(a.columns[0] for a in unknown)).select_from(table).where(*where)
+        )
+        values = row.one_or_none()
+        if values is not None:
+            stored = {a.key: v for a, v in zip(unknown, values, strict=True)}
+    snapshot = _snapshot(obj, committed=True)
+    snapshot.update(
+        (k, _jsonable(v)) for k, v in stored.items() if k not in REDACTED.get(type(obj), set())
+    )
+    return snapshot
+
+
 def _row(session: Session, obj: Base, action: str, before: Any, after: Any) -> dict[str, Any]:
     return {
         "org_id": obj.id if isinstance(obj, Organisation) else getattr(obj, "org_id", None),
@@ -60,21 +91,38 @@ def _row(session: Session, obj: Base, action: str, before: Any, after: Any) -> d
     }
 
 
+def _audited(obj: object) -> bool:
+    return isinstance(obj, Base) and not isinstance(obj, AuditEntry)
+
+
+@event.listens_for(Session, "before_flush")
+def _audit_before_flush(session: Session, flush_context: UOWTransaction, instances: Any) -> None:
+    session.info["audit_before"] = {
+        obj: _old_snapshot(session, obj)
+        for obj in [*session.dirty, *session.deleted]
+        if _audited(obj)
+        and (obj in session.deleted or session.is_modified(obj, include_collections=False))
+    }
+
+
 @event.listens_for(Session, "after_flush")
 def _audit_after_flush(session: Session, flush_context: UOWTransaction) -> None:
+    old: dict[Base, dict[str, Any]] = session.info.pop("audit_before", {})
     rows: list[dict[str, Any]] = []
     for obj in session.new:
-        if isinstance(obj, Base) and not isinstance(obj, AuditEntry):
+        if _audited(obj):
             rows.append(_row(session, obj, "create", None, _snapshot(obj)))
     for obj in session.dirty:
-        if isinstance(obj, Base) and not isinstance(obj, AuditEntry):
+        if _audited(obj):
             if not session.is_modified(obj, include_collections=False):
                 continue
-            before, after = _snapshot(obj, committed=True), _snapshot(obj)
+            before = old.get(obj) or _snapshot(obj, committed=True)
+            after = _snapshot(obj)
             if before != after:
                 rows.append(_row(session, obj, "update", before, after))
     for obj in session.deleted:
-        if isinstance(obj, Base) and not isinstance(obj, AuditEntry):
-            rows.append(_row(session, obj, "delete", _snapshot(obj, committed=True), None))
+        if _audited(obj):
+            before = old.get(obj) or _snapshot(obj, committed=True)
+            rows.append(_row(session, obj, "delete", before, None))
     if rows:
         session.connection().execute(sa.insert(AuditEntry), rows)

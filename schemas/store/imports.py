@@ -67,7 +67,7 @@ class CatalogRow(BaseModel):
     track_artist: Annotated[c.Text | None, Opt] = None
     duration: Annotated[c.Duration, BeforeValidator(_duration)]
     explicit: bool = False
-    disc_number: Annotated[int, Opt] = 1
+    disc_number: Annotated[int, BeforeValidator(lambda v: 1 if v in (None, "") else v)] = 1
     track_number: int
 
     def release_key(self) -> tuple[Any, ...]:
@@ -178,8 +178,11 @@ def parse_rows(payload: bytes, content_type: str) -> list[tuple[int, dict[str, A
     if errors:
         raise ValidationFailed(errors)
     out = []
+    # Count records, not lines (reader.line_num): a quoted cell with a line break is still
+    # one spreadsheet row, and a blank line is a (blank) row of its own.
+    row = 1
     try:
-        for cells in reader:
+        for row, cells in enumerate(reader, start=2):
             if not any(cell.strip() for cell in cells):
                 continue
             if len(cells) != len(header):
@@ -188,18 +191,13 @@ def parse_rows(payload: bytes, content_type: str) -> list[tuple[int, dict[str, A
                         "__row__",
                         f"{len(cells)} cells, header has {len(header)}",
                         "cell_count",
-                        row=reader.line_num,
+                        row=row,
                     )
                 )
                 continue
-            out.append(
-                (
-                    reader.line_num,
-                    {h: v for h, v in zip(header, cells, strict=True) if v.strip() != ""},
-                )
-            )
+            out.append((row, {h: v for h, v in zip(header, cells, strict=True) if v.strip() != ""}))
     except csv.Error as exc:
-        errors.append(FieldError("file", f"malformed CSV: {exc}", "csv", row=reader.line_num))
+        errors.append(FieldError("file", f"malformed CSV: {exc}", "csv", row=row + 1))
     if errors:
         raise ValidationFailed(errors)
     return out
@@ -301,13 +299,19 @@ def import_catalog(
         raise ValidationFailed(errors)
     result = ImportResult(rows=len(rows), dry_run=dry_run)
     savepoint = session.begin_nested()
-    artists = {a.name: a for a in session.scalars(sa.select(Artist).where(Artist.org_id == org_id))}
+    # Names match case-insensitively: "nova" in one file and "Nova" in the store are one artist.
+    artists: dict[str, Any] = {
+        a.name.casefold(): a
+        for a in session.scalars(sa.select(Artist).where(Artist.org_id == org_id))
+    }
     releases: dict[str, Any] = {}
     for n, r in rows:
         try:
             for name in filter(None, (r.release_artist, r.track_artist)):
-                if name not in artists:
-                    artists[name] = service.create(session, org_id, "artists", {"name": name})
+                if name.casefold() not in artists:
+                    artists[name.casefold()] = service.create(
+                        session, org_id, "artists", {"name": name}
+                    )
                     result.created["artists"] += 1
             if r.release_upc not in releases:
                 existing = session.scalar(
@@ -325,7 +329,7 @@ def import_catalog(
                         "title": r.release_title,
                         "release_type": r.release_type,
                         "label_name": r.label_name,
-                        "artist_id": artists[r.release_artist].id,
+                        "artist_id": artists[r.release_artist.casefold()].id,
                         "original_release_date": r.release_date,
                         "territories": r.territories,
                         "genre": r.genre,
@@ -359,7 +363,7 @@ def import_catalog(
                     "isrc": r.isrc,
                     "title": r.track_title,
                     "version": r.version,
-                    "artist_id": artists[r.track_artist or r.release_artist].id,
+                    "artist_id": artists[(r.track_artist or r.release_artist).casefold()].id,
                     "duration_seconds": r.duration,
                     "explicit": r.explicit,
                     "disc_number": r.disc_number,

@@ -172,7 +172,7 @@ class Track(Base):
         sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
     )
     release_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("releases.id", ondelete="CASCADE"), index=True
+        sa.ForeignKey("releases.id", ondelete="RESTRICT"), index=True
     )
     isrc: Mapped[str] = mapped_column(sa.String(12))
     title: Mapped[str] = mapped_column(sa.String(500))
@@ -211,7 +211,7 @@ class Payee(Base):
         sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
     )
     name: Mapped[str] = mapped_column(sa.String(300))
-    artist_id: Mapped[int | None] = mapped_column(sa.ForeignKey("artists.id", ondelete="SET NULL"))
+    artist_id: Mapped[int | None] = mapped_column(sa.ForeignKey("artists.id", ondelete="RESTRICT"))
     email: Mapped[str | None] = mapped_column(sa.String(320))
     country: Mapped[str | None] = mapped_column(sa.String(2))
     statement_currency: Mapped[str] = mapped_column(sa.String(3))
@@ -313,10 +313,10 @@ class Split(Base):
         sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
     )
     track_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("tracks.id", ondelete="CASCADE"), index=True
+        sa.ForeignKey("tracks.id", ondelete="RESTRICT"), index=True
     )
     release_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("releases.id", ondelete="CASCADE"), index=True
+        sa.ForeignKey("releases.id", ondelete="RESTRICT"), index=True
     )
     payee_id: Mapped[int] = mapped_column(
         sa.ForeignKey("payees.id", ondelete="RESTRICT"), index=True

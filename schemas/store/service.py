@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from schemas import catalog as c
 from schemas.errors import Conflict, FieldError, NotFound, ValidationFailed
 from schemas.store.models import (
+    ApiKey,
     Artist,
     Base,
     Basis,
@@ -84,9 +85,10 @@ def _duplicate(
     *extra: sa.ColumnElement[bool],
 ) -> list[FieldError]:
     col = getattr(model, field_name)
-    stmt = sa.select(model.id).where(model.org_id == org_id, col == value, *extra)  # type: ignore[attr-defined]
+    same = sa.func.lower(col) == value.lower() if isinstance(value, str) else col == value
+    stmt = sa.select(model.id).where(model.org_id == org_id, same, *extra)  # type: ignore[attr-defined]
     if existing_id is not None:
-        stmt = stmt.where(model.id != existing_id)  # type: ignore[attr-defined]
+        stmt = stmt.where(model.id != existing_id)
     other = session.scalar(stmt.limit(1))
     if other is None:
         return []
@@ -347,12 +349,19 @@ def _write_nested(
     session: Session, org_id: int, obj: Base, data: BaseModel, fields: set[str]
 ) -> None:
     if isinstance(obj, Track) and "contributors" in fields:
-        session.execute(sa.delete(Contributor).where(Contributor.track_id == obj.id))
+        for old in _children(session, obj):
+            session.delete(old)  # one by one, so each removal is in the audit log
+        session.flush()
         for x in data.contributors:  # type: ignore[attr-defined]
             session.add(Contributor(org_id=org_id, track_id=obj.id, **x.model_dump()))
     if isinstance(obj, Contract):
-        for rate in data.rates:  # type: ignore[attr-defined]
-            add_rate(session, org_id, obj.id, rate)
+        for i, rate in enumerate(data.rates):  # type: ignore[attr-defined]
+            try:
+                add_rate(session, org_id, obj.id, rate)
+            except ValidationFailed as exc:  # e.g. two of the new rates overlap
+                raise ValidationFailed(
+                    [replace(e, field=f"rates.{i}.{e.field}") for e in exc.errors]
+                ) from None
         for charge in data.charges:  # type: ignore[attr-defined]
             add_charge(session, org_id, obj.id, charge)
     session.flush()
@@ -376,11 +385,13 @@ def create(session: Session, org_id: int, kind: str, data: BaseModel | dict[str,
         session.info.pop("close_on_write", None)
         raise ValidationFailed(errors)
     obj = spec.model(org_id=org_id, **valid.model_dump(exclude=set(spec.nested)))
-    if isinstance(valid, c.SplitIn):
-        _close_superseded(session, valid.effective_from)
-    session.add(obj)
-    _flush(session)
-    _write_nested(session, org_id, obj, valid, set(spec.nested))
+    # One savepoint: a nested rate that fails leaves no contract (and no closed split) behind.
+    with session.begin_nested():
+        if isinstance(valid, c.SplitIn):
+            _close_superseded(session, valid.effective_from)
+        session.add(obj)
+        _flush(session)
+        _write_nested(session, org_id, obj, valid, set(spec.nested))
     return obj
 
 
@@ -417,16 +428,37 @@ def update(
     return obj
 
 
+def _children(session: Session, obj: Base) -> list[Base]:
+    """Rows that belong to ``obj`` and go with it (a track's contributors, a contract's rates
+    and charges). Everything else that refers to a row blocks its deletion (RESTRICT)."""
+    if isinstance(obj, Track):
+        return list(session.scalars(sa.select(Contributor).where(Contributor.track_id == obj.id)))
+    if isinstance(obj, Payee):  # its API keys stop working with it
+        return list(session.scalars(sa.select(ApiKey).where(ApiKey.payee_id == obj.id)))
+    if isinstance(obj, Contract):
+        return [
+            *session.scalars(sa.select(ContractRate).where(ContractRate.contract_id == obj.id)),
+            *session.scalars(sa.select(ContractCharge).where(ContractCharge.contract_id == obj.id)),
+        ]
+    return []
+
+
 def delete(session: Session, org_id: int, kind: str, obj_id: int) -> None:
+    """Delete one row and its own children, each recorded in the audit log. Rows still
+    referenced elsewhere (a release with tracks, a payee with contracts, a track with splits)
+    are refused with a Conflict rather than cascading silently."""
     obj = get_owned(session, SPECS[kind].model, org_id, obj_id)
     try:
         with session.begin_nested():
+            for child in _children(session, obj):
+                session.delete(child)
+            session.flush()
             session.delete(obj)
             session.flush()
     except IntegrityError:
         raise Conflict(
-            f"{kind[:-1]} {obj_id} is still referenced (by tracks, splits, contracts or "
-            "payees); remove those first"
+            f"{kind[:-1]} {obj_id} is still referenced (by tracks, splits, contracts, "
+            "payees or contributors); remove or end those first"
         ) from None
 
 

@@ -37,6 +37,13 @@ class ExactDecimal(TypeDecorator[Decimal]):
             if isinstance(value, float):
                 raise TypeError("money and ratios must be Decimal or str, never float")
             value = Decimal(str(value))
+        if not value.is_finite():
+            raise ValueError(f"{value} is not a finite number")
+        # Refuse what NUMERIC(p, s) would reject, on SQLite too (which would store anything).
+        if value and value.adjusted() >= self.precision - self.scale:
+            raise ValueError(
+                f"{value} has more than {self.precision - self.scale} digits before the point"
+            )
         # Exact: refuse silently dropping digits beyond the column's scale.
         if value != value.quantize(self._quantum):
             raise ValueError(f"{value} has more than {self.scale} decimal places")

@@ -30,8 +30,12 @@ def test_health_and_docs(client: Any) -> None:
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"X-API-Key": "tm_nope_nope"}, {"Authorization": "Bearer garbage"},
-     {"X-API-Key": "not-a-key"}],
+    [
+        {},
+        {"X-API-Key": "tm_nope_nope"},
+        {"Authorization": "Bearer garbage"},
+        {"X-API-Key": "not-a-key"},
+    ],
 )
 def test_unauthenticated_is_401_problem(client: Any, headers: dict[str, str]) -> None:
     r = client.get("/v1/artists", headers=headers)
@@ -44,8 +48,12 @@ def test_unauthenticated_is_401_problem(client: Any, headers: dict[str, str]) ->
 def test_bearer_token_works_like_the_header(tenant_a: Tenant) -> None:
     plain = tenant_a.admin["X-API-Key"]
     r = tenant_a.client.get("/v1/me", headers={"Authorization": f"Bearer {plain}"})
-    assert r.json() == {"organisation": "label-a", "role": "admin", "payee_id": None,
-                        "key_prefix": plain.split("_")[1]}
+    assert r.json() == {
+        "organisation": "label-a",
+        "role": "admin",
+        "payee_id": None,
+        "key_prefix": plain.split("_")[1],
+    }
 
 
 def test_crud_round_trip(tenant_a: Tenant) -> None:
@@ -53,10 +61,14 @@ def test_crud_round_trip(tenant_a: Tenant) -> None:
     ids = seed(tenant_a, 0)
     track = c.get(f"/v1/tracks/{ids['track']}", headers=h).json()
     assert track["isrc"] == "GBABC2400000"
-    assert track["contributors"] == [{"artist_id": ids["artist"], "role": "MainArtist",
-                                      "sequence": 1}]
-    r = c.patch(f"/v1/tracks/{ids['track']}", json={"title": "Song (Remastered)",
-                                                   "isrc": "gb-abc-24-00000"}, headers=h)
+    assert track["contributors"] == [
+        {"artist_id": ids["artist"], "role": "MainArtist", "sequence": 1}
+    ]
+    r = c.patch(
+        f"/v1/tracks/{ids['track']}",
+        json={"title": "Song (Remastered)", "isrc": "gb-abc-24-00000"},
+        headers=h,
+    )
     assert r.status_code == 200, r.text
     assert r.json()["title"] == "Song (Remastered)"
     assert r.json()["isrc"] == "GBABC2400000"  # normalised on the way in
@@ -73,13 +85,21 @@ def test_crud_round_trip(tenant_a: Tenant) -> None:
 
 def test_money_is_decimal_text_not_float(tenant_a: Tenant) -> None:
     ids = seed(tenant_a, 0)
-    r = tenant_a.client.post(f"/v1/contracts/{ids['contract']}/charges", headers=tenant_a.admin,
-                             json={"kind": "recoupable_cost", "amount": 0.1, "currency": "EUR",
-                                   "incurred_on": "2024-03-01"})
+    r = tenant_a.client.post(
+        f"/v1/contracts/{ids['contract']}/charges",
+        headers=tenant_a.admin,
+        json={
+            "kind": "recoupable_cost",
+            "amount": 0.1,
+            "currency": "EUR",
+            "incurred_on": "2024-03-01",
+        },
+    )
     assert r.status_code == 201, r.text
     assert r.json()["amount"] == "0.100000"
-    charges = tenant_a.client.get(f"/v1/contracts/{ids['contract']}/charges",
-                                  headers=tenant_a.admin).json()["items"]
+    charges = tenant_a.client.get(
+        f"/v1/contracts/{ids['contract']}/charges", headers=tenant_a.admin
+    ).json()["items"]
     assert [x["amount"] for x in charges] == ["1000.000000", "0.100000"]
 
 
@@ -109,16 +129,26 @@ def test_cursor_pagination_and_filters(tenant_a: Tenant) -> None:
 
 def test_identifier_filters_are_normalised(tenant_a: Tenant) -> None:
     ids = seed(tenant_a, 0)
-    r = tenant_a.client.get("/v1/tracks", params={"isrc": "gb-abc-24-00000"},
-                            headers=tenant_a.admin)
+    r = tenant_a.client.get(
+        "/v1/tracks", params={"isrc": "gb-abc-24-00000"}, headers=tenant_a.admin
+    )
     assert [t["id"] for t in r.json()["items"]] == [ids["track"]]
 
 
 def test_bad_input_names_every_field(tenant_a: Tenant) -> None:
-    r = tenant_a.client.post("/v1/releases", headers=tenant_a.admin, json={
-        "upc": "036000291453", "title": "", "release_type": "LP", "label_name": "L",
-        "artist_id": 1, "original_release_date": "2024-13-01", "territories": "GB,UK",
-    })
+    r = tenant_a.client.post(
+        "/v1/releases",
+        headers=tenant_a.admin,
+        json={
+            "upc": "036000291453",
+            "title": "",
+            "release_type": "LP",
+            "label_name": "L",
+            "artist_id": 1,
+            "original_release_date": "2024-13-01",
+            "territories": "GB,UK",
+        },
+    )
     assert r.status_code == 422
     assert r.headers["content-type"] == PROBLEM
     fields = {e["field"] for e in r.json()["errors"]}
@@ -130,8 +160,11 @@ def test_bad_input_names_every_field(tenant_a: Tenant) -> None:
 
 
 def test_malformed_json_body_is_a_problem(tenant_a: Tenant) -> None:
-    r = tenant_a.client.post("/v1/artists", content=b"{not json",
-                             headers={**tenant_a.admin, "content-type": "application/json"})
+    r = tenant_a.client.post(
+        "/v1/artists",
+        content=b"{not json",
+        headers={**tenant_a.admin, "content-type": "application/json"},
+    )
     assert r.status_code == 422
     assert r.headers["content-type"] == PROBLEM
 
@@ -139,17 +172,37 @@ def test_malformed_json_body_is_a_problem(tenant_a: Tenant) -> None:
 def test_duplicates_and_over_100_percent(tenant_a: Tenant) -> None:
     c, h = tenant_a.client, tenant_a.admin
     ids = seed(tenant_a, 0)
-    r = c.post("/v1/releases", headers=h, json={
-        "upc": "5063450000179", "title": "Again", "release_type": "Single", "label_name": "L",
-        "artist_id": ids["artist"], "original_release_date": "2024-01-01"})
+    r = c.post(
+        "/v1/releases",
+        headers=h,
+        json={
+            "upc": "5063450000179",
+            "title": "Again",
+            "release_type": "Single",
+            "label_name": "L",
+            "artist_id": ids["artist"],
+            "original_release_date": "2024-01-01",
+        },
+    )
     assert r.status_code == 422
-    assert r.json()["errors"][0] | {"message": ""} == {"field": "upc", "code": "duplicate",
-                                                      "message": ""}
+    assert r.json()["errors"][0] | {"message": ""} == {
+        "field": "upc",
+        "code": "duplicate",
+        "message": "",
+    }
     # Two 40% splits exist on the track; 30% more for the first payee's contract is too much.
-    r = c.post("/v1/splits", headers=h, json={
-        "track_id": ids["track"], "payee_id": ids["other_payee"],
-        "contract_id": ids["other_contract"], "share": "0.3", "effective_from": "2024-06-01",
-        "territories": "FR"})
+    r = c.post(
+        "/v1/splits",
+        headers=h,
+        json={
+            "track_id": ids["track"],
+            "payee_id": ids["other_payee"],
+            "contract_id": ids["other_contract"],
+            "share": "0.3",
+            "effective_from": "2024-06-01",
+            "territories": "FR",
+        },
+    )
     assert r.status_code == 422
     err = r.json()["errors"][0]
     assert err["field"] == "effective_from"
@@ -160,41 +213,67 @@ def test_duplicates_and_over_100_percent(tenant_a: Tenant) -> None:
 def test_split_change_is_a_new_row_and_history_reads_back(tenant_a: Tenant) -> None:
     c, h = tenant_a.client, tenant_a.admin
     ids = seed(tenant_a, 0)
-    r = c.post("/v1/splits", headers=h, json={
-        "track_id": ids["track"], "payee_id": ids["payee"], "contract_id": ids["contract"],
-        "share": "0.5", "effective_from": "2025-01-01"})
+    r = c.post(
+        "/v1/splits",
+        headers=h,
+        json={
+            "track_id": ids["track"],
+            "payee_id": ids["payee"],
+            "contract_id": ids["contract"],
+            "share": "0.5",
+            "effective_from": "2025-01-01",
+        },
+    )
     assert r.status_code == 201, r.text
     old = c.get(f"/v1/splits/{ids['split']}", headers=h).json()
     assert old["effective_to"] == "2024-12-31"
     assert old["share"] == "0.4000000000"
 
     def sheet(day: str) -> dict[str, Any]:
-        return c.get(f"/v1/tracks/{ids['track']}/split-sheet",
-                     params={"as_of": day, "territory": "GB"}, headers=h).json()
+        return c.get(
+            f"/v1/tracks/{ids['track']}/split-sheet",
+            params={"as_of": day, "territory": "GB"},
+            headers=h,
+        ).json()
 
     assert sheet("2024-06-01")["label_share"] == "0.2000000000"
     assert sheet("2025-06-01")["label_share"] == "0.1000000000"
     assert sheet("2023-06-01") | {"splits": []} == {
-        "track_id": ids["track"], "as_of": "2023-06-01", "territory": "GB", "level": "none",
-        "splits": [], "label_share": "1"}
+        "track_id": ids["track"],
+        "as_of": "2023-06-01",
+        "territory": "GB",
+        "level": "none",
+        "splits": [],
+        "label_share": "1",
+    }
     listed = c.get("/v1/splits", params={"as_of": "2024-06-01"}, headers=h).json()["items"]
     assert sorted(s["id"] for s in listed) == sorted([ids["split"], ids["other_split"]])
     r = c.patch(f"/v1/splits/{ids['split']}", json={"share": "0.9"}, headers=h)
     assert r.status_code == 422  # terms never change in place
     assert {"field": "share", "in": "body", "code": "extra_forbidden"}.items() <= next(
-        e for e in r.json()["errors"] if e["field"] == "share").items()
+        e for e in r.json()["errors"] if e["field"] == "share"
+    ).items()
 
 
 def test_rates_are_effective_dated(tenant_a: Tenant) -> None:
     c, h = tenant_a.client, tenant_a.admin
     ids = seed(tenant_a, 0)
     url = f"/v1/contracts/{ids['contract']}/rates"
-    r = c.post(url, json={"rate": "0.25", "effective_from": "2025-01-01",
-                          "tiers": [{"from_units": 100000, "rate": "0.3"}]}, headers=h)
+    r = c.post(
+        url,
+        json={
+            "rate": "0.25",
+            "effective_from": "2025-01-01",
+            "tiers": [{"from_units": 100000, "rate": "0.3"}],
+        },
+        headers=h,
+    )
     assert r.status_code == 201, r.text
     rates = c.get(url, headers=h).json()["items"]
     assert [(x["rate"], x["effective_to"]) for x in rates] == [
-        ("0.2000000000", "2024-12-31"), ("0.2500000000", None)]
+        ("0.2000000000", "2024-12-31"),
+        ("0.2500000000", None),
+    ]
     assert rates[1]["tiers"] == [{"from_units": 100000, "rate": "0.3"}]
     on = c.get(url, params={"as_of": "2024-05-05"}, headers=h).json()["items"]
     assert [x["rate"] for x in on] == ["0.2000000000"]
@@ -208,35 +287,64 @@ def test_delete_referenced_is_conflict(tenant_a: Tenant) -> None:
     r = tenant_a.client.delete(f"/v1/payees/{ids['payee']}", headers=tenant_a.admin)
     assert r.status_code == 409
     assert r.headers["content-type"] == PROBLEM
-    assert tenant_a.client.get(f"/v1/payees/{ids['payee']}",
-                               headers=tenant_a.admin).status_code == 200
+    assert (
+        tenant_a.client.get(f"/v1/payees/{ids['payee']}", headers=tenant_a.admin).status_code == 200
+    )
 
 
 def test_catalog_import_all_or_nothing(tenant_a: Tenant) -> None:
     c, h = tenant_a.client, tenant_a.admin
-    header = ("release_upc,release_title,release_type,label_name,release_artist,release_date,"
-              "isrc,track_title,duration,track_number\n")
+    header = (
+        "release_upc,release_title,release_type,label_name,release_artist,release_date,"
+        "isrc,track_title,duration,track_number\n"
+    )
     good = "036000291452,Night Drive,EP,Label,Nova,2024-02-02,GBAAA2400001,Night Drive,3:10,1\n"
-    bad = ("036000291452,Night Drive,EP,Label,Nova,2024-02-02,GBAAA24001,Two,3:99x,2\n"
-           "4006381333932,Other,EP,Label,Nova,2024-02-02,GBAAA2400003,Three,200,1\n")
-    r = c.post("/v1/imports/catalog", content=header + good + bad,
-               headers={**h, "content-type": "text/csv"})
+    bad = (
+        "036000291452,Night Drive,EP,Label,Nova,2024-02-02,GBAAA24001,Two,3:99x,2\n"
+        "4006381333932,Other,EP,Label,Nova,2024-02-02,GBAAA2400003,Three,200,1\n"
+    )
+    r = c.post(
+        "/v1/imports/catalog",
+        content=header + good + bad,
+        headers={**h, "content-type": "text/csv"},
+    )
     assert r.status_code == 422
     errors = {(e["row"], e["field"]) for e in r.json()["errors"]}
     assert errors == {(3, "isrc"), (3, "duration"), (4, "release_upc")}
     assert c.get("/v1/releases", headers=h).json()["items"] == []
     assert c.get("/v1/artists", headers=h).json()["items"] == []
-    r = c.post("/v1/imports/catalog", content=header + good,
-               headers={**h, "content-type": "text/csv"})
-    assert r.json() == {"rows": 1, "created": {"artists": 1, "releases": 1, "tracks": 1},
-                        "updated": {}, "unchanged": {}, "dry_run": False}
-    r = c.post("/v1/imports/catalog", json=[{
-        "release_upc": "036000291452", "release_title": "Night Drive", "release_type": "EP",
-        "label_name": "Label", "release_artist": "Nova", "release_date": "2024-02-02",
-        "isrc": "GBAAA2400001", "track_title": "Night Drive", "duration": 190,
-        "track_number": 1}], headers=h)
+    r = c.post(
+        "/v1/imports/catalog", content=header + good, headers={**h, "content-type": "text/csv"}
+    )
+    assert r.json() == {
+        "rows": 1,
+        "created": {"artists": 1, "releases": 1, "tracks": 1},
+        "updated": {},
+        "unchanged": {},
+        "dry_run": False,
+    }
+    r = c.post(
+        "/v1/imports/catalog",
+        json=[
+            {
+                "release_upc": "036000291452",
+                "release_title": "Night Drive",
+                "release_type": "EP",
+                "label_name": "Label",
+                "release_artist": "Nova",
+                "release_date": "2024-02-02",
+                "isrc": "GBAAA2400001",
+                "track_title": "Night Drive",
+                "duration": 190,
+                "track_number": 1,
+            }
+        ],
+        headers=h,
+    )
     assert r.json()["unchanged"] == {"releases": 1, "tracks": 1}
-    r = c.post("/v1/imports/catalog", content=b"\xff\xfe", headers={**h, "content-type": "text/csv"})
+    r = c.post(
+        "/v1/imports/catalog", content=b"\xff\xfe", headers={**h, "content-type": "text/csv"}
+    )
     assert r.status_code == 422
     assert r.json()["errors"][0]["code"] == "encoding"
 
@@ -245,21 +353,29 @@ def test_catalog_import_all_or_nothing(tenant_a: Tenant) -> None:
 def test_cli_serves_the_api_on_loopback(tmp_path: Path) -> None:
     """The real server, as users start it: `tunemantra db upgrade`, `org create`,
     `apikey create`, `tunemantra api`."""
-    env = {**os.environ, "TUNEMANTRA_DATA_DIR": str(tmp_path),
-           "TUNEMANTRA_SECRET_KEY": "a-real-secret-for-this-test"}
+    env = {
+        **os.environ,
+        "TUNEMANTRA_DATA_DIR": str(tmp_path),
+        "TUNEMANTRA_SECRET_KEY": "a-real-secret-for-this-test",
+    }
     env.pop("TUNEMANTRA_DATABASE_URL", None)
     cli = [sys.executable, "-m", "pipelines"]
 
     def run(*args: str) -> str:
-        return subprocess.run([*cli, *args], env=env, check=True, capture_output=True,
-                              text=True).stdout
+        return subprocess.run(
+            [*cli, *args], env=env, check=True, capture_output=True, text=True
+        ).stdout
 
     run("db", "upgrade")
     run("org", "create", "live", "--name", "Live Label")
     key = run("apikey", "create", "--org", "live", "--role", "finance").strip()
     port = free_port()
-    proc = subprocess.Popen([*cli, "api", "--port", str(port)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [*cli, "api", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         for _ in range(100):
@@ -280,3 +396,17 @@ def test_cli_serves_the_api_on_loopback(tmp_path: Path) -> None:
 def test_roles_listed(tenant_a: Tenant) -> None:
     key = tenant_a.key(Role.ANALYST)
     assert tenant_a.client.get("/v1/me", headers=key).json()["role"] == "analyst"
+
+
+def test_audit_log_records_who_and_what(tenant_a: Tenant) -> None:
+    c, h = tenant_a.client, tenant_a.admin
+    artist = tenant_a.post("/v1/artists", {"name": "Before"})
+    c.patch(f"/v1/artists/{artist['id']}", json={"name": "After"}, headers=h)
+    log = c.get(
+        "/v1/audit-log", params={"entity": "artists", "entity_id": artist["id"]}, headers=h
+    ).json()["items"]
+    assert [e["action"] for e in log] == ["create", "update"]
+    assert log[1]["before"]["name"] == "Before"
+    assert log[1]["after"]["name"] == "After"
+    assert log[1]["actor"] == "key:" + h["X-API-Key"].split("_")[1]
+    assert log[1]["api_key_id"] is not None

@@ -36,8 +36,11 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("GET", "/v1/contracts/{contract}/rates", None),
     ("POST", "/v1/contracts/{contract}/rates", {"rate": "0.9", "effective_from": "2025-01-01"}),
     ("GET", "/v1/contracts/{contract}/charges", None),
-    ("POST", "/v1/contracts/{contract}/charges",
-     {"kind": "advance", "amount": "1.00", "currency": "EUR", "incurred_on": "2025-01-01"}),
+    (
+        "POST",
+        "/v1/contracts/{contract}/charges",
+        {"kind": "advance", "amount": "1.00", "currency": "EUR", "incurred_on": "2025-01-01"},
+    ),
     ("GET", "/v1/splits/{split}", None),
     ("PATCH", "/v1/splits/{split}", {"effective_to": "2024-12-31"}),
     ("DELETE", "/v1/splits/{split}", None),
@@ -47,15 +50,17 @@ LISTS = ["artists", "releases", "tracks", "payees", "contracts", "splits"]
 # test_writes_cannot_reference_other_tenants below.
 COLLECTION_WRITES = {f"POST /v1/{kind}" for kind in LISTS} | {"POST /v1/imports/catalog"}
 NO_TENANT_DATA = {"GET /healthz", "GET /v1/me"}
+AUDIT = {"GET /v1/audit-log"}  # test_audit_log_is_per_org
 
 
 def test_every_route_has_an_isolation_case() -> None:
     app = create_app(None, secret_key="x")  # type: ignore[arg-type]
     covered = {f"{m} {_norm(p)}" for m, p, _ in ROUTES} | {f"GET /v1/{k}" for k in LISTS}
-    covered |= COLLECTION_WRITES | NO_TENANT_DATA
+    covered |= COLLECTION_WRITES | NO_TENANT_DATA | AUDIT
     routes = {
         f"{method} {_norm(r.path)}"
-        for r in app.routes if isinstance(r, APIRoute) and r.path.startswith(("/v1", "/healthz"))
+        for r in app.routes
+        if isinstance(r, APIRoute) and r.path.startswith(("/v1", "/healthz"))
         for method in r.methods
     }
     assert routes - covered == set(), "add these routes to the tenancy tests"
@@ -67,12 +72,18 @@ def _norm(path: str) -> str:
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ROUTES, ids=[f"{m} {p}" for m, p, _ in ROUTES])
-def test_other_org_cannot_see_or_change(tenant_a: Tenant, tenant_b: Tenant,
-                                        seeded_b: dict[str, Any], method: str, path: str,
-                                        body: dict[str, Any] | None) -> None:
+def test_other_org_cannot_see_or_change(
+    tenant_a: Tenant,
+    tenant_b: Tenant,
+    seeded_b: dict[str, Any],
+    method: str,
+    path: str,
+    body: dict[str, Any] | None,
+) -> None:
     url = path.format(**seeded_b)
-    before = tenant_b.client.get(url.split("?")[0] if method != "GET" else url,
-                                 headers=tenant_b.admin)
+    before = tenant_b.client.get(
+        url.split("?")[0] if method != "GET" else url, headers=tenant_b.admin
+    )
     r = tenant_a.client.request(method, url, json=body, headers=tenant_a.admin)
     assert r.status_code == 404, r.text
     assert r.headers["content-type"] == "application/problem+json"
@@ -86,29 +97,70 @@ def test_lists_show_only_own_org(tenant_a: Tenant, tenant_b: Tenant, kind: str) 
     own = seed(tenant_a, 0)
     theirs = seed(tenant_b, 1)
     key = {"splits": "split", "contracts": "contract", "payees": "payee"}.get(kind, kind[:-1])
-    got = {x["id"] for x in tenant_a.client.get(f"/v1/{kind}", headers=tenant_a.admin).json()["items"]}
+    got = {
+        x["id"] for x in tenant_a.client.get(f"/v1/{kind}", headers=tenant_a.admin).json()["items"]
+    }
     assert own[key] in got
     assert theirs[key] not in got
 
 
-def test_writes_cannot_reference_other_tenants(tenant_a: Tenant, tenant_b: Tenant,
-                                               seeded_b: dict[str, Any]) -> None:
+def test_writes_cannot_reference_other_tenants(
+    tenant_a: Tenant, tenant_b: Tenant, seeded_b: dict[str, Any]
+) -> None:
     own = seed(tenant_a, 0)
     cases = [
-        ("/v1/releases", {"upc": "4006381333931", "title": "X", "release_type": "Single",
-                          "label_name": "L", "artist_id": seeded_b["artist"],
-                          "original_release_date": "2024-01-01"}, "artist_id"),
-        ("/v1/tracks", {"release_id": seeded_b["release"], "isrc": "GBXYZ2400009",
-                        "title": "X", "artist_id": own["artist"], "duration_seconds": 100,
-                        "track_number": 2}, "release_id"),
-        ("/v1/contracts", {"payee_id": seeded_b["payee"], "reference": "X", "name": "X",
-                           "basis": "gross_receipts", "currency": "EUR",
-                           "start_date": "2024-01-01"}, "payee_id"),
-        ("/v1/splits", {"track_id": own["track"], "payee_id": seeded_b["payee"],
-                        "contract_id": seeded_b["contract"], "share": "0.1",
-                        "effective_from": "2024-01-01"}, "payee_id"),
-        ("/v1/payees", {"name": "X", "statement_currency": "EUR",
-                        "artist_id": seeded_b["artist"]}, "artist_id"),
+        (
+            "/v1/releases",
+            {
+                "upc": "4006381333931",
+                "title": "X",
+                "release_type": "Single",
+                "label_name": "L",
+                "artist_id": seeded_b["artist"],
+                "original_release_date": "2024-01-01",
+            },
+            "artist_id",
+        ),
+        (
+            "/v1/tracks",
+            {
+                "release_id": seeded_b["release"],
+                "isrc": "GBXYZ2400009",
+                "title": "X",
+                "artist_id": own["artist"],
+                "duration_seconds": 100,
+                "track_number": 2,
+            },
+            "release_id",
+        ),
+        (
+            "/v1/contracts",
+            {
+                "payee_id": seeded_b["payee"],
+                "reference": "X",
+                "name": "X",
+                "basis": "gross_receipts",
+                "currency": "EUR",
+                "start_date": "2024-01-01",
+            },
+            "payee_id",
+        ),
+        (
+            "/v1/splits",
+            {
+                "track_id": own["track"],
+                "payee_id": seeded_b["payee"],
+                "contract_id": seeded_b["contract"],
+                "share": "0.1",
+                "effective_from": "2024-01-01",
+            },
+            "payee_id",
+        ),
+        (
+            "/v1/payees",
+            {"name": "X", "statement_currency": "EUR", "artist_id": seeded_b["artist"]},
+            "artist_id",
+        ),
     ]
     for path, body, field in cases:
         r = tenant_a.client.post(path, json=body, headers=tenant_a.admin)
@@ -116,14 +168,18 @@ def test_writes_cannot_reference_other_tenants(tenant_a: Tenant, tenant_b: Tenan
         assert {"field": field, "code": "not_found"}.items() <= r.json()["errors"][0].items()
 
 
-def test_import_writes_only_into_callers_org(tenant_a: Tenant, tenant_b: Tenant,
-                                             seeded_b: dict[str, Any]) -> None:
+def test_import_writes_only_into_callers_org(
+    tenant_a: Tenant, tenant_b: Tenant, seeded_b: dict[str, Any]
+) -> None:
     # Org B already has UPC 036000291452; org A may use the same code for its own release.
-    csv = ("release_upc,release_title,release_type,label_name,release_artist,release_date,"
-           "isrc,track_title,duration,track_number\n"
-           "036000291452,Mine,Single,A Label,A Artist,2024-02-02,GBAAA2400001,Mine,3:10,1\n")
-    r = tenant_a.client.post("/v1/imports/catalog", content=csv,
-                             headers={**tenant_a.admin, "content-type": "text/csv"})
+    csv = (
+        "release_upc,release_title,release_type,label_name,release_artist,release_date,"
+        "isrc,track_title,duration,track_number\n"
+        "036000291452,Mine,Single,A Label,A Artist,2024-02-02,GBAAA2400001,Mine,3:10,1\n"
+    )
+    r = tenant_a.client.post(
+        "/v1/imports/catalog", content=csv, headers={**tenant_a.admin, "content-type": "text/csv"}
+    )
     assert r.status_code == 200, r.text
     theirs = tenant_b.client.get(f"/v1/releases/{seeded_b['release']}", headers=tenant_b.admin)
     assert theirs.json()["title"] == "Release 1"
@@ -147,13 +203,18 @@ def test_payee_key_sees_only_its_payee(tenant_a: Tenant) -> None:
     assert listed("splits") == {ids["split"]}
     assert listed("tracks") == {ids["track"]}
     assert listed("releases") == {ids["release"]}
-    for path in (f"/v1/payees/{ids['other_payee']}", f"/v1/contracts/{ids['other_contract']}",
-                 f"/v1/splits/{ids['other_split']}", f"/v1/tracks/{other['track']}",
-                 f"/v1/releases/{other['release']}",
-                 f"/v1/contracts/{ids['other_contract']}/rates"):
+    for path in (
+        f"/v1/payees/{ids['other_payee']}",
+        f"/v1/contracts/{ids['other_contract']}",
+        f"/v1/splits/{ids['other_split']}",
+        f"/v1/tracks/{other['track']}",
+        f"/v1/releases/{other['release']}",
+        f"/v1/contracts/{ids['other_contract']}/rates",
+    ):
         assert c.get(path, headers=key).status_code == 404, path
-    sheet = c.get(f"/v1/tracks/{ids['track']}/split-sheet?as_of=2024-06-01&territory=GB",
-                  headers=key).json()
+    sheet = c.get(
+        f"/v1/tracks/{ids['track']}/split-sheet?as_of=2024-06-01&territory=GB", headers=key
+    ).json()
     assert [s["payee_id"] for s in sheet["splits"]] == [ids["payee"]]
     assert sheet["label_share"] is None
     r = c.patch(f"/v1/payees/{ids['payee']}", json={"name": "Me"}, headers=key)
@@ -169,3 +230,14 @@ def test_read_only_roles_cannot_write(tenant_a: Tenant, role: Role) -> None:
     assert r.json()["title"] == "Forbidden"
     r = tenant_a.client.delete(f"/v1/splits/{ids['split']}", headers=key)
     assert r.status_code == 403
+
+
+def test_audit_log_is_per_org(tenant_a: Tenant, tenant_b: Tenant, seeded_b: dict[str, Any]) -> None:
+    own = seed(tenant_a, 0)
+    entries = tenant_a.client.get("/v1/audit-log?limit=500", headers=tenant_a.admin).json()
+    touched = {(e["entity"], e["entity_id"]) for e in entries["items"]}
+    assert ("tracks", own["track"]) in touched
+    assert ("tracks", seeded_b["track"]) not in touched
+    for role in (Role.ANALYST, Role.PAYEE):
+        key = tenant_a.key(role, payee_id=own["payee"] if role is Role.PAYEE else None)
+        assert tenant_a.client.get("/v1/audit-log", headers=key).status_code == 403

@@ -52,8 +52,9 @@ def test_org_and_keys(env: str) -> None:
     engine = sa.create_engine(env)
     with engine.connect() as conn:
         stored = conn.execute(sa.select(ApiKey.key_hash)).scalar_one()
-        logged = conn.execute(sa.select(AuditEntry.after).where(
-            AuditEntry.entity == "api_keys")).scalar_one()
+        logged = conn.execute(
+            sa.select(AuditEntry.after).where(AuditEntry.entity == "api_keys")
+        ).scalar_one()
     engine.dispose()
     assert key not in stored  # only a hash is kept
     assert "key_hash" not in logged
@@ -67,9 +68,11 @@ def test_demo_builds_a_plausible_label_deterministically(env: str) -> None:
     def snapshot() -> tuple[list[tuple[str, str]], list[tuple[str, ...]]]:
         with engine.connect() as conn:
             tracks = conn.execute(sa.select(Track.isrc, Track.title).order_by(Track.isrc)).all()
-            splits = conn.execute(sa.select(
-                Split.share, Split.territories, Split.effective_from, Split.effective_to
-            ).order_by(Split.id)).all()
+            splits = conn.execute(
+                sa.select(
+                    Split.share, Split.territories, Split.effective_from, Split.effective_to
+                ).order_by(Split.id)
+            ).all()
         return [tuple(t) for t in tracks], [tuple(map(str, s)) for s in splits]
 
     first = snapshot()
@@ -96,11 +99,14 @@ def test_import_command(env: str, tmp_path: Path) -> None:
     cli("db", "upgrade")
     cli("org", "create", "acme", "--name", "Acme")
     f = tmp_path / "cat.csv"
-    f.write_text("release_upc,release_title,release_type,label_name,release_artist,"
-                 "release_date,isrc,track_title,duration,track_number\n"
-                 "036000291452,A,Single,L,Art,2024-01-01,GBAAA2400001,A,180,1\n")
+    f.write_text(
+        "release_upc,release_title,release_type,label_name,release_artist,"
+        "release_date,isrc,track_title,duration,track_number\n"
+        "036000291452,A,Single,L,Art,2024-01-01,GBAAA2400001,A,180,1\n"
+    )
     assert '"created": {"artists": 1, "releases": 1, "tracks": 1}' in cli(
-        "import", "catalog", str(f), "--org", "acme")
+        "import", "catalog", str(f), "--org", "acme"
+    )
     f.write_text(f.read_text().replace("036000291452", "036000291453"))
     bad = runner.invoke(app, ["import", "catalog", str(f), "--org", "acme"])
     assert bad.exit_code == 2

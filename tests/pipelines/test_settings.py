@@ -18,8 +18,9 @@ def test_zero_config_defaults_are_embedded(monkeypatch: pytest.MonkeyPatch) -> N
     assert s.api_host == "127.0.0.1"
 
 
-def test_environment_switches_to_postgres_and_data_dir(monkeypatch: pytest.MonkeyPatch,
-                                                       tmp_path: Path) -> None:
+def test_environment_switches_to_postgres_and_data_dir(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("TUNEMANTRA_DATABASE_URL", "postgresql+psycopg://u@h/db")
     monkeypatch.setenv("TUNEMANTRA_DATA_DIR", str(tmp_path))
     s = Settings()
@@ -35,8 +36,9 @@ def test_secrets_are_hidden_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize("secret", ["", "change-me", "dev-only-secret", "CHANGEME"])
-def test_placeholder_secrets_refused_outside_development(monkeypatch: pytest.MonkeyPatch,
-                                                         secret: str) -> None:
+def test_placeholder_secrets_refused_outside_development(
+    monkeypatch: pytest.MonkeyPatch, secret: str
+) -> None:
     monkeypatch.setenv("TUNEMANTRA_ENV", "production")
     monkeypatch.setenv("TUNEMANTRA_SECRET_KEY", secret)
     with pytest.raises(ValidationError, match="TUNEMANTRA_SECRET_KEY is a placeholder"):

@@ -52,9 +52,7 @@ def test_normalise() -> None:
     assert normalise_iswc("T-034.524.680-1") == "T0345246801"
     assert normalise_isni("0000 0001 2103 2683") == "0000000121032683"
     assert normalise_gtin(" 0360-0029 1452 ") == "036000291452"
-    assert (
-        normalise_gtin("36000291452.0") == "36000291452.0"
-    )  # dot kept: float artefact
+    assert normalise_gtin("36000291452.0") == "36000291452.0"  # dot kept: float artefact
 
 
 @pytest.mark.parametrize("validator", VALIDATORS)
@@ -221,9 +219,7 @@ def test_dpids_in_ddex_samples_pass_check() -> None:
     if not SAMPLES.is_dir():
         pytest.skip("DDEX sample files not available")
     found = {
-        m
-        for f in SAMPLES.glob("*.xml")
-        for m in re.findall(r"PADPIDA[A-Z0-9]+", f.read_text())
+        m for f in SAMPLES.glob("*.xml") for m in re.findall(r"PADPIDA[A-Z0-9]+", f.read_text())
     }
     assert found >= set(SAMPLE_DPIDS)
     assert all(dpid_check_ok(d) for d in found)

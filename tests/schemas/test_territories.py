@@ -47,17 +47,13 @@ def test_uk_reason_points_to_gb() -> None:
     assert "use GB" in info.value.reason
 
 
-@pytest.mark.parametrize(
-    "code", ["EUR", "usd", " GBP ", "JPY", "XOF", "XAF", "XCD", "XPF"]
-)
+@pytest.mark.parametrize("code", ["EUR", "usd", " GBP ", "JPY", "XOF", "XAF", "XCD", "XPF"])
 def test_currency_valid(code: str) -> None:
     assert is_valid_currency(code)
     assert require_currency(code) == code.strip().upper()
 
 
-@pytest.mark.parametrize(
-    "code", ["XXX", "XTS", "XAU", "XDR", "EURO", "EU", "", None, "ABC", "HRK"]
-)
+@pytest.mark.parametrize("code", ["XXX", "XTS", "XAU", "XDR", "EURO", "EU", "", None, "ABC", "HRK"])
 def test_currency_invalid(code: object) -> None:
     assert not is_valid_currency(code)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
@@ -163,9 +159,7 @@ def test_frozen_and_hashable() -> None:
     st.booleans(),
 )
 def test_roundtrip_property(codes: set[str], worldwide: bool) -> None:
-    ts = (
-        TerritorySet(("WW",), tuple(codes)) if worldwide else TerritorySet(tuple(codes))
-    )
+    ts = TerritorySet(("WW",), tuple(codes)) if worldwide else TerritorySet(tuple(codes))
     assert parse_territory_set(ts.to_string()) == ts
     assert parse_territory_set(ts.to_list()) == ts
     resolved = ts.resolve()

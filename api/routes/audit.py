@@ -1,0 +1,47 @@
+"""``GET /v1/audit-log``: every write to the store, newest last; admin and finance keys only."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import SessionDep, WriterDep
+from api.queries import Page, paginate
+from api.routes.crud import page_model
+from schemas.store.models import AuditEntry
+
+router = APIRouter(prefix="/v1/audit-log", tags=["audit"])
+
+
+class AuditOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    at: dt.datetime
+    actor: str
+    api_key_id: int | None
+    entity: str
+    entity_id: int | None
+    action: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+class AuditFilter(Page):
+    entity: str | None = Field(None, description="table name, e.g. splits")
+    entity_id: int | None = None
+    actor: str | None = None
+
+
+@router.get("", response_model=page_model(AuditOut), summary="The audit log of this organisation")
+def audit_log(session: SessionDep, principal: WriterDep, q: Annotated[AuditFilter, Query()]) -> Any:
+    stmt = sa.select(AuditEntry).where(AuditEntry.org_id == principal.org_id)
+    for name in ("entity", "entity_id", "actor"):
+        value = getattr(q, name)
+        if value is not None:
+            stmt = stmt.where(getattr(AuditEntry, name) == value)
+    rows, cursor = paginate(session, stmt, AuditEntry, q)
+    return {"items": [AuditOut.model_validate(r) for r in rows], "next_cursor": cursor}
