@@ -85,7 +85,8 @@ def _duplicate(
     *extra: sa.ColumnElement[bool],
 ) -> list[FieldError]:
     col = getattr(model, field_name)
-    same = sa.func.lower(col) == value.lower() if isinstance(value, str) else col == value
+    # Names compare case-insensitively; identifiers are normalised already (and indexed).
+    same = sa.func.lower(col) == value.lower() if field_name == "name" else col == value
     stmt = sa.select(model.id).where(model.org_id == org_id, same, *extra)  # type: ignore[attr-defined]
     if existing_id is not None:
         stmt = stmt.where(model.id != existing_id)

@@ -1,0 +1,1 @@
+"""Report parsers, registered by format name (see ``base.REGISTRY``)."""

@@ -1,0 +1,82 @@
+"""The parser contract: every report layout turns one local file into a ``ParsedFile``.
+
+A parser never writes anywhere and never drops a line silently: a line it cannot read is a
+``RowError`` (file, row, field, code, message) and is kept out of ``lines``; a file it cannot
+read at all raises ``FileRejected`` with a machine-readable code (the file is quarantined).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Protocol
+
+import polars as pl
+
+
+@dataclass(frozen=True)
+class RowError:
+    file: str
+    row: int | None
+    field: str | None
+    code: str
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "row": self.row, "field": self.field, "code": self.code,
+                "message": self.message}
+
+
+class FileRejected(Exception):
+    """The whole file is unusable; ``code`` is machine-readable, ``message`` for people."""
+
+    def __init__(self, code: str, message: str, *, row: int | None = None,
+                 field: str | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code, self.message, self.row, self.field = code, message, row, field
+
+
+@dataclass
+class FileMeta:
+    format: str
+    period_start: dt.date | None = None  # the usage period the file declares
+    period_end: dt.date | None = None
+    service: str | None = None  # DSP / sender name
+    declared_lines: int | None = None  # e.g. DSR FOOT NumberOfLinesInFile
+    declared_totals: dict[str, Decimal] = field(default_factory=dict)  # per currency
+    file_number: int | None = None  # multi-file reports: x of y
+    number_of_files: int | None = None
+    message_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ParsedFile:
+    lines: pl.DataFrame  # columns of schemas.revenue.PARSED, in that order
+    meta: FileMeta
+    errors: list[RowError] = field(default_factory=list)
+    drift: list[str] = field(default_factory=list)  # schema drift, naming the columns
+
+
+class Parser(Protocol):
+    name: str
+
+    def sniff(self, filename: str, head: bytes) -> float:
+        """Confidence 0..1 that this file (name + first bytes, decompressed) is this format."""
+        ...
+
+    def parse(self, path: Path, filename: str) -> ParsedFile:
+        """Parse a local, already decompressed file. ``filename`` is the name as delivered."""
+        ...
+
+
+REGISTRY: dict[str, Parser] = {}
+
+
+def register(parser: Parser) -> Parser:
+    if parser.name in REGISTRY:
+        raise ValueError(f"format {parser.name!r} registered twice")
+    REGISTRY[parser.name] = parser
+    return parser
