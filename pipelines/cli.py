@@ -6,7 +6,7 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import sqlalchemy as sa
 import typer
@@ -132,6 +132,45 @@ def import_catalog_cmd(
         )
         raise typer.Exit(code=2) from None
     typer.echo(json.dumps(result.as_dict()))
+
+
+@app.command("ingest")
+def ingest_cmd(
+    sources: Annotated[list[str], typer.Argument(help="files, folders or drop URLs")],
+    org: Annotated[str, typer.Option(help="organisation slug")],
+    format: Annotated[str | None, typer.Option(help="skip detection: this format")] = None,
+    period: Annotated[str | None, typer.Option(help="reporting period YYYY-MM")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per file")] = False,
+) -> None:
+    """Ingest revenue report files: parse, validate, match, convert, write Parquet."""
+    from pipelines.run_ingest import ingest_sources
+
+    settings = get_settings()
+    factory = get_session_factory(settings)
+    with factory() as session:
+        org_id = _org_id(session, org)
+    failed = False
+    for outcome in ingest_sources(
+        factory, settings.data_dir, org_id=org_id, sources=sources, format=format, period=period
+    ):
+        failed |= outcome.status == "quarantined"
+        if as_json:
+            typer.echo(json.dumps(outcome.as_dict(), default=str))
+        else:
+            typer.echo(_describe(outcome))
+    raise typer.Exit(code=1 if failed else 0)
+
+
+def _describe(o: Any) -> str:
+    if o.status == "quarantined":
+        return f"QUARANTINED {o.name}: {o.quarantine['code']}: {o.quarantine['message']}"
+    if o.status == "duplicate":
+        return f"duplicate   {o.name}: same content as ingested file {o.file_id}"
+    totals = ", ".join(f"{c} {t['accepted']}" for c, t in o.totals.items())
+    return (
+        f"ingested    {o.name} [{o.format}] {o.lines} lines: {o.accepted} accepted "
+        f"({o.matched} matched, {o.suspense} suspense), {o.rejected} rejected; {totals}"
+    )
 
 
 @app.command("api")

@@ -49,15 +49,15 @@ CANONICAL: dict[str, pl.DataType] = {
     **PARSED,
     "track_id": pl.Int64(),
     "release_id": pl.Int64(),
-    "match_method": pl.String(),  # isrc, upc, dsp_id, alias, manual; null = suspense
+    "match_method": pl.String(),  # isrc, isrc_alias, upc, ...; null = suspense
+    "suspense_reason": pl.String(),  # why an unmatched line is in suspense
     "fx_rate": pl.Decimal(38, 12),
     "fx_source": pl.String(),
     "converted_currency": pl.String(),
     "converted_amount": AMOUNT,
 }
 
-USAGE_TYPES = ("stream", "download", "ugc", "creation", "physical", "sync", "performance",
-               "other")
+USAGE_TYPES = ("stream", "download", "ugc", "creation", "physical", "sync", "performance", "other")
 
 
 def empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
@@ -68,7 +68,9 @@ def conform(frame: pl.DataFrame | pl.LazyFrame, schema: dict[str, pl.DataType]) 
     """Select exactly ``schema``'s columns in order, adding missing ones as typed nulls."""
     lf = frame.lazy()
     have = set(lf.collect_schema().names())
-    return lf.select([
-        (pl.col(name) if name in have else pl.lit(None)).cast(dtype).alias(name)
-        for name, dtype in schema.items()
-    ])
+    return lf.select(
+        [
+            (pl.col(name) if name in have else pl.lit(None)).cast(dtype).alias(name)
+            for name, dtype in schema.items()
+        ]
+    )

@@ -106,6 +106,11 @@ class Organisation(Base):
     slug: Mapped[str] = mapped_column(sa.String(64), unique=True)
     name: Mapped[str] = mapped_column(sa.String(200))
     default_currency: Mapped[str] = mapped_column(sa.String(3), default="EUR")
+    # How report currencies are converted to default_currency: the rate of the line's
+    # reporting period ("period_average", the default) from fx_rates.
+    fx_policy: Mapped[str] = mapped_column(
+        sa.String(32), default="period_average", server_default="period_average"
+    )
     created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=_utcnow)
 
 
@@ -341,3 +346,140 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(sa.String(16))
     before: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+
+
+# --- revenue ingestion ---------------------------------------------------------------------
+class IngestStatus(enum.StrEnum):
+    INGESTED = "ingested"
+    QUARANTINED = "quarantined"
+
+
+class IngestFile(Base):
+    """The ingestion ledger: one row per distinct file (by SHA-256) per organisation."""
+
+    __tablename__ = "ingest_files"
+    __table_args__ = (sa.UniqueConstraint("org_id", "sha256"),)
+    org_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+    original_name: Mapped[str] = mapped_column(sa.String(1000))
+    other_names: Mapped[list[str]] = mapped_column(sa.JSON, default=list)  # same bytes again
+    source_url: Mapped[str] = mapped_column(sa.String(2000), default="")
+    size: Mapped[int] = mapped_column(sa.BigInteger)
+    format: Mapped[str | None] = mapped_column(sa.String(64))
+    status: Mapped[IngestStatus] = mapped_column(_enum(IngestStatus))
+    reporting_period: Mapped[str | None] = mapped_column(sa.String(7), index=True)
+    period_start: Mapped[dt.date | None] = mapped_column(sa.Date)
+    period_end: Mapped[dt.date | None] = mapped_column(sa.Date)
+    lines_read: Mapped[int] = mapped_column(sa.Integer, default=0)
+    lines_accepted: Mapped[int] = mapped_column(sa.Integer, default=0)
+    lines_rejected: Mapped[int] = mapped_column(sa.Integer, default=0)
+    lines_matched: Mapped[int] = mapped_column(sa.Integer, default=0)
+    lines_suspense: Mapped[int] = mapped_column(sa.Integer, default=0)
+    # {"EUR": {"accepted": "12.34", "rejected": "0", "declared": "12.34"}, ...} as text
+    totals: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+    drift: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
+    errors_sample: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON, default=list)
+    error_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+    quarantine_code: Mapped[str | None] = mapped_column(sa.String(64))
+    quarantine_reason: Mapped[str | None] = mapped_column(sa.String(2000))
+    raw_path: Mapped[str] = mapped_column(sa.String(2000))
+    outputs: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)  # paths written
+    received_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=_utcnow)
+
+
+class MatchKind(enum.StrEnum):
+    ISRC = "isrc"  # an alias ISRC (e.g. a DSP's re-issued code) for a track
+    UPC = "upc"
+    DSP_RESOURCE = "dsp_resource_id"
+    DSP_RELEASE = "dsp_release_id"
+    PROPRIETARY = "proprietary_id"
+    TITLE_ARTIST = "title_artist"  # "title|artist", case-folded
+
+
+class MatchRule(Base):
+    """A remembered match (alias or manual resolution of suspense): key -> track/release."""
+
+    __tablename__ = "match_rules"
+    __table_args__ = (
+        sa.UniqueConstraint("org_id", "kind", "key"),
+        sa.CheckConstraint(
+            "track_id IS NOT NULL OR release_id IS NOT NULL", name="points_somewhere"
+        ),
+    )
+    org_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[MatchKind] = mapped_column(_enum(MatchKind))
+    key: Mapped[str] = mapped_column(sa.String(500))
+    track_id: Mapped[int | None] = mapped_column(sa.ForeignKey("tracks.id", ondelete="RESTRICT"))
+    release_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("releases.id", ondelete="RESTRICT")
+    )
+    note: Mapped[str] = mapped_column(sa.String(500), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=_utcnow)
+
+
+class FxRate(Base):
+    """A currency rate for a period (``YYYY-MM``): 1 ``base`` = ``rate`` ``quote``."""
+
+    __tablename__ = "fx_rates"
+    __table_args__ = (
+        sa.UniqueConstraint("org_id", "base", "quote", "period"),
+        sa.CheckConstraint("CAST(rate AS NUMERIC) > 0", name="positive_rate"),
+    )
+    org_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
+    base: Mapped[str] = mapped_column(sa.String(3))
+    quote: Mapped[str] = mapped_column(sa.String(3))
+    period: Mapped[str] = mapped_column(sa.String(7))
+    rate: Mapped[Decimal] = mapped_column(Ratio())
+    source: Mapped[str] = mapped_column(sa.String(200))
+
+
+class Drop(Base):
+    """Where an organisation's report files arrive (local folder, SFTP, S3). Credentials are
+    never stored here: ``secret_env`` names the environment variable that holds them."""
+
+    __tablename__ = "drops"
+    __table_args__ = (sa.UniqueConstraint("org_id", "name"),)
+    org_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(sa.String(64))
+    url: Mapped[str] = mapped_column(sa.String(2000))
+    secret_env: Mapped[str | None] = mapped_column(sa.String(100))
+    format: Mapped[str | None] = mapped_column(sa.String(64))  # override detection
+    enabled: Mapped[bool] = mapped_column(sa.Boolean, default=True)
+
+
+class SuspenseStatus(enum.StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"  # a match rule exists; lines are re-matched by the next rematch
+
+
+class SuspenseItem(Base):
+    """Unmatched revenue grouped by its best identifier (rebuilt from the lake by rematch)."""
+
+    __tablename__ = "suspense_items"
+    __table_args__ = (sa.UniqueConstraint("org_id", "kind", "key"),)
+    org_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[MatchKind] = mapped_column(_enum(MatchKind))
+    key: Mapped[str] = mapped_column(sa.String(500))
+    reason: Mapped[str] = mapped_column(sa.String(64))
+    title: Mapped[str | None] = mapped_column(sa.String(500))
+    artist: Mapped[str | None] = mapped_column(sa.String(500))
+    sources: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
+    lines: Mapped[int] = mapped_column(sa.Integer)
+    quantity: Mapped[int] = mapped_column(sa.BigInteger)
+    amounts: Mapped[dict[str, str]] = mapped_column(sa.JSON, default=dict)  # currency -> text
+    first_period: Mapped[str | None] = mapped_column(sa.String(7))
+    last_period: Mapped[str | None] = mapped_column(sa.String(7))
+    status: Mapped[SuspenseStatus] = mapped_column(_enum(SuspenseStatus))
+    rule_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("match_rules.id", ondelete="SET NULL")
+    )

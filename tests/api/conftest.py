@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from schemas.store import db
+from schemas.store.models import MatchKind, SuspenseItem, SuspenseStatus
 from tests.conftest import Tenant
 
 UPCS = ["5063450000179", "036000291452", "4006381333931"]
@@ -76,6 +78,20 @@ def seed(t: Tenant, n: int = 0) -> dict[str, Any]:
             f"{prefix}contract": contract["id"],
             f"{prefix}split": split["id"],
         }
+    with db.transaction(t.factory, actor="test") as session:
+        item = SuspenseItem(
+            org_id=t.org_id,
+            kind=MatchKind.ISRC,
+            key=f"GBZZZ24{n:05d}",
+            reason="unknown_isrc",
+            lines=3,
+            quantity=120,
+            amounts={"EUR": "1.230000"},
+            status=SuspenseStatus.OPEN,
+        )
+        session.add(item)
+        session.flush()
+        ids["suspense"] = item.id
     return ids
 
 

@@ -44,11 +44,15 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("GET", "/v1/splits/{split}", None),
     ("PATCH", "/v1/splits/{split}", {"effective_to": "2024-12-31"}),
     ("DELETE", "/v1/splits/{split}", None),
+    ("GET", "/v1/suspense/{suspense}", None),
+    ("POST", "/v1/suspense/{suspense}/resolve", {"track_id": 1}),
 ]
-LISTS = ["artists", "releases", "tracks", "payees", "contracts", "splits"]
+LISTS = ["artists", "releases", "tracks", "payees", "contracts", "splits", "suspense"]
 # Collection routes whose writes take ids in the body; isolation is checked in
 # test_writes_cannot_reference_other_tenants below.
-COLLECTION_WRITES = {f"POST /v1/{kind}" for kind in LISTS} | {"POST /v1/imports/catalog"}
+COLLECTION_WRITES = {f"POST /v1/{kind}" for kind in LISTS if kind != "suspense"} | {
+    "POST /v1/imports/catalog"
+}
 NO_TENANT_DATA = {"GET /healthz", "GET /v1/me"}
 AUDIT = {"GET /v1/audit-log"}  # test_audit_log_is_per_org
 
@@ -96,7 +100,12 @@ def test_other_org_cannot_see_or_change(
 def test_lists_show_only_own_org(tenant_a: Tenant, tenant_b: Tenant, kind: str) -> None:
     own = seed(tenant_a, 0)
     theirs = seed(tenant_b, 1)
-    key = {"splits": "split", "contracts": "contract", "payees": "payee"}.get(kind, kind[:-1])
+    key = {
+        "splits": "split",
+        "contracts": "contract",
+        "payees": "payee",
+        "suspense": "suspense",
+    }.get(kind, kind[:-1])
     got = {
         x["id"] for x in tenant_a.client.get(f"/v1/{kind}", headers=tenant_a.admin).json()["items"]
     }
@@ -241,3 +250,30 @@ def test_audit_log_is_per_org(tenant_a: Tenant, tenant_b: Tenant, seeded_b: dict
     for role in (Role.ANALYST, Role.PAYEE):
         key = tenant_a.key(role, payee_id=own["payee"] if role is Role.PAYEE else None)
         assert tenant_a.client.get("/v1/audit-log", headers=key).status_code == 403
+
+
+def test_payee_keys_cannot_read_suspense(tenant_a: Tenant) -> None:
+    ids = seed(tenant_a, 0)
+    key = tenant_a.key(Role.PAYEE, payee_id=ids["payee"])
+    assert tenant_a.client.get("/v1/suspense", headers=key).status_code == 403
+    assert tenant_a.client.get(f"/v1/suspense/{ids['suspense']}", headers=key).status_code == 403
+
+
+def test_resolve_cannot_point_at_another_orgs_track(
+    tenant_a: Tenant, tenant_b: Tenant, seeded_b: dict[str, Any]
+) -> None:
+    own = seed(tenant_a, 0)
+    r = tenant_a.client.post(
+        f"/v1/suspense/{own['suspense']}/resolve",
+        json={"track_id": seeded_b["track"]},
+        headers=tenant_a.admin,
+    )
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["field"] == "track_id"
+    r = tenant_a.client.post(
+        f"/v1/suspense/{own['suspense']}/resolve",
+        json={"track_id": own["track"]},
+        headers=tenant_a.admin,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["item"]["status"] == "resolved"

@@ -1,0 +1,106 @@
+"""``/v1/suspense``: unmatched revenue by identifier; resolving one remembers the match."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import PrincipalDep, SessionDep, WriterDep
+from api.queries import Page, paginate
+from api.routes.crud import page_model
+from schemas.errors import Forbidden, NotFound
+from schemas.store import suspense
+from schemas.store.models import MatchKind, Role, SuspenseItem, SuspenseStatus
+
+router = APIRouter(prefix="/v1/suspense", tags=["suspense"])
+
+
+class SuspenseOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    kind: MatchKind
+    key: str
+    reason: str
+    title: str | None
+    artist: str | None
+    sources: list[str]
+    lines: int
+    quantity: int
+    amounts: dict[str, str] = Field(description="unmatched amount per currency, as text")
+    first_period: str | None
+    last_period: str | None
+    status: SuspenseStatus
+    rule_id: int | None
+
+
+class SuspenseFilter(Page):
+    status: SuspenseStatus | None = None
+    kind: MatchKind | None = None
+    key: str | None = None
+
+
+class Resolve(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    track_id: int | None = Field(None, gt=0)
+    release_id: int | None = Field(None, gt=0)
+    note: str = Field("", max_length=500)
+
+
+class Resolved(BaseModel):
+    item: SuspenseOut
+    rule_id: int
+    detail: str
+
+
+def _no_payees(principal: Any) -> None:
+    if principal.role is Role.PAYEE:
+        raise Forbidden("suspense is the label's ledger; payee keys cannot read it")
+
+
+@router.get("", response_model=page_model(SuspenseOut), summary="Unmatched revenue by key")
+def list_suspense(
+    session: SessionDep, principal: PrincipalDep, q: Annotated[SuspenseFilter, Query()]
+) -> Any:
+    _no_payees(principal)
+    stmt = sa.select(SuspenseItem).where(SuspenseItem.org_id == principal.org_id)
+    for name in ("status", "kind", "key"):
+        value = getattr(q, name)
+        if value is not None:
+            stmt = stmt.where(getattr(SuspenseItem, name) == value)
+    rows, cursor = paginate(session, stmt, SuspenseItem, q)
+    return {"items": [SuspenseOut.model_validate(r) for r in rows], "next_cursor": cursor}
+
+
+@router.get("/{item_id}", response_model=SuspenseOut)
+def get_suspense(item_id: int, session: SessionDep, principal: PrincipalDep) -> Any:
+    _no_payees(principal)
+    item = session.get(SuspenseItem, item_id)
+    if item is None or item.org_id != principal.org_id:
+        raise NotFound(f"suspense item {item_id}")
+    return SuspenseOut.model_validate(item)
+
+
+@router.post(
+    "/{item_id}/resolve",
+    response_model=Resolved,
+    summary="Match a suspense item to a track or release, for good",
+)
+def resolve_suspense(item_id: int, body: Resolve, session: SessionDep, principal: WriterDep) -> Any:
+    rule = suspense.resolve(
+        session,
+        principal.org_id,
+        item_id,
+        track_id=body.track_id,
+        release_id=body.release_id,
+        note=body.note,
+    )
+    item = session.get(SuspenseItem, item_id)
+    return Resolved(
+        item=SuspenseOut.model_validate(item),
+        rule_id=rule.id,
+        detail="remembered: future lines with this key match at ingestion; "
+        "past lines are re-matched by the next rematch",
+    )

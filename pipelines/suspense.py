@@ -1,0 +1,158 @@
+"""Suspense: rebuild the per-key summary from the lake, and re-match lines when the catalogue
+or the match rules change (unmatched lines never block a period; they are retried here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from pipelines import lake
+from pipelines.ingest import Catalog
+from royalty_engine.fx import convert
+from royalty_engine.matching import (
+    match_lines,
+    norm_gtin_expr,
+    norm_isrc_expr,
+    title_artist_key_expr,
+)
+from schemas import revenue
+from schemas.store import db
+from schemas.store.models import IngestFile, MatchKind, SuspenseItem, SuspenseStatus
+
+KEY_ORDER = [  # the best identifier of an unmatched line names its suspense item
+    ("isrc", norm_isrc_expr("isrc")),
+    ("upc", norm_gtin_expr("upc")),
+    ("dsp_resource_id", pl.col("dsp_resource_id")),
+    ("dsp_release_id", pl.col("dsp_release_id")),
+    ("proprietary_id", pl.col("proprietary_id")),
+    ("title_artist", title_artist_key_expr()),
+]
+
+
+def _files(data_dir: Path, org_id: int) -> list[Path]:
+    return sorted((data_dir / "lake" / "revenue_lines" / f"org={org_id}").glob("**/*.parquet"))
+
+
+def suspense_keys(lines: pl.LazyFrame) -> pl.LazyFrame:
+    kind = pl.lit(None, dtype=pl.String)
+    key = pl.lit(None, dtype=pl.String)
+    for name, expr in reversed(KEY_ORDER):
+        kind = pl.when(expr.is_not_null()).then(pl.lit(name)).otherwise(kind)
+        key = pl.when(expr.is_not_null()).then(expr).otherwise(key)
+    return lines.with_columns(kind.alias("kind"), key.alias("key"))
+
+
+def rebuild_suspense(session: Session, data_dir: Path, org_id: int) -> int:
+    files = _files(data_dir, org_id)
+    if files:
+        lines = pl.scan_parquet(files).filter(pl.col("match_method").is_null())
+        grouped = (
+            suspense_keys(lines)
+            .filter(pl.col("key").is_not_null())
+            .group_by("kind", "key", "currency")
+            .agg(
+                pl.len().alias("lines"),
+                pl.col("quantity").sum(),
+                pl.col("amount").sum(),
+                pl.col("title").drop_nulls().first(),
+                pl.col("artist").drop_nulls().first(),
+                pl.col("suspense_reason").first(),
+                pl.col("source").unique().sort(),
+                pl.col("reporting_period").min().alias("first"),
+                pl.col("reporting_period").max().alias("last"),
+            )
+            .collect()
+        )
+    else:
+        grouped = pl.DataFrame()
+    items: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in grouped.iter_rows(named=True):
+        item = items.setdefault(
+            (row["kind"], row["key"]),
+            {
+                "lines": 0,
+                "quantity": 0,
+                "amounts": {},
+                "title": row["title"],
+                "artist": row["artist"],
+                "reason": row["suspense_reason"] or "unmatched",
+                "sources": set(),
+                "first": row["first"],
+                "last": row["last"],
+            },
+        )
+        item["lines"] += row["lines"]
+        item["quantity"] += row["quantity"] or 0
+        item["amounts"][row["currency"]] = format(row["amount"], "f")
+        item["sources"] |= set(row["source"])
+        item["first"] = min(item["first"], row["first"])
+        item["last"] = max(item["last"], row["last"])
+    existing = {
+        (i.kind.value, i.key): i
+        for i in session.scalars(sa.select(SuspenseItem).where(SuspenseItem.org_id == org_id))
+    }
+    for ident, stale in existing.items():
+        if ident not in items:
+            session.delete(stale)  # its lines match now
+    for (kind_name, ident_key), v in items.items():
+        entry = existing.get((kind_name, ident_key)) or SuspenseItem(
+            org_id=org_id, kind=MatchKind(kind_name), key=ident_key, status=SuspenseStatus.OPEN
+        )
+        entry.reason, entry.title, entry.artist = v["reason"], v["title"], v["artist"]
+        entry.sources, entry.lines = sorted(v["sources"]), v["lines"]
+        entry.quantity, entry.amounts = v["quantity"], v["amounts"]
+        entry.first_period, entry.last_period = v["first"], v["last"]
+        session.add(entry)
+    session.flush()
+    return len(items)
+
+
+def rematch(
+    factory: sessionmaker[Session], data_dir: Path, org_id: int, *, actor: str = "rematch"
+) -> dict[str, int]:
+    """Re-match unmatched (and re-convert unconverted) lines in place; rebuild suspense."""
+    with factory() as session:
+        catalog = Catalog.load(session, org_id)
+    rewritten = newly_matched = 0
+    per_file: dict[int, tuple[int, int]] = {}
+    for path in _files(data_dir, org_id):
+        frame = pl.read_parquet(path)
+        todo = pl.col("match_method").is_null() | pl.col("converted_amount").is_null()
+        if frame.filter(todo).is_empty():
+            continue
+        before = frame.filter(pl.col("match_method").is_null()).height
+        redo = match_lines(
+            frame.filter(todo).lazy(),
+            catalog.tracks.lazy(),
+            catalog.releases.lazy(),
+            catalog.rules.lazy(),
+        )
+        redo = convert(redo, catalog.rates.lazy(), target=catalog.currency)
+        merged = pl.concat(
+            [frame.filter(~todo), revenue.conform(redo, revenue.CANONICAL).collect()]
+        ).sort("line_no")
+        after = merged.filter(pl.col("match_method").is_null()).height
+        if merged.equals(frame.sort("line_no")):
+            continue
+        lake.write_parquet(merged, path)
+        rewritten += 1
+        newly_matched += before - after
+        file_id = int(path.stem.removeprefix("file="))
+        m, s = per_file.get(file_id, (0, 0))
+        per_file[file_id] = (m + before - after, s)
+    with db.transaction(factory, actor=actor) as session:
+        for file_id, (gained, _) in per_file.items():
+            row = session.get(IngestFile, file_id)
+            if row is not None and row.org_id == org_id:
+                row.lines_matched += gained
+                row.lines_suspense -= gained
+        open_items = rebuild_suspense(session, data_dir, org_id)
+    return {
+        "files_rewritten": rewritten,
+        "lines_matched": newly_matched,
+        "suspense_items": open_items,
+    }

@@ -1,0 +1,128 @@
+"""Matching revenue lines to the catalogue, in the documented order:
+
+1. ISRC -> track (and its release); an ISRC alias rule -> track
+2. UPC/EAN -> release (a release-level match: no track); a UPC alias rule
+3. DSP resource / release ids, then proprietary ids, by remembered rules
+4. title + artist, by remembered rules (case-folded)
+
+Identifiers are normalised before comparing: ISRC upper-case without hyphens/spaces; GTINs
+as 14 digits (so UPC-A ``036000291452`` and EAN-13 ``0036000291452`` are one product).
+Unmatched lines keep ``match_method`` null: they are suspense, with ``suspense_reason``.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+MATCH_COLUMNS = ("track_id", "release_id", "match_method", "suspense_reason")
+ISRC_RE = r"^[A-Z]{2}[A-Z0-9]{3}\d{7}$"
+
+
+def norm_isrc_expr(col: str) -> pl.Expr:
+    return pl.col(col).str.to_uppercase().str.replace_all(r"[\s\-]", "")
+
+
+def norm_gtin_expr(col: str) -> pl.Expr:
+    digits = pl.col(col).str.replace_all(r"[\s\-]", "")
+    return pl.when(digits.str.contains(r"^\d{8,14}$")).then(digits.str.zfill(14))
+
+
+def title_artist_key_expr(title: str = "title", artist: str = "artist") -> pl.Expr:
+    return pl.concat_str(
+        [
+            pl.col(title).str.to_lowercase().str.strip_chars(),
+            pl.col(artist).str.to_lowercase().str.strip_chars(),
+        ],
+        separator="|",
+    )
+
+
+def match_lines(
+    lines: pl.LazyFrame,
+    tracks: pl.LazyFrame,  # isrc, track_id, release_id
+    releases: pl.LazyFrame,  # upc, release_id
+    rules: pl.LazyFrame,  # kind, key, track_id, release_id
+) -> pl.LazyFrame:
+    """``lines`` with ``track_id``, ``release_id``, ``match_method``, ``suspense_reason``."""
+    keyed = lines.drop(list(MATCH_COLUMNS), strict=False).with_columns(
+        norm_isrc_expr("isrc").alias("_isrc"),
+        norm_gtin_expr("upc").alias("_upc"),
+        title_artist_key_expr().alias("_title_artist"),
+    )
+    t = tracks.select(
+        norm_isrc_expr("isrc").alias("_isrc"),
+        pl.col("track_id").cast(pl.Int64).alias("_t_isrc"),
+        pl.col("release_id").cast(pl.Int64).alias("_r_isrc"),
+    )
+    r = releases.select(
+        norm_gtin_expr("upc").alias("_upc"), pl.col("release_id").cast(pl.Int64).alias("_r_upc")
+    )
+    out = keyed.join(t, on="_isrc", how="left").join(r, on="_upc", how="left")
+    steps: list[tuple[str, str, str]] = [  # (rule kind, line column, method)
+        ("isrc", "_isrc", "isrc_alias"),
+        ("upc", "_upc", "upc_alias"),
+        ("dsp_resource_id", "dsp_resource_id", "dsp_resource_id"),
+        ("dsp_release_id", "dsp_release_id", "dsp_release_id"),
+        ("proprietary_id", "proprietary_id", "proprietary_id"),
+        ("title_artist", "_title_artist", "title_artist"),
+    ]
+    for kind, column, name in steps:
+        rule = rules.filter(pl.col("kind") == kind).select(
+            pl.col("key").alias(column),
+            pl.col("track_id").cast(pl.Int64).alias(f"_t_{name}"),
+            pl.col("release_id").cast(pl.Int64).alias(f"_r_{name}"),
+        )
+        out = out.join(rule, on=column, how="left")
+    order = [  # precedence: the first that hits wins
+        "isrc",
+        "isrc_alias",
+        "upc",
+        "upc_alias",
+        "dsp_resource_id",
+        "dsp_release_id",
+        "proprietary_id",
+        "title_artist",
+    ]
+    track_of = {"isrc": "_t_isrc", "upc": None}
+    release_of = {"isrc": "_r_isrc", "upc": "_r_upc"}
+    hit = {
+        m: (pl.col(f"_t_{m}").is_not_null() | pl.col(f"_r_{m}").is_not_null())
+        for m in order
+        if m not in ("isrc", "upc")
+    }
+    hit["isrc"] = pl.col("_t_isrc").is_not_null()
+    hit["upc"] = pl.col("_r_upc").is_not_null()
+    method = pl.lit(None, dtype=pl.String)
+    track = pl.lit(None, dtype=pl.Int64)
+    release = pl.lit(None, dtype=pl.Int64)
+    for m in reversed(order):
+        t_col = track_of.get(m, f"_t_{m}")
+        r_col = release_of.get(m, f"_r_{m}")
+        method = pl.when(hit[m]).then(pl.lit(m)).otherwise(method)
+        found = pl.col(t_col) if t_col else pl.lit(None, pl.Int64)
+        track = pl.when(hit[m]).then(found).otherwise(track)
+        release = pl.when(hit[m]).then(pl.col(r_col)).otherwise(release)
+    reason = (
+        pl.when(method.is_not_null())
+        .then(pl.lit(None, dtype=pl.String))
+        .when(pl.col("isrc").is_not_null() & ~pl.col("_isrc").str.contains(ISRC_RE))
+        .then(pl.lit("invalid_isrc"))
+        .when(pl.col("isrc").is_not_null())
+        .then(pl.lit("unknown_isrc"))
+        .when(pl.col("upc").is_not_null())
+        .then(pl.lit("unknown_upc"))
+        .when(
+            pl.any_horizontal(
+                pl.col("dsp_resource_id", "dsp_release_id", "proprietary_id").is_not_null()
+            )
+        )
+        .then(pl.lit("unknown_dsp_id"))
+        .otherwise(pl.lit("no_identifier"))
+    )
+    helper_cols = [c for c in out.collect_schema().names() if c.startswith("_")]
+    return out.with_columns(
+        track.alias("track_id"),
+        release.alias("release_id"),
+        method.alias("match_method"),
+        reason.alias("suspense_reason"),
+    ).drop(helper_cols)
