@@ -22,10 +22,14 @@ db_app = typer.Typer(no_args_is_help=True, help="The store's schema.")
 org_app = typer.Typer(no_args_is_help=True, help="Organisations (tenants).")
 key_app = typer.Typer(no_args_is_help=True, help="API keys.")
 import_app = typer.Typer(no_args_is_help=True, help="Bulk imports.")
+fx_app = typer.Typer(no_args_is_help=True, help="Currency rates.")
+drop_app = typer.Typer(no_args_is_help=True, help="Where an organisation's reports arrive.")
 app.add_typer(db_app, name="db")
 app.add_typer(org_app, name="org")
 app.add_typer(key_app, name="apikey")
 app.add_typer(import_app, name="import")
+app.add_typer(fx_app, name="fx")
+app.add_typer(drop_app, name="drop")
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 
@@ -134,6 +138,60 @@ def import_catalog_cmd(
     typer.echo(json.dumps(result.as_dict()))
 
 
+@fx_app.command("import")
+def fx_import(file: Path, org: Annotated[str, typer.Option()]) -> None:
+    """Import rates from CSV (base,quote,period,rate,source), all or nothing."""
+    from schemas.store.fx import import_rates
+
+    try:
+        with db.transaction(get_session_factory(), actor="cli") as session:
+            counts = import_rates(session, _org_id(session, org), file.read_bytes())
+    except StoreError as exc:
+        raise fail(exc) from None
+    typer.echo(json.dumps(counts))
+
+
+@drop_app.command("add")
+def drop_add(
+    name: str,
+    url: Annotated[str, typer.Option(help="folder, file://, sftp://user@host/path/, s3://b/p/")],
+    org: Annotated[str, typer.Option()],
+    secret_env: Annotated[str | None, typer.Option(help="env var holding the password")] = None,
+    format: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Configure a drop location for an organisation (the DAG polls every enabled drop)."""
+    from schemas.store.models import Drop
+
+    with db.transaction(get_session_factory(), actor="cli") as session:
+        org_id = _org_id(session, org)
+        if session.scalar(sa.select(Drop.id).where(Drop.org_id == org_id, Drop.name == name)):
+            typer.echo(f"error: drop {name!r} exists", err=True)
+            raise typer.Exit(code=2)
+        session.add(Drop(org_id=org_id, name=name, url=url, secret_env=secret_env, format=format))
+    typer.echo(f"drop {name} -> {url}")
+
+
+@drop_app.command("list")
+def drop_list(org: Annotated[str, typer.Option()]) -> None:
+    from schemas.store.models import Drop
+
+    with get_session_factory()() as session:
+        for d in session.scalars(sa.select(Drop).where(Drop.org_id == _org_id(session, org))):
+            typer.echo(f"{d.name}\t{d.url}\t{'enabled' if d.enabled else 'disabled'}")
+
+
+@app.command("rematch")
+def rematch_cmd(org: Annotated[str, typer.Option()]) -> None:
+    """Re-match suspense lines against the current catalogue and match rules."""
+    from pipelines.suspense import rematch
+
+    settings = get_settings()
+    factory = get_session_factory(settings)
+    with factory() as session:
+        org_id = _org_id(session, org)
+    typer.echo(json.dumps(rematch(factory, settings.data_dir, org_id)))
+
+
 @app.command("ingest")
 def ingest_cmd(
     sources: Annotated[list[str], typer.Argument(help="files, folders or drop URLs")],
@@ -158,6 +216,10 @@ def ingest_cmd(
             typer.echo(json.dumps(outcome.as_dict(), default=str))
         else:
             typer.echo(_describe(outcome))
+    from pipelines.suspense import rebuild_suspense
+
+    with db.transaction(factory, actor="cli") as session:
+        rebuild_suspense(session, settings.data_dir, org_id)
     raise typer.Exit(code=1 if failed else 0)
 
 

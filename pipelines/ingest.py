@@ -192,8 +192,9 @@ def ingest_path(
             sa.select(IngestFile).where(IngestFile.org_id == org_id, IngestFile.sha256 == sha)
         )
         if seen is not None:
-            if name != seen.original_name and name not in seen.other_names:
-                seen.other_names = [*seen.other_names, name]
+            also = source_url or name  # where the same bytes arrived again
+            if also not in (seen.source_url, seen.original_name, *seen.other_names):
+                seen.other_names = [*seen.other_names, also]
             return IngestOutcome(
                 name=name, status="duplicate", file_id=seen.id, sha256=sha, format=seen.format
             )

@@ -104,3 +104,101 @@ def _ingest_remote(
                 )
             finally:
                 local.unlink(missing_ok=True)
+
+
+# --- entry points for the Airflow DAG (small, JSON-able arguments and results) ---------------
+def _drop_credentials(secret_env: str | None) -> dict[str, str]:
+    if secret_env and os.environ.get(secret_env):
+        return {"password": os.environ[secret_env]}
+    return {}
+
+
+def pending_files(
+    factory: sessionmaker[Session], data_dir: Path, org_id: int
+) -> list[dict[str, str]]:
+    """Ready files in the organisation's enabled drops that the ledger has not seen.
+
+    Readiness across runs (size unchanged since the previous listing) is remembered in
+    ``state/drops/org=<id>/<drop>.json`` under the data dir.
+    """
+    import json
+
+    import sqlalchemy as sa
+
+    from connectors.drops import open_drop, ready_entries
+    from pipelines import lake
+    from schemas.store.models import Drop, IngestFile
+
+    with factory() as session:
+        drops = list(
+            session.scalars(sa.select(Drop).where(Drop.org_id == org_id, Drop.enabled.is_(True)))
+        )
+        known: set[str] = set()
+        for url, others in session.execute(
+            sa.select(IngestFile.source_url, IngestFile.other_names).where(
+                IngestFile.org_id == org_id
+            )
+        ):
+            known.add(url)
+            known.update(others)
+    out = []
+    for drop in drops:
+        state = data_dir / "state" / "drops" / f"org={org_id}" / f"{drop.name}.json"
+        previous = json.loads(state.read_text()) if state.exists() else None
+        with open_drop(_local_url(drop.url), **_drop_credentials(drop.secret_env)) as d:
+            ready, sizes = ready_entries(d, previous)
+        lake.write_json(sizes, state)
+        for entry in ready:
+            url = f"{drop.url.rstrip('/')}/{entry.name}"
+            if url not in known:
+                out.append({"drop": drop.name, "name": entry.name, "url": url})
+    return out
+
+
+def _local_url(url: str) -> str:
+    return url if urlsplit(url).scheme else str(Path(url).resolve())
+
+
+def ingest_one(
+    factory: sessionmaker[Session], data_dir: Path, org_id: int, drop_name: str, name: str
+) -> dict[str, object]:
+    """Fetch one file from a configured drop and ingest it; returns the outcome as a dict."""
+    import sqlalchemy as sa
+
+    from connectors.drops import open_drop
+    from schemas.store.models import Drop
+
+    with factory() as session:
+        drop = session.scalar(sa.select(Drop).where(Drop.org_id == org_id, Drop.name == drop_name))
+        if drop is None:
+            raise ValueError(f"no drop {drop_name!r} for organisation {org_id}")
+        url, secret_env, fmt = drop.url, drop.secret_env, drop.format
+    with (
+        open_drop(_local_url(url), **_drop_credentials(secret_env)) as d,
+        tempfile.TemporaryDirectory(prefix="tm-fetch-") as tmp,
+    ):
+        local = d.download(name, Path(tmp) / Path(name).name)
+        outcome = ingest_path(
+            factory,
+            data_dir,
+            org_id=org_id,
+            path=local,
+            name=name,
+            source_url=f"{url.rstrip('/')}/{name}",
+            format=fmt,
+        )
+    return outcome.as_dict()
+
+
+def finish_batch(
+    factory: sessionmaker[Session], data_dir: Path, org_id: int, outcomes: list[dict[str, object]]
+) -> dict[str, object]:
+    """After a batch: re-match suspense against the current catalogue, summarise."""
+    from pipelines.suspense import rematch
+
+    summary: dict[str, object] = {"files": len(outcomes)}
+    for status in ("ingested", "duplicate", "quarantined"):
+        summary[status] = sum(1 for o in outcomes if o.get("status") == status)
+    summary["lines"] = sum(int(o.get("lines", 0)) for o in outcomes)  # type: ignore[call-overload]
+    summary["rematch"] = rematch(factory, data_dir, org_id)
+    return summary

@@ -30,7 +30,7 @@ def convert(lines: pl.LazyFrame, rates: pl.LazyFrame, *, target: str) -> pl.Lazy
     rate = pl.when(same).then(pl.lit(1).cast(RATE)).otherwise(pl.col("_rate"))
     return (
         lines.drop(["fx_rate", "fx_source", "converted_currency", "converted_amount"], strict=False)
-        .join(r, on=["currency", "reporting_period"], how="left")
+        .join(r, on=["currency", "reporting_period"], how="left", maintain_order="left")
         .with_columns(
             rate.alias("fx_rate"),
             pl.when(same).then(pl.lit("identity")).otherwise(pl.col("_source")).alias("fx_source"),

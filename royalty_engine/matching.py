@@ -57,7 +57,9 @@ def match_lines(
     r = releases.select(
         norm_gtin_expr("upc").alias("_upc"), pl.col("release_id").cast(pl.Int64).alias("_r_upc")
     )
-    out = keyed.join(t, on="_isrc", how="left").join(r, on="_upc", how="left")
+    out = keyed.join(t, on="_isrc", how="left", maintain_order="left").join(
+        r, on="_upc", how="left", maintain_order="left"
+    )
     steps: list[tuple[str, str, str]] = [  # (rule kind, line column, method)
         ("isrc", "_isrc", "isrc_alias"),
         ("upc", "_upc", "upc_alias"),
@@ -72,7 +74,7 @@ def match_lines(
             pl.col("track_id").cast(pl.Int64).alias(f"_t_{name}"),
             pl.col("release_id").cast(pl.Int64).alias(f"_r_{name}"),
         )
-        out = out.join(rule, on=column, how="left")
+        out = out.join(rule, on=column, how="left", maintain_order="left")
     order = [  # precedence: the first that hits wins
         "isrc",
         "isrc_alias",

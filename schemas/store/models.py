@@ -364,7 +364,8 @@ class IngestFile(Base):
     )
     sha256: Mapped[str] = mapped_column(sa.String(64))
     original_name: Mapped[str] = mapped_column(sa.String(1000))
-    other_names: Mapped[list[str]] = mapped_column(sa.JSON, default=list)  # same bytes again
+    # where the same bytes arrived again (source URLs, or names): recorded, never re-ingested
+    other_names: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
     source_url: Mapped[str] = mapped_column(sa.String(2000), default="")
     size: Mapped[int] = mapped_column(sa.BigInteger)
     format: Mapped[str | None] = mapped_column(sa.String(64))
