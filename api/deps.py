@@ -2,22 +2,47 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
-from typing import Annotated
+from decimal import Decimal
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request, Response
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
+from schemas.catalog import MAX_ID
 from schemas.errors import Forbidden, StoreError
 from schemas.store.keys import verify_key
 from schemas.store.models import Role
 
 WRITERS = frozenset({Role.ADMIN, Role.FINANCE})
+PathId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 bearer = HTTPBearer(auto_error=False)
+
+
+class DecimalJSONRequest(Request):
+    """JSON numbers become ``Decimal``, never ``float``: ``"amount": 99999999999999.99``
+    arrives exactly as written (a float would already have lost the last cent)."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = json.loads(await self.body(), parse_float=Decimal)
+        return self._json
+
+
+class DecimalRoute(APIRoute):
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def decimal_handler(request: Request) -> Response:
+            return await handler(DecimalJSONRequest(request.scope, request.receive))
+
+        return decimal_handler
 
 
 class Unauthorized(StoreError):
@@ -73,7 +98,7 @@ PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 def writer(principal: PrincipalDep) -> Principal:
     if principal.role not in WRITERS:
-        raise Forbidden(f"the {principal.role.value} role is read-only")
+        raise Forbidden(f"this needs an admin or finance key, not {principal.role.value}")
     return principal
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException
 
 from schemas.errors import StoreError
@@ -84,6 +85,32 @@ def install(app: FastAPI) -> None:
             str(exc.detail),
             str(exc.detail),
             headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(OperationalError)
+    async def _busy(request: Request, exc: OperationalError) -> JSONResponse:
+        if "locked" in str(exc.orig).lower() or "could not serialize" in str(exc.orig).lower():
+            return problem(
+                request,
+                503,
+                "Busy",
+                "another write holds the store; nothing was written, retry shortly",
+                headers={"Retry-After": "2"},
+            )
+        log.exception("database error on %s", request.url.path)
+        return problem(
+            request, 500, "Internal server error", "a database error occurred; nothing was written"
+        )
+
+    @app.exception_handler(DataError)
+    async def _data(request: Request, exc: DataError) -> JSONResponse:
+        # A value the database refuses (out of range, bad encoding) that validation missed.
+        return problem(
+            request,
+            422,
+            "Validation failed",
+            "a value is out of range for the store; nothing was written",
+            type_="https://tunemantra.org/problems/validation",
         )
 
     @app.exception_handler(Exception)

@@ -6,13 +6,14 @@ import base64
 import binascii
 import datetime as dt
 import json
-from typing import Any
+from typing import Annotated, Any
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import Principal
 from schemas import identifiers
+from schemas.catalog import MAX_ID
 from schemas.errors import FieldError, ValidationFailed
 from schemas.store.models import (
     Artist,
@@ -29,6 +30,7 @@ from schemas.store.models import (
 from schemas.store.service import effective_on
 
 MAX_LIMIT = 500
+DbId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 class Page(BaseModel):
@@ -45,32 +47,32 @@ class ArtistFilter(Page):
 class ReleaseFilter(Page):
     upc: str | None = None
     title: str | None = Field(None, description="case-insensitive substring")
-    artist_id: int | None = None
+    artist_id: DbId | None = None
 
 
 class TrackFilter(Page):
     isrc: str | None = None
     title: str | None = Field(None, description="case-insensitive substring")
-    release_id: int | None = None
-    artist_id: int | None = None
+    release_id: DbId | None = None
+    artist_id: DbId | None = None
 
 
 class PayeeFilter(Page):
     name: str | None = Field(None, description="case-insensitive substring")
-    artist_id: int | None = None
+    artist_id: DbId | None = None
 
 
 class ContractFilter(Page):
-    payee_id: int | None = None
+    payee_id: DbId | None = None
     reference: str | None = None
     cross_collateral_group: str | None = None
 
 
 class SplitFilter(Page):
-    track_id: int | None = None
-    release_id: int | None = None
-    payee_id: int | None = None
-    contract_id: int | None = None
+    track_id: DbId | None = None
+    release_id: DbId | None = None
+    payee_id: DbId | None = None
+    contract_id: DbId | None = None
     as_of: dt.date | None = Field(None, description="only splits in effect on this date")
 
 
@@ -132,7 +134,7 @@ def scoped(model: type[Base], principal: Principal) -> sa.Select[Any]:
 def _decode_cursor(cursor: str) -> int:
     try:
         after = json.loads(base64.urlsafe_b64decode(cursor.encode()))["after"]
-        if not isinstance(after, int):
+        if not isinstance(after, int) or not 0 <= after <= MAX_ID:
             raise ValueError
         return after
     except (ValueError, KeyError, TypeError, binascii.Error):
@@ -148,7 +150,7 @@ def filtered(stmt: sa.Select[Any], model: type[Base], filters: Page) -> sa.Selec
         if name == "as_of":
             stmt = effective_on(stmt, model, value)
         elif name in SUBSTRING:
-            stmt = stmt.where(getattr(model, name).ilike(f"%{value}%"))
+            stmt = stmt.where(getattr(model, name).icontains(value, autoescape=True))
         else:
             stmt = stmt.where(getattr(model, name) == NORMALISE.get(name, lambda v: v)(value))
     return stmt

@@ -54,9 +54,8 @@ def db_upgrade(revision: str = "head") -> None:
     """Create or migrate the store's tables (Alembic)."""
     engine = get_engine()
     db.upgrade(engine, revision)
-    typer.echo(
-        f"database at revision {db.current_revision(engine)} ({engine.url.render_as_string()})"
-    )
+    where = engine.url.render_as_string(hide_password=True)
+    typer.echo(f"database at revision {db.current_revision(engine)} ({where})")
 
 
 @org_app.command("create")

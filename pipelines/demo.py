@@ -22,9 +22,9 @@ from schemas import identifiers
 from schemas.store import db, service
 from schemas.store.keys import issue_key
 from schemas.store.models import (
-    ApiKey,
     Artist,
     AuditEntry,
+    Base,
     Contract,
     ContractCharge,
     ContractRate,
@@ -128,19 +128,9 @@ def purge_org(session: Session, slug: str) -> None:
     org_id = session.scalar(sa.select(Organisation.id).where(Organisation.slug == slug))
     if org_id is None:
         return
-    for model in (
-        Split,
-        ContractCharge,
-        ContractRate,
-        ApiKey,
-        Contract,
-        Payee,
-        Contributor,
-        Track,
-        Release,
-        Artist,
-    ):
-        session.execute(sa.delete(model).where(model.org_id == org_id))
+    for table in reversed(Base.metadata.sorted_tables):
+        if "org_id" in table.c and table.name != "audit_log":
+            session.execute(sa.delete(table).where(table.c.org_id == org_id))
     session.execute(sa.delete(Organisation).where(Organisation.id == org_id))
     session.add(
         AuditEntry(

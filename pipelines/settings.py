@@ -24,8 +24,9 @@ class Settings(BaseSettings):
 
     env: Literal["development", "test", "production"] = "development"
     data_dir: Path = Path("./var")
-    database_url: str | None = Field(
-        default=None, description="SQLAlchemy URL; default is a SQLite file in data_dir."
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="SQLAlchemy URL (it may hold a password); default: SQLite in data_dir.",
     )
     secret_key: SecretStr = Field(
         default=SecretStr("dev-only-secret"),
@@ -38,9 +39,18 @@ class Settings(BaseSettings):
     def _refuse_placeholder_secrets(self) -> Settings:
         if self.env != "development":
             for name, value in self.secrets().items():
+                if name == "database_url":
+                    continue  # a URL, not a secret on its own; its password is checked below
                 if value.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
                     raise ValueError(
                         f"TUNEMANTRA_{name.upper()} is a placeholder; set a real secret "
+                        f"when TUNEMANTRA_ENV={self.env}"
+                    )
+            if self.database_url is not None:
+                password = sa_url_password(self.database_url.get_secret_value())
+                if password is not None and password.lower() in PLACEHOLDER_SECRETS:
+                    raise ValueError(
+                        "TUNEMANTRA_DATABASE_URL has a placeholder password; set a real one "
                         f"when TUNEMANTRA_ENV={self.env}"
                     )
         return self
@@ -52,9 +62,18 @@ class Settings(BaseSettings):
 
     @property
     def sqlalchemy_url(self) -> str:
-        if self.database_url:
-            return self.database_url
+        if self.database_url and self.database_url.get_secret_value():
+            return self.database_url.get_secret_value()
         return f"sqlite:///{(self.data_dir / 'tunemantra.db').resolve()}"
+
+
+def sa_url_password(url: str) -> str | None:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).password  # type: ignore[return-value]
+    except Exception:  # an unparsable URL fails later, at connect, with its own error
+        return None
 
 
 @lru_cache

@@ -62,7 +62,27 @@ def _usage_type(value: str) -> str:
     return value
 
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+def _printable(value: str) -> str:
+    # NUL and other control characters are refused: PostgreSQL cannot store NUL, and they
+    # are never meaningful in names or titles (they come from broken exports).
+    if any(ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0 for ch in value):
+        raise ValueError("contains control characters")
+    return value
+
+
+def text(max_length: int) -> Any:
+    """Non-empty stripped text, no control characters, at most the column's length."""
+    return Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=max_length),
+        AfterValidator(_printable),
+    ]
+
+
+Text = text(500)
+Name = text(300)
+Short = text(200)
+Genre = text(100)
 ISRC = Annotated[str, _identifier("isrc")]
 GTIN = Annotated[str, _identifier("gtin")]
 ISNI = Annotated[str, _identifier("isni")]
@@ -82,7 +102,12 @@ Amount = Annotated[
 ]
 UsageType = Annotated[str, AfterValidator(_usage_type)]
 VatNumber = Annotated[str, AfterValidator(_vat)]
-Id = Annotated[int, Field(gt=0)]
+MAX_ID = 2**31 - 1  # PostgreSQL INTEGER; larger ids cannot exist, so they are a 4xx
+Id = Annotated[int, Field(gt=0, le=MAX_ID)]
+Position = Annotated[int, Field(ge=1, le=9999)]
+# Business dates stay in a range every backend and date arithmetic handles (an end date of
+# 9999-12-31 would overflow "the day after"); open-ended is null, not a far-future date.
+Date = Annotated[dt.date, Field(ge=dt.date(1900, 1, 1), le=dt.date(2199, 12, 31))]
 
 
 class _In(BaseModel):
@@ -108,11 +133,11 @@ class ArtistFields(_In):
 
 
 class ArtistIn(ArtistFields):
-    name: Text
+    name: Name
 
 
 class ArtistPatch(ArtistFields):
-    name: Text | None = None
+    name: Name | None = None
     kind: PartyKind | None = None  # type: ignore[assignment]
 
 
@@ -129,26 +154,26 @@ class ReleaseIn(_In):
     upc: GTIN
     title: Text
     release_type: ReleaseType
-    label_name: Text
+    label_name: Name
     artist_id: Id
-    original_release_date: dt.date
+    original_release_date: Date
     territories: TerritorySet = "WW"
-    genre: Text | None = None
-    p_line: Text | None = None
-    c_line: Text | None = None
+    genre: Genre | None = None
+    p_line: Name | None = None
+    c_line: Name | None = None
 
 
 class ReleasePatch(_In):
     upc: GTIN | None = None
     title: Text | None = None
     release_type: ReleaseType | None = None
-    label_name: Text | None = None
+    label_name: Name | None = None
     artist_id: Id | None = None
-    original_release_date: dt.date | None = None
+    original_release_date: Date | None = None
     territories: TerritorySet | None = None
-    genre: Text | None = None
-    p_line: Text | None = None
-    c_line: Text | None = None
+    genre: Genre | None = None
+    p_line: Name | None = None
+    c_line: Name | None = None
 
 
 class ReleaseOut(_Out):
@@ -157,7 +182,7 @@ class ReleaseOut(_Out):
     release_type: ReleaseType
     label_name: str
     artist_id: int
-    original_release_date: dt.date
+    original_release_date: Date
     territories: str
     genre: str | None
     p_line: str | None
@@ -168,7 +193,7 @@ class ReleaseOut(_Out):
 class ContributorIn(_In):
     artist_id: Id
     role: ContributorRole
-    sequence: Annotated[int, Field(ge=1)] = 1
+    sequence: Position = 1
 
 
 class ContributorOut(BaseModel):
@@ -185,26 +210,26 @@ class TrackIn(_In):
     release_id: Id
     isrc: ISRC
     title: Text
-    version: Text | None = None
+    version: Short | None = None
     artist_id: Id
     duration_seconds: Duration
     explicit: bool = False
-    disc_number: Annotated[int, Field(ge=1)] = 1
-    track_number: Annotated[int, Field(ge=1)]
-    contributors: list[ContributorIn] = []
+    disc_number: Position = 1
+    track_number: Position
+    contributors: Annotated[list[ContributorIn], Field(max_length=200)] = []
 
 
 class TrackPatch(_In):
     release_id: Id | None = None
     isrc: ISRC | None = None
     title: Text | None = None
-    version: Text | None = None
+    version: Short | None = None
     artist_id: Id | None = None
     duration_seconds: Duration | None = None
     explicit: bool | None = None
-    disc_number: Annotated[int, Field(ge=1)] | None = None
-    track_number: Annotated[int, Field(ge=1)] | None = None
-    contributors: list[ContributorIn] | None = None
+    disc_number: Position | None = None
+    track_number: Position | None = None
+    contributors: Annotated[list[ContributorIn], Field(max_length=200)] | None = None
 
 
 class TrackOut(_Out):
@@ -223,16 +248,19 @@ class TrackOut(_Out):
 # --- payees --------------------------------------------------------------------------------
 class PayeeFields(_In):
     artist_id: Id | None = None
-    email: Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = None
+    email: (
+        Annotated[str, StringConstraints(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+        | None
+    ) = None
     country: Territory | None = None
     withholding_rate: Fraction = Decimal(0)
     vat_number: VatNumber | None = None
     self_billing_consent: bool = False
-    self_billing_expires: dt.date | None = None
+    self_billing_expires: Date | None = None
 
 
 class PayeeIn(PayeeFields):
-    name: Text
+    name: Name
     statement_currency: Currency
 
     # On the whole record only: a patch is checked as the merged record (service.update),
@@ -248,7 +276,7 @@ class PayeeIn(PayeeFields):
 
 
 class PayeePatch(PayeeFields):
-    name: Text | None = None
+    name: Name | None = None
     statement_currency: Currency | None = None
     withholding_rate: Fraction | None = None  # type: ignore[assignment]
     self_billing_consent: bool | None = None  # type: ignore[assignment]
@@ -268,8 +296,10 @@ class PayeeOut(_Out):
 
 # --- contracts -----------------------------------------------------------------------------
 class TierIn(_In):
-    from_units: Annotated[int, Field(gt=0)]
-    rate: Annotated[Decimal, BeforeValidator(_no_float), Field(ge=0, decimal_places=10)]
+    from_units: Annotated[int, Field(gt=0, le=10**15)]
+    rate: Annotated[
+        Decimal, BeforeValidator(_no_float), Field(ge=0, max_digits=14, decimal_places=10)
+    ]
 
     def as_json(self) -> dict[str, Any]:
         return {"from_units": self.from_units, "rate": format(self.rate, "f")}
@@ -277,7 +307,7 @@ class TierIn(_In):
 
 class RateIn(_In):
     usage_type: UsageType = "*"
-    channel: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)] = "*"
+    channel: text(64) = "*"
     territories: TerritorySet = "WW"
     rate: Annotated[
         Decimal,
@@ -285,9 +315,9 @@ class RateIn(_In):
         Field(ge=0, max_digits=14, decimal_places=10),  # the Ratio column: NUMERIC(14, 10)
         DecimalOut,
     ]
-    tiers: list[TierIn] = []
-    effective_from: dt.date
-    effective_to: dt.date | None = None
+    tiers: Annotated[list[TierIn], Field(max_length=50)] = []
+    effective_from: Date
+    effective_to: Date | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -305,7 +335,7 @@ class RateOut(_Out):
     territories: str
     rate: Annotated[Decimal, DecimalOut]
     tiers: list[dict[str, Any]]
-    effective_from: dt.date
+    effective_from: Date
     effective_to: dt.date | None
 
 
@@ -313,7 +343,7 @@ class ChargeIn(_In):
     kind: ChargeKind
     amount: Annotated[Amount, Field(gt=0)]
     currency: Currency
-    incurred_on: dt.date
+    incurred_on: Date
     description: Annotated[str, StringConstraints(max_length=500)] = ""
 
 
@@ -322,7 +352,7 @@ class ChargeOut(_Out):
     kind: ChargeKind
     amount: Annotated[Decimal, DecimalOut]
     currency: str
-    incurred_on: dt.date
+    incurred_on: Date
     description: str
 
 
@@ -332,19 +362,19 @@ class ContractFields(_In):
     reserve_rate: Annotated[Fraction, Field(lt=1)] = Decimal(0)
     reserve_periods: Annotated[int, Field(ge=0, le=24)] = 0
     minimum_payment: Annotated[Amount, Field(ge=0)] = Decimal(0)
-    end_date: dt.date | None = None
+    end_date: Date | None = None
 
 
 class ContractIn(ContractFields):
     payee_id: Id
     reference: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
-    name: Text
+    name: Name
     basis: Basis
     currency: Currency
     statement_frequency: StatementFrequency = StatementFrequency.HALF_YEARLY
-    start_date: dt.date
-    rates: list[RateIn] = []
-    charges: list[ChargeIn] = []
+    start_date: Date
+    rates: Annotated[list[RateIn], Field(max_length=500)] = []
+    charges: Annotated[list[ChargeIn], Field(max_length=500)] = []
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -355,7 +385,7 @@ class ContractIn(ContractFields):
 
 
 class ContractPatch(ContractFields):
-    name: Text | None = None
+    name: Name | None = None
     statement_frequency: StatementFrequency | None = None
     distribution_fee: Annotated[Fraction, Field(lt=1)] | None = None  # type: ignore[assignment]
     reserve_rate: Annotated[Fraction, Field(lt=1)] | None = None  # type: ignore[assignment]
@@ -375,7 +405,7 @@ class ContractOut(_Out):
     reserve_periods: int
     minimum_payment: Annotated[Decimal, DecimalOut]
     statement_frequency: StatementFrequency
-    start_date: dt.date
+    start_date: Date
     end_date: dt.date | None
 
 
@@ -387,8 +417,8 @@ class SplitIn(_In):
     contract_id: Id
     share: Annotated[Fraction, Field(gt=0)]
     territories: TerritorySet = "WW"
-    effective_from: dt.date
-    effective_to: dt.date | None = None
+    effective_from: Date
+    effective_to: Date | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -401,7 +431,7 @@ class SplitIn(_In):
 class SplitPatch(_In):
     """A split's terms never change in place: only its end date may be set (or cleared)."""
 
-    effective_to: dt.date | None = None
+    effective_to: Date | None = None
 
 
 class SplitOut(_Out):
@@ -411,5 +441,5 @@ class SplitOut(_Out):
     contract_id: int
     share: Annotated[Decimal, DecimalOut]
     territories: str
-    effective_from: dt.date
+    effective_from: Date
     effective_to: dt.date | None

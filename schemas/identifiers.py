@@ -60,8 +60,10 @@ class IdentifierError(ValueError):
 
 
 def normalise(value: str) -> str:
-    """Strip whitespace, hyphens and dots; upper-case."""
-    return _SEPARATORS.sub("", value).upper()
+    """Strip whitespace, hyphens and dots; upper-case (ASCII only: "ß" must not become "SS"
+    and "ﬁ" must not become "FI", so non-ASCII input stays as it is and fails validation)."""
+    compact = _SEPARATORS.sub("", value)
+    return compact.upper() if compact.isascii() else compact
 
 
 normalise_isrc = normalise

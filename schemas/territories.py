@@ -48,6 +48,12 @@ _NON_TENDER = frozenset(
 _CURRENCIES = frozenset(c.alpha_3 for c in pycountry.currencies) - _NON_TENDER
 
 
+def _ascii_upper(code: str) -> str:
+    """Upper-case ASCII only: "ß".upper() is "SS" (South Sudan) and must not become valid."""
+    code = code.strip()
+    return code.upper() if code.isascii() else code
+
+
 class TerritoryError(ValueError):
     """A territory token is unknown or misplaced."""
 
@@ -69,7 +75,7 @@ def require_territory(code: str | None) -> str:
     """Return the upper-cased territory code (ISO alpha-2, XK or WW) or raise."""
     if not isinstance(code, str):
         raise TerritoryError(repr(code), "territory must be a string")
-    c = code.strip().upper()
+    c = _ascii_upper(code)
     if reason := _territory_problem(c):
         raise TerritoryError(c, reason)
     return c
@@ -77,13 +83,13 @@ def require_territory(code: str | None) -> str:
 
 def is_valid_territory(code: str | None) -> bool:
     """True for an ISO 3166-1 alpha-2 code, XK or WW (case-insensitive)."""
-    c = code.strip().upper() if isinstance(code, str) else ""
+    c = _ascii_upper(code) if isinstance(code, str) else ""
     return _territory_problem(c) is None
 
 
 def require_currency(code: str | None) -> str:
     """Return the upper-cased active ISO 4217 code or raise ValueError."""
-    c = code.strip().upper() if isinstance(code, str) else ""
+    c = _ascii_upper(code) if isinstance(code, str) else ""
     if c in _CURRENCIES:
         return c
     if c in _NON_TENDER:
@@ -95,7 +101,7 @@ def require_currency(code: str | None) -> str:
 
 def is_valid_currency(code: str | None) -> bool:
     """True for an active ISO 4217 alphabetic code (case-insensitive)."""
-    return isinstance(code, str) and code.strip().upper() in _CURRENCIES
+    return isinstance(code, str) and _ascii_upper(code) in _CURRENCIES
 
 
 def _canonical(
@@ -139,7 +145,7 @@ class TerritorySet:
 
     def contains(self, code: str) -> bool:
         """True if ``code`` is covered; ``WW`` only if nothing is excluded."""
-        c = code.strip().upper()
+        c = _ascii_upper(code)
         if c == WW:
             return self.worldwide and not self.exclude
         if self.worldwide:
@@ -174,7 +180,7 @@ def parse_territory_set(value: str | list[str]) -> TerritorySet:
         items = value.split(",")
     if not isinstance(items, list) or not all(isinstance(t, str) for t in items):
         raise TerritoryError(str(value), "expected a comma-separated string or a list of strings")
-    tokens = [t.strip().upper() for t in items if t.strip()]
+    tokens = [_ascii_upper(t) for t in items if t.strip()]
     include = tuple(t for t in tokens if not t.startswith("-"))
     exclude = tuple(t[1:].strip() for t in tokens if t.startswith("-"))
     return TerritorySet(include, exclude)

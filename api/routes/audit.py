@@ -9,12 +9,12 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import SessionDep, WriterDep
-from api.queries import Page, paginate
+from api.deps import DecimalRoute, SessionDep, WriterDep
+from api.queries import DbId, Page, filtered, paginate
 from api.routes.crud import page_model
 from schemas.store.models import AuditEntry
 
-router = APIRouter(prefix="/v1/audit-log", tags=["audit"])
+router = APIRouter(route_class=DecimalRoute, prefix="/v1/audit-log", tags=["audit"])
 
 
 class AuditOut(BaseModel):
@@ -32,16 +32,14 @@ class AuditOut(BaseModel):
 
 class AuditFilter(Page):
     entity: str | None = Field(None, description="table name, e.g. splits")
-    entity_id: int | None = None
+    entity_id: DbId | None = None
     actor: str | None = None
 
 
 @router.get("", response_model=page_model(AuditOut), summary="The audit log of this organisation")
 def audit_log(session: SessionDep, principal: WriterDep, q: Annotated[AuditFilter, Query()]) -> Any:
-    stmt = sa.select(AuditEntry).where(AuditEntry.org_id == principal.org_id)
-    for name in ("entity", "entity_id", "actor"):
-        value = getattr(q, name)
-        if value is not None:
-            stmt = stmt.where(getattr(AuditEntry, name) == value)
+    stmt = filtered(
+        sa.select(AuditEntry).where(AuditEntry.org_id == principal.org_id), AuditEntry, q
+    )
     rows, cursor = paginate(session, stmt, AuditEntry, q)
     return {"items": [AuditOut.model_validate(r) for r in rows], "next_cursor": cursor}

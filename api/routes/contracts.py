@@ -4,22 +4,24 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Response, status
 
-from api.deps import PrincipalDep, SessionDep, WriterDep
+from api.deps import DecimalRoute, PathId, PrincipalDep, SessionDep, WriterDep
 from api.queries import DatedFilter, Page, filtered, paginate, scoped
 from api.routes.crud import get_visible, page_model
 from schemas import catalog as c
 from schemas.store import service
 from schemas.store.models import ContractCharge, ContractRate
 
-router = APIRouter(prefix="/v1/contracts/{contract_id}", tags=["contracts"])
+router = APIRouter(
+    route_class=DecimalRoute, prefix="/v1/contracts/{contract_id}", tags=["contracts"]
+)
 RatePage, ChargePage = page_model(c.RateOut), page_model(c.ChargeOut)
 
 
 @router.get("/rates", response_model=RatePage, summary="List a contract's rates")
 def list_rates(
-    contract_id: int,
+    contract_id: PathId,
     session: SessionDep,
     principal: PrincipalDep,
     q: Annotated[DatedFilter, Query()],
@@ -36,7 +38,7 @@ def list_rates(
     status_code=status.HTTP_201_CREATED,
     summary="Add a rate (an open-ended rate with the same key is closed the day before)",
 )
-def add_rate(contract_id: int, body: c.RateIn, session: SessionDep, principal: WriterDep) -> Any:
+def add_rate(contract_id: PathId, body: c.RateIn, session: SessionDep, principal: WriterDep) -> Any:
     rate = service.add_rate(session, principal.org_id, contract_id, body)
     session.refresh(rate)  # answer with the stored values (scale), as a later GET will
     return c.RateOut.model_validate(rate)
@@ -46,7 +48,7 @@ def add_rate(contract_id: int, body: c.RateIn, session: SessionDep, principal: W
     "/charges", response_model=ChargePage, summary="List a contract's advances and recoupable costs"
 )
 def list_charges(
-    contract_id: int, session: SessionDep, principal: PrincipalDep, q: Annotated[Page, Query()]
+    contract_id: PathId, session: SessionDep, principal: PrincipalDep, q: Annotated[Page, Query()]
 ) -> Any:
     get_visible(session, "contracts", principal, contract_id)
     stmt = scoped(ContractCharge, principal).where(ContractCharge.contract_id == contract_id)
@@ -61,8 +63,30 @@ def list_charges(
     summary="Record an advance or a recoupable cost",
 )
 def add_charge(
-    contract_id: int, body: c.ChargeIn, session: SessionDep, principal: WriterDep
+    contract_id: PathId, body: c.ChargeIn, session: SessionDep, principal: WriterDep
 ) -> Any:
     charge = service.add_charge(session, principal.org_id, contract_id, body)
     session.refresh(charge)
     return c.ChargeOut.model_validate(charge)
+
+
+@router.delete(
+    "/rates/{rate_id}",
+    status_code=204,
+    summary="Delete a mistaken rate (audited; to change a rate, add a new one)",
+)
+def delete_rate(
+    contract_id: PathId, rate_id: PathId, session: SessionDep, principal: WriterDep
+) -> Response:
+    service.delete_contract_child(session, principal.org_id, ContractRate, contract_id, rate_id)
+    return Response(status_code=204)
+
+
+@router.delete(
+    "/charges/{charge_id}", status_code=204, summary="Delete a mistaken advance or cost (audited)"
+)
+def delete_charge(
+    contract_id: PathId, charge_id: PathId, session: SessionDep, principal: WriterDep
+) -> Response:
+    service.delete_contract_child(session, principal.org_id, ContractCharge, contract_id, charge_id)
+    return Response(status_code=204)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, create_model
 
-from api.deps import PrincipalDep, SessionDep, WriterDep
+from api.deps import DecimalRoute, PathId, PrincipalDep, SessionDep, WriterDep
 from api.queries import Page, filtered, paginate, scoped
 from schemas.errors import NotFound
 from schemas.store import service
@@ -37,7 +37,7 @@ def crud_router(kind: str, out: type[BaseModel], filters: type[Page]) -> APIRout
     patch_in: Any = spec.patch
     model = spec.model
     noun = kind[:-1]
-    router = APIRouter(prefix=f"/v1/{kind}", tags=[kind])
+    router = APIRouter(route_class=DecimalRoute, prefix=f"/v1/{kind}", tags=[kind])
     page = page_model(out)
 
     @router.get("", response_model=page, summary=f"List {kind}")
@@ -47,7 +47,7 @@ def crud_router(kind: str, out: type[BaseModel], filters: type[Page]) -> APIRout
         return {"items": [out.model_validate(r) for r in rows], "next_cursor": cursor}
 
     @router.get("/{obj_id}", response_model=out, summary=f"Get a {noun}")
-    def get(obj_id: int, session: SessionDep, principal: PrincipalDep) -> Any:
+    def get(obj_id: PathId, session: SessionDep, principal: PrincipalDep) -> Any:
         return out.model_validate(get_visible(session, kind, principal, obj_id))
 
     @router.post(
@@ -66,7 +66,7 @@ def crud_router(kind: str, out: type[BaseModel], filters: type[Page]) -> APIRout
 
     @router.patch("/{obj_id}", response_model=out, summary=f"Update a {noun}")
     def update(
-        obj_id: int,
+        obj_id: PathId,
         body: patch_in,
         session: SessionDep,
         principal: WriterDep,
@@ -76,7 +76,7 @@ def crud_router(kind: str, out: type[BaseModel], filters: type[Page]) -> APIRout
         return out.model_validate(obj)
 
     @router.delete("/{obj_id}", status_code=status.HTTP_204_NO_CONTENT, summary=f"Delete a {noun}")
-    def delete(obj_id: int, session: SessionDep, principal: WriterDep) -> Response:
+    def delete(obj_id: PathId, session: SessionDep, principal: WriterDep) -> Response:
         service.delete(session, principal.org_id, kind, obj_id)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 

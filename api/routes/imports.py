@@ -7,11 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import SessionDep, WriterDep
+from api.deps import DecimalRoute, SessionDep, WriterDep
 from schemas.errors import FieldError, ValidationFailed
 from schemas.store.imports import COLUMNS, import_catalog
 
-router = APIRouter(prefix="/v1/imports", tags=["imports"])
+router = APIRouter(route_class=DecimalRoute, prefix="/v1/imports", tags=["imports"])
 MAX_BYTES = 20 * 1024 * 1024
 
 
@@ -40,6 +40,9 @@ async def import_catalog_route(
     principal: WriterDep,
     dry_run: Annotated[bool, Query()] = False,
 ) -> Any:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BYTES:  # refuse before reading it
+        raise ValidationFailed([FieldError("file", f"larger than {MAX_BYTES} bytes", "too_large")])
     body = await request.body()
     if len(body) > MAX_BYTES:
         raise ValidationFailed([FieldError("file", f"larger than {MAX_BYTES} bytes", "too_large")])

@@ -8,14 +8,15 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import PrincipalDep, SessionDep, WriterDep
-from api.queries import Page, paginate
+from api.deps import DecimalRoute, PathId, PrincipalDep, SessionDep, WriterDep
+from api.queries import DbId, Page, filtered, paginate
 from api.routes.crud import page_model
-from schemas.errors import Forbidden, NotFound
+from schemas.errors import Forbidden
 from schemas.store import suspense
 from schemas.store.models import MatchKind, Role, SuspenseItem, SuspenseStatus
+from schemas.store.service import get_owned
 
-router = APIRouter(prefix="/v1/suspense", tags=["suspense"])
+router = APIRouter(route_class=DecimalRoute, prefix="/v1/suspense", tags=["suspense"])
 
 
 class SuspenseOut(BaseModel):
@@ -44,8 +45,8 @@ class SuspenseFilter(Page):
 
 class Resolve(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    track_id: int | None = Field(None, gt=0)
-    release_id: int | None = Field(None, gt=0)
+    track_id: DbId | None = None
+    release_id: DbId | None = None
     note: str = Field("", max_length=500)
 
 
@@ -65,21 +66,17 @@ def list_suspense(
     session: SessionDep, principal: PrincipalDep, q: Annotated[SuspenseFilter, Query()]
 ) -> Any:
     _no_payees(principal)
-    stmt = sa.select(SuspenseItem).where(SuspenseItem.org_id == principal.org_id)
-    for name in ("status", "kind", "key"):
-        value = getattr(q, name)
-        if value is not None:
-            stmt = stmt.where(getattr(SuspenseItem, name) == value)
+    stmt = filtered(
+        sa.select(SuspenseItem).where(SuspenseItem.org_id == principal.org_id), SuspenseItem, q
+    )
     rows, cursor = paginate(session, stmt, SuspenseItem, q)
     return {"items": [SuspenseOut.model_validate(r) for r in rows], "next_cursor": cursor}
 
 
 @router.get("/{item_id}", response_model=SuspenseOut)
-def get_suspense(item_id: int, session: SessionDep, principal: PrincipalDep) -> Any:
+def get_suspense(item_id: PathId, session: SessionDep, principal: PrincipalDep) -> Any:
     _no_payees(principal)
-    item = session.get(SuspenseItem, item_id)
-    if item is None or item.org_id != principal.org_id:
-        raise NotFound(f"suspense item {item_id}")
+    item = get_owned(session, SuspenseItem, principal.org_id, item_id)
     return SuspenseOut.model_validate(item)
 
 
@@ -88,7 +85,9 @@ def get_suspense(item_id: int, session: SessionDep, principal: PrincipalDep) -> 
     response_model=Resolved,
     summary="Match a suspense item to a track or release, for good",
 )
-def resolve_suspense(item_id: int, body: Resolve, session: SessionDep, principal: WriterDep) -> Any:
+def resolve_suspense(
+    item_id: PathId, body: Resolve, session: SessionDep, principal: WriterDep
+) -> Any:
     rule = suspense.resolve(
         session,
         principal.org_id,

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from api.deps import PrincipalDep, SessionDep
+from api.deps import DecimalRoute, PathId, PrincipalDep, SessionDep
 from api.routes.crud import get_visible
 from schemas import catalog as c
 from schemas.errors import FieldError, ValidationFailed
@@ -16,7 +16,7 @@ from schemas.store import service
 from schemas.store.models import Role
 from schemas.territories import TerritoryError, require_territory
 
-router = APIRouter(prefix="/v1/tracks", tags=["tracks"])
+router = APIRouter(route_class=DecimalRoute, prefix="/v1/tracks", tags=["tracks"])
 
 
 class SplitSheet(BaseModel):
@@ -32,7 +32,7 @@ class SplitSheet(BaseModel):
 
 @router.get("/{track_id}/split-sheet", response_model=SplitSheet)
 def split_sheet(
-    track_id: int,
+    track_id: PathId,
     session: SessionDep,
     principal: PrincipalDep,
     as_of: Annotated[dt.date, Query()],

@@ -17,6 +17,13 @@ from sqlalchemy.orm import Session, UOWTransaction
 
 from schemas.store.models import ApiKey, AuditEntry, Base, Organisation
 
+
+class AuditedSession(Session):
+    """The store's session class: its flushes write the audit log. Only sessions made by
+    ``schemas.store.db.session_factory`` are audited, not every session in the process
+    (Airflow's own, for one)."""
+
+
 REDACTED: dict[type[Base], set[str]] = {ApiKey: {"key_hash"}}
 
 
@@ -95,7 +102,7 @@ def _audited(obj: object) -> bool:
     return isinstance(obj, Base) and not isinstance(obj, AuditEntry)
 
 
-@event.listens_for(Session, "before_flush")
+@event.listens_for(AuditedSession, "before_flush")
 def _audit_before_flush(session: Session, flush_context: UOWTransaction, instances: Any) -> None:
     session.info["audit_before"] = {
         obj: _old_snapshot(session, obj)
@@ -105,7 +112,7 @@ def _audit_before_flush(session: Session, flush_context: UOWTransaction, instanc
     }
 
 
-@event.listens_for(Session, "after_flush")
+@event.listens_for(AuditedSession, "after_flush")
 def _audit_after_flush(session: Session, flush_context: UOWTransaction) -> None:
     old: dict[Base, dict[str, Any]] = session.info.pop("audit_before", {})
     rows: list[dict[str, Any]] = []

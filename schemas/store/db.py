@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-import schemas.store.audit  # noqa: F401  - registers the audit hook on every Session
+from schemas.store.audit import AuditedSession
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -24,17 +24,26 @@ def make_engine(url: str, **kwargs: Any) -> sa.Engine:
 
         @sa.event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves, below
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=5000")
+            cur.execute("PRAGMA busy_timeout=10000")
+            cur.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer
             cur.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin_immediate(conn: sa.Connection) -> None:
+            # SQLite has no SELECT ... FOR UPDATE: a transaction takes the write lock when it
+            # starts, so a rule checked inside it (shares <= 100%, no overlap) cannot be
+            # invalidated by a concurrent writer between the check and the write.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     return sa.create_engine(url, pool_pre_ping=True, **kwargs)
 
 
 def session_factory(engine: sa.Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+    return sessionmaker(engine, class_=AuditedSession, expire_on_commit=False)
 
 
 @contextmanager

@@ -14,6 +14,7 @@ import io
 import json
 from collections import Counter
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Annotated, Any
 
 import sqlalchemy as sa
@@ -23,7 +24,7 @@ from sqlalchemy.orm import Session
 from schemas import catalog as c
 from schemas.errors import FieldError, StoreError, ValidationFailed
 from schemas.store import service
-from schemas.store.models import Artist, ReleaseType, Track
+from schemas.store.models import Artist, ReleaseType, Track, name_key
 from schemas.store.models import Release as ReleaseRow
 
 MAX_ROWS = 50_000
@@ -120,7 +121,11 @@ def parse_rows(payload: bytes, content_type: str) -> list[tuple[int, dict[str, A
         ) from None
     if "json" in content_type:
         try:
-            doc = json.loads(text)
+            doc = json.loads(text, parse_float=Decimal)
+        except RecursionError:
+            raise ValidationFailed(
+                [FieldError("file", "JSON nested too deeply", "json_depth")]
+            ) from None
         except json.JSONDecodeError as exc:
             raise ValidationFailed(
                 [
@@ -301,15 +306,15 @@ def import_catalog(
     savepoint = session.begin_nested()
     # Names match case-insensitively: "nova" in one file and "Nova" in the store are one artist.
     artists: dict[str, Any] = {
-        a.name.casefold(): a
+        name_key(a.name): a
         for a in session.scalars(sa.select(Artist).where(Artist.org_id == org_id))
     }
     releases: dict[str, Any] = {}
     for n, r in rows:
         try:
             for name in filter(None, (r.release_artist, r.track_artist)):
-                if name.casefold() not in artists:
-                    artists[name.casefold()] = service.create(
+                if name_key(name) not in artists:
+                    artists[name_key(name)] = service.create(
                         session, org_id, "artists", {"name": name}
                     )
                     result.created["artists"] += 1
@@ -329,7 +334,7 @@ def import_catalog(
                         "title": r.release_title,
                         "release_type": r.release_type,
                         "label_name": r.label_name,
-                        "artist_id": artists[r.release_artist.casefold()].id,
+                        "artist_id": artists[name_key(r.release_artist)].id,
                         "original_release_date": r.release_date,
                         "territories": r.territories,
                         "genre": r.genre,
@@ -363,7 +368,7 @@ def import_catalog(
                     "isrc": r.isrc,
                     "title": r.track_title,
                     "version": r.version,
-                    "artist_id": artists[(r.track_artist or r.release_artist).casefold()].id,
+                    "artist_id": artists[name_key(r.track_artist or r.release_artist)].id,
                     "duration_seconds": r.duration,
                     "explicit": r.explicit,
                     "disc_number": r.disc_number,

@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
 from schemas.store.types import Money, Ratio
 
@@ -32,6 +32,11 @@ NAMING = {
 class Base(DeclarativeBase):
     metadata = sa.MetaData(naming_convention=NAMING)
     id: Mapped[int] = mapped_column(primary_key=True)
+
+
+def name_key(name: str) -> str:
+    """Names are unique per organisation regardless of case, on every backend."""
+    return " ".join(name.casefold().split())
 
 
 def _utcnow() -> dt.datetime:
@@ -135,15 +140,21 @@ class Artist(Base):
     """A party: performer, band, producer, songwriter."""
 
     __tablename__ = "artists"
-    __table_args__ = (sa.UniqueConstraint("org_id", "name"),)
+    __table_args__ = (sa.UniqueConstraint("org_id", "name_key"),)
     org_id: Mapped[int] = mapped_column(
         sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
     )
     name: Mapped[str] = mapped_column(sa.String(300))
+    name_key: Mapped[str] = mapped_column(sa.String(300))  # casefolded: "MØ" = "mø"
     kind: Mapped[PartyKind] = mapped_column(_enum(PartyKind), default=PartyKind.PERSON)
     isni: Mapped[str | None] = mapped_column(sa.String(16))
     ipi: Mapped[str | None] = mapped_column(sa.String(11))
     country: Mapped[str | None] = mapped_column(sa.String(2))
+
+    @validates("name")
+    def _key(self, _: str, value: str) -> str:
+        self.name_key = name_key(value)
+        return value
 
 
 class Release(Base):
@@ -207,7 +218,7 @@ class Contributor(Base):
 class Payee(Base):
     __tablename__ = "payees"
     __table_args__ = (
-        sa.UniqueConstraint("org_id", "name"),
+        sa.UniqueConstraint("org_id", "name_key"),
         sa.CheckConstraint(
             "CAST(withholding_rate AS NUMERIC) BETWEEN 0 AND 1", name="withholding_fraction"
         ),
@@ -216,6 +227,7 @@ class Payee(Base):
         sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
     )
     name: Mapped[str] = mapped_column(sa.String(300))
+    name_key: Mapped[str] = mapped_column(sa.String(300))
     artist_id: Mapped[int | None] = mapped_column(sa.ForeignKey("artists.id", ondelete="RESTRICT"))
     email: Mapped[str | None] = mapped_column(sa.String(320))
     country: Mapped[str | None] = mapped_column(sa.String(2))
@@ -224,6 +236,11 @@ class Payee(Base):
     vat_number: Mapped[str | None] = mapped_column(sa.String(20))
     self_billing_consent: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     self_billing_expires: Mapped[dt.date | None] = mapped_column(sa.Date)
+
+    @validates("name")
+    def _key(self, _: str, value: str) -> str:
+        self.name_key = name_key(value)
+        return value
 
 
 class Contract(Base):
@@ -484,3 +501,9 @@ class SuspenseItem(Base):
     rule_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("match_rules.id", ondelete="SET NULL")
     )
+
+
+# SQLite would reuse the id of a deleted row (the audit log would then mix two histories):
+# AUTOINCREMENT makes ids never come back.
+for _table in Base.metadata.tables.values():
+    _table.dialect_kwargs["sqlite_autoincrement"] = True

@@ -35,6 +35,7 @@ from schemas.store.models import (
     Release,
     Split,
     Track,
+    name_key,
 )
 from schemas.territories import parse_territory_set
 
@@ -84,9 +85,10 @@ def _duplicate(
     value: Any,
     *extra: sa.ColumnElement[bool],
 ) -> list[FieldError]:
-    col = getattr(model, field_name)
-    # Names compare case-insensitively; identifiers are normalised already (and indexed).
-    same = sa.func.lower(col) == value.lower() if field_name == "name" else col == value
+    if field_name == "name":  # names compare casefolded; identifiers are normalised already
+        same = model.name_key == name_key(value)  # type: ignore[attr-defined]
+    else:
+        same = getattr(model, field_name) == value
     stmt = sa.select(model.id).where(model.org_id == org_id, same, *extra)  # type: ignore[attr-defined]
     if existing_id is not None:
         stmt = stmt.where(model.id != existing_id)
@@ -300,9 +302,24 @@ def _split_rules(s: Session, org: int, d: c.SplitIn, eid: int | None) -> list[Fi
                 "contract_payee_mismatch",
             )
         ]
+    if d.effective_from < contract.start_date or (
+        contract.end_date is not None
+        and (d.effective_to is None or d.effective_to > contract.end_date)
+    ):
+        span = _fmt_range(contract.start_date, contract.end_date)
+        return [
+            FieldError(
+                "effective_from",
+                f"the split must lie within contract {contract.id}'s term ({span})",
+                "outside_contract_term",
+            )
+        ]
     new = _Dated(eid, d.effective_from, d.effective_to, d.territories, d.share)
+    target_model = Track if d.track_id is not None else Release
     target_col = Split.track_id if d.track_id is not None else Split.release_id
     target_id = d.track_id if d.track_id is not None else d.release_id
+    # Lock the track (or release) row: two concurrent writers cannot both pass the 100% check.
+    s.execute(sa.select(target_model.id).where(target_model.id == target_id).with_for_update())
     rows = s.scalars(
         sa.select(Split).where(Split.org_id == org, target_col == target_id, Split.id != (eid or 0))
     ).all()
@@ -468,7 +485,11 @@ def _flush(session: Session) -> None:
         with session.begin_nested():
             session.flush()
     except IntegrityError as exc:  # a concurrent writer won a uniqueness race
-        raise Conflict(f"the write conflicts with existing data: {exc.orig}") from None
+        diag = getattr(exc.orig, "diag", None)  # PostgreSQL names the constraint
+        name = getattr(diag, "constraint_name", None) or str(exc.orig).split(":")[-1].strip()
+        raise Conflict(
+            f"the write conflicts with existing data ({name}); retry to see why"
+        ) from None
 
 
 # --- contract rates and charges ------------------------------------------------------------
@@ -478,6 +499,8 @@ def add_rate(
     contract = get_owned(session, Contract, org_id, contract_id)
     rate = _validated(c.RateIn, data)
     assert isinstance(rate, c.RateIn)
+    # Lock the contract: concurrent rate writes for it are checked one after the other.
+    session.execute(sa.select(Contract.id).where(Contract.id == contract.id).with_for_update())
     errors = _rate_errors(contract.basis, rate)
     same_key = session.scalars(
         sa.select(ContractRate).where(
@@ -526,19 +549,37 @@ def effective_on(stmt: sa.Select[Any], model: Any, as_of: dt.date) -> sa.Select[
 def split_sheet(
     session: Session, org_id: int, track_id: int, as_of: dt.date, territory: str
 ) -> tuple[list[Split], Decimal]:
-    """The splits that apply to one track on a date in a territory, and the label's remainder.
+    """The splits that apply to one track on a date in a territory, and the label's remainder
+    (the rule itself is ``royalty_engine.splits.applicable_splits``)."""
+    from royalty_engine.splits import applicable_splits
 
-    Track-level splits, where any apply, replace the release-level ones for that track.
-    """
     track = get_owned(session, Track, org_id, track_id)
-    levels = [Split.track_id == track.id, Split.release_id == track.release_id]
-    for level in levels:
-        rows = session.scalars(
-            effective_on(
-                sa.select(Split).where(Split.org_id == org_id, level), Split, as_of
-            ).order_by(Split.id)
-        ).all()
-        applying = [r for r in rows if parse_territory_set(r.territories).contains(territory)]
-        if applying:
-            return applying, Decimal(1) - sum((r.share for r in applying), Decimal(0))
-    return [], Decimal(1)
+    rows = session.scalars(
+        effective_on(
+            sa.select(Split).where(
+                Split.org_id == org_id,
+                sa.or_(Split.track_id == track.id, Split.release_id == track.release_id),
+            ),
+            Split,
+            as_of,
+        ).order_by(Split.id)
+    ).all()
+    return applicable_splits(
+        rows, track_id=track.id, release_id=track.release_id, as_of=as_of, territory=territory
+    )
+
+
+def delete_contract_child(
+    session: Session,
+    org_id: int,
+    model: type[ContractRate] | type[ContractCharge],
+    contract_id: int,
+    child_id: int,
+) -> None:
+    """Delete one rate or charge of a contract (a correction; the audit log keeps it)."""
+    contract = get_owned(session, Contract, org_id, contract_id)
+    child = session.get(model, child_id)
+    if child is None or child.org_id != org_id or child.contract_id != contract.id:
+        raise NotFound(f"{model.__tablename__[:-1]} {child_id} of contract {contract_id}")
+    session.delete(child)
+    session.flush()

@@ -73,6 +73,10 @@ def seed(t: Tenant, n: int = 0) -> dict[str, Any]:
             },
         )
         prefix = "" if who == "payee" else "other_"
+        rates = t.client.get(f"/v1/contracts/{contract['id']}/rates", headers=t.admin).json()
+        charges = t.client.get(f"/v1/contracts/{contract['id']}/charges", headers=t.admin)
+        ids[f"{prefix}rate"] = rates["items"][0]["id"]
+        ids[f"{prefix}charge"] = charges.json()["items"][0]["id"]
         ids |= {
             f"{prefix}payee": payee["id"],
             f"{prefix}contract": contract["id"],

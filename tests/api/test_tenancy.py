@@ -36,6 +36,8 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("GET", "/v1/contracts/{contract}/rates", None),
     ("POST", "/v1/contracts/{contract}/rates", {"rate": "0.9", "effective_from": "2025-01-01"}),
     ("GET", "/v1/contracts/{contract}/charges", None),
+    ("DELETE", "/v1/contracts/{contract}/rates/{rate}", None),
+    ("DELETE", "/v1/contracts/{contract}/charges/{charge}", None),
     (
         "POST",
         "/v1/contracts/{contract}/charges",

@@ -52,3 +52,17 @@ def test_placeholder_default_refused_in_production(monkeypatch: pytest.MonkeyPat
         Settings()
     monkeypatch.setenv("TUNEMANTRA_SECRET_KEY", "a-long-random-production-secret")
     assert Settings().env == "production"
+
+
+def test_database_url_is_a_secret_and_its_placeholder_password_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TUNEMANTRA_DATABASE_URL", "postgresql+psycopg://app:hunter2@db/tm")
+    s = Settings()
+    assert "hunter2" not in repr(s)
+    assert s.sqlalchemy_url.endswith("app:hunter2@db/tm")
+    monkeypatch.setenv("TUNEMANTRA_ENV", "production")
+    monkeypatch.setenv("TUNEMANTRA_SECRET_KEY", "a-long-random-production-secret")
+    monkeypatch.setenv("TUNEMANTRA_DATABASE_URL", "postgresql+psycopg://app:password@db/tm")
+    with pytest.raises(ValidationError, match="placeholder password"):
+        Settings()
