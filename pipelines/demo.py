@@ -570,4 +570,4 @@ def print_summary(summary: DemoSummary) -> None:
     table.add_row("tracks with a label remainder", str(summary.tracks_with_label_remainder))
     console.print(table)
     console.print(f"Admin API key for org 'demo' (shown once): [bold]{summary.admin_key}[/bold]")
-    console.print("Serve the API: uv run tunemantra api  ->  http://127.0.0.1:8000/docs")
+    console.print("Serve the API: make api  ->  http://127.0.0.1:8000/docs")
