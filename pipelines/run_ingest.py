@@ -107,10 +107,16 @@ def _ingest_remote(
 
 
 # --- entry points for the Airflow DAG (small, JSON-able arguments and results) ---------------
-def _drop_credentials(secret_env: str | None) -> dict[str, str]:
-    if secret_env and os.environ.get(secret_env):
-        return {"password": os.environ[secret_env]}
-    return {}
+def _drop_credentials(url: str, secret_env: str | None) -> dict[str, str]:
+    """Credentials from the environment variable a drop names: an SFTP password, or
+    ``ACCESS_KEY:SECRET_KEY`` for S3 (without one, boto3's usual AWS_* chain applies)."""
+    secret = os.environ.get(secret_env) if secret_env else None
+    if not secret:
+        return {}
+    if urlsplit(url).scheme == "s3":
+        access, _, key = secret.partition(":")
+        return {"access_key": access, "secret_key": key}
+    return {"password": secret}
 
 
 def pending_files(
@@ -145,7 +151,7 @@ def pending_files(
     for drop in drops:
         state = data_dir / "state" / "drops" / f"org={org_id}" / f"{drop.name}.json"
         previous = json.loads(state.read_text()) if state.exists() else None
-        with open_drop(_local_url(drop.url), **_drop_credentials(drop.secret_env)) as d:
+        with open_drop(_local_url(drop.url), **_drop_credentials(drop.url, drop.secret_env)) as d:
             ready, sizes = ready_entries(d, previous)
         lake.write_json(sizes, state)
         for entry in ready:
@@ -174,7 +180,7 @@ def ingest_one(
             raise ValueError(f"no drop {drop_name!r} for organisation {org_id}")
         url, secret_env, fmt = drop.url, drop.secret_env, drop.format
     with (
-        open_drop(_local_url(url), **_drop_credentials(secret_env)) as d,
+        open_drop(_local_url(url), **_drop_credentials(url, secret_env)) as d,
         tempfile.TemporaryDirectory(prefix="tm-fetch-") as tmp,
     ):
         local = d.download(name, Path(tmp) / Path(name).name)

@@ -71,7 +71,7 @@ def sa_url_password(url: str) -> str | None:
     from sqlalchemy.engine import make_url
 
     try:
-        return make_url(url).password  # type: ignore[return-value]
+        return make_url(url).password
     except Exception:  # an unparsable URL fails later, at connect, with its own error
         return None
 
