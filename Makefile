@@ -6,7 +6,16 @@ UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --frozen
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: demo test lint format setup system-deps api clean
+.PHONY: demo test lint format setup system-deps api airflow clean
+
+# Airflow 3 for local use: SQLite metadata under ./var/airflow, the project's DAGs, the UI
+# and API on loopback only, parallelism for 2 cores. Task processes find the project and its
+# data through PYTHONPATH and an absolute TUNEMANTRA_DATA_DIR.
+AIRFLOW_ENV = PATH="$(CURDIR)/.venv/bin:$$PATH" PYTHONPATH="$(CURDIR)" \
+  AIRFLOW_HOME="$(CURDIR)/var/airflow" AIRFLOW__CORE__DAGS_FOLDER="$(CURDIR)/dags" \
+  AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__PARALLELISM=4 \
+  AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG=2 AIRFLOW__API__HOST=127.0.0.1 \
+  AIRFLOW__API__PORT=8080 TUNEMANTRA_DATA_DIR="$(CURDIR)/var"
 
 demo: setup ## Build the sample label `demo` in ./var (SQLite) and print a summary
 	$(RUN) tunemantra demo
@@ -26,6 +35,12 @@ format: setup
 api: setup ## Serve the API on http://127.0.0.1:8000 (docs at /docs)
 	$(RUN) tunemantra db upgrade
 	$(RUN) tunemantra api
+
+airflow: setup ## Airflow 3 standalone: UI on http://127.0.0.1:8080 with the project's DAGs
+	@mkdir -p var/airflow
+	@echo "Airflow UI: http://127.0.0.1:8080 - user 'admin', password printed below"
+	@echo "(and kept in var/airflow/simple_auth_manager_passwords.json.generated)"
+	$(AIRFLOW_ENV) airflow standalone
 
 setup:
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || \

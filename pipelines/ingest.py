@@ -10,6 +10,7 @@ file declares, or the file is quarantined.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import tempfile
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.formats.base import FileMeta, FileRejected, ParsedFile, RowError
 from pipelines import lake
+from pipelines.expectations import run_batch_expectations
 from royalty_engine.fx import convert
 from royalty_engine.matching import match_lines
 from royalty_engine.validate import ERRORS_SCHEMA, check_lines, split_by_errors
@@ -281,7 +283,9 @@ def ingest_path(
     converted = convert(matched, catalog.rates.lazy(), target=catalog.currency).collect()
     rejected_df = rejected.with_columns(stamp).collect()
     with db.transaction(factory, actor=actor) as session:
+        received = dt.datetime.now(dt.UTC)
         row = IngestFile(
+            received_at=received,
             org_id=org_id,
             sha256=sha,
             original_name=name,
@@ -308,6 +312,20 @@ def ingest_path(
             rejected_df.with_columns(pl.lit(file_id).alias("file_id")),
             findings,
         )
+        report = run_batch_expectations(
+            accepted=canonical,
+            findings=findings,
+            declared_totals=parsed.meta.declared_totals,
+            rejected_totals=_totals(rejected_df),
+            file_label=f"{parsed.meta.format}-file-{file_id}",
+            out_dir=Path(outputs["findings"]).parent,
+            run_time=received,
+        )
+        outputs["data_docs"] = str(report.docs_index)
+        outputs["expectations"] = {
+            "success": report.success,
+            "failed": [r["expectation_type"] for r in report.results if not r["success"]],
+        }
         outcome = _summarise(
             outcome, file_id, lines, canonical, rejected_df, findings, parsed, read_totals, outputs
         )
