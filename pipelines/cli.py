@@ -253,15 +253,22 @@ def serve_api(
 
 @app.command("demo")
 def demo(seed: Annotated[int, typer.Option()] = 2026) -> None:
-    """Build the sample label `demo` from a fixed seed and print a summary."""
-    from pipelines.demo import print_summary, run_demo
+    """Run the sample label `demo` end to end on embedded defaults: build its catalogue,
+    payees, contracts and splits, write a month of its sales reports and ingest them."""
+    from pipelines.demo import ingest_demo_reports, print_ingest, print_summary, run_demo
 
-    engine = get_engine()
+    settings = get_settings()
+    engine = get_engine(settings)
     db.upgrade(engine)
+    factory = get_session_factory(settings)
     summary = run_demo(
-        get_session_factory(), seed=seed, secret_key=get_settings().secret_key.get_secret_value()
+        factory,
+        seed=seed,
+        data_dir=settings.data_dir,
+        secret_key=settings.secret_key.get_secret_value(),
     )
     print_summary(summary)
+    print_ingest(ingest_demo_reports(factory, settings.data_dir, summary.org_id, seed=seed))
 
 
 def main() -> None:  # pragma: no cover

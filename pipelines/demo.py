@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import shutil
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -507,9 +509,14 @@ def build(session: Session, org_id: int, rng: random.Random) -> None:
         split({"track_id": t.id}, quay, c_quay, "0.80", released("Low Water"))
 
 
-def run_demo(factory: sessionmaker[Session], *, seed: int, secret_key: str) -> DemoSummary:
+def run_demo(
+    factory: sessionmaker[Session], *, seed: int, secret_key: str, data_dir: Path | None = None
+) -> DemoSummary:
     rng = random.Random(seed)
     with db.transaction(factory, actor="demo") as session:
+        old = session.scalar(sa.select(Organisation.id).where(Organisation.slug == SLUG))
+        if old is not None and data_dir is not None:
+            forget_files(data_dir, old)
         purge_org(session, SLUG)
         org = Organisation(slug=SLUG, name="Northbound Records", default_currency="GBP")
         session.add(org)
@@ -559,7 +566,7 @@ def summarise(session: Session, org_id: int, admin_key: str = "") -> DemoSummary
 
 
 def print_summary(summary: DemoSummary) -> None:
-    console = Console()
+    console = Console(width=150)
     table = Table(title="Sample label 'demo' (Northbound Records)")
     table.add_column("what")
     table.add_column("count", justify="right")
@@ -571,3 +578,84 @@ def print_summary(summary: DemoSummary) -> None:
     console.print(table)
     console.print(f"Admin API key for org 'demo' (shown once): [bold]{summary.admin_key}[/bold]")
     console.print("Serve the API: make api  ->  http://127.0.0.1:8000/docs")
+
+
+DEMO_RATES = (  # illustrative monthly averages for the demo period, GBP per unit
+    "base,quote,period,rate,source\n"
+    "EUR,GBP,2026-01,0.8412,demo: illustrative monthly average\n"
+    "USD,GBP,2026-01,0.7893,demo: illustrative monthly average\n"
+)
+
+
+def forget_files(data_dir: Path, org_id: int) -> None:
+    """Remove the local files of a purged organisation (its lake, raw, reports, state)."""
+    for folder in (
+        data_dir / "raw",
+        data_dir / "quarantine",
+        data_dir / "reports" / "ingest",
+        data_dir / "state" / "drops",
+        *(data_dir / "lake").glob("*"),
+    ):
+        shutil.rmtree(folder / f"org={org_id}", ignore_errors=True)
+
+
+def ingest_demo_reports(
+    factory: sessionmaker[Session], data_dir: Path, org_id: int, *, seed: int
+) -> list[Any]:
+    """Configure the demo's FX rates and local drop, write its reports, ingest them."""
+    from pipelines.demo_reports import catalogue, write_reports
+    from pipelines.run_ingest import ingest_sources
+    from pipelines.suspense import rebuild_suspense
+    from schemas.store.fx import import_rates
+    from schemas.store.models import Drop
+
+    drop = data_dir / "drops" / SLUG
+    shutil.rmtree(drop, ignore_errors=True)
+    with db.transaction(factory, actor="demo") as session:
+        import_rates(session, org_id, DEMO_RATES.encode())
+        session.add(Drop(org_id=org_id, name="local", url=str(drop.resolve())))
+        write_reports(drop, catalogue(session, org_id), seed=seed)
+    outcomes = list(ingest_sources(factory, data_dir, org_id=org_id, sources=[str(drop)]))
+    with db.transaction(factory, actor="demo") as session:
+        rebuild_suspense(session, data_dir, org_id)
+    return outcomes
+
+
+def print_ingest(outcomes: list[Any]) -> None:
+    table = Table(title="Reports ingested for 2026-01")
+    for col in (
+        "file",
+        "format",
+        "status",
+        "lines",
+        "accepted",
+        "rejected",
+        "matched",
+        "suspense",
+        "why",
+    ):
+        table.add_column(
+            col,
+            justify="right"
+            if col in {"lines", "accepted", "rejected", "matched", "suspense"}
+            else "left",
+        )
+    for o in outcomes:
+        why = ""
+        if o.quarantine:
+            why = f"{o.quarantine['code']}: {o.quarantine['message'][:60]}"
+        elif o.rejected:
+            codes = sorted({e["code"] for e in o.errors if e.get("severity") == "error"})
+            why = "rejected lines: " + ", ".join(codes)
+        table.add_row(
+            o.name,
+            o.format or "-",
+            o.status,
+            str(o.lines),
+            str(o.accepted),
+            str(o.rejected),
+            str(o.matched),
+            str(o.suspense),
+            why,
+        )
+    Console(width=150).print(table)

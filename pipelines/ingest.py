@@ -148,7 +148,7 @@ def _totals(lines: pl.DataFrame) -> dict[str, Decimal]:
 
 
 def _fmt(d: Decimal) -> str:
-    return format(d.normalize() if d == d.to_integral() else d, "f")
+    return format(d.normalize(), "f")
 
 
 def _combine(parsed: Sequence[ParsedFile]) -> ParsedFile:
