@@ -59,8 +59,8 @@ def check_lines(
     period_end: dt.date | None,
 ) -> pl.LazyFrame:
     """All findings for ``lines`` (schema ``ERRORS_SCHEMA``), one row per line and field."""
-    terr = pl.Series(sorted(territories), dtype=pl.String)
-    curr = pl.Series(sorted(currencies), dtype=pl.String)
+    terr = sorted(territories)
+    curr = sorted(currencies)
     checks = [
         _check(
             lines, pl.col("amount").is_null(), "amount", "missing", "amount is missing", "error"

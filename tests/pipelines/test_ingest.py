@@ -1,0 +1,218 @@
+"""Ingestion end to end on local files, on SQLite and PostgreSQL: ledger, lake, quarantine,
+duplicates, reconciliation, matching, FX, suspense and rematch."""
+
+from __future__ import annotations
+
+import random
+from decimal import Decimal
+from pathlib import Path
+
+import polars as pl
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from pipelines.demo import build
+from pipelines.demo_reports import catalogue, write_apple, write_distributor, write_spotify
+from pipelines.ingest import ingest_path
+from pipelines.suspense import rebuild_suspense, rematch
+from schemas.store import db, service, suspense
+from schemas.store.fx import import_rates
+from schemas.store.models import IngestFile, Organisation, SuspenseItem, Track
+from tests.conftest import make_org
+
+
+@pytest.fixture
+def label(factory: sessionmaker[Session]) -> int:
+    """An organisation with the demo catalogue (47 tracks), reporting in GBP."""
+    org_id = make_org(factory, "label")
+    with db.transaction(factory, actor="test") as s:
+        s.get(Organisation, org_id).default_currency = "GBP"  # type: ignore[union-attr]
+        build(s, org_id, random.Random(7))
+    return org_id
+
+
+def products(factory: sessionmaker[Session], org_id: int) -> list:  # type: ignore[type-arg]
+    with factory() as s:
+        return catalogue(s, org_id)
+
+
+def lake_lines(data_dir: Path, table: str = "revenue_lines") -> pl.DataFrame:
+    files = sorted((data_dir / "lake" / table).glob("**/*.parquet"))
+    return pl.read_parquet(files) if files else pl.DataFrame()
+
+
+def test_a_report_is_ingested_matched_converted_and_recorded(
+    factory: sessionmaker[Session], label: int, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    with db.transaction(factory, actor="test") as s:
+        import_rates(s, label, b"base,quote,period,rate,source\nEUR,GBP,2026-01,0.85,ECB avg\n")
+    report = tmp_path / "spotify_northbound_202601_EUR.csv"
+    write_spotify(
+        report,
+        products(factory, label)[:5],
+        random.Random(1),
+        "EUR",
+        ["DE", "FR"],
+        unknown_isrc=True,
+    )
+    out = ingest_path(factory, data, org_id=label, path=report, name=report.name)
+    assert (out.status, out.format, out.lines, out.rejected) == ("ingested", "spotify", 22, 0)
+    assert (out.matched, out.suspense) == (21, 1)
+    lines = lake_lines(data)
+    assert lines.height == 22
+    assert set(lines["reporting_period"]) == {"2026-01"}
+    assert lines["amount"].dtype == pl.Decimal(38, 12)
+    # FX: every line converted at the imported rate, with the rate and its source beside it.
+    assert set(lines["fx_source"]) == {"ECB avg"}
+    assert (lines["converted_amount"] == lines["amount"] * Decimal("0.85")).all()
+    # Reconciliation: accepted lines sum to what the file holds, to the last decimal place.
+    expected = sum(Decimal(r.split(",")[8]) for r in report.read_text().splitlines()[1:])
+    assert Decimal(out.totals["EUR"]["accepted"]) == expected
+    assert lines["amount"].sum() == expected
+    with factory() as s:
+        row = s.scalar(sa.select(IngestFile))
+        assert row is not None
+        assert (row.status.value, row.lines_matched, row.lines_suspense) == ("ingested", 21, 1)
+        assert Path(row.raw_path).read_bytes() == report.read_bytes()
+    assert Path(out.outputs["data_docs"]).exists()
+    assert out.outputs["expectations"]["success"] is True
+
+
+def test_same_content_twice_is_recorded_once(
+    factory: sessionmaker[Session], label: int, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    report = tmp_path / "statement_a.csv"
+    write_distributor(report, products(factory, label)[:6], random.Random(2))
+    first = ingest_path(factory, data, org_id=label, path=report, name=report.name)
+    copy = tmp_path / "statement_copy.csv"
+    copy.write_bytes(report.read_bytes())
+    again = ingest_path(
+        factory,
+        data,
+        org_id=label,
+        path=copy,
+        name=copy.name,
+        source_url="sftp://dsp/out/statement_copy.csv",
+    )
+    assert (first.status, again.status, again.file_id) == ("ingested", "duplicate", first.file_id)
+    assert lake_lines(data).height == first.accepted
+    with factory() as s:
+        rows = s.scalars(sa.select(IngestFile)).all()
+        assert len(rows) == 1
+        assert rows[0].other_names == ["sftp://dsp/out/statement_copy.csv"]
+
+
+def test_bad_lines_are_set_aside_with_reasons(
+    factory: sessionmaker[Session], label: int, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    report = tmp_path / "statement_b.csv"
+    write_distributor(report, products(factory, label)[:16], random.Random(3))
+    out = ingest_path(factory, data, org_id=label, path=report, name=report.name)
+    assert (out.lines, out.accepted, out.rejected) == (16, 14, 2)
+    codes = {(e["line_no"], e["field"], e["code"]) for e in out.errors if e["severity"] == "error"}
+    assert codes == {(11, "amount", "invalid_decimal"), (13, "territory", "unknown_territory")}
+    rejected = lake_lines(data, "rejected_lines")
+    assert rejected["line_no"].to_list() == [13]  # the unreadable amount never became a line
+    assert rejected["reasons"].to_list() == ["territory:unknown_territory"]
+
+
+def test_unreadable_file_is_quarantined_and_nothing_reaches_the_lake(
+    factory: sessionmaker[Session], label: int, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    bad = tmp_path / "80012345_0126_GB.txt"
+    write_apple(bad, products(factory, label), random.Random(4))
+    text = bad.read_text().replace("Extended Partner Share", "Ext Share", 1)
+    bad.write_text(text)
+    out = ingest_path(factory, data, org_id=label, path=bad, name=bad.name)
+    assert out.status == "quarantined"
+    assert out.quarantine is not None
+    assert out.quarantine["code"] == "missing_column"
+    assert "Extended Partner Share" in out.quarantine["message"]
+    assert lake_lines(data).is_empty()
+    assert (data / "quarantine" / f"org={label}" / f"{out.sha256}.json").exists()
+
+
+def test_control_total_mismatch_quarantines(
+    factory: sessionmaker[Session], label: int, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    report = tmp_path / "80012345_0126_GB.txt"
+    write_apple(report, products(factory, label), random.Random(5))
+    lines = report.read_text().splitlines()
+    lines = [("Total_Amount\t999.99" if ln.startswith("Total_Amount") else ln) for ln in lines]
+    report.write_text("\n".join(lines) + "\n")
+    out = ingest_path(factory, data, org_id=label, path=report, name=report.name)
+    assert out.status == "quarantined"
+    assert out.quarantine is not None
+    assert out.quarantine["code"] == "control_total_mismatch"
+    assert "declared 999.99" in out.quarantine["message"]
+
+
+def test_suspense_is_resolved_once_and_remembered(
+    factory: sessionmaker[Session], label: int, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    report = tmp_path / "spotify_northbound_202601_USD.csv"
+    write_spotify(
+        report, products(factory, label)[:3], random.Random(6), "USD", ["US", "CA"], unknown_isrc=True
+    )
+    out = ingest_path(factory, data, org_id=label, path=report, name=report.name)
+    assert out.suspense == 1
+    with db.transaction(factory, actor="test") as s:
+        assert rebuild_suspense(s, data, label) == 1
+        item = s.scalar(sa.select(SuspenseItem))
+        assert item is not None
+        assert (item.kind.value, item.key, item.reason) == ("isrc", "GBNBR2699999", "unknown_isrc")
+        track = s.scalars(sa.select(Track).where(Track.org_id == label)).first()
+        assert track is not None
+        suspense.resolve(s, label, item.id, track_id=track.id)
+    result = rematch(factory, data, label)
+    assert result == {"files_rewritten": 1, "lines_matched": 1, "suspense_items": 0}
+    lines = lake_lines(data)
+    assert lines.filter(pl.col("isrc") == "GBNBR2699999")["match_method"].to_list() == [
+        "isrc_alias"
+    ]
+    # The next report with the same unknown ISRC matches at ingestion.
+    nxt = tmp_path / "spotify_northbound_202602_USD.csv"
+    write_spotify(
+        nxt, products(factory, label)[:1], random.Random(9), "USD", ["US", "CA"], unknown_isrc=True
+    )
+    assert ingest_path(factory, data, org_id=label, path=nxt, name=nxt.name).suspense == 0
+    with factory() as s:
+        row = s.get(IngestFile, out.file_id)
+        assert row is not None
+        assert (row.lines_matched, row.lines_suspense) == (out.matched + 1, 0)
+
+
+def test_new_track_in_catalogue_is_matched_by_rematch(
+    factory: sessionmaker[Session], label: int, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    report = tmp_path / "spotify_northbound_202601_EUR.csv"
+    write_spotify(
+        report, products(factory, label)[:1], random.Random(8), "EUR", ["DE", "AT"], unknown_isrc=True
+    )
+    ingest_path(factory, data, org_id=label, path=report, name=report.name)
+    with db.transaction(factory, actor="test") as s:
+        t = s.scalars(sa.select(Track).where(Track.org_id == label)).first()
+        assert t is not None
+        service.create(
+            s,
+            label,
+            "tracks",
+            {
+                "release_id": t.release_id,
+                "isrc": "GBNBR2699999",
+                "title": "Unreleased Demo",
+                "artist_id": t.artist_id,
+                "duration_seconds": 200,
+                "track_number": 99,
+            },
+        )
+    assert rematch(factory, data, label)["lines_matched"] == 1
+    assert lake_lines(data)["match_method"].null_count() == 0
