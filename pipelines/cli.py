@@ -24,12 +24,14 @@ key_app = typer.Typer(no_args_is_help=True, help="API keys.")
 import_app = typer.Typer(no_args_is_help=True, help="Bulk imports.")
 fx_app = typer.Typer(no_args_is_help=True, help="Currency rates.")
 drop_app = typer.Typer(no_args_is_help=True, help="Where an organisation's reports arrive.")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (figures, not tests).")
 app.add_typer(db_app, name="db")
 app.add_typer(org_app, name="org")
 app.add_typer(key_app, name="apikey")
 app.add_typer(import_app, name="import")
 app.add_typer(fx_app, name="fx")
 app.add_typer(drop_app, name="drop")
+app.add_typer(bench_app, name="bench")
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 
@@ -189,6 +191,25 @@ def rematch_cmd(org: Annotated[str, typer.Option()]) -> None:
     with factory() as session:
         org_id = _org_id(session, org)
     typer.echo(json.dumps(rematch(factory, settings.data_dir, org_id)))
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    lines: Annotated[int, typer.Option(help="lines per generated file")] = 1_000_000,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Ingest an N-line gzipped DSR and an N-line CSV end to end; lines/s and peak RSS."""
+    from pipelines.bench import run
+
+    result = run(lines)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    for r in result["results"]:
+        typer.echo(
+            f"{r['file']}: {r['status']} {r['lines']:,} lines in {r['seconds']} s = "
+            f"{r['lines_per_second']:,} lines/s, peak RSS {r['peak_rss_mib']} MiB"
+        )
 
 
 @app.command("ingest")

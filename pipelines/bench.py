@@ -1,0 +1,157 @@
+"""``tunemantra bench ingest``: end-to-end ingestion speed on generated files.
+
+Generates an N-line gzipped DDEX DSR file and an N-line distributor CSV, then ingests each
+in a fresh child process (parse + validate + match + convert + write Parquet + ledger,
+against a SQLite store holding the sample label's catalogue) and reports wall time,
+lines/s and the child's peak RSS. Nothing is written outside a temporary folder.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import sqlalchemy as sa
+
+
+def write_distributor_csv(path: Path, lines: int, isrcs: list[str], seed: int) -> None:
+    """An N-line distributor statement, generated column-wise (no Python loop per line)."""
+    n = lines
+    idx = pl.int_range(0, n, eager=True)
+    countries = ["GB", "DE", "US", "FR", "NL", "SE", "JP", "BR"]
+    stores = ["Deezer", "Amazon Music", "Tidal", "Apple Music"]
+    k = len(isrcs)
+    frame = (
+        pl.DataFrame({"i": idx})
+        .with_columns(
+            pl.lit("2026-01").alias("Statement Period"),
+            pl.when(pl.col("i") % 97 == 0)
+            .then(pl.lit("Void"))
+            .otherwise(pl.lit("Sale"))
+            .alias("Sale Type"),
+            pl.col("i").mod(len(stores)).replace_strict(range(len(stores)), stores).alias("Store"),
+            (pl.col("i") * 7 + seed)
+            .mod(len(countries))
+            .replace_strict(range(len(countries)), countries)
+            .alias("Country"),
+            pl.lit("Stream").alias("Usage"),
+            pl.lit("").alias("Release Title"),
+            pl.format("Track {}", pl.col("i") % k).alias("Track Title"),
+            pl.lit("Artist").alias("Artist"),
+            pl.lit("").alias("UPC"),
+            (pl.col("i") * 31 + seed).mod(k).replace_strict(range(k), isrcs).alias("ISRC"),
+            pl.lit("").alias("Catalog Number"),
+            ((pl.col("i") * 13) % 5000 + 1).alias("Units"),
+            pl.lit("").alias("Gross Amount"),
+            pl.lit("85").alias("Split %"),
+            pl.format(
+                "{}.{}",
+                (pl.col("i") % 50),
+                ((pl.col("i") * 7919) % 1_000_000).cast(pl.String).str.zfill(6),
+            ).alias("Net Amount"),
+            pl.lit("EUR").alias("Currency"),
+        )
+        .drop("i")
+    )
+    frame.write_csv(path)
+
+
+def _child(args: list[str]) -> tuple[float, dict[str, Any], int]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-m", "pipelines.bench", *args], check=True, capture_output=True, text=True
+    )
+    elapsed = time.perf_counter() - start
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return elapsed, json.loads(out.stdout.strip().splitlines()[-1]), max(peak_kib, before)
+
+
+def run(lines: int, *, seed: int = 1, keep: Path | None = None) -> dict[str, Any]:
+    from connectors.formats.dsr_writer import write_dsr
+    from pipelines.demo import run_demo
+    from schemas.store import db
+    from schemas.store.models import Track
+
+    work = Path(tempfile.mkdtemp(prefix="tm-bench-", dir=keep))
+    try:
+        data, store = work / "data", work / "bench.db"
+        engine = db.make_engine(f"sqlite:///{store}")
+        db.upgrade(engine)
+        factory = db.session_factory(engine)
+        org_id = run_demo(factory, seed=seed, secret_key="bench-secret", data_dir=data).org_id
+        with factory() as s:
+            isrcs = list(s.scalars(sa.select(Track.isrc)))
+        engine.dispose()
+        t0 = time.perf_counter()
+        dsr_plain = work / "DSR_Northbound_Spotify_Premium_2026-01_WW_1of1_20260205T000000.tsv"
+        write_dsr(dsr_plain, lines=lines, seed=seed)
+        dsr = dsr_plain.with_name(dsr_plain.name + ".gz")
+        with dsr_plain.open("rb") as src, gzip.open(dsr, "wb", compresslevel=1) as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        dsr_plain.unlink()
+        csv = work / "statement_bench_2026-01.csv"
+        write_distributor_csv(csv, lines, isrcs, seed)
+        generated = time.perf_counter() - t0
+        results = []
+        for path in (dsr, csv):
+            wall, outcome, peak = _child(
+                ["--one", str(store), str(data), str(org_id), str(path)]
+            )
+            results.append(
+                {
+                    "file": path.name,
+                    "bytes": path.stat().st_size,
+                    "format": outcome["format"],
+                    "status": outcome["status"],
+                    "lines": outcome["lines"],
+                    "seconds": round(outcome["seconds"], 2),
+                    "process_seconds": round(wall, 2),
+                    "lines_per_second": round(outcome["lines"] / outcome["seconds"]),
+                    "peak_rss_mib": round(peak / 1024),
+                }
+            )
+        return {
+            "lines_per_file": lines,
+            "generate_seconds": round(generated, 2),
+            "cpu_count": os.cpu_count(),
+            "python": platform.python_version(),
+            "results": results,
+        }
+    finally:
+        if keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _one(store: str, data: str, org_id: str, path: str) -> None:
+    from pipelines.expectations import _quiet_gx
+
+    with _quiet_gx():  # a one-off import (~6 s) per process: not ingestion time
+        pass
+    from pipelines.ingest import ingest_path
+    from schemas.store import db
+
+    factory = db.session_factory(db.make_engine(f"sqlite:///{store}"))
+    p = Path(path)
+    start = time.perf_counter()
+    out = ingest_path(factory, Path(data), org_id=int(org_id), path=p, name=p.name)
+    seconds = time.perf_counter() - start
+    sys.stdout.write(json.dumps({"format": out.format, "status": out.status,
+                                 "lines": out.lines, "seconds": seconds,
+                                 "quarantine": out.quarantine}) + "\n")
+
+
+if __name__ == "__main__":  # the child process of `run`
+    if sys.argv[1] == "--one":
+        _one(*sys.argv[2:6])
