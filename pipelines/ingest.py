@@ -15,6 +15,7 @@ import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -202,24 +203,24 @@ def ingest_path(
             )
         catalog = Catalog.load(session, org_id)
     raw = lake.keep_raw(path, data_dir, org_id, sha, _suffix(name))
+    quarantine = partial(
+        _quarantine,
+        factory,
+        data_dir,
+        org_id=org_id,
+        sha=sha,
+        name=name,
+        source_url=source_url,
+        raw=raw,
+        size=path.stat().st_size,
+        actor=actor,
+    )
     outcome = IngestOutcome(name=name, status="ingested", sha256=sha)
     with tempfile.TemporaryDirectory(prefix="tm-ingest-") as work:
         try:
             parsed = _combine(parse_file(raw, name, Path(work), format=format))
         except FileRejected as exc:
-            return _quarantine(
-                factory,
-                data_dir,
-                org_id=org_id,
-                sha=sha,
-                name=name,
-                source_url=source_url,
-                raw=raw,
-                size=path.stat().st_size,
-                fmt=format,
-                exc=exc,
-                actor=actor,
-            )
+            return quarantine(fmt=format, exc=exc)
     outcome.format = parsed.meta.format
     file_period = period or _period_of(parsed.meta)
     lines = revenue.conform(parsed.lines, revenue.PARSED).collect()
@@ -253,19 +254,7 @@ def ingest_path(
                     for cur in sorted(off)
                 ),
             )
-            return _quarantine(
-                factory,
-                data_dir,
-                org_id=org_id,
-                sha=sha,
-                name=name,
-                source_url=source_url,
-                raw=raw,
-                size=path.stat().st_size,
-                fmt=parsed.meta.format,
-                exc=mismatch,
-                actor=actor,
-            )
+            return quarantine(fmt=parsed.meta.format, exc=mismatch)
     accepted, rejected = split_by_errors(lines.lazy(), findings)
     month = pl.col("usage_end").dt.strftime("%Y-%m")
     stamp = [
