@@ -15,8 +15,8 @@ import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
