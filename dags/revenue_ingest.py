@@ -58,7 +58,9 @@ def revenue_ingest() -> None:
     def summarise(org: str, outcomes: list[dict[str, Any]]) -> dict[str, Any]:
         from pipelines.tasks import summarise_ingest
 
-        return summarise_ingest(org, outcomes)
+        # A slice fetches every mapped result in one request; iterating asks per item and
+        # logs an "XCom not found" error for the one past the end.
+        return summarise_ingest(org, list(outcomes[:]))
 
     org = "{{ params.org }}"
     outcomes = ingest_file.partial(org=org).expand(item=list_new_files(org))

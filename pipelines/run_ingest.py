@@ -2,7 +2,11 @@
 
 A URL ending in ``/`` (or a local directory) is a folder: every ready file in it is ingested;
 otherwise it names one file. Credentials come from the URL or the environment (AWS_* for S3,
-``TUNEMANTRA_SFTP_PASSWORD`` for SFTP), never from the command line history.
+``TUNEMANTRA_SFTP_PASSWORD`` for SFTP), never from the command line history; a password given
+in a URL is never recorded (the ledger keeps the URL without it).
+
+SFTP host keys are always verified: against ``~/.ssh/known_hosts``, or against the file that
+``TUNEMANTRA_SFTP_KNOWN_HOSTS`` names (e.g. a mounted secret in a container).
 """
 
 from __future__ import annotations
@@ -74,9 +78,10 @@ def _ingest_remote(
 
     folder = url.endswith("/")
     base, _, leaf = url.rstrip("/").rpartition("/") if not folder else (url, "", "")
-    credentials = {}
+    credentials: dict[str, object] = dict(_sftp_known_hosts(url))
     if urlsplit(url).scheme == "sftp" and os.environ.get("TUNEMANTRA_SFTP_PASSWORD"):
         credentials["password"] = os.environ["TUNEMANTRA_SFTP_PASSWORD"]
+    public = _without_password(url)
     with (
         open_drop(base if not folder else url, **credentials) as drop,
         tempfile.TemporaryDirectory(prefix="tm-fetch-") as tmp,
@@ -98,7 +103,7 @@ def _ingest_remote(
                     org_id=org_id,
                     path=local,
                     name=name,
-                    source_url=f"{url.rstrip('/')}/{name}" if folder else url,
+                    source_url=f"{public.rstrip('/')}/{name}" if folder else public,
                     format=format,
                     period=period,
                 )
@@ -106,17 +111,40 @@ def _ingest_remote(
                 local.unlink(missing_ok=True)
 
 
+def _without_password(url: str) -> str:
+    """``url`` with any password removed from it (what may be stored and shown)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return parts._replace(netloc=f"{user}@{host}" if user else host).geturl()
+
+
+def _sftp_known_hosts(url: str) -> dict[str, Path]:
+    """For an SFTP URL, the known_hosts file ``TUNEMANTRA_SFTP_KNOWN_HOSTS`` names, if set.
+
+    Always a path: the value can name a file of trusted keys but never turn verification off
+    (SftpDrop's ``"auto-add"`` is a string option, not a path)."""
+    path = os.environ.get("TUNEMANTRA_SFTP_KNOWN_HOSTS")
+    if urlsplit(url).scheme != "sftp" or not path:
+        return {}
+    return {"known_hosts": Path(path)}
+
+
 # --- entry points for the Airflow DAG (small, JSON-able arguments and results) ---------------
-def _drop_credentials(url: str, secret_env: str | None) -> dict[str, str]:
+def _drop_credentials(url: str, secret_env: str | None) -> dict[str, object]:
     """Credentials from the environment variable a drop names: an SFTP password, or
-    ``ACCESS_KEY:SECRET_KEY`` for S3 (without one, boto3's usual AWS_* chain applies)."""
+    ``ACCESS_KEY:SECRET_KEY`` for S3 (without one, boto3's usual AWS_* chain applies);
+    for SFTP also the known_hosts file of ``TUNEMANTRA_SFTP_KNOWN_HOSTS``."""
+    options: dict[str, object] = dict(_sftp_known_hosts(url))
     secret = os.environ.get(secret_env) if secret_env else None
     if not secret:
-        return {}
+        return options
     if urlsplit(url).scheme == "s3":
         access, _, key = secret.partition(":")
         return {"access_key": access, "secret_key": key}
-    return {"password": secret}
+    return {**options, "password": secret}
 
 
 def pending_files(
@@ -154,8 +182,9 @@ def pending_files(
         with open_drop(_local_url(drop.url), **_drop_credentials(drop.url, drop.secret_env)) as d:
             ready, sizes = ready_entries(d, previous)
         lake.write_json(sizes, state)
+        public = _without_password(drop.url)
         for entry in ready:
-            url = f"{drop.url.rstrip('/')}/{entry.name}"
+            url = f"{public.rstrip('/')}/{entry.name}"
             if url not in known:
                 out.append({"drop": drop.name, "name": entry.name, "url": url})
     return out
@@ -190,7 +219,7 @@ def ingest_one(
             org_id=org_id,
             path=local,
             name=name,
-            source_url=f"{url.rstrip('/')}/{name}",
+            source_url=f"{_without_password(url).rstrip('/')}/{name}",
             format=fmt,
         )
     return outcome.as_dict()

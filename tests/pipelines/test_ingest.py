@@ -159,7 +159,12 @@ def test_suspense_is_resolved_once_and_remembered(
     data = tmp_path / "data"
     report = tmp_path / "spotify_northbound_202601_USD.csv"
     write_spotify(
-        report, products(factory, label)[:3], random.Random(6), "USD", ["US", "CA"], unknown_isrc=True
+        report,
+        products(factory, label)[:3],
+        random.Random(6),
+        "USD",
+        ["US", "CA"],
+        unknown_isrc=True,
     )
     out = ingest_path(factory, data, org_id=label, path=report, name=report.name)
     assert out.suspense == 1
@@ -195,7 +200,12 @@ def test_new_track_in_catalogue_is_matched_by_rematch(
     data = tmp_path / "data"
     report = tmp_path / "spotify_northbound_202601_EUR.csv"
     write_spotify(
-        report, products(factory, label)[:1], random.Random(8), "EUR", ["DE", "AT"], unknown_isrc=True
+        report,
+        products(factory, label)[:1],
+        random.Random(8),
+        "EUR",
+        ["DE", "AT"],
+        unknown_isrc=True,
     )
     ingest_path(factory, data, org_id=label, path=report, name=report.name)
     with db.transaction(factory, actor="test") as s:
