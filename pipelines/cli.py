@@ -163,6 +163,15 @@ def drop_add(
     """Configure a drop location for an organisation (the DAG polls every enabled drop)."""
     from schemas.store.models import Drop
 
+    from urllib.parse import urlsplit
+
+    if urlsplit(url).password is not None:
+        typer.echo(
+            "error: no password in the URL (it would be stored); use --secret-env NAME "
+            "and put the password in that environment variable",
+            err=True,
+        )
+        raise typer.Exit(code=2)
     with db.transaction(get_session_factory(), actor="cli") as session:
         org_id = _org_id(session, org)
         if session.scalar(sa.select(Drop.id).where(Drop.org_id == org_id, Drop.name == name)):

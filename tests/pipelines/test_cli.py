@@ -112,3 +112,27 @@ def test_import_command(env: str, tmp_path: Path) -> None:
     assert bad.exit_code == 2
     assert '"row": 2' in bad.output
     assert '"field": "release_upc"' in bad.output
+
+
+def test_drop_add_refuses_a_password_in_the_url(env: str) -> None:
+    cli("db", "upgrade")
+    cli("org", "create", "acme", "--name", "Acme")
+    bad = runner.invoke(
+        app,
+        ["drop", "add", "dsp", "--org", "acme", "--url", "sftp://label:hunter2@sftp.example/out/"],
+    )
+    assert bad.exit_code == 2
+    assert "--secret-env" in bad.output
+    ok = cli(
+        "drop",
+        "add",
+        "dsp",
+        "--org",
+        "acme",
+        "--url",
+        "sftp://label@sftp.example/out/",
+        "--secret-env",
+        "DSP_PASSWORD",
+    )
+    assert "dsp -> sftp://label@sftp.example/out/" in ok
+    assert "sftp://label@sftp.example/out/" in cli("drop", "list", "--org", "acme")
