@@ -161,9 +161,9 @@ def drop_add(
     format: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Configure a drop location for an organisation (the DAG polls every enabled drop)."""
-    from schemas.store.models import Drop
-
     from urllib.parse import urlsplit
+
+    from schemas.store.models import Drop
 
     if urlsplit(url).password is not None:
         typer.echo(
