@@ -1,0 +1,1760 @@
+"""DDEX DSR flat-file parser (Digital Sales Report Message Suite, tab-separated flat files).
+
+One local, already decompressed DSR file -> one ``ParsedFile`` with one PARSED line per
+sales/usage record. Supported (``LAYOUTS``):
+
+* ``BasicAudioProfile`` 1.1 and 1.2, multi-record block variant: ``HEAD``, summary records
+  ``SY01``/``SY02``/``SY04``/``SY05`` (1.2 also ``SY06``), blocks of ``RE01``/``RE02`` (releases),
+  ``AS01``/``AS02`` (resources), ``MW01`` (works, read for block counts only), ``SU01``
+  (downloads: Usages - Returns) and ``SU02`` (streams: NumberOfStreams), ``FOOT``.
+* ``BasicAudioProfile`` 1.2 single-record variant: ``HEAD`` (``SRHE``), summaries, ``SR01``
+  (downloads) / ``SR02`` (streams) carrying release, resource and usage in one line, ``SRFO``.
+* ``UgcProfile`` 1.1 (= 1.1.1) and 1.2, block variant: ``SU03`` (usages and the record's own
+  NetRevenue) with its resource ``AS01``/``AS02`` in the block; a ``SU03`` without a
+  SummaryRecordId takes the one of the ``LI01`` records that follow it; ``RU01``/``RU02``
+  (UGC video lists) and ``MW01`` are read for block counts only. ``UgcProfile`` 1.2
+  single-record variant: ``SR03`` (own NetRevenue when given) and ``SR06``.
+
+Record types are written with their record version (``SY02.02``, ``AS01.01``); a record whose
+version differs from the profile's (``SY02.01`` in a 1.2 file) is read with the profile's layout
+and reported as drift. An unknown record type is a row error.
+
+**Lines.** ``line_no`` is the physical, 1-based line number; ``raw_hash`` is the SHA-256 of the
+line's text as written (UTF-8, without its ``\\n`` / ``\\r\\n`` terminator). FOOT
+``NumberOfLinesInFile`` (SRFO ``NumberOfLinesInReport``) counts *every* line of the file: HEAD,
+summary, block and footer records, plus empty lines (DSR Part 1, clause 7.6) and ``#`` lines
+(records to be ignored, clause 7.7: the comment lines naming cells). It is checked against the
+number of physical lines; ``NumberOfSummaryRecords`` against the ``SY`` records and
+``NumberOfBlocksInFile`` against the distinct BlockIds. Any mismatch rejects the file
+(``foot_mismatch``); a file without HEAD or footer is rejected (``missing_head`` /
+``missing_foot``: truncated).
+
+**Amounts.** The revenue sits on the summary records. Each summary's revenue base
+``R`` (AllocatedNetRevenue when the record carries one, i.e. the recipient's share in SY02/SY05,
+else NetRevenue; currency CurrencyOfReporting) is spread over the usage lines that point to it,
+pro rata to their units, in integer units of 10^-12 (the scale of ``schemas.revenue.AMOUNT``) by
+the largest-remainder method: every line gets ``floor(R * w / D)``, the residue goes one unit at a
+time to the largest remainders (ties: the earlier line), so a summary's lines sum *exactly* to
+``R`` and no line is more than one unit off its exact share. ``D`` is the sum of the units of the
+summary's lines in the file (lines rejected for another reason keep their share out, so the gap
+shows in reconciliation). Multi-file reports (``x of y`` with y > 1) repeat the same summary
+records in every file (Part 1, clause 6.3), so there ``D`` is the summary's declared usage count
+(AllocatedUsages, else Usages) and each file carries its own share; ``declared_totals`` is then
+the file's share and ``extra["report_declared_totals"]`` the report's. Usage records that carry
+their own revenue (UGC ``SU03``, ``SR03``) keep it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_EVEN, Decimal
+from pathlib import Path
+from typing import Any, Final
+
+import duckdb
+import polars as pl
+import pyarrow as pa  # type: ignore[import-untyped]
+
+from connectors.formats import archive
+from connectors.formats.base import FileMeta, FileRejected, ParsedFile, RowError, register
+from schemas.revenue import AMOUNT, PARSED, conform
+
+FORMAT: Final = "dsr"
+SCALE: Final = 12  # decimal places of schemas.revenue.AMOUNT
+UNIT: Final = 10**SCALE
+TAIL_BYTES: Final = 64 * 1024
+
+FILENAME_RE: Final = re.compile(
+    r"^DSR_(?P<recipient>[^_]+)_(?P<sender>[^_]+)_(?P<service>[^_]+)_(?P<period>[^_]+)_"
+    r"(?P<territory>[^_]*)_(?P<x>\d+)of(?P<y>\d+)_(?P<created>\d{8}T\d{6})\.tsv(?:\.gz)?$",
+    re.IGNORECASE,
+)
+_INT_RE: Final = r"^[+-]?\d+$"
+_DEC_RE: Final = r"^[+-]?(?:\d+\.?\d*|\.\d+)$"
+_LONG_FRACTION_RE: Final = r"\.\d{13,}$"
+_ISO_DATE_RE: Final = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
+
+COMMERCIAL_MODELS: Final[dict[str, str]] = {
+    "AdvertisementSupportedModel": "ad_supported",
+    "SubscriptionModel": "subscription",
+    "PayAsYouGoModel": "purchase",
+    "FreeOfChargeModel": "free",
+}
+"""DDEX CommercialModelType -> canonical ``commercial_model``; any other value is ``other``."""
+
+
+# --------------------------------------------------------------------------------------------
+# record layouts (cell positions, 0-based, from record-specs.tsv of each profile and version)
+
+
+@dataclass(frozen=True)
+class Layout:
+    code: str  # record type as written in the file, e.g. "SY02.02"
+    kind: str  # head, foot, srfo, summary, release, subrelease, resource, usage, licence, other
+    cells: Mapping[str, int]  # cell name -> 0-based position in the line
+    usage_type: str | None = None
+    units: tuple[str, ...] = ()  # (count,) or (count, returns): units = count - returns
+    units_decimal: bool = False  # the count is an xs:decimal (rounded half-even to a whole unit)
+    own_amount: str | None = None  # a revenue cell on the usage record itself
+    single: bool = False  # single-record variant (carries release and resource itself)
+    count_optional: bool = False  # the count cell may be empty (UGC 1.1 SU03.01)
+
+    @property
+    def base(self) -> str:
+        return self.code[:4]
+
+
+_HEAD = {
+    "MessageVersion": 1, "Profile": 2, "ProfileVersion": 3, "MessageId": 4,
+    "MessageCreatedDateTime": 5, "FileNumber": 6, "NumberOfFiles": 7, "UsageStartDate": 8,
+    "UsageEndDate": 9, "SenderPartyId": 10, "SenderName": 11, "ServiceDescription": 12,
+    "RecipientPartyId": 13, "RecipientName": 14,
+}  # fmt: skip
+_FOOT = {
+    "NumberOfLinesInFile": 1, "NumberOfLinesInReport": 2, "NumberOfSummaryRecords": 3,
+    "NumberOfBlocksInFile": 4, "NumberOfBlocksInReport": 5,
+}  # fmt: skip
+_SRFO = {"NumberOfLinesInReport": 1, "NumberOfSummaryRecords": 2}
+_SY = {"SummaryRecordId": 1, "CommercialModel": 4, "UseType": 5, "Territory": 6}
+_SY09 = {"SummaryRecordId": 1, "CommercialModel": 2, "UseType": 3, "Territory": 4}
+_RE01 = {
+    "BlockId": 1, "ReleaseReference": 2, "DspReleaseId": 3, "ProprietaryReleaseId": 4,
+    "ICPN": 6, "DisplayArtistName": 7, "Title": 9,
+}  # fmt: skip
+_RE02 = {"BlockId": 1, "ReleaseReference": 2, "DspSubReleaseId": 3, "ProprietarySubReleaseId": 4}
+_AS = {
+    "BlockId": 1, "ResourceReference": 2, "DspResourceId": 3, "ISRC": 4, "Title": 5,
+    "DisplayArtistName": 7,
+}  # fmt: skip
+_SU01 = {
+    "BlockId": 1, "SummaryRecordId": 2, "TransactedRelease": 4, "TransactedResource": 5,
+    "Usages": 8, "Returns": 9,
+}  # fmt: skip
+_SU02 = {
+    "BlockId": 1, "SummaryRecordId": 2, "TransactedRelease": 4, "TransactedResource": 5,
+    "NumberOfStreams": 7,
+}  # fmt: skip
+_SR_RES = {
+    "SummaryRecordId": 1, "DspResourceId": 2, "ISRC": 3, "ResourceTitle": 4,
+    "ResourceDisplayArtistName": 6,
+}  # fmt: skip
+_SR_REL_BA = {
+    "DspReleaseId": 20, "ProprietaryReleaseId": 21, "ICPN": 23, "ReleaseDisplayArtistName": 24,
+    "ReleaseTitle": 26,
+}  # fmt: skip
+_SR_REL_UGC = {
+    "DspReleaseId": 21, "ProprietaryReleaseId": 22, "ICPN": 24, "ReleaseDisplayArtistName": 25,
+    "ReleaseTitle": 27,
+}  # fmt: skip
+_BLOCK_ONLY = {"BlockId": 1}
+
+
+def _sy(code: str, **cells: int) -> Layout:
+    base = _SY09 if code == "SY09" else _SY
+    return Layout(code, "summary", {**base, **cells})
+
+
+def _table(*layouts: Layout) -> dict[str, Layout]:
+    return {layout.code: layout for layout in layouts}
+
+
+_COMMON_HEAD = (Layout("HEAD", "head", _HEAD),)
+_SU01_L = Layout("SU01", "usage", _SU01, "download", ("Usages", "Returns"))
+_SU02_L = Layout("SU02", "usage", _SU02, "stream", ("NumberOfStreams",))
+
+LAYOUTS: Final[dict[tuple[str, str], dict[str, Layout]]] = {
+    ("BasicAudioProfile", "1.1"): _table(
+        *_COMMON_HEAD,
+        Layout("FOOT", "foot", _FOOT),
+        _sy("SY01", Usages=8, Currency=10, NetRevenue=11),
+        _sy("SY02.01", Usages=8, Currency=10, NetRevenue=11, AllocatedUsages=14,
+            AllocatedNetRevenue=16),
+        _sy("SY04", UsagesInReportingPeriod=13, Currency=14, NetRevenue=18),
+        _sy("SY05", TotalUsages=11, AllocatedUsages=12, AllocatedNetRevenue=15),
+        Layout("RE01", "release", _RE01),
+        Layout("RE02", "subrelease", _RE02),
+        Layout("AS01", "resource", _AS),
+        Layout("AS02.01", "resource", _AS),
+        Layout("MW01.01", "other", _BLOCK_ONLY),
+        _SU01_L,
+        _SU02_L,
+    ),
+    ("BasicAudioProfile", "1.2"): _table(
+        *_COMMON_HEAD,
+        Layout("FOOT", "foot", _FOOT),
+        Layout("SRFO", "srfo", _SRFO),
+        _sy("SY01.01", Usages=8, CurrencyOfReporting=10, NetRevenue=11, CurrencyOfTransaction=13),
+        _sy("SY02.02", Usages=8, CurrencyOfReporting=10, NetRevenue=11, AllocatedUsages=14,
+            AllocatedNetRevenue=16, CurrencyOfTransaction=19),
+        _sy("SY04.01", UsagesInReportingPeriod=13, CurrencyOfReporting=14,
+            CurrencyOfTransaction=15, NetRevenue=18),
+        _sy("SY05.02", TotalUsages=11, AllocatedUsages=12, AllocatedNetRevenue=14,
+            CurrencyOfReporting=17, CurrencyOfTransaction=18),
+        _sy("SY06.02", Usages=8, CurrencyOfReporting=10, NetRevenue=12, CurrencyOfTransaction=15),
+        Layout("RE01", "release", _RE01),
+        Layout("RE02", "subrelease", _RE02),
+        Layout("AS01.01", "resource", _AS),
+        Layout("AS02.02", "resource", _AS),
+        Layout("MW01.01", "other", _BLOCK_ONLY),
+        _SU01_L,
+        _SU02_L,
+        Layout("SR01", "usage", {**_SR_RES, **_SR_REL_BA, "Downloads": 36, "Returns": 37},
+               "download", ("Downloads", "Returns"), single=True),
+        Layout("SR02", "usage", {**_SR_RES, **_SR_REL_BA, "NumberOfStreams": 34}, "stream",
+               ("NumberOfStreams",), units_decimal=True, single=True),
+    ),
+    ("UgcProfile", "1.1.1"): _table(
+        *_COMMON_HEAD,
+        Layout("FOOT", "foot", _FOOT),
+        _sy("SY02.01", Usages=8, Currency=10, NetRevenue=11, AllocatedUsages=14,
+            AllocatedNetRevenue=16),
+        _sy("SY04", UsagesInReportingPeriod=13, Currency=14, NetRevenue=18),
+        _sy("SY05", TotalUsages=11, AllocatedUsages=12, AllocatedNetRevenue=15),
+        Layout("AS01", "resource", _AS),
+        Layout("AS02.01", "resource", _AS),
+        Layout("MW01.01", "other", _BLOCK_ONLY),
+        Layout("RU01", "other", _BLOCK_ONLY),
+        Layout("RU02", "other", _BLOCK_ONLY),
+        Layout("SU03.01", "usage",
+               {"BlockId": 1, "SummaryRecordId": 3, "DspReleaseId": 4, "Usages": 5,
+                "NetRevenue": 6}, "ugc", ("Usages",), own_amount="NetRevenue",
+               count_optional=True),
+        Layout("LI01.01", "licence", {"BlockId": 1, "SummaryRecordId": 2}),
+    ),
+    ("UgcProfile", "1.2"): _table(
+        *_COMMON_HEAD,
+        Layout("FOOT", "foot", _FOOT),
+        Layout("SRFO", "srfo", _SRFO),
+        _sy("SY01.01", Usages=8, CurrencyOfReporting=10, NetRevenue=11, CurrencyOfTransaction=13),
+        _sy("SY02.02", Usages=8, CurrencyOfReporting=10, NetRevenue=11, AllocatedUsages=14,
+            AllocatedNetRevenue=16, CurrencyOfTransaction=19),
+        _sy("SY04.01", UsagesInReportingPeriod=13, CurrencyOfReporting=14,
+            CurrencyOfTransaction=15, NetRevenue=18),
+        _sy("SY05.02", TotalUsages=11, AllocatedUsages=12, AllocatedNetRevenue=14,
+            CurrencyOfReporting=17, CurrencyOfTransaction=18),
+        _sy("SY09", TotalUsages=10, AllocatedUsages=11, NetRevenue=12, CurrencyOfReporting=15,
+            CurrencyOfTransaction=16),
+        Layout("AS01.01", "resource", _AS),
+        Layout("AS02.02", "resource", _AS),
+        Layout("MW01.01", "other", _BLOCK_ONLY),
+        Layout("RU01.01", "other", _BLOCK_ONLY),
+        Layout("RU02.01", "other", _BLOCK_ONLY),
+        Layout("SU03.02", "usage",
+               {"BlockId": 1, "SummaryRecordId": 3, "DspResourceId": 4, "Usages": 5,
+                "NetRevenue": 6}, "ugc", ("Usages",), units_decimal=True,
+               own_amount="NetRevenue"),
+        Layout("LI01.02", "licence", {"BlockId": 1, "SummaryRecordId": 2}),
+        Layout("SR03", "usage", {**_SR_RES, **_SR_REL_UGC, "Usages": 32, "NetRevenue": 33},
+               "ugc", ("Usages",), units_decimal=True, own_amount="NetRevenue", single=True),
+        Layout("SR06", "usage", {**_SR_RES, "Usages": 13}, "ugc", ("Usages",),
+               units_decimal=True, single=True),
+    ),
+}  # fmt: skip
+"""(Profile, ProfileVersion) -> record type as written -> layout."""
+
+VERSION_ALIASES: Final[dict[tuple[str, str], str]] = {("UgcProfile", "1.1"): "1.1.1"}
+SUPPORTED: Final = ", ".join(f"{p} {v}" for p, v in LAYOUTS)
+
+
+# --------------------------------------------------------------------------------------------
+# small helpers
+
+
+def _basename(name: str) -> str:
+    return re.split(r"[\\/]", name)[-1]
+
+
+def _first_record(text: str, *, last: bool = False) -> tuple[int, list[str]] | None:
+    """(index in ``text.split('\\n')``, cells) of the first (or last) data line in ``text``."""
+    lines = text.split("\n")
+    order: Iterable[int] = range(len(lines) - 1, -1, -1) if last else range(len(lines))
+    for i in order:
+        line = lines[i].rstrip("\r").lstrip("\ufeff")
+        if line.strip() and not line.startswith("#"):
+            return i, line.split("\t")
+    return None
+
+
+def _cell(cells: list[str], layout: Layout, name: str) -> str | None:
+    pos = layout.cells.get(name)
+    if pos is None or pos >= len(cells):
+        return None
+    value = cells[pos].strip()
+    return value or None
+
+
+def iso_period(text: str, *, end: bool) -> dt.date:
+    """A DDEX ``ddex_IsoDate`` (YYYY[-MM[-DD]]) as a date: its first day, or last if ``end``."""
+    m = _ISO_DATE_RE.match(text.strip())
+    if not m:
+        raise ValueError(f"{text!r} is not a date (YYYY[-MM[-DD]])")
+    year, month, day = int(m[1]), m[2], m[3]
+    if month is None:
+        return dt.date(year, 12, 31) if end else dt.date(year, 1, 1)
+    if day is None:
+        first = dt.date(year, int(month), 1)
+        if not end:
+            return first
+        nxt = dt.date(year + (first.month == 12), first.month % 12 + 1, 1)
+        return nxt - dt.timedelta(days=1)
+    return dt.date(year, int(month), int(day))
+
+
+def _decimal_units(value: str) -> int:
+    """xs:decimal text -> whole units, half-even."""
+    return int(Decimal(value).to_integral_value(rounding=ROUND_HALF_EVEN))
+
+
+def _scaled(value: str) -> int:
+    """xs:decimal text -> integer units of 10^-12, half-even (no float on the way)."""
+    return int((Decimal(value) * UNIT).to_integral_value(rounding=ROUND_HALF_EVEN))
+
+
+def _round_div(num: int, den: int) -> int:
+    """``num / den`` rounded half-even, ``den > 0``."""
+    q, r = divmod(num, den)
+    if 2 * r > den or (2 * r == den and q % 2):
+        q += 1
+    return q
+
+
+def _money(units: int) -> Decimal:
+    return Decimal(units).scaleb(-SCALE)
+
+
+def _sha256(values: pl.Series) -> pl.Series:
+    """SHA-256 hex of each text value's UTF-8 bytes, by DuckDB (vectorised, multi-threaded)."""
+    if values.len() == 0:
+        return pl.Series(values.name, [], dtype=pl.String)
+    table = values.to_frame("raw").to_arrow(compat_level=pl.CompatLevel.newest())
+    con = duckdb.connect()
+    try:
+        con.register("raw_lines", table)
+        hashed = con.sql("SELECT sha256(raw) AS h FROM raw_lines").to_arrow_table()
+    finally:
+        con.close()
+    out = pl.from_arrow(hashed)
+    assert isinstance(out, pl.DataFrame)
+    return out["h"].alias(values.name)
+
+
+def _empty_to_null(expr: pl.Expr) -> pl.Expr:
+    return pl.when(expr.str.len_bytes() == 0).then(None).otherwise(expr)
+
+
+# --------------------------------------------------------------------------------------------
+# the parser
+
+KINDS: Final = (
+    "unknown", "blank", "comment", "head", "foot", "srfo", "summary", "release", "subrelease",
+    "resource", "usage", "licence", "other",
+)  # fmt: skip
+_KIND_ID: Final = {name: i for i, name in enumerate(KINDS)}
+_BLOCK_KINDS: Final = ("release", "subrelease", "resource", "licence", "other")
+
+
+class DsrParser:
+    """``Parser`` for DDEX DSR flat files (see the module docstring)."""
+
+    name = FORMAT
+
+    def sniff(self, filename: str, head: bytes) -> float:
+        score = 0.6 if FILENAME_RE.match(_basename(filename)) else 0.0
+        text = head.decode("utf-8", errors="replace")
+        if len(head) == archive.HEAD_BYTES and "\n" in text:
+            text = text[: text.rindex("\n")]  # drop a partial last line
+        first = _first_record(text)
+        if first is not None and first[1][0] in ("HEAD", "SRHE"):
+            cells = first[1]
+            profiled = len(cells) > 3 and (cells[1].startswith("dsrf/") or "Profile" in cells[2])
+            score += 0.9 if profiled else 0.4
+        return min(score, 1.0)
+
+    def parse(self, path: Path, filename: str) -> ParsedFile:
+        return _Run(path, filename).parse()
+
+
+@dataclass
+class _Summary:
+    index: int
+    sid: str
+    line: int
+    code: str
+    territory: str | None
+    commercial_model: str | None
+    currency: str | None  # CurrencyOfReporting (1.1: Currency)
+    currency_tx: str | None
+    revenue: int | None  # revenue base in 10^-12 units
+    revenue_cell: str | None  # which cell it came from
+    declared_usages: int | None  # AllocatedUsages, else Usages / TotalUsages / UsagesInReporting
+    ok: bool = True
+
+
+@dataclass
+class _Parts:
+    kinds: dict[str, pl.DataFrame]  # every kind but the usage records
+    usage: pl.DataFrame | None  # the usage records
+    usage_codes: list[str]
+    first: int  # first and last data line (not blank, not a comment)
+    last: int
+    blocks: int  # distinct BlockIds
+
+
+@dataclass
+class _Run:
+    path: Path
+    filename: str
+    errors: list[RowError] = field(default_factory=list)
+    drift: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+    resolved: dict[str, Layout] = field(default_factory=dict)  # record type as written -> layout
+    profile_key: tuple[str, str] = ("", "")
+    period: tuple[dt.date, dt.date] = (dt.date.min, dt.date.min)
+    service: str | None = None
+    multi: bool = False  # part of a multi-file report
+
+    # ----------------------------------------------------------------------------------------
+    def parse(self) -> ParsedFile:
+        name = self.filename
+        if self.path.stat().st_size == 0:
+            raise FileRejected("empty_file", f"{name} is empty")
+        archive.check_line_length(self.path)
+        first = _first_record(self._read_text(archive.read_head(self.path)))
+        if first is None or first[1][0] not in ("HEAD", "SRHE"):
+            what = "no data line" if first is None else f"a {first[1][0][:12]!r} record"
+            raise FileRejected(
+                "missing_head", f"{name} does not start with a HEAD record (found {what})"
+            )
+        head_cells = first[1]
+        profile, version, layouts = self._profile(head_cells)
+        self.profile_key = (profile, version)
+        footer_code = self._footer_code()
+        variant = "single" if footer_code == "SRFO" else "block"
+        meta = self._head(head_cells, layouts["HEAD"], profile, version, variant)
+        usage_layouts = [
+            lay
+            for lay in layouts.values()
+            if lay.kind == "usage" and lay.single == (variant == "single")
+        ]
+        counts = {lay.cells[name] for lay in usage_layouts for name in lay.units}
+        texts = {
+            pos for lay in usage_layouts for name, pos in lay.cells.items() if name not in lay.units
+        }
+        usage_bases = sorted({lay.base for lay in layouts.values() if lay.kind == "usage"})
+        usage_rows, rest, n_lines = self._read(
+            sorted(texts | counts), sorted(counts - texts), usage_bases
+        )
+        parts = self._partition(usage_rows, rest, layouts, variant)
+        del usage_rows, rest
+        kinds = parts.kinds
+        self._structure(parts, n_lines)
+        self._unknown_records(kinds.get("unknown"))
+        summaries = self._summaries(kinds.get("summary"))
+        blocks = parts.blocks
+        self._check_footer(kinds, layouts, footer_code, n_lines, len(summaries), blocks, meta)
+
+        usage = self._usage(parts)
+        parts.usage = None  # the usage records' cells are no longer needed
+        lines = self._lines(usage, summaries, meta)
+        self.errors.sort(key=lambda e: (e.row or 0, e.field or ""))
+        meta.extra.update(self.extra)
+        meta.extra.update(
+            {
+                "lines_in_file": n_lines,
+                "comment_lines": _height(kinds.get("comment")),
+                "blank_lines": _height(kinds.get("blank")),
+                "summary_records": len(summaries),
+                "blocks": blocks,
+                "usage_records": usage.height,
+            }
+        )
+        return ParsedFile(lines=lines, meta=meta, errors=self.errors, drift=self.drift)
+
+    # ----------------------------------------------------------------------------------------
+    # reading
+
+    def _read_text(self, data: bytes) -> str:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if exc.start < len(data) - 3:  # not just a character cut by the window
+                bad = archive.utf8_error(self.path)
+                raise (bad or FileRejected("encoding", f"{self.filename} is not UTF-8")) from exc
+            text = data[: exc.start].decode("utf-8")
+        return text.removeprefix("\ufeff")
+
+    def _profile(self, cells: list[str]) -> tuple[str, str, dict[str, Layout]]:
+        profile = cells[2].strip() if len(cells) > 2 else ""
+        version = cells[3].strip() if len(cells) > 3 else ""
+        version = VERSION_ALIASES.get((profile, version), version)
+        layouts = LAYOUTS.get((profile, version))
+        if layouts is None:
+            raise FileRejected(
+                "unsupported_profile",
+                f"HEAD declares profile {profile!r} version {version!r}; supported: {SUPPORTED}",
+                field="Profile",
+            )
+        return profile, version, layouts
+
+    def _footer_code(self) -> str:
+        size = self.path.stat().st_size
+        with self.path.open("rb") as fh:
+            fh.seek(max(0, size - TAIL_BYTES))
+            tail = fh.read()
+        text = tail.decode("utf-8", errors="replace")
+        if size > TAIL_BYTES and "\n" in text:
+            text = text[text.index("\n") + 1 :]
+        last = _first_record(text, last=True)
+        code = last[1][0] if last else ""
+        if code not in ("FOOT", "SRFO"):
+            raise FileRejected(
+                "missing_foot",
+                f"{self.filename} does not end with a FOOT (or SRFO) record: its last record is "
+                f"{code[:12]!r}; the file looks truncated",
+            )
+        return code
+
+    def _read(
+        self, usage_cells: list[int], int_cells: list[int], usage_bases: list[str]
+    ) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+        """(usage rows, all other rows, number of lines), each row with ``line_no``, ``raw``
+        and the cells ``c0`` + ``c<i>`` the usage records use.
+
+        Two native readers over the same file, zipped and streamed (bounded memory):
+        ``scan_lines`` for the raw text (one row per physical line, empty lines kept, the ``\\r``
+        of a CRLF dropped) and ``scan_csv`` for the cells (only the projected columns are
+        materialised), so no usage line is ever split in Python. Count cells (``int_cells``)
+        arrive as Int64 (a cell that is not a whole number reads as null and is looked at again
+        from the raw line).
+        """
+        wanted = [0, *usage_cells]
+        ints = set(int_cells)
+        cells_lf = pl.scan_csv(
+            self.path,
+            has_header=False,
+            separator="\t",
+            quote_char=None,
+            schema={
+                f"c{i}": pl.Int64() if i in ints else pl.String() for i in range(max(wanted) + 1)
+            },
+            missing_columns="insert",
+            extra_columns="ignore",
+            truncate_ragged_lines=True,
+            ignore_errors=bool(ints),
+            raise_if_empty=False,
+            encoding="utf8",
+        ).select([f"c{i}" for i in wanted])
+        raw_lf = pl.scan_lines(
+            self.path, name="raw", row_index_name="line_no", row_index_offset=1
+        ).with_columns(pl.col("line_no").cast(pl.Int64))
+        both = pl.concat([raw_lf, cells_lf], how="horizontal")
+        is_usage = pl.col("c0").str.slice(0, 4).is_in(usage_bases).fill_null(False)
+        # the two readers must agree line by line: a usage line's raw text starts with its c0
+        aligned = pl.col("raw").str.starts_with(pl.col("c0")).all()
+        try:
+            usage, rest, check = pl.collect_all(
+                [
+                    both.filter(is_usage),
+                    both.filter(is_usage.not_()),
+                    both.filter(is_usage).select(aligned.alias("ok"), pl.len().alias("n")),
+                ],
+                engine="streaming",
+            )
+        except pl.exceptions.ComputeError as exc:
+            if "utf" in str(exc).lower():
+                bad = archive.utf8_error(self.path)
+                if bad is not None:
+                    raise bad from exc
+            raise FileRejected("malformed", f"{self.filename}: {exc}") from exc
+        n_lines = max(
+            int(usage["line_no"].max() or 0) if usage.height else 0,  # type: ignore[arg-type]
+            int(rest["line_no"].max() or 0) if rest.height else 0,  # type: ignore[arg-type]
+        )
+        if check["n"][0] and not check["ok"][0]:
+            # The CSV reader and the line reader disagree (an exotic line ending): take the
+            # cells from the raw lines instead (slower, always aligned).
+            usage = _resplit(usage, wanted, ints)
+            rest = _resplit(rest, wanted, ints)
+        return usage, rest, n_lines
+
+    def _partition(
+        self,
+        usage: pl.DataFrame,
+        rest: pl.DataFrame,
+        layouts: Mapping[str, Layout],
+        variant: str,
+    ) -> _Parts:
+        """The non-usage rows by kind (``comment``, ``blank``, a layout kind, ``unknown``)."""
+        if rest.height and (rest["raw"][0] or "").startswith("\ufeff"):  # a UTF-8 BOM
+            rest = rest.with_columns(
+                rest["raw"].scatter(0, rest["raw"][0].removeprefix("\ufeff")),
+                rest["c0"].scatter(0, (rest["c0"][0] or "").removeprefix("\ufeff")),
+            )
+        by_base = {lay.base: lay for lay in layouts.values()}
+        codes = rest["c0"].drop_nulls().unique().to_list()
+        usage_codes = usage["c0"].unique().to_list() if usage.height else []
+        kind_of: dict[str, int] = {}
+        for code in [*codes, *usage_codes]:
+            if code.startswith("#"):
+                kind_of[code] = _KIND_ID["comment"]
+                continue
+            layout = layouts.get(code)
+            if layout is None and code == "SRHE":
+                layout = layouts["HEAD"]
+            if layout is None and len(code) >= 4 and code[:4] in by_base:
+                layout = by_base[code[:4]]
+                if layout.kind not in ("head", "foot", "srfo"):
+                    self.drift.append(
+                        f"record type {code} read as {layout.code} (the profile's version)"
+                    )
+            if layout is not None:
+                kind_of[code] = _KIND_ID[layout.kind]
+                self.resolved[code] = layout
+        kinds: dict[str, pl.DataFrame] = {}
+        if rest.height:
+            kind = pl.col("c0").replace_strict(
+                kind_of, default=_KIND_ID["unknown"], return_dtype=pl.UInt8
+            )
+            blank = pl.col("raw").str.len_bytes() == 0
+            rest = rest.with_columns(
+                pl.when(blank).then(pl.lit(_KIND_ID["blank"], dtype=pl.UInt8)).otherwise(kind)
+                .fill_null(_KIND_ID["unknown"])
+                .alias("kind")
+            )  # fmt: skip
+            split = rest.partition_by("kind", as_dict=True, include_key=False)
+            kinds = {KINDS[int(key[0])]: part for key, part in split.items()}
+        data = [p["line_no"] for k, p in kinds.items() if k not in ("comment", "blank")]
+        if usage.height:
+            data += [usage["line_no"].head(1), usage["line_no"].tail(1)]
+        lines = pl.concat(data) if data else pl.Series([0], dtype=pl.Int64)
+        blocks = [kinds[k]["c1"] for k in _BLOCK_KINDS if k in kinds]
+        block_codes = [c for c in usage_codes if c in self.resolved and not self.resolved[c].single]
+        if usage.height and block_codes:
+            rows = usage
+            if len(block_codes) < len(usage_codes):
+                rows = usage.filter(pl.col("c0").is_in(block_codes))
+            blocks.append(rows["c1"])
+        return _Parts(
+            kinds=kinds,
+            usage=usage if usage.height else None,
+            usage_codes=[c for c in usage_codes if c in self.resolved],
+            first=int(lines.min() or 0),  # type: ignore[arg-type]
+            last=int(lines.max() or 0),  # type: ignore[arg-type]
+            blocks=pl.concat(blocks).drop_nulls().n_unique() if blocks else 0,
+        )
+
+    # ----------------------------------------------------------------------------------------
+    # HEAD, structure, FOOT
+
+    def _head(
+        self, cells: list[str], layout: Layout, profile: str, version: str, variant: str
+    ) -> FileMeta:
+        def cell(name: str) -> str | None:
+            return _cell(cells, layout, name)
+
+        def integer(name: str) -> int:
+            value = cell(name)
+            if value is None or not re.fullmatch(r"\d+", value):
+                raise FileRejected(
+                    "invalid_head", f"HEAD {name} {value!r} is not a whole number", field=name
+                )
+            return int(value)
+
+        def date(name: str, *, end: bool) -> dt.date:
+            value = cell(name) or ""
+            try:
+                return iso_period(value, end=end)
+            except ValueError as exc:
+                raise FileRejected("invalid_head", f"HEAD {name}: {exc}", field=name) from exc
+
+        x, y = integer("FileNumber"), integer("NumberOfFiles")
+        if not 1 <= x <= y:
+            raise FileRejected(
+                "invalid_head", f"HEAD FileNumber {x} of NumberOfFiles {y}", field="FileNumber"
+            )
+        named = FILENAME_RE.match(_basename(self.filename))
+        if named and (int(named["x"]), int(named["y"])) != (x, y):
+            raise FileRejected(
+                "xofy_mismatch",
+                f"the file name says {named['x']}of{named['y']} but HEAD says FileNumber {x} "
+                f"of NumberOfFiles {y}",
+                field="FileNumber",
+            )
+        start, end = date("UsageStartDate", end=False), date("UsageEndDate", end=True)
+        if end < start:
+            raise FileRejected(
+                "invalid_head", f"HEAD UsageEndDate {end} is before UsageStartDate {start}"
+            )
+        extra: dict[str, Any] = {
+            "profile": profile,
+            "profile_version": version,
+            "variant": variant,
+            "message_version": cell("MessageVersion"),
+            "message_created": cell("MessageCreatedDateTime"),
+            "sender_party_id": cell("SenderPartyId"),
+            "recipient_party_id": cell("RecipientPartyId"),
+            "recipient_name": cell("RecipientName"),
+            "service_description": cell("ServiceDescription"),
+        }
+        if named:
+            extra["file_name_parts"] = {
+                k: named[k] for k in ("recipient", "sender", "service", "period", "territory")
+            }
+        self.period = (start, end)
+        self.service = cell("SenderName")
+        self.multi = y > 1
+        return FileMeta(
+            format=FORMAT,
+            period_start=start,
+            period_end=end,
+            service=self.service,
+            file_number=x,
+            number_of_files=y,
+            message_id=cell("MessageId"),
+            extra=extra,
+        )
+
+    def _structure(self, parts: _Parts, n_lines: int) -> None:
+        """Exactly one HEAD, first, and one footer, last, among the data lines."""
+        kinds, first, last = parts.kinds, parts.first, parts.last
+        heads = kinds["head"]["line_no"].to_list() if "head" in kinds else []
+        foots = sorted(
+            [
+                *(kinds["foot"]["line_no"].to_list() if "foot" in kinds else []),
+                *(kinds["srfo"]["line_no"].to_list() if "srfo" in kinds else []),
+            ]
+        )
+        if heads != [first]:
+            raise FileRejected(
+                "misplaced_record",
+                f"{self.filename}: HEAD must be the first record and appear once "
+                f"(found at lines {heads})",
+                row=heads[1] if len(heads) > 1 else None,
+            )
+        if foots != [last]:
+            raise FileRejected(
+                "misplaced_record",
+                f"{self.filename}: the footer must be the last record and appear once "
+                f"(found at lines {foots} of {n_lines})",
+                row=foots[0] if foots else None,
+            )
+
+    def _unknown_records(self, part: pl.DataFrame | None) -> None:
+        if part is None:
+            return
+        for row, code in part.select("line_no", "c0").iter_rows():
+            self.errors.append(
+                RowError(
+                    self.filename, row, "RecordType", "unknown_record_type",
+                    f"record type {code!r} is not part of this profile",
+                )
+            )  # fmt: skip
+
+    def _check_footer(
+        self,
+        kinds: Mapping[str, pl.DataFrame],
+        layouts: Mapping[str, Layout],
+        code: str,
+        n_lines: int,
+        n_summaries: int,
+        n_blocks: int,
+        meta: FileMeta,
+    ) -> None:
+        layout = layouts[code]
+        part = kinds["foot" if code == "FOOT" else "srfo"]
+        cells = part["raw"][0].split("\t")
+        row = int(part["line_no"][0])
+
+        def number(name: str, *, required: bool) -> int | None:
+            value = _cell(cells, layout, name)
+            if value is None and not required:
+                return None
+            if value is None or not re.fullmatch(r"[+-]?\d+", value):
+                raise FileRejected(
+                    "foot_invalid",
+                    f"{code} {name} {value!r} is not a whole number",
+                    row=row,
+                    field=name,
+                )
+            return int(value)
+
+        checks: list[tuple[str, int, int, str]] = []
+        if code == "FOOT":
+            declared_lines = number("NumberOfLinesInFile", required=True)
+            blocks = number("NumberOfBlocksInFile", required=True)
+            assert declared_lines is not None and blocks is not None
+            checks.append(("NumberOfLinesInFile", declared_lines, n_lines, "lines"))
+            checks.append(("NumberOfBlocksInFile", blocks, n_blocks, "blocks"))
+            meta.extra["lines_in_report"] = number("NumberOfLinesInReport", required=False)
+            meta.extra["blocks_in_report"] = number("NumberOfBlocksInReport", required=False)
+        else:
+            declared_lines = number("NumberOfLinesInReport", required=True)
+            assert declared_lines is not None
+            if meta.number_of_files == 1:
+                checks.append(("NumberOfLinesInReport", declared_lines, n_lines, "lines"))
+            meta.extra["lines_in_report"] = declared_lines
+        summaries = number("NumberOfSummaryRecords", required=True)
+        assert summaries is not None
+        checks.append(("NumberOfSummaryRecords", summaries, n_summaries, "summary records"))
+        meta.declared_lines = declared_lines
+        wrong = [c for c in checks if c[1] != c[2]]
+        if wrong:
+            parts = [
+                f"{cell_name} is {want} but the file has {got} {what}"
+                + (" (HEAD, footer, comment and blank lines included)" if what == "lines" else "")
+                for cell_name, want, got, what in wrong
+            ]
+            raise FileRejected(
+                "foot_mismatch", f"{code} " + "; ".join(parts), row=row, field=wrong[0][0]
+            )
+
+    # ----------------------------------------------------------------------------------------
+    # summary records
+
+    def _summaries(self, part: pl.DataFrame | None) -> dict[str, _Summary]:
+        out: dict[str, _Summary] = {}
+        if part is None:
+            return out
+        for row, code, raw in part.select("line_no", "c0", "raw").iter_rows():
+            summary = self._summary(len(out), row, self.resolved[code], raw.split("\t"))
+            if summary.sid in out:
+                raise FileRejected(
+                    "duplicate_summary",
+                    f"SummaryRecordId {summary.sid!r} appears on lines {out[summary.sid].line} "
+                    f"and {row}",
+                    row=row,
+                    field="SummaryRecordId",
+                )
+            out[summary.sid] = summary
+        return out
+
+    def _summary(self, index: int, row: int, layout: Layout, cells: list[str]) -> _Summary:
+        def cell(name: str) -> str | None:
+            return _cell(cells, layout, name)
+
+        ok = True
+
+        def error(name: str, code: str, message: str) -> None:
+            nonlocal ok
+            ok = False
+            self.errors.append(RowError(self.filename, row, name, code, message))
+
+        def integer(name: str) -> int | None:
+            value = cell(name)
+            if value is None:
+                return None
+            if not re.fullmatch(_INT_RE, value):
+                error(name, "invalid_integer", f"cell {name!r}: {value!r} is not a whole number")
+                return None
+            return int(value)
+
+        def decimal(name: str) -> int | None:
+            value = cell(name)
+            if value is None:
+                return None
+            if not re.fullmatch(_DEC_RE, value):
+                error(name, "invalid_decimal", f"cell {name!r}: {value!r} is not a number")
+                return None
+            return _scaled(value)
+
+        sid = cell("SummaryRecordId")
+        if sid is None:
+            error("SummaryRecordId", "missing_value", "cell 'SummaryRecordId' is empty")
+            sid = f"<line {row}>"
+        counts = [
+            integer(name)
+            for name in ("AllocatedUsages", "Usages", "TotalUsages", "UsagesInReportingPeriod")
+        ]
+        usages = next((v for v in counts if v is not None), None)
+        revenue_cell = revenue = None
+        for name in ("AllocatedNetRevenue", "NetRevenue"):
+            value = decimal(name)
+            if value is not None and revenue is None:
+                revenue, revenue_cell = value, name
+        currency = cell("CurrencyOfReporting") or cell("Currency")
+        if currency is None and revenue:
+            error("CurrencyOfReporting", "missing_value", "the summary has revenue but no currency")
+        model = cell("CommercialModel")
+        return _Summary(
+            index=index,
+            sid=sid,
+            line=row,
+            code=layout.code,
+            territory=cell("Territory"),
+            commercial_model=None if model is None else COMMERCIAL_MODELS.get(model, "other"),
+            currency=currency,
+            currency_tx=cell("CurrencyOfTransaction"),
+            revenue=revenue,
+            revenue_cell=revenue_cell,
+            declared_usages=usages,
+            ok=ok,
+        )
+
+    # ----------------------------------------------------------------------------------------
+    # usage records -> one frame: units, own amount, summary id, identifiers, first error
+
+    def _usage(self, parts: _Parts) -> pl.DataFrame:
+        if parts.usage is None:
+            return pl.DataFrame(schema=_USAGE_SCHEMA)
+        families: dict[str, dict[str, Layout]] = {}
+        for code in parts.usage_codes:
+            lay = self.resolved[code]
+            fam = "single" if lay.single else "ugc" if lay.usage_type == "ugc" else "basic"
+            families.setdefault(fam, {})[code] = lay
+        frames = []
+        for fam, lays in families.items():
+            rows = parts.usage
+            if len(families) > 1:
+                rows = rows.filter(pl.col("c0").is_in(list(lays)))
+            frames.append(self._usage_family(fam, rows, lays, parts.kinds))
+        return frames[0] if len(frames) == 1 else pl.concat(frames).sort("line_no")
+
+    def _usage_family(
+        self,
+        family: str,
+        rows: pl.DataFrame,
+        lays: dict[str, Layout],
+        kinds: Mapping[str, pl.DataFrame],
+    ) -> pl.DataFrame:
+        rows = rows.rename({"c0": "code"})
+        pick = _Picker(rows.schema, lays)
+        count_name = pick.per_code(lambda lay: lay.units[0])
+        returns_name = pick.per_code(lambda lay: lay.units[1] if len(lay.units) > 1 else None)
+        own_name = pick.per_code(lambda lay: lay.own_amount)
+        out = rows.select(
+            pl.col("line_no"),
+            pl.col("raw"),
+            pl.col("code"),
+            pick.per_code(lambda lay: lay.usage_type).alias("usage_type"),
+            pick.cell("SummaryRecordId").alias("sid"),
+            pick.cell("BlockId").alias("block"),
+            pick.units(0).alias("count"),
+            pick.units(1).alias("returns"),
+            pick.own().str.strip_chars().alias("own_s"),
+            pick.cell("TransactedRelease").alias("rel_ref"),
+            pick.cell("TransactedResource").alias("res_ref"),
+            pick.cell("DspResourceId").alias("dsp_resource_id"),
+            pick.cell("ISRC").alias("isrc"),
+            pick.cell("ResourceTitle").alias("title"),
+            pick.cell("ResourceDisplayArtistName").alias("artist"),
+            pick.cell("DspReleaseId").alias("dsp_release_id"),
+            pick.cell("ProprietaryReleaseId").alias("proprietary_id"),
+            pick.cell("ICPN").alias("upc"),
+            pick.cell("ReleaseTitle").alias("release_title"),
+            pick.cell("ReleaseDisplayArtistName").alias("release_artist"),
+            count_name.alias("count_name"),
+            returns_name.alias("returns_name"),
+            own_name.alias("own_name"),
+        )
+        out = self._numbers(out, lays, pick)
+        if family == "basic":
+            out = self._basic_block_refs(out, kinds)
+        elif family == "ugc":
+            out = self._ugc_block_refs(out, lays, kinds)
+        else:
+            out = out.with_columns(
+                pl.lit(None, dtype=pl.String).alias("ref_error"),
+                pl.lit(None, dtype=pl.String).alias("ref_field"),
+            )
+        out = out.with_columns(
+            pl.coalesce("title", "release_title").alias("title"),
+            pl.coalesce("artist", "release_artist").alias("artist"),
+        )
+        return out.select(list(_USAGE_SCHEMA)).cast(pl.Schema(_USAGE_SCHEMA))
+
+    def _numbers(self, out: pl.DataFrame, lays: dict[str, Layout], pick: _Picker) -> pl.DataFrame:
+        """``units`` (count - returns, Int64), ``own`` (AMOUNT) and the first number error.
+
+        Counts arrive as Int64 from the CSV reader; the few lines where a count (or returns)
+        is null are looked at again from the raw line: empty, a decimal to round (xs:decimal
+        counts, half-even), or not a number (a row error naming the cell).
+        """
+        with_returns = [c for c, lay in lays.items() if len(lay.units) > 1]
+        decimal_codes = [c for c, lay in lays.items() if lay.units_decimal]
+        out = out.with_columns(
+            pl.lit(None, dtype=pl.String).alias("count_s"),
+            pl.lit(None, dtype=pl.String).alias("returns_s"),
+        )
+        suspect = pl.col("count").is_null() | (
+            pl.col("returns").is_null() & pl.col("code").is_in(with_returns)
+        )
+        where = out.select(pl.arg_where(suspect)).to_series()
+        if where.len():
+            sub = out[where].select(
+                "code",
+                pick.raw_units(0).str.strip_chars().alias("count_s"),
+                pick.raw_units(1).str.strip_chars().alias("returns_s"),
+            )
+            count = sub["count_s"].cast(pl.Int64, strict=False)
+            decimal = (
+                count.is_null()
+                & sub["code"].is_in(decimal_codes)
+                & sub["count_s"].str.contains(_DEC_RE)
+            )
+            if decimal.any():  # xs:decimal counts: a fraction is rounded half-even
+                rounded = [_decimal_units(v) for v in sub["count_s"].filter(decimal).to_list()]
+                count = count.scatter(decimal.arg_true(), rounded)
+                self.extra["fractional_usages"] = len(rounded)
+            out = out.with_columns(
+                out["count"].scatter(where, count),
+                out["returns"].scatter(where, sub["returns_s"].cast(pl.Int64, strict=False)),
+                out["count_s"].scatter(where, sub["count_s"]),
+                out["returns_s"].scatter(where, sub["returns_s"]),
+            )
+        own_codes = [c for c, lay in lays.items() if lay.own_amount]
+        if own_codes:
+            own_valid = pl.col("own_s").str.contains(_DEC_RE)
+            out = out.with_columns(
+                pl.when(own_valid).then(pl.col("own_s").cast(AMOUNT, strict=False)).alias("own")
+            )
+            long = out.select(
+                pl.arg_where(own_valid & pl.col("own_s").str.contains(_LONG_FRACTION_RE))
+            ).to_series()
+            if long.len():  # more than 12 decimals: round half-even (the cast truncates)
+                fixed = [_money(_scaled(v)) for v in out["own_s"][long].to_list()]
+                out = out.with_columns(out["own"].scatter(long, pl.Series(fixed, dtype=AMOUNT)))
+                self.extra["rounded_amounts"] = long.len()
+        else:
+            out = out.with_columns(pl.lit(None, dtype=AMOUNT).alias("own"))
+        optional = [c for c, lay in lays.items() if lay.count_optional]
+        required_own = [c for c, lay in lays.items() if lay.own_amount and not lay.single]
+        is_decimal = pl.col("code").is_in(decimal_codes)
+        checks: list[tuple[pl.Expr, pl.Expr, pl.Expr, pl.Expr]] = [
+            (
+                pl.col("count").is_null()
+                & pl.col("count_s").is_null()
+                & pl.col("code").is_in(optional).not_(),
+                pl.col("count_name"),
+                pl.lit("missing_value"),
+                pl.format("cell '{}' is empty", pl.col("count_name")),
+            ),
+            (
+                pl.col("count").is_null() & pl.col("count_s").is_not_null(),
+                pl.col("count_name"),
+                pl.when(is_decimal)
+                .then(pl.lit("invalid_decimal"))
+                .otherwise(pl.lit("invalid_integer")),
+                pl.format(
+                    "cell '{}': '{}' is not a {}",
+                    pl.col("count_name"),
+                    pl.col("count_s"),
+                    pl.when(is_decimal).then(pl.lit("number")).otherwise(pl.lit("whole number")),
+                ),
+            ),
+            (
+                pl.col("returns").is_null() & pl.col("returns_s").is_not_null(),
+                pl.col("returns_name"),
+                pl.lit("invalid_integer"),
+                pl.format(
+                    "cell '{}': '{}' is not a whole number",
+                    pl.col("returns_name"),
+                    pl.col("returns_s"),
+                ),
+            ),
+            (
+                pl.col("own_s").is_null() & pl.col("code").is_in(required_own),
+                pl.col("own_name"),
+                pl.lit("missing_value"),
+                pl.format("cell '{}' is empty", pl.col("own_name")),
+            ),
+            (
+                pl.col("own_s").is_not_null() & pl.col("own").is_null(),
+                pl.col("own_name"),
+                pl.lit("invalid_decimal"),
+                pl.format("cell '{}': '{}' is not a number", pl.col("own_name"), pl.col("own_s")),
+            ),
+        ]
+        code = fld = msg = pl.lit(None, dtype=pl.String)
+        for cond, name, err, text in reversed(checks):  # the first failing check wins
+            code = pl.when(cond).then(err).otherwise(code)
+            fld = pl.when(cond).then(name).otherwise(fld)
+            msg = pl.when(cond).then(text).otherwise(msg)
+        return out.with_columns(
+            pl.when(code.is_null())
+            .then(pl.col("count") - pl.col("returns").fill_null(0))
+            .alias("units"),
+            code.alias("num_error"),
+            fld.alias("num_field"),
+            msg.alias("num_message"),
+        )
+
+    def _basic_block_refs(
+        self, out: pl.DataFrame, kinds: Mapping[str, pl.DataFrame]
+    ) -> pl.DataFrame:
+        """Resource (AS by TransactedResource) and release (RE01/RE02 by TransactedRelease, else
+        the block's RE01) of each SU01/SU02 line, both within the line's block."""
+        resources = self._resources(kinds).drop("line_no")
+        releases = self._releases(kinds)
+        out = out.drop(
+            "dsp_resource_id", "isrc", "title", "artist", "dsp_release_id", "proprietary_id",
+            "upc", "release_title", "release_artist",
+        )  # fmt: skip
+        out = _lookup(out, resources, "res_ref", "res_found")
+        out = _lookup(
+            out.with_columns(pl.col("rel_ref").fill_null("").alias("rel_key")),
+            releases,
+            "rel_key",
+            "rel_found",
+        )
+        no_res = pl.col("res_ref").is_not_null() & pl.col("res_found").not_()
+        no_rel = pl.col("rel_ref").is_not_null() & pl.col("rel_found").not_()
+        return out.with_columns(
+            pl.when(no_res)
+            .then(pl.lit("unknown_resource"))
+            .when(no_rel)
+            .then(pl.lit("unknown_release"))
+            .alias("ref_error"),
+            pl.when(no_res)
+            .then(pl.lit("TransactedResource"))
+            .when(no_rel)
+            .then(pl.lit("TransactedRelease"))
+            .alias("ref_field"),
+        )
+
+    def _ugc_block_refs(
+        self, out: pl.DataFrame, lays: dict[str, Layout], kinds: Mapping[str, pl.DataFrame]
+    ) -> pl.DataFrame:
+        """UGC SU03: its resource is the block's AS record (1.2: the one with the line's
+        DspResourceId); a missing SummaryRecordId comes from the LI01 records that follow."""
+        resources = self._resources(kinds).drop("ref", "line_no")
+        by_block = any("DspResourceId" not in lay.cells for lay in lays.values())
+        if by_block:
+            resources = resources.unique("block", keep="first", maintain_order=True)
+            out = out.drop("dsp_resource_id", "isrc", "title", "artist").join(
+                resources.with_columns(pl.lit(True).alias("res_found")),
+                on="block",
+                how="left",
+                maintain_order="left",
+            )
+        else:
+            resources = resources.unique(["block", "dsp_resource_id"], keep="first")
+            out = out.drop("isrc", "title", "artist").join(
+                resources.with_columns(pl.lit(True).alias("res_found")),
+                on=["block", "dsp_resource_id"],
+                how="left",
+                maintain_order="left",
+            )
+        licences = kinds.get("licence")
+        if licences is not None and out["sid"].null_count():
+            li = _cells(licences, {"SummaryRecordId": 2}).select(
+                "line_no", pl.col("SummaryRecordId").alias("li_sid")
+            )
+            # each LI01 belongs to the SU03 record that precedes it
+            owners = (
+                pl.concat(
+                    [
+                        out.select(
+                            "line_no",
+                            pl.lit(True).alias("is_su"),
+                            pl.lit(None, dtype=pl.String).alias("li_sid"),
+                        ),
+                        li.select("line_no", pl.lit(False).alias("is_su"), "li_sid"),
+                    ]
+                )
+                .sort("line_no")
+                .with_columns(
+                    pl.when(pl.col("is_su")).then(pl.col("line_no")).forward_fill().alias("owner")
+                )
+                .filter(
+                    pl.col("is_su").not_()
+                    & pl.col("li_sid").is_not_null()
+                    & pl.col("owner").is_not_null()
+                )
+                .group_by("owner", maintain_order=True)
+                .agg(pl.col("li_sid").first())
+            )
+            out = (
+                out.join(owners, left_on="line_no", right_on="owner", how="left",
+                         maintain_order="left")
+                .with_columns(pl.coalesce("sid", "li_sid").alias("sid"))
+                .drop("li_sid")
+            )  # fmt: skip
+        missing = pl.col("res_found").is_null()
+        return out.with_columns(
+            pl.when(missing).then(pl.lit("unknown_resource")).alias("ref_error"),
+            pl.when(missing)
+            .then(pl.lit("BlockId" if by_block else "DspResourceId"))
+            .alias("ref_field"),
+        )
+
+    def _resources(self, kinds: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
+        cols = ("line_no", "block", "ref", "dsp_resource_id", "isrc", "title", "artist")
+        part = kinds.get("resource")
+        if part is None:
+            return pl.DataFrame(schema={c: pl.Int64 if c == "line_no" else pl.String
+                                        for c in cols})  # fmt: skip
+        frame = _cells(part, _AS).select(
+            pl.col("line_no"),
+            pl.col("BlockId").alias("block"),
+            pl.col("ResourceReference").alias("ref"),
+            pl.col("DspResourceId").alias("dsp_resource_id"),
+            pl.col("ISRC").alias("isrc"),
+            pl.col("Title").alias("title"),
+            pl.col("DisplayArtistName").alias("artist"),
+        )
+        return self._dedupe(frame, "ResourceReference")
+
+    def _releases(self, kinds: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
+        """(block, ref) -> release identifiers; the block's RE01 also under ref ``""``."""
+        cols = ("block", "ref", "dsp_release_id", "proprietary_id", "upc", "release_title",
+                "release_artist")  # fmt: skip
+        frames = []
+        head = kinds.get("release")
+        if head is not None:
+            cells = _cells(head, _RE01).select(
+                pl.col("line_no"),
+                pl.col("BlockId").alias("block"),
+                pl.col("ReleaseReference").alias("ref"),
+                pl.col("DspReleaseId").alias("dsp_release_id"),
+                pl.col("ProprietaryReleaseId").alias("proprietary_id"),
+                pl.col("ICPN").alias("upc"),
+                pl.col("Title").alias("release_title"),
+                pl.col("DisplayArtistName").alias("release_artist"),
+            )
+            frames.append(self._dedupe(cells, "ReleaseReference"))
+            frames.append(
+                cells.unique("block", keep="first", maintain_order=True).with_columns(
+                    pl.lit("").alias("ref")
+                )
+            )
+        sub = kinds.get("subrelease")
+        if sub is not None:
+            cells = _cells(sub, _RE02).select(
+                pl.col("line_no"),
+                pl.col("BlockId").alias("block"),
+                pl.col("ReleaseReference").alias("ref"),
+                pl.col("DspSubReleaseId").alias("dsp_release_id"),
+                pl.col("ProprietarySubReleaseId").alias("proprietary_id"),
+                pl.lit(None, dtype=pl.String).alias("upc"),
+                pl.lit(None, dtype=pl.String).alias("release_title"),
+                pl.lit(None, dtype=pl.String).alias("release_artist"),
+            )
+            frames.append(self._dedupe(cells, "ReleaseReference"))
+        if not frames:
+            return pl.DataFrame(schema=dict.fromkeys(cols, pl.String))
+        releases = pl.concat([f.select(cols) for f in frames])
+        return releases.unique(["block", "ref"], keep="first", maintain_order=True)
+
+    def _dedupe(self, frame: pl.DataFrame, ref_name: str) -> pl.DataFrame:
+        first = pl.struct("block", "ref").is_first_distinct()
+        dup = frame.filter(first.not_())
+        for row, block, ref in dup.select("line_no", "block", "ref").iter_rows():
+            self.errors.append(
+                RowError(
+                    self.filename, row, ref_name, "duplicate_reference",
+                    f"{ref_name} {ref!r} appears twice in block {block!r}; the first is used",
+                )
+            )  # fmt: skip
+        return frame.filter(first) if dup.height else frame
+
+    # ----------------------------------------------------------------------------------------
+    # summaries -> amounts -> PARSED lines
+
+    def _lines(
+        self, usage: pl.DataFrame, summaries: Mapping[str, _Summary], meta: FileMeta
+    ) -> pl.DataFrame:
+        ok_ids = [s.sid for s in summaries.values()]
+        sidx = (
+            pl.col("sid").replace_strict(
+                ok_ids, list(range(len(ok_ids))), default=None, return_dtype=pl.Int32
+            )
+            if ok_ids
+            else pl.lit(None, dtype=pl.Int32)
+        )
+        usage = usage.with_columns(sidx.alias("sidx"))
+        sframe = pl.DataFrame(
+            [
+                (s.index, s.ok, s.line, s.territory, s.commercial_model, s.currency,
+                 s.currency_tx)
+                for s in summaries.values()
+            ],
+            schema={
+                "sidx": pl.Int32, "s_ok": pl.Boolean, "s_line": pl.Int64, "territory": pl.String,
+                "commercial_model": pl.String, "currency_rep": pl.String,
+                "currency_tx": pl.String,
+            },
+            orient="row",
+        )  # fmt: skip
+        usage = usage.join(sframe, on="sidx", how="left", maintain_order="left")
+        no_sid = pl.col("sid").is_null()
+        unknown = pl.col("sidx").is_null()
+        summary_error = (
+            pl.when(no_sid)
+            .then(pl.lit("missing_value"))
+            .when(unknown)
+            .then(pl.lit("unknown_summary"))
+            .when(pl.col("s_ok").not_())
+            .then(pl.lit("invalid_summary"))
+        )
+        summary_message = (
+            pl.when(no_sid)
+            .then(pl.lit("cell 'SummaryRecordId' is empty"))
+            .when(unknown)
+            .then(pl.format("SummaryRecordId '{}' matches no summary record in this file",
+                            pl.col("sid")))
+            .when(pl.col("s_ok").not_())
+            .then(pl.format("summary record '{}' (line {}) cannot be read; see its error",
+                            pl.col("sid"), pl.col("s_line")))
+        )  # fmt: skip
+        ref_message = (
+            pl.when(pl.col("ref_error") == "unknown_resource")
+            .then(
+                pl.format(
+                    "{} '{}' matches no AS01/AS02 record in block '{}'",
+                    pl.col("ref_field"),
+                    pl.coalesce("res_ref", "dsp_resource_id", "block"),
+                    pl.col("block"),
+                )
+            )
+            .when(pl.col("ref_error") == "unknown_release")
+            .then(
+                pl.format(
+                    "TransactedRelease '{}' matches no RE01/RE02 record in block '{}'",
+                    pl.col("rel_ref"),
+                    pl.col("block"),
+                )
+            )
+        )
+        usage = usage.with_columns(
+            pl.coalesce("num_error", summary_error, "ref_error").alias("err_code"),
+            pl.coalesce(
+                "num_field",
+                pl.when(summary_error.is_not_null()).then(pl.lit("SummaryRecordId")),
+                "ref_field",
+            ).alias("err_field"),
+            pl.coalesce("num_message", summary_message, ref_message).alias("err_message"),
+            (
+                pl.col("units").is_not_null()
+                & pl.col("s_ok").fill_null(False)
+                & pl.col("own_s").is_null()
+            ).alias("weighted"),
+        )
+        plan = self._plan(usage, summaries, meta)
+        if plan.unallocatable:
+            stuck = pl.col("err_code").is_null() & pl.col("sidx").is_in(plan.unallocatable)
+            usage = usage.with_columns(
+                pl.when(stuck).then(pl.lit("unallocatable")).otherwise("err_code")
+                .alias("err_code"),
+                pl.when(stuck).then(pl.lit("SummaryRecordId")).otherwise("err_field")
+                .alias("err_field"),
+                pl.when(stuck)
+                .then(pl.format("summary record '{}' declares no usages: this file's share of "
+                                "its revenue cannot be computed", pl.col("sid")))
+                .otherwise("err_message")
+                .alias("err_message"),
+            )  # fmt: skip
+        bad = usage.filter(pl.col("err_code").is_not_null())
+        if bad.height:
+            self._row_errors(bad, plan)
+            usage = usage.filter(pl.col("err_code").is_null())
+        allocated = _largest_remainder(usage.filter(pl.col("weighted")), plan, len(summaries))
+        if allocated is not None:
+            usage = usage.join(allocated, on="line_no", how="left", maintain_order="left")
+        else:
+            usage = usage.with_columns(pl.lit(None, dtype=AMOUNT).alias("allocated"))
+        start, end = self.period
+        own_in_tx = self.profile_key == ("UgcProfile", "1.2")  # SU03/SR03 NetRevenue currency
+        lines = usage.select(
+            pl.col("line_no"),
+            _sha256(usage["raw"]).alias("raw_hash"),
+            pl.lit(start, dtype=pl.Date).alias("usage_start"),
+            pl.lit(end, dtype=pl.Date).alias("usage_end"),
+            pl.col("territory"),
+            pl.col("isrc"),
+            pl.col("upc"),
+            pl.col("dsp_resource_id"),
+            pl.col("dsp_release_id"),
+            pl.col("proprietary_id"),
+            pl.col("title"),
+            pl.col("artist"),
+            pl.lit(self.service, dtype=pl.String).alias("service"),
+            pl.col("usage_type"),
+            pl.col("commercial_model"),
+            pl.col("units").alias("quantity"),
+            pl.coalesce("own", "allocated").alias("amount"),
+            pl.when(pl.col("own").is_not_null() & pl.lit(own_in_tx))
+            .then(pl.coalesce("currency_tx", "currency_rep"))
+            .otherwise(pl.col("currency_rep"))
+            .alias("currency"),
+            pl.lit("net").alias("gross_net"),
+        )
+        return conform(lines, PARSED).collect()
+
+    def _plan(
+        self, usage: pl.DataFrame, summaries: Mapping[str, _Summary], meta: FileMeta
+    ) -> _Plan:
+        """Per summary: revenue ``R``, denominator ``D`` (> 0), sign, equal split, target ``T``."""
+        ok_line = pl.col("err_code").is_null()
+        weighted = pl.col("weighted")
+        stats = (
+            usage.filter(pl.col("s_ok").fill_null(False))
+            .group_by("sidx")
+            .agg(
+                pl.col("units").filter(weighted).sum().alias("w_all"),
+                weighted.sum().alias("n_all"),
+                pl.col("units").filter(weighted & ok_line).sum().alias("w_ok"),
+                (weighted & ok_line).sum().alias("n_ok"),
+                pl.col("units").sum().alias("units_all"),
+                pl.col("units").is_null().any().alias("unreadable"),
+                pl.col("units").filter(weighted).abs().max().alias("w_max"),
+            )
+        )
+        by_idx = {row[0]: row[1:] for row in stats.iter_rows()}
+        plan = _Plan()
+        declared: dict[str, Decimal] = {}
+        report: dict[str, Decimal] = {}
+        detail: list[dict[str, Any]] = []
+        mismatches: list[dict[str, Any]] = []
+        for s in summaries.values():
+            if not s.ok:
+                continue
+            revenue = s.revenue or 0
+            w_all, n_all, w_ok, n_ok, units_all, unreadable, w_max = by_idx.get(
+                s.index, (0, 0, 0, 0, 0, False, 0)
+            )
+            w_all, w_ok, units_all, w_max = w_all or 0, w_ok or 0, units_all or 0, w_max or 0
+            equal = unallocatable = False
+            if self.multi:
+                # the same summary in every file of the report: divide by its declared usages
+                den = s.declared_usages or 0
+                unallocatable = den == 0 and units_all != 0
+            else:
+                den = w_all
+                if unreadable and s.declared_usages and s.declared_usages > abs(w_all):
+                    # a line's count cannot be read: keep its share out via the declared total
+                    den = s.declared_usages * (1 if w_all >= 0 else -1)
+                if den == 0 and n_all:
+                    equal = True  # units cancel out or are all zero: split evenly
+                    den, w_ok, units_all, w_max = n_all, n_ok, n_all, 1
+            sign = -1 if den < 0 else 1
+            den = abs(den) or 1
+            target = 0 if unallocatable else _round_div(revenue * sign * w_ok, den)
+            share = revenue
+            if self.multi:
+                share = 0 if unallocatable else _round_div(revenue * sign * units_all, den)
+            if unallocatable:
+                plan.unallocatable.append(s.index)
+            plan.add(s.index, revenue, den, sign, equal, target, w_max)
+            if s.currency is not None and s.revenue is not None:
+                declared[s.currency] = declared.get(s.currency, Decimal(0)) + _money(share)
+                report[s.currency] = report.get(s.currency, Decimal(0)) + _money(revenue)
+            if not self.multi and not equal and s.declared_usages not in (None, units_all):
+                mismatches.append(
+                    {"summary": s.sid, "declared": s.declared_usages, "reported": units_all}
+                )
+            detail.append(
+                {
+                    "summary": s.sid, "record": s.code, "line": s.line, "territory": s.territory,
+                    "commercial_model": s.commercial_model, "currency": s.currency,
+                    "revenue": None if s.revenue is None else str(_money(revenue)),
+                    "revenue_cell": s.revenue_cell, "declared_usages": s.declared_usages,
+                    "reported_units": units_all,
+                }
+            )  # fmt: skip
+            if s.revenue is None and units_all:
+                self.extra.setdefault("summaries_without_revenue", []).append(s.sid)
+            if equal:
+                self.extra.setdefault("equal_split_summaries", []).append(s.sid)
+        meta.declared_totals = declared
+        self.extra["summaries"] = detail
+        if mismatches:
+            self.extra["usage_mismatches"] = mismatches
+        if self.multi:
+            self.extra["report_declared_totals"] = {k: str(v) for k, v in report.items()}
+        return plan
+
+    def _row_errors(self, bad: pl.DataFrame, plan: _Plan) -> None:
+        cols = bad.select(
+            "line_no", "err_field", "err_code", "err_message", "sidx", "sid", "units",
+            "weighted", "currency_rep",
+        )  # fmt: skip
+        for row, fld, code, message, sidx, sid, units, weighted, currency in cols.iter_rows():
+            text = message
+            info = plan.rows.get(sidx) if sidx is not None else None
+            if (
+                weighted
+                and info is not None
+                and units is not None
+                and sidx not in plan.unallocatable
+            ):
+                rev, den, sign, equal = info[0], info[1], info[2], info[3]
+                held = Decimal(rev * (1 if equal else units * sign)) / Decimal(den)
+                held = held.scaleb(-SCALE).quantize(Decimal(1).scaleb(-SCALE), ROUND_HALF_EVEN)
+                text = f"{message}; its share of summary '{sid}' ({held} {currency}) is left out"
+            self.errors.append(RowError(self.filename, row, fld, code, text))
+
+
+@dataclass
+class _Plan:
+    """Per summary index: (R, D, sign, equal split, target T, max |units|), all exact ints."""
+
+    rows: dict[int, tuple[int, int, int, bool, int, int]] = field(default_factory=dict)
+    unallocatable: list[int] = field(default_factory=list)
+
+    def add(
+        self, idx: int, rev: int, den: int, sign: int, equal: bool, target: int, w_max: int
+    ) -> None:
+        self.rows[idx] = (rev, den, sign, equal, target, w_max)
+
+    def fits_int64(self) -> bool:
+        """Whether every product and sum of the allocation stays below 2^62 in magnitude."""
+        limit = 1 << 62
+        for rev, den, _sign, _equal, target, w_max in self.rows.values():
+            q = abs(rev) // den + 1
+            if abs(rev) >= limit or abs(target) >= limit or (q * w_max) >= limit // 4:
+                return False
+            if den * max(w_max, 1) >= limit // 4:
+                return False
+        return True
+
+    def columns(self, size: int, *, wide: bool) -> dict[str, pl.Series]:
+        """Plan values as Series indexed by summary index (``gather`` instead of a join)."""
+        big = pl.Int128() if wide else pl.Int64()
+        cols: dict[str, list[Any]] = {k: [0] * size for k in ("q", "r0", "den", "sign", "target")}
+        cols["equal"] = [False] * size
+        for idx, (rev, den, sign, equal, target, _w) in self.rows.items():
+            cols["q"][idx], cols["r0"][idx] = divmod(rev, den)
+            cols["den"][idx], cols["sign"][idx], cols["target"][idx] = den, sign, target
+            cols["equal"][idx] = equal
+        return {
+            k: pl.Series(k, v, dtype=pl.Boolean() if k == "equal" else big) for k, v in cols.items()
+        }
+
+
+def _largest_remainder(lines: pl.DataFrame, plan: _Plan, size: int) -> pl.DataFrame | None:
+    """``line_no`` -> ``allocated`` (AMOUNT): each summary's target split by largest remainder.
+
+    Integer units of 10^-12. With ``R = q*D + r0`` and ``w`` the line's units (sign-normalised
+    so that ``D > 0``; 1 each for an even split): ``floor = q*w + (r0*w) // D`` and the
+    remainder is ``(r0*w) % D``. The ``k = T - sum(floor)`` lines with the largest remainders
+    (ties: the earlier line) get one unit more; ``T`` is ``R`` whenever every line of the
+    summary is kept. Int64 when the magnitudes allow it (the usual case), else Int128.
+    """
+    if lines.height == 0:
+        return None
+    wide = not plan.fits_int64()
+    big = pl.Int128 if wide else pl.Int64
+    cols = plan.columns(size, wide=wide)
+    sidx = pl.col("sidx")
+
+    def of(name: str) -> pl.Expr:
+        return pl.lit(cols[name]).gather(sidx)
+
+    w = (
+        pl.when(of("equal"))
+        .then(pl.lit(1, dtype=big))
+        .otherwise(pl.col("units").cast(big) * of("sign"))
+    )
+    part = of("r0") * w
+    den = of("den")
+    step = lines.select(
+        pl.col("line_no"),
+        sidx,
+        of("target").alias("target"),
+        (of("q") * w + part // den).alias("floor"),
+        (part % den).alias("rem"),
+    )
+    # lines are in file order, so an ordinal rank breaks ties by the earlier line
+    step = step.with_columns(
+        (pl.col("target") - pl.col("floor").sum().over("sidx")).alias("k"),
+        pl.col("rem").rank("ordinal", descending=True).over("sidx").alias("rank"),
+    )
+    units = pl.col("floor") + (pl.col("rank").cast(big) <= pl.col("k")).cast(big)
+    out = step.select(pl.col("line_no"), units.alias("units"))
+    return out.select(pl.col("line_no"), _amount(out["units"]).alias("allocated"))
+
+
+def _amount(units: pl.Series) -> pl.Series:
+    """Integer units of 10^-12 -> AMOUNT, by reinterpreting the decimal128 buffer (no math)."""
+    arrow = units.cast(pl.Decimal(38, 0)).to_arrow()
+    scaled = pa.Array.from_buffers(pa.decimal128(38, SCALE), len(arrow), arrow.buffers())
+    out = pl.from_arrow(scaled)
+    assert isinstance(out, pl.Series)
+    return out.cast(AMOUNT).alias(units.name)
+
+
+class _Picker:
+    """Cell expressions for a group of usage layouts that may place a cell differently."""
+
+    def __init__(self, schema: pl.Schema, lays: dict[str, Layout]) -> None:
+        self.lays = lays
+        self.schema = schema
+        self._split = pl.col("raw").str.split("\t")
+
+    def _at(self, pos: int, dtype: pl.DataType, *, from_raw: bool) -> pl.Expr:
+        have = self.schema.get(f"c{pos}")
+        if have is not None and not from_raw and (have == dtype or have == pl.String):
+            return pl.col(f"c{pos}").cast(dtype, strict=False)
+        text = _empty_to_null(self._split.list.get(pos, null_on_oob=True))
+        return text.cast(dtype, strict=False)
+
+    def _by(
+        self,
+        positions: dict[str, int | None],
+        dtype: pl.DataType | None = None,
+        *,
+        from_raw: bool = False,
+    ) -> pl.Expr:
+        dtype = dtype or pl.String()
+        distinct = set(positions.values())
+        if len(distinct) == 1:
+            (pos,) = distinct
+            if pos is None:
+                return pl.lit(None, dtype=dtype)
+            return self._at(pos, dtype, from_raw=from_raw)
+        expr = pl.lit(None, dtype=dtype)
+        for code, pos in positions.items():
+            if pos is not None:
+                value = self._at(pos, dtype, from_raw=from_raw)
+                expr = pl.when(pl.col("code") == code).then(value).otherwise(expr)
+        return expr
+
+    def cell(self, name: str) -> pl.Expr:
+        return self._by({c: lay.cells.get(name) for c, lay in self.lays.items()})
+
+    def _unit_positions(self, i: int) -> dict[str, int | None]:
+        return {
+            c: lay.cells[lay.units[i]] if len(lay.units) > i else None
+            for c, lay in self.lays.items()
+        }
+
+    def units(self, i: int) -> pl.Expr:
+        """Count (``i`` = 0) or returns (1) as Int64 (null: empty or not a whole number)."""
+        return self._by(self._unit_positions(i), pl.Int64())
+
+    def raw_units(self, i: int) -> pl.Expr:
+        """The same cell as text, split from the raw line (for the few suspect lines)."""
+        return self._by(self._unit_positions(i), pl.String(), from_raw=True)
+
+    def own(self) -> pl.Expr:
+        return self._by(
+            {
+                c: lay.cells[lay.own_amount] if lay.own_amount else None
+                for c, lay in self.lays.items()
+            }
+        )
+
+    def per_code(self, value: Callable[[Layout], str | None]) -> pl.Expr:
+        values = {c: value(lay) for c, lay in self.lays.items()}
+        distinct = set(values.values())
+        if len(distinct) == 1:
+            return pl.lit(next(iter(distinct)), dtype=pl.String)
+        expr = pl.lit(None, dtype=pl.String)
+        for code, v in values.items():
+            expr = pl.when(pl.col("code") == code).then(pl.lit(v, dtype=pl.String)).otherwise(expr)
+        return expr
+
+
+_KEY_SEEDS: Final = (0x6473_7231, 0x6473_7232, 0x6473_7233, 0x6473_7234)
+
+
+def _pair_key(block: pl.Expr, ref: pl.Expr, first: int, second: int) -> pl.Expr:
+    """A 64-bit key for a (block, reference) pair: null when either is missing."""
+    key = block.hash(first) ^ ref.hash(second)
+    return pl.when(block.is_null() | ref.is_null()).then(None).otherwise(key)
+
+
+def _lookup(left: pl.DataFrame, right: pl.DataFrame, ref: str, found: str) -> pl.DataFrame:
+    """Left-join ``right`` (unique ``block``, ``ref``) on ``left``'s ``block`` and ``ref``.
+
+    Joins on one 64-bit hash of the pair (an integer join is several times cheaper than one on
+    two strings) and checks every match with a second, independent 64-bit hash; on a
+    collision (never seen: ~2^-64 per pair) it redoes the join on the strings. ``found`` is a
+    boolean column: whether the pair exists in ``right``.
+    """
+    k1, k2, v1, v2 = _KEY_SEEDS
+    take = [c for c in right.columns if c not in ("block", "ref")]
+    keyed = right.select(
+        _pair_key(pl.col("block"), pl.col("ref"), k1, k2).alias("_key"),
+        _pair_key(pl.col("block"), pl.col("ref"), v1, v2).alias("_check"),
+        *take,
+    )
+    if not keyed["_key"].is_duplicated().any():
+        out = left.with_columns(_pair_key(pl.col("block"), pl.col(ref), k1, k2).alias("_key")).join(
+            keyed, on="_key", how="left", maintain_order="left"
+        )
+        check = _pair_key(pl.col("block"), pl.col(ref), v1, v2)
+        if not out.select((pl.col("_check") != check).any()).item():
+            return out.with_columns(pl.col("_check").is_not_null().alias(found)).drop(
+                "_key", "_check"
+            )
+    out = left.join(
+        right.rename({"ref": ref}).with_columns(pl.lit(True).alias(found)),
+        on=["block", ref],
+        how="left",
+        maintain_order="left",
+    )
+    return out.with_columns(pl.col(found).fill_null(False))
+
+
+def _resplit(rows: pl.DataFrame, wanted: list[int], ints: set[int]) -> pl.DataFrame:
+    """The ``c<i>`` cells of ``rows`` split from their raw lines (the slow, always-aligned way)."""
+    split = pl.col("raw").str.split("\t")
+    cells = []
+    for i in wanted:
+        cell = _empty_to_null(split.list.get(i, null_on_oob=True))
+        if i in ints:
+            cell = cell.str.strip_chars().cast(pl.Int64, strict=False)
+        cells.append(cell.alias(f"c{i}"))
+    return rows.select("line_no", "raw", *cells)
+
+
+def _cells(part: pl.DataFrame, cells: Mapping[str, int]) -> pl.DataFrame:
+    """``line_no``, ``raw`` and the named cells of ``part``: from the ``c<i>`` text columns read
+    by the CSV reader where present, else split (once) from the raw line (small record groups)."""
+    text = {n for n, t in part.schema.items() if t == pl.String}  # not the Int64 count cells
+    direct = {name: f"c{i}" for name, i in cells.items() if f"c{i}" in text}
+    if len(direct) < len(cells):
+        part = part.select("line_no", "raw", *direct.values()).with_columns(
+            pl.col("raw").str.split("\t").alias("_cells")
+        )
+    split = pl.col("_cells")
+    return part.select(
+        "line_no",
+        "raw",
+        *(
+            (
+                pl.col(direct[name])
+                if name in direct
+                else _empty_to_null(split.list.get(i, null_on_oob=True))
+            ).alias(name)
+            for name, i in cells.items()
+        ),
+    )
+
+
+def _height(frame: pl.DataFrame | None) -> int:
+    return 0 if frame is None else frame.height
+
+
+_USAGE_SCHEMA: Final[dict[str, pl.DataType]] = {
+    "line_no": pl.Int64(),
+    "raw": pl.String(),
+    "code": pl.String(),
+    "usage_type": pl.String(),
+    "sid": pl.String(),
+    "block": pl.String(),
+    "res_ref": pl.String(),
+    "rel_ref": pl.String(),
+    "units": pl.Int64(),
+    "own": AMOUNT,
+    "own_s": pl.String(),
+    "num_error": pl.String(),
+    "num_field": pl.String(),
+    "num_message": pl.String(),
+    "ref_error": pl.String(),
+    "ref_field": pl.String(),
+    "dsp_resource_id": pl.String(),
+    "isrc": pl.String(),
+    "title": pl.String(),
+    "artist": pl.String(),
+    "dsp_release_id": pl.String(),
+    "proprietary_id": pl.String(),
+    "upc": pl.String(),
+}
+
+
+register(DsrParser())
