@@ -2,7 +2,7 @@
 
 Deterministic from a seed, written into the demo organisation's local drop: an Apple
 financial report (with its Total_* trailer), Spotify per-currency reports (with a fine),
-a distributor statement (Sale/Void rows), a DDEX DSR flat file — plus the quirks real files
+a gzipped DDEX DSR flat file, a distributor statement (Sale/Void rows) — plus the quirks real files
 have: a few bad lines, an unknown ISRC, and one unreadable file (a truncated gzip).
 """
 
@@ -246,6 +246,36 @@ def write_distributor(path: Path, products: list[Product], rng: random.Random) -
     path.write_text(buf.getvalue(), encoding="utf-8")
 
 
+def write_dsr_report(path: Path, products: list[Product], *, seed: int, lines: int = 400) -> None:
+    """A gzipped DDEX DSR (BasicAudio, block variant) whose recordings are the label's own.
+
+    The writer invents ISRCs; they are swapped, consistently, for the catalogue's (the ISRC
+    cell is not part of any DSR count or total, so the file stays valid)."""
+    import re
+    import tempfile
+
+    from connectors.formats.dsr_writer import write_dsr
+
+    with tempfile.TemporaryDirectory() as tmp:
+        plain = Path(tmp) / "dsr.tsv"
+        write_dsr(
+            plain,
+            lines=lines,
+            seed=seed,
+            sender="Spotify",
+            recipient="Northbound",
+            period=PERIOD,
+            territories=("GB", "DE", "US"),
+        )
+        mapping: dict[str, str] = {}
+
+        def ours(m: re.Match[str]) -> str:
+            return mapping.setdefault(m.group(0), products[len(mapping) % len(products)].isrc)
+
+        text = re.sub(r"\bGBT\d{2}26\d{5}\b", ours, plain.read_text(encoding="utf-8"))
+    path.write_bytes(gzip.compress(text.encode("utf-8"), mtime=0))
+
+
 def write_truncated_gzip(path: Path, payload: bytes) -> None:
     data = gzip.compress(payload)
     path.write_bytes(data[: len(data) // 2])
@@ -268,6 +298,9 @@ def write_reports(drop: Path, products: list[Product], *, seed: int) -> list[Pat
             spotify, rng.sample(products, 12), rng, currency, countries, unknown_isrc=unknown
         )
         written.append(spotify)
+    dsr = drop / "DSR_Northbound_Spotify_Premium_2026-01_WW_1of1_20260205T000000.tsv.gz"
+    write_dsr_report(dsr, products, seed=seed)
+    written.append(dsr)
     statement = drop / "statement_northbound_2026-01.csv"
     write_distributor(statement, rng.sample(products, 16), rng)
     written.append(statement)

@@ -13,7 +13,15 @@ from pipelines import resources
 from pipelines.cli import app
 from pipelines.settings import get_settings
 from schemas import identifiers
-from schemas.store.models import ApiKey, AuditEntry, Organisation, Release, Split, Track
+from schemas.store.models import (
+    ApiKey,
+    AuditEntry,
+    IngestFile,
+    Organisation,
+    Release,
+    Split,
+    Track,
+)
 
 runner = CliRunner()
 
@@ -93,6 +101,21 @@ def test_demo_builds_a_plausible_label_deterministically(env: str) -> None:
     assert artists is not None and artists >= 5
     assert payees and contracts
     assert len(set(first[0])) == len(first[0])
+    # The month's reports: five layouts ingested, the broken file quarantined with a reason.
+    engine = sa.create_engine(env)
+    with engine.connect() as conn:
+        ledger = conn.execute(
+            sa.select(IngestFile.format, IngestFile.status, IngestFile.quarantine_code)
+        ).all()
+    engine.dispose()
+    assert sorted((f or "-", s.value, q or "") for f, s, q in ledger) == [
+        ("-", "quarantined", "truncated_gzip"),
+        ("apple", "ingested", ""),
+        ("distributor_csv", "ingested", ""),
+        ("dsr", "ingested", ""),
+        ("spotify", "ingested", ""),
+        ("spotify", "ingested", ""),
+    ]
 
 
 def test_import_command(env: str, tmp_path: Path) -> None:
