@@ -106,9 +106,7 @@ def run(lines: int, *, seed: int = 1, keep: Path | None = None) -> dict[str, Any
         generated = time.perf_counter() - t0
         results = []
         for path in (dsr, csv):
-            wall, outcome, peak = _child(
-                ["--one", str(store), str(data), str(org_id), str(path)]
-            )
+            wall, outcome, peak = _child(["--one", str(store), str(data), str(org_id), str(path)])
             results.append(
                 {
                     "file": path.name,
@@ -147,9 +145,18 @@ def _one(store: str, data: str, org_id: str, path: str) -> None:
     start = time.perf_counter()
     out = ingest_path(factory, Path(data), org_id=int(org_id), path=p, name=p.name)
     seconds = time.perf_counter() - start
-    sys.stdout.write(json.dumps({"format": out.format, "status": out.status,
-                                 "lines": out.lines, "seconds": seconds,
-                                 "quarantine": out.quarantine}) + "\n")
+    sys.stdout.write(
+        json.dumps(
+            {
+                "format": out.format,
+                "status": out.status,
+                "lines": out.lines,
+                "seconds": seconds,
+                "quarantine": out.quarantine,
+            }
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":  # the child process of `run`

@@ -70,19 +70,24 @@ def _printable(value: str) -> str:
     return value
 
 
-def text(max_length: int) -> Any:
-    """Non-empty stripped text, no control characters, at most the column's length."""
-    return Annotated[
-        str,
-        StringConstraints(strip_whitespace=True, min_length=1, max_length=max_length),
-        AfterValidator(_printable),
-    ]
-
-
-Text = text(500)
-Name = text(300)
-Short = text(200)
-Genre = text(100)
+# Non-empty stripped text, no control characters, at most the column's length (one alias per
+# column size: mypy needs type aliases, not a factory).
+Printable = AfterValidator(_printable)
+Text = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), Printable
+]
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300), Printable
+]
+Short = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), Printable
+]
+Genre = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), Printable
+]
+Channel = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64), Printable
+]
 ISRC = Annotated[str, _identifier("isrc")]
 GTIN = Annotated[str, _identifier("gtin")]
 ISNI = Annotated[str, _identifier("isni")]
@@ -307,7 +312,7 @@ class TierIn(_In):
 
 class RateIn(_In):
     usage_type: UsageType = "*"
-    channel: text(64) = "*"
+    channel: Channel = "*"
     territories: TerritorySet = "WW"
     rate: Annotated[
         Decimal,

@@ -25,15 +25,21 @@ class RowError:
     message: str
 
     def as_dict(self) -> dict[str, Any]:
-        return {"file": self.file, "row": self.row, "field": self.field, "code": self.code,
-                "message": self.message}
+        return {
+            "file": self.file,
+            "row": self.row,
+            "field": self.field,
+            "code": self.code,
+            "message": self.message,
+        }
 
 
 class FileRejected(Exception):
     """The whole file is unusable; ``code`` is machine-readable, ``message`` for people."""
 
-    def __init__(self, code: str, message: str, *, row: int | None = None,
-                 field: str | None = None) -> None:
+    def __init__(
+        self, code: str, message: str, *, row: int | None = None, field: str | None = None
+    ) -> None:
         super().__init__(f"{code}: {message}")
         self.code, self.message, self.row, self.field = code, message, row, field
 

@@ -579,6 +579,7 @@ def delete_contract_child(
     """Delete one rate or charge of a contract (a correction; the audit log keeps it)."""
     contract = get_owned(session, Contract, org_id, contract_id)
     child = session.get(model, child_id)
+    assert child is None or isinstance(child, ContractRate | ContractCharge)
     if child is None or child.org_id != org_id or child.contract_id != contract.id:
         raise NotFound(f"{model.__tablename__[:-1]} {child_id} of contract {contract_id}")
     session.delete(child)
