@@ -335,7 +335,7 @@ def run_batch_expectations(
     shown in the report (e.g. the Airflow data interval end), a fixed epoch when not given.
     """
     started = time.perf_counter()
-    docs_dir = out_dir / DOCS_DIR
+    docs_dir = out_dir.resolve() / DOCS_DIR  # GX needs an absolute path
     summary = _accepted_summary(accepted)
     row = _reconciliation(summary, declared_totals, rejected_totals or {}, file_label)
     with _quiet_gx():

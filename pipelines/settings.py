@@ -36,6 +36,13 @@ class Settings(BaseSettings):
     api_port: int = 8000
 
     @model_validator(mode="after")
+    def _absolute_data_dir(self) -> Settings:
+        # Absolute from the start: Airflow tasks, child processes and libraries (GX) may run
+        # with another working directory.
+        self.data_dir = self.data_dir.expanduser().resolve()
+        return self
+
+    @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
         if self.env != "development":
             for name, value in self.secrets().items():

@@ -13,7 +13,7 @@ def test_zero_config_defaults_are_embedded(monkeypatch: pytest.MonkeyPatch) -> N
         monkeypatch.delenv(var, raising=False)
     s = Settings()
     assert s.env == "development"
-    assert s.data_dir == Path("./var")
+    assert s.data_dir == Path("./var").resolve()
     assert s.sqlalchemy_url == f"sqlite:///{Path('var/tunemantra.db').resolve()}"
     assert s.api_host == "127.0.0.1"
 
