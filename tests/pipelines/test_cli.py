@@ -29,7 +29,8 @@ runner = CliRunner()
 @pytest.fixture
 def env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv("TUNEMANTRA_DATABASE_URL", db_url)
-    monkeypatch.setenv("TUNEMANTRA_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.chdir(tmp_path)  # the data dir relative, as the default ./var is
+    monkeypatch.setenv("TUNEMANTRA_DATA_DIR", "var")
     get_settings.cache_clear()
     yield db_url
     get_settings.cache_clear()
