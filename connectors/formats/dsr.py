@@ -42,6 +42,19 @@ records in every file (Part 1, clause 6.3), so there ``D`` is the summary's decl
 (AllocatedUsages, else Usages) and each file carries its own share; ``declared_totals`` is then
 the file's share and ``extra["report_declared_totals"]`` the report's. Usage records that carry
 their own revenue (UGC ``SU03``, ``SR03``) keep it.
+
+Other columns: ``territory``, ``commercial_model`` (``COMMERCIAL_MODELS``) and ``currency`` come
+from the summary record; ``usage_type`` from the record type (SU01/SR01 download, SU02/SR02
+stream, SU03/SR03/SR06 ugc); ``quantity`` is the line's units; ``service`` is HEAD SenderName;
+identifiers come from the line's RE01/RE02 and AS01/AS02 records (block variant) or the record
+itself (single-record variant). ``FileMeta.extra`` carries the profile, the summaries (revenue,
+declared and reported usages), usage-count mismatches and the line counts.
+
+**Speed.** No Python loop per line: Polars' line reader (raw text, for the hash) and CSV reader
+(only the cells usage records need, counts straight to Int64) run over the file in one query;
+references are resolved by integer joins on 64-bit hashes of (BlockId, reference), verified by a
+second hash; the allocation is integer arithmetic (Int64, Int128 when the magnitudes need it)
+per summary; SHA-256 runs in DuckDB. Identifier columns are gathered once, into the output.
 """
 
 from __future__ import annotations
@@ -60,7 +73,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 
 from connectors.formats import archive
 from connectors.formats.base import FileMeta, FileRejected, ParsedFile, RowError, register
-from schemas.revenue import AMOUNT, PARSED, conform
+from schemas.revenue import AMOUNT, PARSED
 
 FORMAT: Final = "dsr"
 SCALE: Final = 12  # decimal places of schemas.revenue.AMOUNT
@@ -396,11 +409,12 @@ class _Summary:
 @dataclass
 class _Parts:
     kinds: dict[str, pl.DataFrame]  # every kind but the usage records
-    usage: pl.DataFrame | None  # the usage records
+    usage: pl.DataFrame | None  # the usage records' cells
     usage_codes: list[str]
     first: int  # first and last data line (not blank, not a comment)
     last: int
     blocks: int  # distinct BlockIds
+    lean: pl.DataFrame | None = None  # the usage lines, parsed (see ``_Run._usage``)
 
 
 @dataclass
@@ -456,11 +470,7 @@ class _Run:
         blocks = parts.blocks
         self._check_footer(kinds, layouts, footer_code, n_lines, len(summaries), blocks, meta)
 
-        usage = self._usage(parts)
-        parts.usage = None  # the usage records' cells are no longer needed
-        lines = self._lines(usage, summaries, meta)
-        self.errors.sort(key=lambda e: (e.row or 0, e.field or ""))
-        meta.extra.update(self.extra)
+        lean, idents = self._usage(parts)
         meta.extra.update(
             {
                 "lines_in_file": n_lines,
@@ -468,9 +478,16 @@ class _Run:
                 "blank_lines": _height(kinds.get("blank")),
                 "summary_records": len(summaries),
                 "blocks": blocks,
-                "usage_records": usage.height,
+                "usage_records": lean.height,
             }
         )
+        # only the lean usage frame is needed from here: let the rest go before the output
+        # (the largest allocation) is built
+        parts.lean, parts.kinds = lean, {}
+        del lean, kinds
+        lines = self._lines(parts, idents, summaries, meta)
+        self.errors.sort(key=lambda e: (e.row or 0, e.field or ""))
+        meta.extra.update(self.extra)
         return ParsedFile(lines=lines, meta=meta, errors=self.errors, drift=self.drift)
 
     # ----------------------------------------------------------------------------------------
@@ -523,7 +540,7 @@ class _Run:
         """(usage rows, all other rows, number of lines), each row with ``line_no``, ``raw``
         and the cells ``c0`` + ``c<i>`` the usage records use.
 
-        Two native readers over the same file, zipped and streamed (bounded memory):
+        Two native readers over the same file, zipped in one query (the scans are shared):
         ``scan_lines`` for the raw text (one row per physical line, empty lines kept, the ``\\r``
         of a CRLF dropped) and ``scan_csv`` for the cells (only the projected columns are
         materialised), so no usage line is ever split in Python. Count cells (``int_cells``)
@@ -552,17 +569,8 @@ class _Run:
         ).with_columns(pl.col("line_no").cast(pl.Int64))
         both = pl.concat([raw_lf, cells_lf], how="horizontal")
         is_usage = pl.col("c0").str.slice(0, 4).is_in(usage_bases).fill_null(False)
-        # the two readers must agree line by line: a usage line's raw text starts with its c0
-        aligned = pl.col("raw").str.starts_with(pl.col("c0")).all()
         try:
-            usage, rest, check = pl.collect_all(
-                [
-                    both.filter(is_usage),
-                    both.filter(is_usage.not_()),
-                    both.filter(is_usage).select(aligned.alias("ok"), pl.len().alias("n")),
-                ],
-                engine="streaming",
-            )
+            usage, rest = pl.collect_all([both.filter(is_usage), both.filter(is_usage.not_())])
         except pl.exceptions.ComputeError as exc:
             if "utf" in str(exc).lower():
                 bad = archive.utf8_error(self.path)
@@ -573,11 +581,13 @@ class _Run:
             int(usage["line_no"].max() or 0) if usage.height else 0,  # type: ignore[arg-type]
             int(rest["line_no"].max() or 0) if rest.height else 0,  # type: ignore[arg-type]
         )
-        if check["n"][0] and not check["ok"][0]:
-            # The CSV reader and the line reader disagree (an exotic line ending): take the
-            # cells from the raw lines instead (slower, always aligned).
-            usage = _resplit(usage, wanted, ints)
-            rest = _resplit(rest, wanted, ints)
+        if usage.height and not _aligned(usage):
+            # The CSV reader and the line reader disagree (never seen: both keep empty lines
+            # and a bare \r): take every cell from the raw lines instead (slower, aligned).
+            lines = pl.concat([usage, rest]).sort("line_no").select("line_no", "raw")
+            lines = _resplit(lines, wanted, ints)
+            first_cell = pl.col("c0").str.slice(0, 4).is_in(usage_bases).fill_null(False)
+            usage, rest = lines.filter(first_cell), lines.filter(first_cell.not_())
         return usage, rest, n_lines
 
     def _partition(
@@ -894,90 +904,88 @@ class _Run:
         )
 
     # ----------------------------------------------------------------------------------------
-    # usage records -> one frame: units, own amount, summary id, identifiers, first error
+    # usage records -> one lean frame: units, own amount, summary id, identifiers, error code
 
-    def _usage(self, parts: _Parts) -> pl.DataFrame:
+    def _usage(self, parts: _Parts) -> tuple[pl.DataFrame, dict[str, pl.Expr]]:
         if parts.usage is None:
-            return pl.DataFrame(schema=_USAGE_SCHEMA)
+            empty = {"line_no": pl.Int64, "raw": pl.String, "code": pl.String, "sid": pl.String,
+                     "units": pl.Int64, "num_err": pl.UInt8, "ref_err": pl.UInt8}  # fmt: skip
+            return pl.DataFrame(schema=empty), {}
         families: dict[str, dict[str, Layout]] = {}
         for code in parts.usage_codes:
             lay = self.resolved[code]
-            fam = "single" if lay.single else "ugc" if lay.usage_type == "ugc" else "basic"
-            families.setdefault(fam, {})[code] = lay
+            families.setdefault(_family(lay), {})[code] = lay
+        if len(families) == 1:
+            ((fam, lays),) = families.items()
+            return self._usage_family(fam, parts, lays)
+        rows = parts.usage
         frames = []
-        for fam, lays in families.items():
-            rows = parts.usage
-            if len(families) > 1:
-                rows = rows.filter(pl.col("c0").is_in(list(lays)))
-            frames.append(self._usage_family(fam, rows, lays, parts.kinds))
-        return frames[0] if len(frames) == 1 else pl.concat(frames).sort("line_no")
+        for fam, lays in families.items():  # mixed variants (rare): identifiers made here
+            parts.usage = rows.filter(pl.col("c0").is_in(list(lays)))
+            frame, idents = self._usage_family(fam, parts, lays)
+            frames.append(frame.with_columns(expr.alias(k) for k, expr in idents.items()))
+        usage = pl.concat(frames, how="diagonal_relaxed").sort("line_no")
+        return usage, {name: pl.col(name) for name in IDENTIFIERS if name in usage.columns}
 
     def _usage_family(
-        self,
-        family: str,
-        rows: pl.DataFrame,
-        lays: dict[str, Layout],
-        kinds: Mapping[str, pl.DataFrame],
-    ) -> pl.DataFrame:
+        self, family: str, parts: _Parts, lays: dict[str, Layout]
+    ) -> tuple[pl.DataFrame, dict[str, pl.Expr]]:
+        """The lean frame of one family's usage lines, and the expressions that produce its
+        identifier columns (evaluated once, when the output is built)."""
+        rows, parts.usage = parts.usage, None  # let the file's cells go as soon as possible
+        assert rows is not None
         rows = rows.rename({"c0": "code"})
         pick = _Picker(rows.schema, lays)
-        count_name = pick.per_code(lambda lay: lay.units[0])
-        returns_name = pick.per_code(lambda lay: lay.units[1] if len(lay.units) > 1 else None)
-        own_name = pick.per_code(lambda lay: lay.own_amount)
-        out = rows.select(
+        cols: list[pl.Expr] = [
             pl.col("line_no"),
             pl.col("raw"),
             pl.col("code"),
-            pick.per_code(lambda lay: lay.usage_type).alias("usage_type"),
             pick.cell("SummaryRecordId").alias("sid"),
-            pick.cell("BlockId").alias("block"),
             pick.units(0).alias("count"),
             pick.units(1).alias("returns"),
-            pick.own().str.strip_chars().alias("own_s"),
-            pick.cell("TransactedRelease").alias("rel_ref"),
-            pick.cell("TransactedResource").alias("res_ref"),
-            pick.cell("DspResourceId").alias("dsp_resource_id"),
-            pick.cell("ISRC").alias("isrc"),
-            pick.cell("ResourceTitle").alias("title"),
-            pick.cell("ResourceDisplayArtistName").alias("artist"),
-            pick.cell("DspReleaseId").alias("dsp_release_id"),
-            pick.cell("ProprietaryReleaseId").alias("proprietary_id"),
-            pick.cell("ICPN").alias("upc"),
-            pick.cell("ReleaseTitle").alias("release_title"),
-            pick.cell("ReleaseDisplayArtistName").alias("release_artist"),
-            count_name.alias("count_name"),
-            returns_name.alias("returns_name"),
-            own_name.alias("own_name"),
-        )
+        ]
+        if any(lay.own_amount for lay in lays.values()):
+            cols.append(pick.own().str.strip_chars().alias("own_s"))
+        if family == "basic":
+            names = {"BlockId": "block", "TransactedRelease": "rel_ref",
+                     "TransactedResource": "res_ref"}  # fmt: skip
+        elif family == "ugc":
+            names = {"BlockId": "block", "DspResourceId": "dsp_resource_id",
+                     "DspReleaseId": "dsp_release_id"}  # fmt: skip
+        else:
+            names = {
+                "DspResourceId": "dsp_resource_id", "ISRC": "isrc", "ResourceTitle": "title",
+                "ResourceDisplayArtistName": "artist", "DspReleaseId": "dsp_release_id",
+                "ProprietaryReleaseId": "proprietary_id", "ICPN": "upc",
+                "ReleaseTitle": "release_title", "ReleaseDisplayArtistName": "release_artist",
+            }  # fmt: skip
+        cols += [pick.cell(cell).alias(name) for cell, name in names.items() if pick.has(cell)]
+        out = rows.select(cols).rechunk()
+        del rows
         out = self._numbers(out, lays, pick)
         if family == "basic":
-            out = self._basic_block_refs(out, kinds)
-        elif family == "ugc":
-            out = self._ugc_block_refs(out, lays, kinds)
-        else:
-            out = out.with_columns(
-                pl.lit(None, dtype=pl.String).alias("ref_error"),
-                pl.lit(None, dtype=pl.String).alias("ref_field"),
-            )
-        out = out.with_columns(
-            pl.coalesce("title", "release_title").alias("title"),
-            pl.coalesce("artist", "release_artist").alias("artist"),
-        )
-        return out.select(list(_USAGE_SCHEMA)).cast(pl.Schema(_USAGE_SCHEMA))
+            return self._basic_block_refs(out, parts.kinds)
+        if family == "ugc":
+            return self._ugc_block_refs(out, parts.kinds)
+        have = set(out.columns)
+        idents = {name: pl.col(name) for name in IDENTIFIERS if name in have}
+        if "release_title" in have:
+            idents["title"] = pl.coalesce(*(c for c in ("title", "release_title") if c in have))
+        if "release_artist" in have:
+            idents["artist"] = pl.coalesce(*(c for c in ("artist", "release_artist") if c in have))
+        return out.with_columns(pl.lit(0, dtype=pl.UInt8).alias("ref_err")), idents
 
     def _numbers(self, out: pl.DataFrame, lays: dict[str, Layout], pick: _Picker) -> pl.DataFrame:
-        """``units`` (count - returns, Int64), ``own`` (AMOUNT) and the first number error.
+        """``units`` (count - returns), ``own`` (AMOUNT) and ``num_err`` (an ``_ERR`` code).
 
-        Counts arrive as Int64 from the CSV reader; the few lines where a count (or returns)
-        is null are looked at again from the raw line: empty, a decimal to round (xs:decimal
-        counts, half-even), or not a number (a row error naming the cell).
+        Counts arrive as Int64 from the CSV reader; the lines where a count (or returns) is
+        null are looked at again from the raw line: empty, a decimal to round (xs:decimal
+        counts, half-even), or not a number.
         """
         with_returns = [c for c, lay in lays.items() if len(lay.units) > 1]
         decimal_codes = [c for c, lay in lays.items() if lay.units_decimal]
-        out = out.with_columns(
-            pl.lit(None, dtype=pl.String).alias("count_s"),
-            pl.lit(None, dtype=pl.String).alias("returns_s"),
-        )
+        optional = [c for c, lay in lays.items() if lay.count_optional]
+        err = pl.Series("num_err", [0], dtype=pl.UInt8).extend_constant(0, out.height - 1)
         suspect = pl.col("count").is_null() | (
             pl.col("returns").is_null() & pl.col("code").is_in(with_returns)
         )
@@ -992,21 +1000,30 @@ class _Run:
             decimal = (
                 count.is_null()
                 & sub["code"].is_in(decimal_codes)
-                & sub["count_s"].str.contains(_DEC_RE)
+                & sub["count_s"].str.contains(_DEC_RE).fill_null(False)
             )
             if decimal.any():  # xs:decimal counts: a fraction is rounded half-even
                 rounded = [_decimal_units(v) for v in sub["count_s"].filter(decimal).to_list()]
                 count = count.scatter(decimal.arg_true(), rounded)
                 self.extra["fractional_usages"] = len(rounded)
+            returns = sub["returns_s"].cast(pl.Int64, strict=False)
+            sub_err = sub.select(
+                pl.when(pl.col("count_s").is_null() & pl.col("code").is_in(optional).not_())
+                .then(pl.lit(_ERR["missing_count"]))
+                .when(pl.col("count_s").is_not_null() & count.is_null())
+                .then(pl.lit(_ERR["bad_count"]))
+                .when(pl.col("returns_s").is_not_null() & returns.is_null())
+                .then(pl.lit(_ERR["bad_returns"]))
+                .otherwise(pl.lit(0))
+                .cast(pl.UInt8)
+            ).to_series()
+            err = err.scatter(where, sub_err)
             out = out.with_columns(
-                out["count"].scatter(where, count),
-                out["returns"].scatter(where, sub["returns_s"].cast(pl.Int64, strict=False)),
-                out["count_s"].scatter(where, sub["count_s"]),
-                out["returns_s"].scatter(where, sub["returns_s"]),
+                out["count"].scatter(where, count), out["returns"].scatter(where, returns)
             )
-        own_codes = [c for c, lay in lays.items() if lay.own_amount]
-        if own_codes:
-            own_valid = pl.col("own_s").str.contains(_DEC_RE)
+        out = out.with_columns(err.alias("num_err"))
+        if "own_s" in out.columns:
+            own_valid = pl.col("own_s").str.contains(_DEC_RE).fill_null(False)
             out = out.with_columns(
                 pl.when(own_valid).then(pl.col("own_s").cast(AMOUNT, strict=False)).alias("own")
             )
@@ -1017,126 +1034,85 @@ class _Run:
                 fixed = [_money(_scaled(v)) for v in out["own_s"][long].to_list()]
                 out = out.with_columns(out["own"].scatter(long, pl.Series(fixed, dtype=AMOUNT)))
                 self.extra["rounded_amounts"] = long.len()
-        else:
-            out = out.with_columns(pl.lit(None, dtype=AMOUNT).alias("own"))
-        optional = [c for c, lay in lays.items() if lay.count_optional]
-        required_own = [c for c, lay in lays.items() if lay.own_amount and not lay.single]
-        is_decimal = pl.col("code").is_in(decimal_codes)
-        checks: list[tuple[pl.Expr, pl.Expr, pl.Expr, pl.Expr]] = [
-            (
-                pl.col("count").is_null()
-                & pl.col("count_s").is_null()
-                & pl.col("code").is_in(optional).not_(),
-                pl.col("count_name"),
-                pl.lit("missing_value"),
-                pl.format("cell '{}' is empty", pl.col("count_name")),
-            ),
-            (
-                pl.col("count").is_null() & pl.col("count_s").is_not_null(),
-                pl.col("count_name"),
-                pl.when(is_decimal)
-                .then(pl.lit("invalid_decimal"))
-                .otherwise(pl.lit("invalid_integer")),
-                pl.format(
-                    "cell '{}': '{}' is not a {}",
-                    pl.col("count_name"),
-                    pl.col("count_s"),
-                    pl.when(is_decimal).then(pl.lit("number")).otherwise(pl.lit("whole number")),
-                ),
-            ),
-            (
-                pl.col("returns").is_null() & pl.col("returns_s").is_not_null(),
-                pl.col("returns_name"),
-                pl.lit("invalid_integer"),
-                pl.format(
-                    "cell '{}': '{}' is not a whole number",
-                    pl.col("returns_name"),
-                    pl.col("returns_s"),
-                ),
-            ),
-            (
-                pl.col("own_s").is_null() & pl.col("code").is_in(required_own),
-                pl.col("own_name"),
-                pl.lit("missing_value"),
-                pl.format("cell '{}' is empty", pl.col("own_name")),
-            ),
-            (
-                pl.col("own_s").is_not_null() & pl.col("own").is_null(),
-                pl.col("own_name"),
-                pl.lit("invalid_decimal"),
-                pl.format("cell '{}': '{}' is not a number", pl.col("own_name"), pl.col("own_s")),
-            ),
-        ]
-        code = fld = msg = pl.lit(None, dtype=pl.String)
-        for cond, name, err, text in reversed(checks):  # the first failing check wins
-            code = pl.when(cond).then(err).otherwise(code)
-            fld = pl.when(cond).then(name).otherwise(fld)
-            msg = pl.when(cond).then(text).otherwise(msg)
+            required = [c for c, lay in lays.items() if lay.own_amount and not lay.single]
+            out = out.with_columns(
+                pl.when(pl.col("num_err") != 0)
+                .then(pl.col("num_err"))
+                .when(pl.col("own_s").is_null() & pl.col("code").is_in(required))
+                .then(pl.lit(_ERR["missing_own"], dtype=pl.UInt8))
+                .when(pl.col("own_s").is_not_null() & pl.col("own").is_null())
+                .then(pl.lit(_ERR["bad_own"], dtype=pl.UInt8))
+                .otherwise(pl.col("num_err"))
+                .alias("num_err")
+            )
         return out.with_columns(
-            pl.when(code.is_null())
+            pl.when(pl.col("num_err") == 0)
             .then(pl.col("count") - pl.col("returns").fill_null(0))
-            .alias("units"),
-            code.alias("num_error"),
-            fld.alias("num_field"),
-            msg.alias("num_message"),
-        )
+            .alias("units")
+        ).drop("count", "returns")
 
     def _basic_block_refs(
         self, out: pl.DataFrame, kinds: Mapping[str, pl.DataFrame]
-    ) -> pl.DataFrame:
+    ) -> tuple[pl.DataFrame, dict[str, pl.Expr]]:
         """Resource (AS by TransactedResource) and release (RE01/RE02 by TransactedRelease, else
-        the block's RE01) of each SU01/SU02 line, both within the line's block."""
-        resources = self._resources(kinds).drop("line_no")
+        the block's RE01) of each SU01/SU02 line, both within the line's block: their row in
+        the resource and release tables, and the identifier expressions gathering from them."""
+        resources = self._resources(kinds)
         releases = self._releases(kinds)
-        out = out.drop(
-            "dsp_resource_id", "isrc", "title", "artist", "dsp_release_id", "proprietary_id",
-            "upc", "release_title", "release_artist",
-        )  # fmt: skip
-        out = _lookup(out, resources, "res_ref", "res_found")
-        out = _lookup(
-            out.with_columns(pl.col("rel_ref").fill_null("").alias("rel_key")),
-            releases,
-            "rel_key",
-            "rel_found",
+        res = _lookup(out.select("block", pl.col("res_ref").alias("ref")), resources)
+        rel_key = pl.col("rel_ref").fill_null("").alias("ref")
+        rel = _lookup(out.select("block", rel_key), releases)
+        out = out.with_columns(
+            res.alias("res_idx"),
+            rel.alias("rel_idx"),
+            pl.when(pl.col("res_ref").is_not_null() & res.is_null())
+            .then(pl.lit(_ERR["unknown_resource"]))
+            .when(pl.col("rel_ref").is_not_null() & rel.is_null())
+            .then(pl.lit(_ERR["unknown_release"]))
+            .otherwise(pl.lit(0))
+            .cast(pl.UInt8)
+            .alias("ref_err"),
         )
-        no_res = pl.col("res_ref").is_not_null() & pl.col("res_found").not_()
-        no_rel = pl.col("rel_ref").is_not_null() & pl.col("rel_found").not_()
-        return out.with_columns(
-            pl.when(no_res)
-            .then(pl.lit("unknown_resource"))
-            .when(no_rel)
-            .then(pl.lit("unknown_release"))
-            .alias("ref_error"),
-            pl.when(no_res)
-            .then(pl.lit("TransactedResource"))
-            .when(no_rel)
-            .then(pl.lit("TransactedRelease"))
-            .alias("ref_field"),
-        )
+        res_of = _gatherer(resources, "res_idx")
+        rel_of = _gatherer(releases, "rel_idx")
+        idents = {
+            "isrc": res_of("isrc"),
+            "dsp_resource_id": res_of("dsp_resource_id"),
+            "title": pl.coalesce(res_of("title"), rel_of("release_title")),
+            "artist": pl.coalesce(res_of("artist"), rel_of("release_artist")),
+            "dsp_release_id": rel_of("dsp_release_id"),
+            "proprietary_id": rel_of("proprietary_id"),
+            "upc": rel_of("upc"),
+        }
+        return out, idents
 
     def _ugc_block_refs(
-        self, out: pl.DataFrame, lays: dict[str, Layout], kinds: Mapping[str, pl.DataFrame]
-    ) -> pl.DataFrame:
+        self, out: pl.DataFrame, kinds: Mapping[str, pl.DataFrame]
+    ) -> tuple[pl.DataFrame, dict[str, pl.Expr]]:
         """UGC SU03: its resource is the block's AS record (1.2: the one with the line's
         DspResourceId); a missing SummaryRecordId comes from the LI01 records that follow."""
-        resources = self._resources(kinds).drop("ref", "line_no")
-        by_block = any("DspResourceId" not in lay.cells for lay in lays.values())
-        if by_block:
-            resources = resources.unique("block", keep="first", maintain_order=True)
-            out = out.drop("dsp_resource_id", "isrc", "title", "artist").join(
-                resources.with_columns(pl.lit(True).alias("res_found")),
-                on="block",
-                how="left",
-                maintain_order="left",
+        resources = self._resources(kinds)
+        if "dsp_resource_id" not in out.columns:  # 1.1: the block's (first) resource
+            table = resources.unique("block", keep="first", maintain_order=True).with_columns(
+                pl.lit("").alias("ref")
             )
+            res = _lookup(out.select("block", pl.lit("").alias("ref")), table)
         else:
-            resources = resources.unique(["block", "dsp_resource_id"], keep="first")
-            out = out.drop("isrc", "title", "artist").join(
-                resources.with_columns(pl.lit(True).alias("res_found")),
-                on=["block", "dsp_resource_id"],
-                how="left",
-                maintain_order="left",
+            table = resources.with_columns(pl.col("dsp_resource_id").alias("ref")).unique(
+                ["block", "ref"], keep="first", maintain_order=True
             )
+            res = _lookup(out.select("block", pl.col("dsp_resource_id").alias("ref")), table)
+        out = out.with_columns(
+            res.alias("res_idx"),
+            pl.when(res.is_null())
+            .then(pl.lit(_ERR["unknown_resource"], dtype=pl.UInt8))
+            .otherwise(pl.lit(0, dtype=pl.UInt8))
+            .alias("ref_err"),
+        )
+        res_of = _gatherer(table, "res_idx")
+        idents = {name: res_of(name) for name in ("isrc", "dsp_resource_id", "title", "artist")}
+        if "dsp_release_id" in out.columns:
+            idents["dsp_release_id"] = pl.col("dsp_release_id")
         licences = kinds.get("licence")
         if licences is not None and out["sid"].null_count():
             li = _cells(licences, {"SummaryRecordId": 2}).select(
@@ -1166,19 +1142,13 @@ class _Run:
                 .group_by("owner", maintain_order=True)
                 .agg(pl.col("li_sid").first())
             )
-            out = (
-                out.join(owners, left_on="line_no", right_on="owner", how="left",
-                         maintain_order="left")
-                .with_columns(pl.coalesce("sid", "li_sid").alias("sid"))
-                .drop("li_sid")
+            sid = (
+                out.select("line_no")
+                .join(owners, left_on="line_no", right_on="owner", how="left",
+                      maintain_order="left")["li_sid"]
             )  # fmt: skip
-        missing = pl.col("res_found").is_null()
-        return out.with_columns(
-            pl.when(missing).then(pl.lit("unknown_resource")).alias("ref_error"),
-            pl.when(missing)
-            .then(pl.lit("BlockId" if by_block else "DspResourceId"))
-            .alias("ref_field"),
-        )
+            out = out.with_columns(pl.coalesce(pl.col("sid"), sid).alias("sid"))
+        return out, idents
 
     def _resources(self, kinds: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
         cols = ("line_no", "block", "ref", "dsp_resource_id", "isrc", "title", "artist")
@@ -1239,6 +1209,11 @@ class _Run:
         return releases.unique(["block", "ref"], keep="first", maintain_order=True)
 
     def _dedupe(self, frame: pl.DataFrame, ref_name: str) -> pl.DataFrame:
+        k1, k2, _, _ = _KEY_SEEDS
+        if not frame.select(
+            _pair_key(pl.col("block"), pl.col("ref"), k1, k2).is_duplicated().any()
+        ).item():
+            return frame  # every (block, ref) once: the usual case, checked on 64-bit keys
         first = pl.struct("block", "ref").is_first_distinct()
         dup = frame.filter(first.not_())
         for row, block, ref in dup.select("line_no", "block", "ref").iter_rows():
@@ -1254,143 +1229,123 @@ class _Run:
     # summaries -> amounts -> PARSED lines
 
     def _lines(
-        self, usage: pl.DataFrame, summaries: Mapping[str, _Summary], meta: FileMeta
+        self,
+        parts: _Parts,
+        idents: Mapping[str, pl.Expr],
+        summaries: Mapping[str, _Summary],
+        meta: FileMeta,
     ) -> pl.DataFrame:
-        ok_ids = [s.sid for s in summaries.values()]
-        sidx = (
-            pl.col("sid").replace_strict(
-                ok_ids, list(range(len(ok_ids))), default=None, return_dtype=pl.Int32
+        usage, parts.lean = parts.lean, None  # this frame is the only reference: drop as we go
+        assert usage is not None
+        size = len(summaries)
+        ids = [s.sid for s in summaries.values()]
+        ok = pl.Series([s.ok for s in summaries.values()], dtype=pl.Boolean)
+        if "sid" in usage.columns and size:
+            sidx = usage["sid"].replace_strict(
+                ids, list(range(size)), default=None, return_dtype=pl.Int32
             )
-            if ok_ids
-            else pl.lit(None, dtype=pl.Int32)
-        )
+        else:
+            sidx = pl.Series("sidx", [None] * usage.height, dtype=pl.Int32)
         usage = usage.with_columns(sidx.alias("sidx"))
-        sframe = pl.DataFrame(
-            [
-                (s.index, s.ok, s.line, s.territory, s.commercial_model, s.currency,
-                 s.currency_tx)
-                for s in summaries.values()
-            ],
-            schema={
-                "sidx": pl.Int32, "s_ok": pl.Boolean, "s_line": pl.Int64, "territory": pl.String,
-                "commercial_model": pl.String, "currency_rep": pl.String,
-                "currency_tx": pl.String,
-            },
-            orient="row",
-        )  # fmt: skip
-        usage = usage.join(sframe, on="sidx", how="left", maintain_order="left")
-        no_sid = pl.col("sid").is_null()
-        unknown = pl.col("sidx").is_null()
-        summary_error = (
-            pl.when(no_sid)
-            .then(pl.lit("missing_value"))
-            .when(unknown)
-            .then(pl.lit("unknown_summary"))
-            .when(pl.col("s_ok").not_())
-            .then(pl.lit("invalid_summary"))
-        )
-        summary_message = (
-            pl.when(no_sid)
-            .then(pl.lit("cell 'SummaryRecordId' is empty"))
-            .when(unknown)
-            .then(pl.format("SummaryRecordId '{}' matches no summary record in this file",
-                            pl.col("sid")))
-            .when(pl.col("s_ok").not_())
-            .then(pl.format("summary record '{}' (line {}) cannot be read; see its error",
-                            pl.col("sid"), pl.col("s_line")))
-        )  # fmt: skip
-        ref_message = (
-            pl.when(pl.col("ref_error") == "unknown_resource")
-            .then(
-                pl.format(
-                    "{} '{}' matches no AS01/AS02 record in block '{}'",
-                    pl.col("ref_field"),
-                    pl.coalesce("res_ref", "dsp_resource_id", "block"),
-                    pl.col("block"),
-                )
-            )
-            .when(pl.col("ref_error") == "unknown_release")
-            .then(
-                pl.format(
-                    "TransactedRelease '{}' matches no RE01/RE02 record in block '{}'",
-                    pl.col("rel_ref"),
-                    pl.col("block"),
-                )
-            )
+        s_ok = pl.lit(ok).gather(pl.col("sidx")) if size else pl.lit(None, dtype=pl.Boolean)
+        own = pl.col("own_s").is_null() if "own_s" in usage.columns else pl.lit(True)
+        err = (
+            pl.when(pl.col("num_err") != 0)
+            .then(pl.col("num_err"))
+            .when(pl.col("sid").is_null())
+            .then(pl.lit(_ERR["missing_summary"], dtype=pl.UInt8))
+            .when(pl.col("sidx").is_null())
+            .then(pl.lit(_ERR["unknown_summary"], dtype=pl.UInt8))
+            .when(s_ok.not_())
+            .then(pl.lit(_ERR["invalid_summary"], dtype=pl.UInt8))
+            .otherwise(pl.col("ref_err"))
         )
         usage = usage.with_columns(
-            pl.coalesce("num_error", summary_error, "ref_error").alias("err_code"),
-            pl.coalesce(
-                "num_field",
-                pl.when(summary_error.is_not_null()).then(pl.lit("SummaryRecordId")),
-                "ref_field",
-            ).alias("err_field"),
-            pl.coalesce("num_message", summary_message, ref_message).alias("err_message"),
-            (
-                pl.col("units").is_not_null()
-                & pl.col("s_ok").fill_null(False)
-                & pl.col("own_s").is_null()
-            ).alias("weighted"),
+            err.alias("err"),
+            (pl.col("units").is_not_null() & s_ok.fill_null(False) & own).alias("weighted"),
         )
         plan = self._plan(usage, summaries, meta)
         if plan.unallocatable:
-            stuck = pl.col("err_code").is_null() & pl.col("sidx").is_in(plan.unallocatable)
+            stuck = (pl.col("err") == 0) & pl.col("sidx").is_in(plan.unallocatable)
             usage = usage.with_columns(
-                pl.when(stuck).then(pl.lit("unallocatable")).otherwise("err_code")
-                .alias("err_code"),
-                pl.when(stuck).then(pl.lit("SummaryRecordId")).otherwise("err_field")
-                .alias("err_field"),
                 pl.when(stuck)
-                .then(pl.format("summary record '{}' declares no usages: this file's share of "
-                                "its revenue cannot be computed", pl.col("sid")))
-                .otherwise("err_message")
-                .alias("err_message"),
-            )  # fmt: skip
-        bad = usage.filter(pl.col("err_code").is_not_null())
-        if bad.height:
-            self._row_errors(bad, plan)
-            usage = usage.filter(pl.col("err_code").is_null())
-        allocated = _largest_remainder(usage.filter(pl.col("weighted")), plan, len(summaries))
-        if allocated is not None:
-            usage = usage.join(allocated, on="line_no", how="left", maintain_order="left")
-        else:
-            usage = usage.with_columns(pl.lit(None, dtype=AMOUNT).alias("allocated"))
+                .then(pl.lit(_ERR["unallocatable"], dtype=pl.UInt8))
+                .otherwise(pl.col("err"))
+                .alias("err")
+            )
+        bad = usage.select(pl.arg_where(pl.col("err") != 0)).to_series()
+        if bad.len():
+            self._row_errors(usage[bad], plan, summaries)
+            usage = usage.filter(pl.col("err") == 0)
+        weighted = usage.select(pl.arg_where(pl.col("weighted"))).to_series()
+        units = None
+        if weighted.len():
+            units = _largest_remainder(usage.select("sidx", "units")[weighted], plan)
+        allocated = pl.Series("allocated", [None] * usage.height, dtype=AMOUNT)
+        if units is not None:
+            allocated = allocated.scatter(weighted, _amount(units))
+        hashes = _sha256(usage["raw"]).rechunk()
+        # keep only what the output needs, so the raw lines and working columns go first
+        keep = ("line_no", "code", "sidx", "units", "own", "res_idx", "rel_idx", *IDENTIFIERS,
+                "release_title", "release_artist")  # fmt: skip
+        usage = usage.select(c for c in keep if c in usage.columns)
         start, end = self.period
-        own_in_tx = self.profile_key == ("UgcProfile", "1.2")  # SU03/SR03 NetRevenue currency
+        have = set(usage.columns)
+
+        def col(name: str) -> pl.Expr:
+            return idents.get(name, pl.lit(None, dtype=pl.String))
+
+        def summary(values: list[str | None]) -> pl.Expr:
+            return pl.lit(pl.Series(values, dtype=pl.String)).gather(pl.col("sidx"))
+
+        currency = summary([s.currency for s in summaries.values()])
+        if self.profile_key == ("UgcProfile", "1.2") and "own" in have:
+            # UGC 1.2 states SU03/SR03 NetRevenue in the CurrencyOfTransaction
+            tx = summary([s.currency_tx or s.currency for s in summaries.values()])
+            currency = pl.when(pl.col("own").is_not_null()).then(tx).otherwise(currency)
+        amount = pl.coalesce(pl.col("own"), allocated) if "own" in have else allocated
+        columns: dict[str, pl.Expr | pl.Series] = {
+            "line_no": pl.col("line_no"),
+            "raw_hash": hashes,
+            "usage_start": pl.lit(start, dtype=pl.Date),
+            "usage_end": pl.lit(end, dtype=pl.Date),
+            "territory": summary([s.territory for s in summaries.values()]),
+            "isrc": col("isrc"),
+            "upc": col("upc"),
+            "dsp_resource_id": col("dsp_resource_id"),
+            "dsp_release_id": col("dsp_release_id"),
+            "proprietary_id": col("proprietary_id"),
+            "title": col("title"),
+            "artist": col("artist"),
+            "service": pl.lit(self.service, dtype=pl.String),
+            "usage_type": _usage_type(usage, self.resolved),
+            "commercial_model": summary([s.commercial_model for s in summaries.values()]),
+            "quantity": pl.col("units"),
+            "amount": amount,
+            "currency": currency,
+            "gross_net": pl.lit("net"),
+            "adjustment_type": pl.lit(None, dtype=pl.String),
+        }
+        # built eagerly in PARSED's order and types: every column one contiguous chunk, so the
+        # caller's first filter or join does not have to realign (copy) the whole frame
         lines = usage.select(
-            pl.col("line_no"),
-            _sha256(usage["raw"]).alias("raw_hash"),
-            pl.lit(start, dtype=pl.Date).alias("usage_start"),
-            pl.lit(end, dtype=pl.Date).alias("usage_end"),
-            pl.col("territory"),
-            pl.col("isrc"),
-            pl.col("upc"),
-            pl.col("dsp_resource_id"),
-            pl.col("dsp_release_id"),
-            pl.col("proprietary_id"),
-            pl.col("title"),
-            pl.col("artist"),
-            pl.lit(self.service, dtype=pl.String).alias("service"),
-            pl.col("usage_type"),
-            pl.col("commercial_model"),
-            pl.col("units").alias("quantity"),
-            pl.coalesce("own", "allocated").alias("amount"),
-            pl.when(pl.col("own").is_not_null() & pl.lit(own_in_tx))
-            .then(pl.coalesce("currency_tx", "currency_rep"))
-            .otherwise(pl.col("currency_rep"))
-            .alias("currency"),
-            pl.lit("net").alias("gross_net"),
+            (pl.lit(value) if isinstance(value, pl.Series) else value).cast(dtype).alias(name)
+            for name, dtype in PARSED.items()
+            for value in (columns[name],)
         )
-        return conform(lines, PARSED).collect()
+        assert lines.schema == pl.Schema(PARSED)
+        return lines
 
     def _plan(
         self, usage: pl.DataFrame, summaries: Mapping[str, _Summary], meta: FileMeta
     ) -> _Plan:
         """Per summary: revenue ``R``, denominator ``D`` (> 0), sign, equal split, target ``T``."""
-        ok_line = pl.col("err_code").is_null()
+        ok_line = pl.col("err") == 0
         weighted = pl.col("weighted")
+        s_ok = pl.lit(pl.Series([s.ok for s in summaries.values()], dtype=pl.Boolean))
         stats = (
-            usage.filter(pl.col("s_ok").fill_null(False))
+            usage.filter(pl.col("sidx").is_not_null())
+            .filter(s_ok.gather(pl.col("sidx")))
             .group_by("sidx")
             .agg(
                 pl.col("units").filter(weighted).sum().alias("w_all"),
@@ -1401,6 +1356,8 @@ class _Run:
                 pl.col("units").is_null().any().alias("unreadable"),
                 pl.col("units").filter(weighted).abs().max().alias("w_max"),
             )
+            if summaries
+            else pl.DataFrame()
         )
         by_idx = {row[0]: row[1:] for row in stats.iter_rows()}
         plan = _Plan()
@@ -1466,25 +1423,85 @@ class _Run:
             self.extra["report_declared_totals"] = {k: str(v) for k, v in report.items()}
         return plan
 
-    def _row_errors(self, bad: pl.DataFrame, plan: _Plan) -> None:
-        cols = bad.select(
-            "line_no", "err_field", "err_code", "err_message", "sidx", "sid", "units",
-            "weighted", "currency_rep",
-        )  # fmt: skip
-        for row, fld, code, message, sidx, sid, units, weighted, currency in cols.iter_rows():
-            text = message
-            info = plan.rows.get(sidx) if sidx is not None else None
+    def _row_errors(
+        self, bad: pl.DataFrame, plan: _Plan, summaries: Mapping[str, _Summary]
+    ) -> None:
+        """One ``RowError`` per rejected usage line (few: messages are built in Python)."""
+        by_index = {s.index: s for s in summaries.values()}
+        have = set(bad.columns)
+        names = ["line_no", "err", "code", "raw", "sid", "sidx", "units", "weighted"]
+        names += [c for c in ("block", "res_ref", "rel_ref", "dsp_resource_id") if c in have]
+        for row in bad.select(names).iter_rows(named=True):
+            layout = self.resolved[row["code"]]
+            fld, code, message = self._describe(row, layout, by_index)
+            info = plan.rows.get(row["sidx"]) if row["sidx"] is not None else None
             if (
-                weighted
+                row["weighted"]
                 and info is not None
-                and units is not None
-                and sidx not in plan.unallocatable
+                and row["units"] is not None
+                and row["sidx"] not in plan.unallocatable
             ):
                 rev, den, sign, equal = info[0], info[1], info[2], info[3]
-                held = Decimal(rev * (1 if equal else units * sign)) / Decimal(den)
+                held = Decimal(rev * (1 if equal else row["units"] * sign)) / Decimal(den)
                 held = held.scaleb(-SCALE).quantize(Decimal(1).scaleb(-SCALE), ROUND_HALF_EVEN)
-                text = f"{message}; its share of summary '{sid}' ({held} {currency}) is left out"
-            self.errors.append(RowError(self.filename, row, fld, code, text))
+                currency = by_index[row["sidx"]].currency
+                message += f"; its share of summary '{row['sid']}' ({held} {currency}) is left out"
+            self.errors.append(RowError(self.filename, row["line_no"], fld, code, message))
+
+    def _describe(
+        self, row: dict[str, Any], layout: Layout, by_index: Mapping[int, _Summary]
+    ) -> tuple[str, str, str]:
+        """(field, code, message) of a rejected usage line."""
+        err = row["err"]
+        cells = row["raw"].split("\t")
+
+        def value(name: str | None) -> str:
+            pos = layout.cells.get(name or "", -1)
+            return cells[pos].strip() if 0 <= pos < len(cells) else ""
+
+        count = layout.units[0]
+        returns = layout.units[1] if len(layout.units) > 1 else None
+        own = layout.own_amount or "NetRevenue"
+        if err == _ERR["missing_count"]:
+            return count, "missing_value", f"cell {count!r} is empty"
+        if err == _ERR["bad_count"]:
+            kind, what = ("invalid_decimal", "number") if layout.units_decimal else (
+                "invalid_integer", "whole number")  # fmt: skip
+            return count, kind, f"cell {count!r}: {value(count)!r} is not a {what}"
+        if err == _ERR["bad_returns"] and returns:
+            return returns, "invalid_integer", (
+                f"cell {returns!r}: {value(returns)!r} is not a whole number")  # fmt: skip
+        if err == _ERR["missing_own"]:
+            return own, "missing_value", f"cell {own!r} is empty"
+        if err == _ERR["bad_own"]:
+            return own, "invalid_decimal", f"cell {own!r}: {value(own)!r} is not a number"
+        sid_field = "SummaryRecordId"
+        if err == _ERR["missing_summary"]:
+            return sid_field, "missing_value", "cell 'SummaryRecordId' is empty"
+        if err == _ERR["unknown_summary"]:
+            text = f"SummaryRecordId {row['sid']!r} matches no summary record in this file"
+            return sid_field, "unknown_summary", text
+        if err == _ERR["invalid_summary"]:
+            s = by_index[row["sidx"]]
+            text = f"summary record {s.sid!r} (line {s.line}) cannot be read; see its error"
+            return sid_field, "invalid_summary", text
+        block = row.get("block")
+        if err == _ERR["unknown_resource"]:
+            if layout.usage_type != "ugc":
+                fld, ref = "TransactedResource", row.get("res_ref")
+            elif "DspResourceId" in layout.cells:
+                fld, ref = "DspResourceId", row.get("dsp_resource_id")
+            else:
+                fld, ref = "BlockId", block
+            return fld, "unknown_resource", (
+                f"{fld} {ref!r} matches no AS01/AS02 record in block {block!r}")  # fmt: skip
+        if err == _ERR["unknown_release"]:
+            return "TransactedRelease", "unknown_release", (
+                f"TransactedRelease {row.get('rel_ref')!r} matches no RE01/RE02 record in block "
+                f"{block!r}")  # fmt: skip
+        return sid_field, "unallocatable", (
+            f"summary record {row['sid']!r} declares no usages: this file's share of its revenue "
+            "cannot be computed")  # fmt: skip
 
 
 @dataclass
@@ -1510,61 +1527,41 @@ class _Plan:
                 return False
         return True
 
-    def columns(self, size: int, *, wide: bool) -> dict[str, pl.Series]:
-        """Plan values as Series indexed by summary index (``gather`` instead of a join)."""
-        big = pl.Int128() if wide else pl.Int64()
-        cols: dict[str, list[Any]] = {k: [0] * size for k in ("q", "r0", "den", "sign", "target")}
-        cols["equal"] = [False] * size
-        for idx, (rev, den, sign, equal, target, _w) in self.rows.items():
-            cols["q"][idx], cols["r0"][idx] = divmod(rev, den)
-            cols["den"][idx], cols["sign"][idx], cols["target"][idx] = den, sign, target
-            cols["equal"][idx] = equal
-        return {
-            k: pl.Series(k, v, dtype=pl.Boolean() if k == "equal" else big) for k, v in cols.items()
-        }
 
+def _largest_remainder(lines: pl.DataFrame, plan: _Plan) -> pl.Series:
+    """Allocated integer units of 10^-12 for ``lines`` (``sidx``, ``units``), in their order.
 
-def _largest_remainder(lines: pl.DataFrame, plan: _Plan, size: int) -> pl.DataFrame | None:
-    """``line_no`` -> ``allocated`` (AMOUNT): each summary's target split by largest remainder.
-
-    Integer units of 10^-12. With ``R = q*D + r0`` and ``w`` the line's units (sign-normalised
-    so that ``D > 0``; 1 each for an even split): ``floor = q*w + (r0*w) // D`` and the
-    remainder is ``(r0*w) % D``. The ``k = T - sum(floor)`` lines with the largest remainders
-    (ties: the earlier line) get one unit more; ``T`` is ``R`` whenever every line of the
-    summary is kept. Int64 when the magnitudes allow it (the usual case), else Int128.
+    Each summary's target is split by largest remainder. With ``R = q*D + r0`` and ``w`` the
+    line's units (sign-normalised so that ``D > 0``; 1 each for an even split):
+    ``floor = q*w + (r0*w) // D`` and the remainder is ``(r0*w) % D``. The ``k = T - sum(floor)``
+    lines with the largest remainders (ties: the earlier line) get one unit more; ``T`` is ``R``
+    whenever every line of the summary is kept. Int64 when the magnitudes allow it (the usual
+    case), else Int128. One vectorised pass per summary, on that summary's lines only.
     """
-    if lines.height == 0:
-        return None
     wide = not plan.fits_int64()
     big = pl.Int128 if wide else pl.Int64
-    cols = plan.columns(size, wide=wide)
-    sidx = pl.col("sidx")
-
-    def of(name: str) -> pl.Expr:
-        return pl.lit(cols[name]).gather(sidx)
-
-    w = (
-        pl.when(of("equal"))
-        .then(pl.lit(1, dtype=big))
-        .otherwise(pl.col("units").cast(big) * of("sign"))
-    )
-    part = of("r0") * w
-    den = of("den")
-    step = lines.select(
-        pl.col("line_no"),
-        sidx,
-        of("target").alias("target"),
-        (of("q") * w + part // den).alias("floor"),
-        (part % den).alias("rem"),
-    )
-    # lines are in file order, so an ordinal rank breaks ties by the earlier line
-    step = step.with_columns(
-        (pl.col("target") - pl.col("floor").sum().over("sidx")).alias("k"),
-        pl.col("rem").rank("ordinal", descending=True).over("sidx").alias("rank"),
-    )
-    units = pl.col("floor") + (pl.col("rank").cast(big) <= pl.col("k")).cast(big)
-    out = step.select(pl.col("line_no"), units.alias("units"))
-    return out.select(pl.col("line_no"), _amount(out["units"]).alias("allocated"))
+    positions: list[pl.Series] = []
+    values: list[pl.Series] = []
+    groups = lines.with_row_index("_pos").partition_by("sidx", as_dict=True, include_key=False)
+    for (sidx,), group in groups.items():
+        rev, den, sign, equal, target, _w = plan.rows[int(sidx)]
+        q, r0 = divmod(rev, den)
+        w = pl.lit(1, dtype=big) if equal else pl.col("units").cast(big) * pl.lit(sign, dtype=big)
+        part = pl.lit(r0, dtype=big) * w
+        step = group.select(
+            "_pos",
+            (pl.lit(q, dtype=big) * w + part // pl.lit(den, dtype=big)).alias("floor"),
+            (part % pl.lit(den, dtype=big)).alias("rem"),
+        )
+        k = target - int(step["floor"].sum())
+        units = step["floor"]
+        if k:
+            # the lines are in file order, so an ordinal rank breaks ties by the earlier line
+            units = units + (step["rem"].rank("ordinal", descending=True) <= k).cast(big)
+        positions.append(step["_pos"])
+        values.append(units)
+    out = pl.Series("units", [0], dtype=big).extend_constant(0, lines.height - 1)
+    return out.scatter(pl.concat(positions), pl.concat(values))
 
 
 def _amount(units: pl.Series) -> pl.Series:
@@ -1612,6 +1609,9 @@ class _Picker:
                 expr = pl.when(pl.col("code") == code).then(value).otherwise(expr)
         return expr
 
+    def has(self, name: str) -> bool:
+        return any(name in lay.cells for lay in self.lays.values())
+
     def cell(self, name: str) -> pl.Expr:
         return self._by({c: lay.cells.get(name) for c, lay in self.lays.items()})
 
@@ -1637,16 +1637,6 @@ class _Picker:
             }
         )
 
-    def per_code(self, value: Callable[[Layout], str | None]) -> pl.Expr:
-        values = {c: value(lay) for c, lay in self.lays.items()}
-        distinct = set(values.values())
-        if len(distinct) == 1:
-            return pl.lit(next(iter(distinct)), dtype=pl.String)
-        expr = pl.lit(None, dtype=pl.String)
-        for code, v in values.items():
-            expr = pl.when(pl.col("code") == code).then(pl.lit(v, dtype=pl.String)).otherwise(expr)
-        return expr
-
 
 _KEY_SEEDS: Final = (0x6473_7231, 0x6473_7232, 0x6473_7233, 0x6473_7234)
 
@@ -1657,37 +1647,49 @@ def _pair_key(block: pl.Expr, ref: pl.Expr, first: int, second: int) -> pl.Expr:
     return pl.when(block.is_null() | ref.is_null()).then(None).otherwise(key)
 
 
-def _lookup(left: pl.DataFrame, right: pl.DataFrame, ref: str, found: str) -> pl.DataFrame:
-    """Left-join ``right`` (unique ``block``, ``ref``) on ``left``'s ``block`` and ``ref``.
+def _lookup(keys: pl.DataFrame, right: pl.DataFrame) -> pl.Series:
+    """For each (``block``, ``ref``) row of ``keys``, the row of ``right`` holding that pair
+    (UInt32; null when there is none). ``right`` holds each pair once.
 
     Joins on one 64-bit hash of the pair (an integer join is several times cheaper than one on
-    two strings) and checks every match with a second, independent 64-bit hash; on a
-    collision (never seen: ~2^-64 per pair) it redoes the join on the strings. ``found`` is a
-    boolean column: whether the pair exists in ``right``.
+    two strings) and checks every match with a second, independent 64-bit hash; on a collision
+    (about 2^-64 per pair) it redoes the join on the strings.
     """
     k1, k2, v1, v2 = _KEY_SEEDS
-    take = [c for c in right.columns if c not in ("block", "ref")]
+    block, ref = pl.col("block"), pl.col("ref")
     keyed = right.select(
-        _pair_key(pl.col("block"), pl.col("ref"), k1, k2).alias("_key"),
-        _pair_key(pl.col("block"), pl.col("ref"), v1, v2).alias("_check"),
-        *take,
-    )
+        _pair_key(block, ref, k1, k2).alias("_key"),
+        _pair_key(block, ref, v1, v2).alias("_check"),
+    ).with_row_index("_row")
     if not keyed["_key"].is_duplicated().any():
-        out = left.with_columns(_pair_key(pl.col("block"), pl.col(ref), k1, k2).alias("_key")).join(
-            keyed, on="_key", how="left", maintain_order="left"
-        )
-        check = _pair_key(pl.col("block"), pl.col(ref), v1, v2)
-        if not out.select((pl.col("_check") != check).any()).item():
-            return out.with_columns(pl.col("_check").is_not_null().alias(found)).drop(
-                "_key", "_check"
-            )
-    out = left.join(
-        right.rename({"ref": ref}).with_columns(pl.lit(True).alias(found)),
-        on=["block", ref],
-        how="left",
-        maintain_order="left",
-    )
-    return out.with_columns(pl.col(found).fill_null(False))
+        out = keys.select(
+            _pair_key(block, ref, k1, k2).alias("_key"),
+            _pair_key(block, ref, v1, v2).alias("_mine"),
+        ).join(keyed, on="_key", how="left", maintain_order="left")
+        if not out.select((pl.col("_check") != pl.col("_mine")).any()).item():
+            return out["_row"]
+    rows = right.select("block", "ref").with_row_index("_row")
+    return keys.join(rows, on=["block", "ref"], how="left", maintain_order="left")["_row"]
+
+
+IDENTIFIERS: Final = (
+    "isrc", "upc", "dsp_resource_id", "dsp_release_id", "proprietary_id", "title", "artist",
+)  # fmt: skip
+
+
+def _gatherer(table: pl.DataFrame, index: str) -> Callable[[str], pl.Expr]:
+    """``column name -> expression`` taking ``table[name]`` at the row in column ``index``."""
+
+    def of(name: str) -> pl.Expr:
+        return pl.lit(table[name]).gather(pl.col(index))
+
+    return of
+
+
+def _aligned(usage: pl.DataFrame) -> bool:
+    """Whether the two readers agree line by line: each usage line's raw text starts with its
+    first cell."""
+    return bool(usage.select(pl.col("raw").str.starts_with(pl.col("c0")).all()).item())
 
 
 def _resplit(rows: pl.DataFrame, wanted: list[int], ints: set[int]) -> pl.DataFrame:
@@ -1704,57 +1706,46 @@ def _resplit(rows: pl.DataFrame, wanted: list[int], ints: set[int]) -> pl.DataFr
 
 def _cells(part: pl.DataFrame, cells: Mapping[str, int]) -> pl.DataFrame:
     """``line_no``, ``raw`` and the named cells of ``part``: from the ``c<i>`` text columns read
-    by the CSV reader where present, else split (once) from the raw line (small record groups)."""
+    by the CSV reader where present, else split from the raw line (only as far as needed)."""
     text = {n for n, t in part.schema.items() if t == pl.String}  # not the Int64 count cells
     direct = {name: f"c{i}" for name, i in cells.items() if f"c{i}" in text}
-    if len(direct) < len(cells):
-        part = part.select("line_no", "raw", *direct.values()).with_columns(
-            pl.col("raw").str.split("\t").alias("_cells")
-        )
-    split = pl.col("_cells")
-    return part.select(
-        "line_no",
-        "raw",
-        *(
-            (
-                pl.col(direct[name])
-                if name in direct
-                else _empty_to_null(split.list.get(i, null_on_oob=True))
-            ).alias(name)
-            for name, i in cells.items()
-        ),
-    )
+    split = {name: i for name, i in cells.items() if name not in direct}
+    exprs = [pl.col(column).alias(name) for name, column in direct.items()]
+    if split:
+        fields = pl.col("raw").str.splitn("\t", max(split.values()) + 2)
+        exprs += [
+            _empty_to_null(fields.struct.field(f"field_{i}")).alias(name)
+            for name, i in split.items()
+        ]
+    return part.select("line_no", "raw", *exprs).select("line_no", "raw", *cells)
 
 
 def _height(frame: pl.DataFrame | None) -> int:
     return 0 if frame is None else frame.height
 
 
-_USAGE_SCHEMA: Final[dict[str, pl.DataType]] = {
-    "line_no": pl.Int64(),
-    "raw": pl.String(),
-    "code": pl.String(),
-    "usage_type": pl.String(),
-    "sid": pl.String(),
-    "block": pl.String(),
-    "res_ref": pl.String(),
-    "rel_ref": pl.String(),
-    "units": pl.Int64(),
-    "own": AMOUNT,
-    "own_s": pl.String(),
-    "num_error": pl.String(),
-    "num_field": pl.String(),
-    "num_message": pl.String(),
-    "ref_error": pl.String(),
-    "ref_field": pl.String(),
-    "dsp_resource_id": pl.String(),
-    "isrc": pl.String(),
-    "title": pl.String(),
-    "artist": pl.String(),
-    "dsp_release_id": pl.String(),
-    "proprietary_id": pl.String(),
-    "upc": pl.String(),
-}
+_ERR: Final = {
+    "missing_count": 1, "bad_count": 2, "bad_returns": 3, "missing_own": 4, "bad_own": 5,
+    "missing_summary": 6, "unknown_summary": 7, "invalid_summary": 8, "unknown_resource": 9,
+    "unknown_release": 10, "unallocatable": 11,
+}  # fmt: skip
+"""Why a usage line is rejected (the ``err`` column; 0 = kept)."""
+
+
+def _family(layout: Layout) -> str:
+    return "single" if layout.single else "ugc" if layout.usage_type == "ugc" else "basic"
+
+
+def _usage_type(usage: pl.DataFrame, resolved: Mapping[str, Layout]) -> pl.Expr:
+    """``usage_type`` of each line, from its record type (SU01/SR01 download, ...)."""
+    values = {code: resolved[code].usage_type for code in usage["code"].unique().to_list()}
+    distinct = set(values.values())
+    if len(distinct) <= 1:
+        return pl.lit(next(iter(distinct), None), dtype=pl.String)
+    expr = pl.lit(None, dtype=pl.String)
+    for code, value in values.items():
+        expr = pl.when(pl.col("code") == code).then(pl.lit(value)).otherwise(expr)
+    return expr
 
 
 register(DsrParser())

@@ -248,11 +248,16 @@ def _line(code: str, cells: Mapping[str, pl.Expr | str]) -> pl.Expr:
     unknown = set(cells) - set(names)
     if unknown:
         raise ValueError(f"record {code} has no cells {sorted(unknown)}")
-    parts: list[pl.Expr] = [pl.lit(code)]
+    parts: list[pl.Expr] = []
+    text = code  # runs of fixed cells become one literal
     for name in names:
         value = cells.get(name, "")
-        parts.append(pl.lit(value) if isinstance(value, str) else value.cast(pl.String))
-    return pl.concat_str(parts, separator="\t")
+        if isinstance(value, str):
+            text += "\t" + value
+            continue
+        parts += [pl.lit(text + "\t"), value.cast(pl.String)]
+        text = ""
+    return pl.concat_str([*parts, pl.lit(text)], ignore_nulls=True)
 
 
 def write_dsr(
@@ -621,7 +626,13 @@ def _single_body(
         (pl.col("b") * 16 + pl.col("j")).alias("n"),
     )
     b, n = pl.col("b"), pl.col("n")
-    upc = pl.format("0{}", (b + seed * 1_000_003 % 10_000_000).cast(pl.String).str.zfill(11))
+    # 20,000 releases: their UPCs once, then looked up by release number
+    upcs = pl.select(pl.int_range(1, 20_001, dtype=pl.Int64).alias("b")).select(
+        _gtin13_expr(
+            pl.format("0{}", (pl.col("b") + seed * 1_000_003 % 10_000_000).cast(pl.String)
+                      .str.zfill(11))
+        )
+    ).to_series()  # fmt: skip
     cells: dict[str, pl.Expr | str] = {
         "SummaryRecordId": pl.col("sid"),
         "DspResourceId": pl.format("RES{}", n),
@@ -635,7 +646,7 @@ def _single_body(
         "ResourceType": "SoundRecording",
         "DspReleaseId": pl.format("REL{}", b),
         "ProprietaryReleaseId": pl.format("LABEL::CAT{}", b),
-        "ICPN": _gtin13_expr(upc),
+        "ICPN": pl.lit(upcs).gather(b - 1),
         "ReleaseDisplayArtistName": pl.format("Artist {}", b % 997 + 1),
         "ReleaseTitle": pl.format("Album {}", b),
         "SalesTransactionId": pl.format("T{}", pl.col("pos")),

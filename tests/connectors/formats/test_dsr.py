@@ -346,6 +346,89 @@ def test_invalid_utf8_is_rejected(tmp_path: Path) -> None:
     assert excinfo.value.code == "encoding"
 
 
+def test_a_resource_is_looked_up_in_the_lines_own_block_only(tmp_path: Path) -> None:
+    body = [_summary(revenue="2.00", usages=2), *_block("B1"), _stream(1),
+            record("RE01", BlockId="B2", ReleaseReference="R0", DspReleaseId="REL-B2",
+                   DisplayArtistName="X", Title="Y"),
+            _stream(1, block="B2")]  # fmt: skip
+    parsed = PARSER.parse(_write(tmp_path, _file(body, blocks=2)), NAME)
+    assert parsed.lines.select("line_no", "isrc", "amount").rows() == [
+        (5, "GBAYE2600001", Decimal("1"))
+    ]
+    assert [(e.row, e.field, e.code) for e in parsed.errors] == [
+        (7, "TransactedResource", "unknown_resource")
+    ]
+
+
+def test_string_join_fallback_gives_the_same_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the 64-bit pair keys ever collided, the lookup redoes the join on the strings."""
+    from connectors.formats import dsr
+
+    expected = _parse_case(FIXTURES / "basic_block", tmp_path)
+    # every (block, reference) pair gets the same 64-bit key
+    monkeypatch.setattr(dsr, "_pair_key", lambda block, _ref, *_seeds: block.hash(1) * 0 + 7)
+    collided = _parse_case(FIXTURES / "basic_block", tmp_path)
+    assert_frame_equal(collided.lines, expected.lines)
+    assert collided.errors == []
+
+
+def test_raw_line_fallback_gives_the_same_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Were the line reader and the CSV reader ever to disagree, cells come from the raw lines."""
+    from connectors.formats import dsr
+
+    for case in ("basic_block", "comments", "unknown_summary"):
+        expected = _parse_case(FIXTURES / case, tmp_path)
+        with monkeypatch.context() as patch:
+            patch.setattr(dsr, "_aligned", lambda _usage: False)
+            again = _parse_case(FIXTURES / case, tmp_path)
+        assert_frame_equal(again.lines, expected.lines)
+        assert again.errors == expected.errors
+
+
+def test_duplicate_resource_reference_keeps_the_first(tmp_path: Path) -> None:
+    twin = _block()[1].replace("GBAYE2600001", "GBAYE2600099")
+    parsed = PARSER.parse(
+        _write(tmp_path, _file([_summary(usages=1), *_block(), twin, _stream(1)])), NAME
+    )
+    assert parsed.lines["isrc"].to_list() == ["GBAYE2600001"]
+    assert [(e.row, e.code) for e in parsed.errors] == [(5, "duplicate_reference")]
+
+
+def test_byte_order_mark_and_empty_file(tmp_path: Path) -> None:
+    lines = _file([_summary(usages=1), *_block(), _stream(1)])
+    path = tmp_path / NAME
+    path.write_bytes(b"\xef\xbb\xbf" + ("\n".join(lines) + "\n").encode())
+    parsed = PARSER.parse(path, NAME)
+    assert parsed.lines["amount"].to_list() == [Decimal("10")]
+    assert parsed.meta.message_id == "MSG-T"
+    empty = tmp_path / "empty.tsv"
+    empty.write_bytes(b"")
+    with pytest.raises(FileRejected) as excinfo:
+        PARSER.parse(empty, NAME)
+    assert excinfo.value.code == "empty_file"
+
+
+def test_a_file_without_usage_lines_declares_its_revenue(tmp_path: Path) -> None:
+    parsed = PARSER.parse(_write(tmp_path, _file([_summary(revenue="5.00")], blocks=0)), NAME)
+    assert parsed.lines.height == 0
+    assert parsed.lines.schema == pl.Schema(PARSED)
+    assert parsed.meta.declared_totals == {"EUR": Decimal("5.00")}  # the gap is visible
+    assert parsed.meta.extra["usage_records"] == 0
+
+
+def test_declared_usages_that_differ_from_the_lines_are_reported(tmp_path: Path) -> None:
+    body = [_summary(revenue="3.00", usages=5), *_block(), _stream(1), _stream(2)]
+    parsed = PARSER.parse(_write(tmp_path, _file(body)), NAME)
+    assert parsed.meta.extra["usage_mismatches"] == [
+        {"summary": "S1", "declared": 5, "reported": 3}
+    ]
+    assert sum(parsed.lines["amount"].to_list()) == Decimal("3.00")  # still the whole revenue
+
+
 # --------------------------------------------------------------------------------------------
 # amounts
 
