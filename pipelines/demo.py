@@ -40,6 +40,18 @@ from schemas.store.models import (
 )
 
 SLUG = "demo"
+# What the demo summary counts (and the store tests check for partial writes).
+CATALOGUE_MODELS: tuple[type[Base], ...] = (
+    Artist,
+    Release,
+    Track,
+    Contributor,
+    Payee,
+    Contract,
+    ContractRate,
+    ContractCharge,
+    Split,
+)
 D = Decimal
 
 ARTISTS = [  # name, kind, country
@@ -537,20 +549,7 @@ def summarise(session: Session, org_id: int, admin_key: str = "") -> DemoSummary
             or 0
         )
 
-    counts = {
-        m.__tablename__: count(m)
-        for m in (
-            Artist,
-            Release,
-            Track,
-            Contributor,
-            Payee,
-            Contract,
-            ContractRate,
-            ContractCharge,
-            Split,
-        )
-    }
+    counts = {m.__tablename__: count(m) for m in CATALOGUE_MODELS}
     isrcs = session.scalars(sa.select(Track.isrc).where(Track.org_id == org_id)).all()
     upcs = session.scalars(sa.select(Release.upc).where(Release.org_id == org_id)).all()
     invalid = sum(not identifiers.is_valid_isrc(i) for i in isrcs) + sum(

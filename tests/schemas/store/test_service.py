@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from pipelines.demo import CATALOGUE_MODELS
 from schemas.errors import Conflict, NotFound, ValidationFailed
 from schemas.store import service
 from schemas.store.keys import issue_key, revoke_key
@@ -22,7 +23,6 @@ from schemas.store.models import (
     ContractCharge,
     ContractRate,
     Contributor,
-    Payee,
     Release,
     Role,
     Split,
@@ -30,17 +30,7 @@ from schemas.store.models import (
 )
 from tests.schemas.store.conftest import Catalog, d, isrc, upc
 
-ALL_TABLES: list[type[Base]] = [
-    Artist,
-    Release,
-    Track,
-    Contributor,
-    Payee,
-    Contract,
-    ContractRate,
-    ContractCharge,
-    Split,
-]
+ALL_TABLES: list[type[Base]] = list(CATALOGUE_MODELS)
 
 
 def errors_of(exc: pytest.ExceptionInfo[ValidationFailed]) -> list[tuple[str, str]]:
