@@ -20,7 +20,7 @@ from api.queries import (
     SplitFilter,
     TrackFilter,
 )
-from api.routes import audit, contracts, imports, suspense, tracks
+from api.routes import audit, contracts, deliveries, imports, suspense, tracks
 from api.routes.crud import crud_router
 from schemas import catalog as c
 from schemas.store.models import Organisation
@@ -73,4 +73,5 @@ def create_app(session_factory: sessionmaker[Session], *, secret_key: str) -> Fa
     app.include_router(imports.router)
     app.include_router(audit.router)
     app.include_router(suspense.router)
+    app.include_router(deliveries.router)
     return app

@@ -11,6 +11,8 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 import typer
 
+from pipelines import cli_ddex as _ddex_cli
+from pipelines import cli_royalty as _royalty_cli
 from pipelines.resources import get_engine, get_session_factory
 from pipelines.settings import get_settings
 from schemas.errors import StoreError
@@ -32,6 +34,8 @@ app.add_typer(import_app, name="import")
 app.add_typer(fx_app, name="fx")
 app.add_typer(drop_app, name="drop")
 app.add_typer(bench_app, name="bench")
+_ddex_cli.register(app, bench_app)
+_royalty_cli.register(app, bench_app)
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 
@@ -299,6 +303,12 @@ def demo(seed: Annotated[int, typer.Option()] = 2026) -> None:
     )
     print_summary(summary)
     print_ingest(ingest_demo_reports(factory, settings.data_dir, summary.org_id, seed=seed))
+    from pipelines.demo_royalty import print_royalty, run_demo_period
+
+    print_royalty(run_demo_period(factory, settings.data_dir, summary.org_id))
+    from pipelines.demo import deliver_demo_releases
+
+    deliver_demo_releases(factory, settings.data_dir, summary.org_id, seed=seed)
 
 
 def main() -> None:  # pragma: no cover

@@ -507,3 +507,7 @@ class SuspenseItem(Base):
 # AUTOINCREMENT makes ids never come back.
 for _table in Base.metadata.tables.values():
     _table.dialect_kwargs["sqlite_autoincrement"] = True
+
+# Tables defined in their own modules, registered on the same metadata.
+from schemas.store import deliveries as _deliveries  # noqa: E402,F401
+from schemas.store import runs as _runs  # noqa: E402,F401

@@ -13,6 +13,7 @@ from fastapi.routing import APIRoute
 from api.app import create_app
 from schemas.store.models import Role
 from tests.api.conftest import seed
+from tests.api.test_deliveries_tenancy import COVERED as DELIVERY_ROUTES
 from tests.conftest import Tenant
 
 # (method, path template, body for writes); {x} is filled from the victim's ids.
@@ -63,6 +64,7 @@ def test_every_route_has_an_isolation_case() -> None:
     app = create_app(None, secret_key="x")  # type: ignore[arg-type]
     covered = {f"{m} {_norm(p)}" for m, p, _ in ROUTES} | {f"GET /v1/{k}" for k in LISTS}
     covered |= COLLECTION_WRITES | NO_TENANT_DATA | AUDIT
+    covered |= DELIVERY_ROUTES  # isolation cases in test_deliveries_tenancy.py
     routes = {
         f"{method} {_norm(r.path)}"
         for r in app.routes

@@ -1,0 +1,117 @@
+"""The period run: snapshot and compute -> verify -> preview -> approval -> lock -> Asset."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from airflow.providers.standard.operators.hitl import ApprovalOperator
+from airflow.sdk import Asset, Param, dag, task
+
+ROYALTY_RUNS = Asset("tunemantra-runs://royalty_runs")
+
+DOC = """
+### Royalty run for one period
+
+1. **calculate**: snapshots the organisation's contracts, rates, splits, charges, PPD prices
+   and FX (Parquet + SHA-256 beside the run) and computes the period from the Parquet lake:
+   splits, rates, escalations, recoupment, cross-collateralisation, reserves, withholding tax,
+   minimum payments. The run must reconcile to the cent per currency
+   (revenue = payees + retained + suspense) or nothing is recorded. A locked period is refused.
+2. **verify**: re-reads every file the run wrote against its manifest hashes.
+3. **preview**: totals, the share of revenue in suspense, each payee's variance against the
+   previous period, contracts that became negative or stopped earning (see its XCom and the
+   approval's text).
+4. **approval**: a finance user approves or rejects in *Required actions* (Airflow's
+   human-in-the-loop). With the `auto_approve` param (the demo's choice) it is approved as
+   `airflow:auto`. Rejecting leaves the run *calculated* and skips the rest.
+5. **lock**: the period is locked (corrections become new versions with a per-payee diff) and
+   the `tunemantra-runs://royalty_runs` Asset is emitted for statements and analytics.
+
+Every step is also appended to the organisation's hash-chained audit ledger
+(`tunemantra audit verify`).
+
+**Params**: `org` (slug), `period` (`2026-01`, `2026-Q1`, `2026-H1`), `auto_approve`.
+"""
+
+
+@dag(
+    dag_id="royalty_run",
+    schedule=None,
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    catchup=False,
+    max_active_runs=1,
+    tags=["tunemantra", "royalties"],
+    params={
+        "org": Param("demo", type="string", description="organisation slug"),
+        "period": Param(
+            "2026-H1",
+            type="string",
+            pattern=r"^\d{4}-(0[1-9]|1[0-2]|Q[1-4]|H[12])$",
+            description="2026-01, 2026-Q1 or 2026-H1",
+        ),
+        "auto_approve": Param(False, type="boolean", description="approve without a human"),
+    },
+    doc_md=DOC,
+)
+def royalty_run() -> None:
+    @task
+    def calculate(org: str, period: str) -> dict[str, Any]:
+        from pipelines.royalty_tasks import calculate as run
+
+        return run(org, period)
+
+    @task
+    def verify(report: dict[str, Any]) -> dict[str, Any]:
+        from pipelines.royalty_tasks import verify as run
+
+        return run(int(report["run_id"]))
+
+    @task
+    def preview(report: dict[str, Any], _verified: dict[str, Any]) -> dict[str, Any]:
+        from pipelines.royalty_tasks import preview as run
+
+        return run(int(report["run_id"]))
+
+    @task.branch
+    def who_approves(**context: Any) -> str:
+        return "auto_approval" if context["params"]["auto_approve"] else "approval"
+
+    @task
+    def auto_approval() -> dict[str, Any]:
+        return {"chosen_options": ["Approve"], "responded_by_user": {"name": "airflow:auto"}}
+
+    approval = ApprovalOperator(
+        task_id="approval",
+        subject="Approve royalty run {{ params.org }} {{ params.period }}?",
+        body="{{ ti.xcom_pull(task_ids='preview')['markdown'] }}",
+    )
+
+    @task(trigger_rule="none_failed_min_one_success")
+    def approve(org: str, period: str, **context: Any) -> dict[str, Any]:
+        from pipelines.royalty_tasks import transition
+
+        ti = context["ti"]
+        answer = ti.xcom_pull(task_ids="approval") or ti.xcom_pull(task_ids="auto_approval")
+        user = (answer or {}).get("responded_by_user") or {}
+        return transition(org, period, "approved", f"airflow:{user.get('name', 'unknown')}")
+
+    @task(outlets=[ROYALTY_RUNS])
+    def lock(org: str, period: str, _approved: dict[str, Any]) -> dict[str, Any]:
+        from pipelines.royalty_tasks import transition
+
+        return transition(org, period, "locked", "airflow")
+
+    org, period = "{{ params.org }}", "{{ params.period }}"
+    report = calculate(org, period)
+    shown = preview(report, verify(report))
+    branch = who_approves()
+    shown >> branch
+    auto = auto_approval()
+    branch >> [approval, auto]
+    approved = approve(org, period)
+    [approval, auto] >> approved
+    lock(org, period, approved)
+
+
+royalty_run()

@@ -1,0 +1,209 @@
+"""``tunemantra royalty|audit|scenario``: the period run from the command line."""
+
+from __future__ import annotations
+
+import getpass
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from pipelines.resources import get_session_factory
+from pipelines.settings import get_settings
+from royalty_engine.periods import PeriodError
+from royalty_engine.terms import EngineError
+
+royalty_app = typer.Typer(no_args_is_help=True, help="Royalty runs per period.")
+audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit ledger.")
+scenario_app = typer.Typer(no_args_is_help=True, help="Scenario files (YAML).")
+
+OrgOpt = Annotated[str, typer.Option("--org", help="organisation slug")]
+PeriodOpt = Annotated[str, typer.Option("--period", help="2026-01, 2026-Q1 or 2026-H1")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object")]
+ActorOpt = Annotated[str | None, typer.Option("--actor", help="who (default: OS user)")]
+
+
+def _engine_error(exc: EngineError | PeriodError) -> typer.Exit:
+    if isinstance(exc, PeriodError):
+        typer.echo(f"error: bad_period: {exc}", err=True)
+        return typer.Exit(code=2)
+    typer.echo(f"error: {exc.code}: {exc.message}", err=True)
+    for d in exc.details[:20]:
+        typer.echo(f"  {json.dumps(d, default=str)}", err=True)
+    return typer.Exit(code=2)
+
+
+def _org(slug: str) -> tuple[Any, Path, int]:
+    from pipelines.cli import _org_id
+
+    settings = get_settings()
+    factory = get_session_factory(settings)
+    with factory() as session:
+        org_id = _org_id(session, slug)
+    return factory, settings.data_dir, org_id
+
+
+def _actor(actor: str | None) -> str:
+    return actor or f"cli:{getpass.getuser()}"
+
+
+def print_run(report: dict[str, Any]) -> None:
+    typer.echo(
+        f"run {report['run_id']}: {report['period']} v{report['version']} {report['status']}"
+    )
+    for cur, t in report["totals"].items():
+        parts = ", ".join(f"{k} {v}" for k, v in t.items())
+        typer.echo(f"  {cur}: {parts}")
+    if "revenue" in next(iter(report["totals"].values()), {}):
+        for cur, t in report["totals"].items():
+            if "revenue" in t:
+                typer.echo(
+                    f"  reconciled {cur}: revenue {t['revenue']} = payees {t['payees']} + "
+                    f"retained {t['retained']} + suspense {t['suspense']}"
+                )
+    for entry in report.get("diff") or []:
+        typer.echo(f"  changed: payee {entry['payee_id']} {entry['currency']}: {entry['changes']}")
+
+
+@royalty_app.command("run")
+def royalty_run(
+    org: OrgOpt,
+    period: PeriodOpt,
+    as_json: JsonOpt = False,
+    correction: Annotated[
+        str | None, typer.Option(help="recalculate a locked period as a new version: why")
+    ] = None,
+    actor: ActorOpt = None,
+) -> None:
+    """Compute a period: splits, rates, escalations, recoupment, reserves, tax, thresholds."""
+    from pipelines.royalty_run import run_period
+
+    factory, data_dir, org_id = _org(org)
+    try:
+        report = run_period(
+            factory,
+            data_dir,
+            org_id=org_id,
+            period=period,
+            actor=_actor(actor),
+            correction=correction,
+        ).as_dict()
+    except (EngineError, PeriodError) as exc:
+        raise _engine_error(exc) from None
+    if as_json:
+        typer.echo(json.dumps(report, default=str))
+    else:
+        print_run(report)
+
+
+def _transition(org: str, period: str, to: str, as_json: bool, actor: str | None) -> None:
+    from pipelines.royalty_run import transition
+
+    factory, data_dir, org_id = _org(org)
+    try:
+        report = transition(
+            factory, data_dir, org_id=org_id, period=period, actor=_actor(actor), to=to
+        ).as_dict()
+    except (EngineError, PeriodError) as exc:
+        raise _engine_error(exc) from None
+    if as_json:
+        typer.echo(json.dumps(report, default=str))
+    else:
+        typer.echo(f"run {report['run_id']}: {report['period']} v{report['version']} {to}")
+
+
+@royalty_app.command("approve")
+def royalty_approve(
+    org: OrgOpt, period: PeriodOpt, as_json: JsonOpt = False, actor: ActorOpt = None
+) -> None:
+    """Approve the period's latest calculated run."""
+    _transition(org, period, "approved", as_json, actor)
+
+
+@royalty_app.command("lock")
+def royalty_lock(
+    org: OrgOpt, period: PeriodOpt, as_json: JsonOpt = False, actor: ActorOpt = None
+) -> None:
+    """Lock the period's approved run: it can no longer be recalculated, only corrected."""
+    _transition(org, period, "locked", as_json, actor)
+
+
+@royalty_app.command("reproduce")
+def royalty_reproduce(run_id: Annotated[int, typer.Option("--run")]) -> None:
+    """Recompute a past run from its snapshot and compare every output byte for byte."""
+    from pipelines.royalty_run import reproduce
+
+    settings = get_settings()
+    try:
+        result = reproduce(get_session_factory(settings), settings.data_dir, run_id=run_id)
+    except (EngineError, PeriodError) as exc:
+        raise _engine_error(exc) from None
+    typer.echo(json.dumps(result))
+    raise typer.Exit(code=0 if result["identical"] else 1)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    org: Annotated[str | None, typer.Option("--org", help="one organisation (default all)")] = None,
+) -> None:
+    """Check the hash chain of every ledger entry and the hash of every file it lists."""
+    from pipelines import audit_ledger
+
+    settings = get_settings()
+    if org:
+        _, _, org_id = _org(org)
+        orgs = [org_id]
+    else:
+        orgs = audit_ledger.orgs_with_ledgers(settings.data_dir)
+    bad = 0
+    for org_id in orgs:
+        entries = audit_ledger.read(settings.data_dir, org_id)
+        problems = audit_ledger.verify(settings.data_dir, org_id)
+        bad += len(problems)
+        state = "OK" if not problems else f"{len(problems)} problem(s)"
+        typer.echo(f"org {org_id}: {len(entries)} entries, {state}")
+        for p in problems:
+            typer.echo(f"  {p['code']}: {p['message']}")
+    raise typer.Exit(code=1 if bad else 0)
+
+
+@scenario_app.command("load")
+def scenario_load(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)], org: OrgOpt
+) -> None:
+    """Load a scenario (catalogue, payees, contracts, splits, FX, revenue) into an org."""
+    from pipelines.scenario import ScenarioError, load_scenario
+
+    settings = get_settings()
+    factory = get_session_factory(settings)
+    try:
+        result = load_scenario(factory, settings.data_dir, file, org=org)
+    except ScenarioError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    typer.echo(json.dumps(result, default=str))
+
+
+def register(app: typer.Typer, bench_app: typer.Typer) -> None:
+    app.add_typer(royalty_app, name="royalty")
+    app.add_typer(audit_app, name="audit")
+    app.add_typer(scenario_app, name="scenario")
+
+    @bench_app.command("royalty")
+    def bench_royalty(
+        lines: Annotated[
+            int, typer.Option(help="revenue lines in the synthetic lake")
+        ] = 10_000_000,
+        as_json: JsonOpt = False,
+        keep: Annotated[Path | None, typer.Option(help="keep the lake in this folder")] = None,
+    ) -> None:
+        """Time the scan floor and the full engine on a seeded synthetic lake."""
+        from pipelines.bench_royalty import run
+
+        result = run(lines, keep=keep)
+        if as_json:
+            typer.echo(json.dumps(result))
+            return
+        for k, v in result.items():
+            typer.echo(f"{k}: {v}")

@@ -1,0 +1,772 @@
+"""The period run around the pure engine: snapshot -> compute -> write -> record -> audit.
+
+Where a run lives, under ``TUNEMANTRA_DATA_DIR``::
+
+    runs/org=<id>/period=<label>/v<version>/
+        snapshot/<table>.parquet   the terms the run used (contracts, rates, splits, FX, ...)
+        state_in.parquet           the contracts' carried state it opened from
+        inputs.json                every lake file it read, with SHA-256 and size
+        outputs/<name>.parquet     ledger, statements, breakdown, suspense, slots
+        state.parquet              the closing state the next period opens from
+        manifest.json              all of the above with SHA-256, totals and counts
+
+The folder is written under a temporary name and renamed into place, and the run's rows are
+committed in the same step, so a failed run leaves nothing. A locked period is never
+recalculated: a correction is a new version with a per-payee diff against the locked one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from pipelines import audit_ledger, lake
+from royalty_engine.engine import RunResult, compute
+from royalty_engine.periods import Period, parse_period
+from royalty_engine.terms import (
+    ContractState,
+    EngineError,
+    Terms,
+    state_frame,
+    state_from_frame,
+)
+from schemas.revenue import CANONICAL
+from schemas.store import db
+from schemas.store.models import (
+    Contract,
+    ContractCharge,
+    ContractRate,
+    FxRate,
+    Organisation,
+    Payee,
+    Split,
+    Track,
+)
+from schemas.store.runs import ContractBalance, PpdPrice, RoyaltyRun, RunStatus, StatementSummary
+
+SUMMARY_FIELDS = (
+    "opening",
+    "earnings",
+    "advances",
+    "costs",
+    "recouped",
+    "reserve_held",
+    "reserve_released",
+    "tax",
+    "payable",
+    "closing",
+    "carried_forward",
+)
+
+
+class RunError(EngineError):
+    """A run that must not happen (period locked, previous period not approved, ...)."""
+
+
+@dataclass
+class RunReport:
+    run_id: int
+    org_id: int
+    period: str
+    version: int
+    status: str
+    totals: dict[str, dict[str, str]]
+    counts: dict[str, int]
+    outputs: dict[str, str]
+    diff: list[dict[str, Any]] = field(default_factory=list)
+    reproduced: bool | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "org_id": self.org_id,
+            "period": self.period,
+            "version": self.version,
+            "status": self.status,
+            "totals": self.totals,
+            "counts": self.counts,
+            "outputs": self.outputs,
+            "diff": self.diff,
+        }
+
+
+# --- snapshot -------------------------------------------------------------------------------
+def snapshot(session: Session, org_id: int) -> Terms:
+    """The organisation's terms as plain frames (see ``royalty_engine.terms.SCHEMAS``)."""
+
+    def rows(stmt: Any) -> list[dict[str, Any]]:
+        return [dict(r._mapping) for r in session.execute(stmt)]
+
+    def frame(name: str, stmt: Any) -> pl.DataFrame:
+        from royalty_engine.terms import SCHEMAS
+
+        schema = SCHEMAS[name]
+        data = rows(stmt)
+        for r in data:
+            for k, v in r.items():
+                if isinstance(v, Decimal):
+                    r[k] = str(v)
+                elif isinstance(v, list | dict):
+                    r[k] = json.dumps(v, sort_keys=True)
+        strings = {k: (pl.String() if isinstance(t, pl.Decimal) else t) for k, t in schema.items()}
+        return pl.DataFrame(data, schema=strings, orient="row").cast(schema)  # type: ignore[arg-type]
+
+    c = Contract
+    terms = {
+        "payees": frame(
+            "payees",
+            sa.select(
+                Payee.id.label("payee_id"),
+                Payee.name,
+                Payee.statement_currency,
+                Payee.withholding_rate,
+                Payee.vat_number,
+                Payee.self_billing_consent.label("self_billing"),
+            ).where(Payee.org_id == org_id),
+        ),
+        "contracts": frame(
+            "contracts",
+            sa.select(
+                c.id.label("contract_id"),
+                c.payee_id,
+                c.reference,
+                c.basis,
+                c.currency,
+                c.distribution_fee,
+                c.cross_collateral_group,
+                c.reserve_rate,
+                c.reserve_periods,
+                c.minimum_payment,
+                c.statement_frequency,
+                c.start_date,
+                c.end_date,
+            ).where(c.org_id == org_id),
+        ),
+        "rates": frame(
+            "rates",
+            sa.select(
+                ContractRate.id.label("rate_id"),
+                ContractRate.contract_id,
+                ContractRate.usage_type,
+                ContractRate.channel,
+                ContractRate.territories,
+                ContractRate.rate,
+                ContractRate.tiers,
+                ContractRate.effective_from,
+                ContractRate.effective_to,
+            ).where(ContractRate.org_id == org_id),
+        ),
+        "charges": frame(
+            "charges",
+            sa.select(
+                ContractCharge.id.label("charge_id"),
+                ContractCharge.contract_id,
+                ContractCharge.kind,
+                ContractCharge.amount,
+                ContractCharge.currency,
+                ContractCharge.incurred_on,
+                ContractCharge.description,
+            ).where(ContractCharge.org_id == org_id),
+        ),
+        "splits": frame(
+            "splits",
+            sa.select(
+                Split.id.label("split_id"),
+                Split.track_id,
+                Split.release_id,
+                Split.payee_id,
+                Split.contract_id,
+                Split.share,
+                Split.territories,
+                Split.effective_from,
+                Split.effective_to,
+            ).where(Split.org_id == org_id),
+        ),
+        "ppd_prices": frame(
+            "ppd_prices",
+            sa.select(
+                PpdPrice.id.label("price_id"),
+                PpdPrice.usage_type,
+                PpdPrice.territories,
+                PpdPrice.currency,
+                PpdPrice.price,
+                PpdPrice.effective_from,
+                PpdPrice.effective_to,
+            ).where(PpdPrice.org_id == org_id),
+        ),
+        "fx": frame(
+            "fx",
+            sa.select(FxRate.base, FxRate.quote, FxRate.period, FxRate.rate, FxRate.source).where(
+                FxRate.org_id == org_id
+            ),
+        ),
+        "tracks": frame(
+            "tracks",
+            sa.select(Track.id.label("track_id"), Track.release_id, Track.isrc, Track.title).where(
+                Track.org_id == org_id
+            ),
+        ),
+    }
+    return Terms.from_frames(terms)
+
+
+# --- inputs ---------------------------------------------------------------------------------
+def lake_files(data_dir: Path, org_id: int, period: Period) -> list[Path]:
+    """Every accepted-lines Parquet file of the period, in a stable order (staging folders
+    and temporary files, whose names start with a dot, are not inputs)."""
+    root = data_dir / "lake" / "revenue_lines" / f"org={org_id}"
+    files: list[Path] = []
+    for month in period.months:
+        base = root / f"period={month}"
+        files += [
+            p
+            for p in base.rglob("*.parquet")
+            if not any(part.startswith(".") for part in p.relative_to(base).parts)
+        ]
+    return sorted(files)
+
+
+def scan_lines(files: list[Path]) -> pl.LazyFrame:
+    if not files:
+        return pl.DataFrame(schema=CANONICAL).lazy()
+    return pl.scan_parquet(files, hive_partitioning=False)
+
+
+# --- state ----------------------------------------------------------------------------------
+def _previous_run(session: Session, org_id: int, period: Period) -> RoyaltyRun | None:
+    """The run this period opens from: the latest approved or locked run of an earlier
+    period. A period overlapping an approved/locked run of another length is refused."""
+    runs = session.scalars(
+        sa.select(RoyaltyRun).where(
+            RoyaltyRun.org_id == org_id,
+            RoyaltyRun.status.in_([RunStatus.APPROVED, RunStatus.LOCKED]),
+        )
+    ).all()
+    for r in runs:
+        if (
+            r.period != period.label
+            and r.period_start <= period.end
+            and r.period_end >= period.start
+        ):
+            raise RunError(
+                "period_overlaps",
+                f"{period.label} overlaps run {r.id} of period {r.period} ({r.status.value}); "
+                "a period is run in one length",
+            )
+    earlier = [r for r in runs if r.period_end < period.start]
+    if not earlier:
+        return None
+    return max(earlier, key=lambda r: (r.period_end, r.version))
+
+
+def _load_state(run: RoyaltyRun | None) -> dict[int, ContractState]:
+    if run is None:
+        return {}
+    return state_from_frame(pl.read_parquet(Path(run.output_dir) / "state.parquet"))
+
+
+# --- the run --------------------------------------------------------------------------------
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _write_run(
+    stage: Path,
+    terms: Terms,
+    state_in: dict[int, ContractState],
+    inputs: list[dict[str, Any]],
+    result: RunResult,
+) -> dict[str, str]:
+    """Write everything into ``stage``; return {relative path: sha256}."""
+    files: dict[str, str] = {}
+
+    def put(rel: str, frame: pl.DataFrame) -> None:
+        path = stage / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame.write_parquet(path, compression="zstd", statistics=True)
+        files[rel] = lake.sha256_file(path)
+
+    for name, frame in terms.frames().items():
+        put(f"snapshot/{name}.parquet", frame)
+    put("state_in.parquet", state_frame(state_in))
+    (stage / "inputs.json").write_text(json.dumps(inputs, indent=1, sort_keys=True))
+    files["inputs.json"] = lake.sha256_file(stage / "inputs.json")
+    for name, frame in result.outputs().items():
+        put(f"outputs/{name}.parquet", frame)
+    put("state.parquet", state_frame(result.state))
+    return files
+
+
+def _inputs(data_dir: Path, files: list[Path]) -> list[dict[str, Any]]:
+    return [
+        {
+            "path": str(p.relative_to(data_dir)),
+            "sha256": lake.sha256_file(p),
+            "size": p.stat().st_size,
+        }
+        for p in files
+    ]
+
+
+def run_period(
+    factory: sessionmaker[Session],
+    data_dir: Path,
+    *,
+    org_id: int,
+    period: str,
+    actor: str,
+    correction: str | None = None,
+) -> RunReport:
+    """Compute the period and record it as ``calculated``; see the module docstring."""
+    p = parse_period(period)
+    with factory() as session:
+        org = session.get(Organisation, org_id)
+        if org is None:
+            raise RunError("org_missing", f"organisation {org_id} does not exist")
+        currency = org.default_currency
+        existing = session.scalars(
+            sa.select(RoyaltyRun)
+            .where(RoyaltyRun.org_id == org_id, RoyaltyRun.period == p.label)
+            .order_by(RoyaltyRun.version)
+        ).all()
+        locked = [r for r in existing if r.status == RunStatus.LOCKED]
+        if locked and correction is None:
+            raise RunError(
+                "period_locked",
+                f"{p.label} is locked (run {locked[-1].id}, version {locked[-1].version}); "
+                "a change after the lock is a correction: run again with --correction REASON",
+            )
+        if correction is not None and not locked:
+            raise RunError("not_locked", f"{p.label} is not locked: no correction needed, rerun it")
+        previous = (
+            session.get(RoyaltyRun, locked[-1].previous_run_id)
+            if locked and locked[-1].previous_run_id
+            else (None if locked else _previous_run(session, org_id, p))
+        )
+        state_in = _load_state(previous)
+        terms = snapshot(session, org_id)
+    files = lake_files(data_dir, org_id, p)
+    inputs = _inputs(data_dir, files)
+    result = compute(scan_lines(files), terms, state_in, p, accounting_currency=currency)
+    version = (existing[-1].version + 1) if existing else 1
+    final = data_dir / "runs" / f"org={org_id}" / f"period={p.label}" / f"v{version}"
+    stage = final.with_name(f".v{version}-{uuid.uuid4().hex}")
+    try:
+        written = _write_run(stage, terms, state_in, inputs, result)
+        manifest = {
+            "org_id": org_id,
+            "period": p.label,
+            "version": version,
+            "accounting_currency": currency,
+            "previous_run_id": previous.id if previous else None,
+            "inputs": inputs,
+            "files": written,
+            "totals": result.totals,
+            "counts": result.counts,
+        }
+        (stage / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        manifest_sha = lake.sha256_file(stage / "manifest.json")
+        with db.transaction(factory, actor=actor) as session:
+            run = RoyaltyRun(
+                org_id=org_id,
+                period=p.label,
+                period_start=p.start,
+                period_end=p.end,
+                version=version,
+                status=RunStatus.CALCULATED,
+                currency=currency,
+                previous_run_id=previous.id if previous else None,
+                supersedes_id=existing[-1].id if existing else None,
+                reason=correction or "",
+                output_dir=str(final),
+                manifest_sha256=manifest_sha,
+                totals=result.totals,
+                counts=result.counts,
+                created_by=actor,
+            )
+            session.add(run)
+            replaced = [
+                r.id
+                for r in existing
+                if r.status in (RunStatus.CALCULATED, RunStatus.APPROVED, RunStatus.DRAFT)
+            ]
+            for old in session.scalars(sa.select(RoyaltyRun).where(RoyaltyRun.id.in_(replaced))):
+                old.status = RunStatus.SUPERSEDED
+            session.flush()
+            if locked:
+                run.diff = diff_runs(locked[-1], result, terms, inputs)
+            _record(session, run, result)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(stage, final)
+            rel = {f"{final.relative_to(data_dir)}/{k}": v for k, v in written.items()}
+            rel[f"{final.relative_to(data_dir)}/manifest.json"] = manifest_sha
+            audit_ledger.append(
+                data_dir,
+                org_id,
+                "calculated",
+                run_id=run.id,
+                period=p.label,
+                version=version,
+                actor=actor,
+                manifest_sha256=manifest_sha,
+                files=rel,
+                totals=result.totals,
+                correction=correction,
+            )
+            report = RunReport(
+                run_id=run.id,
+                org_id=org_id,
+                period=p.label,
+                version=version,
+                status=run.status.value,
+                totals=result.totals,
+                counts=result.counts,
+                outputs=_output_paths(final),
+                diff=run.diff,
+            )
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        if final.exists() and not _recorded(factory, org_id, p.label, version):
+            shutil.rmtree(final, ignore_errors=True)
+        raise
+    return report
+
+
+def _recorded(factory: sessionmaker[Session], org_id: int, period: str, version: int) -> bool:
+    with factory() as s:
+        return (
+            s.scalar(
+                sa.select(RoyaltyRun.id).where(
+                    RoyaltyRun.org_id == org_id,
+                    RoyaltyRun.period == period,
+                    RoyaltyRun.version == version,
+                )
+            )
+            is not None
+        )
+
+
+def _output_paths(final: Path) -> dict[str, str]:
+    out = {p.stem: str(p) for p in sorted((final / "outputs").glob("*.parquet"))}
+    out["manifest"] = str(final / "manifest.json")
+    out["snapshot"] = str(final / "snapshot")
+    return out
+
+
+def _record(session: Session, run: RoyaltyRun, result: RunResult) -> None:
+    for row in result.statements.iter_rows(named=True):
+        session.add(
+            StatementSummary(
+                org_id=run.org_id,
+                run_id=run.id,
+                payee_id=row["payee_id"],
+                period=run.period,
+                currency=row["currency"],
+                contracts=row["contracts"],
+                **{k: row[k] for k in SUMMARY_FIELDS},
+            )
+        )
+    for row in result.ledger.iter_rows(named=True):
+        session.add(
+            ContractBalance(
+                org_id=run.org_id,
+                run_id=run.id,
+                contract_id=row["contract_id"],
+                payee_id=row["payee_id"],
+                period=run.period,
+                currency=row["currency"],
+                reserves_outstanding=row["reserves_outstanding"],
+                status=row["status"],
+                **{k: row[k] for k in SUMMARY_FIELDS},
+            )
+        )
+
+
+def diff_runs(
+    locked: RoyaltyRun, result: RunResult, terms: Terms, inputs: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Per payee and currency: each statement figure that changed (old, new, delta), and why:
+    which input files were added or removed and which snapshot tables changed."""
+    old_dir = Path(locked.output_dir)
+    old_manifest = json.loads((old_dir / "manifest.json").read_text())
+    old_inputs = {i["path"]: i["sha256"] for i in old_manifest["inputs"]}
+    new_inputs = {i["path"]: i["sha256"] for i in inputs}
+    reasons = []
+    added = sorted(set(new_inputs) - set(old_inputs))
+    removed = sorted(set(old_inputs) - set(new_inputs))
+    changed = sorted(k for k in set(old_inputs) & set(new_inputs) if old_inputs[k] != new_inputs[k])
+    if added:
+        reasons.append(f"revenue files added: {', '.join(added)}")
+    if removed:
+        reasons.append(f"revenue files removed: {', '.join(removed)}")
+    if changed:
+        reasons.append(f"revenue files changed (rematched): {', '.join(changed)}")
+    for name, frame in terms.frames().items():
+        old = pl.read_parquet(old_dir / "snapshot" / f"{name}.parquet")
+        if not old.equals(frame):
+            reasons.append(f"{name} changed")
+    old_st = pl.read_parquet(old_dir / "outputs" / "statements.parquet")
+    new_st = result.statements
+    keys = ["payee_id", "currency"]
+    joined = old_st.join(new_st, on=keys, how="full", suffix="_new", coalesce=True).sort(keys)
+    out = []
+    for row in joined.iter_rows(named=True):
+        changes = {}
+        for f in SUMMARY_FIELDS:
+            a = row.get(f) or Decimal(0)
+            b = row.get(f"{f}_new") or Decimal(0)
+            if a != b:
+                changes[f] = {"old": str(a), "new": str(b), "delta": str(b - a)}
+        if changes:
+            out.append(
+                {
+                    "payee_id": row["payee_id"],
+                    "currency": row["currency"],
+                    "changes": changes,
+                    "why": reasons or ["no input or term changed: the engine's result differs"],
+                }
+            )
+    return out
+
+
+# --- approve / lock -------------------------------------------------------------------------
+def _latest(session: Session, org_id: int, period: str) -> RoyaltyRun:
+    run = session.scalars(
+        sa.select(RoyaltyRun)
+        .where(RoyaltyRun.org_id == org_id, RoyaltyRun.period == parse_period(period).label)
+        .order_by(RoyaltyRun.version.desc())
+        .limit(1)
+    ).first()
+    if run is None:
+        raise RunError("run_missing", f"no run for {period}: run `tunemantra royalty run` first")
+    return run
+
+
+def transition(
+    factory: sessionmaker[Session], data_dir: Path, *, org_id: int, period: str, actor: str, to: str
+) -> RunReport:
+    """calculated -> approved (``to="approved"``), approved -> locked (``to="locked"``)."""
+    target = RunStatus(to)
+    allowed = {RunStatus.APPROVED: RunStatus.CALCULATED, RunStatus.LOCKED: RunStatus.APPROVED}
+    with db.transaction(factory, actor=actor) as session:
+        run = _latest(session, org_id, period)
+        if run.status != allowed[target]:
+            raise RunError(
+                "bad_transition",
+                f"run {run.id} ({run.period} v{run.version}) is {run.status.value}; only a "
+                f"{allowed[target].value} run can become {target.value}",
+            )
+        now = dt.datetime.now(dt.UTC)
+        run.status = target
+        if target == RunStatus.APPROVED:
+            run.approved_by, run.approved_at = actor, now
+        else:
+            run.locked_by, run.locked_at = actor, now
+        audit_ledger.append(
+            data_dir,
+            org_id,
+            target.value,
+            run_id=run.id,
+            period=run.period,
+            version=run.version,
+            actor=actor,
+            manifest_sha256=run.manifest_sha256,
+        )
+        return RunReport(
+            run_id=run.id,
+            org_id=org_id,
+            period=run.period,
+            version=run.version,
+            status=run.status.value,
+            totals=run.totals,
+            counts=run.counts,
+            outputs=_output_paths(Path(run.output_dir)),
+            diff=run.diff,
+        )
+
+
+def reproduce(factory: sessionmaker[Session], data_dir: Path, *, run_id: int) -> dict[str, Any]:
+    """Recompute a past run from its snapshot, opening state and inputs (checked against
+    their recorded hashes) and compare every output byte for byte."""
+    with factory() as session:
+        run = session.get(RoyaltyRun, run_id)
+        if run is None:
+            raise RunError("run_missing", f"no run {run_id}")
+        folder, org_id, currency = Path(run.output_dir), run.org_id, run.currency
+        period = parse_period(run.period)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    changed = [
+        i["path"]
+        for i in manifest["inputs"]
+        if not (data_dir / i["path"]).exists()
+        or lake.sha256_file(data_dir / i["path"]) != i["sha256"]
+    ]
+    if changed:
+        return {"run_id": run_id, "identical": False, "inputs_changed": changed}
+    terms = Terms.from_frames(
+        {n: pl.read_parquet(folder / "snapshot" / f"{n}.parquet") for n in Terms.__annotations__}
+    )
+    state_in = state_from_frame(pl.read_parquet(folder / "state_in.parquet"))
+    files = [data_dir / i["path"] for i in manifest["inputs"]]
+    result = compute(scan_lines(files), terms, state_in, period, accounting_currency=currency)
+    scratch = folder.with_name(f".reproduce-{uuid.uuid4().hex}")
+    try:
+        written = _write_run(scratch, terms, state_in, manifest["inputs"], result)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    differ = sorted(k for k, v in written.items() if manifest["files"].get(k) != v)
+    return {"run_id": run_id, "org_id": org_id, "identical": not differ, "differ": differ}
+
+
+# --- checks and the preview finance ops approve from ----------------------------------------
+def verify_outputs(factory: sessionmaker[Session], *, run_id: int) -> dict[str, Any]:
+    """Re-read a run from disk: every file's hash matches its manifest, and the written
+    ledger and totals still reconcile (revenue = payees + retained + suspense)."""
+    with factory() as session:
+        run = session.get(RoyaltyRun, run_id)
+        if run is None:
+            raise RunError("run_missing", f"no run {run_id}")
+        folder, manifest_sha, totals = Path(run.output_dir), run.manifest_sha256, run.totals
+    problems = []
+    if lake.sha256_file(folder / "manifest.json") != manifest_sha:
+        problems.append("manifest.json changed")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for rel, sha in manifest["files"].items():
+        if lake.sha256_file(folder / rel) != sha:
+            problems.append(f"{rel} changed")
+    for cur, t in totals.items():
+        if "revenue" in t:
+            parts = Decimal(t["payees"]) + Decimal(t["retained"]) + Decimal(t["suspense"])
+            if parts != Decimal(t["revenue"]):
+                problems.append(f"{cur}: revenue {t['revenue']} != {parts}")
+    ledger = pl.read_parquet(folder / "outputs" / "ledger.parquet")
+    for (currency,), group in ledger.group_by("currency"):
+        earned = sum(group["earnings"].to_list(), Decimal(0))
+        if str(earned) != totals.get(currency, {}).get("royalties", str(earned)):
+            problems.append(f"{currency}: ledger earnings {earned} != run total")
+    if problems:
+        raise RunError("verification_failed", "; ".join(problems))
+    return {"run_id": run_id, "files": len(manifest["files"]), "verified": True}
+
+
+def preview(factory: sessionmaker[Session], *, run_id: int) -> dict[str, Any]:
+    """What a finance user looks at before approving: totals, the share of revenue in
+    suspense, each payee's variance against the previous period, and contracts whose balance
+    became zero or negative."""
+    with factory() as session:
+        run = session.get(RoyaltyRun, run_id)
+        if run is None:
+            raise RunError("run_missing", f"no run {run_id}")
+        names = dict(
+            session.execute(sa.select(Payee.id, Payee.name).where(Payee.org_id == run.org_id)).all()
+        )
+        refs = dict(
+            session.execute(
+                sa.select(Contract.id, Contract.reference).where(Contract.org_id == run.org_id)
+            ).all()
+        )
+
+        def summaries(rid: int | None) -> dict[tuple[int, str], StatementSummary]:
+            if rid is None:
+                return {}
+            rows = session.scalars(
+                sa.select(StatementSummary).where(StatementSummary.run_id == rid)
+            )
+            return {(r.payee_id, r.currency): r for r in rows}
+
+        def balances(rid: int | None) -> dict[int, ContractBalance]:
+            if rid is None:
+                return {}
+            rows = session.scalars(sa.select(ContractBalance).where(ContractBalance.run_id == rid))
+            return {r.contract_id: r for r in rows}
+
+        now, before = summaries(run.id), summaries(run.previous_run_id)
+        bal_now, bal_before = balances(run.id), balances(run.previous_run_id)
+        totals, period, version = run.totals, run.period, run.version
+        previous_period = (
+            session.get(RoyaltyRun, run.previous_run_id).period  # type: ignore[union-attr]
+            if run.previous_run_id
+            else None
+        )
+    variance = []
+    for key in sorted(set(now) | set(before)):
+        a = before[key].earnings if key in before else Decimal(0)
+        b = now[key].earnings if key in now else Decimal(0)
+        pct = None if a == 0 else str(((b - a) / abs(a) * 100).quantize(Decimal("0.1")))
+        variance.append(
+            {
+                "payee_id": key[0],
+                "payee": names.get(key[0], ""),
+                "currency": key[1],
+                "previous": str(a),
+                "earnings": str(b),
+                "change": str(b - a),
+                "change_pct": pct,
+            }
+        )
+    flagged = []
+    for cid, row in sorted(bal_now.items()):
+        prev_closing = bal_before[cid].closing if cid in bal_before else Decimal(0)
+        if row.closing < 0 and prev_closing >= 0:
+            flagged.append(
+                {
+                    "contract": refs.get(cid, str(cid)),
+                    "flag": "newly_negative",
+                    "closing": str(row.closing),
+                }
+            )
+        elif row.earnings == 0 and cid in bal_before and bal_before[cid].earnings != 0:
+            flagged.append(
+                {
+                    "contract": refs.get(cid, str(cid)),
+                    "flag": "earnings_stopped",
+                    "closing": str(row.closing),
+                }
+            )
+    suspense_share = {}
+    for cur, t in totals.items():
+        if "revenue" in t and Decimal(t["revenue"]) != 0:
+            share = Decimal(t["suspense"]) / Decimal(t["revenue"]) * 100
+            suspense_share[cur] = str(share.quantize(Decimal("0.01")))
+    lines = [
+        f"## Royalty run {run_id}: {period} v{version}",
+        "",
+        "| currency | " + " | ".join(sorted({k for t in totals.values() for k in t})) + " |",
+    ]
+    keys = sorted({k for t in totals.values() for k in t})
+    lines.append("|---" * (len(keys) + 1) + "|")
+    for cur, t in sorted(totals.items()):
+        lines.append(f"| {cur} | " + " | ".join(t.get(k, "") for k in keys) + " |")
+    lines += ["", f"Suspense share of revenue: {suspense_share or 'none'} %", ""]
+    lines.append(f"Variance against {previous_period or 'no previous period'}:")
+    lines += [
+        f"- {v['payee']} ({v['currency']}): {v['previous']} -> {v['earnings']}"
+        + (f" ({v['change_pct']} %)" if v["change_pct"] else "")
+        for v in variance
+    ]
+    if flagged:
+        lines += ["", "Flags:"] + [
+            f"- {f['contract']}: {f['flag']} ({f['closing']})" for f in flagged
+        ]
+    return {
+        "run_id": run_id,
+        "period": period,
+        "previous_period": previous_period,
+        "totals": totals,
+        "suspense_share_pct": suspense_share,
+        "variance": variance,
+        "flags": flagged,
+        "markdown": "\n".join(lines),
+    }

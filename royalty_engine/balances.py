@@ -1,0 +1,212 @@
+"""Contract balances for one period, in each contract's currency, in cents.
+
+Per contract, in this order (the order is part of the contract and is printed on statements):
+
+1. **opening**: the closing balance of the previous period (negative = unrecouped).
+2. **earnings**: the period's royalties, rounded once to the cent (``money.cents``).
+3. **charges**: advances and recoupable costs incurred up to the period end and not charged
+   before are charged now.
+4. **reserve held**: ``reserve_rate`` x positive earnings, held back for ``reserve_periods``
+   periods; **reserve released**: what was held that many periods ago comes back now.
+5. **balance** = opening + earnings - charges - reserve held + reserve released.
+   **Recouped** is the part of (earnings - held + released) that went to cover unrecouped
+   charges and negative balances.
+6. **cross-collateralisation**: contracts of one payee in the same ``cross_collateral_group``
+   are settled as one account: their balances are pooled (a surplus on one recoups another).
+7. A pooled balance is paid only on a statement date of the contract's frequency; then
+   **withholding tax** (the payee's rate) is taken from it, and it is **payable** if the net
+   reaches the **minimum payment** (the highest minimum in the pool); otherwise the whole
+   balance, positive or negative, is **carried forward** untaxed.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import polars as pl
+
+from royalty_engine.money import CENTS, allocate, cents, to_decimal
+from royalty_engine.periods import Period, parse_period
+from royalty_engine.terms import ContractState, EngineError
+
+ZERO = Decimal("0.00")
+
+LEDGER_SCHEMA: dict[str, pl.DataType] = {
+    "contract_id": pl.Int64(),
+    "payee_id": pl.Int64(),
+    "reference": pl.String(),
+    "pool": pl.String(),
+    "currency": pl.String(),
+    "opening": CENTS,
+    "earnings": CENTS,
+    "advances": CENTS,
+    "costs": CENTS,
+    "reserve_held": CENTS,
+    "reserve_released": CENTS,
+    "balance": CENTS,
+    "recouped": CENTS,
+    "tax": CENTS,
+    "payable": CENTS,
+    "closing": CENTS,
+    "carried_forward": CENTS,
+    "reserves_outstanding": CENTS,
+    "status": pl.String(),  # paid | below_minimum | unrecouped | not_statement_date | zero
+}
+
+
+@dataclass
+class Balances:
+    ledger: pl.DataFrame  # one row per contract
+    state: dict[int, ContractState] = field(default_factory=dict)
+
+
+def settle(
+    contracts: pl.DataFrame,
+    payees: pl.DataFrame,
+    charges: pl.DataFrame,
+    earnings: dict[int, Decimal],
+    state: dict[int, ContractState],
+    period: Period,
+    *,
+    charge_fx: dict[int, Decimal] | None = None,
+) -> Balances:
+    """``earnings``: exact royalties per contract in its currency; ``charge_fx``: the rate
+    that converts a charge in another currency into its contract's currency."""
+    charge_fx = charge_fx or {}
+    withholding = {
+        r["payee_id"]: to_decimal(r["withholding_rate"]) for r in payees.iter_rows(named=True)
+    }
+    due: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for ch in charges.iter_rows(named=True):
+        if ch["incurred_on"] <= period.end:
+            due[ch["contract_id"]].append(ch)
+    rows: dict[int, dict[str, Any]] = {}
+    new_state: dict[int, ContractState] = {}
+    for c in contracts.iter_rows(named=True):
+        cid = c["contract_id"]
+        prev = state.get(cid, ContractState())
+        active = c["start_date"] <= period.end and (
+            c["end_date"] is None or c["end_date"] >= period.start
+        )
+        fresh = [ch for ch in due.get(cid, []) if ch["charge_id"] not in prev.charged]
+        if not (active or cid in earnings or cid in state or fresh):
+            continue
+        if c["payee_id"] not in withholding:
+            raise EngineError(
+                "payee_missing",
+                f"contract {c['reference']} names payee {c['payee_id']}, not in the snapshot",
+            )
+        opening = cents(prev.balance)
+        earned = cents(earnings.get(cid, Decimal(0)))
+        advances = costs = ZERO
+        for ch in fresh:
+            amount = cents(to_decimal(ch["amount"]) * charge_fx.get(ch["charge_id"], Decimal(1)))
+            if ch["kind"] == "advance":
+                advances += amount
+            else:
+                costs += amount
+        rate, periods = to_decimal(c["reserve_rate"]), int(c["reserve_periods"] or 0)
+        held = cents(max(earned, ZERO) * rate) if periods > 0 and rate > 0 else ZERO
+        released = ZERO
+        keep = []
+        for bucket in prev.reserves:
+            if parse_period(bucket["release_in"]).start <= period.start:
+                released += Decimal(bucket["amount"])
+            else:
+                keep.append(bucket)
+        if held:
+            keep.append(
+                {
+                    "held_in": period.label,
+                    "release_in": period.shift(periods).label,
+                    "amount": str(held),
+                }
+            )
+        balance = opening + earned - advances - costs - held + released
+        debt = max(ZERO, -(opening - advances - costs))
+        recouped = min(debt, max(ZERO, earned - held + released))
+        pool = (
+            f"{c['payee_id']}:{c['cross_collateral_group']}"
+            if c["cross_collateral_group"]
+            else f"{c['payee_id']}:contract:{cid}"
+        )
+        rows[cid] = {
+            "contract_id": cid,
+            "payee_id": c["payee_id"],
+            "reference": c["reference"],
+            "pool": pool,
+            "currency": c["currency"],
+            "opening": opening,
+            "earnings": earned,
+            "advances": advances,
+            "costs": costs,
+            "reserve_held": held,
+            "reserve_released": released,
+            "balance": balance,
+            "recouped": recouped,
+            "tax": ZERO,
+            "payable": ZERO,
+            "closing": balance,
+            "carried_forward": balance,
+            "reserves_outstanding": sum((Decimal(b["amount"]) for b in keep), ZERO),
+            "status": "",
+            "_minimum": cents(to_decimal(c["minimum_payment"])),
+            "_frequency": c["statement_frequency"],
+        }
+        new_state[cid] = ContractState(
+            balance=balance,
+            reserves=keep,
+            charged=sorted({*prev.charged, *(ch["charge_id"] for ch in fresh)}),
+            units=dict(prev.units),
+        )
+    _pay(rows, withholding, period)
+    for cid, row in rows.items():
+        new_state[cid].balance = row["closing"]
+    ledger = pl.DataFrame(
+        [{k: v for k, v in rows[cid].items() if not k.startswith("_")} for cid in sorted(rows)],
+        schema=LEDGER_SCHEMA,
+        orient="row",
+    )
+    return Balances(ledger=ledger, state=new_state)
+
+
+def _pay(rows: dict[int, dict[str, Any]], withholding: dict[int, Decimal], period: Period) -> None:
+    pools: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows.values():
+        pools[(row["pool"], row["currency"])].append(row)
+    for (pool, _currency), members in sorted(pools.items()):
+        if len({m["currency"] for m in members}) != 1:
+            raise EngineError("pool_currency", f"cross-collateral pool {pool} mixes currencies")
+        total = sum((m["balance"] for m in members), ZERO)
+        statement_date = all(period.closes_statement(m["_frequency"]) for m in members)
+        if not statement_date:
+            status = "not_statement_date"
+        elif total < 0:
+            status = "unrecouped"
+        elif total == 0:
+            status = "zero"
+        else:
+            payee = members[0]["payee_id"]
+            tax = cents(total * withholding.get(payee, ZERO))
+            net = total - tax
+            minimum = max(m["_minimum"] for m in members)
+            status = "paid" if net >= minimum and net > 0 else "below_minimum"
+        if status != "paid":
+            for m in members:
+                m["status"] = status
+            continue
+        # Paid: each contract of the pool settles to zero. Tax and payment are attributed to
+        # the contracts with positive balances, in proportion, in cents that add up.
+        positive = [m for m in members if m["balance"] > 0]
+        weights = [m["balance"] for m in positive]
+        share_tax = allocate(tax, [tax * w / sum(weights) for w in weights])
+        share_net = allocate(net, [net * w / sum(weights) for w in weights])
+        for m in members:
+            m["status"] = "paid"
+            m["closing"] = ZERO
+            m["carried_forward"] = ZERO
+        for m, t, n in zip(positive, share_tax, share_net, strict=True):
+            m["tax"], m["payable"] = t, n

@@ -1,0 +1,63 @@
+"""``tunemantra bench royalty`` on a small lake: the figures are there and the run reconciled."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from pipelines.bench_royalty import build_terms, run, scale
+from royalty_engine.money import cents
+
+
+@pytest.fixture(scope="module")
+def result() -> dict:
+    return run(20_000)
+
+
+def test_the_engine_read_every_generated_line(result: dict) -> None:
+    lake, counts = result["lake"], result["engine_counts"]
+    assert lake["lines"] == counts["lines"] == result["floor_check"]["lines"] == 20_000
+    assert lake["files"] >= 90  # 6 months x 15 sources
+    assert 0 < lake["suspense_lines"] == counts["suspense_lines"] < 0.06 * 20_000
+    assert counts["matched_lines"] == 20_000 - lake["suspense_lines"]
+
+
+def test_money_reconciles_with_the_generated_lake(result: dict) -> None:
+    totals = {k: Decimal(v) for k, v in result["engine_totals"].items()}
+    generated = Decimal(result["lake"]["amount"])
+    assert Decimal(result["floor_check"]["amount"]) == generated
+    assert totals["revenue"] == cents(generated)
+    assert totals["revenue"] == totals["payees"] + totals["retained"] + totals["suspense"]
+    assert totals["payees"] > 0 and totals["suspense"] > 0 and totals["retained_unsplit"] > 0
+
+
+def test_figures_and_profile_are_reported(result: dict) -> None:
+    assert result["engine_seconds"] > 0 and result["floor_seconds"] > 0
+    assert result["ratio"] == pytest.approx(
+        result["engine_seconds"] / result["floor_seconds"], rel=0.02
+    )
+    assert result["engine_lines_per_second"] == pytest.approx(
+        20_000 / result["engine_seconds"], rel=0.01
+    )
+    assert result["peak_rss_mib"] >= result["engine_peak_rss_mib"] > 0
+    assert result["outputs"]["ledger"] == result["engine_counts"]["contracts"] > 0
+    assert result["outputs"]["breakdown"] > 0
+    steps = {s["step"]: s for s in result["profile"]["steps"]}
+    assert {"compute_earnings", "resolve_splits", "resolve_rates", "_royalties"} <= set(steps)
+    assert steps["compute_earnings"]["inclusive"] <= result["engine_seconds"]
+    assert any(q["where"].startswith("earnings.py:") for q in result["profile"]["queries"])
+
+
+def test_catalogue_scales_down_and_terms_are_consistent() -> None:
+    assert scale(10**9) == {"tracks": 1_000_000, "releases": 125_000, "contracts": 50_000}
+    sizes = scale(20_000)
+    assert sizes["tracks"] == 2_000 and sizes["contracts"] == 100
+    terms = build_terms(sizes, seed=1)
+    splits = terms.splits
+    # about 2.5 release-level payees per release, and no split on an unknown contract
+    per_release = splits.filter(splits["release_id"].is_not_null()).height / sizes["releases"]
+    assert 2.2 < per_release < 3.2
+    assert set(splits["contract_id"]) <= set(terms.contracts["contract_id"])
+    assert terms.rates.filter(terms.rates["tiers"] != "[]").height > 0
+    assert set(terms.fx["period"]) == {f"2026-{m:02d}" for m in range(1, 7)}

@@ -1,0 +1,253 @@
+"""Period runs around the engine on the sample label, on SQLite and PostgreSQL: outputs,
+store rows, approve/lock, corrections with a diff, reproduction, the audit ledger, and that a
+failed run leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import polars as pl
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+from typer.testing import CliRunner
+
+from pipelines import audit_ledger, resources
+from pipelines.cli import app
+from pipelines.demo import ingest_demo_reports, run_demo
+from pipelines.royalty_run import (
+    RunError,
+    preview,
+    reproduce,
+    run_period,
+    transition,
+    verify_outputs,
+)
+from pipelines.settings import get_settings
+from royalty_engine.periods import PeriodError
+from royalty_engine.terms import EngineError
+from schemas.store import db
+from schemas.store.models import ContractRate, FxRate
+from schemas.store.runs import ContractBalance, RoyaltyRun, RunStatus, StatementSummary
+
+SECRET = "test-secret-key-not-a-placeholder"
+
+
+@dataclass
+class Label:
+    factory: sessionmaker[Session]
+    data: Path
+    org_id: int
+
+    def run(self, period: str = "2026-01", **kw: object) -> dict[str, object]:
+        return run_period(
+            self.factory, self.data, org_id=self.org_id, period=period, actor="t", **kw
+        ).as_dict()
+
+    def move(self, to: str, period: str = "2026-01") -> dict[str, object]:
+        return transition(
+            self.factory, self.data, org_id=self.org_id, period=period, actor="t", to=to
+        ).as_dict()
+
+    def runs(self) -> list[RoyaltyRun]:
+        with self.factory() as s:
+            return list(s.scalars(sa.select(RoyaltyRun).order_by(RoyaltyRun.id)))
+
+    def run_dirs(self) -> list[Path]:
+        root = self.data / "runs"
+        return (
+            sorted(p for p in root.glob("org=*/period=*/*") if p.is_dir()) if root.exists() else []
+        )
+
+
+@pytest.fixture
+def label(factory: sessionmaker[Session], tmp_path: Path) -> Label:
+    data = tmp_path / "var"
+    org_id = run_demo(factory, seed=11, secret_key=SECRET, data_dir=data).org_id
+    ingest_demo_reports(factory, data, org_id, seed=11)
+    return Label(factory, data, org_id)
+
+
+def test_a_run_writes_reconciled_outputs_and_store_rows(label: Label) -> None:
+    report = label.run()
+    assert report["status"] == "calculated" and report["version"] == 1
+    gbp = report["totals"]["GBP"]  # type: ignore[index]
+    assert Decimal(gbp["revenue"]) == Decimal(gbp["payees"]) + Decimal(gbp["retained"]) + Decimal(
+        gbp["suspense"]
+    )
+    assert report["counts"]["suspense_lines"] >= 1 and Decimal(gbp["payees"]) > 0  # type: ignore[index]
+    outputs = report["outputs"]
+    ledger = pl.read_parquet(outputs["ledger"])  # type: ignore[index]
+    assert ledger.height == report["counts"]["contracts"]  # type: ignore[index]
+    with label.factory() as s:
+        summaries = s.scalars(sa.select(StatementSummary)).all()
+        balances = s.scalars(sa.select(ContractBalance)).all()
+    assert len(balances) == ledger.height
+    assert sum(b.earnings for b in balances) == sum(ledger["earnings"].to_list())
+    assert {(x.payee_id, x.currency) for x in summaries} == set(
+        pl.read_parquet(outputs["statements"]).select("payee_id", "currency").rows()  # type: ignore[index]
+    )
+    manifest = json.loads(Path(outputs["manifest"]).read_text())  # type: ignore[index]
+    assert {"snapshot/contracts.parquet", "outputs/ledger.parquet", "state.parquet"} <= set(
+        manifest["files"]
+    )
+    assert manifest["inputs"] and all(len(i["sha256"]) == 64 for i in manifest["inputs"])
+    run_id = int(report["run_id"])  # type: ignore[call-overload]
+    assert reproduce(label.factory, label.data, run_id=run_id)["identical"] is True
+    assert verify_outputs(label.factory, run_id=run_id)["verified"] is True
+    shown = preview(label.factory, run_id=run_id)
+    assert shown["variance"] and "Royalty run" in shown["markdown"]
+
+
+def test_rerun_supersedes_until_locked_then_only_corrections(label: Label) -> None:
+    label.run()
+    label.run()  # not approved yet: a rerun is a new version, the old one superseded
+    assert [(r.version, r.status) for r in label.runs()] == [
+        (1, RunStatus.SUPERSEDED),
+        (2, RunStatus.CALCULATED),
+    ]
+    with pytest.raises(RunError) as bad:
+        label.move("locked")
+    assert bad.value.code == "bad_transition"
+    label.move("approved")
+    label.move("locked")
+    with pytest.raises(RunError) as locked:
+        label.run()
+    assert locked.value.code == "period_locked"
+    # A correction after the lock: a changed rate shows in the per-payee diff, with why.
+    with db.transaction(label.factory, actor="t") as s:
+        for rate in s.scalars(sa.select(ContractRate)):
+            rate.rate = rate.rate + Decimal("0.01")
+    corrected = label.run(correction="rate NB-00x was keyed wrong")
+    assert corrected["version"] == 3 and corrected["status"] == "calculated"
+    diff = corrected["diff"]
+    assert diff and all("rates changed" in d["why"] for d in diff)  # type: ignore[union-attr]
+    assert any("earnings" in d["changes"] for d in diff)  # type: ignore[union-attr]
+    runs = label.runs()
+    assert runs[1].status == RunStatus.LOCKED  # the locked version stays as it was
+    assert runs[2].supersedes_id == runs[1].id and runs[2].reason.startswith("rate")
+    events = [e["event"] for e in audit_ledger.read(label.data, label.org_id)]
+    assert events == ["calculated", "calculated", "approved", "locked", "calculated"]
+
+
+def test_next_period_opens_from_the_approved_state(label: Label) -> None:
+    first = label.run()
+    label.move("approved")  # only approved or locked runs are opened from
+    second = label.run("2026-02")
+    with label.factory() as s:
+        feb = s.scalars(sa.select(RoyaltyRun).where(RoyaltyRun.period == "2026-02")).one()
+        jan_closing = {
+            b.contract_id: b.closing
+            for b in s.scalars(
+                sa.select(ContractBalance).where(ContractBalance.run_id == first["run_id"])
+            )
+        }
+        feb_opening = {
+            b.contract_id: b.opening
+            for b in s.scalars(sa.select(ContractBalance).where(ContractBalance.run_id == feb.id))
+        }
+    assert feb.previous_run_id == first["run_id"]
+    assert feb_opening == jan_closing and any(v != 0 for v in jan_closing.values())
+    assert second["counts"]["lines"] == 0  # type: ignore[index]
+    with pytest.raises(RunError) as overlap:
+        label.run("2026-Q1")
+    assert overlap.value.code == "period_overlaps"
+
+
+def test_a_failed_run_leaves_nothing(label: Label) -> None:
+    with db.transaction(label.factory, actor="t") as s:
+        s.execute(sa.delete(FxRate))  # contracts in EUR/USD can no longer be converted
+    with pytest.raises(EngineError) as err:
+        label.run()
+    assert err.value.code == "fx_missing"
+    assert label.runs() == [] and label.run_dirs() == []
+    assert audit_ledger.read(label.data, label.org_id) == []
+    with pytest.raises(PeriodError):
+        label.run("2026-13")
+
+
+def test_audit_verify_detects_changed_entries_and_files(label: Label) -> None:
+    report = label.run()
+    label.move("approved")
+    assert audit_ledger.verify(label.data, label.org_id) == []
+    ledger_file = Path(report["outputs"]["ledger"])  # type: ignore[index]
+    ledger_file.write_bytes(ledger_file.read_bytes() + b"x")
+    problems = audit_ledger.verify(label.data, label.org_id)
+    assert [p["code"] for p in problems] == ["changed_file"]
+    path = audit_ledger.ledger_path(label.data, label.org_id)
+    entries = path.read_text().splitlines()
+    first = json.loads(entries[0])
+    first["totals"]["GBP"]["payees"] = "0.00"
+    path.write_text("\n".join([json.dumps(first), *entries[1:]]) + "\n")
+    codes = {p["code"] for p in audit_ledger.verify(label.data, label.org_id)}
+    assert codes == {"tampered", "changed_file"}
+    # Re-hashing the changed entry does not help: the next entry no longer follows it.
+    first["hash"] = audit_ledger._digest(first)
+    path.write_text("\n".join([json.dumps(first), *entries[1:]]) + "\n")
+    codes = {p["code"] for p in audit_ledger.verify(label.data, label.org_id)}
+    assert codes == {"chain", "changed_file"}
+    with pytest.raises(audit_ledger.LedgerError):
+        label.move("locked")  # nothing is appended to a broken chain
+
+
+def test_cli_run_approve_lock_and_verify(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TUNEMANTRA_DATABASE_URL", db_url)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TUNEMANTRA_DATA_DIR", "var")
+    get_settings.cache_clear()
+    resources.engine_for.cache_clear()
+    try:
+        runner = CliRunner()
+        demo = runner.invoke(app, ["demo"])  # runs, approves and locks 2026-H1
+        assert demo.exit_code == 0, demo.output
+        assert "Reconciled GBP: revenue" in demo.output
+        again = runner.invoke(app, ["royalty", "run", "--org", "demo", "--period", "2026-H1"])
+        assert again.exit_code == 2 and "period_locked" in again.output
+        out = runner.invoke(
+            app,
+            [
+                "royalty",
+                "run",
+                "--org",
+                "demo",
+                "--period",
+                "2026-H1",
+                "--json",
+                "--correction",
+                "re-run for the test",
+            ],
+        )
+        assert out.exit_code == 0, out.output
+        report = json.loads(out.output)
+        assert report["version"] == 2 and report["status"] == "calculated"
+        assert report["diff"] == []  # nothing changed since the locked version
+        assert set(report["totals"]["GBP"]) >= {
+            "revenue",
+            "payees",
+            "retained",
+            "suspense",
+            "payable",
+            "carried_forward",
+            "reserves_held",
+            "reserves_released",
+            "tax_withheld",
+        }
+        for step in ("approve", "lock"):
+            res = runner.invoke(app, ["royalty", step, "--org", "demo", "--period", "2026-H1"])
+            assert res.exit_code == 0, res.output
+        overlap = runner.invoke(app, ["royalty", "run", "--org", "demo", "--period", "2026-01"])
+        assert overlap.exit_code == 2 and "period_overlaps" in overlap.output
+        bad = runner.invoke(app, ["royalty", "run", "--org", "demo", "--period", "2026-Q7"])
+        assert bad.exit_code == 2 and "not a period" in bad.output
+        verify = runner.invoke(app, ["audit", "verify"])
+        assert verify.exit_code == 0 and "6 entries, OK" in verify.output
+        same = runner.invoke(app, ["royalty", "reproduce", "--run", str(report["run_id"])])
+        assert same.exit_code == 0 and json.loads(same.output)["identical"] is True
+    finally:
+        get_settings.cache_clear()
+        resources.engine_for.cache_clear()
