@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
+import polars as pl
 import typer
 
 from pipelines.resources import get_session_factory
@@ -141,6 +142,33 @@ def royalty_reproduce(run_id: Annotated[int, typer.Option("--run")]) -> None:
         raise _engine_error(exc) from None
     typer.echo(json.dumps(result))
     raise typer.Exit(code=0 if result["identical"] else 1)
+
+
+@royalty_app.command("detail")
+def royalty_detail(
+    run_id: Annotated[int, typer.Option("--run")],
+    payee: Annotated[int, typer.Option("--payee", help="payee id")],
+    out: Annotated[Path | None, typer.Option(help="write the detail as CSV here")] = None,
+) -> None:
+    """A payee's statement detail for a run: by track, source, territory, usage and month."""
+    from pipelines.royalty_run import statement_detail
+
+    settings = get_settings()
+    try:
+        detail = statement_detail(
+            get_session_factory(settings), settings.data_dir, run_id=run_id, payee_id=payee
+        )
+    except (EngineError, PeriodError) as exc:
+        raise _engine_error(exc) from None
+    if out is not None:
+        detail.write_csv(out)
+        typer.echo(f"{detail.height} rows -> {out}")
+        return
+    for dim in ("source", "territory", "track_id"):
+        summary = detail.group_by("contract_id", "currency", dim).agg(pl.col("amount").sum())
+        typer.echo(f"by {dim}:")
+        for row in summary.sort("contract_id", "amount", descending=[False, True]).iter_rows():
+            typer.echo("  " + "  ".join(str(v) for v in row))
 
 
 @audit_app.command("verify")

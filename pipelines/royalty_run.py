@@ -770,3 +770,46 @@ def preview(factory: sessionmaker[Session], *, run_id: int) -> dict[str, Any]:
         "flags": flagged,
         "markdown": "\n".join(lines),
     }
+
+
+def statement_detail(
+    factory: sessionmaker[Session], data_dir: Path, *, run_id: int, payee_id: int
+) -> pl.DataFrame:
+    """A payee's line-level detail for a run (by contract, track, source, territory, usage
+    type and month), derived from the run's inputs (checked against their hashes) and its
+    snapshot; the amounts of each contract add up to its earnings in the run."""
+    from royalty_engine.detail import contract_detail
+
+    with factory() as session:
+        run = session.get(RoyaltyRun, run_id)
+        if run is None:
+            raise RunError("run_missing", f"no run {run_id}")
+        folder, currency, period = Path(run.output_dir), run.currency, parse_period(run.period)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    changed = [
+        i["path"]
+        for i in manifest["inputs"]
+        if not (data_dir / i["path"]).exists()
+        or lake.sha256_file(data_dir / i["path"]) != i["sha256"]
+    ]
+    if changed:
+        raise RunError(
+            "inputs_changed",
+            f"the lake files of run {run_id} changed since it ran: {', '.join(changed[:5])}",
+        )
+    terms = Terms.from_frames(
+        {n: pl.read_parquet(folder / "snapshot" / f"{n}.parquet") for n in Terms.__annotations__}
+    )
+    ledger = pl.read_parquet(folder / "outputs" / "ledger.parquet")
+    contracts = ledger.filter(pl.col("payee_id") == payee_id)["contract_id"].to_list()
+    if not contracts:
+        raise RunError("payee_missing", f"payee {payee_id} has no contract in run {run_id}")
+    return contract_detail(
+        scan_lines([data_dir / i["path"] for i in manifest["inputs"]]),
+        terms,
+        period=period,
+        accounting_currency=currency,
+        slots=pl.read_parquet(folder / "outputs" / "slots.parquet"),
+        ledger=ledger,
+        contract_ids=contracts,
+    )

@@ -30,6 +30,7 @@ by the label.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass
 from decimal import Decimal
@@ -42,18 +43,11 @@ from royalty_engine.periods import Period
 from royalty_engine.terms import EngineError, Terms
 from schemas.territories import parse_territory_set
 
-G1_KEYS = [
-    "track_id",
-    "release_id",
-    "reporting_period",
-    "as_of",
-    "territory",
-    "usage_type",
-    "channel",
-    "currency",
-    "source",
-]
-K1_KEYS = [
+# The grain everything after the scan works on: what a royalty can depend on, and nothing
+# more. ``track_id`` is kept only for tracks that have track-level splits (otherwise the
+# release's splits decide and the track does not matter); the usage date is reduced to the
+# *segment* between consecutive effective dates of the terms; the territory to its class.
+P_KEYS = [
     "track_id",
     "release_id",
     "reporting_period",
@@ -61,32 +55,89 @@ K1_KEYS = [
     "class_id",
     "usage_type",
     "channel",
-    "currency",
 ]
+K1_KEYS = P_KEYS  # the keys an aggregate is identified by downstream
+FAR_PAST = dt.date(1900, 1, 1)
 
 
 def period_lines(lines: pl.LazyFrame, period: Period) -> pl.LazyFrame:
     return lines.filter(pl.col("reporting_period").is_in(period.months))
 
 
-def _as_of() -> pl.Expr:
-    month_end = pl.col("reporting_period").str.to_date("%Y-%m").dt.month_end()
-    return pl.coalesce(pl.col("usage_end"), pl.col("usage_start"), month_end).alias("as_of")
+@dataclass
+class Grain:
+    """How lines are reduced before anything fans out (built from the terms alone)."""
+
+    classes: dict[str, int]  # territory -> class id ("" = any code no set names)
+    members: pl.DataFrame  # class_id x territory set it belongs to
+    boundaries: list[dt.date]  # every date on which some split, rate or price changes
+    override_tracks: pl.Series  # tracks with track-level splits
+
+    @classmethod
+    def of(cls, terms: Terms) -> Grain:
+        from schemas.territories import ALL_TERRITORIES
+
+        sets = [
+            *terms.splits["territories"].to_list(),
+            *terms.rates["territories"].to_list(),
+            *terms.ppd_prices["territories"].to_list(),
+            "WW",
+        ]
+        mapping, members = territory_classes([*sorted(ALL_TERRITORIES), "WW", "ZZ"], sets)
+        classes = dict(mapping.rows())
+        dates: set[dt.date] = set()
+        for frame in (terms.splits, terms.rates, terms.ppd_prices):
+            dates.update(d for d in frame["effective_from"].to_list() if d is not None)
+            dates.update(
+                d + dt.timedelta(days=1) for d in frame["effective_to"].to_list() if d is not None
+            )
+        tracks = terms.splits.filter(pl.col("track_id").is_not_null())["track_id"].unique()
+        return cls(classes, members, sorted(dates), tracks.sort())
+
+    def segment_start(self, segment: int) -> dt.date:
+        return self.boundaries[segment - 1] if segment > 0 else FAR_PAST
 
 
-def aggregate(lines: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
-    """(matched aggregates, suspense aggregates) of the period's lines."""
+def aggregate(lines: pl.LazyFrame, grain: Grain) -> tuple[pl.LazyFrame, pl.LazyFrame, pl.LazyFrame]:
+    """(matched aggregates at ``P_KEYS`` grain with a ``segment`` instead of ``as_of``,
+    suspense aggregates, every line summed per currency) in one pass over the lines."""
     matched = pl.col("match_method").is_not_null()
+    usage_date = pl.coalesce(pl.col("usage_end"), pl.col("usage_start"))
+    bounds = pl.Series("b", grain.boundaries, dtype=pl.Date)
+    segment = (
+        pl.when(usage_date.is_null())
+        .then(None)
+        .otherwise(pl.lit(bounds).search_sorted(usage_date, side="right"))
+        .cast(pl.Int32)
+    )
+    unknown = grain.classes["ZZ"]
     agg = (
         lines.filter(matched)
-        .with_columns(
-            _as_of(),
-            pl.col("territory").fill_null("WW"),
-            pl.col("usage_type").fill_null("other"),
-            pl.col("commercial_model").fill_null("").alias("channel"),
-            pl.col("converted_currency").alias("currency"),
+        .select(
+            pl.when(pl.col("track_id").is_in(grain.override_tracks.implode()))
+            .then(pl.col("track_id"))
+            .alias("track_id"),
+            pl.col("release_id"),
+            pl.col("reporting_period").cast(pl.Categorical),
+            segment.alias("segment"),
+            pl.col("territory")
+            .fill_null("WW")
+            .replace_strict(grain.classes, default=unknown, return_dtype=pl.Int32)
+            .alias("class_id"),
+            pl.col("usage_type").fill_null("other").cast(pl.Categorical),
+            pl.col("commercial_model").fill_null("").cast(pl.Categorical).alias("channel"),
+            pl.col("converted_amount"),
+            pl.col("quantity"),
         )
-        .group_by(G1_KEYS)
+        .group_by(
+            "track_id",
+            "release_id",
+            "reporting_period",
+            "segment",
+            "class_id",
+            "usage_type",
+            "channel",
+        )
         .agg(
             pl.col("converted_amount").sum().cast(EXACT).alias("amount"),
             pl.col("quantity").fill_null(0).sum().alias("quantity"),
@@ -95,15 +146,24 @@ def aggregate(lines: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     )
     suspense = (
         lines.filter(~matched)
-        .with_columns(pl.col("converted_currency").alias("currency"))
-        .group_by(["reporting_period", "source", "currency", "suspense_reason"])
+        .group_by(
+            "reporting_period",
+            "source",
+            pl.col("converted_currency").alias("currency"),
+            "suspense_reason",
+        )
         .agg(
             pl.col("converted_amount").sum().cast(EXACT).alias("amount"),
             pl.col("quantity").fill_null(0).sum().alias("quantity"),
             pl.len().alias("lines"),
         )
     )
-    return agg, suspense
+    read = lines.group_by(pl.col("converted_currency").alias("currency")).agg(
+        pl.col("converted_amount").sum().cast(EXACT).alias("amount"),
+        pl.len().alias("lines"),
+        pl.col("converted_amount").is_null().sum().alias("unconverted"),
+    )
+    return agg, suspense, read
 
 
 def territory_classes(territories: list[str], sets: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -137,7 +197,7 @@ def resolve_splits(
 ) -> pl.DataFrame:
     """placements (track_id, release_id, as_of, class_id) -> one row per applying split:
     placement keys + split_id, payee_id, contract_id, share."""
-    keys = ["track_id", "release_id", "as_of", "class_id"]
+    keys = placements.columns  # track_id, release_id, as_of, class_id (+ codes to keep)
     cols = ["split_id", "payee_id", "contract_id", "share", "territories"]
     found = []
     for level in ("track_id", "release_id"):
@@ -285,7 +345,7 @@ class Earnings:
     """What ``compute_earnings`` returns."""
 
     royalties: pl.DataFrame  # one row per aggregate x applying split (accounting currency)
-    matched: pl.DataFrame  # the aggregates (G1) with class_id
+    matched: pl.DataFrame  # the matched aggregates (``P_KEYS`` grain)
     suspense: pl.DataFrame
     slots: pl.DataFrame  # per rate: slot, prior units, period units, blended rate
     unsplit: pl.DataFrame  # matched aggregates no split applied to, per currency
@@ -326,6 +386,13 @@ class FxTable:
             )
 
 
+def _codes(frame: pl.DataFrame, column: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Replace a categorical column by small integer codes; return the code -> value table."""
+    coded = frame.with_columns(pl.col(column).to_physical().cast(pl.Int64).alias(f"{column}_c"))
+    table = coded.select(f"{column}_c", pl.col(column).cast(pl.String)).unique()
+    return coded.drop(column), table
+
+
 def compute_earnings(
     lines: pl.LazyFrame,
     terms: Terms,
@@ -334,97 +401,203 @@ def compute_earnings(
     accounting_currency: str,
     prior_units: dict[str, int],
 ) -> Earnings:
-    in_period = period_lines(lines, period)
-    g1_lazy, suspense_lazy = aggregate(in_period)
-    read_lazy = in_period.group_by(pl.col("converted_currency").alias("currency")).agg(
-        pl.col("converted_amount").sum().cast(EXACT).alias("amount"), pl.len().alias("lines")
-    )
-    g1, suspense, read = pl.collect_all([g1_lazy, suspense_lazy, read_lazy])
-    fx = FxTable(terms.fx)
-    unconverted = g1.filter(pl.col("amount").is_null() | pl.col("currency").is_null())
-    if unconverted.height or suspense.filter(pl.col("amount").is_null()).height:
+    grain = Grain.of(terms)
+    agg_lazy, suspense_lazy, read_lazy = aggregate(period_lines(lines, period), grain)
+    agg, suspense, read = pl.collect_all([agg_lazy, suspense_lazy, read_lazy])
+    if read.height and (int(read["unconverted"].sum()) or read["currency"].null_count()):
         raise EngineError(
             "unconverted_lines",
             "some lines of the period have no converted amount (no FX rate when they were "
             "ingested); import the rates and run `tunemantra rematch` or re-ingest",
         )
-    sets = [
-        *terms.splits["territories"].to_list(),
-        *terms.rates["territories"].to_list(),
-        *terms.ppd_prices["territories"].to_list(),
-        "WW",
-    ]
-    mapping, members = territory_classes(g1["territory"].unique().to_list(), sets)
-    g1 = g1.join(mapping, on="territory", how="left")
-    k1 = g1.group_by(K1_KEYS).agg(pl.col("amount").sum(), pl.col("quantity").sum())
-    placements = k1.select("track_id", "release_id", "as_of", "class_id").unique()
-    applied = resolve_splits(placements, terms.splits, members)
-    k1c = k1.join(
-        applied, on=["track_id", "release_id", "as_of", "class_id"], how="inner", nulls_equal=True
+    other = sorted(set(read["currency"].to_list()) - {accounting_currency})
+    if other:
+        raise EngineError(
+            "currency_mismatch",
+            f"lines converted to {', '.join(other)}, not the accounting currency "
+            f"{accounting_currency}; re-ingest them",
+            [{"currency": c} for c in other],
+        )
+    read = read.drop("unconverted")
+    # From here on every frame is sized by the catalogue and the terms, not by the lines:
+    # the aggregates carry integer codes; strings and dates live in small code tables.
+    p = _segments(agg, grain)
+    decode = {}
+    for column in ("reporting_period", "usage_type", "channel"):
+        p, decode[column] = _codes(p, column)
+    segments = pl.DataFrame(
+        {
+            "segment": list(range(len(grain.boundaries) + 1)),
+            "as_of": [grain.segment_start(i) for i in range(len(grain.boundaries) + 1)],
+        },
+        schema={"segment": pl.Int32, "as_of": pl.Date},
     )
-    needs = k1c.select("contract_id", "usage_type", "channel", "as_of", "class_id").unique()
-    chosen = resolve_rates(needs, terms.rates, members)
-    k1c = k1c.join(
+    p = p.with_row_index("pid")
+    place = ["track_id", "release_id", "segment", "class_id"]
+    placements = p.select(place).unique().join(segments, on="segment", how="left")
+    applied = resolve_splits(placements, terms.splits, grain.members)
+    k1c = p.join(applied.drop("as_of", "level"), on=place, how="inner", nulls_equal=True).select(
+        "pid",
+        "release_id",
+        *place[2:],
+        "reporting_period_c",
+        "usage_type_c",
+        "channel_c",
+        "amount",
+        "quantity",
+        "split_id",
+        "payee_id",
+        "contract_id",
+        "share",
+    )
+    plan_keys = [
+        "contract_id",
+        "usage_type_c",
+        "channel_c",
+        "segment",
+        "class_id",
+        "reporting_period_c",
+    ]
+    # Units per plan row (each aggregate counted once per contract, however many splits).
+    units = (
+        k1c.select("pid", *plan_keys, "quantity")
+        .unique(subset=["pid", "contract_id"], keep="any")
+        .group_by(plan_keys)
+        .agg(pl.col("quantity").sum().alias("units"))
+    )
+    plan = (
+        units.join(segments, on="segment", how="left")
+        .join(decode["usage_type"], on="usage_type_c", how="left")
+        .join(decode["channel"], on="channel_c", how="left")
+        .join(decode["reporting_period"], on="reporting_period_c", how="left")
+    )
+    needs = plan.select("contract_id", "usage_type", "channel", "as_of", "class_id").unique()
+    chosen = resolve_rates(needs, terms.rates, grain.members)
+    plan = plan.join(
         chosen, on=["contract_id", "usage_type", "channel", "as_of", "class_id"], how="left"
     )
-    # Escalation: units per rate this period (each aggregate counted once per contract).
     per_rate = (
-        k1c.unique(subset=[*K1_KEYS, "contract_id"], keep="first", maintain_order=True)
-        .group_by("rate_id", "slot")
-        .agg(pl.col("quantity").sum().alias("units"))
+        plan.group_by("rate_id", "slot")
+        .agg(pl.col("units").sum())
         .join(terms.rates.select("rate_id", "rate", "tiers", "effective_from"), on="rate_id")
         .sort("slot", "effective_from", "rate_id")
     )
-    slot_rows = []
-    running = dict(prior_units)
-    for row in per_rate.iter_rows(named=True):
-        prior = running.get(row["slot"], 0)
-        tiers = json.loads(row["tiers"] or "[]")
-        eff = blended_rate(to_decimal(row["rate"]), tiers, prior, int(row["units"]))
-        running[row["slot"]] = prior + int(row["units"])
-        slot_rows.append(
-            {
-                "rate_id": row["rate_id"],
-                "slot": row["slot"],
-                "prior_units": prior,
-                "units": int(row["units"]),
-                "base_rate": to_decimal(row["rate"]),
-                "effective_rate": eff,
-            }
-        )
-    slots = pl.DataFrame(
-        slot_rows,
-        schema={
-            "rate_id": pl.Int64,
-            "slot": pl.String,
-            "prior_units": pl.Int64,
-            "units": pl.Int64,
-            "base_rate": RATE,
-            "effective_rate": RATE,
-        },
-        orient="row",
-    )
-    factors = _factors(k1c, slots, terms, members, fx, accounting_currency)
+    slots = _escalate(per_rate, prior_units)
+    fx = FxTable(terms.fx)
+    plan = _factors(plan, slots, terms, grain.members, fx, accounting_currency)
     fx.raise_missing()
-    royalties = _royalties(g1, factors)
-    unsplit = (
-        g1.join(
-            applied.select("track_id", "release_id", "as_of", "class_id").unique(),
-            on=["track_id", "release_id", "as_of", "class_id"],
-            how="anti",
-            nulls_equal=True,
+    royalties = _royalties(
+        k1c.join(
+            plan.select(*plan_keys, "basis", "effective_rate", "net", "unit_value"),
+            on=plan_keys,
+            how="left",
         )
+    )
+    # The statement grain: per contract, release, usage type and month.
+    statement = (
+        royalties.group_by(
+            "contract_id", "payee_id", "release_id", "usage_type_c", "reporting_period_c"
+        )
+        .agg(
+            pl.col("royalty").sum().cast(EXACT),
+            pl.col("amount").sum().cast(EXACT).alias("revenue_share_base"),
+            pl.col("quantity").sum(),
+        )
+        .join(decode["usage_type"], on="usage_type_c", how="left")
+        .join(decode["reporting_period"], on="reporting_period_c", how="left")
+        .drop("usage_type_c", "reporting_period_c")
+    )
+    unsplit = (
+        p.join(applied.select(place).unique(), on=place, how="anti", nulls_equal=True)
+        .select(pl.lit(accounting_currency).alias("currency"), "amount", "lines")
         .group_by("currency")
         .agg(pl.col("amount").sum().cast(EXACT), pl.col("lines").sum())
     )
+    matched = p.select(pl.lit(accounting_currency).alias("currency"), "amount", "lines")
     return Earnings(
-        royalties=royalties,
-        matched=g1,
+        royalties=statement,
+        matched=matched,
         suspense=suspense,
         slots=slots,
         unsplit=unsplit,
         read=read,
     )
+
+
+def _segments(agg: pl.DataFrame, grain: Grain) -> pl.DataFrame:
+    """Lines without a usage date take their reporting month's last day."""
+    if not agg.filter(pl.col("segment").is_null()).height:
+        return agg
+    bounds = pl.Series("b", grain.boundaries, dtype=pl.Date)
+    month_end = pl.col("reporting_period").cast(pl.String).str.to_date("%Y-%m").dt.month_end()
+    keys = [c for c in agg.columns if c not in ("amount", "quantity", "lines")]
+    return (
+        agg.with_columns(
+            pl.when(pl.col("segment").is_null())
+            .then(pl.lit(bounds).search_sorted(month_end, side="right").cast(pl.Int32))
+            .otherwise(pl.col("segment"))
+            .alias("segment")
+        )
+        .group_by(keys)
+        .agg(pl.col("amount").sum().cast(EXACT), pl.col("quantity").sum(), pl.col("lines").sum())
+    )
+
+
+def _escalate(per_rate: pl.DataFrame, prior_units: dict[str, int]) -> pl.DataFrame:
+    """Each rate's effective rate for the period. Rates without tiers keep their rate (the
+    common case, done column-wise); tiered ones are priced unit by unit in ``blended_rate``,
+    in slot order, the tracker carried from the previous period and between the rates of a
+    slot (a renegotiated rate continues the count)."""
+    schema = {
+        "rate_id": pl.Int64,
+        "slot": pl.String,
+        "prior_units": pl.Int64,
+        "units": pl.Int64,
+        "base_rate": RATE,
+        "effective_rate": RATE,
+    }
+    frame = per_rate.with_columns(
+        pl.col("tiers").fill_null("[]").is_in(["[]", ""]).alias("_flat"),
+        pl.col("rate").cast(RATE).alias("base_rate"),
+    )
+    flat_slots = frame.group_by("slot").agg(pl.col("_flat").all()).filter(pl.col("_flat"))
+    flat = frame.join(flat_slots.select("slot"), on="slot", how="semi")
+    prior = pl.DataFrame(
+        list(prior_units.items()), schema={"slot": pl.String, "_prior": pl.Int64}, orient="row"
+    )
+    flat = (
+        flat.join(prior, on="slot", how="left")
+        .with_columns(
+            (
+                pl.col("_prior").fill_null(0)
+                + pl.col("units").cum_sum().over("slot", order_by=["effective_from", "rate_id"])
+                - pl.col("units")
+            ).alias("prior_units"),
+            pl.col("base_rate").alias("effective_rate"),
+        )
+        .select(list(schema))
+    )
+    rows = []
+    running = dict(prior_units)
+    tiered = frame.join(flat_slots.select("slot"), on="slot", how="anti")
+    for row in tiered.sort("slot", "effective_from", "rate_id").iter_rows(named=True):
+        before = running.get(row["slot"], 0)
+        base = to_decimal(row["rate"])
+        tiers = json.loads(row["tiers"] or "[]")
+        running[row["slot"]] = before + int(row["units"])
+        rows.append(
+            (
+                row["rate_id"],
+                row["slot"],
+                before,
+                int(row["units"]),
+                base,
+                blended_rate(base, tiers, before, int(row["units"])),
+            )
+        )
+    return pl.concat(
+        [flat.cast(schema), pl.DataFrame(rows, schema=schema, orient="row")]  # type: ignore[arg-type]
+    ).sort("slot", "rate_id")
 
 
 def _factors(
@@ -435,8 +608,9 @@ def _factors(
     fx: FxTable,
     acct: str,
 ) -> pl.DataFrame:
-    """Per (K1 aggregate, split): the multipliers that turn its amount and quantity into the
-    split's royalty: ``amount x share x rate x net`` + ``quantity x share x rate x unit``."""
+    """Per (contract, usage type, channel, date, class, month): the multipliers that turn an
+    aggregate's amount and quantity into a split's royalty:
+    ``amount x share x rate x net`` + ``quantity x share x rate x unit``."""
     contracts = terms.contracts.select(
         "contract_id", "basis", "distribution_fee", pl.col("currency").alias("contract_currency")
     )
@@ -479,15 +653,7 @@ def _factors(
     one = pl.lit(Decimal(1)).cast(RATE)
     receipts = pl.col("basis").is_in(["gross_receipts", "net_receipts"])
     net = pl.when(pl.col("basis") == "net_receipts").then(one - pl.col("distribution_fee"))
-    return f.select(
-        *K1_KEYS,
-        "split_id",
-        "payee_id",
-        "contract_id",
-        "share",
-        "rate_id",
-        "basis",
-        "effective_rate",
+    return f.with_columns(
         pl.when(receipts).then(net.otherwise(one)).otherwise(None).cast(RATE).alias("net"),
         pl.when(pl.col("basis") == "per_unit")
         .then(pl.col("fx_unit"))
@@ -496,7 +662,7 @@ def _factors(
         .otherwise(None)
         .cast(EXACT)
         .alias("unit_value"),
-    )
+    ).select(*k1c.columns, "basis", "effective_rate", "net", "unit_value")
 
 
 def _ppd_prices(
@@ -542,16 +708,15 @@ def _ppd_prices(
     )
 
 
-def _royalties(g1: pl.DataFrame, factors: pl.DataFrame) -> pl.DataFrame:
+def _royalties(factors: pl.DataFrame) -> pl.DataFrame:
     """Each aggregate x each split that applies to it, with its royalty (12 places)."""
-    joined = g1.join(factors, on=K1_KEYS, how="inner", nulls_equal=True)
     share_amount = (pl.col("amount") * pl.col("share")).cast(EXACT)
     receipts = ((share_amount * pl.col("effective_rate")).cast(EXACT) * pl.col("net")).cast(EXACT)
     share_units = (pl.col("quantity").cast(EXACT) * pl.col("share")).cast(EXACT)
     units = ((share_units * pl.col("effective_rate")).cast(EXACT) * pl.col("unit_value")).cast(
         EXACT
     )
-    return joined.with_columns(
+    return factors.with_columns(
         pl.when(pl.col("net").is_not_null())
         .then(receipts)
         .otherwise(units)

@@ -27,7 +27,9 @@ from royalty_engine.money import CENTS, EXACT, RATE, cents, to_decimal
 from royalty_engine.periods import Period
 from royalty_engine.terms import ContractState, EngineError, Terms
 
-DIMENSIONS = ("source", "territory", "track_id", "usage_type", "reporting_period")
+# What the run itself breaks each contract's earnings down by (cheap at the run's grain).
+# By source, territory and track: ``royalty_engine.detail`` derives them per payee on demand.
+DIMENSIONS = ("release_id", "usage_type", "reporting_period")
 ZERO = Decimal("0.00")
 
 BREAKDOWN_SCHEMA: dict[str, pl.DataType] = {
@@ -120,11 +122,12 @@ def compute(
         period,
         charge_fx=charge_fx,
     )
-    for slot in earned.slots.iter_rows(named=True):
-        cid = int(slot["slot"].split("|", 1)[0])
+    # The escalation tracker: what each slot had before, plus every unit of its rates now.
+    per_slot = earned.slots.group_by("slot").agg(pl.col("units").sum())
+    for slot, added in per_slot.rows():
+        cid = int(slot.split("|", 1)[0])
         if cid in balances.state:
-            units = balances.state[cid].units
-            units[slot["slot"]] = slot["prior_units"] + slot["units"]
+            balances.state[cid].units[slot] = prior_units.get(slot, 0) + int(added)
     totals, counts = _reconcile(earned, read, per_contract, balances, accounting_currency)
     breakdown = _breakdown(royalties, balances.ledger)
     counts["breakdown_rows"] = breakdown.height
@@ -164,10 +167,8 @@ def _reconcile(
     acct: str,
 ) -> tuple[dict[str, dict[str, str]], dict[str, int]]:
     def by_currency(frame: pl.DataFrame, col: str = "amount") -> dict[str, Decimal]:
-        out: dict[str, Decimal] = defaultdict(Decimal)
-        for cur, amount in frame.select("currency", col).rows():
-            out[cur] += to_decimal(amount)
-        return out
+        summed = frame.group_by("currency").agg(pl.col(col).sum())
+        return {cur: to_decimal(amount) for cur, amount in summed.rows() if cur is not None}
 
     revenue_exact = by_currency(read)
     matched_exact = by_currency(earned.matched)
@@ -253,7 +254,7 @@ def _breakdown(royalties: pl.DataFrame, ledger: pl.DataFrame) -> pl.DataFrame:
     """Each contract's earnings by source, territory, track, usage type and month, in cents
     that add up to the contract's earnings (largest remainder, see ``money.allocate``)."""
     frames = []
-    base = royalties.with_columns(pl.col("track_id").cast(pl.String), pl.col("release_id"))
+    base = royalties
     for dim in DIMENSIONS:
         frames.append(
             base.group_by("contract_id", "payee_id", pl.col(dim).cast(pl.String).alias("key"))

@@ -37,6 +37,9 @@ def gtin_valid_expr(col: str) -> pl.Expr:
     return digits_ok & not_zero & (check == s.str.slice(13, 1).cast(pl.Int32, strict=False))
 
 
+Check = tuple[pl.Expr, str, str, str | pl.Expr, str]  # condition, field, code, message, severity
+
+
 def _check(
     lines: pl.LazyFrame, cond: pl.Expr, field: str, code: str, message: str | pl.Expr, severity: str
 ) -> pl.LazyFrame:
@@ -59,78 +62,91 @@ def check_lines(
     period_end: dt.date | None,
 ) -> pl.LazyFrame:
     """All findings for ``lines`` (schema ``ERRORS_SCHEMA``), one row per line and field."""
+    checks = _checks(territories, currencies, period_start, period_end)
+    found = [_check(lines, *c) for c in checks]
+    return pl.concat(found, how="vertical").cast(ERRORS_SCHEMA)  # type: ignore[arg-type]
+
+
+def error_expr(
+    *,
+    territories: frozenset[str],
+    currencies: frozenset[str],
+    period_start: dt.date | None,
+    period_end: dt.date | None,
+) -> pl.Expr:
+    """True for a line that ``check_lines`` gives an ``error`` finding (the line is rejected):
+    one boolean per line, so accepted and rejected lines are split without a join."""
+    checks = _checks(territories, currencies, period_start, period_end)
+    return pl.any_horizontal(cond.fill_null(False) for cond, *_, sev in checks if sev == "error")
+
+
+def _checks(
+    territories: frozenset[str],
+    currencies: frozenset[str],
+    period_start: dt.date | None,
+    period_end: dt.date | None,
+) -> list[Check]:
     terr = sorted(territories)
     curr = sorted(currencies)
-    checks = [
-        _check(
-            lines, pl.col("amount").is_null(), "amount", "missing", "amount is missing", "error"
-        ),
-        _check(
-            lines,
+    checks: list[Check] = [
+        (pl.col("amount").is_null(), "amount", "missing", "amount is missing", "error"),
+        (
             pl.col("quantity").is_null(),
             "quantity",
             "missing",
             "quantity is missing",
             "error",
         ),
-        _check(
-            lines,
+        (
             pl.col("currency").is_null(),
             "currency",
             "missing",
             "currency is missing",
             "error",
         ),
-        _check(
-            lines,
+        (
             pl.col("currency").is_not_null() & ~pl.col("currency").is_in(curr),
             "currency",
             "unknown_currency",
             pl.format("{} is not an ISO 4217 currency", pl.col("currency")),
             "error",
         ),
-        _check(
-            lines,
+        (
             pl.col("territory").is_null(),
             "territory",
             "missing",
             "territory is missing",
             "error",
         ),
-        _check(
-            lines,
+        (
             pl.col("territory").is_not_null() & ~pl.col("territory").is_in(terr),
             "territory",
             "unknown_territory",
             pl.format("{} is not an ISO 3166-1 alpha-2 code", pl.col("territory")),
             "error",
         ),
-        _check(
-            lines,
+        (
             pl.col("usage_start") > pl.col("usage_end"),
             "usage_start",
             "date_order",
             "usage_start is after usage_end",
             "error",
         ),
-        _check(
-            lines,
+        (
             pl.col("isrc").is_not_null() & ~pl.col("isrc").str.contains(ISRC_RE),
             "isrc",
             "invalid_isrc",
             pl.format("{} is not a valid ISRC", pl.col("isrc")),
             "warning",
         ),
-        _check(
-            lines,
+        (
             pl.col("upc").is_not_null() & ~gtin_valid_expr("upc"),
             "upc",
             "invalid_upc",
             pl.format("{} is not a valid UPC/EAN", pl.col("upc")),
             "warning",
         ),
-        _check(
-            lines,
+        (
             pl.col("isrc").is_null()
             & pl.col("upc").is_null()
             & pl.col("dsp_resource_id").is_null()
@@ -149,8 +165,7 @@ def check_lines(
             (pl.col("usage_start") < period_start) | (pl.col("usage_end") > period_end)
         ) & pl.col("adjustment_type").is_null()
         checks.append(
-            _check(
-                lines,
+            (
                 outside,
                 "usage_start",
                 "outside_period",
@@ -163,7 +178,7 @@ def check_lines(
                 "error",
             )
         )
-    return pl.concat(checks, how="vertical").cast(ERRORS_SCHEMA)  # type: ignore[arg-type]
+    return checks
 
 
 def split_by_errors(

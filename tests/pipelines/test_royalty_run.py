@@ -23,6 +23,7 @@ from pipelines.royalty_run import (
     preview,
     reproduce,
     run_period,
+    statement_detail,
     transition,
     verify_outputs,
 )
@@ -100,6 +101,36 @@ def test_a_run_writes_reconciled_outputs_and_store_rows(label: Label) -> None:
     assert verify_outputs(label.factory, run_id=run_id)["verified"] is True
     shown = preview(label.factory, run_id=run_id)
     assert shown["variance"] and "Royalty run" in shown["markdown"]
+
+
+def test_statement_detail_adds_up_to_the_run(label: Label) -> None:
+    report = label.run()
+    run_id = int(report["run_id"])  # type: ignore[call-overload]
+    ledger = pl.read_parquet(report["outputs"]["ledger"])  # type: ignore[index]
+    breakdown = pl.read_parquet(report["outputs"]["breakdown"])  # type: ignore[index]
+    earning = ledger.filter(pl.col("earnings") != 0)
+    assert earning.height >= 3
+    for payee_id in earning["payee_id"].unique().to_list():
+        detail = statement_detail(label.factory, label.data, run_id=run_id, payee_id=payee_id)
+        assert {"track_id", "source", "territory", "usage_type"} <= set(detail.columns)
+        mine = ledger.filter(pl.col("payee_id") == payee_id)
+        # cents per contract: exactly the statement figure
+        sums = dict(detail.group_by("contract_id").agg(pl.col("amount").sum()).rows())
+        for cid, earnings in mine.select("contract_id", "earnings").rows():
+            assert sums.get(cid, Decimal("0.00")) == earnings
+        # exact royalties by usage type: the run's own breakdown, to far below a cent
+        run_exact = dict(
+            breakdown.filter(
+                pl.col("payee_id") == payee_id, pl.col("dimension") == "usage_type"
+            )
+            .group_by("key")
+            .agg(pl.col("exact").sum())
+            .rows()
+        )
+        derived = dict(detail.group_by("usage_type").agg(pl.col("exact").sum()).rows())
+        assert set(run_exact) == set(derived)
+        for usage, value in run_exact.items():
+            assert abs(value - derived[usage]) < Decimal("1e-8")
 
 
 def test_rerun_supersedes_until_locked_then_only_corrections(label: Label) -> None:
