@@ -111,8 +111,13 @@ def _dec(value: Decimal) -> str:
     return "0" if text in ("-0", "0") else text
 
 
-def _accepted_summary(accepted: pl.DataFrame) -> pl.DataFrame:
-    keys = ["currency", "territory", "usage_type", "matched"]
+SUMMARY_KEYS = ["currency", "territory", "usage_type", "matched"]
+FINDINGS_KEYS = ["line_status", "field", "code", "severity"]
+
+
+def accepted_summary(accepted: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """The accepted lines per (currency, territory, usage type, matched): lines, quantity and
+    amount sums. Summaries of consecutive chunks of one file combine with ``combine_summaries``."""
     return (
         accepted.lazy()
         .group_by(
@@ -127,12 +132,16 @@ def _accepted_summary(accepted: pl.DataFrame) -> pl.DataFrame:
             pl.col("amount").sum().alias("amount"),
             pl.col("amount").abs().sum().alias("abs_amount"),
         )
-        .sort(keys, nulls_last=True)
+        .sort(SUMMARY_KEYS, nulls_last=True)
         .collect()
     )
 
 
-def _findings_summary(findings: pl.DataFrame, accepted: pl.DataFrame) -> pl.DataFrame:
+def findings_summary(
+    findings: pl.DataFrame | pl.LazyFrame, accepted: pl.DataFrame | pl.LazyFrame
+) -> pl.DataFrame:
+    """The findings per (line status, field, code, severity); a finding's line is "accepted"
+    when it is among ``accepted``'s lines. Per chunk, then ``combine_summaries``."""
     kept = accepted.lazy().select("line_no").unique().with_columns(pl.lit(True).alias("_kept"))
     return (
         findings.lazy()
@@ -143,10 +152,25 @@ def _findings_summary(findings: pl.DataFrame, accepted: pl.DataFrame) -> pl.Data
             .otherwise(pl.lit("rejected"))
             .alias("line_status")
         )
-        .group_by("line_status", "field", "code", "severity")
-        .agg(pl.len().alias("findings"))
-        .sort(["line_status", "field", "code", "severity"], nulls_last=True)
+        .group_by(*FINDINGS_KEYS)
+        .agg(pl.len().cast(pl.UInt32).alias("findings"))
+        .sort(FINDINGS_KEYS, nulls_last=True)
         .collect()
+    )
+
+
+def combine_summaries(parts: list[pl.DataFrame], keys: list[str]) -> pl.DataFrame:
+    """Partial summaries (of ``accepted_summary`` or ``findings_summary``) of the chunks of one
+    file, added up per key: the same frame as the summary of the whole file."""
+    if len(parts) == 1:
+        return parts[0]
+    frame = pl.concat(parts, how="vertical")
+    values = [c for c in frame.columns if c not in keys]
+    return (
+        frame.group_by(keys)
+        .agg(pl.col(values).sum())
+        .sort(keys, nulls_last=True)
+        .select(frame.columns)
     )
 
 
@@ -324,14 +348,15 @@ def _result_dict(result: Any, frame: str) -> dict[str, Any]:
 
 def run_batch_expectations(
     *,
-    accepted: pl.DataFrame,
-    findings: pl.DataFrame,
+    accepted: pl.DataFrame | None = None,
+    findings: pl.DataFrame | None = None,
     declared_totals: dict[str, Decimal],
     file_label: str,
     out_dir: Path,
     rejected_totals: Mapping[str, Decimal] | None = None,
     suspense_threshold: float = DEFAULT_SUSPENSE_THRESHOLD,
     run_time: dt.datetime | None = None,
+    summaries: tuple[pl.DataFrame, pl.DataFrame] | None = None,
 ) -> BatchReport:
     """Validate one batch and write its Data Docs to ``out_dir/data_docs/index.html``.
 
@@ -340,10 +365,16 @@ def run_batch_expectations(
     the file declares per currency; ``rejected_totals``: the amounts of the lines set aside per
     currency, so that read = accepted + rejected is compared with what is declared; ``run_time``:
     shown in the report (e.g. the Airflow data interval end), a fixed epoch when not given.
+    ``summaries``: instead of ``accepted`` and ``findings``, their ``accepted_summary`` and
+    ``findings_summary`` (e.g. combined chunk by chunk, so the lines are never all in memory).
     """
     started = time.perf_counter()
     docs_dir = out_dir.resolve() / DOCS_DIR  # GX needs an absolute path
-    summary = _accepted_summary(accepted)
+    if summaries is None:
+        if accepted is None or findings is None:
+            raise ValueError("pass accepted and findings, or their summaries")
+        summaries = (accepted_summary(accepted), findings_summary(findings, accepted))
+    summary, found = summaries
     row = _reconciliation(summary, declared_totals, rejected_totals or {}, file_label)
     with _quiet_gx():
         frames = {
@@ -351,7 +382,7 @@ def run_batch_expectations(
                 summary.drop("abs_amount").with_columns(pl.col("amount").cast(pl.String)),
                 _summary_expectations(),
             ),
-            "findings_summary": (_findings_summary(findings, accepted), _findings_expectations()),
+            "findings_summary": (found, _findings_expectations()),
             "reconciliation": (
                 pl.DataFrame([row]),
                 _reconciliation_expectations(row, suspense_threshold),

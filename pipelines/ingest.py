@@ -11,12 +11,13 @@ file declares, or the file is quarantined.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
+import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.formats.base import FileMeta, FileRejected, ParsedFile, RowError
 from pipelines import lake
-from pipelines.expectations import run_batch_expectations
+from pipelines.expectations import (
+    FINDINGS_KEYS,
+    SUMMARY_KEYS,
+    accepted_summary,
+    combine_summaries,
+    findings_summary,
+    run_batch_expectations,
+)
 from royalty_engine.fx import convert
 from royalty_engine.matching import match_lines
-from royalty_engine.validate import ERRORS_SCHEMA, check_lines, split_by_errors
+from royalty_engine.validate import ERRORS_SCHEMA, check_lines, error_expr
 from schemas import revenue
 from schemas.store import db
 from schemas.store.models import (
@@ -148,30 +156,213 @@ def _totals(lines: pl.DataFrame) -> dict[str, Decimal]:
     return {str(cur): Decimal(str(amt)) for cur, amt in grouped.iter_rows() if cur is not None}
 
 
+def _add(into: dict[str, Decimal], more: Mapping[str, Decimal]) -> None:
+    for cur, amt in more.items():
+        into[cur] = into.get(cur, Decimal(0)) + amt
+
+
 def _fmt(d: Decimal) -> str:
     return format(d.normalize(), "f")
 
 
-def _combine(parsed: Sequence[ParsedFile]) -> ParsedFile:
-    if len(parsed) == 1:
-        return parsed[0]
-    meta = parsed[0].meta
-    totals: dict[str, Decimal] = {}
-    for p in parsed:
-        for cur, amt in p.meta.declared_totals.items():
-            totals[cur] = totals.get(cur, Decimal(0)) + amt
-    return ParsedFile(
-        lines=pl.concat([p.lines for p in parsed], how="vertical"),
-        meta=FileMeta(
-            format=meta.format,
-            period_start=meta.period_start,
-            period_end=meta.period_end,
-            service=meta.service,
-            declared_totals=totals,
-        ),
-        errors=[e for p in parsed for e in p.errors],
-        drift=[d for p in parsed for d in p.drift],
+def _reasons(findings: pl.DataFrame) -> pl.DataFrame:
+    """``line_no`` -> ``reasons`` ("field:code;...") of the lines with error findings."""
+    return (
+        findings.filter(pl.col("severity") == "error")
+        .group_by("line_no", maintain_order=True)
+        .agg(
+            pl.concat_str([pl.col("field"), pl.col("code")], separator=":")
+            .str.join(";")
+            .alias("reasons")
+        )
     )
+
+
+@dataclass
+class _Run:
+    """What one ingestion gathers chunk by chunk: totals, counts, findings and summaries,
+    never the lines themselves (those go to staged Parquet parts)."""
+
+    org_id: int
+    source: str
+    sha: str
+    file_id: int
+    catalog: Catalog
+    staging: Path
+    period: str | None  # the reporting period override (--period)
+    first_meta: FileMeta | None = None  # the first member's final meta (the file's period)
+    declared: dict[str, Decimal] = field(default_factory=dict)
+    read: dict[str, Decimal] = field(default_factory=dict)
+    accepted_totals: dict[str, Decimal] = field(default_factory=dict)
+    rejected_totals: dict[str, Decimal] = field(default_factory=dict)
+    lines: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    matched: int = 0
+    parser_errors: int = 0
+    drift: list[str] = field(default_factory=list)
+    findings: list[pl.DataFrame] = field(default_factory=list)
+    summaries: list[pl.DataFrame] = field(default_factory=list)
+    found: list[pl.DataFrame] = field(default_factory=list)
+    parts: list[tuple[str, str | None, Path]] = field(default_factory=list)  # table, period, path
+    seq: int = 0
+
+    def file_period(self) -> str | None:
+        if self.period:
+            return self.period
+        return _period_of(self.first_meta) if self.first_meta is not None else None
+
+    def chunk(self, piece: ParsedFile) -> None:
+        """Validate, match, convert and stage one chunk of parsed lines: one lazy plan."""
+        # the file's period: the first member's (complete on its last piece; on every piece
+        # when the HEAD or the file name declares it, else unknown until the end: restamp)
+        meta = self.first_meta or piece.meta
+        file_period = self.file_period() or _period_of(meta)
+        lines = revenue.conform(piece.lines, revenue.PARSED)
+        checks: dict[str, Any] = {
+            "territories": ALL_TERRITORIES,
+            "currencies": _currencies(),
+            "period_start": meta.period_start,
+            "period_end": meta.period_end,
+        }
+        bad = error_expr(**checks)
+        if piece.errors:
+            rows = [e.row for e in piece.errors if e.row is not None]
+            bad = bad | pl.col("line_no").is_in(rows)
+        month = pl.col("usage_end").dt.strftime("%Y-%m")
+        stamp = [
+            pl.lit(self.org_id).alias("org_id"),
+            pl.lit(self.source).alias("source"),
+            pl.lit(self.sha).alias("file_sha256"),
+            (pl.lit(file_period) if file_period else month).alias("reporting_period"),
+            pl.lit(self.file_id, dtype=pl.Int64).alias("file_id"),
+        ]
+        flagged = lines.with_columns(bad.fill_null(False).alias("_bad"))
+        matched = match_lines(
+            flagged.filter(~pl.col("_bad")).drop("_bad").with_columns(stamp),
+            self.catalog.tracks.lazy(),
+            self.catalog.releases.lazy(),
+            self.catalog.rules.lazy(),
+        )
+        accepted = revenue.conform(
+            convert(matched, self.catalog.rates.lazy(), target=self.catalog.currency),
+            revenue.CANONICAL,
+        )
+        rejected = flagged.filter(pl.col("_bad")).drop("_bad").with_columns(stamp)
+        acc, rej, found = pl.collect_all([accepted, rejected, check_lines(lines, **checks)])
+        if piece.errors:
+            row_errors = pl.DataFrame(
+                [(e.row, e.field, e.code, e.message, "error") for e in piece.errors],
+                schema=ERRORS_SCHEMA,
+                orient="row",
+            )
+            found = pl.concat([row_errors, found], how="vertical")
+        found = found.sort("line_no", maintain_order=True)
+        if rej.height:
+            rej = rej.join(_reasons(found), on="line_no", how="left", maintain_order="left")
+        acc_totals, rej_totals = _totals(acc), _totals(rej)
+        for into in (self.accepted_totals, self.read):
+            _add(into, acc_totals)
+        for into in (self.rejected_totals, self.read):
+            _add(into, rej_totals)
+        n_errors = len(piece.errors)
+        self.lines += acc.height + rej.height + n_errors
+        self.accepted += acc.height
+        self.rejected += rej.height + n_errors
+        self.parser_errors += n_errors
+        self.matched += int(acc.select(pl.col("match_method").is_not_null().sum()).item())
+        self.summaries.append(accepted_summary(acc))
+        self.found.append(findings_summary(found, acc.select("line_no")))
+        if found.height:
+            self.findings.append(found)
+        self._stage("revenue_lines", acc, file_period)
+        self._stage("rejected_lines", rej, file_period)
+
+    def _stage(self, table: str, frame: pl.DataFrame, period: str | None) -> None:
+        if frame.is_empty():
+            return
+        groups: list[tuple[str | None, pl.DataFrame]]
+        months = frame["reporting_period"].unique() if period is None else None
+        if period is not None:  # the usual case: one period, no partition_by
+            groups = [(period, frame)]
+        elif months is not None and months.len() == 1:  # period not known yet, one month
+            groups = [(months[0], frame)]
+        else:  # no file period: each line's own usage month
+            groups = [
+                (None if key[0] is None else str(key[0]), part)
+                for key, part in frame.partition_by("reporting_period", as_dict=True).items()
+            ]
+        for key, part in groups:
+            folder = lake.partition(
+                self.staging, table, self.org_id, str(key), self.source, self.file_id
+            )
+            self.parts.append((table, key, lake.write_parquet(part, folder / self._name())))
+
+    def _name(self) -> str:
+        self.seq += 1
+        return lake.part_name(self.seq - 1)
+
+    def restamp(self) -> None:
+        """Parts staged before the file's period was known (a spec layout whose period comes
+        from its lines is only known at the end) move to that period, FX converted again."""
+        final = self.file_period()
+        if final is None:
+            return
+        for i, (table, key, path) in enumerate(self.parts):
+            if key == final:
+                continue
+            frame = pl.read_parquet(path).with_columns(pl.lit(final).alias("reporting_period"))
+            if table == "revenue_lines":
+                rates = self.catalog.rates.lazy()
+                converted = convert(frame.lazy(), rates, target=self.catalog.currency)
+                frame = revenue.conform(converted, revenue.CANONICAL).collect()
+            folder = lake.partition(
+                self.staging, table, self.org_id, final, self.source, self.file_id
+            )
+            moved = lake.write_parquet(frame, folder / path.name)
+            path.unlink()
+            self.parts[i] = (table, final, moved)
+
+    def reconcile(self) -> None:
+        """What the file declares per currency = what was read, or the file is refused."""
+        if not self.declared or self.parser_errors:
+            return
+        diff = {
+            cur: self.declared.get(cur, Decimal(0)) - self.read.get(cur, Decimal(0))
+            for cur in set(self.read) | set(self.declared)
+        }
+        off = sorted(cur for cur, d in diff.items() if d != 0)
+        if off:
+            raise FileRejected(
+                "control_total_mismatch",
+                "; ".join(
+                    f"{cur}: declared {_fmt(self.declared.get(cur, Decimal(0)))}, "
+                    f"lines sum to {_fmt(self.read.get(cur, Decimal(0)))}"
+                    for cur in off
+                ),
+            )
+
+    def all_findings(self) -> pl.DataFrame:
+        if not self.findings:
+            return pl.DataFrame(schema=ERRORS_SCHEMA)
+        return pl.concat(self.findings, how="vertical").sort("line_no", maintain_order=True)
+
+    def totals(self) -> dict[str, dict[str, str]]:
+        out: dict[str, dict[str, str]] = {}
+        for cur in sorted(set(self.read) | set(self.declared)):
+            entry = {
+                "read": _fmt(self.read.get(cur, Decimal(0))),
+                "accepted": _fmt(self.accepted_totals.get(cur, Decimal(0))),
+                "rejected": _fmt(self.rejected_totals.get(cur, Decimal(0))),
+            }
+            if cur in self.declared:
+                entry["declared"] = _fmt(self.declared[cur])
+            out[cur] = entry
+        return out
+
+
+CHUNK_BYTES = 64 << 20
+"""Text per chunk: each chunk's working memory is a few hundred MiB, whatever the file size."""
 
 
 def ingest_path(
@@ -185,9 +376,16 @@ def ingest_path(
     format: str | None = None,
     period: str | None = None,
     actor: str = "ingest",
+    chunk_bytes: int | None = None,
 ) -> IngestOutcome:
-    """Ingest one local file (already fetched from its drop). Idempotent by content."""
-    from connectors.formats.registry import parse_file
+    """Ingest one local file (already fetched from its drop). Idempotent by content.
+
+    The file is read in chunks of about ``chunk_bytes`` of text (``CHUNK_BYTES`` by default);
+    each is validated, matched, converted and written as its own Parquet part into a staging
+    folder. The parts move into the lake only once the whole file has passed (its control
+    totals included), so memory stays bounded and a file refused at its end leaves nothing.
+    """
+    from connectors.formats.registry import iter_parse_file
 
     sha = lake.sha256_file(path)
     with db.transaction(factory, actor=actor) as session:
@@ -203,200 +401,134 @@ def ingest_path(
             )
         catalog = Catalog.load(session, org_id)
     raw = lake.keep_raw(path, data_dir, org_id, sha, _suffix(name))
-    quarantine = partial(
-        _quarantine,
-        factory,
-        data_dir,
-        org_id=org_id,
-        sha=sha,
-        name=name,
-        source_url=source_url,
-        raw=raw,
-        size=path.stat().st_size,
-        actor=actor,
-    )
-    outcome = IngestOutcome(name=name, status="ingested", sha256=sha)
-    with tempfile.TemporaryDirectory(prefix="tm-ingest-") as work:
-        try:
-            parsed = _combine(parse_file(raw, name, Path(work), format=format))
-        except FileRejected as exc:
-            return quarantine(fmt=format, exc=exc)
-    outcome.format = parsed.meta.format
-    file_period = period or _period_of(parsed.meta)
-    lines = revenue.conform(parsed.lines, revenue.PARSED).collect()
-    findings = check_lines(
-        lines.lazy(),
-        territories=ALL_TERRITORIES,
-        currencies=_currencies(),
-        period_start=parsed.meta.period_start,
-        period_end=parsed.meta.period_end,
-    ).collect()
-    row_errors = pl.DataFrame(
-        [(e.row, e.field, e.code, e.message, "error") for e in parsed.errors],
-        schema=ERRORS_SCHEMA,
-        orient="row",
-    )
-    findings = pl.concat([row_errors, findings], how="vertical").sort("line_no")
-    # Reconcile before anything is written: what the file declares = what was read.
-    read_totals = _totals(lines)
-    if parsed.meta.declared_totals and not parsed.errors:
-        diff = {
-            cur: parsed.meta.declared_totals.get(cur, Decimal(0)) - read_totals.get(cur, Decimal(0))
-            for cur in set(read_totals) | set(parsed.meta.declared_totals)
-        }
-        off = {cur: d for cur, d in diff.items() if d != 0}
-        if off:
-            mismatch = FileRejected(
-                "control_total_mismatch",
-                "; ".join(
-                    f"{cur}: declared {_fmt(parsed.meta.declared_totals.get(cur, Decimal(0)))}, "
-                    f"lines sum to {_fmt(read_totals.get(cur, Decimal(0)))}"
-                    for cur in sorted(off)
-                ),
+    size = path.stat().st_size
+    staging = lake.new_staging(data_dir)
+    fmt: str | None = format
+    try:
+        with tempfile.TemporaryDirectory(prefix="tm-ingest-") as work:
+            pieces = iter_parse_file(
+                raw, name, Path(work), format=format, batch_bytes=chunk_bytes or CHUNK_BYTES
             )
-            return quarantine(fmt=parsed.meta.format, exc=mismatch)
-    accepted, rejected = split_by_errors(lines.lazy(), findings)
-    month = pl.col("usage_end").dt.strftime("%Y-%m")
-    stamp = [
-        pl.lit(org_id).alias("org_id"),
-        pl.lit(parsed.meta.format).alias("source"),
-        pl.lit(sha).alias("file_sha256"),
-        (pl.lit(file_period) if file_period else month).alias("reporting_period"),
-    ]
-    matched = match_lines(
-        accepted.with_columns(stamp),
-        catalog.tracks.lazy(),
-        catalog.releases.lazy(),
-        catalog.rules.lazy(),
-    )
-    converted = convert(matched, catalog.rates.lazy(), target=catalog.currency).collect()
-    rejected_df = rejected.with_columns(stamp).collect()
-    with db.transaction(factory, actor=actor) as session:
-        received = dt.datetime.now(dt.UTC)
-        row = IngestFile(
-            received_at=received,
-            org_id=org_id,
-            sha256=sha,
-            original_name=name,
-            source_url=source_url,
-            size=path.stat().st_size,
-            format=parsed.meta.format,
-            status=IngestStatus.INGESTED,
-            reporting_period=file_period,
-            period_start=parsed.meta.period_start,
-            period_end=parsed.meta.period_end,
-            raw_path=str(raw),
-        )
-        session.add(row)
-        session.flush()
-        file_id = row.id
-        out = converted.with_columns(pl.lit(file_id).alias("file_id"))
-        canonical = revenue.conform(out, revenue.CANONICAL).collect()
-        outputs = _write(
-            data_dir,
-            org_id,
-            file_id,
-            parsed.meta.format,
-            canonical,
-            rejected_df.with_columns(pl.lit(file_id).alias("file_id")),
-            findings,
-        )
-        report = run_batch_expectations(
-            accepted=canonical,
-            findings=findings,
-            declared_totals=parsed.meta.declared_totals,
-            rejected_totals=_totals(rejected_df),
-            file_label=f"{parsed.meta.format}-file-{file_id}",
-            out_dir=Path(outputs["findings"]).parent,
-            run_time=received,
-        )
-        outputs["data_docs"] = str(report.docs_index)
-        outputs["expectations"] = {
-            "success": report.success,
-            "failed": [r["expectation_type"] for r in report.results if not r["success"]],
-        }
-        outcome = _summarise(
-            outcome, file_id, lines, canonical, rejected_df, findings, parsed, read_totals, outputs
-        )
-        row.lines_read = outcome.lines
-        row.lines_accepted, row.lines_rejected = outcome.accepted, outcome.rejected
-        row.lines_matched, row.lines_suspense = outcome.matched, outcome.suspense
-        row.totals, row.drift = outcome.totals, outcome.drift
-        row.errors_sample, row.error_count = outcome.errors, outcome.error_count
-        row.outputs = outputs
-    return outcome
-
-
-def _write(
-    data_dir: Path,
-    org_id: int,
-    file_id: int,
-    source: str,
-    accepted: pl.DataFrame,
-    rejected: pl.DataFrame,
-    findings: pl.DataFrame,
-) -> dict[str, Any]:
-    lake.remove_file_outputs(data_dir, org_id, file_id)
-    written: dict[str, list[str]] = {"revenue_lines": [], "rejected_lines": []}
-    for table, frame in (("revenue_lines", accepted), ("rejected_lines", rejected)):
-        if frame.is_empty():
-            continue
-        for (period,), part in frame.partition_by("reporting_period", as_dict=True).items():
-            target = lake.partition(data_dir, table, org_id, str(period), source, file_id)
-            if table == "rejected_lines":
-                reasons = (
-                    findings.filter(pl.col("severity") == "error")
-                    .group_by("line_no")
-                    .agg(
-                        pl.concat_str([pl.col("field"), pl.col("code")], separator=":")
-                        .str.join(";")
-                        .alias("reasons")
-                    )
+            first = next(pieces)
+            fmt = first.meta.format
+            with db.transaction(factory, actor=actor) as session:
+                received = dt.datetime.now(dt.UTC)
+                row = IngestFile(
+                    received_at=received,
+                    org_id=org_id,
+                    sha256=sha,
+                    original_name=name,
+                    source_url=source_url,
+                    size=size,
+                    format=fmt,
+                    status=IngestStatus.INGESTED,
+                    raw_path=str(raw),
                 )
-                part = part.join(reasons, on="line_no", how="left")
-            written[table].append(str(lake.write_parquet(part, target)))
-    report = data_dir / "reports" / "ingest" / f"org={org_id}" / f"file={file_id}" / "findings.json"
-    lake.write_json(findings.to_dicts(), report)
-    return {**written, "findings": str(report)}
+                session.add(row)
+                session.flush()  # the ledger id goes into every line; rolled back on failure
+                run = _Run(org_id, fmt, sha, row.id, catalog, staging, period)
+                held = [first]
+                del first  # the first piece must not outlive its turn (bounded memory)
+                _consume(run, itertools.chain(_drain(held), pieces))
+                run.reconcile()
+                run.restamp()
+                outcome = _finish(run, data_dir, name, sha, received)
+                meta = run.first_meta
+                row.reporting_period = run.file_period()
+                row.period_start = meta.period_start if meta else None
+                row.period_end = meta.period_end if meta else None
+                row.lines_read = outcome.lines
+                row.lines_accepted, row.lines_rejected = outcome.accepted, outcome.rejected
+                row.lines_matched, row.lines_suspense = outcome.matched, outcome.suspense
+                row.totals, row.drift = outcome.totals, outcome.drift
+                row.errors_sample, row.error_count = outcome.errors, outcome.error_count
+                row.outputs = outcome.outputs
+                return outcome
+    except FileRejected as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        return _quarantine(
+            factory,
+            data_dir,
+            org_id=org_id,
+            sha=sha,
+            name=name,
+            source_url=source_url,
+            raw=raw,
+            size=size,
+            fmt=fmt,
+            exc=exc,
+            actor=actor,
+        )
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
-def _summarise(
-    outcome: IngestOutcome,
-    file_id: int,
-    lines: pl.DataFrame,
-    accepted: pl.DataFrame,
-    rejected: pl.DataFrame,
-    findings: pl.DataFrame,
-    parsed: ParsedFile,
-    read_totals: dict[str, Decimal],
-    outputs: dict[str, Any],
-) -> IngestOutcome:
-    acc, rej = _totals(accepted), _totals(rejected)
-    totals: dict[str, dict[str, str]] = {}
-    for cur in sorted(set(read_totals) | set(parsed.meta.declared_totals)):
-        entry = {
-            "read": _fmt(read_totals.get(cur, Decimal(0))),
-            "accepted": _fmt(acc.get(cur, Decimal(0))),
-            "rejected": _fmt(rej.get(cur, Decimal(0))),
-        }
-        if cur in parsed.meta.declared_totals:
-            entry["declared"] = _fmt(parsed.meta.declared_totals[cur])
-        totals[cur] = entry
-    matched = accepted.filter(pl.col("match_method").is_not_null()).height
-    outcome.file_id = file_id
-    outcome.reporting_periods = (
-        sorted(accepted["reporting_period"].unique().drop_nulls().to_list())
-        if accepted.height
-        else []
+def _drain(items: list[ParsedFile]) -> Iterator[ParsedFile]:
+    """Hand out and forget the items of ``items``, first to last."""
+    while items:
+        yield items.pop(0)
+
+
+def _consume(run: _Run, pieces: Iterator[ParsedFile]) -> None:
+    """Feed every chunk of every member through ``run.chunk``; gather file-level meta."""
+    for piece in pieces:
+        final = bool(piece.meta.extra.get("final", True))
+        run.chunk(piece)
+        if final:
+            if run.first_meta is None:
+                run.first_meta = piece.meta
+            _add(run.declared, piece.meta.declared_totals)
+            run.drift += [d for d in piece.drift if d not in run.drift]
+        del piece
+
+
+def _finish(run: _Run, data_dir: Path, name: str, sha: str, received: dt.datetime) -> IngestOutcome:
+    """Data Docs, the findings report, the staged parts into the lake; the outcome."""
+    findings = run.all_findings()
+    fmt = run.first_meta.format if run.first_meta else run.source
+    lake.remove_file_outputs(data_dir, run.org_id, run.file_id)
+    report_dir = data_dir / "reports" / "ingest" / f"org={run.org_id}" / f"file={run.file_id}"
+    findings_path = lake.write_json(findings.to_dicts(), report_dir / "findings.json")
+    report = run_batch_expectations(
+        summaries=(
+            combine_summaries(run.summaries, SUMMARY_KEYS),
+            combine_summaries(run.found, FINDINGS_KEYS),
+        ),
+        declared_totals=run.declared,
+        rejected_totals=run.rejected_totals,
+        file_label=f"{fmt}-file-{run.file_id}",
+        out_dir=report_dir,
+        run_time=received,
     )
-    outcome.lines = lines.height + len(parsed.errors)
-    outcome.accepted, outcome.rejected = accepted.height, rejected.height + len(parsed.errors)
-    outcome.matched, outcome.suspense = matched, accepted.height - matched
-    outcome.totals, outcome.drift = totals, list(parsed.drift)
-    outcome.error_count = findings.height
-    outcome.errors = findings.head(ERROR_SAMPLE).to_dicts()
-    outcome.outputs = outputs
-    return outcome
+    written: dict[str, list[str]] = {"revenue_lines": [], "rejected_lines": []}
+    for p in lake.promote(run.staging, data_dir):
+        written[p.relative_to(data_dir / "lake").parts[0]].append(str(p))
+    periods = {k for t, k, _ in run.parts if t == "revenue_lines" and k is not None}
+    outputs: dict[str, Any] = {**written, "findings": str(findings_path)}
+    outputs["data_docs"] = str(report.docs_index)
+    outputs["expectations"] = {
+        "success": report.success,
+        "failed": [r["expectation_type"] for r in report.results if not r["success"]],
+    }
+    return IngestOutcome(
+        name=name,
+        status="ingested",
+        file_id=run.file_id,
+        sha256=sha,
+        format=fmt,
+        reporting_periods=sorted(periods),
+        lines=run.lines,
+        accepted=run.accepted,
+        rejected=run.rejected,
+        matched=run.matched,
+        suspense=run.accepted - run.matched,
+        totals=run.totals(),
+        drift=list(run.drift),
+        error_count=findings.height,
+        errors=findings.head(ERROR_SAMPLE).to_dicts(),
+        outputs=outputs,
+    )
 
 
 def _quarantine(

@@ -3,12 +3,16 @@
 ```
 raw/org=<id>/<sha256[:2]>/<sha256><suffix>          immutable raw files, by content
 quarantine/org=<id>/<sha256>.json                      why a file was refused
-lake/revenue_lines/org=<id>/period=<YYYY-MM>/source=<format>/file=<file_id>.parquet
-lake/rejected_lines/org=<id>/period=<YYYY-MM>/source=<format>/file=<file_id>.parquet
+lake/revenue_lines/org=<id>/period=<YYYY-MM>/source=<format>/file=<file_id>/part-<n>.parquet
+lake/rejected_lines/org=<id>/period=<YYYY-MM>/source=<format>/file=<file_id>/part-<n>.parquet
 reports/ingest/org=<id>/file=<file_id>/findings.json   every row error and warning
+staging/<id>/...                                       one ingestion's parts, before they count
 ```
-Rewriting the same (org, period, source, file) replaces that one file: a rerun never adds a
-second copy.
+A file is ingested in chunks, one part file per chunk and partition. All parts are first
+written under ``staging/`` (same file system) and moved into ``lake/`` only when the whole file
+has passed (``promote``): a file that fails half-way leaves nothing in the lake. Rewriting the
+same (org, file) first removes its earlier parts: a rerun never adds a second copy. Readers
+glob ``**/*.parquet`` under a table (older ledgers may still hold ``file=<id>.parquet``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +81,7 @@ def keep_raw(src: Path, data_dir: Path, org_id: int, sha: str, suffix: str) -> P
 def partition(
     data_dir: Path, table: str, org_id: int, period: str, source: str, file_id: int
 ) -> Path:
+    """The folder holding one ingested file's parts of one (table, org, period, source)."""
     return (
         data_dir
         / "lake"
@@ -83,13 +89,57 @@ def partition(
         / f"org={org_id}"
         / f"period={period}"
         / f"source={source}"
-        / f"file={file_id}.parquet"
+        / f"file={file_id}"
     )
 
 
+def part_name(seq: int) -> str:
+    return f"part-{seq:05d}.parquet"
+
+
+def file_id_of(path: Path) -> int:
+    """The ingestion ledger id of a lake part (``.../file=<id>/part-n.parquet``) or of an older
+    single-file partition (``.../file=<id>.parquet``)."""
+    for name in (path.parent.name, path.stem):
+        if name.startswith("file="):
+            return int(name.removeprefix("file="))
+    raise ValueError(f"{path} is not a lake file")
+
+
+def new_staging(data_dir: Path) -> Path:
+    """An empty staging folder for one ingestion, beside the lake (same file system)."""
+    root = data_dir / "staging" / uuid.uuid4().hex
+    root.mkdir(parents=True)
+    return root
+
+
+def staged(staging: Path, lake_dir: Path) -> Path:
+    """Where a lake folder's parts are written while staged."""
+    return staging / lake_dir.relative_to(lake_dir.parents[5])
+
+
+def promote(staging: Path, data_dir: Path) -> list[Path]:
+    """Move every staged partition folder (``.../file=<id>``) into the lake; returns the lake
+    part files. One rename per partition folder; the staging folder is removed."""
+    moved: list[Path] = []
+    for folder in sorted(staging.glob("lake/*/org=*/period=*/source=*/file=*")):
+        if not any(folder.glob("*.parquet")):
+            continue  # emptied (its parts moved to another period)
+        target = data_dir / folder.relative_to(staging)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(folder, target)
+        moved += sorted(target.glob("*.parquet"))
+    shutil.rmtree(staging, ignore_errors=True)
+    return moved
+
+
 def remove_file_outputs(data_dir: Path, org_id: int, file_id: int) -> None:
-    """Remove every partition file of one ingested file (before rewriting it)."""
+    """Remove every part of one ingested file (before rewriting it), in either layout."""
     for table in ("revenue_lines", "rejected_lines"):
         root = data_dir / "lake" / table / f"org={org_id}"
         for p in root.glob(f"period=*/source=*/file={file_id}.parquet"):
             p.unlink()
+        for folder in root.glob(f"period=*/source=*/file={file_id}"):
+            shutil.rmtree(folder)

@@ -11,6 +11,7 @@ SFTP host keys are always verified: against ``~/.ssh/known_hosts``, or against t
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import time
@@ -21,6 +22,8 @@ from urllib.parse import urlsplit
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipelines.ingest import IngestOutcome, ingest_path
+
+log = logging.getLogger(__name__)
 
 
 def _local_files(path: Path) -> Iterator[tuple[Path, str]]:
@@ -153,7 +156,9 @@ def pending_files(
     """Ready files in the organisation's enabled drops that the ledger has not seen.
 
     Readiness across runs (size unchanged since the previous listing) is remembered in
-    ``state/drops/org=<id>/<drop>.json`` under the data dir.
+    ``state/drops/org=<id>/<drop>.json`` under the data dir. A drop that cannot be listed
+    (server down, bad credentials) is skipped with its error in ``<drop>.error.json`` beside
+    it (and the log); the other drops are listed as usual.
     """
     import json
 
@@ -177,10 +182,21 @@ def pending_files(
             known.update(others)
     out = []
     for drop in drops:
-        state = data_dir / "state" / "drops" / f"org={org_id}" / f"{drop.name}.json"
+        folder = data_dir / "state" / "drops" / f"org={org_id}"
+        state, failure = folder / f"{drop.name}.json", folder / f"{drop.name}.error.json"
         previous = json.loads(state.read_text()) if state.exists() else None
-        with open_drop(_local_url(drop.url), **_drop_credentials(drop.url, drop.secret_env)) as d:
-            ready, sizes = ready_entries(d, previous)
+        try:
+            options = _drop_credentials(drop.url, drop.secret_env)
+            with open_drop(_local_url(drop.url), **options) as d:
+                ready, sizes = ready_entries(d, previous)
+        except Exception as exc:  # one unreachable drop must not hide the others' files
+            log.warning("drop %s of organisation %s cannot be listed: %s", drop.name, org_id, exc)
+            lake.write_json(
+                {"drop": drop.name, "url": _without_password(drop.url), "error": repr(exc)},
+                failure,
+            )
+            continue
+        failure.unlink(missing_ok=True)
         lake.write_json(sizes, state)
         public = _without_password(drop.url)
         for entry in ready:

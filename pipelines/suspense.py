@@ -34,7 +34,9 @@ KEY_ORDER = [  # the best identifier of an unmatched line names its suspense ite
 
 
 def _files(data_dir: Path, org_id: int) -> list[Path]:
-    return sorted((data_dir / "lake" / "revenue_lines" / f"org={org_id}").glob("**/*.parquet"))
+    """Every accepted-lines part of the organisation (a file may have several parts)."""
+    root = data_dir / "lake" / "revenue_lines" / f"org={org_id}"
+    return sorted(p for p in root.glob("**/*.parquet") if not p.name.startswith("."))
 
 
 def suspense_keys(lines: pl.LazyFrame) -> pl.LazyFrame:
@@ -141,7 +143,7 @@ def rematch(
         lake.write_parquet(merged, path)
         rewritten += 1
         newly_matched += before - after
-        file_id = int(path.stem.removeprefix("file="))
+        file_id = lake.file_id_of(path)
         m, s = per_file.get(file_id, (0, 0))
         per_file[file_id] = (m + before - after, s)
     with db.transaction(factory, actor=actor) as session:

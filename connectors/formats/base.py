@@ -8,12 +8,14 @@ read at all raises ``FileRejected`` with a machine-readable code (the file is qu
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import polars as pl
+import polars_hash as plh
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,18 @@ class Parser(Protocol):
         ...
 
 
+@runtime_checkable
+class BatchParser(Parser, Protocol):
+    """A parser that can also hand a large file out in pieces (bounded memory)."""
+
+    def parse_batches(
+        self, path: Path, filename: str, *, batch_bytes: int | None = None
+    ) -> Iterator[ParsedFile]:
+        """The file's lines in consecutive pieces of about ``batch_bytes`` of text; the last
+        piece's ``meta.extra["final"]`` is True and its meta is the file's."""
+        ...
+
+
 REGISTRY: dict[str, Parser] = {}
 
 
@@ -86,3 +100,14 @@ def register(parser: Parser) -> Parser:
         raise ValueError(f"format {parser.name!r} registered twice")
     REGISTRY[parser.name] = parser
     return parser
+
+
+def sha256_hex(values: pl.Series) -> pl.Series:
+    """SHA-256 hex of each text value's UTF-8 bytes (a line's ``raw_hash``): stable across runs
+    and versions. Vectorised in the ``polars-hash`` plugin (Rust, SHA extensions when the CPU
+    has them), no Python loop."""
+    if values.len() == 0:
+        return pl.Series(values.name, [], dtype=pl.String)
+    name = values.name
+    out = values.to_frame("raw").select(plh.col("raw").chash.sha2_256())
+    return out.to_series().alias(name)

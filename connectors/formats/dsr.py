@@ -54,25 +54,34 @@ declared and reported usages), usage-count mismatches and the line counts.
 (only the cells usage records need, counts straight to Int64) run over the file in one query;
 references are resolved by integer joins on 64-bit hashes of (BlockId, reference), verified by a
 second hash; the allocation is integer arithmetic (Int64, Int128 when the magnitudes need it)
-per summary; SHA-256 runs in DuckDB. Identifier columns are gathered once, into the output.
+per summary; SHA-256 runs in the polars-hash plugin. Identifier columns are gathered once,
+into the output.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import mmap
 import re
-from collections.abc import Callable, Iterable, Mapping
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any, Final
 
-import duckdb
 import polars as pl
 import pyarrow as pa  # type: ignore[import-untyped]
 
 from connectors.formats import archive
-from connectors.formats.base import FileMeta, FileRejected, ParsedFile, RowError, register
+from connectors.formats.base import (
+    FileMeta,
+    FileRejected,
+    ParsedFile,
+    RowError,
+    register,
+    sha256_hex,
+)
 from schemas.revenue import AMOUNT, PARSED
 
 FORMAT: Final = "dsr"
@@ -338,22 +347,6 @@ def _money(units: int) -> Decimal:
     return Decimal(units).scaleb(-SCALE)
 
 
-def _sha256(values: pl.Series) -> pl.Series:
-    """SHA-256 hex of each text value's UTF-8 bytes, by DuckDB (vectorised, multi-threaded)."""
-    if values.len() == 0:
-        return pl.Series(values.name, [], dtype=pl.String)
-    table = values.to_frame("raw").to_arrow(compat_level=pl.CompatLevel.newest())
-    con = duckdb.connect()
-    try:
-        con.register("raw_lines", table)
-        hashed = con.sql("SELECT sha256(raw) AS h FROM raw_lines").to_arrow_table()
-    finally:
-        con.close()
-    out = pl.from_arrow(hashed)
-    assert isinstance(out, pl.DataFrame)
-    return out["h"].alias(values.name)
-
-
 def _empty_to_null(expr: pl.Expr) -> pl.Expr:
     return pl.when(expr.str.len_bytes() == 0).then(None).otherwise(expr)
 
@@ -389,6 +382,20 @@ class DsrParser:
     def parse(self, path: Path, filename: str) -> ParsedFile:
         return _Run(path, filename).parse()
 
+    def parse_batches(
+        self, path: Path, filename: str, *, batch_bytes: int | None = None
+    ) -> Iterator[ParsedFile]:
+        """The file's usage lines in pieces of about ``batch_bytes`` of text (see
+        ``_Run.parse_batches``); a file smaller than about 1.5 pieces is parsed whole."""
+        if batch_bytes is None or path.stat().st_size < batch_bytes + batch_bytes // 2:
+            yield self.parse(path, filename)
+            return
+        yield from self._batches(path, filename, batch_bytes)
+
+    def _batches(self, path: Path, filename: str, batch_bytes: int) -> Iterator[ParsedFile]:
+        """Always in pieces (``parse_batches`` parses small files whole)."""
+        return _Run(path, filename).parse_batches(batch_bytes)
+
 
 @dataclass
 class _Summary:
@@ -415,6 +422,7 @@ class _Parts:
     last: int
     blocks: int  # distinct BlockIds
     lean: pl.DataFrame | None = None  # the usage lines, parsed (see ``_Run._usage``)
+    until: int | None = None  # chunked: the last line of the current chunk
 
 
 @dataclass
@@ -429,6 +437,7 @@ class _Run:
     period: tuple[dt.date, dt.date] = (dt.date.min, dt.date.min)
     service: str | None = None
     multi: bool = False  # part of a multi-file report
+    tables: dict[str, pl.DataFrame] = field(default_factory=dict)  # resources, releases
 
     # ----------------------------------------------------------------------------------------
     def parse(self) -> ParsedFile:
@@ -491,6 +500,222 @@ class _Run:
         return ParsedFile(lines=lines, meta=meta, errors=self.errors, drift=self.drift)
 
     # ----------------------------------------------------------------------------------------
+    # chunked parsing (bounded memory)
+
+    def parse_batches(self, batch_bytes: int) -> Iterator[ParsedFile]:
+        """The same lines, amounts and errors as ``parse``, in pieces, in bounded memory:
+
+        1. the records other than usage records (HEAD, summaries, the blocks' release and
+           resource records, FOOT: about a tenth of a file) are read whole by the line reader
+           alone, and checked as ``parse`` checks them (structure, FOOT counts, summaries);
+           a FOOT mismatch is found here, before any piece is handed out;
+        2. the usage records are parsed in pieces of about ``batch_bytes`` (cut just before a
+           usage record, so a UGC SU03 and its LI01 records stay together), each resolved
+           against the whole file's releases and resources, hashed, and spilled to an Arrow
+           file in a temporary folder; only what the allocation needs stays in memory
+           (summary index, units, two flags: 14 bytes a line);
+        3. the file-wide allocation plan and largest-remainder units are computed once;
+        4. each spilled piece becomes PARSED lines with its slice of the allocation.
+        The last piece's ``meta.extra["final"]`` is True and carries the file's meta.
+        """
+        name = self.filename
+        if self.path.stat().st_size == 0:
+            raise FileRejected("empty_file", f"{name} is empty")
+        archive.check_line_length(self.path)
+        first = _first_record(self._read_text(archive.read_head(self.path)))
+        if first is None or first[1][0] not in ("HEAD", "SRHE"):
+            what = "no data line" if first is None else f"a {first[1][0][:12]!r} record"
+            raise FileRejected(
+                "missing_head", f"{name} does not start with a HEAD record (found {what})"
+            )
+        profile, version, layouts = self._profile(first[1])
+        self.profile_key = (profile, version)
+        footer_code = self._footer_code()
+        variant = "single" if footer_code == "SRFO" else "block"
+        meta = self._head(first[1], layouts["HEAD"], profile, version, variant)
+        usage_layouts = [
+            lay
+            for lay in layouts.values()
+            if lay.kind == "usage" and lay.single == (variant == "single")
+        ]
+        counts = {lay.cells[n] for lay in usage_layouts for n in lay.units}
+        texts = {pos for lay in usage_layouts for n, pos in lay.cells.items() if n not in lay.units}
+        usage_bases = sorted({lay.base for lay in layouts.values() if lay.kind == "usage"})
+        rest, n_lines, stub = self._skeleton(usage_bases)
+        parts = self._partition(stub, rest, layouts, variant)
+        parts.usage = None
+        del rest, stub
+        kinds = parts.kinds
+        self._structure(parts, n_lines)
+        self._unknown_records(kinds.get("unknown"))
+        summaries = self._summaries(kinds.get("summary"))
+        self._check_footer(kinds, layouts, footer_code, n_lines, len(summaries), parts.blocks, meta)
+        with tempfile.TemporaryDirectory(prefix="tm-dsr-") as tmp:
+            spilled: list[tuple[Path, dict[str, pl.Expr]]] = []
+            flags: list[pl.DataFrame] = []
+            for data, first_line, last_line in self._chunks(batch_bytes, usage_bases):
+                usage = self._read(
+                    sorted(texts | counts), sorted(counts - texts), usage_bases, data, first_line
+                )[0]
+                if usage.height == 0:
+                    continue
+                parts.usage, parts.until = usage, last_line
+                parts.usage_codes = [c for c in usage["c0"].unique() if c in self.resolved]
+                del usage
+                lean, idents = self._usage(parts)
+                lean = self._flags(lean, summaries).with_columns(
+                    pl.Series("raw_hash", sha256_hex(lean["raw"])),
+                    # the raw text is only needed to describe a rejected line
+                    pl.when(pl.col("err") != 0).then(pl.col("raw")).otherwise(pl.lit("")),
+                )
+                path = Path(tmp) / f"part-{len(spilled):05d}.arrow"
+                lean.write_ipc(path, compression="uncompressed")
+                spilled.append((path, idents))
+                flags.append(lean.select("sidx", "units", "weighted", "err"))
+                del lean
+            every = (
+                pl.concat(flags)
+                if flags
+                else pl.DataFrame(
+                    schema={
+                        "sidx": pl.Int32,
+                        "units": pl.Int64,
+                        "weighted": pl.Boolean,
+                        "err": pl.UInt8,
+                    }
+                )
+            )
+            plan = self._plan(every, summaries, meta)
+            del every
+            kept = [
+                self._final_err(f, plan).select((pl.col("err") == 0) & pl.col("weighted"))
+                for f in flags
+            ]
+            inputs = [
+                f.filter(k.to_series()).select("sidx", "units")
+                for f, k in zip(flags, kept, strict=True)
+            ]
+            del kept
+            sizes = [f.height for f in inputs]
+            alloc_in = pl.concat(inputs) if inputs else pl.DataFrame()
+            del inputs, flags
+            units = _largest_remainder(alloc_in, plan) if alloc_in.height else None
+            del alloc_in
+            meta.extra.update(
+                {
+                    "lines_in_file": n_lines,
+                    "comment_lines": _height(kinds.get("comment")),
+                    "blank_lines": _height(kinds.get("blank")),
+                    "summary_records": len(summaries),
+                    "blocks": parts.blocks,
+                }
+            )
+            parts.kinds = {}
+            pending, self.errors = self.errors, []
+            if not spilled:
+                meta.extra.update(self.extra, usage_records=0, final=True)
+                empty = pl.DataFrame(schema=PARSED)
+                yield ParsedFile(lines=empty, meta=meta, errors=pending, drift=self.drift)
+                return
+            offset, records = 0, 0
+            for k, ((path, idents), size) in enumerate(zip(spilled, sizes, strict=True)):
+                parts.lean = pl.read_ipc(path)
+                path.unlink()
+                records += parts.lean.height
+                mine = None if units is None else units.slice(offset, size)
+                offset += size
+                lines = self._lines(parts, idents, summaries, meta, fixed=(plan, mine))
+                errors, self.errors = pending + self.errors, []
+                pending = []
+                errors.sort(key=lambda e: (e.row or 0, e.field or ""))
+                last = k == len(spilled) - 1
+                if last:
+                    meta.extra.update(self.extra, usage_records=records, final=True)
+                    piece = meta
+                else:
+                    piece = FileMeta(
+                        format=FORMAT,
+                        period_start=meta.period_start,
+                        period_end=meta.period_end,
+                        service=meta.service,
+                        file_number=meta.file_number,
+                        number_of_files=meta.number_of_files,
+                        message_id=meta.message_id,
+                        extra={"final": False},
+                    )
+                yield ParsedFile(lines=lines, meta=piece, errors=errors, drift=self.drift)
+                del lines
+
+    def _skeleton(self, usage_bases: list[str]) -> tuple[pl.DataFrame, int, pl.DataFrame]:
+        """(the rows that are not usage records, number of lines, a small stand-in for the
+        usage rows: each (record type, BlockId) pair at its first and last line), by the line
+        reader alone, streaming: memory for the non-usage rows only."""
+        lines = pl.scan_lines(
+            self.path, name="raw", row_index_name="line_no", row_index_offset=1
+        ).with_columns(pl.col("line_no").cast(pl.Int64))
+        head = pl.col("raw").str.splitn("\t", 3)
+        cells = lines.with_columns(
+            head.struct.field("field_0").alias("c0"), head.struct.field("field_1").alias("c1")
+        )
+        is_usage = pl.col("c0").str.slice(0, 4).is_in(usage_bases).fill_null(False)
+        try:
+            rest, pairs, count = pl.collect_all(
+                [
+                    cells.filter(is_usage.not_()),
+                    cells.filter(is_usage)
+                    .group_by("c0", "c1")
+                    .agg(pl.col("line_no").min().alias("a"), pl.col("line_no").max().alias("b")),
+                    lines.select(pl.len().alias("n")),
+                ],
+                engine="streaming",
+            )
+        except pl.exceptions.ComputeError as exc:
+            if "utf" in str(exc).lower():
+                bad = archive.utf8_error(self.path)
+                if bad is not None:
+                    raise bad from exc
+            raise FileRejected("malformed", f"{self.filename}: {exc}") from exc
+        stub = (
+            pl.concat(
+                [
+                    pairs.select(pl.col("a").alias("line_no"), "c0", "c1"),
+                    pairs.select(pl.col("b").alias("line_no"), "c0", "c1"),
+                ]
+            )
+            .sort("line_no")
+            .with_columns(pl.lit("").alias("raw"))
+        )
+        return rest.sort("line_no"), int(count["n"][0]), stub
+
+    def _chunks(self, size: int, usage_bases: list[str]) -> Iterator[tuple[bytes, int, int]]:
+        """``(bytes, first line, last line)`` pieces of about ``size`` bytes of the file, each
+        cut just before a usage record."""
+        starts = tuple(b.encode() for b in usage_bases)
+        total = self.path.stat().st_size
+        with self.path.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            pos, line, released = 0, 1, 0
+            while pos < total:
+                end = total if total - pos < size + size // 2 else pos + size
+                while end < total:
+                    nl = mm.find(b"\n", end)
+                    if nl == -1:
+                        end = total
+                    elif mm[nl + 1 : nl + 5] in starts:
+                        end = nl + 1
+                        break
+                    else:
+                        end = nl + 1
+                data = mm[pos:end]
+                n = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+                done = end - end % mmap.PAGESIZE
+                if done > released:  # the copied pages leave this process's RSS
+                    mm.madvise(mmap.MADV_DONTNEED, released, done - released)
+                    released = done
+                yield data, line, line + n - 1
+                line += n
+                pos = end
+
+    # ----------------------------------------------------------------------------------------
     # reading
 
     def _read_text(self, data: bytes) -> str:
@@ -535,7 +760,12 @@ class _Run:
         return code
 
     def _read(
-        self, usage_cells: list[int], int_cells: list[int], usage_bases: list[str]
+        self,
+        usage_cells: list[int],
+        int_cells: list[int],
+        usage_bases: list[str],
+        source: bytes | None = None,
+        first_line: int = 1,
     ) -> tuple[pl.DataFrame, pl.DataFrame, int]:
         """(usage rows, all other rows, number of lines), each row with ``line_no``, ``raw``
         and the cells ``c0`` + ``c<i>`` the usage records use.
@@ -550,7 +780,7 @@ class _Run:
         wanted = [0, *usage_cells]
         ints = set(int_cells)
         cells_lf = pl.scan_csv(
-            self.path,
+            self.path if source is None else source,
             has_header=False,
             separator="\t",
             quote_char=None,
@@ -565,7 +795,10 @@ class _Run:
             encoding="utf8",
         ).select([f"c{i}" for i in wanted])
         raw_lf = pl.scan_lines(
-            self.path, name="raw", row_index_name="line_no", row_index_offset=1
+            self.path if source is None else source,
+            name="raw",
+            row_index_name="line_no",
+            row_index_offset=first_line,
         ).with_columns(pl.col("line_no").cast(pl.Int64))
         both = pl.concat([raw_lf, cells_lf], how="horizontal")
         is_usage = pl.col("c0").str.slice(0, 4).is_in(usage_bases).fill_null(False)
@@ -966,7 +1199,7 @@ class _Run:
         if family == "basic":
             return self._basic_block_refs(out, parts.kinds)
         if family == "ugc":
-            return self._ugc_block_refs(out, parts.kinds)
+            return self._ugc_block_refs(out, parts)
         have = set(out.columns)
         idents = {name: pl.col(name) for name in IDENTIFIERS if name in have}
         if "release_title" in have:
@@ -1005,7 +1238,9 @@ class _Run:
             if decimal.any():  # xs:decimal counts: a fraction is rounded half-even
                 rounded = [_decimal_units(v) for v in sub["count_s"].filter(decimal).to_list()]
                 count = count.scatter(decimal.arg_true(), rounded)
-                self.extra["fractional_usages"] = len(rounded)
+                self.extra["fractional_usages"] = self.extra.get("fractional_usages", 0) + len(
+                    rounded
+                )
             returns = sub["returns_s"].cast(pl.Int64, strict=False)
             sub_err = sub.select(
                 pl.when(pl.col("count_s").is_null() & pl.col("code").is_in(optional).not_())
@@ -1033,7 +1268,7 @@ class _Run:
             if long.len():  # more than 12 decimals: round half-even (the cast truncates)
                 fixed = [_money(_scaled(v)) for v in out["own_s"][long].to_list()]
                 out = out.with_columns(out["own"].scatter(long, pl.Series(fixed, dtype=AMOUNT)))
-                self.extra["rounded_amounts"] = long.len()
+                self.extra["rounded_amounts"] = self.extra.get("rounded_amounts", 0) + long.len()
             required = [c for c, lay in lays.items() if lay.own_amount and not lay.single]
             out = out.with_columns(
                 pl.when(pl.col("num_err") != 0)
@@ -1087,10 +1322,11 @@ class _Run:
         return out, idents
 
     def _ugc_block_refs(
-        self, out: pl.DataFrame, kinds: Mapping[str, pl.DataFrame]
+        self, out: pl.DataFrame, parts: _Parts
     ) -> tuple[pl.DataFrame, dict[str, pl.Expr]]:
         """UGC SU03: its resource is the block's AS record (1.2: the one with the line's
         DspResourceId); a missing SummaryRecordId comes from the LI01 records that follow."""
+        kinds = parts.kinds
         resources = self._resources(kinds)
         if "dsp_resource_id" not in out.columns:  # 1.1: the block's (first) resource
             table = resources.unique("block", keep="first", maintain_order=True).with_columns(
@@ -1115,6 +1351,9 @@ class _Run:
             idents["dsp_release_id"] = pl.col("dsp_release_id")
         licences = kinds.get("licence")
         if licences is not None and out["sid"].null_count():
+            if parts.until is not None:  # chunked: this chunk's LI01 records only
+                first = out["line_no"].min()
+                licences = licences.filter(pl.col("line_no").is_between(first, parts.until))
             li = _cells(licences, {"SummaryRecordId": 2}).select(
                 "line_no", pl.col("SummaryRecordId").alias("li_sid")
             )
@@ -1151,6 +1390,16 @@ class _Run:
         return out, idents
 
     def _resources(self, kinds: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
+        if "resources" not in self.tables:
+            self.tables["resources"] = self._resource_table(kinds)
+        return self.tables["resources"]
+
+    def _releases(self, kinds: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
+        if "releases" not in self.tables:
+            self.tables["releases"] = self._release_table(kinds)
+        return self.tables["releases"]
+
+    def _resource_table(self, kinds: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
         cols = ("line_no", "block", "ref", "dsp_resource_id", "isrc", "title", "artist")
         part = kinds.get("resource")
         if part is None:
@@ -1167,7 +1416,7 @@ class _Run:
         )
         return self._dedupe(frame, "ResourceReference")
 
-    def _releases(self, kinds: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
+    def _release_table(self, kinds: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
         """(block, ref) -> release identifiers; the block's RE01 also under ref ``""``."""
         cols = ("block", "ref", "dsp_release_id", "proprietary_id", "upc", "release_title",
                 "release_artist")  # fmt: skip
@@ -1234,57 +1483,36 @@ class _Run:
         idents: Mapping[str, pl.Expr],
         summaries: Mapping[str, _Summary],
         meta: FileMeta,
+        fixed: tuple[_Plan, pl.Series | None] | None = None,
     ) -> pl.DataFrame:
+        """The PARSED lines of the usage records. ``fixed`` (chunked parsing): the whole file's
+        plan and this piece's allocated units, the lines flagged and hashed already."""
         usage, parts.lean = parts.lean, None  # this frame is the only reference: drop as we go
         assert usage is not None
-        size = len(summaries)
-        ids = [s.sid for s in summaries.values()]
-        ok = pl.Series([s.ok for s in summaries.values()], dtype=pl.Boolean)
-        if "sid" in usage.columns and size:
-            sidx = usage["sid"].replace_strict(
-                ids, list(range(size)), default=None, return_dtype=pl.Int32
-            )
+        if fixed is None:
+            usage = self._flags(usage, summaries)
+            plan = self._plan(usage, summaries, meta)
         else:
-            sidx = pl.Series("sidx", [None] * usage.height, dtype=pl.Int32)
-        usage = usage.with_columns(sidx.alias("sidx"))
-        s_ok = pl.lit(ok).gather(pl.col("sidx")) if size else pl.lit(None, dtype=pl.Boolean)
-        own = pl.col("own_s").is_null() if "own_s" in usage.columns else pl.lit(True)
-        err = (
-            pl.when(pl.col("num_err") != 0)
-            .then(pl.col("num_err"))
-            .when(pl.col("sid").is_null())
-            .then(pl.lit(_ERR["missing_summary"], dtype=pl.UInt8))
-            .when(pl.col("sidx").is_null())
-            .then(pl.lit(_ERR["unknown_summary"], dtype=pl.UInt8))
-            .when(s_ok.not_())
-            .then(pl.lit(_ERR["invalid_summary"], dtype=pl.UInt8))
-            .otherwise(pl.col("ref_err"))
-        )
-        usage = usage.with_columns(
-            err.alias("err"),
-            (pl.col("units").is_not_null() & s_ok.fill_null(False) & own).alias("weighted"),
-        )
-        plan = self._plan(usage, summaries, meta)
-        if plan.unallocatable:
-            stuck = (pl.col("err") == 0) & pl.col("sidx").is_in(plan.unallocatable)
-            usage = usage.with_columns(
-                pl.when(stuck)
-                .then(pl.lit(_ERR["unallocatable"], dtype=pl.UInt8))
-                .otherwise(pl.col("err"))
-                .alias("err")
-            )
+            plan = fixed[0]
+        usage = self._final_err(usage, plan)
         bad = usage.select(pl.arg_where(pl.col("err") != 0)).to_series()
         if bad.len():
             self._row_errors(usage[bad], plan, summaries)
             usage = usage.filter(pl.col("err") == 0)
         weighted = usage.select(pl.arg_where(pl.col("weighted"))).to_series()
         units = None
-        if weighted.len():
+        if fixed is not None:
+            units = fixed[1]
+            assert (0 if units is None else units.len()) == weighted.len()
+        elif weighted.len():
             units = _largest_remainder(usage.select("sidx", "units")[weighted], plan)
         allocated = pl.Series("allocated", [None] * usage.height, dtype=AMOUNT)
-        if units is not None:
+        if units is not None and units.len():
             allocated = allocated.scatter(weighted, _amount(units))
-        hashes = _sha256(usage["raw"]).rechunk()
+        if "raw_hash" in usage.columns:
+            hashes = usage["raw_hash"]
+        else:
+            hashes = sha256_hex(usage["raw"]).rechunk()
         # keep only what the output needs, so the raw lines and working columns go first
         keep = ("line_no", "code", "sidx", "units", "own", "res_idx", "rel_idx", *IDENTIFIERS,
                 "release_title", "release_artist")  # fmt: skip
@@ -1335,6 +1563,50 @@ class _Run:
         )
         assert lines.schema == pl.Schema(PARSED)
         return lines
+
+    def _flags(self, usage: pl.DataFrame, summaries: Mapping[str, _Summary]) -> pl.DataFrame:
+        """``sidx`` (the summary's index), ``err`` (an ``_ERR`` code, 0 = kept; not yet
+        ``unallocatable``) and ``weighted`` (the line takes a share of its summary)."""
+        size = len(summaries)
+        ids = [s.sid for s in summaries.values()]
+        ok = pl.Series([s.ok for s in summaries.values()], dtype=pl.Boolean)
+        if "sid" in usage.columns and size:
+            sidx = usage["sid"].replace_strict(
+                ids, list(range(size)), default=None, return_dtype=pl.Int32
+            )
+        else:
+            sidx = pl.Series("sidx", [None] * usage.height, dtype=pl.Int32)
+        usage = usage.with_columns(sidx.alias("sidx"))
+        s_ok = pl.lit(ok).gather(pl.col("sidx")) if size else pl.lit(None, dtype=pl.Boolean)
+        own = pl.col("own_s").is_null() if "own_s" in usage.columns else pl.lit(True)
+        err = (
+            pl.when(pl.col("num_err") != 0)
+            .then(pl.col("num_err"))
+            .when(pl.col("sid").is_null())
+            .then(pl.lit(_ERR["missing_summary"], dtype=pl.UInt8))
+            .when(pl.col("sidx").is_null())
+            .then(pl.lit(_ERR["unknown_summary"], dtype=pl.UInt8))
+            .when(s_ok.not_())
+            .then(pl.lit(_ERR["invalid_summary"], dtype=pl.UInt8))
+            .otherwise(pl.col("ref_err"))
+        )
+        return usage.with_columns(
+            err.alias("err"),
+            (pl.col("units").is_not_null() & s_ok.fill_null(False) & own).alias("weighted"),
+        )
+
+    @staticmethod
+    def _final_err(usage: pl.DataFrame, plan: _Plan) -> pl.DataFrame:
+        """``err`` with the lines of summaries whose share cannot be computed set aside."""
+        if not plan.unallocatable:
+            return usage
+        stuck = (pl.col("err") == 0) & pl.col("sidx").is_in(plan.unallocatable).fill_null(False)
+        return usage.with_columns(
+            pl.when(stuck)
+            .then(pl.lit(_ERR["unallocatable"], dtype=pl.UInt8))
+            .otherwise(pl.col("err"))
+            .alias("err")
+        )
 
     def _plan(
         self, usage: pl.DataFrame, summaries: Mapping[str, _Summary], meta: FileMeta

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from connectors.formats import archive
-from connectors.formats.base import REGISTRY, FileRejected, ParsedFile, Parser
+from connectors.formats.base import REGISTRY, BatchParser, FileRejected, ParsedFile, Parser
 from connectors.formats.spec import SpecError, SpecParser, load_spec
 
 DEFAULT_FORMATS_DIR = Path(__file__).resolve().parents[2] / "schemas" / "formats"
@@ -171,16 +171,22 @@ def iter_parse_file(
     *,
     format: str | None = None,
     registry: Mapping[str, Parser] | None = None,
+    batch_bytes: int | None = None,
 ) -> Iterator[ParsedFile]:
-    """Like ``parse_file``, in bounded memory: spec formats come in pieces of about
-    ``spec.BATCH_BYTES`` of text (see ``SpecParser.parse_batches``: the file-level meta is on
-    each member's last piece, ``meta.extra["final"]``); other parsers give one piece a member.
+    """Like ``parse_file``, in bounded memory: each member comes in pieces of about
+    ``batch_bytes`` of text (default ``spec.BATCH_BYTES``) from parsers that can cut a file
+    (``parse_batches``: spec layouts and DDEX DSR). The file-level meta (declared totals,
+    a period known only at the end) is complete on each member's last piece, whose
+    ``meta.extra["final"]`` is True; other parsers give one (final) piece a member.
     """
     for name, member, parser, transcoded_from in _members(
         path, filename, workdir, format, registry
     ):
+        pieces: Iterable[ParsedFile]
         if isinstance(parser, SpecParser):
-            pieces: Iterable[ParsedFile] = parser.parse_batches(member, name, workdir=workdir)
+            pieces = parser.parse_batches(member, name, workdir=workdir, batch_bytes=batch_bytes)
+        elif isinstance(parser, BatchParser):
+            pieces = parser.parse_batches(member, name, batch_bytes=batch_bytes)
         else:
             pieces = [parser.parse(member, name)]
         for piece in pieces:

@@ -32,13 +32,12 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-import duckdb
 import polars as pl
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from connectors.formats import archive
-from connectors.formats.base import FileMeta, FileRejected, ParsedFile, RowError
+from connectors.formats.base import FileMeta, FileRejected, ParsedFile, RowError, sha256_hex
 from schemas.revenue import AMOUNT, PARSED, conform
 
 # ---------------------------------------------------------------------------------------------
@@ -583,25 +582,6 @@ def record_chunks(
             pos = end
 
 
-def _sha256_hex(values: pl.Series) -> pl.Series:
-    """SHA-256 hex of each text value (its UTF-8 bytes): stable across runs and versions.
-
-    Computed by DuckDB's ``sha256()`` over the column (multi-threaded, no Python loop).
-    """
-    if values.len() == 0:
-        return pl.Series(values.name, [], dtype=pl.String)
-    table = pl.DataFrame({"raw": values}).to_arrow(compat_level=pl.CompatLevel.newest())
-    con = duckdb.connect()
-    try:
-        con.register("raw_lines", table)
-        hashed = con.sql("SELECT sha256(raw) AS h FROM raw_lines").to_arrow_table()
-    finally:
-        con.close()
-    out = pl.from_arrow(hashed)
-    assert isinstance(out, pl.DataFrame)
-    return out["h"].alias(values.name)
-
-
 def _split_line(line: str, delimiter: str, quote: str | None) -> list[str]:
     if quote is None:
         return line.split(delimiter)
@@ -769,7 +749,12 @@ class SpecParser:
         )
 
     def parse_batches(
-        self, path: Path, filename: str, *, workdir: Path | None = None
+        self,
+        path: Path,
+        filename: str,
+        *,
+        workdir: Path | None = None,
+        batch_bytes: int | None = None,
     ) -> Iterator[ParsedFile]:
         """The file as consecutive ``ParsedFile`` pieces of about ``BATCH_BYTES`` of text each.
 
@@ -781,7 +766,7 @@ class SpecParser:
             if self.spec.kind == "xlsx":
                 layout, batches = self._read_xlsx(path, filename)
             else:
-                layout, batches = self._read_delimited(path, filename, Path(tmp))
+                layout, batches = self._read_delimited(path, filename, Path(tmp), batch_bytes)
             yield from self._stream(layout, batches, filename)
 
     def _encoding(self, head: bytes) -> str:
@@ -799,7 +784,7 @@ class SpecParser:
         return declared
 
     def _read_delimited(
-        self, path: Path, filename: str, tmp: Path
+        self, path: Path, filename: str, tmp: Path, batch_bytes: int | None = None
     ) -> tuple[_Layout, Iterator[Batch]]:
         spec = self.spec
         if path.stat().st_size == 0:
@@ -838,7 +823,9 @@ class SpecParser:
         used = sorted({i for name, i in index.items() if name in self._used})
 
         def batches() -> Iterator[Batch]:
-            chunks = record_chunks(path, offset, first_line=data_start + 1, quote=quote)
+            chunks = record_chunks(
+                path, offset, first_line=data_start + 1, quote=quote, size=batch_bytes
+            )
             for chunk, first_line, last in chunks:
                 yield self._read_chunk(chunk, first_line, ncols, used, path, filename), last
 
@@ -1071,6 +1058,8 @@ class SpecParser:
             if info is not None:
                 extra["info_lines"] = info
             meta = FileMeta(format=spec.name, service=spec.constants.get("service"), extra=extra)
+            if file_period is not None:  # known from the file name: on every piece
+                meta.period_start, meta.period_end = file_period
             if held is not None:
                 yield held
             held = ParsedFile(lines=lines, meta=meta, errors=errors, drift=layout.drift)
@@ -1129,7 +1118,7 @@ class SpecParser:
         """Canonical lines, info columns and row errors for one batch of data lines."""
         plan = _Plan(self.spec, layout.index)
         # hash first, then let go of the raw text: it is the widest column
-        hashes = _sha256_hex(frame["raw"])
+        hashes = sha256_hex(frame["raw"])
         cleaned = plan.prepare(frame.drop("raw"))
         del frame
         checks = plan.checks(layout.ncols)

@@ -117,7 +117,7 @@ class Label:
 
     def partitions(self, table: str = "revenue_lines") -> list[Path]:
         root = self.data_dir / "lake" / table / f"org={self.org_id}"
-        return sorted(root.glob("period=*/source=*/file=*.parquet"))
+        return sorted(root.glob("period=*/source=*/file=*/*.parquet"))
 
     def lake(self) -> pl.DataFrame:
         files = self.partitions()
@@ -250,9 +250,9 @@ def assert_in_lake(label: Label, outcome: dict[str, Any], source: str) -> Ingest
         / f"org={label.org_id}"
         / "period=2026-01"
         / f"source={source}"
-        / f"file={row.id}.parquet"
+        / f"file={row.id}"
     )
-    lines = pl.read_parquet(partition)
+    lines = pl.read_parquet(sorted(partition.glob("*.parquet")))
     assert lines.height == row.lines_accepted
     assert lines["line_no"].n_unique() == lines.height
     for currency, totals in row.totals.items():
@@ -354,7 +354,7 @@ def test_ctrl_semaphores_release_files_on_the_first_run(
     assert row.status == IngestStatus.QUARANTINED
     assert row.quarantine_code == "truncated_gzip"
     assert row.lines_accepted == 0
-    assert not list((label.data_dir / "lake").rglob(f"file={row.id}.parquet"))
+    assert not list((label.data_dir / "lake").rglob(f"file={row.id}"))
     reason = label.data_dir / "quarantine" / f"org={label.org_id}" / f"{row.sha256}.json"
     assert json.loads(reason.read_text())["code"] == "truncated_gzip"
 

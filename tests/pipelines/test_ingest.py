@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import sqlalchemy as sa
+from polars.testing import assert_frame_equal
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipelines.demo import build
@@ -226,3 +227,142 @@ def test_new_track_in_catalogue_is_matched_by_rematch(
         )
     assert rematch(factory, data, label)["lines_matched"] == 1
     assert lake_lines(data)["match_method"].null_count() == 0
+
+
+# --- chunked ingestion: parts, staging, atomicity ---------------------------------------------
+
+IDENTITY = ("org_id", "file_id", "track_id", "release_id")  # ids differ between two orgs
+
+
+def second_label(factory: sessionmaker[Session], slug: str) -> int:
+    org_id = make_org(factory, slug)
+    with db.transaction(factory, actor="test") as s:
+        s.get(Organisation, org_id).default_currency = "GBP"  # type: ignore[union-attr]
+        build(s, org_id, random.Random(7))
+        import_rates(s, org_id, b"base,quote,period,rate,source\nEUR,GBP,2026-01,0.85,ECB\n")
+    return org_id
+
+
+def by_line(data_dir: Path, org_id: int, table: str = "revenue_lines") -> pl.DataFrame:
+    root = data_dir / "lake" / table / f"org={org_id}"
+    files = sorted(root.glob("**/*.parquet"))
+    return pl.read_parquet(files).drop(IDENTITY, strict=False).sort("line_no")
+
+
+def nothing_staged(data_dir: Path) -> bool:
+    return not any((data_dir / "staging").glob("**/*")) if (data_dir / "staging").exists() else True
+
+
+def test_a_dsr_in_many_chunks_gives_the_same_lake_as_one(
+    factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    from pipelines.demo_reports import write_dsr_report
+
+    one, many = second_label(factory, "one"), second_label(factory, "many")
+    report = tmp_path / "DSR_AuroraRecords_Spotify_Premium_2026-01_WW_1of1_20260205T000000.tsv.gz"
+    write_dsr_report(report, products(factory, one), seed=3, lines=3000)
+    data = tmp_path / "data"
+    whole = ingest_path(factory, data, org_id=one, path=report, name=report.name)
+    parts = ingest_path(
+        factory, data, org_id=many, path=report, name=report.name, chunk_bytes=8 << 10
+    )
+    assert whole.status == parts.status == "ingested"
+    folder = data / "lake" / "revenue_lines" / f"org={many}" / "period=2026-01" / "source=dsr"
+    assert len(list((folder / f"file={parts.file_id}").glob("part-*.parquet"))) > 3
+    assert_frame_equal(by_line(data, many), by_line(data, one))
+    keep = ("lines", "accepted", "rejected", "matched", "suspense", "totals", "error_count")
+    assert [getattr(parts, k) for k in keep] == [getattr(whole, k) for k in keep]
+    assert parts.outputs["expectations"] == whole.outputs["expectations"]
+    assert nothing_staged(data)
+
+
+def test_a_statement_in_chunks_moves_early_parts_to_the_files_period(
+    factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """The period of a layout that takes it from its lines is known only at the end: parts
+    staged before (here: December lines) move to it and are converted at its rate."""
+    one, many = second_label(factory, "one"), second_label(factory, "many")
+    report = tmp_path / "statement_q.csv"
+    write_distributor(report, products(factory, one)[:40], random.Random(8))
+    rows = report.read_text().splitlines()
+    rows[1:6] = [r.replace("2026-01", "2025-12", 1) for r in rows[1:6]]
+    report.write_text("\n".join(rows) + "\n")
+    data = tmp_path / "data"
+    whole = ingest_path(factory, data, org_id=one, path=report, name=report.name)
+    parts = ingest_path(factory, data, org_id=many, path=report, name=report.name, chunk_bytes=300)
+    assert whole.reporting_periods == parts.reporting_periods == ["2026-01"]
+    lines = by_line(data, many)
+    assert set(lines["reporting_period"]) == {"2026-01"}
+    assert set(lines["fx_source"]) == {"ECB"}
+    assert_frame_equal(lines, by_line(data, one))
+    assert_frame_equal(by_line(data, many, "rejected_lines"), by_line(data, one, "rejected_lines"))
+    assert not list((data / "lake").glob(f"*/org={many}/period=2025-12"))
+    assert (parts.lines, parts.accepted, parts.rejected) == (whole.lines, whole.accepted, 2)
+    assert parts.errors == whole.errors
+
+
+def test_a_mismatch_found_at_the_end_leaves_nothing_in_the_lake(
+    factory: sessionmaker[Session], label: int, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    report = tmp_path / "80012345_0126_GB.txt"
+    write_apple(report, products(factory, label), random.Random(5))
+    lines = report.read_text().splitlines()
+    lines = [("Total_Amount\t999.99" if ln.startswith("Total_Amount") else ln) for ln in lines]
+    report.write_text("\n".join(lines) + "\n")
+    out = ingest_path(factory, data, org_id=label, path=report, name=report.name, chunk_bytes=256)
+    assert out.status == "quarantined"
+    assert out.quarantine is not None and out.quarantine["code"] == "control_total_mismatch"
+    assert lake_lines(data).is_empty() and lake_lines(data, "rejected_lines").is_empty()
+    assert nothing_staged(data)
+    with factory() as s:
+        (row,) = s.scalars(sa.select(IngestFile)).all()
+        assert row.status.value == "quarantined"
+
+
+def test_a_foot_mismatch_in_a_chunked_dsr_is_quarantined_whole(
+    factory: sessionmaker[Session], label: int, tmp_path: Path
+) -> None:
+    from connectors.formats.dsr_writer import write_dsr
+
+    data = tmp_path / "data"
+    report = tmp_path / "DSR_AuroraRecords_Spotify_Premium_2026-01_WW_1of1_20260205T000000.tsv"
+    write_dsr(report, lines=3000, seed=6)
+    text = report.read_text().splitlines()
+    foot = text[-1].split("\t")
+    foot[4] = str(int(foot[4]) - 1)  # NumberOfBlocksInFile
+    report.write_text("\n".join([*text[:-1], "\t".join(foot)]) + "\n")
+    out = ingest_path(factory, data, org_id=label, path=report, name=report.name, chunk_bytes=4096)
+    assert out.quarantine is not None and out.quarantine["code"] == "foot_mismatch"
+    assert lake_lines(data).is_empty()
+    assert nothing_staged(data)
+
+
+def test_a_failure_half_way_leaves_nothing_and_no_ledger_row(
+    factory: sessionmaker[Session], label: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipelines import ingest
+
+    data = tmp_path / "data"
+    report = tmp_path / "statement_c.csv"
+    write_distributor(report, products(factory, label)[:40], random.Random(9))
+    calls = {"n": 0}
+    real = ingest._Run.chunk
+
+    def failing(self: ingest._Run, piece: object) -> None:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError("disk full")
+        real(self, piece)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ingest._Run, "chunk", failing)
+    with pytest.raises(OSError, match="disk full"):
+        ingest_path(factory, data, org_id=label, path=report, name=report.name, chunk_bytes=300)
+    assert lake_lines(data).is_empty()
+    assert nothing_staged(data)
+    with factory() as s:
+        assert s.scalars(sa.select(IngestFile)).all() == []
+    monkeypatch.setattr(ingest._Run, "chunk", real)
+    again = ingest_path(factory, data, org_id=label, path=report, name=report.name)
+    assert again.status == "ingested"
+    assert lake_lines(data).height == again.accepted

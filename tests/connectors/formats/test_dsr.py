@@ -673,3 +673,82 @@ def test_writer_records_are_positioned_by_cell_name() -> None:
     with pytest.raises(ValueError):
         record("SU02", Streams=1)
     assert gtin13("060243500001") == "0602435000015"
+
+
+# --- chunked parsing (parse_batches): the same result as one piece, in bounded memory --------
+
+
+def _pieces(src: Path, name: str, batch_bytes: int) -> list[ParsedFile]:
+    return list(PARSER._batches(src, name, batch_bytes))
+
+
+def _assert_same_as_whole(src: Path, name: str, batch_bytes: int) -> list[ParsedFile]:
+    whole = PARSER.parse(src, name)
+    pieces = _pieces(src, name, batch_bytes)
+    assert len(pieces) > 1
+    assert [p.meta.extra["final"] for p in pieces] == [False] * (len(pieces) - 1) + [True]
+    assert_frame_equal(pl.concat([p.lines for p in pieces]), whole.lines)
+    assert [e for p in pieces for e in p.errors] == whole.errors
+    final = pieces[-1].meta
+    assert final.declared_totals == whole.meta.declared_totals
+    assert {k: v for k, v in final.extra.items() if k != "final"} == whole.meta.extra
+    assert pieces[-1].drift == whole.drift
+    assert all(p.meta.period_end == whole.meta.period_end for p in pieces)
+    return pieces
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_golden_in_small_pieces_is_the_same(case: Path, tmp_path: Path) -> None:
+    info = _case(case)
+    src = next(case.glob("input.*"))
+    name = info["filename"]
+    if src.name.endswith(".gz"):
+        plain = tmp_path / "plain.tsv"
+        plain.write_bytes(gzip.decompress(src.read_bytes()))
+        src, name = plain, name.removesuffix(".gz")
+    if "rejected" in info:
+        with pytest.raises(FileRejected) as excinfo:
+            _pieces(src, name, 1)
+        assert excinfo.value.code == info["rejected"]["code"]
+        return
+    if PARSER.parse(src, name).meta.extra["usage_records"] < 2:
+        pytest.skip("a single usage record cannot be cut")
+    _assert_same_as_whole(src, name, 1)  # one usage record a piece
+
+
+@pytest.mark.parametrize(
+    ("profile", "variant"),
+    [("BasicAudioProfile", "block"), ("BasicAudioProfile", "single"), ("UgcProfile", "block"),
+     ("UgcProfile", "single")],
+)  # fmt: skip
+def test_generated_reports_in_pieces_are_the_same(
+    tmp_path: Path, profile: str, variant: str
+) -> None:
+    path = tmp_path / NAME
+    write_dsr(path, lines=4000, seed=3, profile=profile, variant=variant)  # type: ignore[arg-type]
+    pieces = _assert_same_as_whole(path, NAME, 8 << 10)
+    # each piece is cut just before a usage record and holds only its own lines
+    firsts = [int(p.lines["line_no"].min()) for p in pieces if p.lines.height]  # type: ignore[arg-type]
+    assert firsts == sorted(firsts)
+    lasts = [int(p.lines["line_no"].max()) for p in pieces if p.lines.height]  # type: ignore[arg-type]
+    assert all(a < b for a, b in zip(lasts, firsts[1:], strict=False))
+
+
+def test_a_foot_mismatch_is_found_before_any_piece(tmp_path: Path) -> None:
+    path = tmp_path / NAME
+    write_dsr(path, lines=3000, seed=4)
+    text = path.read_text().splitlines()
+    foot = text[-1].split("\t")
+    foot[1] = str(int(foot[1]) + 1)
+    path.write_text("\n".join([*text[:-1], "\t".join(foot)]) + "\n")
+    pieces = PARSER._batches(path, NAME, 4 << 10)
+    with pytest.raises(FileRejected) as excinfo:
+        next(pieces)
+    assert excinfo.value.code == "foot_mismatch"
+
+
+def test_a_small_file_is_one_piece(tmp_path: Path) -> None:
+    path = tmp_path / NAME
+    write_dsr(path, lines=300, seed=5)
+    (piece,) = PARSER.parse_batches(path, NAME, batch_bytes=1 << 20)
+    assert_frame_equal(piece.lines, PARSER.parse(path, NAME).lines)
