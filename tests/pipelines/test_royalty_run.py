@@ -120,9 +120,7 @@ def test_statement_detail_adds_up_to_the_run(label: Label) -> None:
             assert sums.get(cid, Decimal("0.00")) == earnings
         # exact royalties by usage type: the run's own breakdown, to far below a cent
         run_exact = dict(
-            breakdown.filter(
-                pl.col("payee_id") == payee_id, pl.col("dimension") == "usage_type"
-            )
+            breakdown.filter(pl.col("payee_id") == payee_id, pl.col("dimension") == "usage_type")
             .group_by("key")
             .agg(pl.col("exact").sum())
             .rows()
