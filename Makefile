@@ -6,7 +6,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --frozen
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: demo test lint format setup system-deps api airflow clean
+.PHONY: demo test lint format setup system-deps api airflow clean docs
 
 # Airflow 3 for local use: SQLite metadata under ./var/airflow, the project's DAGs, the UI
 # and API on loopback only, parallelism for 2 cores. Task processes find the project and its
@@ -41,6 +41,9 @@ airflow: setup ## Airflow 3 standalone: UI on http://127.0.0.1:8080 with the pro
 	@echo "Airflow UI: http://127.0.0.1:8080 - user 'admin', password printed below"
 	@echo "(and kept in var/airflow/simple_auth_manager_passwords.json.generated)"
 	$(AIRFLOW_ENV) airflow standalone
+
+docs: setup ## dbt docs of the analysts' warehouse as a static site in var/warehouse/docs/
+	$(RUN) tunemantra warehouse docs
 
 setup:
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || \

@@ -13,6 +13,7 @@ import typer
 
 from pipelines import cli_ddex as _ddex_cli
 from pipelines import cli_royalty as _royalty_cli
+from pipelines import cli_warehouse as _warehouse_cli
 from pipelines.resources import get_engine, get_session_factory
 from pipelines.settings import get_settings
 from schemas.errors import StoreError
@@ -36,6 +37,7 @@ app.add_typer(drop_app, name="drop")
 app.add_typer(bench_app, name="bench")
 _ddex_cli.register(app, bench_app)
 _royalty_cli.register(app, bench_app)
+_warehouse_cli.register(app, bench_app)
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 
@@ -309,6 +311,9 @@ def demo(seed: Annotated[int, typer.Option()] = 2026) -> None:
     from pipelines.demo import deliver_demo_releases
 
     deliver_demo_releases(factory, settings.data_dir, summary.org_id, seed=seed)
+    from pipelines.warehouse import print_demo_warehouse
+
+    print_demo_warehouse(factory, settings.data_dir, summary.org_id)
 
 
 def main() -> None:  # pragma: no cover

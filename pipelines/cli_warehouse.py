@@ -1,0 +1,51 @@
+"""``tunemantra warehouse build`` and ``tunemantra bench warehouse``: the analysts' DuckDB."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from pipelines.resources import get_session_factory
+from pipelines.settings import get_settings
+
+warehouse_app = typer.Typer(no_args_is_help=True, help="The analysts' dbt-duckdb warehouse.")
+
+
+@warehouse_app.command("build")
+def build_cmd(
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    lock_timeout: Annotated[float, typer.Option(help="seconds to wait for a writer")] = 10.0,
+) -> None:
+    """Export the store's reference tables, dbt build a new DuckDB file, swap it in."""
+    from pipelines.warehouse import WarehouseError, build
+
+    settings = get_settings()
+    try:
+        result = build(get_session_factory(settings), settings.data_dir, lock_timeout=lock_timeout)
+    except WarehouseError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    if as_json:
+        typer.echo(json.dumps(result.as_dict()))
+    else:
+        typer.echo(f"warehouse {result.path} built in {result.seconds} s: {result.results}")
+
+
+def register(app: typer.Typer, bench_app: typer.Typer) -> None:
+    app.add_typer(warehouse_app, name="warehouse")
+
+
+@warehouse_app.command("docs")
+def docs_cmd() -> None:
+    """Build the warehouse and its dbt docs (one static HTML file under warehouse/docs/)."""
+    from pipelines.warehouse import WarehouseError, build_docs
+
+    settings = get_settings()
+    try:
+        path = build_docs(get_session_factory(settings), settings.data_dir)
+    except WarehouseError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    typer.echo(f"dbt docs: {path}")

@@ -1,0 +1,602 @@
+"""The analysts' warehouse: store -> reference Parquet -> ``dbt build`` -> one DuckDB file.
+
+Under ``TUNEMANTRA_DATA_DIR``::
+
+    warehouse/reference/<table>.parquet   the store's tables the marts need (written atomically)
+    warehouse/tunemantra.duckdb           what analysts open (read-only)
+    warehouse/.build/tunemantra.duckdb    a build in progress (removed if it fails)
+    warehouse/target/, warehouse/logs/    dbt's artefacts and logs
+
+DuckDB reads only files here (no SQLite or PostgreSQL scanner), so the reference tables are
+exported through SQLAlchemy first; the lake and the royalty runs are read in place. Every build
+writes a *new* DuckDB file and renames it over the old one, so a reader never sees a half-built
+warehouse: a read-only connection opened before the swap keeps reading the previous build, one
+opened after reads the new one. If a process holds the current file with a *write* lock (an
+analyst who opened it read-write, a stray build), replacing it could pair its write-ahead log
+with the wrong file: the swap waits for the lock (``lock_timeout`` seconds) and then fails with
+``WarehouseLocked``, leaving the current file as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.parquet as pq  # type: ignore[import-untyped]
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from schemas.store.models import (
+    Artist,
+    Contract,
+    IngestFile,
+    Organisation,
+    Payee,
+    Release,
+    SuspenseItem,
+    Track,
+)
+from schemas.store.runs import RoyaltyRun
+
+DBT_DIR = Path(__file__).resolve().parent.parent / "dbt"
+WAREHOUSE_FILE = "tunemantra.duckdb"
+EXACT = pa.decimal128(38, 12)
+CENTS = pa.decimal128(38, 2)
+I64, STR, DATE, BOOL = pa.int64(), pa.string(), pa.date32(), pa.bool_()
+TS = pa.timestamp("us", tz="UTC")
+
+
+class WarehouseError(Exception):
+    """A build that did not produce a warehouse (dbt failed, the file is held, ...)."""
+
+
+class WarehouseLocked(WarehouseError):
+    pass
+
+
+# --- reference export ---------------------------------------------------------------------
+
+Column = tuple[str, Any, pa.DataType]  # (name in Parquet, SQLAlchemy column, Arrow type)
+
+REFERENCE: dict[str, tuple[type[Any], list[Column]]] = {
+    "organisations": (
+        Organisation,
+        [
+            ("org_id", Organisation.id, I64),
+            ("slug", Organisation.slug, STR),
+            ("name", Organisation.name, STR),
+            ("default_currency", Organisation.default_currency, STR),
+            ("created_at", Organisation.created_at, TS),
+        ],
+    ),
+    "artists": (
+        Artist,
+        [
+            ("artist_id", Artist.id, I64),
+            ("org_id", Artist.org_id, I64),
+            ("name", Artist.name, STR),
+            ("kind", Artist.kind, STR),
+            ("country", Artist.country, STR),
+        ],
+    ),
+    "releases": (
+        Release,
+        [
+            ("release_id", Release.id, I64),
+            ("org_id", Release.org_id, I64),
+            ("upc", Release.upc, STR),
+            ("title", Release.title, STR),
+            ("release_type", Release.release_type, STR),
+            ("label_name", Release.label_name, STR),
+            ("artist_id", Release.artist_id, I64),
+            ("original_release_date", Release.original_release_date, DATE),
+            ("genre", Release.genre, STR),
+        ],
+    ),
+    "tracks": (
+        Track,
+        [
+            ("track_id", Track.id, I64),
+            ("org_id", Track.org_id, I64),
+            ("release_id", Track.release_id, I64),
+            ("isrc", Track.isrc, STR),
+            ("title", Track.title, STR),
+            ("version", Track.version, STR),
+            ("artist_id", Track.artist_id, I64),
+            ("duration_seconds", Track.duration_seconds, I64),
+            ("explicit", Track.explicit, BOOL),
+            ("disc_number", Track.disc_number, I64),
+            ("track_number", Track.track_number, I64),
+        ],
+    ),
+    "payees": (
+        Payee,
+        [
+            ("payee_id", Payee.id, I64),
+            ("org_id", Payee.org_id, I64),
+            ("name", Payee.name, STR),
+            ("artist_id", Payee.artist_id, I64),
+            ("country", Payee.country, STR),
+            ("statement_currency", Payee.statement_currency, STR),
+            ("withholding_rate", Payee.withholding_rate, EXACT),
+        ],
+    ),
+    "contracts": (
+        Contract,
+        [
+            ("contract_id", Contract.id, I64),
+            ("org_id", Contract.org_id, I64),
+            ("payee_id", Contract.payee_id, I64),
+            ("reference", Contract.reference, STR),
+            ("name", Contract.name, STR),
+            ("basis", Contract.basis, STR),
+            ("currency", Contract.currency, STR),
+            ("cross_collateral_group", Contract.cross_collateral_group, STR),
+            ("reserve_rate", Contract.reserve_rate, EXACT),
+            ("minimum_payment", Contract.minimum_payment, CENTS),
+            ("statement_frequency", Contract.statement_frequency, STR),
+            ("start_date", Contract.start_date, DATE),
+            ("end_date", Contract.end_date, DATE),
+        ],
+    ),
+    "royalty_runs": (
+        RoyaltyRun,
+        [
+            ("run_id", RoyaltyRun.id, I64),
+            ("org_id", RoyaltyRun.org_id, I64),
+            ("period", RoyaltyRun.period, STR),
+            ("period_start", RoyaltyRun.period_start, DATE),
+            ("period_end", RoyaltyRun.period_end, DATE),
+            ("version", RoyaltyRun.version, I64),
+            ("status", RoyaltyRun.status, STR),
+            ("currency", RoyaltyRun.currency, STR),
+            ("supersedes_id", RoyaltyRun.supersedes_id, I64),
+            ("created_at", RoyaltyRun.created_at, TS),
+            ("locked_at", RoyaltyRun.locked_at, TS),
+        ],
+    ),
+    "ingest_files": (
+        IngestFile,
+        [
+            ("file_id", IngestFile.id, I64),
+            ("org_id", IngestFile.org_id, I64),
+            ("original_name", IngestFile.original_name, STR),
+            ("format", IngestFile.format, STR),
+            ("status", IngestFile.status, STR),
+            ("reporting_period", IngestFile.reporting_period, STR),
+            ("lines_read", IngestFile.lines_read, I64),
+            ("lines_accepted", IngestFile.lines_accepted, I64),
+            ("lines_rejected", IngestFile.lines_rejected, I64),
+            ("lines_matched", IngestFile.lines_matched, I64),
+            ("lines_suspense", IngestFile.lines_suspense, I64),
+            ("quarantine_code", IngestFile.quarantine_code, STR),
+            ("received_at", IngestFile.received_at, TS),
+        ],
+    ),
+    "suspense_items": (
+        SuspenseItem,
+        [
+            ("suspense_item_id", SuspenseItem.id, I64),
+            ("org_id", SuspenseItem.org_id, I64),
+            ("kind", SuspenseItem.kind, STR),
+            ("key", SuspenseItem.key, STR),
+            ("reason", SuspenseItem.reason, STR),
+            ("title", SuspenseItem.title, STR),
+            ("artist", SuspenseItem.artist, STR),
+            ("lines", SuspenseItem.lines, I64),
+            ("quantity", SuspenseItem.quantity, I64),
+            ("first_period", SuspenseItem.first_period, STR),
+            ("last_period", SuspenseItem.last_period, STR),
+            ("status", SuspenseItem.status, STR),
+        ],
+    ),
+}
+
+# JSON columns flattened to one row per (owner, currency[, measure]).
+FILE_TOTALS = pa.schema(
+    [
+        ("file_id", I64),
+        ("org_id", I64),
+        ("currency", STR),
+        ("read_amount", EXACT),
+        ("accepted_amount", EXACT),
+        ("rejected_amount", EXACT),
+        ("declared_amount", EXACT),
+    ]
+)
+RUN_TOTALS = pa.schema(
+    [("run_id", I64), ("org_id", I64), ("currency", STR), ("measure", STR), ("amount", CENTS)]
+)
+SUSPENSE_AMOUNTS = pa.schema(
+    [("suspense_item_id", I64), ("org_id", I64), ("currency", STR), ("amount", EXACT)]
+)
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, Enum) else value
+
+
+def _json(value: Any) -> dict[str, Any]:
+    return dict(value or {})
+
+
+def _dec(value: Any) -> Decimal | None:
+    return None if value in (None, "") else Decimal(str(value))
+
+
+def write_table(table: pa.Table, path: Path) -> None:
+    """Write ``table`` to ``path`` atomically (temp file in the same folder, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def export_reference(factory: sessionmaker[Session], data_dir: Path) -> dict[str, int]:
+    """Write the reference tables to ``warehouse/reference/*.parquet``; rows per table."""
+    out = data_dir / "warehouse" / "reference"
+    counts: dict[str, int] = {}
+    with factory() as session:
+        for name, (model, columns) in REFERENCE.items():
+            schema = pa.schema([(c, t) for c, _, t in columns])
+            rows = session.execute(
+                sa.select(*(col for _, col, _ in columns)).order_by(model.id)
+            ).all()
+            data = {c: [_plain(r[i]) for r in rows] for i, (c, _, _) in enumerate(columns)}
+            write_table(pa.table(data, schema=schema), out / f"{name}.parquet")
+            counts[name] = len(rows)
+        file_rows = []
+        for fid, org, totals in session.execute(
+            sa.select(IngestFile.id, IngestFile.org_id, IngestFile.totals).order_by(IngestFile.id)
+        ):
+            for cur, t in sorted(_json(totals).items()):
+                file_rows.append(
+                    {
+                        "file_id": fid,
+                        "org_id": org,
+                        "currency": cur,
+                        **{f"{k}_amount": _dec(t.get(k)) for k in _FILE_MEASURES},
+                    }
+                )
+        write_table(
+            pa.Table.from_pylist(file_rows, FILE_TOTALS), out / "ingest_file_totals.parquet"
+        )
+        run_rows = [
+            {"run_id": rid, "org_id": org, "currency": cur, "measure": k, "amount": _dec(v)}
+            for rid, org, totals in session.execute(
+                sa.select(RoyaltyRun.id, RoyaltyRun.org_id, RoyaltyRun.totals).order_by(
+                    RoyaltyRun.id
+                )
+            )
+            for cur, t in sorted(_json(totals).items())
+            for k, v in sorted(t.items())
+        ]
+        write_table(pa.Table.from_pylist(run_rows, RUN_TOTALS), out / "royalty_run_totals.parquet")
+        sus_rows = [
+            {"suspense_item_id": sid, "org_id": org, "currency": cur, "amount": _dec(v)}
+            for sid, org, amounts in session.execute(
+                sa.select(SuspenseItem.id, SuspenseItem.org_id, SuspenseItem.amounts).order_by(
+                    SuspenseItem.id
+                )
+            )
+            for cur, v in sorted(_json(amounts).items())
+        ]
+        write_table(
+            pa.Table.from_pylist(sus_rows, SUSPENSE_AMOUNTS), out / "suspense_item_amounts.parquet"
+        )
+    counts.update(
+        ingest_file_totals=len(file_rows),
+        royalty_run_totals=len(run_rows),
+        suspense_item_amounts=len(sus_rows),
+    )
+    return counts
+
+
+_FILE_MEASURES = ("read", "accepted", "rejected", "declared")
+
+
+# --- build and swap -----------------------------------------------------------------------
+
+
+@dataclass
+class BuildResult:
+    path: Path
+    seconds: float
+    reference_rows: dict[str, int] = field(default_factory=dict)
+    results: dict[str, int] = field(default_factory=dict)  # dbt status -> count
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "seconds": self.seconds,
+            "reference_rows": self.reference_rows,
+            "results": self.results,
+        }
+
+
+@contextlib.contextmanager
+def _build_lock(folder: Path) -> Iterator[None]:
+    """One build at a time per data dir (a second one waits)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / ".build.lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _dbt_env(data_dir: Path, build_path: Path, threads: int) -> dict[str, str]:
+    return {
+        "TUNEMANTRA_DATA_DIR": str(data_dir.resolve()),
+        "TUNEMANTRA_WAREHOUSE_BUILD_PATH": str(build_path),
+        "TUNEMANTRA_DBT_THREADS": str(threads),
+    }
+
+
+@contextlib.contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def run_dbt(args: Sequence[str], *, data_dir: Path, build_path: Path, threads: int = 2) -> Any:
+    """Run one dbt command in-process against ``build_path``; raise ``WarehouseError`` with
+    dbt's own messages (model, test, column) when it fails."""
+    from dbt.cli.main import dbtRunner
+
+    folder = data_dir.resolve() / "warehouse"
+    common = [
+        "--project-dir",
+        str(DBT_DIR),
+        "--profiles-dir",
+        str(DBT_DIR),
+        "--target-path",
+        str(folder / "target"),
+        "--log-path",
+        str(folder / "logs"),
+    ]
+    with _environ(_dbt_env(data_dir, build_path, threads)):
+        try:
+            res = dbtRunner().invoke([*args, *common, "--quiet"])
+        finally:
+            _close_dbt_duckdb()
+    if not res.success:
+        raise WarehouseError(_dbt_failure(res))
+    return res.result
+
+
+def _close_dbt_duckdb() -> None:
+    """dbt-duckdb keeps its DuckDB instance open in the process after ``invoke`` (a class
+    attribute); close it so the file's lock is released before the swap."""
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    env = DuckDBConnectionManager._ENV
+    if env is not None:
+        env.close()
+        DuckDBConnectionManager._ENV = None
+
+
+def _dbt_failure(res: Any) -> str:
+    if res.exception is not None:
+        return f"dbt failed: {res.exception}"
+    problems = [
+        f"{r.node.unique_id}: {r.status}: {r.message}"
+        for r in (res.result or [])
+        if str(r.status) in ("error", "fail", "runtime error")
+    ]
+    return "dbt build failed: " + "; ".join(problems[:10])
+
+
+def swap_in(new: Path, target: Path, *, lock_timeout: float = 10.0) -> None:
+    """Rename ``new`` over ``target`` once no process holds ``target`` with a write lock."""
+    import duckdb
+
+    deadline = time.monotonic() + lock_timeout
+    while target.exists():
+        try:
+            duckdb.connect(str(target), read_only=True).close()
+            break
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            if time.monotonic() >= deadline:
+                raise WarehouseLocked(
+                    f"warehouse file {target} is held by another process with a write lock; "
+                    f"gave up after {lock_timeout:g} s and left it unchanged "
+                    f"(the new build was discarded). {_first_line(exc)}"
+                ) from None
+            time.sleep(0.2)
+    wal = target.with_name(target.name + ".wal")
+    if wal.exists():
+        raise WarehouseLocked(f"{wal} exists: a writer did not close {target}; not replacing it")
+    os.replace(new, target)
+
+
+def build_path(data_dir: Path) -> Path:
+    """Where a build writes before ``publish`` swaps it in (the Airflow DAG's dbt tasks)."""
+    return data_dir.resolve() / "warehouse" / ".build" / WAREHOUSE_FILE
+
+
+def prepare(factory: sessionmaker[Session], data_dir: Path) -> dict[str, str]:
+    """For a build run by another dbt runner (cosmos): export, clear the build file and
+    return the environment its dbt commands need."""
+    export_reference(factory, data_dir)
+    new = build_path(data_dir)
+    new.parent.mkdir(parents=True, exist_ok=True)
+    new.unlink(missing_ok=True)
+    return _dbt_env(data_dir, new, 2)
+
+
+def publish(data_dir: Path, *, lock_timeout: float = 60.0) -> str:
+    """Swap a finished build (see ``prepare``) in; returns the warehouse path."""
+    new = build_path(data_dir)
+    if not new.exists():
+        raise WarehouseError(f"no build at {new}")
+    _checkpoint(new)
+    target = new.parent.parent / WAREHOUSE_FILE
+    swap_in(new, target, lock_timeout=lock_timeout)
+    return str(target)
+
+
+def _checkpoint(path: Path) -> None:
+    """Fold the build's write-ahead log into the file: the WAL does not move with it."""
+    import duckdb
+
+    with duckdb.connect(str(path)) as con:
+        con.execute("checkpoint")
+    if path.with_name(path.name + ".wal").exists():
+        raise WarehouseError(f"{path}: the build left a write-ahead log behind")
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0]
+
+
+def build(
+    factory: sessionmaker[Session],
+    data_dir: Path,
+    *,
+    threads: int = 2,
+    lock_timeout: float = 10.0,
+    select: Sequence[str] = (),
+    export: bool = True,
+    before_swap: Callable[[Path], None] | None = None,
+    docs: bool = False,
+) -> BuildResult:
+    """Export the reference tables, ``dbt build`` into a new file, swap it in."""
+    started = time.perf_counter()
+    folder = data_dir.resolve() / "warehouse"
+    with _build_lock(folder):
+        counts = export_reference(factory, data_dir) if export else {}
+        # Same file name as the target (views name their catalog after the file's stem) and
+        # a fixed path (builds are serialised by the lock), so dbt keeps its partial parse.
+        new = folder / ".build" / WAREHOUSE_FILE
+        new.parent.mkdir(exist_ok=True)
+        new.unlink(missing_ok=True)
+        try:
+            args = ["build"] + (["--select", *select] if select else [])
+            results = run_dbt(args, data_dir=data_dir, build_path=new, threads=threads)
+            if docs:
+                run_dbt(["docs", "generate", "--static"], data_dir=data_dir, build_path=new)
+            _checkpoint(new)
+            if before_swap is not None:
+                before_swap(new)
+            swap_in(new, folder / WAREHOUSE_FILE, lock_timeout=lock_timeout)
+        finally:
+            new.unlink(missing_ok=True)
+            new.with_name(new.name + ".wal").unlink(missing_ok=True)
+    summary: dict[str, int] = {}
+    for r in results or []:
+        summary[str(r.status)] = summary.get(str(r.status), 0) + 1
+    return BuildResult(
+        path=folder / WAREHOUSE_FILE,
+        seconds=round(time.perf_counter() - started, 2),
+        reference_rows=counts,
+        results=summary,
+    )
+
+
+# --- what the demo prints -----------------------------------------------------------------
+
+
+def headlines(path: Path, org_id: int) -> list[str]:
+    """Three figures from the marts, read through a read-only connection as an analyst would."""
+    import duckdb
+
+    with duckdb.connect(str(path), read_only=True) as con:
+        revenue = con.execute(
+            "select currency, sum(revenue), count(distinct reporting_period) "
+            "from fct_revenue_monthly where org_id = ? group by 1 order by 2 desc",
+            [org_id],
+        ).fetchall()
+        owed = con.execute(
+            "select currency, sum(payable), sum(carried_forward), count(*) "
+            "from fct_royalty_liabilities where org_id = ? group by 1 order by 1",
+            [org_id],
+        ).fetchall()
+        top = con.execute(
+            "select track_title, currency, revenue from fct_top_tracks "
+            "where org_id = ? and rank_in_org = 1 order by currency limit 1",
+            [org_id],
+        ).fetchall()
+        unmatched = con.execute(
+            "select currency, sum(amount) from fct_unmatched_revenue_ageing "
+            "where org_id = ? group by 1 order by 1",
+            [org_id],
+        ).fetchall()
+    lines = []
+    lines.append(
+        "Revenue: "
+        + ", ".join(f"{c} {_money(a)} over {n} month(s)" for c, a, n in revenue)
+        + (f"; top track: {top[0][0]} ({top[0][1]} {_money(top[0][2])})" if top else "")
+    )
+    lines.append(
+        "Owed to payees (latest approved/locked runs): "
+        + (", ".join(f"{c} {_money(p)} payable" for c, p, _, _ in owed) or "none")
+    )
+    lines.append(
+        "Unmatched revenue in suspense: "
+        + (", ".join(f"{c} {_money(a)}" for c, a in unmatched) or "none")
+    )
+    return lines
+
+
+def _money(value: Decimal | None) -> str:
+    return f"{value or Decimal(0):,.2f}"
+
+
+def describe_dbt_error(message: str) -> str:
+    """dbt's messages carry ANSI colours and file paths; keep the readable part."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", message)
+
+
+def dump(result: BuildResult) -> str:
+    return json.dumps(result.as_dict())
+
+
+def print_demo_warehouse(factory: sessionmaker[Session], data_dir: Path, org_id: int) -> None:
+    """The end of ``make demo``: build the warehouse and print three figures from its marts."""
+    import typer
+
+    result = build(factory, data_dir)
+    typer.echo(f"Warehouse: {result.path} ({result.seconds} s, {result.results})")
+    for line in headlines(result.path, org_id):
+        typer.echo(f"  {line}")
+
+
+def build_docs(factory: sessionmaker[Session], data_dir: Path) -> Path:
+    """Build the warehouse and its dbt docs, one static HTML file (``--static``) in
+    ``warehouse/docs/index.html`` (the catalog read from the build before the swap)."""
+    build(factory, data_dir, docs=True)
+    folder = data_dir.resolve() / "warehouse"
+    out = folder / "docs"
+    out.mkdir(exist_ok=True)
+    static = folder / "target" / "static_index.html"
+    tmp = out / ".index.html.tmp"
+    tmp.write_bytes(static.read_bytes())
+    os.replace(tmp, out / "index.html")
+    return out / "index.html"

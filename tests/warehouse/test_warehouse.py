@@ -1,0 +1,209 @@
+"""The dbt-duckdb warehouse on the demo data: marts, money invariants, bad input, the swap."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from pipelines import resources
+from pipelines.cli import app
+from pipelines.settings import get_settings
+from pipelines.warehouse import WarehouseError, WarehouseLocked, build
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    """`tunemantra demo` (which ends by building the warehouse) into a fresh data dir."""
+    root = tmp_path_factory.mktemp("demo")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TUNEMANTRA_DATABASE_URL", f"sqlite:///{root}/tm.db")
+    mp.setenv("TUNEMANTRA_DATA_DIR", str(root / "var"))
+    get_settings.cache_clear()
+    resources.engine_for.cache_clear()
+    result = runner.invoke(app, ["demo"])
+    assert result.exit_code == 0, result.output
+    try:
+        yield root / "var", result.output
+    finally:
+        mp.undo()
+        get_settings.cache_clear()
+        resources.engine_for.cache_clear()
+
+
+def _factory() -> object:
+    return resources.get_session_factory(get_settings())
+
+
+def _copy(src: Path, dest: Path) -> Path:
+    for part in ("lake", "runs", "warehouse/reference"):
+        if (src / part).exists():
+            shutil.copytree(src / part, dest / part)
+    return dest
+
+
+def test_demo_builds_the_warehouse_and_prints_headlines(demo: tuple[Path, str]) -> None:
+    data_dir, output = demo
+    manifest = json.loads(
+        next((data_dir / "runs").glob("org=*/period=2026-H1/v1/manifest.json")).read_text()
+    )
+    gbp = manifest["totals"]["GBP"]
+    assert f"Revenue: GBP {Decimal(gbp['revenue']):,.2f}" in output
+    assert f"GBP {Decimal(gbp['payable']):,.2f} payable" in output
+    assert f"Unmatched revenue in suspense: GBP {Decimal(gbp['suspense']):,.2f}" in output
+    with duckdb.connect(str(data_dir / "warehouse" / "tunemantra.duckdb"), read_only=True) as con:
+        rec = con.execute(
+            "select revenue, royalty, retained, suspense from fct_run_reconciliation"
+        ).fetchall()
+        assert rec == [
+            (
+                Decimal(gbp["revenue"]),
+                Decimal(gbp["payees"]),
+                Decimal(gbp["retained"]),
+                Decimal(gbp["suspense"]),
+            )
+        ]
+        lines = con.execute("select count(*), sum(amount) from fct_revenue_lines").fetchone()
+        assert lines is not None and lines[0] == manifest["counts"]["lines"]
+        # Money stays DECIMAL end to end.
+        types = dict(
+            con.execute(
+                "select column_name, data_type from information_schema.columns "
+                "where table_name = 'fct_revenue_lines'"
+            ).fetchall()
+        )
+        assert types["amount"] == "DECIMAL(38,12)"
+        for cur, t in manifest["totals"].items():
+            payable = con.execute(
+                "select sum(payable), sum(reserves_held) from fct_royalty_liabilities "
+                "where currency = ?",
+                [cur],
+            ).fetchone()
+            assert payable == (Decimal(t["payable"]), Decimal(t["reserves_held"]))
+
+
+def _rewrite_one_lake_file(data_dir: Path, change: pl.Expr | str) -> Path:
+    path = sorted((data_dir / "lake" / "revenue_lines").glob("**/*.parquet"))[0]
+    frame = pl.read_parquet(path)
+    frame = frame.drop(change) if isinstance(change, str) else frame.with_columns(change)
+    frame.write_parquet(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ("converted_amount", "missing column converted_amount (DECIMAL(38,12))"),
+        (pl.col("amount").cast(pl.Float64), "column amount is DOUBLE, expected DECIMAL(38,12)"),
+    ],
+)
+def test_a_bad_lake_file_stops_the_build_naming_the_column(
+    demo: tuple[Path, str], tmp_path: Path, change: pl.Expr | str, expected: str
+) -> None:
+    data_dir = _copy(demo[0], tmp_path / "var")
+    bad = _rewrite_one_lake_file(data_dir, change)
+    with pytest.raises(WarehouseError) as err:
+        build(_factory(), data_dir, export=False, select=["stg_lake__revenue_lines"])  # type: ignore[arg-type]
+    assert expected in str(err.value)
+    assert str(bad) in str(err.value)
+    assert not (data_dir / "warehouse" / "tunemantra.duckdb").exists()
+
+
+def test_no_revenue_at_all_builds_every_mart_with_zero_rows(
+    demo: tuple[Path, str], tmp_path: Path
+) -> None:
+    data_dir = _copy(demo[0], tmp_path / "var")
+    shutil.rmtree(data_dir / "lake")
+    shutil.rmtree(data_dir / "runs")
+    (data_dir / "lake" / "revenue_lines" / ".staging").mkdir(parents=True)
+    pl.DataFrame({"x": [1]}).write_parquet(data_dir / "lake/revenue_lines/.staging/p.parquet")
+    # No runs and no files either (files in the ledger but not in the lake would fail the
+    # file reconciliation test, rightly).
+    for f in ("royalty_runs", "royalty_run_totals", "ingest_files", "ingest_file_totals"):
+        ref = data_dir / "warehouse" / "reference" / f"{f}.parquet"
+        pl.read_parquet(ref).clear().write_parquet(ref)
+    result = build(_factory(), data_dir, export=False)  # type: ignore[arg-type]
+    assert result.results.get("error", 0) == 0 and result.results.get("fail", 0) == 0
+    with duckdb.connect(str(result.path), read_only=True) as con:
+        for mart in (
+            "fct_revenue_lines",
+            "fct_revenue_monthly",
+            "fct_run_reconciliation",
+            "fct_royalty_liabilities",
+            "fct_usage_anomalies",
+        ):
+            assert con.execute(f"select count(*) from {mart}").fetchone() == (0,), mart
+        assert con.execute("select count(*) from dim_tracks").fetchone() != (0,)
+
+
+HOLD = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == "ro")
+n = con.execute("select count(*) from iso_territories").fetchone()[0]
+print(n, flush=True)
+sys.stdin.readline()
+print(con.execute("select count(*) from iso_territories").fetchone()[0], flush=True)
+"""
+
+
+def _hold(path: Path, mode: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(path), mode],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert int(proc.stdout.readline()) > 0
+    return proc
+
+
+def _release(proc: subprocess.Popen[str]) -> int:
+    out, _ = proc.communicate("\n", timeout=30)
+    return int(out.strip())
+
+
+def test_swap_under_a_reader_and_refusal_under_a_writer(
+    demo: tuple[Path, str], tmp_path: Path
+) -> None:
+    data_dir = _copy(demo[0], tmp_path / "var")
+    target = data_dir / "warehouse" / "tunemantra.duckdb"
+    build(_factory(), data_dir, export=False, select=["iso_territories"])  # type: ignore[arg-type]
+    before = target.stat().st_ino
+    # A read-only analyst keeps reading the old build; the swap goes through.
+    reader = _hold(target, "ro")
+    try:
+        build(_factory(), data_dir, export=False, select=["iso_territories"])  # type: ignore[arg-type]
+    finally:
+        assert _release(reader) == 249
+    assert target.stat().st_ino != before
+    # A writer holds the file: the swap waits, then fails clearly and leaves the file intact.
+    writer = _hold(target, "rw")
+    started = time.monotonic()
+    try:
+        with pytest.raises(WarehouseLocked, match="held by another process"):
+            build(
+                _factory(),
+                data_dir,
+                export=False,
+                lock_timeout=1,
+                select=["iso_territories"],
+            )  # type: ignore[arg-type]
+    finally:
+        _release(writer)
+    assert time.monotonic() - started >= 1
+    assert not (target.parent / ".build" / "tunemantra.duckdb").exists()
+    with duckdb.connect(str(target), read_only=True) as con:
+        assert con.execute("select count(*) from iso_territories").fetchone() == (249,)
