@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -33,8 +34,29 @@ def build_cmd(
         typer.echo(f"warehouse {result.path} built in {result.seconds} s: {result.results}")
 
 
+def bench_warehouse(
+    lines: Annotated[int, typer.Option(help="revenue lines in the synthetic lake")] = 10_000_000,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    keep: Annotated[Path | None, typer.Option(help="keep the data dir in this folder")] = None,
+    seed: Annotated[int, typer.Option(help="seed of the synthetic data")] = 1,
+    threads: Annotated[int, typer.Option(help="dbt threads")] = 2,
+) -> None:
+    """Time `dbt build` (+ swap) of the warehouse over a synthetic lake of N revenue lines."""
+    from pipelines.bench_warehouse import run
+
+    result = run(lines, seed=seed, keep=keep, threads=threads)
+    if as_json:
+        typer.echo(json.dumps(result))
+    else:
+        for k, v in result.items():
+            typer.echo(f"{k}: {v}")
+    if not result["passed"]:
+        raise typer.Exit(code=1)
+
+
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     app.add_typer(warehouse_app, name="warehouse")
+    bench_app.command("warehouse")(bench_warehouse)
 
 
 @warehouse_app.command("docs")
