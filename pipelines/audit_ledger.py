@@ -74,7 +74,7 @@ def append(data_dir: Path, org_id: int, event: str, **fields: Any) -> dict[str, 
 
 
 class LedgerError(RuntimeError):
-    pass
+    """The ledger's hash chain is broken: nothing more may be appended to it."""
 
 
 def _chain_problems(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -64,7 +64,7 @@ OpenTarget = Callable[[DspProfile], Drop]
 
 
 class IllegalTransition(RuntimeError):
-    pass
+    """A delivery asked to move to a state its state machine does not allow from here."""
 
 
 class DeliveryError(ValueError):

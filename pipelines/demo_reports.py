@@ -192,29 +192,30 @@ def write_spotify(
     path.write_text(buf.getvalue(), encoding="utf-8")
 
 
+DISTRIBUTOR_COLUMNS = [  # the generic distributor statement (schemas/formats/distributor_csv.yaml)
+    "Statement Period",
+    "Sale Type",
+    "Store",
+    "Country",
+    "Usage",
+    "Release Title",
+    "Track Title",
+    "Artist",
+    "UPC",
+    "ISRC",
+    "Catalog Number",
+    "Units",
+    "Gross Amount",
+    "Split %",
+    "Net Amount",
+    "Currency",
+]
+
+
 def write_distributor(path: Path, products: list[Product], rng: random.Random) -> None:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(
-        [
-            "Statement Period",
-            "Sale Type",
-            "Store",
-            "Country",
-            "Usage",
-            "Release Title",
-            "Track Title",
-            "Artist",
-            "UPC",
-            "ISRC",
-            "Catalog Number",
-            "Units",
-            "Gross Amount",
-            "Split %",
-            "Net Amount",
-            "Currency",
-        ]
-    )
+    w.writerow(DISTRIBUTOR_COLUMNS)
     for i, p in enumerate(products):
         store = rng.choice(["Deezer", "Amazon Music", "Tidal"])
         units = rng.randint(10, 9000)

@@ -597,15 +597,37 @@ def transition(
         )
 
 
-def reproduce(factory: sessionmaker[Session], data_dir: Path, *, run_id: int) -> dict[str, Any]:
-    """Recompute a past run from its snapshot, opening state and inputs (checked against
-    their recorded hashes) and compare every output byte for byte."""
+@dataclass
+class PastRun:
+    """A recorded run read back from its folder: what is needed to recompute any part of it."""
+
+    run_id: int
+    org_id: int
+    folder: Path
+    currency: str
+    period: Period
+    manifest: dict[str, Any]
+    changed_inputs: list[str]  # lake files that are missing or no longer hash as recorded
+
+    def terms(self) -> Terms:
+        return Terms.from_frames(
+            {
+                n: pl.read_parquet(self.folder / "snapshot" / f"{n}.parquet")
+                for n in Terms.__annotations__
+            }
+        )
+
+    def lines(self, data_dir: Path) -> pl.LazyFrame:
+        return scan_lines([data_dir / i["path"] for i in self.manifest["inputs"]])
+
+
+def open_run(factory: sessionmaker[Session], data_dir: Path, run_id: int) -> PastRun:
     with factory() as session:
         run = session.get(RoyaltyRun, run_id)
         if run is None:
             raise RunError("run_missing", f"no run {run_id}")
-        folder, org_id, currency = Path(run.output_dir), run.org_id, run.currency
-        period = parse_period(run.period)
+        folder = Path(run.output_dir)
+        org_id, currency, period = run.org_id, run.currency, parse_period(run.period)
     manifest = json.loads((folder / "manifest.json").read_text())
     changed = [
         i["path"]
@@ -613,21 +635,27 @@ def reproduce(factory: sessionmaker[Session], data_dir: Path, *, run_id: int) ->
         if not (data_dir / i["path"]).exists()
         or lake.sha256_file(data_dir / i["path"]) != i["sha256"]
     ]
-    if changed:
-        return {"run_id": run_id, "identical": False, "inputs_changed": changed}
-    terms = Terms.from_frames(
-        {n: pl.read_parquet(folder / "snapshot" / f"{n}.parquet") for n in Terms.__annotations__}
-    )
+    return PastRun(run_id, org_id, folder, currency, period, manifest, changed)
+
+
+def reproduce(factory: sessionmaker[Session], data_dir: Path, *, run_id: int) -> dict[str, Any]:
+    """Recompute a past run from its snapshot, opening state and inputs (checked against
+    their recorded hashes) and compare every output byte for byte."""
+    past = open_run(factory, data_dir, run_id)
+    if past.changed_inputs:
+        return {"run_id": run_id, "identical": False, "inputs_changed": past.changed_inputs}
+    terms, folder, manifest = past.terms(), past.folder, past.manifest
     state_in = state_from_frame(pl.read_parquet(folder / "state_in.parquet"))
-    files = [data_dir / i["path"] for i in manifest["inputs"]]
-    result = compute(scan_lines(files), terms, state_in, period, accounting_currency=currency)
+    result = compute(
+        past.lines(data_dir), terms, state_in, past.period, accounting_currency=past.currency
+    )
     scratch = folder.with_name(f".reproduce-{uuid.uuid4().hex}")
     try:
         written = _write_run(scratch, terms, state_in, manifest["inputs"], result)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     differ = sorted(k for k, v in written.items() if manifest["files"].get(k) != v)
-    return {"run_id": run_id, "org_id": org_id, "identical": not differ, "differ": differ}
+    return {"run_id": run_id, "org_id": past.org_id, "identical": not differ, "differ": differ}
 
 
 # --- checks and the preview finance ops approve from ----------------------------------------
@@ -780,35 +808,23 @@ def statement_detail(
     snapshot; the amounts of each contract add up to its earnings in the run."""
     from royalty_engine.detail import contract_detail
 
-    with factory() as session:
-        run = session.get(RoyaltyRun, run_id)
-        if run is None:
-            raise RunError("run_missing", f"no run {run_id}")
-        folder, currency, period = Path(run.output_dir), run.currency, parse_period(run.period)
-    manifest = json.loads((folder / "manifest.json").read_text())
-    changed = [
-        i["path"]
-        for i in manifest["inputs"]
-        if not (data_dir / i["path"]).exists()
-        or lake.sha256_file(data_dir / i["path"]) != i["sha256"]
-    ]
-    if changed:
+    past = open_run(factory, data_dir, run_id)
+    if past.changed_inputs:
         raise RunError(
             "inputs_changed",
-            f"the lake files of run {run_id} changed since it ran: {', '.join(changed[:5])}",
+            f"the lake files of run {run_id} changed since it ran: "
+            + ", ".join(past.changed_inputs[:5]),
         )
-    terms = Terms.from_frames(
-        {n: pl.read_parquet(folder / "snapshot" / f"{n}.parquet") for n in Terms.__annotations__}
-    )
+    folder = past.folder
     ledger = pl.read_parquet(folder / "outputs" / "ledger.parquet")
     contracts = ledger.filter(pl.col("payee_id") == payee_id)["contract_id"].to_list()
     if not contracts:
         raise RunError("payee_missing", f"payee {payee_id} has no contract in run {run_id}")
     return contract_detail(
-        scan_lines([data_dir / i["path"] for i in manifest["inputs"]]),
-        terms,
-        period=period,
-        accounting_currency=currency,
+        past.lines(data_dir),
+        past.terms(),
+        period=past.period,
+        accounting_currency=past.currency,
         slots=pl.read_parquet(folder / "outputs" / "slots.parquet"),
         ledger=ledger,
         contract_ids=contracts,

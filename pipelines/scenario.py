@@ -43,6 +43,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
+from pipelines.demo_reports import DISTRIBUTOR_COLUMNS
 from schemas import catalog as c
 from schemas.errors import StoreError
 from schemas.store import db, service
@@ -661,24 +662,6 @@ def _fx(session: Session, org_id: int, rates: list[FxSpec]) -> None:
 
 # --- revenue -------------------------------------------------------------------------------
 USAGE_LABEL = {"stream": "Stream", "download": "Download", "ugc": "UGC", "physical": "Physical"}
-DISTRIBUTOR_COLUMNS = [
-    "Statement Period",
-    "Sale Type",
-    "Store",
-    "Country",
-    "Usage",
-    "Release Title",
-    "Track Title",
-    "Artist",
-    "UPC",
-    "ISRC",
-    "Catalog Number",
-    "Units",
-    "Gross Amount",
-    "Split %",
-    "Net Amount",
-    "Currency",
-]
 SPOTIFY_PRODUCT = {"subscription": "premium", "ad_supported": "free"}
 
 

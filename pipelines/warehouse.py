@@ -63,7 +63,7 @@ class WarehouseError(Exception):
 
 
 class WarehouseLocked(WarehouseError):
-    pass
+    """Someone holds the warehouse file with a write lock: the swap waited, then gave up."""
 
 
 # --- reference export ---------------------------------------------------------------------

@@ -46,7 +46,6 @@ def contract_detail(
     tracks = wanted["track_id"].drop_nulls().unique().implode()
     releases = wanted["release_id"].drop_nulls().unique().implode()
     grain = Grain.of(terms)
-    bounds = pl.Series("b", grain.boundaries, dtype=pl.Date)
     month_end = pl.col("reporting_period").str.to_date("%Y-%m").dt.month_end()
     usage_date = pl.coalesce(pl.col("usage_end"), pl.col("usage_start"), month_end)
     g = (
@@ -59,9 +58,9 @@ def contract_detail(
             pl.col("territory").fill_null("WW"),
             pl.col("usage_type").fill_null("other"),
             pl.col("commercial_model").fill_null("").alias("channel"),
-            pl.lit(bounds).search_sorted(usage_date, side="right").cast(pl.Int32).alias("seg"),
+            grain.segment(usage_date, None, None).alias("segment"),
         )
-        .group_by(*DETAIL_KEYS, "channel", "seg")
+        .group_by(*DETAIL_KEYS, "channel", "segment")
         .agg(
             pl.col("converted_amount").sum().cast(EXACT).alias("amount"),
             pl.col("quantity").fill_null(0).sum().alias("quantity"),
@@ -77,14 +76,7 @@ def contract_detail(
         .then(pl.col("track_id"))
         .alias("track_key"),
     )
-    segments = pl.DataFrame(
-        {
-            "seg": list(range(len(grain.boundaries) + 1)),
-            "as_of": [grain.segment_start(i) for i in range(len(grain.boundaries) + 1)],
-        },
-        schema={"seg": pl.Int32, "as_of": pl.Date},
-    )
-    g = g.join(segments, on="seg", how="left")
+    g = g.join(grain.segment_table(), on="segment", how="left")
     placements = g.select(
         pl.col("track_key").alias("track_id"), "release_id", "as_of", "class_id"
     ).unique()

@@ -97,6 +97,14 @@ class Grain:
     def segment_start(self, segment: int) -> dt.date:
         return self.boundaries[segment - 1] if segment > 0 else FAR_PAST
 
+    def segment_table(self) -> pl.DataFrame:
+        """segment -> the date it starts on (the date its terms are resolved at)."""
+        n = len(self.boundaries) + 1
+        return pl.DataFrame(
+            {"segment": list(range(n)), "as_of": [self.segment_start(i) for i in range(n)]},
+            schema={"segment": pl.Int32, "as_of": pl.Date},
+        )
+
     def segment(self, usage_date: pl.Expr, lo: dt.date | None, hi: dt.date | None) -> pl.Expr:
         """The segment of each date: how many boundaries are on or before it. Written as a
         sum of comparisons against the boundaries inside the dates' range [lo, hi] (those
@@ -448,13 +456,7 @@ def compute_earnings(
     decode = {}
     for column in ("reporting_period", "usage_type", "channel"):
         p, decode[column] = _codes(p, column)
-    segments = pl.DataFrame(
-        {
-            "segment": list(range(len(grain.boundaries) + 1)),
-            "as_of": [grain.segment_start(i) for i in range(len(grain.boundaries) + 1)],
-        },
-        schema={"segment": pl.Int32, "as_of": pl.Date},
-    )
+    segments = grain.segment_table()
     p = p.with_row_index("pid")
     place = ["track_id", "release_id", "segment", "class_id"]
     placements = p.select(place).unique().join(segments, on="segment", how="left")
