@@ -803,9 +803,21 @@ def preview(factory: sessionmaker[Session], *, run_id: int) -> dict[str, Any]:
 def statement_detail(
     factory: sessionmaker[Session], data_dir: Path, *, run_id: int, payee_id: int
 ) -> pl.DataFrame:
-    """A payee's line-level detail for a run (by contract, track, source, territory, usage
-    type and month), derived from the run's inputs (checked against their hashes) and its
-    snapshot; the amounts of each contract add up to its earnings in the run."""
+    """A payee's line-level detail for a run (see ``run_detail``)."""
+    return run_detail(factory, data_dir, run_id=run_id, payee_ids=[payee_id])
+
+
+def run_detail(
+    factory: sessionmaker[Session],
+    data_dir: Path,
+    *,
+    run_id: int,
+    payee_ids: list[int] | None = None,
+) -> pl.DataFrame:
+    """Line-level detail for a run (by contract, track, source, territory, usage type and
+    month) for some payees, or all when ``payee_ids`` is None, derived in one pass from the
+    run's inputs (checked against their hashes) and its snapshot; the amounts of each
+    contract add up to its earnings in the run."""
     from royalty_engine.detail import contract_detail
 
     past = open_run(factory, data_dir, run_id)
@@ -817,9 +829,10 @@ def statement_detail(
         )
     folder = past.folder
     ledger = pl.read_parquet(folder / "outputs" / "ledger.parquet")
-    contracts = ledger.filter(pl.col("payee_id") == payee_id)["contract_id"].to_list()
+    mine = ledger if payee_ids is None else ledger.filter(pl.col("payee_id").is_in(payee_ids))
+    contracts = mine["contract_id"].to_list()
     if not contracts:
-        raise RunError("payee_missing", f"payee {payee_id} has no contract in run {run_id}")
+        raise RunError("payee_missing", f"payee(s) {payee_ids} have no contract in run {run_id}")
     return contract_detail(
         past.lines(data_dir),
         past.terms(),

@@ -117,6 +117,10 @@ class Organisation(Base):
         sa.String(32), default="period_average", server_default="period_average"
     )
     created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=_utcnow)
+    # The label as the customer on self-billing invoices (postal address, VAT registration).
+    legal_name: Mapped[str | None] = mapped_column(sa.String(300))
+    address: Mapped[str | None] = mapped_column(sa.String(1000))
+    vat_number: Mapped[str | None] = mapped_column(sa.String(20))
 
 
 class ApiKey(Base):
@@ -236,6 +240,10 @@ class Payee(Base):
     vat_number: Mapped[str | None] = mapped_column(sa.String(20))
     self_billing_consent: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     self_billing_expires: Mapped[dt.date | None] = mapped_column(sa.Date)
+    # The payee as the supplier on a self-billing invoice: postal address and the VAT rate
+    # their supply is charged at (None: no VAT invoice can be raised).
+    address: Mapped[str | None] = mapped_column(sa.String(1000))
+    vat_rate: Mapped[Decimal | None] = mapped_column(Ratio())
 
     @validates("name")
     def _key(self, _: str, value: str) -> str:
@@ -511,3 +519,4 @@ for _table in Base.metadata.tables.values():
 # Tables defined in their own modules, registered on the same metadata.
 from schemas.store import deliveries as _deliveries  # noqa: E402,F401
 from schemas.store import runs as _runs  # noqa: E402,F401
+from schemas.store import statements as _statements  # noqa: E402,F401

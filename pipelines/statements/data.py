@@ -1,0 +1,435 @@
+"""What a payee's statement says, gathered once per run for every renderer, the API and the
+portal.
+
+A ``Statement`` is one payee's statement for one run in one currency (a payee whose
+contracts are in two currencies gets two). Its figures come from the run (the store's
+statement summary and the run's ledger); its line-level detail is derived from the run's
+inputs and snapshot (``pipelines.royalty_run.run_detail``) and adds up, per contract, to the
+run's earnings to the cent — ``Statement.check()`` proves it before anything is rendered.
+
+Everything a renderer needs is here, already in the order it is shown, so the same run always
+renders the same bytes: ``issued`` (the run's lock, approval or calculation time) is the only
+date on a statement, and track titles and ISRCs come from the run's own snapshot.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pycountry
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+from stdnum.eu import vat as eu_vat
+from stdnum.gb import vat as gb_vat
+
+from pipelines.royalty_run import SUMMARY_FIELDS, RunError, open_run, run_detail
+from schemas.store.models import Organisation, Payee, Release
+from schemas.store.runs import RoyaltyRun, RunStatus, StatementSummary
+
+CENT = Decimal("0.01")
+TOP_TRACKS = 10
+HISTORY_PERIODS = 6
+# Figures shown on every statement, in the order the balance is reached.
+FIGURES: tuple[str, ...] = (*SUMMARY_FIELDS, "reserves_outstanding")
+FIGURE_LABELS: dict[str, str] = {
+    "opening": "Opening balance",
+    "earnings": "Royalties earned",
+    "advances": "Advances",
+    "costs": "Recoupable costs",
+    "recouped": "Recouped this period",
+    "reserve_held": "Reserves held",
+    "reserve_released": "Reserves released",
+    "tax": "Tax withheld",
+    "payable": "Payable",
+    "closing": "Closing balance",
+    "carried_forward": "Carried forward",
+    "reserves_outstanding": "Reserves outstanding",
+}
+# The line-level detail every format carries (CSV columns, XLSX detail sheet, JSON lines).
+DETAIL_COLUMNS: dict[str, str] = {
+    "contract": "contract reference",
+    "isrc": "ISRC of the recording",
+    "track_title": "track title (from the run's snapshot)",
+    "upc": "UPC of the release",
+    "release_title": "release title",
+    "source": "the DSP or distributor that reported the revenue",
+    "territory": "ISO 3166-1 alpha-2 territory of use (WW: worldwide or not reported)",
+    "usage_type": "stream, download, ugc, ...",
+    "reporting_period": "month the revenue was reported for (YYYY-MM)",
+    "quantity": "units (plays, downloads, views) as reported",
+    "amount": "royalty in the statement currency, rounded so each contract's lines add up "
+    "to its earnings",
+    "currency": "ISO 4217 code of amount",
+}
+# Self-billing invoices (UK HMRC VAT Notice 700/62): the wording the invoice must carry.
+SELF_BILLING_WORDING = "The VAT shown is your output tax due to HMRC."
+
+
+class StatementError(RunError):
+    """A statement that cannot be produced (no such statement, run not ready, detail that
+    does not add up); ``code`` says which."""
+
+
+@dataclass(frozen=True)
+class Party:
+    name: str
+    address: str | None = None
+    vat_number: str | None = None
+
+
+@dataclass(frozen=True)
+class Amount:
+    """One row of a breakdown: ``key`` is the code (source, ISO territory, ISRC), ``label``
+    what a person reads."""
+
+    key: str
+    label: str
+    amount: Decimal
+    quantity: int
+
+
+@dataclass(frozen=True)
+class HistoryPoint:
+    period: str
+    earnings: Decimal
+    payable: Decimal
+    closing: Decimal
+
+
+@dataclass(frozen=True)
+class Invoice:
+    """A self-billing invoice for the payable amount (the payee's supply to the label)."""
+
+    number: str
+    date: dt.date
+    net: Decimal
+    vat_rate: Decimal
+    vat: Decimal
+    gross: Decimal
+    wording: str = SELF_BILLING_WORDING
+
+
+@dataclass
+class Statement:
+    statement_id: int
+    org_id: int
+    org_slug: str
+    label: Party
+    payee_id: int
+    payee: Party
+    run_id: int
+    version: int
+    period: str
+    period_start: dt.date
+    period_end: dt.date
+    run_status: str
+    issued: dt.datetime  # the run's lock (or approval, or calculation) time, UTC
+    currency: str
+    figures: dict[str, Decimal]
+    contracts: list[dict[str, Any]]  # reference, status and FIGURES per contract
+    by_source: list[Amount]
+    by_territory: list[Amount]
+    by_usage: list[Amount]
+    top_tracks: list[Amount]  # key: ISRC, label: title
+    history: list[HistoryPoint]  # oldest first, ending with this period
+    lines: pl.DataFrame  # DETAIL_COLUMNS, sorted
+    invoice: Invoice | None = None
+    invoice_refused: str | None = None  # why a self-billing payee gets no invoice
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def file_stem(self) -> str:
+        """``statement_<org>_<period>_v<version>_payee<id>_<CCY>``: unique per statement."""
+        return (
+            f"statement_{self.org_slug}_{self.period}_v{self.version}"
+            f"_payee{self.payee_id}_{self.currency}"
+        )
+
+    @property
+    def invoice_stem(self) -> str:
+        return self.file_stem.replace("statement_", "invoice_", 1)
+
+    def check(self) -> None:
+        """The detail adds up to the earnings, and the figures to the closing balance."""
+        total = sum(self.lines["amount"].to_list(), Decimal(0)) if self.lines.height else Decimal(0)
+        if total != self.figures["earnings"]:
+            raise StatementError(
+                "detail_mismatch",
+                f"statement {self.statement_id}: detail lines add up to {total} "
+                f"{self.currency}, earnings are {self.figures['earnings']}",
+            )
+
+
+# --- building ---------------------------------------------------------------------------------
+def _d(value: Any) -> Decimal:
+    return Decimal(0) if value is None else Decimal(value).quantize(CENT)
+
+
+def territory_name(code: str) -> str:
+    if code in ("", "WW"):
+        return "Worldwide / not reported"
+    country = pycountry.countries.get(alpha_2=code)
+    return str(country.name) if country is not None else code
+
+
+def _breakdown(frame: pl.DataFrame, key: str, label: str | None = None) -> list[Amount]:
+    cols = [key] if label is None else [key, label]
+    if not frame.height:
+        return []
+    agg = (
+        frame.group_by(cols)
+        .agg(pl.col("amount").sum(), pl.col("quantity").sum())
+        .sort(["amount", key], descending=[True, False])
+    )
+    rows = []
+    for row in agg.iter_rows(named=True):
+        code = row[key] or ""
+        shown = row[label] if label is not None else code
+        if key == "territory":
+            shown = territory_name(code)
+        rows.append(Amount(code, shown or code, _d(row["amount"]), int(row["quantity"] or 0)))
+    return rows
+
+
+def vat_number_valid(number: str | None) -> bool:
+    if not number:
+        return False
+    return bool(gb_vat.is_valid(number) or eu_vat.is_valid(number))
+
+
+def _invoice(
+    payee: Payee, org_slug: str, period: str, version: int, issued: dt.datetime, payable: Decimal
+) -> tuple[Invoice | None, str | None]:
+    """A self-billing invoice when the payee agreed to self-billing, the agreement covers the
+    statement date, the payee's VAT number is valid and there is something payable."""
+    if not payee.self_billing_consent:
+        return None, None
+    if payee.self_billing_expires is not None and payee.self_billing_expires < issued.date():
+        return None, f"self_billing_expired: the agreement ended {payee.self_billing_expires}"
+    if not vat_number_valid(payee.vat_number):
+        return None, f"vat_number_invalid: {payee.vat_number!r} is not a valid VAT number"
+    if payee.vat_rate is None:
+        return None, "vat_rate_missing: the payee has no VAT rate on record"
+    if payable <= 0:
+        return None, "nothing_payable: no invoice for a statement with nothing to pay"
+    rate = Decimal(payee.vat_rate)
+    vat = (payable * rate).quantize(CENT, ROUND_HALF_UP)
+    number = f"SB-{org_slug}-{period}-v{version}-{payee.id}"
+    return Invoice(number, issued.date(), payable, rate, vat, payable + vat), None
+
+
+@dataclass(frozen=True)
+class _RunInfo:
+    run_id: int
+    org_id: int
+    org_slug: str
+    label: Party
+    period: str
+    version: int
+    period_start: dt.date
+    period_end: dt.date
+    status: str
+    issued: dt.datetime
+
+
+def _histories(
+    session: Session, run: RoyaltyRun, payee_ids: list[int]
+) -> dict[tuple[int, str], list[HistoryPoint]]:
+    """Per payee and currency: this period and up to five before it, each period as its
+    approved or locked run (the latest version) showed it; this period as this run has it."""
+    rows = session.execute(
+        sa.select(
+            RoyaltyRun.id,
+            RoyaltyRun.period,
+            RoyaltyRun.version,
+            RoyaltyRun.period_end,
+            StatementSummary.payee_id,
+            StatementSummary.currency,
+            StatementSummary.earnings,
+            StatementSummary.payable,
+            StatementSummary.closing,
+        )
+        .join(StatementSummary, StatementSummary.run_id == RoyaltyRun.id)
+        .where(
+            RoyaltyRun.org_id == run.org_id,
+            StatementSummary.payee_id.in_(payee_ids),
+            RoyaltyRun.period_end <= run.period_end,
+            sa.or_(
+                RoyaltyRun.id == run.id,
+                RoyaltyRun.status.in_([RunStatus.APPROVED, RunStatus.LOCKED]),
+            ),
+        )
+    ).all()
+    latest: dict[tuple[int, str], dict[str, tuple[int, dt.date, HistoryPoint]]] = {}
+    for run_id, period, version, end, payee_id, currency, earnings, payable, closing in rows:
+        if period == run.period and run_id != run.id:
+            continue
+        rank = 1 << 30 if run_id == run.id else version
+        point = HistoryPoint(period, _d(earnings), _d(payable), _d(closing))
+        per = latest.setdefault((payee_id, currency), {})
+        if period not in per or rank > per[period][0]:
+            per[period] = (rank, end, point)
+    return {
+        key: [p for _, _, p in sorted(per.values(), key=lambda v: v[1])][-HISTORY_PERIODS:]
+        for key, per in latest.items()
+    }
+
+
+def _detail_frame(detail: pl.DataFrame, folder: Path, releases: pl.DataFrame) -> pl.DataFrame:
+    """Detail rows with the names people read: contract reference, ISRC and title (from the
+    run's snapshot), UPC and release title."""
+    tracks = pl.read_parquet(folder / "snapshot" / "tracks.parquet").select(
+        "track_id", "isrc", pl.col("title").alias("track_title")
+    )
+    contracts = pl.read_parquet(folder / "snapshot" / "contracts.parquet").select(
+        "contract_id", pl.col("reference").alias("contract")
+    )
+    return (
+        detail.join(tracks, on="track_id", how="left")
+        .join(contracts, on="contract_id", how="left")
+        .join(releases, on="release_id", how="left")
+        .with_columns(
+            pl.col("territory").fill_null("WW"),
+            pl.col("amount").cast(pl.Decimal(38, 2)),
+            pl.col("quantity").fill_null(0).cast(pl.Int64),
+        )
+        .sort("contract", "reporting_period", "source", "isrc", "territory", "usage_type")
+    )
+
+
+def iter_statements(
+    factory: sessionmaker[Session],
+    data_dir: Path,
+    *,
+    run_id: int,
+    payee_ids: list[int] | None = None,
+) -> Iterator[Statement]:
+    """Every statement of a run (or of some payees), in payee then currency order, each
+    checked to add up. The run's detail is derived once for all of them."""
+    past = open_run(factory, data_dir, run_id)
+    # One short read of the store (SQLite sessions take the write lock: never nest them).
+    with factory() as session:
+        run = session.get(RoyaltyRun, run_id)
+        assert run is not None  # open_run checked
+        org = session.get(Organisation, run.org_id)
+        assert org is not None
+        query = sa.select(StatementSummary).where(StatementSummary.run_id == run_id)
+        if payee_ids is not None:
+            query = query.where(StatementSummary.payee_id.in_(payee_ids))
+        summaries = session.scalars(
+            query.order_by(StatementSummary.payee_id, StatementSummary.currency)
+        ).all()
+        if not summaries:
+            raise StatementError(
+                "statement_missing",
+                f"run {run_id} ({run.period} v{run.version}) has no statement"
+                + ("" if payee_ids is None else f" for payee(s) {payee_ids}"),
+            )
+        wanted = sorted({s.payee_id for s in summaries})
+        payees = {
+            p.id: p for p in session.scalars(sa.select(Payee).where(Payee.id.in_(wanted))).all()
+        }
+        histories = _histories(session, run, wanted)
+        releases = pl.DataFrame(
+            session.execute(
+                sa.select(Release.id, Release.upc, Release.title).where(
+                    Release.org_id == run.org_id
+                )
+            ).all(),
+            schema={"release_id": pl.Int64, "upc": pl.String, "release_title": pl.String},
+            orient="row",
+        )
+        issued = run.locked_at or run.approved_at or run.created_at
+        if issued.tzinfo is None:  # SQLite hands back naive UTC
+            issued = issued.replace(tzinfo=dt.UTC)
+        info = _RunInfo(
+            run.id,
+            run.org_id,
+            org.slug,
+            Party(org.legal_name or org.name, org.address, org.vat_number),
+            run.period,
+            run.version,
+            run.period_start,
+            run.period_end,
+            str(run.status),
+            issued,
+        )
+        session.expunge_all()
+    detail = _detail_frame(
+        run_detail(factory, data_dir, run_id=run_id, payee_ids=wanted), past.folder, releases
+    )
+    ledger = pl.read_parquet(past.folder / "outputs" / "ledger.parquet").filter(
+        pl.col("payee_id").is_in(wanted)
+    )
+    by_payee = {k[0]: g for k, g in detail.partition_by("payee_id", as_dict=True).items()}
+    empty = detail.clear()
+    for summary in summaries:
+        payee = payees[summary.payee_id]
+        lines = by_payee.get(summary.payee_id, empty).filter(pl.col("currency") == summary.currency)
+        figures = {f: _d(getattr(summary, f)) for f in SUMMARY_FIELDS}
+        mine = ledger.filter(
+            (pl.col("payee_id") == summary.payee_id) & (pl.col("currency") == summary.currency)
+        ).sort("reference")
+        figures["reserves_outstanding"] = _d(
+            sum(mine["reserves_outstanding"].to_list(), Decimal(0))
+        )
+        invoice, refused = _invoice(
+            payee, info.org_slug, info.period, info.version, info.issued, figures["payable"]
+        )
+        statement = Statement(
+            statement_id=summary.id,
+            org_id=info.org_id,
+            org_slug=info.org_slug,
+            label=info.label,
+            payee_id=payee.id,
+            payee=Party(payee.name, payee.address, payee.vat_number),
+            run_id=info.run_id,
+            version=info.version,
+            period=info.period,
+            period_start=info.period_start,
+            period_end=info.period_end,
+            run_status=info.status,
+            issued=info.issued,
+            currency=summary.currency,
+            figures=figures,
+            contracts=[
+                {
+                    "reference": r["reference"],
+                    "status": r["status"],
+                    **{f: _d(r[f]) for f in FIGURES},
+                }
+                for r in mine.iter_rows(named=True)
+            ],
+            by_source=_breakdown(lines, "source"),
+            by_territory=_breakdown(lines, "territory"),
+            by_usage=_breakdown(lines, "usage_type"),
+            top_tracks=_breakdown(lines, "isrc", "track_title")[:TOP_TRACKS],
+            history=histories.get((payee.id, summary.currency), []),
+            lines=lines.select(list(DETAIL_COLUMNS)),
+            invoice=invoice,
+            invoice_refused=refused,
+        )
+        statement.check()
+        yield statement
+
+
+def load_statement(
+    factory: sessionmaker[Session], data_dir: Path, *, org_id: int, statement_id: int
+) -> Statement:
+    """One statement by its id, only within ``org_id`` (a missing or foreign id is the same
+    ``statement_missing``)."""
+    with factory() as session:
+        summary = session.get(StatementSummary, statement_id)
+        if summary is None or summary.org_id != org_id:
+            raise StatementError("statement_missing", f"no statement {statement_id}")
+        run_id, payee_id, currency = summary.run_id, summary.payee_id, summary.currency
+    for statement in iter_statements(factory, data_dir, run_id=run_id, payee_ids=[payee_id]):
+        if statement.currency == currency:
+            return statement
+    raise StatementError("statement_missing", f"no statement {statement_id}")  # pragma: no cover
