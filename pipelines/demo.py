@@ -281,6 +281,8 @@ def build(session: Session, org_id: int, rng: random.Random) -> None:
         vat_number="GB980780684",
         self_billing_consent=True,
         self_billing_expires="2027-12-31",
+        vat_rate="0.20",
+        address="14 Harbour Row, Bristol BS1 4QA, United Kingdom",
     )
     aoife = payee("Aoife Byrne", "EUR", "IE")
     cian = payee("Cian Walsh", "EUR", "IE")
@@ -530,7 +532,14 @@ def run_demo(
         if old is not None and data_dir is not None:
             forget_files(data_dir, old)
         purge_org(session, SLUG)
-        org = Organisation(slug=SLUG, name="Northbound Records", default_currency="GBP")
+        org = Organisation(
+            slug=SLUG,
+            name="Northbound Records",
+            default_currency="GBP",
+            legal_name="Northbound Records Ltd",
+            address="2 Quayside Studios, Leeds LS1 4DL, United Kingdom",
+            vat_number="GB434031494",
+        )
         session.add(org)
         session.flush()
         build(session, org.id, rng)

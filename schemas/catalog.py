@@ -262,6 +262,9 @@ class PayeeFields(_In):
     vat_number: VatNumber | None = None
     self_billing_consent: bool = False
     self_billing_expires: Date | None = None
+    # For self-billing invoices: the payee's postal address and the VAT rate of their supply.
+    address: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    vat_rate: Fraction | None = None
 
 
 class PayeeIn(PayeeFields):
@@ -297,6 +300,8 @@ class PayeeOut(_Out):
     vat_number: str | None
     self_billing_consent: bool
     self_billing_expires: dt.date | None
+    address: str | None
+    vat_rate: Annotated[Decimal, DecimalOut] | None
 
 
 # --- contracts -----------------------------------------------------------------------------

@@ -1,0 +1,80 @@
+"""A locked period of the sample label to render, publish and serve statements from.
+
+Built once per test module on its own SQLite store: the demo label, its reports ingested,
+2026-H1 run, approved and locked. One track's title is hostile (a formula, HTML and a very
+long tail) so every format is tested against DSP metadata that tries to break it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from pipelines.demo import ingest_demo_reports, run_demo
+from pipelines.royalty_run import run_period, transition
+from schemas.store import db
+from schemas.store.models import Payee, Track
+from schemas.store.runs import StatementSummary
+
+SECRET = "test-secret-key-not-a-placeholder"
+HOSTILE_TITLE = (
+    '=HYPERLINK("http://evil.example/x","click") <script>alert("x")</script> & "quotes" '
+    + "very long title " * 20
+).strip()
+HOSTILE_ISRC = "GBNBR2300006"  # Mara Ellison's top track ("Quiet Water" in the demo)
+
+
+@dataclass
+class LockedPeriod:
+    factory: sessionmaker[Session]
+    data: Path
+    org_id: int
+    run_id: int
+    period: str
+    admin_key: str
+
+    def payee_id(self, name: str) -> int:
+        with self.factory() as s:
+            return int(s.scalar(sa.select(Payee.id).where(Payee.name == name)))
+
+    def statement_ids(self) -> dict[int, int]:
+        """payee id -> statement id (the sample label's payees have one currency each)."""
+        with self.factory() as s:
+            return {
+                r.payee_id: r.id
+                for r in s.scalars(
+                    sa.select(StatementSummary).where(StatementSummary.run_id == self.run_id)
+                )
+            }
+
+
+def build_locked_period(root: Path, *, lock: bool = True) -> LockedPeriod:
+    engine = db.make_engine(f"sqlite:///{root / 'store.db'}")
+    db.upgrade(engine)
+    factory = db.session_factory(engine)
+    data = root / "var"
+    summary = run_demo(factory, seed=11, secret_key=SECRET, data_dir=data)
+    org_id = summary.org_id
+    with db.transaction(factory, actor="test") as s:
+        track = s.scalars(
+            sa.select(Track).where(Track.org_id == org_id, Track.isrc == HOSTILE_ISRC)
+        ).one()
+        track.title = HOSTILE_TITLE
+    ingest_demo_reports(factory, data, org_id, seed=11)
+    report = run_period(factory, data, org_id=org_id, period="2026-H1", actor="finance")
+    if lock:
+        for to in ("approved", "locked"):
+            transition(factory, data, org_id=org_id, period="2026-H1", actor="finance", to=to)
+    return LockedPeriod(factory, data, org_id, int(report.run_id), "2026-H1", summary.admin_key)
+
+
+@pytest.fixture(scope="module")
+def locked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LockedPeriod]:
+    period = build_locked_period(tmp_path_factory.mktemp("locked"))
+    yield period
+    period.factory.kw["bind"].dispose()
