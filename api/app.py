@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -9,7 +10,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 from sqlalchemy.orm import Session, sessionmaker
 
-from api import problems
+from api import portal, problems
 from api.deps import PrincipalDep, SessionDep
 from api.queries import (
     ArtistFilter,
@@ -20,8 +21,9 @@ from api.queries import (
     SplitFilter,
     TrackFilter,
 )
-from api.routes import audit, contracts, deliveries, imports, suspense, tracks
+from api.routes import audit, contracts, deliveries, imports, statements, suspense, tracks
 from api.routes.crud import crud_router
+from pipelines.settings import get_settings
 from schemas import catalog as c
 from schemas.store.models import Organisation
 
@@ -35,7 +37,11 @@ RESOURCES: list[tuple[str, type[BaseModel], type[Page]]] = [
 ]
 
 
-def create_app(session_factory: sessionmaker[Session], *, secret_key: str) -> FastAPI:
+def create_app(
+    session_factory: sessionmaker[Session], *, secret_key: str, data_dir: Path | None = None
+) -> FastAPI:
+    """The app on this store; ``data_dir`` holds the runs' files and exported statements
+    (default: the settings' data directory)."""
     app = FastAPI(
         title="TuneMantra API",
         version="1",
@@ -48,6 +54,7 @@ def create_app(session_factory: sessionmaker[Session], *, secret_key: str) -> Fa
     )
     app.state.session_factory = session_factory
     app.state.secret_key = secret_key
+    app.state.data_dir = data_dir if data_dir is not None else get_settings().data_dir
     problems.install(app)
 
     @app.get("/healthz", tags=["health"])
@@ -74,4 +81,6 @@ def create_app(session_factory: sessionmaker[Session], *, secret_key: str) -> Fa
     app.include_router(audit.router)
     app.include_router(suspense.router)
     app.include_router(deliveries.router)
+    app.include_router(statements.router)
+    portal.install(app)
     return app

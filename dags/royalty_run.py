@@ -97,10 +97,18 @@ def royalty_run() -> None:
         return transition(org, period, "approved", f"airflow:{user.get('name', 'unknown')}")
 
     @task(outlets=[ROYALTY_RUNS])
-    def lock(org: str, period: str, _approved: dict[str, Any]) -> dict[str, Any]:
+    def lock(org: str, period: str, _approved: dict[str, Any], **context: Any) -> dict[str, Any]:
         from pipelines.royalty_tasks import transition
 
-        return transition(org, period, "locked", "airflow")
+        report = transition(org, period, "locked", "airflow")
+        # The statements DAG reads which run to publish from the event.
+        context["outlet_events"][ROYALTY_RUNS].extra = {
+            "org": org,
+            "period": period,
+            "version": report["version"],
+            "run_id": report["run_id"],
+        }
+        return report
 
     org, period = "{{ params.org }}", "{{ params.period }}"
     report = calculate(org, period)

@@ -13,6 +13,7 @@ import typer
 
 from pipelines import cli_ddex as _ddex_cli
 from pipelines import cli_royalty as _royalty_cli
+from pipelines import cli_statements as _statements_cli
 from pipelines import cli_warehouse as _warehouse_cli
 from pipelines.resources import get_engine, get_session_factory
 from pipelines.settings import get_settings
@@ -37,6 +38,7 @@ app.add_typer(drop_app, name="drop")
 app.add_typer(bench_app, name="bench")
 _ddex_cli.register(app, bench_app)
 _royalty_cli.register(app, bench_app)
+_statements_cli.register(app, bench_app)
 _warehouse_cli.register(app, bench_app)
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
@@ -290,7 +292,9 @@ def serve_api(
 @app.command("demo")
 def demo(seed: Annotated[int, typer.Option()] = 2026) -> None:
     """Run the sample label `demo` end to end on embedded defaults: build its catalogue,
-    payees, contracts and splits, write a month of its sales reports and ingest them."""
+    payees, contracts and splits, write a month of its sales reports and ingest them, run,
+    approve and lock the period, deliver releases to DSPs, build the warehouse, then render
+    and publish the payees' statements."""
     from pipelines.demo import ingest_demo_reports, print_ingest, print_summary, run_demo
 
     settings = get_settings()
@@ -314,6 +318,16 @@ def demo(seed: Annotated[int, typer.Option()] = 2026) -> None:
     from pipelines.warehouse import print_demo_warehouse
 
     print_demo_warehouse(factory, settings.data_dir, summary.org_id)
+    from pipelines.demo_statements import print_statements, publish_demo_statements
+
+    print_statements(
+        publish_demo_statements(
+            factory,
+            settings.data_dir,
+            summary.org_id,
+            secret_key=settings.secret_key.get_secret_value(),
+        )
+    )
 
 
 def main() -> None:  # pragma: no cover

@@ -289,7 +289,16 @@ def build(session: Session, org_id: int, rng: random.Random) -> None:
     kofi = payee("Kofi Mensah", "GBP", "GH", withholding_rate="0.15")
     velvet = payee("Velvet Static", "USD", "US")
     ines = payee("Inês Duarte", "EUR", "PT", withholding_rate="0.25")
-    quay = payee("Northern Quay", "GBP", "GB")
+    quay = payee(
+        "Northern Quay",
+        "GBP",
+        "GB",
+        vat_number="GB823456824",
+        self_billing_consent=True,
+        self_billing_expires="2027-06-30",
+        vat_rate="0.20",
+        address="Unit 4, Mill Yard, Manchester M4 5JD, United Kingdom",
+    )
     sam = payee("Sam Okafor", "GBP", "GB")
     lena = payee("Lena Brandt", "EUR", "DE", vat_number="DE136695976")
 
@@ -531,6 +540,8 @@ def run_demo(
         old = session.scalar(sa.select(Organisation.id).where(Organisation.slug == SLUG))
         if old is not None and data_dir is not None:
             forget_files(data_dir, old)
+            # the label's local outbound folder (statements published by the last demo)
+            shutil.rmtree(data_dir / "outbound" / f"org={SLUG}", ignore_errors=True)
         purge_org(session, SLUG)
         org = Organisation(
             slug=SLUG,
@@ -604,6 +615,7 @@ def forget_files(data_dir: Path, org_id: int) -> None:
         data_dir / "state" / "drops",
         data_dir / "runs",
         data_dir / "audit",
+        data_dir / "statements",
         *(data_dir / "lake").glob("*"),
     ):
         shutil.rmtree(folder / f"org={org_id}", ignore_errors=True)

@@ -128,8 +128,8 @@ class Statement:
     period: str
     period_start: dt.date
     period_end: dt.date
-    run_status: str
-    issued: dt.datetime  # the run's lock (or approval, or calculation) time, UTC
+    run_status: str  # final | preview | superseded (see statement_status)
+    issued: dt.datetime  # the run's approval (or, for a preview, calculation) time, UTC
     currency: str
     figures: dict[str, Decimal]
     contracts: list[dict[str, Any]]  # reference, status and FIGURES per contract
@@ -167,6 +167,14 @@ class Statement:
 
 
 # --- building ---------------------------------------------------------------------------------
+def statement_status(status: RunStatus) -> str:
+    """What a statement says about its run: ``final`` once approved (approved or locked),
+    ``preview`` before, ``superseded`` when a later version replaced it."""
+    if status in (RunStatus.APPROVED, RunStatus.LOCKED):
+        return "final"
+    return "superseded" if status is RunStatus.SUPERSEDED else "preview"
+
+
 def _d(value: Any) -> Decimal:
     return Decimal(0) if value is None else Decimal(value).quantize(CENT)
 
@@ -345,7 +353,9 @@ def iter_statements(
             schema={"release_id": pl.Int64, "upc": pl.String, "release_title": pl.String},
             orient="row",
         )
-        issued = run.locked_at or run.approved_at or run.created_at
+        # Approval makes the figures final: a statement is the same document whether its run
+        # is approved or locked (so publishing at approval and again after lock agrees).
+        issued = run.approved_at or run.created_at
         if issued.tzinfo is None:  # SQLite hands back naive UTC
             issued = issued.replace(tzinfo=dt.UTC)
         info = _RunInfo(
@@ -357,7 +367,7 @@ def iter_statements(
             run.version,
             run.period_start,
             run.period_end,
-            str(run.status),
+            statement_status(run.status),
             issued,
         )
         session.expunge_all()

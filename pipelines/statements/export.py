@@ -19,9 +19,11 @@ import json
 import os
 import shutil
 import uuid
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -76,23 +78,37 @@ def statement_files(
     return out
 
 
-def _render_one(
-    args: tuple[Statement, tuple[str, ...]],
-) -> tuple[Statement, list[tuple[str, str, str, bytes]]]:
-    statement, formats = args
-    return statement, statement_files(statement, formats)
+def _render_chunk(
+    args: tuple[list[Statement], tuple[str, ...]],
+) -> list[list[tuple[str, str, str, bytes]]]:
+    statements, formats = args
+    return [statement_files(s, formats) for s in statements]
 
 
 def render_all(
     statements: Iterable[Statement], formats: Sequence[str], workers: int = 1
 ) -> Iterator[tuple[Statement, list[tuple[str, str, str, bytes]]]]:
-    """Every statement's files, in input order; ``workers`` > 1 renders in processes."""
-    jobs = ((s, tuple(formats)) for s in statements)
+    """Every statement's files, in input order; ``workers`` > 1 renders in processes, with at
+    most four batches per worker in flight (memory stays flat however many payees) and only
+    the files sent back."""
+    formats = tuple(formats)
     if workers <= 1:
-        yield from map(_render_one, jobs)
+        for s in statements:
+            yield s, statement_files(s, formats)
         return
+    it = iter(statements)
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        yield from pool.map(_render_one, jobs, chunksize=8)
+        pending: deque[tuple[list[Statement], Future[list[list[tuple[str, str, str, bytes]]]]]]
+        pending = deque()
+        while True:
+            batch = list(islice(it, 8))
+            if batch:
+                pending.append((batch, pool.submit(_render_chunk, (batch, formats))))
+            if not pending:
+                return
+            if len(pending) >= 4 * workers or not batch:
+                done, future = pending.popleft()
+                yield from zip(done, future.result(), strict=True)
 
 
 def manifest_body(run_id: int, files: list[ExportedFile]) -> bytes:

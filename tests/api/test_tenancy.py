@@ -14,6 +14,7 @@ from api.app import create_app
 from schemas.store.models import Role
 from tests.api.conftest import seed
 from tests.api.test_deliveries_tenancy import COVERED as DELIVERY_ROUTES
+from tests.api.test_statements_api import COVERED as STATEMENT_ROUTES
 from tests.conftest import Tenant
 
 # (method, path template, body for writes); {x} is filled from the victim's ids.
@@ -29,6 +30,7 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("DELETE", "/v1/tracks/{track}", None),
     ("GET", "/v1/tracks/{track}/split-sheet?as_of=2024-06-01&territory=GB", None),
     ("GET", "/v1/payees/{payee}", None),
+    ("GET", "/v1/payees/{payee}/balance-history", None),
     ("PATCH", "/v1/payees/{payee}", {"name": "Hijacked"}),
     ("DELETE", "/v1/payees/{payee}", None),
     ("GET", "/v1/contracts/{contract}", None),
@@ -65,6 +67,7 @@ def test_every_route_has_an_isolation_case() -> None:
     covered = {f"{m} {_norm(p)}" for m, p, _ in ROUTES} | {f"GET /v1/{k}" for k in LISTS}
     covered |= COLLECTION_WRITES | NO_TENANT_DATA | AUDIT
     covered |= DELIVERY_ROUTES  # isolation cases in test_deliveries_tenancy.py
+    covered |= STATEMENT_ROUTES  # isolation cases in test_statements_api.py (a locked run)
     routes = {
         f"{method} {_norm(r.path)}"
         for r in app.routes
@@ -223,6 +226,7 @@ def test_payee_key_sees_only_its_payee(tenant_a: Tenant) -> None:
         f"/v1/tracks/{other['track']}",
         f"/v1/releases/{other['release']}",
         f"/v1/contracts/{ids['other_contract']}/rates",
+        f"/v1/payees/{ids['other_payee']}/balance-history",
     ):
         assert c.get(path, headers=key).status_code == 404, path
     sheet = c.get(

@@ -31,7 +31,7 @@ def test_every_statement_adds_up_to_the_run(locked: LockedPeriod) -> None:
         assert sum((a.amount for a in st.by_territory), Decimal(0)) == total
         assert st.history[-1].period == "2026-H1"
         assert st.history[-1].closing == st.figures["closing"]
-        assert st.run_status == "locked" and st.issued.tzinfo is not None
+        assert st.run_status == "final" and st.issued.tzinfo is not None
 
 
 def test_self_billing_invoice_only_with_a_valid_agreement(locked: LockedPeriod) -> None:

@@ -1,0 +1,659 @@
+"""The PDF statement and the self-billing invoice, drawn with fpdf2.
+
+A statement PDF is a few pages a payee reads: who, which period, the figures in the order the
+balance is reached, earnings by source, territory and usage, the top tracks, every contract and
+two charts (drawn with rectangles and lines, no plotting library). Line-level detail is not in
+the PDF: it is in the XLSX and CSV files beside it.
+
+Text: documents whose every string is Latin-1 use the PDF core font Helvetica (nothing to
+embed, about thirty times faster than embedding a TrueType font); any other document embeds
+DejaVu Sans from ``schemas/fonts`` (Bitstream Vera licence, redistributable), and characters
+DejaVu has no glyph for (CJK, for instance) print as ``?``. Every string from the data (titles
+and names come from DSP metadata) is printed literally, never interpreted as markup, and is
+cut to its column with ``...`` or wrapped onto a bounded number of lines.
+
+Bytes are deterministic: the creation date is the statement's ``issued`` time, the producer
+string is fixed and the file identifier is a hash of the content.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from pathlib import Path
+
+from fpdf import FPDF
+
+from pipelines.statements.data import FIGURE_LABELS, FIGURES, Amount, Statement
+
+FONT_DIR = Path(__file__).resolve().parents[2] / "schemas" / "fonts"
+UNICODE_FONT = "DejaVu"
+CORE_FONT = "Helvetica"
+PRODUCER = "TuneMantra statements"
+ELLIPSIS = "..."
+REPLACEMENT = "?"
+TOP_ROWS = 10  # rows of a breakdown before the "Other" line
+CHART_BARS = 8
+BALANCE_RULE = (
+    "Closing balance = opening balance + royalties earned - advances - recoupable costs "
+    "- reserves held + reserves released. On a payment date tax is withheld from a positive "
+    "balance and the rest is payable; otherwise the balance is carried forward."
+)
+# Colours (RGB)
+INK = (33, 37, 41)
+MUTED = (108, 117, 125)
+RULE = (206, 212, 218)
+SHADE = (241, 243, 245)
+BAR = (47, 84, 150)
+BAR_NEGATIVE = (192, 57, 43)
+
+# Page geometry (A4 portrait, mm)
+MARGIN = 15.0
+WIDTH = 210.0 - 2 * MARGIN
+
+
+class _NeedsUnicode(Exception):
+    """A string that Helvetica (Latin-1) cannot print: render again with DejaVu."""
+
+
+def money(amount: Decimal, currency: str | None = None) -> str:
+    """``-1,234.56 GBP``: thousands separators, two decimals, the currency code."""
+    text = f"{amount.quantize(Decimal('0.01')):,.2f}"
+    if text == "-0.00":
+        text = "0.00"
+    return text if currency is None else f"{text} {currency}"
+
+
+def _top(rows: Sequence[Amount], n: int) -> list[Amount]:
+    """The first ``n`` rows and one "Other" row for the rest, so the total still adds up."""
+    if len(rows) <= n + 1:
+        return list(rows)
+    rest = rows[n:]
+    other = Amount(
+        "",
+        f"Other ({len(rest)} more)",
+        sum((r.amount for r in rest), Decimal(0)),
+        sum(r.quantity for r in rest),
+    )
+    return [*rows[:n], other]
+
+
+class _Document(FPDF):
+    """An A4 page with the running header and footer of a statement or invoice."""
+
+    def __init__(self, statement: Statement, *, unicode: bool, footer_note: str) -> None:
+        super().__init__(orientation="P", unit="mm", format="A4")
+        self.unicode = unicode
+        self.footer_note = footer_note
+        self.running_title = ""
+        self.set_creation_date(statement.issued)
+        self.set_producer(PRODUCER)
+        self.set_creator(PRODUCER)
+        self.set_margins(MARGIN, MARGIN, MARGIN)
+        self.set_auto_page_break(auto=True, margin=22)
+        if unicode:
+            self.add_font(UNICODE_FONT, "", str(FONT_DIR / "DejaVuSans.ttf"))
+            self.add_font(UNICODE_FONT, "B", str(FONT_DIR / "DejaVuSans-Bold.ttf"))
+        # Code points both faces have a glyph for (nothing when Helvetica is used).
+        faces = [set(getattr(f, "cmap", ())) for f in self.fonts.values()]
+        self.coverage: frozenset[int] = frozenset(set.intersection(*faces) if faces else ())
+        self.family = UNICODE_FONT if unicode else CORE_FONT
+        self.set_text_color(*INK)
+
+    # --- text -------------------------------------------------------------------------------
+    def clean(self, text: object) -> str:
+        """Printable text: control characters become spaces; in Helvetica anything outside
+        Latin-1 asks for the Unicode font; in DejaVu missing glyphs become ``?``."""
+        s = str(text)
+        if s.isprintable():  # the common case, checked at C speed
+            if self.unicode:
+                if self.coverage.issuperset(map(ord, s)):
+                    return s
+            elif s.isascii():
+                return s
+        out = []
+        for ch in s:
+            if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
+                ch = " "
+            if self.unicode:
+                if ord(ch) not in self.coverage:
+                    ch = REPLACEMENT
+            elif ord(ch) > 0xFF:
+                raise _NeedsUnicode(ch)
+            out.append(ch)
+        return "".join(out)
+
+    def font(self, size: float, bold: bool = False) -> None:
+        self.set_font(self.family, "B" if bold else "", size)
+
+    def width(self, text: str) -> float:
+        """Width of already clean ``text`` in the current font, in mm (the font's own metrics;
+        ``get_string_width`` re-parses the text and costs ten times more)."""
+        assert self.current_font is not None
+        return self.current_font.get_text_width(text, self.font_size_pt, None)[1] / self.k
+
+    def _prefix(self, text: str, width: float) -> int:
+        """Length of the longest prefix of ``text`` that fits ``width``."""
+        lo, hi = 0, len(text)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self.width(text[:mid]) <= width:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    def fit(self, text: object, width: float) -> str:
+        """``text`` cut to ``width`` with an ellipsis."""
+        s = self.clean(text)
+        if self.width(s) <= width:
+            return s
+        room = width - self.width(ELLIPSIS)
+        return s[: self._prefix(s, room)].rstrip() + ELLIPSIS
+
+    def wrap(self, text: object, width: float, max_lines: int) -> list[str]:
+        """Word-wrapped lines of ``text`` (long words broken), at most ``max_lines``; the last
+        one ends with an ellipsis when text was left out."""
+        lines: list[str] = []
+        current = ""
+        for word in self.clean(text).split():
+            candidate = f"{current} {word}" if current else word
+            if self.width(candidate) <= width:
+                current = candidate
+                continue
+            if current:
+                lines.append(current)
+            current = word
+            while self.width(current) > width:  # a word longer than a line
+                cut = max(1, self._prefix(current, width))
+                lines.append(current[:cut])
+                current = current[cut:]
+            if len(lines) > max_lines:
+                break
+        if current:
+            lines.append(current)
+        if len(lines) > max_lines:
+            lines = lines[:max_lines]
+            lines[-1] = self.fit(lines[-1] + " " + ELLIPSIS, width)
+        return lines
+
+    def line_text(
+        self, width: float, height: float, text: object, *, align: str = "L", fill: bool = False
+    ) -> None:
+        """One line of text in a box ``width`` x ``height`` at the current position, cut to
+        fit; the position moves to the right of the box (like ``cell``, at a fraction of its
+        cost: the statement draws a few hundred of these)."""
+        x, y = self.get_x(), self.get_y()
+        if fill:
+            self.rect(x, y, width, height, style="F")
+        shown = self.fit(text, width - 2 * self.c_margin)
+        if shown:
+            w = self.width(shown)
+            if align == "R":
+                left = x + width - self.c_margin - w
+            elif align == "C":
+                left = x + (width - w) / 2
+            else:
+                left = x + self.c_margin
+            self.text(left, y + 0.5 * height + 0.3 * self.font_size, shown)
+        self.set_x(x + width)
+
+    def paragraph(self, text: object, width: float, height: float, max_lines: int) -> None:
+        """``text`` wrapped into a ``width`` wide column at the current position, at most
+        ``max_lines`` lines of ``height``; the position ends below it, at the same x."""
+        x = self.get_x()
+        for line in self.wrap(text, width - 2 * self.c_margin, max_lines):
+            self.line_text(width, height, line)
+            self.set_xy(x, self.get_y() + height)
+
+    def newline(self, height: float) -> None:
+        self.ln(height)
+        self.set_x(self.l_margin)
+
+    def ensure(self, height: float) -> None:
+        """Start a new page unless ``height`` mm still fit on this one."""
+        if self.get_y() + height > self.h - self.b_margin:
+            self.add_page()
+
+    # --- page furniture ---------------------------------------------------------------------
+    def header(self) -> None:
+        if self.page_no() == 1 or not self.running_title:
+            return
+        self.font(7.5)
+        self.set_text_color(*MUTED)
+        self.line_text(WIDTH, 5, self.running_title)
+        self.set_draw_color(*RULE)
+        self.line(MARGIN, self.get_y() + 5.5, MARGIN + WIDTH, self.get_y() + 5.5)
+        self.set_text_color(*INK)
+        self.newline(9)
+
+    def footer(self) -> None:
+        self.set_y(-18)
+        self.set_draw_color(*RULE)
+        self.line(MARGIN, self.get_y(), MARGIN + WIDTH, self.get_y())
+        self.set_text_color(*MUTED)
+        self.font(6.5)
+        self.set_y(self.get_y() + 1)
+        self.paragraph(self.footer_note, WIDTH - 30, 3.2, 3)
+        self.set_y(-17)
+        self.set_x(MARGIN + WIDTH - 30)
+        self.font(7)
+        self.cell(30, 4, f"Page {self.page_no()} of {{nb}}", align="R")
+        self.set_text_color(*INK)
+
+    # --- building blocks --------------------------------------------------------------------
+    def heading(self, text: str, space: float = 30) -> None:
+        self.ensure(space)
+        self.newline(2)
+        self.font(10.5, bold=True)
+        self.line_text(WIDTH, 6, text)
+        self.newline(6)
+        self.set_draw_color(*BAR)
+        self.set_line_width(0.4)
+        self.line(MARGIN, self.get_y(), MARGIN + WIDTH, self.get_y())
+        self.set_line_width(0.2)
+        self.newline(1.5)
+
+    def grid(
+        self,
+        columns: Sequence[tuple[str, float, str]],
+        rows: Sequence[Sequence[object]],
+        *,
+        total: Sequence[object] | None = None,
+        bold_rows: Sequence[int] = (),
+        size: float = 8,
+        height: float = 5,
+    ) -> None:
+        """A table: ``columns`` are (title, width, align); a header row, zebra rows and an
+        optional bold total row. The header is repeated when a table breaks across pages."""
+
+        def head() -> None:
+            self.font(size, bold=True)
+            self.set_fill_color(*SHADE)
+            for title, width, align in columns:
+                self.line_text(width, height, title, align=align, fill=True)
+            self.newline(height)
+
+        self.ensure(3 * height)
+        head()
+        for i, row in enumerate(rows):
+            if self.get_y() + height > self.h - self.b_margin:
+                self.add_page()
+                head()
+            self.font(size, bold=i in bold_rows)
+            for (_, width, align), value in zip(columns, row, strict=True):
+                self.line_text(width, height, value, align=align)
+            self.newline(height)
+            self.set_draw_color(*RULE)
+            self.line(MARGIN, self.get_y(), MARGIN + sum(c[1] for c in columns), self.get_y())
+        if total is not None:
+            self.font(size, bold=True)
+            for (_, width, align), value in zip(columns, total, strict=True):
+                self.line_text(width, height, value, align=align)
+            self.newline(height)
+        self.newline(2)
+
+    def bar_chart(
+        self,
+        title: str,
+        items: Sequence[tuple[str, Decimal]],
+        currency: str,
+        *,
+        horizontal: bool,
+        height: float = 48,
+    ) -> None:
+        """Bars for ``items`` (label, amount) with a zero line, so negative amounts (returns,
+        chargebacks) point the other way in red."""
+        self.ensure(height + 12)
+        self.font(8.5, bold=True)
+        self.line_text(WIDTH, 5, title)
+        self.newline(6)
+        top = self.get_y()
+        if not items:
+            self.font(8)
+            self.set_text_color(*MUTED)
+            self.line_text(WIDTH, 5, "Nothing to show for this statement.")
+            self.set_text_color(*INK)
+            self.newline(8)
+            return
+        values = [float(v) for _, v in items]  # drawing coordinates only, never amounts
+        low, high = min(0.0, *values), max(0.0, *values)
+        span = (high - low) or 1.0
+        self.set_draw_color(*RULE)
+        self.rect(MARGIN, top, WIDTH, height)
+        if horizontal:
+            label_w, value_w = 45.0, 32.0
+            area_x, area_w = MARGIN + label_w, WIDTH - label_w - value_w - 2
+            row_h = height / len(items)
+            zero_x = area_x + area_w * (0 - low) / span
+            for i, ((label, amount), value) in enumerate(zip(items, values, strict=True)):
+                y = top + i * row_h
+                bar_h = min(row_h * 0.64, 6.0)
+                bar_y = y + (row_h - bar_h) / 2
+                x0 = area_x + area_w * (min(value, 0) - low) / span
+                x1 = area_x + area_w * (max(value, 0) - low) / span
+                self.set_fill_color(*(BAR if value >= 0 else BAR_NEGATIVE))
+                if x1 - x0 > 0.05:
+                    self.rect(x0, bar_y, x1 - x0, bar_h, style="F")
+                self.font(7)
+                self.set_xy(MARGIN, y + (row_h - 4) / 2)
+                self.line_text(label_w, 4, label)
+                self.set_xy(MARGIN + WIDTH - value_w, y + (row_h - 4) / 2)
+                self.line_text(value_w, 4, money(amount, currency), align="R")
+            self.set_draw_color(*MUTED)
+            self.line(zero_x, top + 1, zero_x, top + height - 1)
+        else:
+            area_x, area_w = MARGIN + 4, WIDTH - 8
+            area_top, area_h = top + 6, height - 14
+            slot = area_w / len(items)
+            bar_w = min(slot * 0.5, 22.0)
+            zero_y = area_top + area_h * (high - 0) / span
+            for i, ((label, amount), value) in enumerate(zip(items, values, strict=True)):
+                cx = area_x + slot * (i + 0.5)
+                y0 = area_top + area_h * (high - max(value, 0)) / span
+                y1 = area_top + area_h * (high - min(value, 0)) / span
+                self.set_fill_color(*(BAR if value >= 0 else BAR_NEGATIVE))
+                if y1 - y0 > 0.05:
+                    self.rect(cx - bar_w / 2, y0, bar_w, y1 - y0, style="F")
+                self.font(6.5)
+                self.set_xy(cx - slot / 2, (y0 - 4.5) if value >= 0 else (y1 + 0.5))
+                self.line_text(slot, 4, money(amount), align="C")
+                self.font(7)
+                self.set_xy(cx - slot / 2, top + height - 6)
+                self.line_text(slot, 5, label, align="C")
+            self.set_draw_color(*MUTED)
+            self.line(area_x, zero_y, area_x + area_w, zero_y)
+        self.set_xy(MARGIN, top + height + 3)
+
+
+def _table_height(rows: int, row: float = 5) -> float:
+    """Room for a heading and a table of ``rows`` rows (kept on one page when it fits)."""
+    return 12 + (rows + 1) * row + 2
+
+
+# --- the statement ----------------------------------------------------------------------------
+def _party_block(
+    pdf: _Document, x: float, y: float, width: float, role: str, s: Statement
+) -> float:
+    party = s.label if role == "label" else s.payee
+    pdf.set_xy(x, y)
+    pdf.font(7, bold=True)
+    pdf.set_text_color(*MUTED)
+    pdf.line_text(width, 4, "From" if role == "label" else "Payee")
+    pdf.set_text_color(*INK)
+    pdf.set_xy(x, pdf.get_y() + 4)
+    pdf.font(11 if role == "label" else 10, bold=True)
+    pdf.paragraph(party.name, width, 5, 2)
+    pdf.font(8)
+    pdf.paragraph(party.address or "", width, 4, 3)
+    if party.vat_number:
+        pdf.line_text(width, 4, f"VAT number {party.vat_number}")
+        pdf.set_xy(x, pdf.get_y() + 4)
+    return pdf.get_y()
+
+
+def _statement_page(pdf: _Document, s: Statement) -> None:
+    ccy = s.currency
+    pdf.add_page()
+    pdf.font(16, bold=True)
+    pdf.line_text(WIDTH / 2, 8, "Royalty statement")
+    pdf.font(8)
+    facts = [
+        ("Statement", str(s.statement_id)),
+        ("Period", f"{s.period} ({s.period_start.isoformat()} to {s.period_end.isoformat()})"),
+        ("Run", f"version {s.version}, {s.run_status}"),
+        ("Currency", ccy),
+        ("Issued", s.issued.date().isoformat()),
+    ]
+    y = MARGIN
+    for name, value in facts:
+        pdf.set_xy(MARGIN + WIDTH / 2, y)
+        pdf.set_text_color(*MUTED)
+        pdf.line_text(22, 4.5, name, align="L")
+        pdf.set_text_color(*INK)
+        pdf.line_text(WIDTH / 2 - 22, 4.5, value, align="R")
+        y += 4.5
+    bottom = max(y, MARGIN + 10) + 3
+    end_label = _party_block(pdf, MARGIN, bottom, WIDTH / 2 - 4, "label", s)
+    end_payee = _party_block(pdf, MARGIN + WIDTH / 2, bottom, WIDTH / 2, "payee", s)
+    pdf.set_xy(MARGIN, max(end_label, end_payee) + 3)
+
+    pdf.heading("Summary", space=80)
+    emphasis = {FIGURES.index(f) for f in ("payable", "closing") if f in FIGURES}
+    pdf.grid(
+        [("", WIDTH - 45, "L"), (f"Amount ({ccy})", 45, "R")],
+        [(FIGURE_LABELS[f], money(s.figures[f], ccy)) for f in FIGURES],
+        bold_rows=sorted(emphasis),
+        size=8.5,
+        height=5.2,
+    )
+    pdf.font(7.5)
+    pdf.set_text_color(*MUTED)
+    notes = [
+        *s.notes,
+        f"Line-level detail: see the XLSX/CSV file {s.file_stem}.xlsx "
+        f"(and {s.file_stem}.csv) - it is not repeated in this PDF.",
+    ]
+    if s.invoice is not None:
+        notes.append(f"Self-billing invoice {s.invoice.number}: see {s.invoice_stem}.pdf.")
+    for note in notes:
+        pdf.paragraph(note, WIDTH, 3.6, 3)
+    pdf.set_text_color(*INK)
+    pdf.newline(2)
+
+    if s.contracts:
+        pdf.heading("Contracts", space=_table_height(min(len(s.contracts), 12) + 1))
+        w = (WIDTH - 55) / 4
+        pdf.grid(
+            [
+                ("Contract", 33, "L"),
+                ("Status", 22, "L"),
+                ("Earnings", w, "R"),
+                ("Recouped", w, "R"),
+                ("Payable", w, "R"),
+                ("Closing", w, "R"),
+            ],
+            [
+                (
+                    c["reference"],
+                    c["status"],
+                    money(c["earnings"], ccy),
+                    money(c["recouped"], ccy),
+                    money(c["payable"], ccy),
+                    money(c["closing"], ccy),
+                )
+                for c in s.contracts
+            ],
+            total=(
+                "Total",
+                "",
+                money(s.figures["earnings"], ccy),
+                money(s.figures["recouped"], ccy),
+                money(s.figures["payable"], ccy),
+                money(s.figures["closing"], ccy),
+            ),
+        )
+
+
+def _breakdown(
+    pdf: _Document, title: str, first: str, rows: Sequence[Amount], s: Statement
+) -> None:
+    if not rows:
+        return
+    shown = _top(rows, TOP_ROWS)
+    pdf.heading(title, space=_table_height(len(shown) + 1))
+    total = sum((r.amount for r in rows), Decimal(0))
+    pdf.grid(
+        [
+            (first, WIDTH - 100, "L"),
+            ("Quantity", 30, "R"),
+            ("Share", 20, "R"),
+            ("Earnings", 50, "R"),
+        ],
+        [
+            (
+                r.label,
+                f"{r.quantity:,}",
+                f"{(100 * r.amount / total):.1f}%" if total else "",
+                money(r.amount, s.currency),
+            )
+            for r in shown
+        ],
+        total=("Total", f"{sum(r.quantity for r in rows):,}", "", money(total, s.currency)),
+    )
+
+
+def _analysis(pdf: _Document, s: Statement) -> None:
+    sources = _top(s.by_source, CHART_BARS - 1)
+    pdf.bar_chart(
+        f"Earnings by source ({s.currency})",
+        [(a.label, a.amount) for a in sources],
+        s.currency,
+        horizontal=True,
+        height=max(24.0, 6.5 * len(sources)),
+    )
+    pdf.bar_chart(
+        f"Earnings by period ({s.currency}, last {len(s.history)} period(s))",
+        [(h.period, h.earnings) for h in s.history],
+        s.currency,
+        horizontal=False,
+        height=42,
+    )
+    _breakdown(pdf, "Earnings by source", "Source", s.by_source, s)
+    _breakdown(pdf, "Earnings by territory", "Territory", s.by_territory, s)
+    _breakdown(pdf, "Earnings by usage type", "Usage type", s.by_usage, s)
+    if s.top_tracks:
+        pdf.heading(f"Top {len(s.top_tracks)} tracks", space=_table_height(len(s.top_tracks)))
+        pdf.grid(
+            [
+                ("#", 8, "R"),
+                ("Track", WIDTH - 103, "L"),
+                ("ISRC", 30, "L"),
+                ("Quantity", 25, "R"),
+                ("Earnings", 40, "R"),
+            ],
+            [
+                (i, t.label, t.key, f"{t.quantity:,}", money(t.amount, s.currency))
+                for i, t in enumerate(s.top_tracks, start=1)
+            ],
+        )
+
+
+def _render(statement: Statement, draw: Callable[[_Document, Statement], None], note: str) -> bytes:
+    """Helvetica when every string is Latin-1, else the embedded DejaVu Sans."""
+    for unicode in (False, True):
+        pdf = _Document(statement, unicode=unicode, footer_note=note)
+        try:
+            draw(pdf, statement)
+            return bytes(pdf.output())
+        except _NeedsUnicode:
+            continue
+    raise AssertionError("unreachable: the Unicode font never asks for itself")  # pragma: no cover
+
+
+def _draw_statement(pdf: _Document, s: Statement) -> None:
+    pdf.set_title(f"Royalty statement {s.statement_id} - {s.period}")
+    pdf.set_author(pdf.clean(s.label.name))
+    pdf.set_subject(s.file_stem)
+    pdf.running_title = (
+        f"{s.label.name} - royalty statement {s.statement_id} - {s.payee.name} - "
+        f"{s.period} - {s.currency}"
+    )
+    _statement_page(pdf, s)
+    _analysis(pdf, s)
+
+
+def render_pdf(statement: Statement) -> bytes:
+    """The statement as a PDF of a few pages (no line-level detail)."""
+    return _render(statement, _draw_statement, BALANCE_RULE)
+
+
+# --- the self-billing invoice -----------------------------------------------------------------
+def _draw_invoice(pdf: _Document, s: Statement) -> None:
+    inv = s.invoice
+    assert inv is not None  # render_invoice_pdf checked
+    pdf.set_title(f"Self-billing invoice {inv.number}")
+    pdf.set_author(pdf.clean(s.label.name))
+    pdf.set_subject(s.invoice_stem)
+    pdf.add_page()
+    pdf.font(16, bold=True)
+    pdf.line_text(WIDTH / 2, 8, "Self-billing invoice")
+    facts = [
+        ("Invoice number", inv.number),
+        ("Invoice date", inv.date.isoformat()),
+        ("Tax point", inv.date.isoformat()),
+        ("Statement", str(s.statement_id)),
+        ("Currency", s.currency),
+    ]
+    y = MARGIN
+    pdf.font(8)
+    for name, value in facts:
+        pdf.set_xy(MARGIN + WIDTH / 2, y)
+        pdf.set_text_color(*MUTED)
+        pdf.line_text(30, 4.5, name)
+        pdf.set_text_color(*INK)
+        pdf.line_text(WIDTH / 2 - 30, 4.5, value, align="R")
+        y += 4.5
+    top = y + 4
+    width = WIDTH / 2 - 4
+    ends = []
+    for x, role, party in (
+        (MARGIN, "Supplier (payee)", s.payee),
+        (MARGIN + WIDTH / 2, "Customer (issuer of this invoice)", s.label),
+    ):
+        pdf.set_xy(x, top)
+        pdf.font(7, bold=True)
+        pdf.set_text_color(*MUTED)
+        pdf.line_text(width, 4, role)
+        pdf.set_text_color(*INK)
+        pdf.set_xy(x, pdf.get_y() + 4)
+        pdf.font(10, bold=True)
+        pdf.paragraph(party.name, width, 5, 2)
+        pdf.font(8)
+        pdf.paragraph(party.address or "", width, 4, 3)
+        pdf.line_text(width, 4, f"VAT number {party.vat_number or '(none)'}")
+        ends.append(pdf.get_y() + 4)
+    pdf.set_xy(MARGIN, max(ends) + 6)
+    pdf.heading("Supply", space=60)
+    ccy = s.currency
+    rate = f"{(inv.vat_rate * 100).normalize():f}%"
+    pdf.grid(
+        [("Description", WIDTH - 45, "L"), (f"Amount ({ccy})", 45, "R")],
+        [
+            (
+                f"Royalties for {s.period} ({s.period_start.isoformat()} to "
+                f"{s.period_end.isoformat()}), royalty statement {s.statement_id}",
+                money(inv.net, ccy),
+            ),
+            ("Net amount", money(inv.net, ccy)),
+            (f"VAT at {rate}", money(inv.vat, ccy)),
+        ],
+        total=("Total (gross)", money(inv.gross, ccy)),
+        size=9,
+        height=6,
+    )
+    pdf.newline(3)
+    pdf.font(9, bold=True)
+    pdf.paragraph(inv.wording, WIDTH, 5, 2)
+    pdf.font(8.5)
+    agreement = (
+        f"This is a self-billing invoice issued by {s.label.name} on behalf of "
+        f"{s.payee.name} under a self-billing agreement."
+    )
+    pdf.paragraph(agreement, WIDTH, 4.5, 4)
+
+
+def render_invoice_pdf(statement: Statement) -> bytes:
+    """The self-billing invoice for the statement's payable amount (UK HMRC VAT Notice
+    700/62); ``ValueError`` when the statement carries no invoice."""
+    if statement.invoice is None:
+        raise ValueError(
+            f"statement {statement.statement_id} has no self-billing invoice"
+            + (f" ({statement.invoice_refused})" if statement.invoice_refused else "")
+        )
+    note = (
+        f"Self-billing invoice {statement.invoice.number} for royalty statement "
+        f"{statement.statement_id} ({statement.file_stem})."
+    )
+    return _render(statement, _draw_invoice, note)

@@ -1,0 +1,298 @@
+"""The XLSX statement: a "Summary" sheet (who, which period, the figures and every breakdown)
+and a "Detail" sheet with one row per line (``DETAIL_COLUMNS``, a filter, a frozen header and
+a total that equals the earnings).
+
+Amounts are number cells with a currency format; quantities are integers. Every text cell is
+written as a string, never as a formula, URL or number (titles and names come from DSP
+metadata), and text beginning with a formula character (``= + - @``, tab, CR) also carries
+Excel's quote prefix, so editing the cell in Excel keeps it text.
+
+Bytes are deterministic: the document's created date is the statement's ``issued`` time and
+xlsxwriter's in-memory zip entries carry a fixed timestamp.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+import xlsxwriter  # type: ignore[import-untyped]
+
+from pipelines.statements.data import (
+    DETAIL_COLUMNS,
+    FIGURE_LABELS,
+    FIGURES,
+    Amount,
+    Statement,
+)
+from pipelines.statements.tabular import FORMULA_START
+
+AMOUNT_COLUMNS = {"amount"}
+INTEGER_COLUMNS = {"quantity"}
+WIDTHS = {
+    "contract": 12,
+    "isrc": 14,
+    "track_title": 40,
+    "upc": 15,
+    "release_title": 30,
+    "source": 16,
+    "territory": 9,
+    "usage_type": 11,
+    "reporting_period": 11,
+    "quantity": 11,
+    "amount": 16,
+    "currency": 9,
+}
+
+
+def money_format(currency: str) -> str:
+    """``#,##0.00 "GBP";-#,##0.00 "GBP"``: two decimals, separators and the code."""
+    code = currency.replace('"', "")
+    return f'#,##0.00 "{code}";-#,##0.00 "{code}"'
+
+
+def number(amount: Decimal) -> float:
+    # XLSX stores every number as an IEEE double: the float is made here, at the xlsxwriter
+    # boundary only. Amounts have two decimals and far fewer than 15 significant digits, so
+    # they read back as exactly the same decimal.
+    return float(amount)
+
+
+class _Sheet:
+    """A worksheet with the workbook's formats and a text writer that never makes formulas."""
+
+    def __init__(self, book: Any, ws: Any, formats: dict[str, Any]) -> None:
+        self.book = book
+        self.ws = ws
+        self.f = formats
+
+    def text(self, row: int, col: int, value: object, fmt: str | None = None) -> None:
+        if value is None:
+            return
+        text = str(value)
+        if text.startswith(FORMULA_START):
+            key = f"{fmt}+quote" if fmt else "quote"
+            self.ws.write_string(row, col, text, self.f[key])
+        elif fmt:
+            self.ws.write_string(row, col, text, self.f[fmt])
+        else:
+            self.ws.write_string(row, col, text)
+
+    def amount(self, row: int, col: int, value: Decimal, bold: bool = False) -> None:
+        self.ws.write_number(row, col, number(value), self.f["money_bold" if bold else "money"])
+
+    def integer(self, row: int, col: int, value: int, bold: bool = False) -> None:
+        self.ws.write_number(row, col, value, self.f["int_bold" if bold else "int"])
+
+
+def _formats(book: Any, currency: str) -> dict[str, Any]:
+    money = money_format(currency)
+    specs: dict[str, dict[str, Any]] = {
+        "title": {"bold": True, "font_size": 14},
+        "bold": {"bold": True},
+        "head": {"bold": True, "bg_color": "#F1F3F5", "bottom": 1},
+        "muted": {"font_color": "#6C757D"},
+        "money": {"num_format": money},
+        "money_bold": {"num_format": money, "bold": True},
+        "int": {"num_format": "#,##0"},
+        "int_bold": {"num_format": "#,##0", "bold": True},
+        "date": {"num_format": "yyyy-mm-dd", "align": "left"},
+    }
+    for name in ("title", "bold", "head", "muted"):
+        specs[f"{name}+quote"] = {**specs[name], "quote_prefix": True}
+    specs["quote"] = {"quote_prefix": True}
+    return {name: book.add_format(spec) for name, spec in specs.items()}
+
+
+def _block(
+    sheet: _Sheet,
+    row: int,
+    title: str,
+    head: Sequence[str],
+    rows: Sequence[Amount],
+    *,
+    key_label: bool,
+) -> int:
+    """A breakdown (code, name, quantity, amount) with its total; the next free row."""
+    sheet.text(row, 0, title, "bold")
+    row += 1
+    for col, name in enumerate(head):
+        if name:
+            sheet.text(row, col, name, "head")
+    row += 1
+    for r in rows:
+        sheet.text(row, 0, r.key)
+        if key_label:
+            sheet.text(row, 1, r.label)
+        sheet.integer(row, 2, r.quantity)
+        sheet.amount(row, 3, r.amount)
+        row += 1
+    sheet.text(row, 0, "Total", "bold")
+    sheet.integer(row, 2, sum(r.quantity for r in rows), bold=True)
+    sheet.amount(row, 3, sum((r.amount for r in rows), Decimal(0)), bold=True)
+    return row + 2
+
+
+def _summary(sheet: _Sheet, s: Statement) -> None:
+    ws = sheet.ws
+    ws.set_column(0, 0, 26)
+    ws.set_column(1, 1, 44)
+    ws.set_column(2, 2, 14)
+    ws.set_column(3, 3 + len(FIGURES), 17)
+    sheet.text(0, 0, "Royalty statement", "title")
+    facts: list[tuple[str, object]] = [
+        ("Statement", s.statement_id),
+        ("Label", s.label.name),
+        ("Label address", s.label.address),
+        ("Label VAT number", s.label.vat_number),
+        ("Payee", s.payee.name),
+        ("Payee address", s.payee.address),
+        ("Payee VAT number", s.payee.vat_number),
+        ("Period", s.period),
+        ("Period start", s.period_start),
+        ("Period end", s.period_end),
+        ("Run version", s.version),
+        ("Run status", s.run_status),
+        ("Currency", s.currency),
+        ("Issued", s.issued.astimezone(dt.UTC).date()),
+    ]
+    row = 2
+    for name, value in facts:
+        sheet.text(row, 0, name, "muted")
+        if isinstance(value, dt.date):
+            ws.write_datetime(row, 1, dt.datetime.combine(value, dt.time()), sheet.f["date"])
+        elif isinstance(value, int):
+            ws.write_number(row, 1, value, sheet.f["int"])
+        else:
+            sheet.text(row, 1, value)
+        row += 1
+    if s.invoice is not None:
+        sheet.text(row, 0, "Self-billing invoice", "muted")
+        sheet.text(row, 1, f"{s.invoice.number} ({s.invoice_stem}.pdf)")
+        row += 1
+    sheet.text(row, 0, "Line-level detail", "muted")
+    sheet.text(row, 1, "sheet Detail (one row per line; its total equals Royalties earned)")
+    row += 2
+
+    sheet.text(row, 0, "Figures", "bold")
+    sheet.text(row + 1, 0, "Figure", "head")
+    sheet.text(row + 1, 1, "Key", "head")
+    sheet.text(row + 1, 3, f"Amount ({s.currency})", "head")
+    row += 2
+    for f in FIGURES:
+        bold = f in ("payable", "closing")
+        sheet.text(row, 0, FIGURE_LABELS[f], "bold" if bold else None)
+        sheet.text(row, 1, f)
+        sheet.amount(row, 3, s.figures[f], bold=bold)
+        row += 1
+    row += 1
+
+    row = _block(
+        sheet,
+        row,
+        "Earnings by source",
+        ("Source", "", "Quantity", "Earnings"),
+        s.by_source,
+        key_label=False,
+    )
+    row = _block(
+        sheet,
+        row,
+        "Earnings by territory",
+        ("Territory", "Name", "Quantity", "Earnings"),
+        s.by_territory,
+        key_label=True,
+    )
+    row = _block(
+        sheet,
+        row,
+        "Earnings by usage type",
+        ("Usage type", "", "Quantity", "Earnings"),
+        s.by_usage,
+        key_label=False,
+    )
+    row = _block(
+        sheet,
+        row,
+        f"Top {len(s.top_tracks)} tracks",
+        ("ISRC", "Track", "Quantity", "Earnings"),
+        s.top_tracks,
+        key_label=True,
+    )
+
+    sheet.text(row, 0, "Contracts", "bold")
+    row += 1
+    head = ["Contract", "Status", "", *(FIGURE_LABELS[f] for f in FIGURES)]
+    for col, name in enumerate(head):
+        if name:
+            sheet.text(row, col, name, "head")
+    row += 1
+    for c in s.contracts:
+        sheet.text(row, 0, c["reference"])
+        sheet.text(row, 1, c["status"])
+        for i, f in enumerate(FIGURES):
+            sheet.amount(row, 3 + i, c[f])
+        row += 1
+
+
+def _detail(sheet: _Sheet, s: Statement) -> None:
+    ws = sheet.ws
+    columns = list(DETAIL_COLUMNS)
+    for col, name in enumerate(columns):
+        ws.set_column(col, col, WIDTHS.get(name, 14))
+        sheet.text(0, col, name, "head")
+    kinds = [
+        "amount" if c in AMOUNT_COLUMNS else "int" if c in INTEGER_COLUMNS else "text"
+        for c in columns
+    ]
+    row = 0
+    total = Decimal(0)
+    amount_col = columns.index("amount")
+    for row, values in enumerate(s.lines.iter_rows(), start=1):
+        for col, (kind, value) in enumerate(zip(kinds, values, strict=True)):
+            if value is None:
+                continue
+            if kind == "amount":
+                sheet.amount(row, col, value)
+            elif kind == "int":
+                sheet.integer(row, col, int(value))
+            else:
+                sheet.text(row, col, value)
+        total += values[amount_col] or Decimal(0)
+    ws.freeze_panes(1, 0)
+    ws.autofilter(0, 0, max(row, 1), len(columns) - 1)
+    # The total is computed here, in decimals, not by a formula: it equals the earnings.
+    sheet.text(row + 1, 0, "Total", "bold")
+    sheet.amount(row + 1, amount_col, total, bold=True)
+    sheet.text(row + 1, amount_col + 1, s.currency, "bold")
+
+
+def render_xlsx(statement: Statement) -> bytes:
+    s = statement
+    out = io.BytesIO()
+    book = xlsxwriter.Workbook(
+        out,
+        {
+            "in_memory": True,
+            "strings_to_formulas": False,
+            "strings_to_urls": False,
+            "strings_to_numbers": False,
+        },
+    )
+    book.set_properties(
+        {
+            "title": f"Royalty statement {s.statement_id} - {s.period}",
+            "subject": s.file_stem,
+            "author": s.label.name,
+            "company": s.label.name,
+            "created": s.issued.astimezone(dt.UTC).replace(tzinfo=None),
+        }
+    )
+    formats = _formats(book, s.currency)
+    _summary(_Sheet(book, book.add_worksheet("Summary"), formats), s)
+    _detail(_Sheet(book, book.add_worksheet("Detail"), formats), s)
+    book.close()
+    return out.getvalue()

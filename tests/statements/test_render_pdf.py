@@ -1,0 +1,192 @@
+"""The PDF statement and self-billing invoice of a locked run: short, reproducible to the
+byte, every figure formatted, DSP metadata printed literally, any script printable."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import re
+from decimal import ROUND_HALF_UP, Decimal
+
+import pypdf
+import pytest
+
+from pipelines.statements import render, render_invoice
+from pipelines.statements.data import (
+    SELF_BILLING_WORDING,
+    Amount,
+    Invoice,
+    Party,
+    Statement,
+    iter_statements,
+    load_statement,
+)
+from pipelines.statements.pdf import money, render_invoice_pdf, render_pdf
+from tests.statements.conftest import HOSTILE_TITLE, LockedPeriod
+
+
+def _text(body: bytes) -> tuple[str, int]:
+    """All text of a PDF with runs of whitespace as one space, and its page count."""
+    reader = pypdf.PdfReader(io.BytesIO(body))
+    text = " ".join(page.extract_text() for page in reader.pages)
+    return re.sub(r"\s+", " ", text), len(reader.pages)
+
+
+def _statement(locked: LockedPeriod, name: str) -> Statement:
+    return load_statement(
+        locked.factory,
+        locked.data,
+        org_id=locked.org_id,
+        statement_id=locked.statement_ids()[locked.payee_id(name)],
+    )
+
+
+def _with_invoice(st: Statement, net: str = "1234.50") -> Statement:
+    amount = Decimal(net)
+    rate = Decimal("0.20")
+    vat = (amount * rate).quantize(Decimal("0.01"), ROUND_HALF_UP)
+    invoice = Invoice(
+        f"SB-demo-{st.period}-v{st.version}-{st.payee_id}",
+        st.issued.date(),
+        amount,
+        rate,
+        vat,
+        amount + vat,
+    )
+    return dataclasses.replace(st, invoice=invoice, invoice_refused=None)
+
+
+def test_money_has_separators_two_decimals_and_the_currency() -> None:
+    assert money(Decimal("-1234.5"), "GBP") == "-1,234.50 GBP"
+    assert money(Decimal("1234567.891")) == "1,234,567.89"
+    assert money(Decimal("-0.001"), "EUR") == "0.00 EUR"
+
+
+def test_every_statement_pdf_is_short_and_byte_for_byte_reproducible(
+    locked: LockedPeriod,
+) -> None:
+    bodies = {}
+    for st in iter_statements(locked.factory, locked.data, run_id=locked.run_id):
+        body = render(st, "pdf")
+        assert body.startswith(b"%PDF-") and body.rstrip().endswith(b"%%EOF")
+        assert body == render_pdf(st)
+        text, pages = _text(body)
+        assert 1 <= pages <= 4, (st.payee.name, pages)
+        assert f"Page {pages} of {pages}" in text
+        assert st.payee.name in text and st.period in text
+        bodies[st.statement_id] = body
+    assert len(set(bodies.values())) == len(bodies)  # different statements, different bytes
+
+
+def test_statement_pdf_shows_the_figures_and_prints_metadata_literally(
+    locked: LockedPeriod,
+) -> None:
+    st = _statement(locked, "Mara Ellison")
+    text, _ = _text(render_pdf(st))
+    for needle in (
+        "Royalty statement",
+        "Mara Ellison",
+        st.label.name,
+        "2026-H1 (2026-01-01 to 2026-06-30)",
+        f"version {st.version}, {st.run_status}",
+        f"Issued {st.issued.date().isoformat()}",
+        "Opening balance",
+        "Reserves outstanding",
+        f"Payable {money(st.figures['payable'], 'GBP')}",
+        f"Closing balance {money(st.figures['closing'], 'GBP')}",
+        f"Royalties earned {money(st.figures['earnings'], 'GBP')}",
+        f"line-level detail: see the XLSX/CSV file {st.file_stem}.xlsx",
+        "Closing balance = opening balance + royalties earned",
+        "Earnings by source",
+        "Earnings by territory",
+        "Top 10 tracks",
+    ):
+        assert needle.lower() in text.lower(), needle
+    # Mara is unrecouped: the closing balance is negative and shown with a minus sign.
+    assert st.figures["closing"] < 0
+    assert f"-{abs(st.figures['closing']):,.2f} GBP" in text
+    # The hostile title (a formula, HTML, 300+ characters) is printed as text, cut to fit.
+    assert HOSTILE_TITLE[:40] in text
+    assert "<script>" in text and HOSTILE_TITLE not in text
+    # Every contract is listed.
+    for contract in st.contracts:
+        assert contract["reference"] in text
+
+
+def test_unicode_payee_names_and_titles_render(locked: LockedPeriod) -> None:
+    ines = _statement(locked, "Inês Duarte")
+    text, _ = _text(render_pdf(ines))
+    assert "Inês Duarte" in text  # Latin-1: Helvetica, no font embedded
+    assert b"FontFile2" not in render_pdf(ines)
+
+    tracks = [
+        Amount("JPXX02600001", "東京の夜 — Tōkyō no yoru 🎵\t\r\n", Decimal("10.00"), 5),
+        Amount("GBXX02600002", "x" * 400, Decimal("-3.10"), 1),
+        *ines.top_tracks,
+    ]
+    st = dataclasses.replace(
+        ines, payee=Party("Zoë Дмитриева", "Rua " + "longa " * 90, None), top_tracks=tracks
+    )
+    body = render_pdf(st)
+    assert body == render_pdf(st)
+    assert b"FontFile2" in body and b"DejaVuSans" in body  # the embedded Unicode font
+    text, pages = _text(body)
+    assert pages <= 4
+    assert "Zoë Дмитриева" in text
+    assert "Tōkyō no yoru" in text and "—" in text
+    assert "東" not in text and "?" in text  # DejaVu has no CJK glyphs: replaced, no crash
+    assert "x" * 40 in text and "x" * 400 not in text
+
+
+def test_a_statement_without_lines_or_history_renders(locked: LockedPeriod) -> None:
+    st = _statement(locked, "Kofi Mensah")
+    empty = dataclasses.replace(
+        st,
+        lines=st.lines.clear(),
+        by_source=[],
+        by_territory=[],
+        by_usage=[],
+        top_tracks=[],
+        history=[],
+    )
+    text, pages = _text(render_pdf(empty))
+    assert pages <= 2
+    assert "Nothing to show for this statement." in text
+    assert "Top 10 tracks" not in text and "Earnings by territory" not in text
+
+
+def test_self_billing_invoice_pdf(locked: LockedPeriod) -> None:
+    st = _with_invoice(_statement(locked, "Mara Ellison"))
+    assert st.label.vat_number and st.payee.vat_number
+    body = render_invoice_pdf(st)
+    assert body == render_invoice(st) == render_invoice_pdf(st)
+    assert body != render_invoice_pdf(_with_invoice(st, "99.99"))
+    text, pages = _text(body)
+    assert pages == 1
+    for needle in (
+        "Self-billing invoice",
+        st.invoice.number if st.invoice else "?",
+        f"Invoice date {st.issued.date().isoformat()}",
+        f"Tax point {st.issued.date().isoformat()}",
+        "Mara Ellison",
+        st.label.name,
+        st.payee.vat_number,
+        st.label.vat_number,
+        "Royalties for 2026-H1",
+        f"royalty statement {st.statement_id}",
+        "Net amount 1,234.50 GBP",
+        "VAT at 20% 246.90 GBP",
+        "Total (gross) 1,481.40 GBP",
+        SELF_BILLING_WORDING,
+        f"This is a self-billing invoice issued by {st.label.name} on behalf of "
+        "Mara Ellison under a self-billing agreement.",
+    ):
+        assert needle in text, needle
+
+
+def test_no_invoice_without_a_self_billing_invoice(locked: LockedPeriod) -> None:
+    st = _statement(locked, "Mara Ellison")
+    assert st.invoice is None
+    assert render_invoice(st) is None
+    with pytest.raises(ValueError, match="nothing_payable"):
+        render_invoice_pdf(st)
