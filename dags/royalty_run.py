@@ -13,25 +13,31 @@ ROYALTY_RUNS = Asset("tunemantra-runs://royalty_runs")
 DOC = """
 ### Royalty run for one period
 
-1. **calculate**: snapshots the organisation's contracts, rates, splits, charges, PPD prices
-   and FX (Parquet + SHA-256 beside the run) and computes the period from the Parquet lake:
-   splits, rates, escalations, recoupment, cross-collateralisation, reserves, withholding tax,
-   minimum payments. The run must reconcile to the cent per currency
-   (revenue = payees + retained + suspense) or nothing is recorded. A locked period is refused.
-2. **verify**: re-reads every file the run wrote against its manifest hashes.
-3. **preview**: totals, the share of revenue in suspense, each payee's variance against the
+1. **plan**: snapshots the organisation's contracts, rates, splits, charges, PPD prices and
+   FX and lists the lake files of the period. A locked period is refused.
+2. **earn** (one mapped task per payee bucket, `buckets` param): each bucket's royalties from
+   the Parquet lake — splits, rates, escalations. With Celery or Kubernetes executors the
+   buckets run on different workers (they need the same data directory); on one machine
+   the default is one bucket.
+3. **calculate**: merges the buckets and settles every contract: recoupment,
+   cross-collateralisation, reserves, withholding tax, minimum payments. The run must
+   reconcile to the cent per currency (revenue = payees + retained + suspense) or nothing is
+   recorded. The snapshot (Parquet + SHA-256) is kept beside the run.
+4. **verify**: re-reads every file the run wrote against its manifest hashes.
+5. **preview**: totals, the share of revenue in suspense, each payee's variance against the
    previous period, contracts that became negative or stopped earning (see its XCom and the
    approval's text).
-4. **approval**: a finance user approves or rejects in *Required actions* (Airflow's
+6. **approval**: a finance user approves or rejects in *Required actions* (Airflow's
    human-in-the-loop). With the `auto_approve` param (the demo's choice) it is approved as
    `airflow:auto`. Rejecting leaves the run *calculated* and skips the rest.
-5. **lock**: the period is locked (corrections become new versions with a per-payee diff) and
+7. **lock**: the period is locked (corrections become new versions with a per-payee diff) and
    the `tunemantra-runs://royalty_runs` Asset is emitted for statements and analytics.
 
 Every step is also appended to the organisation's hash-chained audit ledger
 (`tunemantra audit verify`).
 
-**Params**: `org` (slug), `period` (`2026-01`, `2026-Q1`, `2026-H1`), `auto_approve`.
+**Params**: `org` (slug), `period` (`2026-01`, `2026-Q1`, `2026-H1`), `auto_approve`,
+`buckets` (payee buckets to spread the earnings over; 1 on a single machine).
 """
 
 
@@ -51,15 +57,38 @@ Every step is also appended to the organisation's hash-chained audit ledger
             description="2026-01, 2026-Q1 or 2026-H1",
         ),
         "auto_approve": Param(False, type="boolean", description="approve without a human"),
+        "buckets": Param(
+            1,
+            type="integer",
+            minimum=1,
+            maximum=256,
+            description="payee buckets: one earn task each (spread over workers)",
+        ),
     },
     doc_md=DOC,
 )
 def royalty_run() -> None:
     @task
-    def calculate(org: str, period: str) -> dict[str, Any]:
+    def plan(org: str, period: str, **context: Any) -> dict[str, Any]:
+        from pipelines.royalty_tasks import plan as run
+
+        return run(org, period, int(context["params"]["buckets"]))
+
+    @task
+    def buckets_of(planned: dict[str, Any]) -> list[int]:
+        return list(planned["buckets"])
+
+    @task(max_active_tis_per_dag=2)
+    def earn(bucket: int, planned: dict[str, Any]) -> str:
+        from pipelines.royalty_tasks import earn as run
+
+        return run(planned["plan"], bucket)
+
+    @task
+    def calculate(org: str, period: str, planned: dict[str, Any], _parts: Any) -> dict[str, Any]:
         from pipelines.royalty_tasks import calculate as run
 
-        return run(org, period)
+        return run(org, period, planned["plan"])
 
     @task
     def verify(report: dict[str, Any]) -> dict[str, Any]:
@@ -111,7 +140,9 @@ def royalty_run() -> None:
         return report
 
     org, period = "{{ params.org }}", "{{ params.period }}"
-    report = calculate(org, period)
+    planned = plan(org, period)
+    parts = earn.partial(planned=planned).expand(bucket=buckets_of(planned))
+    report = calculate(org, period, planned, parts)
     shown = preview(report, verify(report))
     branch = who_approves()
     shown >> branch

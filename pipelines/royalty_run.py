@@ -320,27 +320,34 @@ def _inputs(data_dir: Path, files: list[Path]) -> list[dict[str, Any]]:
     ]
 
 
-def run_period(
-    factory: sessionmaker[Session],
-    data_dir: Path,
-    *,
-    org_id: int,
-    period: str,
-    actor: str,
-    correction: str | None = None,
-) -> RunReport:
-    """Compute the period and record it as ``calculated``; see the module docstring."""
+@dataclass
+class _Prepared:
+    period: Period
+    currency: str
+    existing: list[RoyaltyRun]
+    locked: list[RoyaltyRun]
+    previous: RoyaltyRun | None
+    state_in: dict[int, ContractState]
+    terms: Terms
+
+
+def _prepare(
+    factory: sessionmaker[Session], org_id: int, period: str, correction: str | None
+) -> _Prepared:
+    """Check the period may be run and take the snapshot: terms and opening state."""
     p = parse_period(period)
     with factory() as session:
         org = session.get(Organisation, org_id)
         if org is None:
             raise RunError("org_missing", f"organisation {org_id} does not exist")
         currency = org.default_currency
-        existing = session.scalars(
-            sa.select(RoyaltyRun)
-            .where(RoyaltyRun.org_id == org_id, RoyaltyRun.period == p.label)
-            .order_by(RoyaltyRun.version)
-        ).all()
+        existing = list(
+            session.scalars(
+                sa.select(RoyaltyRun)
+                .where(RoyaltyRun.org_id == org_id, RoyaltyRun.period == p.label)
+                .order_by(RoyaltyRun.version)
+            ).all()
+        )
         locked = [r for r in existing if r.status == RunStatus.LOCKED]
         if locked and correction is None:
             raise RunError(
@@ -357,9 +364,152 @@ def run_period(
         )
         state_in = _load_state(previous)
         terms = snapshot(session, org_id)
-    files = lake_files(data_dir, org_id, p)
-    inputs = _inputs(data_dir, files)
-    result = compute(scan_lines(files), terms, state_in, p, accounting_currency=currency)
+        session.expunge_all()
+    return _Prepared(p, currency, existing, locked, previous, state_in, terms)
+
+
+# --- a run spread over payee buckets (the DAG maps one task per bucket) ----------------------
+PLAN = "plan.json"
+PART_FRAMES = ("royalties", "matched", "suspense", "slots", "unsplit", "read")
+
+
+def plan_run(
+    factory: sessionmaker[Session],
+    data_dir: Path,
+    *,
+    org_id: int,
+    period: str,
+    buckets: int,
+    correction: str | None = None,
+) -> Path:
+    """Take the snapshot a partitioned run will use and write it, with the lake files it
+    reads, into a plan folder beside the period's runs; each bucket (``earn_part``) and the
+    final ``run_period(plan=...)`` read it from there, so they all see the same terms."""
+    if buckets < 1:
+        raise RunError("buckets_invalid", f"buckets must be at least 1, not {buckets}")
+    prep = _prepare(factory, org_id, period, correction)
+    files = lake_files(data_dir, org_id, prep.period)
+    root = data_dir / "runs" / f"org={org_id}" / f"period={prep.period.label}"
+    folder = root / f".plan-{uuid.uuid4().hex}"
+    stage = root / f".{folder.name}.tmp"
+    stage.mkdir(parents=True)
+    try:
+        for name, frame in prep.terms.frames().items():
+            (stage / "snapshot").mkdir(exist_ok=True)
+            frame.write_parquet(stage / "snapshot" / f"{name}.parquet")
+        state_frame(prep.state_in).write_parquet(stage / "state_in.parquet")
+        plan = {
+            "org_id": org_id,
+            "period": prep.period.label,
+            "buckets": buckets,
+            "correction": correction,
+            "currency": prep.currency,
+            "previous_run_id": prep.previous.id if prep.previous else None,
+            "inputs": _inputs(data_dir, files),
+        }
+        (stage / PLAN).write_text(json.dumps(plan, indent=1, sort_keys=True))
+        os.replace(stage, folder)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return folder
+
+
+def _plan_terms(folder: Path) -> Terms:
+    return Terms.from_frames(
+        {n: pl.read_parquet(folder / "snapshot" / f"{n}.parquet") for n in Terms.__annotations__}
+    )
+
+
+def earn_part(data_dir: Path, plan: Path, bucket: int) -> Path:
+    """Compute one payee bucket's earnings of a planned run into ``plan/part-<bucket>/``
+    (a rerun of the same bucket replaces its part; nothing is half-written)."""
+    from royalty_engine.earnings import payee_buckets
+    from royalty_engine.engine import earn_bucket
+
+    meta = json.loads((plan / PLAN).read_text())
+    if not 0 <= bucket < meta["buckets"]:
+        raise RunError("bucket_invalid", f"bucket {bucket} is not in 0..{meta['buckets'] - 1}")
+    terms = _plan_terms(plan)
+    ids = payee_buckets(terms, meta["buckets"])[bucket]
+    earned = earn_bucket(
+        scan_lines([data_dir / i["path"] for i in meta["inputs"]]),
+        terms,
+        state_from_frame(pl.read_parquet(plan / "state_in.parquet")),
+        parse_period(meta["period"]),
+        accounting_currency=meta["currency"],
+        contract_ids=None if meta["buckets"] == 1 else ids,
+    )
+    final = plan / f"part-{bucket}"
+    stage = plan / f".part-{bucket}-{uuid.uuid4().hex}"
+    stage.mkdir()
+    try:
+        for name in PART_FRAMES:
+            getattr(earned, name).write_parquet(stage / f"{name}.parquet")
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(stage, final)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return final
+
+
+def _merged_parts(plan: Path, buckets: int) -> Any:
+    from royalty_engine.earnings import Earnings, merge_earnings
+
+    missing = [b for b in range(buckets) if not (plan / f"part-{b}").is_dir()]
+    if missing:
+        raise RunError(
+            "buckets_missing",
+            f"the plan {plan.name} has no earnings yet for bucket(s) {missing}",
+        )
+    return merge_earnings(
+        [
+            Earnings(
+                **{n: pl.read_parquet(plan / f"part-{b}" / f"{n}.parquet") for n in PART_FRAMES}
+            )
+            for b in range(buckets)
+        ]
+    )
+
+
+def run_period(
+    factory: sessionmaker[Session],
+    data_dir: Path,
+    *,
+    org_id: int,
+    period: str,
+    actor: str,
+    correction: str | None = None,
+    plan: Path | None = None,
+) -> RunReport:
+    """Compute the period and record it as ``calculated``; see the module docstring. With
+    ``plan`` (``plan_run`` + ``earn_part`` per bucket) the earnings come from the buckets and
+    the snapshot from the plan; the plan folder is removed once the run is recorded."""
+    if plan is None:
+        prep = _prepare(factory, org_id, period, correction)
+        files = lake_files(data_dir, org_id, prep.period)
+        inputs = _inputs(data_dir, files)
+        earned = None
+    else:
+        meta = json.loads((plan / PLAN).read_text())
+        if (meta["org_id"], meta["period"]) != (org_id, parse_period(period).label):
+            raise RunError("plan_mismatch", f"plan {plan.name} is for another org or period")
+        correction = meta["correction"]
+        prep = _prepare(factory, org_id, period, correction)
+        if (prep.previous.id if prep.previous else None) != meta["previous_run_id"]:
+            raise RunError(
+                "plan_stale",
+                "another run of the period was recorded after this plan was made; plan again",
+            )
+        prep.terms = _plan_terms(plan)
+        prep.state_in = state_from_frame(pl.read_parquet(plan / "state_in.parquet"))
+        inputs = meta["inputs"]
+        files = [data_dir / i["path"] for i in inputs]
+        earned = _merged_parts(plan, meta["buckets"])
+    p, currency, existing, locked = prep.period, prep.currency, prep.existing, prep.locked
+    previous, state_in, terms = prep.previous, prep.state_in, prep.terms
+    result = compute(
+        scan_lines(files), terms, state_in, p, accounting_currency=currency, earned=earned
+    )
     version = (existing[-1].version + 1) if existing else 1
     final = data_dir / "runs" / f"org={org_id}" / f"period={p.label}" / f"v{version}"
     stage = final.with_name(f".v{version}-{uuid.uuid4().hex}")
@@ -441,6 +591,8 @@ def run_period(
         if final.exists() and not _recorded(factory, org_id, p.label, version):
             shutil.rmtree(final, ignore_errors=True)
         raise
+    if plan is not None:
+        shutil.rmtree(plan, ignore_errors=True)
     return report
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pipelines.resources import get_session_factory
@@ -9,7 +10,29 @@ from pipelines.settings import get_settings
 from pipelines.tasks import _org
 
 
-def calculate(org: str, period: str) -> dict[str, Any]:
+def plan(org: str, period: str, buckets: int) -> dict[str, Any]:
+    """Snapshot the terms for a run spread over ``buckets`` payee buckets."""
+    from pipelines.royalty_run import plan_run
+
+    settings = get_settings()
+    folder = plan_run(
+        get_session_factory(settings),
+        settings.data_dir,
+        org_id=_org(org),
+        period=period,
+        buckets=buckets,
+    )
+    return {"plan": str(folder), "buckets": list(range(buckets))}
+
+
+def earn(plan: str, bucket: int) -> str:
+    """One payee bucket's earnings (a mapped task; any worker that sees the data dir)."""
+    from pipelines.royalty_run import earn_part
+
+    return str(earn_part(get_settings().data_dir, Path(plan), bucket))
+
+
+def calculate(org: str, period: str, plan: str | None = None) -> dict[str, Any]:
     from pipelines.royalty_run import run_period
 
     settings = get_settings()
@@ -19,6 +42,7 @@ def calculate(org: str, period: str) -> dict[str, Any]:
         org_id=_org(org),
         period=period,
         actor="airflow",
+        plan=Path(plan) if plan else None,
     )
     return report.as_dict()
 

@@ -372,6 +372,45 @@ class Earnings:
     read: pl.DataFrame  # every line of the period, summed per currency (for reconciliation)
 
 
+def merge_earnings(parts: list[Earnings]) -> Earnings:
+    """The earnings of a run computed in payee buckets (``compute_earnings`` with disjoint
+    ``contract_ids`` covering every contract): royalties and slots side by side; the period
+    totals, which every bucket computes in full, taken once after checking they agree."""
+    if not parts:
+        raise EngineError("no_buckets", "a partitioned run needs at least one bucket")
+    first = parts[0]
+    for i, part in enumerate(parts[1:], start=1):
+        for name in ("matched", "suspense", "unsplit", "read"):
+            a, b = getattr(first, name), getattr(part, name)
+            if not a.sort(pl.all()).equals(b.sort(pl.all())):
+                raise EngineError(
+                    "buckets_disagree",
+                    f"bucket {i} read a different period than bucket 0 ({name} differs): "
+                    "the lake changed while the run was partitioned; run it again",
+                )
+    return Earnings(
+        royalties=pl.concat([p.royalties for p in parts], how="vertical"),
+        matched=first.matched,
+        suspense=first.suspense,
+        slots=pl.concat([p.slots for p in parts], how="vertical"),
+        unsplit=first.unsplit,
+        read=first.read,
+    )
+
+
+def payee_buckets(terms: Terms, buckets: int) -> list[list[int]]:
+    """The contracts of each payee bucket (payee id modulo ``buckets``): a payee's contracts
+    stay together, so cross-collateralisation pools never straddle two buckets."""
+    if buckets < 1:
+        raise EngineError("buckets_invalid", f"buckets must be at least 1, not {buckets}")
+    out: list[list[int]] = [[] for _ in range(buckets)]
+    for contract_id, payee_id in (
+        terms.contracts.select("contract_id", "payee_id").sort("contract_id").rows()
+    ):
+        out[payee_id % buckets].append(contract_id)
+    return out
+
+
 class FxTable:
     """Rates from the snapshot: ``rate(base, quote, month)`` direct, or the inverse of the
     opposite quote; identity for the same currency; a missing rate is an ``EngineError``."""
@@ -420,7 +459,14 @@ def compute_earnings(
     period: Period,
     accounting_currency: str,
     prior_units: dict[str, int],
+    contract_ids: list[int] | None = None,
 ) -> Earnings:
+    """The period's royalties. With ``contract_ids`` only those contracts' royalties (and
+    escalation slots) are computed — one payee bucket of a partitioned run; splits are still
+    resolved against every split (a track-level split of a contract outside the bucket still
+    replaces the release-level ones), and the matched, suspense, unsplit and read totals
+    are the whole period's, so ``merge_earnings`` of all buckets equals the unpartitioned
+    result."""
     grain = Grain.of(terms)
     in_period = period_lines(lines, period)
     usage_date = pl.coalesce(pl.col("usage_end"), pl.col("usage_start"))
@@ -461,6 +507,14 @@ def compute_earnings(
     place = ["track_id", "release_id", "segment", "class_id"]
     placements = p.select(place).unique().join(segments, on="segment", how="left")
     applied = resolve_splits(placements, terms.splits, grain.members)
+    unsplit = (
+        p.join(applied.select(place).unique(), on=place, how="anti", nulls_equal=True)
+        .select(pl.lit(accounting_currency).alias("currency"), "amount", "lines")
+        .group_by("currency")
+        .agg(pl.col("amount").sum().cast(EXACT), pl.col("lines").sum())
+    )
+    if contract_ids is not None:
+        applied = applied.filter(pl.col("contract_id").is_in(contract_ids))
     k1c = p.join(applied.drop("as_of", "level"), on=place, how="inner", nulls_equal=True).select(
         "pid",
         "release_id",
@@ -531,12 +585,6 @@ def compute_earnings(
         .join(decode["usage_type"], on="usage_type_c", how="left")
         .join(decode["reporting_period"], on="reporting_period_c", how="left")
         .drop("usage_type_c", "reporting_period_c")
-    )
-    unsplit = (
-        p.join(applied.select(place).unique(), on=place, how="anti", nulls_equal=True)
-        .select(pl.lit(accounting_currency).alias("currency"), "amount", "lines")
-        .group_by("currency")
-        .agg(pl.col("amount").sum().cast(EXACT), pl.col("lines").sum())
     )
     matched = p.select(pl.lit(accounting_currency).alias("currency"), "amount", "lines")
     return Earnings(

@@ -22,7 +22,13 @@ from typing import Any
 import polars as pl
 
 from royalty_engine.balances import Balances, settle
-from royalty_engine.earnings import Earnings, FxTable, compute_earnings
+from royalty_engine.earnings import (
+    Earnings,
+    FxTable,
+    compute_earnings,
+    merge_earnings,
+    payee_buckets,
+)
 from royalty_engine.money import CENTS, EXACT, RATE, cents, to_decimal
 from royalty_engine.periods import Period
 from royalty_engine.terms import ContractState, EngineError, Terms
@@ -79,17 +85,27 @@ def compute(
     period: Period,
     *,
     accounting_currency: str,
+    buckets: int = 1,
+    earned: Earnings | None = None,
 ) -> RunResult:
-    prior_units: dict[str, int] = {}
-    for s in state.values():
-        prior_units.update(s.units)
-    earned = compute_earnings(
-        lines,
-        terms,
-        period=period,
-        accounting_currency=accounting_currency,
-        prior_units=prior_units,
-    )
+    """A period from its lines, terms and opening state. ``buckets`` > 1 computes the
+    earnings one payee bucket at a time (what the DAG spreads over workers, see
+    ``earn_bucket``); ``earned`` passes in earnings already computed that way. The result is
+    the same either way."""
+    prior_units = opening_units(state)
+    if earned is None:
+        parts = [
+            earn_bucket(
+                lines,
+                terms,
+                state,
+                period,
+                accounting_currency=accounting_currency,
+                contract_ids=None if buckets == 1 else ids,
+            )
+            for ids in payee_buckets(terms, buckets)
+        ]
+        earned = parts[0] if buckets == 1 else merge_earnings(parts)
     read = earned.read
     fx = FxTable(terms.fx)
     contracts = {r["contract_id"]: r for r in terms.contracts.iter_rows(named=True)}
@@ -141,6 +157,34 @@ def compute(
         suspense=earned.suspense,
         slots=earned.slots,
         state=balances.state,
+    )
+
+
+def opening_units(state: dict[int, ContractState]) -> dict[str, int]:
+    """Every escalation slot's units before the period."""
+    prior: dict[str, int] = {}
+    for s in state.values():
+        prior.update(s.units)
+    return prior
+
+
+def earn_bucket(
+    lines: pl.LazyFrame,
+    terms: Terms,
+    state: dict[int, ContractState],
+    period: Period,
+    *,
+    accounting_currency: str,
+    contract_ids: list[int] | None,
+) -> Earnings:
+    """The earnings of one payee bucket (``payee_buckets``), or of every contract."""
+    return compute_earnings(
+        lines,
+        terms,
+        period=period,
+        accounting_currency=accounting_currency,
+        prior_units=opening_units(state),
+        contract_ids=contract_ids,
     )
 
 

@@ -127,7 +127,8 @@ def respond(choice: str, user: str, stop: threading.Event) -> None:
 
 def test_dag_is_configured_for_finance_ops(dagbag: Any) -> None:
     dag = dagbag.get_dag(DAG_ID)
-    assert set(dag.params) == {"org", "period", "auto_approve"}
+    assert set(dag.params) == {"org", "period", "auto_approve", "buckets"}
+    assert dag.task_dict["earn"].upstream_task_ids == {"plan", "buckets_of"}
     assert "reconcile" in dag.doc_md and "human-in-the-loop" in dag.doc_md
     assert dag.task_dict["approval"].__class__.__name__ == "ApprovalOperator"
     outlets = dag.task_dict["lock"].outlets
@@ -151,9 +152,9 @@ def test_auto_approved_run_is_locked_and_audited(dagbag: Any, label: Label) -> N
         "locked",
     ]
     assert audit_ledger.verify(label.data_dir, label.org_id) == []
-    # A second run of a locked period fails at calculate and records nothing.
+    # A second run of a locked period fails at its first step and records nothing.
     again = dag.test(run_conf={"org": "demo", "period": "2026-01", "auto_approve": True})
-    assert task_states(again)["calculate"] == "failed"
+    assert task_states(again)["plan"] == "failed"
     assert len(label.runs()) == 1
 
 
@@ -177,3 +178,29 @@ def test_a_human_approves_or_rejects(dagbag: Any, label: Label, choice: str, sta
     else:
         assert states["approve"] == "skipped" and states["lock"] == "skipped"
         assert run.approved_by is None
+
+
+def test_a_run_spread_over_payee_buckets(dagbag: Any, label: Label) -> None:
+    """buckets=3: three mapped earn tasks, one run recorded and locked, the same figures as
+    the run in one piece (see tests/pipelines for byte-equality of the outputs), the Asset
+    event naming the run for the statements DAG."""
+    from airflow.settings import Session as AirflowSession
+
+    dag = dagbag.get_dag(DAG_ID)
+    conf = {"org": "demo", "period": "2026-01", "auto_approve": True, "buckets": 3}
+    dag_run = dag.test(run_conf=conf)
+    assert str(dag_run.state) == "success", task_states(dag_run)
+    with AirflowSession() as session:
+        earns = [ti for ti in dag_run.get_task_instances(session=session) if ti.task_id == "earn"]
+    assert sorted(ti.map_index for ti in earns) == [0, 1, 2]
+    assert {str(ti.state) for ti in earns} == {"success"}
+    (run,) = label.runs()
+    assert run.status == RunStatus.LOCKED
+    assert not list((label.data_dir / "runs").rglob(".plan-*"))  # the plan is cleaned up
+    locked = xcom(dag_run, "lock")
+    assert locked["run_id"] == run.id
+    from airflow.models.asset import AssetEvent
+
+    with AirflowSession() as session:
+        extras = [e.extra for e in session.query(AssetEvent).all()]
+    assert {"org": "demo", "period": "2026-01", "version": 1, "run_id": run.id} in extras

@@ -280,3 +280,38 @@ def test_cli_run_approve_lock_and_verify(
     finally:
         get_settings.cache_clear()
         resources.engine_for.cache_clear()
+
+
+def test_a_run_spread_over_payee_buckets_writes_the_same_outputs(label: Label) -> None:
+    """The DAG's partitioned path (plan -> one task per payee bucket -> combine) records
+    the same outputs, byte for byte, as the run in one piece; a missing bucket is refused and
+    a rerun bucket replaces its part."""
+    from pipelines.royalty_run import earn_part, plan_run
+
+    plain = label.run("2026-H1")
+    plan = plan_run(label.factory, label.data, org_id=label.org_id, period="2026-H1", buckets=3)
+    assert plan.name.startswith(".plan-") and not list(label.data.glob("lake/**/.plan-*"))
+    for bucket in (0, 1):
+        earn_part(label.data, plan, bucket)
+    with pytest.raises(RunError) as err:
+        run_period(
+            label.factory, label.data, org_id=label.org_id, period="2026-H1", actor="t", plan=plan
+        )
+    assert err.value.code == "buckets_missing" and "[2]" in err.value.message
+    earn_part(label.data, plan, 2)
+    earn_part(label.data, plan, 2)  # a retried task replaces its part
+    with pytest.raises(RunError) as bad:
+        earn_part(label.data, plan, 3)
+    assert bad.value.code == "bucket_invalid"
+    spread = run_period(
+        label.factory, label.data, org_id=label.org_id, period="2026-H1", actor="t", plan=plan
+    ).as_dict()
+    assert not plan.exists()  # the plan is removed once the run is recorded
+    assert spread["version"] == 2 and spread["totals"] == plain["totals"]
+    assert spread["counts"] == plain["counts"]
+
+    def outputs(report: dict[str, object]) -> dict[str, str]:
+        files = json.loads(Path(report["outputs"]["manifest"]).read_text())["files"]  # type: ignore[index]
+        return {k: v for k, v in files.items() if k.startswith("outputs/")}
+
+    assert outputs(spread) == outputs(plain) and outputs(plain)
