@@ -16,6 +16,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import json
+import logging
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -34,7 +36,9 @@ from api.routes.statements import (
     DOWNLOADS,
     FORMATS,
     BalanceHistory,
+    BalanceMovement,
     StatementFilter,
+    StatementOut,
     StatementRef,
     balance_history,
     file_response,
@@ -44,10 +48,12 @@ from api.routes.statements import (
     statement_file,
 )
 from pipelines.statements.data import FIGURE_LABELS, FIGURES, Statement
+from pipelines.statements.export import MANIFEST, default_folder
 from schemas.errors import StoreError
 from schemas.store.keys import verify_key
-from schemas.store.models import ApiKey, Role
+from schemas.store.models import ApiKey, Payee, Role
 
+log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 COOKIE = "tm_portal"
 SESSION_SECONDS = 8 * 3600
@@ -113,6 +119,115 @@ def _to_sign_in() -> RedirectResponse:
     return RedirectResponse("/portal/", status_code=303)
 
 
+# --- the balance history ---------------------------------------------------------------------
+# Every movement of a period, in the order the balance is reached: (key, column head, sign in
+# the sum that reaches the closing balance; "" = not a term of it).
+HISTORY_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("opening", "Opening", ""),
+    ("earnings", "Earnings", "+"),
+    ("advances", "Advances", "−"),
+    ("costs", "Recoupable costs", "−"),
+    ("recouped", "Recouped (of earnings)", ""),
+    ("reserve_held", "Reserves held", "−"),
+    ("reserve_released", "Reserves released", "+"),
+    ("tax", "Tax withheld", "−"),
+    ("payable", "Payable (payment due)", "−"),
+    ("settlement", "Pool settlement", "+"),
+    ("closing", "Closing", "="),
+    ("carried_forward", "Carried forward", ""),
+)
+# closing = opening + sum of SIGNED terms (settlement included).
+SIGNED: dict[str, int] = {
+    "earnings": 1,
+    "advances": -1,
+    "costs": -1,
+    "reserve_held": -1,
+    "reserve_released": 1,
+    "tax": -1,
+    "payable": -1,
+}
+HISTORY_CAPTION = (
+    "Closing = opening + earnings − advances − recoupable costs − reserves held "
+    "+ reserves released − tax withheld − payable. Recouped is the part of the "
+    "earnings that paid back advances and costs: it is already in those figures and is not "
+    "subtracted again. Carried forward is the closing balance the next period opens with."
+)
+SETTLEMENT_NOTE = (
+    " Pool settlement: contracts that are cross-collateralised are paid as one account, so "
+    "when the pool is paid each contract closes at zero and the settlement moves balance "
+    "between them (it adds up to zero over the pool)."
+)
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    period: str
+    period_end: dt.date
+    values: dict[str, Decimal]  # every HISTORY_COLUMNS key
+    status: str | None  # the contract's state after the period (None on a total row)
+
+
+@dataclass(frozen=True)
+class HistoryTable:
+    caption: str
+    currency: str
+    rows: list[HistoryRow]
+    total: bool  # all the payee's contracts in this currency, summed
+
+    @property
+    def columns(self) -> list[tuple[str, str, str]]:
+        """Every movement; the pool settlement only where it moved something."""
+        shown = any(r.values["settlement"] for r in self.rows)
+        return [c for c in HISTORY_COLUMNS if c[0] != "settlement" or shown]
+
+    @property
+    def note(self) -> str:
+        return HISTORY_CAPTION + (
+            SETTLEMENT_NOTE if len(self.columns) == len(HISTORY_COLUMNS) else ""
+        )
+
+
+def _movement_row(m: BalanceMovement) -> HistoryRow:
+    values = {key: Decimal(getattr(m, key)) for key, _, _ in HISTORY_COLUMNS if key != "settlement"}
+    reached = values["opening"] + sum(
+        (sign * values[key] for key, sign in SIGNED.items()), Decimal(0)
+    )
+    values["settlement"] = values["closing"] - reached
+    return HistoryRow(m.period, m.period_end, values, m.status)
+
+
+def _summed(rows: list[HistoryRow]) -> list[HistoryRow]:
+    """One row per period: every movement added up over the rows of that period."""
+    per: dict[tuple[dt.date, str], dict[str, Decimal]] = {}
+    for row in rows:
+        into = per.setdefault((row.period_end, row.period), dict.fromkeys(row.values, Decimal(0)))
+        for key, value in row.values.items():
+            into[key] += value
+    return [HistoryRow(period, end, values, None) for (end, period), values in sorted(per.items())]
+
+
+def history_tables(history: BalanceHistory) -> dict[str, list[HistoryTable]]:
+    """Per currency: a table per contract (every movement, period by period) and, when the
+    payee has several contracts in that currency, first a table of their sums (what the
+    currency's chart plots)."""
+    out: dict[str, list[HistoryTable]] = {}
+    for contract in history.contracts:
+        out.setdefault(contract.currency, []).append(
+            HistoryTable(
+                f"Contract {contract.reference} ({contract.currency}): balance by period",
+                contract.currency,
+                [_movement_row(m) for m in contract.periods],
+                total=False,
+            )
+        )
+    for currency, tables in out.items():
+        if len(tables) > 1:
+            summed = _summed([r for t in tables for r in t.rows])
+            caption = f"All your contracts in {currency}, added up: balance by period"
+            tables.insert(0, HistoryTable(caption, currency, summed, total=True))
+    return dict(sorted(out.items()))
+
+
 # --- the balance chart -----------------------------------------------------------------------
 @dataclass(frozen=True)
 class ChartPoint:
@@ -144,34 +259,83 @@ def _scale(value: Decimal, top: Decimal, span: Decimal) -> float:
     return float(Chart.pad + (top - value) / span * plot)
 
 
-def balance_charts(history: BalanceHistory) -> list[Chart]:
-    """Closing balance per period, summed over the payee's contracts, one chart per
-    currency; coordinates computed here so the page needs no JavaScript."""
-    per: dict[str, dict[tuple[dt.date, str], Decimal]] = {}
-    for contract in history.contracts:
-        series = per.setdefault(contract.currency, {})
-        for m in contract.periods:
-            key = (m.period_end, m.period)
-            series[key] = series.get(key, Decimal(0)) + Decimal(m.closing)
-    charts = []
+def balance_chart(table: HistoryTable) -> Chart:
+    """The closing balance per period of one currency's table (the sums over the payee's
+    contracts in that currency, or its only contract): the chart plots exactly the table's
+    Closing column. Coordinates are computed here so the page needs no JavaScript."""
+    periods = [r.period for r in table.rows]
+    values = [r.values["closing"] for r in table.rows]
     plot_width = Chart.width - 2 * Chart.pad
-    for currency, series in sorted(per.items()):
-        periods = [period for _, period in sorted(series)]
-        values = [series[k] for k in sorted(series)]
-        top, bottom = max([*values, Decimal(0)]), min([*values, Decimal(0)])
-        span = (top - bottom) or Decimal(1)
-        step = plot_width / max(len(periods) - 1, 1)
-        points = [
-            ChartPoint(
-                period,
-                value,
-                Chart.pad + (i * step if len(periods) > 1 else plot_width / 2),
-                _scale(value, top, span),
-            )
-            for i, (period, value) in enumerate(zip(periods, values, strict=True))
-        ]
-        charts.append(Chart(currency, points, _scale(Decimal(0), top, span), top, bottom))
-    return charts
+    top, bottom = max([*values, Decimal(0)]), min([*values, Decimal(0)])
+    span = (top - bottom) or Decimal(1)
+    step = plot_width / max(len(periods) - 1, 1)
+    points = [
+        ChartPoint(
+            period,
+            value,
+            Chart.pad + (i * step if len(periods) > 1 else plot_width / 2),
+            _scale(value, top, span),
+        )
+        for i, (period, value) in enumerate(zip(periods, values, strict=True))
+    ]
+    return Chart(table.currency, points, _scale(Decimal(0), top, span), top, bottom)
+
+
+@dataclass(frozen=True)
+class CurrencyHistory:
+    currency: str
+    chart: Chart
+    tables: list[HistoryTable]  # the plotted table first
+
+
+def currency_histories(history: BalanceHistory) -> list[CurrencyHistory]:
+    """One chart per currency (never a sum across currencies), with the tables it comes from."""
+    return [
+        CurrencyHistory(currency, balance_chart(tables[0]), tables)
+        for currency, tables in history_tables(history).items()
+    ]
+
+
+# --- which downloads a statement in the list has ----------------------------------------------
+def manifest_invoices(data_dir: Path, org_id: int, item: StatementOut) -> set[int] | None:
+    """Statement ids with an exported self-billing invoice, from the run's export manifest
+    (the folder downloads are served from); None when the run was not exported here (no
+    manifest, unreadable, or another run's)."""
+    folder = default_folder(data_dir, org_id, item.period, item.run_version)
+    try:
+        manifest = json.loads((folder / MANIFEST).read_bytes())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or manifest.get("run_id") != item.run_id:
+        return None
+    files = manifest.get("files")
+    return {
+        entry["statement_id"]
+        for entry in (files if isinstance(files, list) else [])
+        if isinstance(entry, dict)
+        and entry.get("kind") == "invoice"
+        and isinstance(entry.get("statement_id"), int)
+    }
+
+
+def stored_invoices(session: Session, principal: Principal, items: list[StatementOut]) -> set[int]:
+    """Statement ids that may have a self-billing invoice, from cheap store facts when the run
+    was not exported: the payee agreed to self-billing and the statement has something payable
+    (the loader may still refuse one, e.g. an expired agreement: its download then says why).
+    No run file is read."""
+    payee = session.get(Payee, principal.payee_id)
+    if payee is None or not payee.self_billing_consent:
+        return set()
+    found = set()
+    for item in items:
+        try:
+            payable = Decimal(item.figures["payable"])
+        except (KeyError, ArithmeticError):  # one odd statement must not break the list
+            log.warning("statement %s has no payable figure", item.id)
+            continue
+        if payable > 0:
+            found.add(item.id)
+    return found
 
 
 # --- pages -----------------------------------------------------------------------------------
@@ -226,23 +390,33 @@ def logout(request: Request) -> Response:
 
 
 def _statements_page(request: Request, principal: Principal) -> dict[str, Any]:
-    """Everything the list page shows, read in short sessions (no session held open while
-    statements load their run files)."""
+    """Everything the list page shows, from the store and the runs' export manifests only:
+    no statement is loaded (that reads every line and re-hashes the run's files), so a run
+    whose files are gone still lists its statements."""
     factory: sessionmaker[Session] = request.app.state.session_factory
+    data_dir: Path = request.app.state.data_dir
     assert principal.payee_id is not None
     with factory() as session:
         items, _ = list_statements(session, principal, StatementFilter(limit=500))
         history = balance_history(session, principal, principal.payee_id)
+        stored = stored_invoices(session, principal, items)
+    exported: dict[int, set[int] | None] = {}  # run id -> its manifest's invoices
     rows = []
     for item in sorted(items, key=lambda s: (s.period, s.run_version, s.id), reverse=True):
-        ref = find_statement(factory, principal, item.id)
-        statement = load(factory, request.app.state.data_dir, ref)
-        rows.append({"item": item, "formats": _formats(statement)})
+        try:
+            if item.run_id not in exported:
+                exported[item.run_id] = manifest_invoices(data_dir, principal.org_id, item)
+            invoices = exported[item.run_id]
+            invoice = item.id in (stored if invoices is None else invoices)
+        except Exception:  # one statement's trouble never breaks the list: no invoice link
+            log.warning("statement %s: no invoice link", item.id, exc_info=True)
+            invoice = False
+        rows.append({"item": item, "formats": [*FORMATS, "invoice"] if invoice else list(FORMATS)})
     return {
         "payee_name": history.payee_name,
         "rows": rows,
         "history": history,
-        "charts": balance_charts(history),
+        "currencies": currency_histories(history),
         "title": "Your statements",
         "signed_in": True,
     }

@@ -51,6 +51,7 @@ from schemas.store.models import (
     FxRate,
     Organisation,
     Payee,
+    Release,
     Split,
     Track,
 )
@@ -223,6 +224,60 @@ def snapshot(session: Session, org_id: int) -> Terms:
 
 
 # --- inputs ---------------------------------------------------------------------------------
+def statement_context(session: Session, org_id: int) -> dict[str, pl.DataFrame]:
+    """What statements print besides the figures — the label and payees as parties (names,
+    addresses, VAT numbers and rates, self-billing agreements) and release titles and UPCs —
+    frozen with the run, so its statements and invoices stay the same documents whatever is
+    edited later."""
+    org = session.get(Organisation, org_id)
+    assert org is not None
+    label = pl.DataFrame(
+        [
+            {
+                "name": org.legal_name or org.name,
+                "address": org.address,
+                "vat_number": org.vat_number,
+            }
+        ],
+        schema={"name": pl.String, "address": pl.String, "vat_number": pl.String},
+    )
+    payees = pl.DataFrame(
+        [
+            {
+                "payee_id": p.id,
+                "name": p.name,
+                "address": p.address,
+                "vat_number": p.vat_number,
+                "vat_rate": None if p.vat_rate is None else format(p.vat_rate, "f"),
+                "self_billing_consent": bool(p.self_billing_consent),
+                "self_billing_expires": p.self_billing_expires,
+            }
+            for p in session.scalars(
+                sa.select(Payee).where(Payee.org_id == org_id).order_by(Payee.id)
+            )
+        ],
+        schema={
+            "payee_id": pl.Int64,
+            "name": pl.String,
+            "address": pl.String,
+            "vat_number": pl.String,
+            "vat_rate": pl.String,
+            "self_billing_consent": pl.Boolean,
+            "self_billing_expires": pl.Date,
+        },
+    )
+    releases = pl.DataFrame(
+        session.execute(
+            sa.select(Release.id, Release.upc, Release.title)
+            .where(Release.org_id == org_id)
+            .order_by(Release.id)
+        ).all(),
+        schema={"release_id": pl.Int64, "upc": pl.String, "release_title": pl.String},
+        orient="row",
+    )
+    return {"label": label, "payees": payees, "releases": releases}
+
+
 def lake_files(data_dir: Path, org_id: int, period: Period) -> list[Path]:
     """Every accepted-lines Parquet file of the period, in a stable order (staging folders
     and temporary files, whose names start with a dot, are not inputs)."""
@@ -288,6 +343,7 @@ def _write_run(
     state_in: dict[int, ContractState],
     inputs: list[dict[str, Any]],
     result: RunResult,
+    context: dict[str, pl.DataFrame] | None = None,
 ) -> dict[str, str]:
     """Write everything into ``stage``; return {relative path: sha256}."""
     files: dict[str, str] = {}
@@ -306,6 +362,8 @@ def _write_run(
     for name, frame in result.outputs().items():
         put(f"outputs/{name}.parquet", frame)
     put("state.parquet", state_frame(result.state))
+    for name, frame in (context or {}).items():
+        put(f"context/{name}.parquet", frame)
     return files
 
 
@@ -329,6 +387,7 @@ class _Prepared:
     previous: RoyaltyRun | None
     state_in: dict[int, ContractState]
     terms: Terms
+    context: dict[str, pl.DataFrame]
 
 
 def _prepare(
@@ -364,8 +423,9 @@ def _prepare(
         )
         state_in = _load_state(previous)
         terms = snapshot(session, org_id)
+        context = statement_context(session, org_id)
         session.expunge_all()
-    return _Prepared(p, currency, existing, locked, previous, state_in, terms)
+    return _Prepared(p, currency, existing, locked, previous, state_in, terms, context)
 
 
 # --- a run spread over payee buckets (the DAG maps one task per bucket) ----------------------
@@ -514,7 +574,7 @@ def run_period(
     final = data_dir / "runs" / f"org={org_id}" / f"period={p.label}" / f"v{version}"
     stage = final.with_name(f".v{version}-{uuid.uuid4().hex}")
     try:
-        written = _write_run(stage, terms, state_in, inputs, result)
+        written = _write_run(stage, terms, state_in, inputs, result, prep.context)
         manifest = {
             "org_id": org_id,
             "period": p.label,

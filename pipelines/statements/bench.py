@@ -244,12 +244,13 @@ def synthetic_statement(index: int, *, lines: int = 120, seed: int = 7) -> State
     if self_billing and figures["payable"] > 0:
         vat = (figures["payable"] * VAT_RATE).quantize(CENT, ROUND_HALF_UP)
         invoice = Invoice(
-            f"SB-bench-{PERIOD}-v1-{payee_id}",
+            f"SB-bench-{PERIOD}-v1-{payee_id}-{currency}",
             ISSUED.date(),
             figures["payable"],
             VAT_RATE,
             vat,
             figures["payable"] + vat,
+            to_pay=figures["payable"] + vat,
         )
     columns = list(DETAIL_COLUMNS)
     frame = pl.DataFrame(

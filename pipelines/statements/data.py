@@ -104,7 +104,11 @@ class HistoryPoint:
 
 @dataclass(frozen=True)
 class Invoice:
-    """A self-billing invoice for the payable amount (the payee's supply to the label)."""
+    """A self-billing invoice for the payee's supply to the label this statement: the net
+    value is what the statement pays plus any tax withheld from it (withholding settles the
+    payee's income tax; it does not reduce the consideration VAT is charged on). The label
+    pays ``to_pay`` = net + VAT − withheld. VAT is also shown in sterling (HMRC requires it
+    on an invoice in another currency), at the run's rate for the period's last month."""
 
     number: str
     date: dt.date
@@ -112,7 +116,24 @@ class Invoice:
     vat_rate: Decimal
     vat: Decimal
     gross: Decimal
+    withheld: Decimal = Decimal("0.00")
+    to_pay: Decimal = Decimal("0.00")
+    vat_gbp: Decimal | None = None  # None when the invoice is in GBP
+    gbp_rate: Decimal | None = None
     wording: str = SELF_BILLING_WORDING
+
+
+@dataclass(frozen=True)
+class PayeeFacts:
+    """The payee as the run froze it (``context/payees.parquet``)."""
+
+    id: int
+    name: str
+    address: str | None
+    vat_number: str | None
+    vat_rate: Decimal | None
+    self_billing_consent: bool
+    self_billing_expires: dt.date | None
 
 
 @dataclass
@@ -156,7 +177,7 @@ class Statement:
         return self.file_stem.replace("statement_", "invoice_", 1)
 
     def check(self) -> None:
-        """The detail adds up to the earnings, and the figures to the closing balance."""
+        """The detail adds up to the earnings (to the cent), or nothing is rendered."""
         total = sum(self.lines["amount"].to_list(), Decimal(0)) if self.lines.height else Decimal(0)
         if total != self.figures["earnings"]:
             raise StatementError(
@@ -212,10 +233,18 @@ def vat_number_valid(number: str | None) -> bool:
 
 
 def _invoice(
-    payee: Payee, org_slug: str, period: str, version: int, issued: dt.datetime, payable: Decimal
+    payee: PayeeFacts,
+    org_slug: str,
+    period: str,
+    version: int,
+    issued: dt.datetime,
+    currency: str,
+    figures: dict[str, Decimal],
+    to_gbp: Decimal | None,
 ) -> tuple[Invoice | None, str | None]:
     """A self-billing invoice when the payee agreed to self-billing, the agreement covers the
     statement date, the payee's VAT number is valid and there is something payable."""
+    payable, withheld = figures["payable"], figures["tax"]
     if not payee.self_billing_consent:
         return None, None
     if payee.self_billing_expires is not None and payee.self_billing_expires < issued.date():
@@ -226,10 +255,68 @@ def _invoice(
         return None, "vat_rate_missing: the payee has no VAT rate on record"
     if payable <= 0:
         return None, "nothing_payable: no invoice for a statement with nothing to pay"
+    if currency != "GBP" and to_gbp is None:
+        return None, f"fx_missing: no {currency}/GBP rate in the run for the VAT in sterling"
     rate = Decimal(payee.vat_rate)
-    vat = (payable * rate).quantize(CENT, ROUND_HALF_UP)
-    number = f"SB-{org_slug}-{period}-v{version}-{payee.id}"
-    return Invoice(number, issued.date(), payable, rate, vat, payable + vat), None
+    net = payable + withheld
+    vat = (net * rate).quantize(CENT, ROUND_HALF_UP)
+    vat_gbp = None if to_gbp is None else (vat * to_gbp).quantize(CENT, ROUND_HALF_UP)
+    number = f"SB-{org_slug}-{period}-v{version}-{payee.id}-{currency}"
+    return (
+        Invoice(
+            number,
+            issued.date(),
+            net,
+            rate,
+            vat,
+            net + vat,
+            withheld=withheld,
+            to_pay=net + vat - withheld,
+            vat_gbp=vat_gbp,
+            gbp_rate=to_gbp,
+        ),
+        None,
+    )
+
+
+def _payee_facts(folder: Path, live: dict[int, Payee]) -> dict[int, PayeeFacts]:
+    """The payees as the run froze them; runs recorded before the freeze read the store."""
+    frozen = folder / "context" / "payees.parquet"
+    if frozen.exists():
+        return {
+            r["payee_id"]: PayeeFacts(
+                r["payee_id"],
+                r["name"],
+                r["address"],
+                r["vat_number"],
+                None if r["vat_rate"] is None else Decimal(r["vat_rate"]),
+                bool(r["self_billing_consent"]),
+                r["self_billing_expires"],
+            )
+            for r in pl.read_parquet(frozen).iter_rows(named=True)
+        }
+    return {
+        p.id: PayeeFacts(
+            p.id,
+            p.name,
+            p.address,
+            p.vat_number,
+            None if p.vat_rate is None else Decimal(p.vat_rate),
+            bool(p.self_billing_consent),
+            p.self_billing_expires,
+        )
+        for p in live.values()
+    }
+
+
+def _to_gbp(folder: Path, currency: str, month: str) -> Decimal | None:
+    from royalty_engine.earnings import FxTable
+
+    if currency == "GBP":
+        return None
+    fx = FxTable(pl.read_parquet(folder / "snapshot" / "fx.parquet"))
+    rate = fx.rate(currency, "GBP", month)
+    return rate if rate else None
 
 
 @dataclass(frozen=True)
@@ -344,15 +431,24 @@ def iter_statements(
             p.id: p for p in session.scalars(sa.select(Payee).where(Payee.id.in_(wanted))).all()
         }
         histories = _histories(session, run, wanted)
-        releases = pl.DataFrame(
-            session.execute(
-                sa.select(Release.id, Release.upc, Release.title).where(
-                    Release.org_id == run.org_id
-                )
-            ).all(),
-            schema={"release_id": pl.Int64, "upc": pl.String, "release_title": pl.String},
-            orient="row",
-        )
+        frozen = past.folder / "context"
+        if (frozen / "releases.parquet").exists():
+            releases = pl.read_parquet(frozen / "releases.parquet")
+        else:  # a run recorded before statement context was frozen with it
+            releases = pl.DataFrame(
+                session.execute(
+                    sa.select(Release.id, Release.upc, Release.title).where(
+                        Release.org_id == run.org_id
+                    )
+                ).all(),
+                schema={"release_id": pl.Int64, "upc": pl.String, "release_title": pl.String},
+                orient="row",
+            )
+        if (frozen / "label.parquet").exists():
+            row = pl.read_parquet(frozen / "label.parquet").row(0, named=True)
+            label = Party(row["name"], row["address"], row["vat_number"])
+        else:
+            label = Party(org.legal_name or org.name, org.address, org.vat_number)
         # Approval makes the figures final: a statement is the same document whether its run
         # is approved or locked (so publishing at approval and again after lock agrees).
         issued = run.approved_at or run.created_at
@@ -362,7 +458,7 @@ def iter_statements(
             run.id,
             run.org_id,
             org.slug,
-            Party(org.legal_name or org.name, org.address, org.vat_number),
+            label,
             run.period,
             run.version,
             run.period_start,
@@ -378,9 +474,11 @@ def iter_statements(
         pl.col("payee_id").is_in(wanted)
     )
     by_payee = {k[0]: g for k, g in detail.partition_by("payee_id", as_dict=True).items()}
+    facts = _payee_facts(past.folder, payees)
+    last_month = past.period.months[-1]
     empty = detail.clear()
     for summary in summaries:
-        payee = payees[summary.payee_id]
+        payee = facts[summary.payee_id]
         lines = by_payee.get(summary.payee_id, empty).filter(pl.col("currency") == summary.currency)
         figures = {f: _d(getattr(summary, f)) for f in SUMMARY_FIELDS}
         mine = ledger.filter(
@@ -390,7 +488,14 @@ def iter_statements(
             sum(mine["reserves_outstanding"].to_list(), Decimal(0))
         )
         invoice, refused = _invoice(
-            payee, info.org_slug, info.period, info.version, info.issued, figures["payable"]
+            payee,
+            info.org_slug,
+            info.period,
+            info.version,
+            info.issued,
+            summary.currency,
+            figures,
+            _to_gbp(past.folder, summary.currency, last_month),
         )
         statement = Statement(
             statement_id=summary.id,

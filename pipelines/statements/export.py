@@ -8,7 +8,8 @@ Layout (``out_dir``)::
 
 Everything is written into a hidden staging folder beside ``out_dir`` and renamed into place
 at the end, so a failed export leaves nothing half-written. Re-exporting a run whose files
-are already there with the same manifest changes nothing. Rendering can be spread over
+are already there with the same manifest changes nothing; a folder holding anything else is
+refused (``out_dir_not_empty``), never replaced. Rendering can be spread over
 processes (``workers``); files are written by this process only.
 """
 
@@ -30,7 +31,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipelines.statements import FORMATS, render, render_invoice
-from pipelines.statements.data import Statement, iter_statements
+from pipelines.statements.data import Statement, StatementError, iter_statements
 
 MANIFEST = "manifest.json"
 
@@ -160,6 +161,28 @@ def default_folder(data_dir: Path, org_id: int, period: str, version: int) -> Pa
     return data_dir / "statements" / f"org={org_id}" / f"period={period}" / f"v{version}"
 
 
+def _check_target(out_dir: Path, run_id: int) -> None:
+    """Only an empty (or new) folder, or this run's own earlier export, may be written: an
+    export replaces the whole folder, so anything else in it would be lost."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise StatementError("out_dir_not_a_folder", f"{out_dir} exists and is not a folder")
+    if not any(out_dir.iterdir()):
+        return
+    manifest = out_dir / MANIFEST
+    try:
+        ours = json.loads(manifest.read_text()).get("run_id") == run_id
+    except (OSError, ValueError, AttributeError):
+        ours = False
+    if not ours:
+        raise StatementError(
+            "out_dir_not_empty",
+            f"{out_dir} already holds other files (not this run's statements); "
+            "export into an empty or new folder",
+        )
+
+
 def export_statements(
     statements: Iterable[Statement],
     out_dir: Path,
@@ -169,6 +192,7 @@ def export_statements(
     workers: int = 1,
 ) -> ExportResult:
     formats = _check_formats(formats)
+    _check_target(out_dir, run_id)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     stage = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex}"
     try:

@@ -628,11 +628,32 @@ def _draw_invoice(pdf: _Document, s: Statement) -> None:
             ),
             ("Net amount", money(inv.net, ccy)),
             (f"VAT at {rate}", money(inv.vat, ccy)),
+            ("Total (gross)", money(inv.gross, ccy)),
+            *(
+                [
+                    (
+                        "Less tax withheld (paid to the tax authority for you)",
+                        money(-inv.withheld, ccy),
+                    )
+                ]
+                if inv.withheld
+                else []
+            ),
         ],
-        total=("Total (gross)", money(inv.gross, ccy)),
+        total=("Amount to be paid", money(inv.to_pay, ccy)),
         size=9,
         height=6,
     )
+    if inv.vat_gbp is not None:
+        pdf.newline(2)
+        pdf.font(8.5)
+        pdf.paragraph(
+            f"VAT in sterling: {money(inv.vat_gbp, 'GBP')} "
+            f"(1 {ccy} = {inv.gbp_rate} GBP, the rate of the royalty run).",
+            WIDTH,
+            4.5,
+            2,
+        )
     pdf.newline(3)
     pdf.font(9, bold=True)
     pdf.paragraph(inv.wording, WIDTH, 5, 2)

@@ -689,17 +689,11 @@ def publish_run(
 
 
 def pending_runs(factory: sessionmaker[Session], org_id: int | None = None) -> list[dict[str, Any]]:
-    """Approved or locked runs (each period's latest such version) that no target has
-    published yet: ``{"org", "org_id", "period", "version", "run_id"}``, oldest first."""
+    """Approved or locked runs (each period's latest such version) that some enabled target
+    of their organisation has not received yet (none published there, or the last attempt
+    failed), so a target that was down is tried again by the next DAG run:
+    ``{"org", "org_id", "period", "version", "run_id"}``, oldest first."""
     with factory() as session:
-        published = (
-            sa.select(StatementPublication.id)
-            .where(
-                StatementPublication.run_id == RoyaltyRun.id,
-                StatementPublication.status == PublicationStatus.PUBLISHED,
-            )
-            .exists()
-        )
         query = (
             sa.select(RoyaltyRun, Organisation.slug)
             .join(Organisation, Organisation.id == RoyaltyRun.org_id)
@@ -712,9 +706,29 @@ def pending_runs(factory: sessionmaker[Session], org_id: int | None = None) -> l
         for run, slug in session.execute(query).all():
             latest[(run.org_id, run.period)] = (run, slug)  # ordered by version: last wins
         ids = [run.id for run, _ in latest.values()]
-        done = set(
-            session.scalars(sa.select(RoyaltyRun.id).where(RoyaltyRun.id.in_(ids), published)).all()
-        )
+        orgs = {run.org_id for run, _ in latest.values()}
+        enabled: dict[int, set[int]] = {o: set() for o in orgs}
+        for tid, oid in session.execute(
+            sa.select(StatementTarget.id, StatementTarget.org_id).where(
+                StatementTarget.org_id.in_(orgs), StatementTarget.enabled.is_(True)
+            )
+        ).all():
+            enabled[oid].add(tid)
+        published: dict[int, set[int]] = {i: set() for i in ids}
+        for rid, tid in session.execute(
+            sa.select(StatementPublication.run_id, StatementPublication.target_id).where(
+                StatementPublication.run_id.in_(ids),
+                StatementPublication.status == PublicationStatus.PUBLISHED,
+            )
+        ).all():
+            published[rid].add(tid)
+
+        def pending(run: RoyaltyRun) -> bool:
+            targets = enabled[run.org_id]
+            if not targets:  # the default local target is made at the first publish
+                return not published[run.id]
+            return bool(targets - published[run.id])
+
         return [
             {
                 "org": slug,
@@ -724,7 +738,7 @@ def pending_runs(factory: sessionmaker[Session], org_id: int | None = None) -> l
                 "run_id": run.id,
             }
             for run, slug in latest.values()
-            if run.id not in done
+            if pending(run)
         ]
 
 

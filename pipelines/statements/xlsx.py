@@ -2,6 +2,11 @@
 and a "Detail" sheet with one row per line (``DETAIL_COLUMNS``, a filter, a frozen header and
 a total that equals the earnings).
 
+A worksheet holds at most ``SHEET_ROWS`` rows (Excel's limit; xlsxwriter silently drops any
+beyond it), so a statement with more lines than fit spreads its detail over "Detail",
+"Detail (2)", ... each with the header row, filter and frozen header; the grand total is on
+the last of them and the Summary sheet says how many there are.
+
 Amounts are number cells with a currency format; quantities are integers. Every text cell is
 written as a string, never as a formula, URL or number (titles and names come from DSP
 metadata), and text beginning with a formula character (``= + - @``, tab, CR) also carries
@@ -30,6 +35,10 @@ from pipelines.statements.data import (
 )
 from pipelines.statements.tabular import FORMULA_START
 
+# Rows in one worksheet: Excel's limit (1,048,576). Each detail sheet keeps one row for its
+# header and one for the total, so it holds at most ``SHEET_ROWS - 2`` lines.
+SHEET_ROWS = 1_048_576
+DETAIL_SHEET = "Detail"
 AMOUNT_COLUMNS = {"amount"}
 INTEGER_COLUMNS = {"quantity"}
 WIDTHS = {
@@ -52,6 +61,22 @@ def money_format(currency: str) -> str:
     """``#,##0.00 "GBP";-#,##0.00 "GBP"``: two decimals, separators and the code."""
     code = currency.replace('"', "")
     return f'#,##0.00 "{code}";-#,##0.00 "{code}"'
+
+
+def lines_per_sheet() -> int:
+    """Lines on one detail sheet (read at call time, so a test can make ``SHEET_ROWS`` small)."""
+    if SHEET_ROWS < 3:
+        raise ValueError(
+            f"SHEET_ROWS must leave room for a header, a line and a total: {SHEET_ROWS}"
+        )
+    return SHEET_ROWS - 2
+
+
+def detail_sheet_names(lines: int) -> list[str]:
+    """The detail sheets' names, "Detail", "Detail (2)", ...: as many as ``lines`` detail lines
+    need (at least one, which holds the header and a zero total when there are no lines)."""
+    count = max(1, -(-lines // lines_per_sheet()))
+    return [DETAIL_SHEET, *(f"{DETAIL_SHEET} ({i})" for i in range(2, count + 1))]
 
 
 def number(amount: Decimal) -> float:
@@ -115,6 +140,7 @@ def _block(
     rows: Sequence[Amount],
     *,
     key_label: bool,
+    total_label: str = "Total",
 ) -> int:
     """A breakdown (code, name, quantity, amount) with its total; the next free row."""
     sheet.text(row, 0, title, "bold")
@@ -130,7 +156,7 @@ def _block(
         sheet.integer(row, 2, r.quantity)
         sheet.amount(row, 3, r.amount)
         row += 1
-    sheet.text(row, 0, "Total", "bold")
+    sheet.text(row, 0, total_label, "bold")
     sheet.integer(row, 2, sum(r.quantity for r in rows), bold=True)
     sheet.amount(row, 3, sum((r.amount for r in rows), Decimal(0)), bold=True)
     return row + 2
@@ -173,8 +199,20 @@ def _summary(sheet: _Sheet, s: Statement) -> None:
         sheet.text(row, 0, "Self-billing invoice", "muted")
         sheet.text(row, 1, f"{s.invoice.number} ({s.invoice_stem}.pdf)")
         row += 1
+    sheets = detail_sheet_names(s.lines.height)
     sheet.text(row, 0, "Line-level detail", "muted")
-    sheet.text(row, 1, "sheet Detail (one row per line; its total equals Royalties earned)")
+    if len(sheets) == 1:
+        sheet.text(row, 1, "sheet Detail (one row per line; its total equals Royalties earned)")
+    else:
+        sheet.text(
+            row,
+            1,
+            f"{len(sheets)} sheets, {sheets[0]} to {sheets[-1]} (one row per line; too many "
+            f"lines for one sheet; the total, on {sheets[-1]}, equals Royalties earned)",
+        )
+    row += 1
+    sheet.text(row, 0, "Detail sheets", "muted")
+    ws.write_number(row, 1, len(sheets), sheet.f["int"])
     row += 2
 
     sheet.text(row, 0, "Figures", "bold")
@@ -221,6 +259,8 @@ def _summary(sheet: _Sheet, s: Statement) -> None:
         ("ISRC", "Track", "Quantity", "Earnings"),
         s.top_tracks,
         key_label=True,
+        # Only the top tracks are listed: their total is not the earnings.
+        total_label=f"Total of the top {len(s.top_tracks)}",
     )
 
     sheet.text(row, 0, "Contracts", "bold")
@@ -238,7 +278,8 @@ def _summary(sheet: _Sheet, s: Statement) -> None:
         row += 1
 
 
-def _detail(sheet: _Sheet, s: Statement) -> None:
+def _detail_sheet(sheet: _Sheet, s: Statement, first: int, count: int) -> Decimal:
+    """Lines ``first`` to ``first + count`` under a header row; what they add up to."""
     ws = sheet.ws
     columns = list(DETAIL_COLUMNS)
     for col, name in enumerate(columns):
@@ -251,7 +292,7 @@ def _detail(sheet: _Sheet, s: Statement) -> None:
     row = 0
     total = Decimal(0)
     amount_col = columns.index("amount")
-    for row, values in enumerate(s.lines.iter_rows(), start=1):
+    for row, values in enumerate(s.lines.slice(first, count).iter_rows(), start=1):
         for col, (kind, value) in enumerate(zip(kinds, values, strict=True)):
             if value is None:
                 continue
@@ -264,10 +305,25 @@ def _detail(sheet: _Sheet, s: Statement) -> None:
         total += values[amount_col] or Decimal(0)
     ws.freeze_panes(1, 0)
     ws.autofilter(0, 0, max(row, 1), len(columns) - 1)
+    return total
+
+
+def _detail(book: Any, formats: dict[str, Any], s: Statement) -> None:
+    """The detail sheets; the grand total, after the last line of the last sheet."""
+    per_sheet = lines_per_sheet()
+    names = detail_sheet_names(s.lines.height)
+    amount_col = list(DETAIL_COLUMNS).index("amount")
+    total = Decimal(0)
+    sheet: _Sheet | None = None
+    for i, name in enumerate(names):
+        sheet = _Sheet(book, book.add_worksheet(name), formats)
+        total += _detail_sheet(sheet, s, i * per_sheet, per_sheet)
+    assert sheet is not None  # detail_sheet_names gives at least one
     # The total is computed here, in decimals, not by a formula: it equals the earnings.
-    sheet.text(row + 1, 0, "Total", "bold")
-    sheet.amount(row + 1, amount_col, total, bold=True)
-    sheet.text(row + 1, amount_col + 1, s.currency, "bold")
+    row = s.lines.height - (len(names) - 1) * per_sheet + 1
+    sheet.text(row, 0, "Total", "bold")
+    sheet.amount(row, amount_col, total, bold=True)
+    sheet.text(row, amount_col + 1, s.currency, "bold")
 
 
 def render_xlsx(statement: Statement) -> bytes:
@@ -293,6 +349,6 @@ def render_xlsx(statement: Statement) -> bytes:
     )
     formats = _formats(book, s.currency)
     _summary(_Sheet(book, book.add_worksheet("Summary"), formats), s)
-    _detail(_Sheet(book, book.add_worksheet("Detail"), formats), s)
+    _detail(book, formats, s)
     book.close()
     return out.getvalue()

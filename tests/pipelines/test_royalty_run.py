@@ -274,7 +274,8 @@ def test_cli_run_approve_lock_and_verify(
         bad = runner.invoke(app, ["royalty", "run", "--org", "demo", "--period", "2026-Q7"])
         assert bad.exit_code == 2 and "not a period" in bad.output
         verify = runner.invoke(app, ["audit", "verify"])
-        assert verify.exit_code == 0 and "6 entries, OK" in verify.output
+        # v1 calculated, approved, locked, its statements published; v2 the same but published
+        assert verify.exit_code == 0 and "7 entries, OK" in verify.output
         same = runner.invoke(app, ["royalty", "reproduce", "--run", str(report["run_id"])])
         assert same.exit_code == 0 and json.loads(same.output)["identical"] is True
     finally:

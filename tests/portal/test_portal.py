@@ -8,29 +8,36 @@ text. A wrong key gets the form back with an error."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
+import lxml.html
 import pytest
 import uvicorn
+from fastapi.testclient import TestClient
 from selenium import webdriver
 from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.wait import WebDriverWait
 
 from api.app import create_app
 from api.portal import COOKIE
 from pipelines.statements import render
 from pipelines.statements.data import Statement, load_statement
+from pipelines.statements.export import MANIFEST, default_folder
 from schemas.store import db
 from schemas.store.keys import issue_key
-from schemas.store.models import Role
+from schemas.store.models import Payee, Role
 from tests.statements.conftest import HOSTILE_TITLE, SECRET, LockedPeriod, build_locked_period
 
 pytestmark = pytest.mark.integration
@@ -50,6 +57,41 @@ class Portal:
         return load_statement(
             self.period.factory, self.period.data, org_id=self.period.org_id, statement_id=sid
         )
+
+
+# closing = opening + sum(sign x movement); recouped and carried forward are not terms.
+SIGNS = {
+    "earnings": 1,
+    "advances": -1,
+    "costs": -1,
+    "reserve_held": -1,
+    "reserve_released": 1,
+    "tax": -1,
+    "payable": -1,
+    "settlement": 1,
+}
+EVERY_MOVEMENT = {
+    "opening",
+    "earnings",
+    "advances",
+    "costs",
+    "recouped",
+    "reserve_held",
+    "reserve_released",
+    "tax",
+    "payable",
+    "closing",
+    "carried_forward",
+}
+
+
+def _assert_adds_up(values: dict[str | None, Decimal]) -> None:
+    assert set(values) >= EVERY_MOVEMENT, values
+    reached = values["opening"] + sum(
+        (sign * values[key] for key, sign in SIGNS.items() if key in values), Decimal(0)
+    )
+    assert reached == values["closing"], values
+    assert values["carried_forward"] == values["closing"]
 
 
 def _free_port() -> int:
@@ -126,7 +168,10 @@ def _sign_in(browser: webdriver.Chrome, portal: Portal, key: str) -> None:
     browser.get(f"{portal.url}/portal/")
     field = browser.find_element(By.CSS_SELECTOR, "label[for=api_key] + input#api_key")
     field.send_keys(key)
-    browser.find_element(By.CSS_SELECTOR, "form.sign-in button[type=submit]").click()
+    button = browser.find_element(By.CSS_SELECTOR, "form.sign-in button[type=submit]")
+    button.click()
+    # Wait for the next page (the form again, or the statements) to replace this one.
+    WebDriverWait(browser, 20).until(expected_conditions.staleness_of(button))
 
 
 def _wait_for_file(folder: Path, name: str, timeout: float = 20) -> Path:
@@ -175,8 +220,24 @@ def test_payee_signs_in_and_sees_only_their_statements(
     assert svg.get_attribute("role") == "img"
     desc = svg.find_element(By.TAG_NAME, "desc").get_attribute("textContent")
     assert desc == f"2026-H1: {st.figures['closing']} {st.currency}"
+    # One table per contract, and first the contracts added up (what the chart plots).
     history = browser.find_elements(By.CSS_SELECTOR, "table.history")
-    assert len(history) == len(st.contracts)
+    assert len(history) == len(st.contracts) + 1
+    assert "total" in (history[0].get_attribute("class") or "")
+    for table in history:
+        caption = table.find_element(By.TAG_NAME, "caption").text
+        assert "Closing = opening + earnings" in caption
+        heads = table.find_elements(By.CSS_SELECTOR, "thead th")
+        assert all(h.get_attribute("scope") == "col" for h in heads)
+        for row in table.find_elements(By.CSS_SELECTOR, "tbody tr"):
+            assert row.find_element(By.TAG_NAME, "th").get_attribute("scope") == "row"
+            values = {
+                td.get_attribute("data-key"): Decimal(td.text)
+                for td in row.find_elements(By.CSS_SELECTOR, "td[data-key]")
+            }
+            _assert_adds_up(values)
+    total_closing = history[0].find_element(By.CSS_SELECTOR, "tbody td[data-key=closing]").text
+    assert total_closing == str(st.figures["closing"])  # the plotted value is in the table
     # Another payee's statement is not there, and asking for it by id is a 404 page.
     other = portal.period.statement_ids()[portal.period.payee_id("Lena Brandt")]
     browser.get(f"{portal.url}/portal/statements/{other}")
@@ -218,3 +279,162 @@ def test_sign_out_ends_the_session(browser: webdriver.Chrome, portal: Portal) ->
     assert browser.get_cookie(COOKIE) is None
     browser.get(f"{portal.url}/portal/statements")
     assert browser.find_element(By.TAG_NAME, "h1").text == "Sign in"
+
+
+# --- the list page, without a browser --------------------------------------------------------
+def _client(portal: Portal, key: str) -> TestClient:
+    p = portal.period
+    client = TestClient(create_app(p.factory, secret_key=SECRET, data_dir=p.data))
+    r = client.post("/portal/", data={"api_key": key}, follow_redirects=False)
+    assert r.status_code == 303 and COOKIE in r.cookies
+    return client
+
+
+def _never(*args: object, **kwargs: object) -> None:
+    raise AssertionError("the list page must not load statements")
+
+
+def _forbid_loading(monkeypatch: pytest.MonkeyPatch) -> None:
+    import api.portal
+    import api.routes.statements
+    import pipelines.statements.data
+
+    for module, name in (
+        (pipelines.statements.data, "iter_statements"),
+        (pipelines.statements.data, "load_statement"),
+        (api.routes.statements, "load_statement"),
+        (api.routes.statements, "load"),
+        (api.portal, "load"),
+    ):
+        monkeypatch.setattr(module, name, _never)
+
+
+def _invoice_link(html: str, statement_id: int) -> bool:
+    return f'href="/portal/statements/{statement_id}/download/invoice"' in html
+
+
+def test_list_page_never_loads_a_statement_and_takes_invoices_from_the_manifest(
+    portal: Portal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p = portal.period
+    sid = p.statement_ids()[p.payee_id("Mara Ellison")]
+    st = portal.statement("Mara Ellison")
+    _forbid_loading(monkeypatch)
+    folder = default_folder(p.data, p.org_id, p.period, st.version)
+    manifest = folder / MANIFEST
+    assert not manifest.exists()
+    with _client(portal, portal.mara_key) as client:
+        # Not exported: store facts decide (Mara's statement has nothing payable: no invoice).
+        r = client.get("/portal/statements")
+        assert r.status_code == 200, r.text
+        assert f'href="/portal/statements/{sid}/download/pdf"' in r.text
+        assert st.figures["payable"] == 0 and not _invoice_link(r.text, sid)
+        folder.mkdir(parents=True)
+        try:
+            # Exported with an invoice for this statement: the manifest decides, link shown.
+            entry = {"kind": "invoice", "format": "pdf", "statement_id": sid, "path": "x.pdf"}
+            manifest.write_text(json.dumps({"run_id": p.run_id, "files": [entry]}))
+            r = client.get("/portal/statements")
+            assert r.status_code == 200 and _invoice_link(r.text, sid)
+            # Another run's manifest is not this run's export: store facts again.
+            manifest.write_text(json.dumps({"run_id": p.run_id + 1000, "files": [entry]}))
+            r = client.get("/portal/statements")
+            assert r.status_code == 200 and not _invoice_link(r.text, sid)
+            # A broken manifest does not break the page.
+            manifest.write_text('{"run_id": ')
+            r = client.get("/portal/statements")
+            assert r.status_code == 200 and f"/portal/statements/{sid}" in r.text
+        finally:
+            manifest.unlink(missing_ok=True)
+            folder.rmdir()
+        # The patch is in force: the statement page, which does load, fails.
+        with pytest.raises(AssertionError, match="must not load"):
+            client.get(f"/portal/statements/{sid}")
+
+
+def _set_consent(portal: Portal, payee_id: int, consent: bool) -> bool:
+    """Set the payee's self-billing consent in the store; what it was."""
+    with db.transaction(portal.period.factory, actor="test") as s:
+        payee = s.get(Payee, payee_id)
+        assert payee is not None
+        was = bool(payee.self_billing_consent)
+        payee.self_billing_consent = consent
+    return was
+
+
+def test_list_page_without_an_export_decides_the_invoice_from_store_facts(
+    portal: Portal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kofi's statement has something payable: the list offers his invoice exactly while the
+    store says he agreed to self-billing, without loading the statement."""
+    p = portal.period
+    kofi = p.payee_id("Kofi Mensah")
+    sid = p.statement_ids()[kofi]
+    assert portal.statement("Kofi Mensah").figures["payable"] > 0
+    with db.transaction(p.factory, actor="test") as s:
+        _, key = issue_key(s, org_id=p.org_id, role=Role.PAYEE, payee_id=kofi, secret_key=SECRET)
+    _forbid_loading(monkeypatch)
+    was = _set_consent(portal, kofi, True)
+    try:
+        with _client(portal, key) as client:
+            r = client.get("/portal/statements")
+            assert r.status_code == 200 and _invoice_link(r.text, sid)
+            # Once the run is exported its manifest decides: no invoice there, no link.
+            folder = default_folder(p.data, p.org_id, p.period, 1)
+            folder.mkdir(parents=True)
+            entry = {"kind": "statement", "format": "csv", "statement_id": sid, "path": "x.csv"}
+            try:
+                (folder / MANIFEST).write_text(json.dumps({"run_id": p.run_id, "files": [entry]}))
+                r = client.get("/portal/statements")
+                assert r.status_code == 200 and not _invoice_link(r.text, sid)
+            finally:
+                (folder / MANIFEST).unlink()
+                folder.rmdir()
+            _set_consent(portal, kofi, False)
+            r = client.get("/portal/statements")
+            assert r.status_code == 200 and not _invoice_link(r.text, sid)
+            assert f'href="/portal/statements/{sid}/download/pdf"' in r.text
+    finally:
+        _set_consent(portal, kofi, was)
+
+
+def test_history_tables_add_up_and_hold_the_plotted_values(portal: Portal) -> None:
+    st = portal.statement("Mara Ellison")
+    with _client(portal, portal.mara_key) as client:
+        r = client.get("/portal/statements")
+    assert r.status_code == 200
+    page = lxml.html.fromstring(r.text)
+    tables = page.xpath("//table[contains(concat(' ', @class, ' '), ' history ')]")
+    assert len(tables) == len(st.contracts) + 1  # the contracts added up, then each contract
+    plotted: dict[str, Decimal] = {}
+    for desc in page.xpath("//figure[@class='chart']//*[local-name()='desc']"):
+        for part in desc.text_content().split("; "):
+            period, value = part.split(": ")
+            plotted[period] = Decimal(value.split()[0])
+    assert plotted == {st.period: st.figures["closing"]}
+    rows_by_table = []
+    for table in tables:
+        caption = table.xpath("caption")[0].text_content()
+        assert "Closing = opening + earnings" in caption and "Carried forward" in caption
+        heads = table.xpath("thead/tr/th")
+        assert heads and all(h.get("scope") == "col" for h in heads)
+        shown = {h.get("data-key") for h in heads} - {None}
+        assert shown >= EVERY_MOVEMENT
+        rows = {}
+        for tr in table.xpath("tbody/tr"):
+            th = tr.xpath("th")[0]
+            assert th.get("scope") == "row"
+            cells = tr.xpath("td[@data-key]")
+            values = {td.get("data-key"): Decimal(td.text_content()) for td in cells}
+            _assert_adds_up(values)
+            rows[th.text_content()] = values
+        rows_by_table.append(rows)
+    total, *contracts = rows_by_table
+    # The first table is the contracts added up, and its Closing column is what is plotted.
+    assert {period: v["closing"] for period, v in total.items()} == plotted
+    for period, values in total.items():
+        for key, value in values.items():
+            assert value == sum((c[period][key] for c in contracts if period in c), Decimal(0))
+    # The statement's own figures are the same movements.
+    for key in EVERY_MOVEMENT:
+        assert total[st.period][key] == st.figures[key], key

@@ -2,13 +2,16 @@
 
 Built once per test module on its own SQLite store: the demo label, its reports ingested,
 2026-H1 run, approved and locked. One track's title is hostile (a formula, HTML and a very
-long tail) so every format is tested against DSP metadata that tries to break it.
+long tail) so every format is tested against DSP metadata that tries to break it. Kofi Mensah
+(GBP, 15% withholding) has a self-billing agreement, so his statement comes with an invoice.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -65,6 +68,15 @@ def build_locked_period(root: Path, *, lock: bool = True) -> LockedPeriod:
             sa.select(Track).where(Track.org_id == org_id, Track.isrc == HOSTILE_ISRC)
         ).one()
         track.title = HOSTILE_TITLE
+        # Kofi (GBP, 15% withholding, something payable) agrees to self-billing: an invoice.
+        kofi = s.scalars(
+            sa.select(Payee).where(Payee.org_id == org_id, Payee.name == "Kofi Mensah")
+        ).one()
+        kofi.self_billing_consent = True
+        kofi.self_billing_expires = dt.date(2027, 12, 31)
+        kofi.vat_number = "GB100000034"
+        kofi.vat_rate = Decimal("0.20")
+        kofi.address = "3 Canal Street, Manchester M1 3HE, United Kingdom"
     ingest_demo_reports(factory, data, org_id, seed=11)
     report = run_period(factory, data, org_id=org_id, period="2026-H1", actor="finance")
     if lock:

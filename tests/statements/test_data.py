@@ -7,6 +7,7 @@ import csv
 import io
 import json
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -90,3 +91,73 @@ def test_json_keeps_decimals_as_strings(locked: LockedPeriod) -> None:
     assert doc["currency"] == st.currency == "GBP"
     assert sum(Decimal(x["amount"]) for x in doc["lines"]) == st.figures["earnings"]
     assert any(x["track_title"] == HOSTILE_TITLE for x in doc["lines"])
+
+
+def test_export_never_replaces_a_folder_it_did_not_write(
+    locked: LockedPeriod, tmp_path: Path
+) -> None:
+    from pipelines.statements.export import export_run
+
+    out = tmp_path / "statements"
+    out.mkdir()
+    (out / "taxes-2025.txt").write_text("keep me")
+    with pytest.raises(StatementError) as err:
+        export_run(locked.factory, locked.data, run_id=locked.run_id, out_dir=out, formats=["csv"])
+    assert err.value.code == "out_dir_not_empty"
+    assert sorted(p.name for p in out.iterdir()) == ["taxes-2025.txt"]
+    fresh = tmp_path / "fresh"
+    first = export_run(
+        locked.factory, locked.data, run_id=locked.run_id, out_dir=fresh, formats=["csv"]
+    )
+    again = export_run(
+        locked.factory, locked.data, run_id=locked.run_id, out_dir=fresh, formats=["csv"]
+    )
+    assert not first.unchanged and again.unchanged and first.files == again.files
+
+
+def test_a_self_billing_payee_gets_an_invoice_on_the_full_consideration(
+    locked: LockedPeriod,
+) -> None:
+    kofi = locked.payee_id("Kofi Mensah")
+    (st,) = iter_statements(locked.factory, locked.data, run_id=locked.run_id, payee_ids=[kofi])
+    inv = st.invoice
+    assert inv is not None and st.invoice_refused is None
+    assert inv.number == f"SB-{st.org_slug}-2026-H1-v1-{kofi}-GBP"
+    assert st.figures["tax"] > 0 and inv.withheld == st.figures["tax"]
+    assert inv.net == st.figures["payable"] + st.figures["tax"] > 0
+    assert inv.vat == (inv.net * Decimal("0.20")).quantize(Decimal("0.01"))
+    assert inv.to_pay == st.figures["payable"] + inv.vat and inv.vat_gbp is None
+
+
+def test_statements_of_a_run_do_not_change_when_the_store_does(locked: LockedPeriod) -> None:
+    """Names, addresses, VAT details and release titles are frozen with the run: editing
+    the payee or a release after the lock leaves its statements byte for byte the same."""
+    import sqlalchemy as sa
+
+    from schemas.store import db
+    from schemas.store.models import Payee, Release
+
+    quay = locked.payee_id("Northern Quay")
+
+    def bodies() -> dict[str, bytes]:
+        (st,) = iter_statements(locked.factory, locked.data, run_id=locked.run_id, payee_ids=[quay])
+        return {f: render(st, f) for f in ("json", "csv", "pdf")}
+
+    before = bodies()
+    with db.transaction(locked.factory, actor="test") as s:
+        payee = s.get(Payee, quay)
+        assert payee is not None
+        old = (payee.name, payee.address, payee.vat_rate)
+        payee.name, payee.address, payee.vat_rate = "Renamed Later", "Elsewhere", Decimal("0.05")
+        titles = {r.id: r.title for r in s.scalars(sa.select(Release))}
+        for r in s.scalars(sa.select(Release)):
+            r.title = "Retitled"
+    try:
+        assert bodies() == before
+    finally:
+        with db.transaction(locked.factory, actor="test") as s:
+            payee = s.get(Payee, quay)
+            assert payee is not None
+            payee.name, payee.address, payee.vat_rate = old
+            for r in s.scalars(sa.select(Release)):
+                r.title = titles[r.id]

@@ -46,12 +46,13 @@ def _with_invoice(st: Statement, net: str = "1234.50") -> Statement:
     rate = Decimal("0.20")
     vat = (amount * rate).quantize(Decimal("0.01"), ROUND_HALF_UP)
     invoice = Invoice(
-        f"SB-demo-{st.period}-v{st.version}-{st.payee_id}",
+        f"SB-demo-{st.period}-v{st.version}-{st.payee_id}-{st.currency}",
         st.issued.date(),
         amount,
         rate,
         vat,
         amount + vat,
+        to_pay=amount + vat,
     )
     return dataclasses.replace(st, invoice=invoice, invoice_refused=None)
 

@@ -11,8 +11,9 @@ from typing import Any
 
 import openpyxl
 import polars as pl
+import pytest
 
-from pipelines.statements import render
+from pipelines.statements import render, xlsx
 from pipelines.statements.data import (
     DETAIL_COLUMNS,
     FIGURE_LABELS,
@@ -163,3 +164,70 @@ def test_a_statement_without_lines_has_a_zero_total(locked: LockedPeriod) -> Non
     rows = [[c.value for c in row] for row in ws.iter_rows()]
     assert rows[0] == list(DETAIL_COLUMNS)
     assert rows[-1][0] == "Total" and rows[-1][list(DETAIL_COLUMNS).index("amount")] == 0
+
+
+def test_detail_too_long_for_one_sheet_spreads_over_several(
+    locked: LockedPeriod, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Excel's limit is 1,048,576 rows a sheet; a 5-row limit shows the split on a small run.
+    monkeypatch.setattr(xlsx, "SHEET_ROWS", 5)
+    st = _statement(locked)
+    per_sheet = 5 - 2  # header and total rows
+    expected = -(-st.lines.height // per_sheet)
+    assert expected >= 3, "the fixture needs enough lines to fill several sheets"
+    book = _book(render_xlsx(st))
+    names = ["Detail", *(f"Detail ({i})" for i in range(2, expected + 1))]
+    assert book.sheetnames == ["Summary", *names]
+    header = list(DETAIL_COLUMNS)
+    amount_col = header.index("amount")
+    seen: list[tuple[Any, ...]] = []
+    total = Decimal(0)
+    for name in names:
+        ws = book[name]
+        rows = [[c.value for c in row] for row in ws.iter_rows()]
+        assert ws.max_row <= 5
+        assert rows[0] == header
+        assert ws.freeze_panes == "A2"
+        lines = rows[1:-1] if name == names[-1] else rows[1:]
+        assert ws.auto_filter.ref == f"A1:L{len(lines) + 1}"
+        assert all(r[0] != "Total" for r in lines)
+        seen.extend(tuple(r) for r in lines)
+        total += sum((Decimal(str(r[amount_col])) for r in lines), Decimal(0))
+    # Every line once, in order; together they add up to the earnings.
+    want = [
+        tuple(
+            None if v is None else float(v) if isinstance(v, Decimal) else v for v in line.values()
+        )
+        for line in st.lines.iter_rows(named=True)
+    ]
+    assert seen == want
+    assert total == st.figures["earnings"]
+    # The grand total is the last row of the last sheet, and only there.
+    last = [c.value for c in next(book[names[-1]].iter_rows(min_row=book[names[-1]].max_row))]
+    assert last[0] == "Total"
+    assert Decimal(str(last[amount_col])) == st.figures["earnings"]
+    # The summary says how many detail sheets there are.
+    facts = {r[0].value: r[1].value for r in book["Summary"].iter_rows(max_col=2)}
+    assert facts["Detail sheets"] == expected
+    assert facts["Line-level detail"].startswith(f"{expected} sheets, Detail to {names[-1]}")
+
+
+def test_a_statement_that_fits_says_one_detail_sheet(locked: LockedPeriod) -> None:
+    st = _statement(locked)
+    assert xlsx.SHEET_ROWS == 1_048_576  # Excel's limit
+    facts = {r[0].value: r[1].value for r in _book(render_xlsx(st))["Summary"].iter_rows(max_col=2)}
+    assert facts["Detail sheets"] == 1
+    assert facts["Line-level detail"].startswith("sheet Detail ")
+
+
+def test_top_tracks_total_says_it_is_only_the_top(locked: LockedPeriod) -> None:
+    st = _statement(locked)
+    ws = _book(render_xlsx(st))["Summary"]
+    labels = [r[0].value for r in ws.iter_rows(max_col=1)]
+    start = labels.index(f"Top {len(st.top_tracks)} tracks")
+    total_row = start + 2 + len(st.top_tracks)
+    assert labels[total_row] == f"Total of the top {len(st.top_tracks)}"
+    cell = ws.cell(row=total_row + 1, column=4)
+    assert Decimal(str(cell.value)) == sum((t.amount for t in st.top_tracks), Decimal(0))
+    # Only "Total" rows that really are totals of everything remain labelled "Total".
+    assert "Total" not in labels[start : total_row + 1]
