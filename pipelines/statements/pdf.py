@@ -79,6 +79,9 @@ def _top(rows: Sequence[Amount], n: int) -> list[Amount]:
     return [*rows[:n], other]
 
 
+PREVIEW_INK = (176, 0, 32)
+
+
 class _Document(FPDF):
     """An A4 page with the running header and footer of a statement or invoice."""
 
@@ -398,6 +401,13 @@ def _statement_page(pdf: _Document, s: Statement) -> None:
     pdf.add_page()
     pdf.font(16, bold=True)
     pdf.line_text(WIDTH / 2, 8, "Royalty statement")
+    if s.run_status != "final":
+        # A run not yet approved renders for review only: say so where nobody can miss it.
+        pdf.set_xy(MARGIN, MARGIN + 9)
+        pdf.font(9, bold=True)
+        pdf.set_text_color(*PREVIEW_INK)
+        pdf.line_text(WIDTH / 2 - 4, 5, f"{s.run_status.upper()}: not approved, figures may change")
+        pdf.set_text_color(*INK)
     pdf.font(8)
     facts = [
         ("Statement", str(s.statement_id)),
@@ -557,7 +567,8 @@ def _draw_statement(pdf: _Document, s: Statement) -> None:
     pdf.set_author(pdf.clean(s.label.name))
     pdf.set_subject(s.file_stem)
     pdf.running_title = (
-        f"{s.label.name} - royalty statement {s.statement_id} - {s.payee.name} - "
+        ("PREVIEW (not approved) - " if s.run_status != "final" else "")
+        + f"{s.label.name} - royalty statement {s.statement_id} - {s.payee.name} - "
         f"{s.period} - {s.currency}"
     )
     _statement_page(pdf, s)

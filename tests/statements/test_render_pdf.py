@@ -191,3 +191,12 @@ def test_no_invoice_without_a_self_billing_invoice(locked: LockedPeriod) -> None
     assert render_invoice(st) is None
     with pytest.raises(ValueError, match="nothing_payable"):
         render_invoice_pdf(st)
+
+
+def test_a_preview_says_so_on_every_page(locked: LockedPeriod) -> None:
+    final = _statement(locked, "Mara Ellison")
+    preview = dataclasses.replace(final, run_status="preview")
+    text, pages = _text(render_pdf(preview))
+    assert "PREVIEW: not approved, figures may change" in text
+    assert text.count("PREVIEW (not approved)") == pages - 1  # the running header, page 2 on
+    assert "not approved" not in _text(render_pdf(final))[0]
