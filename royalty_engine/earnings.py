@@ -34,7 +34,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import polars as pl
 
@@ -58,6 +58,7 @@ P_KEYS = [
 ]
 K1_KEYS = P_KEYS  # the keys an aggregate is identified by downstream
 FAR_PAST = dt.date(1900, 1, 1)
+Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 
 
 def period_lines(lines: pl.LazyFrame, period: Period) -> pl.LazyFrame:
@@ -87,9 +88,10 @@ class Grain:
         classes = dict(mapping.rows())
         dates: set[dt.date] = set()
         for frame in (terms.splits, terms.rates, terms.ppd_prices):
-            dates.update(d for d in frame["effective_from"].to_list() if d is not None)
+            dates.update(frame["effective_from"].drop_nulls().unique().to_list())
             dates.update(
-                d + dt.timedelta(days=1) for d in frame["effective_to"].to_list() if d is not None
+                d + dt.timedelta(days=1)
+                for d in frame["effective_to"].drop_nulls().unique().to_list()
             )
         tracks = terms.splits.filter(pl.col("track_id").is_not_null())["track_id"].unique()
         return cls(classes, members, sorted(dates), tracks.sort())
@@ -239,10 +241,18 @@ def resolve_splits(
     applied = pl.concat([track_level, release_level])
     over = (
         applied.group_by(keys)
-        .agg(pl.col("share").sum().alias("total"), pl.col("split_id").sort().alias("splits"))
+        .agg(pl.col("share").sum().alias("total"))
         .filter(pl.col("total") > Decimal(1))
     )
     if over.height:
+        over = over.join(
+            applied.join(over.select(keys), on=keys, how="semi", nulls_equal=True)
+            .group_by(keys)
+            .agg(pl.col("split_id").sort().alias("splits")),
+            on=keys,
+            how="left",
+            nulls_equal=True,
+        )
         raise EngineError(
             "splits_over_100",
             f"splits add up to more than 100% for {over.height} track/date/territory "
@@ -272,6 +282,7 @@ def _specificity() -> pl.Expr:
 def resolve_rates(needs: pl.DataFrame, rates: pl.DataFrame, members: pl.DataFrame) -> pl.DataFrame:
     """needs (contract_id, usage_type, channel, as_of, class_id) -> + rate_id, slot."""
     keys = ["contract_id", "usage_type", "channel", "as_of", "class_id"]
+    extra = [c for c in needs.columns if c not in keys]  # carried along (e.g. a packed key)
     r = rates.select(
         "rate_id",
         "contract_id",
@@ -290,7 +301,8 @@ def resolve_rates(needs: pl.DataFrame, rates: pl.DataFrame, members: pl.DataFram
         )
         .join(members, on=["class_id", "territories"], how="semi")
         .with_columns(_specificity().alias("_spec"))
-        .sort([*keys, "_spec", "effective_from", "rate_id"], descending=[False] * 5 + [True] * 3)
+        # most specific, then latest, first: each need's first candidate is its rate
+        .sort(["_spec", "effective_from", "rate_id"], descending=True)
         .unique(subset=keys, keep="first", maintain_order=True)
         .with_columns(
             pl.concat_str(
@@ -303,9 +315,13 @@ def resolve_rates(needs: pl.DataFrame, rates: pl.DataFrame, members: pl.DataFram
                 separator="|",
             ).alias("slot")
         )
-        .select(*keys, "rate_id", "slot")
+        .select(*keys, *extra, "rate_id", "slot")
     )
-    missing = needs.join(cand, on=keys, how="anti", nulls_equal=True)
+    # cand has one row per distinct need that has a rate: if it has as many rows as needs,
+    # none is missing (the anti-join is only needed when some may be)
+    missing = needs.clear()
+    if cand.height != needs.height:
+        missing = needs.join(cand, on=keys, how="anti", nulls_equal=True)
     if missing.height:
         raise EngineError(
             "rate_missing",
@@ -448,8 +464,64 @@ class FxTable:
 def _codes(frame: pl.DataFrame, column: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Replace a categorical column by small integer codes; return the code -> value table."""
     coded = frame.with_columns(pl.col(column).to_physical().cast(pl.Int64).alias(f"{column}_c"))
-    table = coded.select(f"{column}_c", pl.col(column).cast(pl.String)).unique()
+    values = frame.select(pl.col(column).unique())
+    table = values.select(
+        pl.col(column).to_physical().cast(pl.Int64).alias(f"{column}_c"),
+        pl.col(column).cast(pl.String),
+    )
     return coded.drop(column), table
+
+
+STATEMENT_KEYS = ["contract_id", "payee_id", "release_id", "usage_type_c", "reporting_period_c"]
+PACK_LIMIT = 2**62
+PACKABLE = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32)
+
+
+@dataclass
+class _Pack:
+    """Integer key columns as one Int64 key, exactly: a mixed-radix number whose digits are
+    each column's value minus its minimum plus one (0 for null), when the product of the
+    columns' ranges fits in 62 bits. Nulls compare equal, as in a join with
+    ``nulls_equal=True`` or a group-by."""
+
+    columns: list[tuple[str, int, int]]  # name, minimum, radix (values + 1 for null)
+
+    @classmethod
+    def of(cls, names: list[str], *frames: pl.DataFrame) -> _Pack | None:
+        columns = []
+        total = 1
+        for name in names:
+            frame = next(f for f in frames if name in f.columns)
+            if frame.schema[name] not in PACKABLE:
+                return None
+            lo, hi = frame.select(
+                pl.col(name).min().alias("lo"), pl.col(name).max().alias("hi")
+            ).row(0)
+            lo = 0 if lo is None else int(lo)
+            hi = lo if hi is None else int(hi)
+            radix = hi - lo + 2
+            total *= radix
+            if total >= PACK_LIMIT or lo <= -PACK_LIMIT or hi >= PACK_LIMIT:
+                return None
+            columns.append((name, lo, radix))
+        return cls(columns)
+
+    def key(self, alias: str) -> pl.Expr:
+        key = pl.lit(0, dtype=pl.Int64)
+        for name, lo, radix in self.columns:
+            digit = (pl.col(name).cast(pl.Int64) - (lo - 1)).fill_null(0)
+            key = key * radix + digit
+        return key.alias(alias)
+
+    def unpack(self, alias: str, schema: pl.Schema) -> list[pl.Expr]:
+        """The columns back from the key (with their dtypes in ``schema``)."""
+        out = []
+        stride = 1
+        for name, lo, radix in reversed(self.columns):
+            digit = (pl.col(alias) // stride) % radix
+            out.append(pl.when(digit > 0).then(digit + (lo - 1)).cast(schema[name]).alias(name))
+            stride *= radix
+        return out[::-1]
 
 
 def compute_earnings(
@@ -503,31 +575,34 @@ def compute_earnings(
     for column in ("reporting_period", "usage_type", "channel"):
         p, decode[column] = _codes(p, column)
     segments = grain.segment_table()
-    p = p.with_row_index("pid")
     place = ["track_id", "release_id", "segment", "class_id"]
-    placements = p.select(place).unique().join(segments, on="segment", how="left")
+    # Multi-column joins and group-bys over millions of rows are done on one packed Int64
+    # key where the columns' ranges allow it (``_Pack``), else on the columns themselves.
+    on_place = _Pack.of(place, p)
+    if on_place is not None:
+        p = p.with_columns(on_place.key("_place"))
+    place_on = ["_place"] if on_place is not None else place
+    placements = (
+        p.select(*dict.fromkeys([*place, *place_on]))
+        .unique(subset=place_on)
+        .select(place)
+        .join(segments, on="segment", how="left")
+    )
     applied = resolve_splits(placements, terms.splits, grain.members)
+    if on_place is not None:
+        applied = applied.with_columns(on_place.key("_place"))
     unsplit = (
-        p.join(applied.select(place).unique(), on=place, how="anti", nulls_equal=True)
+        p.join(applied.select(place_on).unique(), on=place_on, how="anti", nulls_equal=True)
         .select(pl.lit(accounting_currency).alias("currency"), "amount", "lines")
         .group_by("currency")
         .agg(pl.col("amount").sum().cast(EXACT), pl.col("lines").sum())
     )
     if contract_ids is not None:
         applied = applied.filter(pl.col("contract_id").is_in(contract_ids))
-    k1c = p.join(applied.drop("as_of", "level"), on=place, how="inner", nulls_equal=True).select(
-        "pid",
-        "release_id",
-        *place[2:],
-        "reporting_period_c",
-        "usage_type_c",
-        "channel_c",
-        "amount",
-        "quantity",
-        "split_id",
-        "payee_id",
-        "contract_id",
-        "share",
+    # An aggregate's units count once per contract, however many of its splits that
+    # contract has: only on one of the contract's splits of the placement.
+    applied = applied.with_columns(
+        pl.struct(*place_on, "contract_id").is_first_distinct().alias("_first")
     )
     plan_keys = [
         "contract_id",
@@ -537,24 +612,55 @@ def compute_earnings(
         "class_id",
         "reporting_period_c",
     ]
-    # Units per plan row (each aggregate counted once per contract, however many splits).
-    units = (
-        k1c.select("pid", *plan_keys, "quantity")
-        .unique(subset=["pid", "contract_id"], keep="any")
-        .group_by(plan_keys)
-        .agg(pl.col("quantity").sum().alias("units"))
+    k1c = p.select(
+        *place_on,
+        *(c for c in [*plan_keys, "release_id"] if c != "contract_id" and c not in place_on),
+        "amount",
+        "quantity",
+    ).join(
+        applied.select(*place_on, "payee_id", "contract_id", "share", "_first"),
+        on=place_on,
+        how="inner",
+        nulls_equal=True,
     )
+    on_plan = _Pack.of(plan_keys, applied, p)
+    if on_plan is not None:
+        k1c = k1c.with_columns(on_plan.key("_plan"))
+    plan_on = ["_plan"] if on_plan is not None else plan_keys
+    units = (
+        k1c.lazy()
+        .filter(pl.col("_first"))
+        .group_by(plan_on)
+        .agg(pl.col("quantity").sum().alias("units"))
+        .collect()
+    )
+    if on_plan is not None:
+        units = units.select(*on_plan.unpack("_plan", k1c.schema), "units")
+    rate_keys = ["contract_id", "usage_type", "channel", "as_of", "class_id"]
+    need_keys = ["contract_id", "usage_type_c", "channel_c", "segment", "class_id"]
+    on_need = _Pack.of(need_keys, units)
+    if on_need is not None:
+        units = units.with_columns(on_need.key("_need"))
+    need_on = ["_need"] if on_need is not None else rate_keys
     plan = (
         units.join(segments, on="segment", how="left")
         .join(decode["usage_type"], on="usage_type_c", how="left")
         .join(decode["channel"], on="channel_c", how="left")
         .join(decode["reporting_period"], on="reporting_period_c", how="left")
     )
-    needs = plan.select("contract_id", "usage_type", "channel", "as_of", "class_id").unique()
+    if on_need is not None:
+        needs = (
+            units.select(*need_keys, "_need")
+            .unique(subset="_need")
+            .join(segments, on="segment", how="left")
+            .join(decode["usage_type"], on="usage_type_c", how="left")
+            .join(decode["channel"], on="channel_c", how="left")
+            .select(*rate_keys, "_need")
+        )
+    else:
+        needs = plan.select(rate_keys).unique()
     chosen = resolve_rates(needs, terms.rates, grain.members)
-    plan = plan.join(
-        chosen, on=["contract_id", "usage_type", "channel", "as_of", "class_id"], how="left"
-    )
+    plan = plan.join(chosen.select(*need_on, "rate_id", "slot"), on=need_on, how="left")
     per_rate = (
         plan.group_by("rate_id", "slot")
         .agg(pl.col("units").sum())
@@ -565,26 +671,50 @@ def compute_earnings(
     fx = FxTable(terms.fx)
     plan = _factors(plan, slots, terms, grain.members, fx, accounting_currency)
     fx.raise_missing()
+    if on_plan is not None:
+        plan = plan.with_columns(on_plan.key("_plan"))
     royalties = _royalties(
-        k1c.join(
-            plan.select(*plan_keys, "basis", "effective_rate", "net", "unit_value"),
-            on=plan_keys,
+        k1c.lazy()
+        .select(*dict.fromkeys([*plan_on, *STATEMENT_KEYS]), "amount", "quantity", "share")
+        .join(
+            plan.lazy().select(*plan_on, "effective_rate", "net", "unit_value"),
+            on=plan_on,
             how="left",
         )
     )
     # The statement grain: per contract, release, usage type and month.
+    on_statement = _Pack.of(STATEMENT_KEYS, k1c)
+    if on_statement is not None:
+        royalties = royalties.with_columns(on_statement.key("_statement"))
     statement = (
-        royalties.group_by(
-            "contract_id", "payee_id", "release_id", "usage_type_c", "reporting_period_c"
-        )
+        royalties.group_by(["_statement"] if on_statement is not None else STATEMENT_KEYS)
         .agg(
             pl.col("royalty").sum().cast(EXACT),
             pl.col("amount").sum().cast(EXACT).alias("revenue_share_base"),
             pl.col("quantity").sum(),
         )
-        .join(decode["usage_type"], on="usage_type_c", how="left")
+        .collect()
+    )
+    if on_statement is not None:
+        statement = statement.select(
+            *on_statement.unpack("_statement", k1c.schema),
+            "royalty",
+            "revenue_share_base",
+            "quantity",
+        )
+    statement = (
+        statement.join(decode["usage_type"], on="usage_type_c", how="left")
         .join(decode["reporting_period"], on="reporting_period_c", how="left")
-        .drop("usage_type_c", "reporting_period_c")
+        .select(
+            "contract_id",
+            "payee_id",
+            "release_id",
+            "royalty",
+            "revenue_share_base",
+            "quantity",
+            "usage_type",
+            "reporting_period",
+        )
     )
     matched = p.select(pl.lit(accounting_currency).alias("currency"), "amount", "lines")
     return Earnings(
@@ -781,7 +911,7 @@ def _ppd_prices(
     )
 
 
-def _royalties(factors: pl.DataFrame) -> pl.DataFrame:
+def _royalties(factors: Frame) -> Frame:
     """Each aggregate x each split that applies to it, with its royalty (12 places)."""
     share_amount = (pl.col("amount") * pl.col("share")).cast(EXACT)
     receipts = ((share_amount * pl.col("effective_rate")).cast(EXACT) * pl.col("net")).cast(EXACT)
