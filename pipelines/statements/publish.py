@@ -397,14 +397,9 @@ _PERMANENT: tuple[type[BaseException], ...] = (
 def _transient() -> tuple[type[BaseException], ...]:
     """Errors worth a retry: the connection (refused, reset, closed, timed out), not the
     request. Any other OSError counts ("Socket is closed" from a dropped SFTP session)."""
-    kinds: list[type[BaseException]] = [OSError, EOFError]
-    try:
-        import paramiko  # type: ignore[import-untyped]
+    import paramiko  # type: ignore[import-untyped]
 
-        kinds.append(paramiko.SSHException)
-    except ImportError:  # pragma: no cover - paramiko is a dependency
-        pass
-    return tuple(kinds)
+    return (OSError, EOFError, paramiko.SSHException)
 
 
 class _Connection:
