@@ -17,6 +17,7 @@ GX context: nothing is written outside ``out_dir``, no analytics, no progress ba
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 import logging
 import os
@@ -98,7 +99,10 @@ def preload() -> None:
     """Import Great Expectations now (about 6 s, once per process), quietly: long-running
     workers and the benchmark call it so that the import is not counted as ingestion."""
     with _quiet_gx():
-        return
+        pass
+    # the import leaves ~1M long-lived objects: move them out of the collector's sight, or every
+    # full collection during ingestion walks them all again (~6% of ingestion time measured)
+    gc.freeze()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -142,9 +146,22 @@ def findings_summary(
 ) -> pl.DataFrame:
     """The findings per (line status, field, code, severity); a finding's line is "accepted"
     when it is among ``accepted``'s lines. Per chunk, then ``combine_summaries``."""
-    kept = accepted.lazy().select("line_no").unique().with_columns(pl.lit(True).alias("_kept"))
+    found = findings.lazy().collect()
+    if found.height == 0:  # the usual chunk: nothing to look up among its lines
+        return found.select(
+            pl.lit(None, pl.String).alias("line_status"),
+            *[pl.col(k) for k in FINDINGS_KEYS[1:]],
+            pl.lit(None, pl.UInt32).alias("findings"),
+        ).clear()
+    kept = (
+        accepted.lazy()
+        .select("line_no")
+        .filter(pl.col("line_no").is_in(found["line_no"].unique().implode()))
+        .unique()
+        .with_columns(pl.lit(True).alias("_kept"))
+    )
     return (
-        findings.lazy()
+        found.lazy()
         .join(kept, on="line_no", how="left")
         .with_columns(
             pl.when(pl.col("_kept"))

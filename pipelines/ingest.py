@@ -11,15 +11,17 @@ file declares, or the file is quarantined.
 from __future__ import annotations
 
 import datetime as dt
-import itertools
+import queue
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import polars as pl
 import sqlalchemy as sa
@@ -37,7 +39,7 @@ from pipelines.expectations import (
 )
 from royalty_engine.fx import convert
 from royalty_engine.matching import match_lines
-from royalty_engine.validate import ERRORS_SCHEMA, check_lines, error_expr
+from royalty_engine.validate import ERRORS_SCHEMA, validate_lines
 from schemas import revenue
 from schemas.store import db
 from schemas.store.models import (
@@ -51,6 +53,7 @@ from schemas.store.models import (
 )
 from schemas.territories import ALL_TERRITORIES
 
+T = TypeVar("T")
 ERROR_SAMPLE = 50
 SUFFIX = re.compile(r"(\.[A-Za-z0-9]{1,8}){1,3}$")
 
@@ -156,6 +159,11 @@ def _totals(lines: pl.DataFrame) -> dict[str, Decimal]:
     return {str(cur): Decimal(str(amt)) for cur, amt in grouped.iter_rows() if cur is not None}
 
 
+def _summary_totals(summary: pl.DataFrame) -> dict[str, Decimal]:
+    """Per currency, the amounts of an ``accepted_summary`` (no second pass over the lines)."""
+    return _totals(summary.select("currency", "amount"))
+
+
 def _add(into: dict[str, Decimal], more: Mapping[str, Decimal]) -> None:
     for cur, amt in more.items():
         into[cur] = into.get(cur, Decimal(0)) + amt
@@ -206,6 +214,8 @@ class _Run:
     found: list[pl.DataFrame] = field(default_factory=list)
     parts: list[tuple[str, str | None, Path]] = field(default_factory=list)  # table, period, path
     seq: int = 0
+    writer: ThreadPoolExecutor | None = None  # writes parts while the next chunk is worked on
+    writing: list[Future[Path]] = field(default_factory=list)
 
     def file_period(self) -> str | None:
         if self.period:
@@ -213,7 +223,9 @@ class _Run:
         return _period_of(self.first_meta) if self.first_meta is not None else None
 
     def chunk(self, piece: ParsedFile) -> None:
-        """Validate, match, convert and stage one chunk of parsed lines: one lazy plan."""
+        """Validate, match, convert and stage one chunk of parsed lines. At most one earlier
+        chunk is still being written meanwhile (bounded memory)."""
+        self.flush()
         # the file's period: the first member's (complete on its last piece; on every piece
         # when the HEAD or the file name declares it, else unknown until the end: restamp)
         meta = self.first_meta or piece.meta
@@ -225,10 +237,6 @@ class _Run:
             "period_start": meta.period_start,
             "period_end": meta.period_end,
         }
-        bad = error_expr(**checks)
-        if piece.errors:
-            rows = [e.row for e in piece.errors if e.row is not None]
-            bad = bad | pl.col("line_no").is_in(rows)
         month = pl.col("usage_end").dt.strftime("%Y-%m")
         stamp = [
             pl.lit(self.org_id).alias("org_id"),
@@ -237,9 +245,17 @@ class _Run:
             (pl.lit(file_period) if file_period else month).alias("reporting_period"),
             pl.lit(self.file_id, dtype=pl.Int64).alias("file_id"),
         ]
-        flagged = lines.with_columns(bad.fill_null(False).alias("_bad"))
+        frame = lines.collect()
+        bad_rows, found = validate_lines(frame, **checks)
+        if piece.errors:
+            rows = [e.row for e in piece.errors if e.row is not None]
+            bad_rows = bad_rows | frame["line_no"].is_in(rows)
+        if bad_rows.any():
+            good, rejected = frame.filter(~bad_rows), frame.filter(bad_rows).with_columns(stamp)
+        else:  # the usual case: no copy of the lines just to split them
+            good, rejected = frame, frame.clear().with_columns(stamp)
         matched = match_lines(
-            flagged.filter(~pl.col("_bad")).drop("_bad").with_columns(stamp),
+            good.lazy().with_columns(stamp),
             self.catalog.tracks.lazy(),
             self.catalog.releases.lazy(),
             self.catalog.rules.lazy(),
@@ -248,8 +264,9 @@ class _Run:
             convert(matched, self.catalog.rates.lazy(), target=self.catalog.currency),
             revenue.CANONICAL,
         )
-        rejected = flagged.filter(pl.col("_bad")).drop("_bad").with_columns(stamp)
-        acc, rej, found = pl.collect_all([accepted, rejected, check_lines(lines, **checks)])
+        acc = accepted.collect()
+        rej = rejected
+        del frame, good, rejected
         if piece.errors:
             row_errors = pl.DataFrame(
                 [(e.row, e.field, e.code, e.message, "error") for e in piece.errors],
@@ -260,7 +277,8 @@ class _Run:
         found = found.sort("line_no", maintain_order=True)
         if rej.height:
             rej = rej.join(_reasons(found), on="line_no", how="left", maintain_order="left")
-        acc_totals, rej_totals = _totals(acc), _totals(rej)
+        summary = accepted_summary(acc)
+        acc_totals, rej_totals = _summary_totals(summary), _totals(rej)
         for into in (self.accepted_totals, self.read):
             _add(into, acc_totals)
         for into in (self.rejected_totals, self.read):
@@ -270,8 +288,8 @@ class _Run:
         self.accepted += acc.height
         self.rejected += rej.height + n_errors
         self.parser_errors += n_errors
-        self.matched += int(acc.select(pl.col("match_method").is_not_null().sum()).item())
-        self.summaries.append(accepted_summary(acc))
+        self.matched += int(summary.filter(pl.col("matched"))["lines"].sum())
+        self.summaries.append(summary)
         self.found.append(findings_summary(found, acc.select("line_no")))
         if found.height:
             self.findings.append(found)
@@ -296,7 +314,17 @@ class _Run:
             folder = lake.partition(
                 self.staging, table, self.org_id, str(key), self.source, self.file_id
             )
-            self.parts.append((table, key, lake.write_parquet(part, folder / self._name())))
+            path = folder / self._name()
+            self.parts.append((table, key, path))
+            if self.writer is None:
+                lake.write_parquet(part, path)
+            else:
+                self.writing.append(self.writer.submit(lake.write_parquet, part, path))
+
+    def flush(self) -> None:
+        """Wait for the parts being written; the first failure is raised here."""
+        while self.writing:
+            self.writing.pop(0).result()
 
     def _name(self) -> str:
         self.seq += 1
@@ -429,7 +457,13 @@ def ingest_path(
                 run = _Run(org_id, fmt, sha, row.id, catalog, staging, period)
                 held = [first]
                 del first  # the first piece must not outlive its turn (bounded memory)
-                _consume(run, itertools.chain(_drain(held), pieces))
+                with ThreadPoolExecutor(1, thread_name_prefix="tm-write") as writer:
+                    run.writer = writer
+                    try:
+                        _consume(run, prefetch(_chained(held, pieces)))
+                    finally:
+                        run.writer = None
+                        run.flush()
                 run.reconcile()
                 run.restamp()
                 outcome = _finish(run, data_dir, name, sha, received)
@@ -462,6 +496,64 @@ def ingest_path(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+_DONE = object()
+
+
+def prefetch(items: Iterator[T], depth: int = 1) -> Iterator[T]:
+    """``items``, produced one step ahead in a background thread: the next chunk is parsed
+    while this one is validated and written (Polars releases the GIL, so on two cores the
+    steps overlap). An exception in ``items`` is raised here, in order; stopping early stops
+    and closes ``items`` in its own thread."""
+    box: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        box.put(("item", item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                del item
+                if stop.is_set():
+                    return
+            box.put(("end", _DONE))
+        except BaseException as exc:  # handed to the consumer, which raises it
+            box.put(("error", exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    worker = threading.Thread(target=produce, name="tm-parse", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, value = box.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+            del value
+    finally:
+        stop.set()
+        while worker.is_alive():  # let a blocked producer finish its put and see the stop
+            try:
+                box.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        worker.join()
+
+
+def _chained(held: list[ParsedFile], rest: Iterator[ParsedFile]) -> Iterator[ParsedFile]:
+    """The held pieces, then ``rest``; closing this closes ``rest`` (its temporary files)."""
+    yield from _drain(held)
+    yield from rest
 
 
 def _drain(items: list[ParsedFile]) -> Iterator[ParsedFile]:

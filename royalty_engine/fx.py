@@ -19,7 +19,11 @@ RATE = pl.Decimal(38, 12)
 
 def convert(lines: pl.LazyFrame, rates: pl.LazyFrame, *, target: str) -> pl.LazyFrame:
     """``lines`` (amount, currency, reporting_period) + fx_rate, fx_source,
-    converted_currency, converted_amount. ``rates``: base, quote, period, rate, source."""
+    converted_currency, converted_amount. ``rates``: base, quote, period, rate, source
+    (one rate per base, quote and period).
+
+    The rate lookup joins only the two key columns and puts its result beside the lines
+    (a join would otherwise gather every column of the wide revenue lines)."""
     r = rates.filter(pl.col("quote") == target).select(
         pl.col("base").alias("currency"),
         pl.col("period").alias("reporting_period"),
@@ -27,17 +31,26 @@ def convert(lines: pl.LazyFrame, rates: pl.LazyFrame, *, target: str) -> pl.Lazy
         pl.col("source").alias("_source"),
     )
     same = pl.col("currency") == target
-    rate = pl.when(same).then(pl.lit(1).cast(RATE)).otherwise(pl.col("_rate"))
-    return (
-        lines.drop(["fx_rate", "fx_source", "converted_currency", "converted_amount"], strict=False)
-        .join(r, on=["currency", "reporting_period"], how="left", maintain_order="left")
-        .with_columns(
-            rate.alias("fx_rate"),
+    looked_up = (
+        lines.select("currency", "reporting_period", "amount")
+        .join(
+            r.unique(["currency", "reporting_period"], keep="first", maintain_order=True),
+            on=["currency", "reporting_period"],
+            how="left",
+            maintain_order="left",
+        )
+        .select(
+            pl.when(same).then(pl.lit(1).cast(RATE)).otherwise(pl.col("_rate")).alias("fx_rate"),
             pl.when(same).then(pl.lit("identity")).otherwise(pl.col("_source")).alias("fx_source"),
             pl.lit(target).alias("converted_currency"),
+            pl.col("amount"),
         )
-        .with_columns(
-            (pl.col("amount") * pl.col("fx_rate")).round(12).cast(AMOUNT).alias("converted_amount")
+        .select(
+            pl.col("fx_rate", "fx_source", "converted_currency"),
+            (pl.col("amount") * pl.col("fx_rate")).round(12).cast(AMOUNT).alias("converted_amount"),
         )
-        .drop(["_rate", "_source"])
     )
+    base = lines.drop(
+        ["fx_rate", "fx_source", "converted_currency", "converted_amount"], strict=False
+    )
+    return pl.concat([base, looked_up], how="horizontal")

@@ -43,22 +43,41 @@ def match_lines(
     releases: pl.LazyFrame,  # upc, release_id
     rules: pl.LazyFrame,  # kind, key, track_id, release_id
 ) -> pl.LazyFrame:
-    """``lines`` with ``track_id``, ``release_id``, ``match_method``, ``suspense_reason``."""
-    keyed = lines.drop(list(MATCH_COLUMNS), strict=False).with_columns(
-        norm_isrc_expr("isrc").alias("_isrc"),
-        norm_gtin_expr("upc").alias("_upc"),
-        title_artist_key_expr().alias("_title_artist"),
+    """``lines`` with ``track_id``, ``release_id``, ``match_method``, ``suspense_reason``.
+
+    The lookups run on a narrow frame of the identifier columns only and their results are
+    put beside the lines: a join gathers every column of its left side, and revenue lines are
+    wide. Each lookup table is unique by its key, so the narrow frame keeps the lines' rows in
+    order. Rule kinds the organisation has no rules of are not joined at all.
+    """
+    kinds = set(rules.select("kind").unique().collect()["kind"].to_list())
+    use_title = "title_artist" in kinds
+    ids = lines.select(
+        pl.col("isrc", "upc", "dsp_resource_id", "dsp_release_id", "proprietary_id"),
+        *([title_artist_key_expr().alias("_title_artist")] if use_title else []),
     )
     t = tracks.select(
         norm_isrc_expr("isrc").alias("_isrc"),
         pl.col("track_id").cast(pl.Int64).alias("_t_isrc"),
         pl.col("release_id").cast(pl.Int64).alias("_r_isrc"),
-    )
+    ).unique("_isrc", keep="first", maintain_order=True)
     r = releases.select(
         norm_gtin_expr("upc").alias("_upc"), pl.col("release_id").cast(pl.Int64).alias("_r_upc")
+    ).unique("_upc", keep="first", maintain_order=True)
+    # identifiers are normalised and looked up once per distinct value, then joined to lines
+    by_isrc = (
+        ids.select(pl.col("isrc").drop_nulls().unique())
+        .with_columns(norm_isrc_expr("isrc").alias("_isrc"))
+        .with_columns(pl.col("_isrc").str.contains(ISRC_RE).alias("_isrc_ok"))
+        .join(t, on="_isrc", how="left")
     )
-    out = keyed.join(t, on="_isrc", how="left", maintain_order="left").join(
-        r, on="_upc", how="left", maintain_order="left"
+    by_upc = (
+        ids.select(pl.col("upc").drop_nulls().unique())
+        .with_columns(norm_gtin_expr("upc").alias("_upc"))
+        .join(r, on="_upc", how="left")
+    )
+    out = ids.join(by_isrc, on="isrc", how="left", maintain_order="left").join(
+        by_upc, on="upc", how="left", maintain_order="left"
     )
     steps: list[tuple[str, str, str]] = [  # (rule kind, line column, method)
         ("isrc", "_isrc", "isrc_alias"),
@@ -69,10 +88,16 @@ def match_lines(
         ("title_artist", "_title_artist", "title_artist"),
     ]
     for kind, column, name in steps:
-        rule = rules.filter(pl.col("kind") == kind).select(
-            pl.col("key").alias(column),
-            pl.col("track_id").cast(pl.Int64).alias(f"_t_{name}"),
-            pl.col("release_id").cast(pl.Int64).alias(f"_r_{name}"),
+        if kind not in kinds:
+            continue
+        rule = (
+            rules.filter(pl.col("kind") == kind)
+            .select(
+                pl.col("key").alias(column),
+                pl.col("track_id").cast(pl.Int64).alias(f"_t_{name}"),
+                pl.col("release_id").cast(pl.Int64).alias(f"_r_{name}"),
+            )
+            .unique(column, keep="first", maintain_order=True)
         )
         out = out.join(rule, on=column, how="left", maintain_order="left")
     order = [  # precedence: the first that hits wins
@@ -85,6 +110,8 @@ def match_lines(
         "proprietary_id",
         "title_artist",
     ]
+    joined = {"isrc", "upc", *(name for kind, _, name in steps if kind in kinds)}
+    order = [m for m in order if m in joined]
     track_of = {"isrc": "_t_isrc", "upc": None}
     release_of = {"isrc": "_r_isrc", "upc": "_r_upc"}
     hit = {
@@ -107,7 +134,7 @@ def match_lines(
     reason = (
         pl.when(method.is_not_null())
         .then(pl.lit(None, dtype=pl.String))
-        .when(pl.col("isrc").is_not_null() & ~pl.col("_isrc").str.contains(ISRC_RE))
+        .when(pl.col("isrc").is_not_null() & ~pl.col("_isrc_ok"))
         .then(pl.lit("invalid_isrc"))
         .when(pl.col("isrc").is_not_null())
         .then(pl.lit("unknown_isrc"))
@@ -121,10 +148,11 @@ def match_lines(
         .then(pl.lit("unknown_dsp_id"))
         .otherwise(pl.lit("no_identifier"))
     )
-    helper_cols = [c for c in out.collect_schema().names() if c.startswith("_")]
-    return out.with_columns(
+    found_cols = out.select(
         track.alias("track_id"),
         release.alias("release_id"),
         method.alias("match_method"),
         reason.alias("suspense_reason"),
-    ).drop(helper_cols)
+    )
+    base = lines.drop(list(MATCH_COLUMNS), strict=False)
+    return pl.concat([base, found_cols], how="horizontal")
