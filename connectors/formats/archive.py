@@ -25,6 +25,9 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
+from typing import cast
+
+from isal import igzip, isal_zlib
 
 from connectors.formats.base import FileRejected
 
@@ -36,6 +39,8 @@ RATIO_FLOOR_BYTES = 1 << 20  # the ratio is judged once a member has produced th
 MAX_LINE_BYTES = 1 << 20  # a line longer than this is refused
 
 GZIP_MAGIC = b"\x1f\x8b"
+# a corrupt deflate stream (isal's stubs type the class loosely)
+ISAL_ERROR = cast(type[Exception], isal_zlib.error)
 ARCHIVE_SUFFIXES = (".gz", ".zip", ".tgz", ".tar", ".bz2", ".xz", ".7z", ".rar")
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -91,9 +96,11 @@ def unwrap(
 
 
 def _gunzip(path: Path, dest: Path, *, filename: str, max_total: int) -> None:
+    """Decompress with ISA-L (python-isal: the same gzip format, about 2.5x faster than zlib
+    on one core), refusing a truncated or corrupt stream and a bomb."""
     total = 0
     try:
-        with gzip.open(path, "rb") as src, dest.open("wb") as out:
+        with igzip.open(path, "rb") as src, dest.open("wb") as out:
             while chunk := src.read(CHUNK):
                 total += len(chunk)
                 if total > max_total:
@@ -112,7 +119,7 @@ def _gunzip(path: Path, dest: Path, *, filename: str, max_total: int) -> None:
             f"{filename} ends before the end of its gzip stream after {total} "
             f"decompressed bytes ({exc})",
         ) from exc
-    except (gzip.BadGzipFile, zlib.error, OSError) as exc:
+    except (gzip.BadGzipFile, zlib.error, ISAL_ERROR, OSError) as exc:
         dest.unlink(missing_ok=True)
         raise FileRejected("bad_gzip", f"{filename} is not a readable gzip file: {exc}") from exc
 
