@@ -64,8 +64,11 @@ import datetime as dt
 import mmap
 import re
 import tempfile
+import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any, Final
@@ -426,6 +429,15 @@ class _Parts:
 
 
 @dataclass
+class _Spilled:
+    """One piece after the first pass: its lean lines on disk, identifier expressions, flags."""
+
+    path: Path
+    idents: dict[str, pl.Expr]
+    flags: pl.DataFrame
+
+
+@dataclass
 class _Run:
     path: Path
     filename: str
@@ -438,6 +450,7 @@ class _Run:
     service: str | None = None
     multi: bool = False  # part of a multi-file report
     tables: dict[str, pl.DataFrame] = field(default_factory=dict)  # resources, releases
+    lock: threading.Lock = field(default_factory=threading.Lock)  # ``extra`` from the workers
 
     # ----------------------------------------------------------------------------------------
     def parse(self) -> ParsedFile:
@@ -550,29 +563,32 @@ class _Run:
         self._unknown_records(kinds.get("unknown"))
         summaries = self._summaries(kinds.get("summary"))
         self._check_footer(kinds, layouts, footer_code, n_lines, len(summaries), parts.blocks, meta)
-        with tempfile.TemporaryDirectory(prefix="tm-dsr-") as tmp:
-            spilled: list[tuple[Path, dict[str, pl.Expr]]] = []
-            flags: list[pl.DataFrame] = []
-            for data, first_line, last_line in self._chunks(batch_bytes, usage_bases):
-                usage = self._read(
-                    sorted(texts | counts), sorted(counts - texts), usage_bases, data, first_line
-                )[0]
-                if usage.height == 0:
-                    continue
-                parts.usage, parts.until = usage, last_line
-                parts.usage_codes = [c for c in usage["c0"].unique() if c in self.resolved]
-                del usage
-                lean, idents = self._usage(parts)
-                lean = self._flags(lean, summaries).with_columns(
-                    pl.Series("raw_hash", sha256_hex(lean["raw"])),
-                    # the raw text is only needed to describe a rejected line
-                    pl.when(pl.col("err") != 0).then(pl.col("raw")).otherwise(pl.lit("")),
-                )
-                path = Path(tmp) / f"part-{len(spilled):05d}.arrow"
-                lean.write_ipc(path, compression="uncompressed")
-                spilled.append((path, idents))
-                flags.append(lean.select("sidx", "units", "weighted", "err"))
-                del lean
+        # the block tables are built once, before the pieces share them
+        self._resources(kinds)
+        self._releases(kinds)
+        cells = (sorted(texts | counts), sorted(counts - texts), usage_bases)
+        with (
+            tempfile.TemporaryDirectory(prefix="tm-dsr-") as tmp,
+            ThreadPoolExecutor(2, thread_name_prefix="tm-dsr") as pool,
+        ):
+            # two pieces at a time (Polars releases the GIL: the second core works on the next
+            # piece while one step of this one runs single-threaded), kept in file order
+            running: deque[Future[_Spilled | None]] = deque()
+            finished: list[_Spilled | None] = []
+            for k, (data, first_line, last_line) in enumerate(
+                self._chunks(batch_bytes, usage_bases)
+            ):
+                if len(running) >= 2:
+                    finished.append(running.popleft().result())
+                where = Path(tmp) / f"part-{k:05d}.arrow"
+                work = (parts, cells, summaries, data, first_line, last_line, where)
+                running.append(pool.submit(self._first_pass, *work))
+                del data, work
+            while running:
+                finished.append(running.popleft().result())
+            spilled = [(d.path, d.idents) for d in finished if d is not None]
+            flags = [d.flags for d in finished if d is not None]
+            del finished
             every = (
                 pl.concat(flags)
                 if flags
@@ -645,6 +661,43 @@ class _Run:
                     )
                 yield ParsedFile(lines=lines, meta=piece, errors=errors, drift=self.drift)
                 del lines
+
+    def _first_pass(
+        self,
+        parts: _Parts,
+        cells: tuple[list[int], list[int], list[str]],
+        summaries: Mapping[str, _Summary],
+        data: bytes,
+        first_line: int,
+        last_line: int,
+        where: Path,
+    ) -> _Spilled | None:
+        """One piece of usage records: parsed, resolved, flagged, hashed and spilled to
+        ``where``; None if it holds no usage record. Runs in a worker thread: it changes
+        nothing shared but ``errors`` (appends) and ``extra`` (under the lock)."""
+        usage = self._read(*cells, data, first_line)[0]
+        del data
+        if usage.height == 0:
+            return None
+        mine = replace(
+            parts,
+            usage=usage,
+            until=last_line,
+            usage_codes=[c for c in usage["c0"].unique() if c in self.resolved],
+        )
+        del usage
+        lean, idents = self._usage(mine)
+        lean = self._flags(lean, summaries).with_columns(
+            pl.Series("raw_hash", sha256_hex(lean["raw"])),
+            # the raw text is only needed to describe a rejected line
+            pl.when(pl.col("err") != 0).then(pl.col("raw")).otherwise(pl.lit("")),
+        )
+        lean.write_ipc(where, compression="uncompressed")
+        return _Spilled(where, idents, lean.select("sidx", "units", "weighted", "err"))
+
+    def _count(self, key: str, n: int) -> None:
+        with self.lock:
+            self.extra[key] = self.extra.get(key, 0) + n
 
     def _skeleton(self, usage_bases: list[str]) -> tuple[pl.DataFrame, int, pl.DataFrame]:
         """(the rows that are not usage records, number of lines, a small stand-in for the
@@ -1238,9 +1291,7 @@ class _Run:
             if decimal.any():  # xs:decimal counts: a fraction is rounded half-even
                 rounded = [_decimal_units(v) for v in sub["count_s"].filter(decimal).to_list()]
                 count = count.scatter(decimal.arg_true(), rounded)
-                self.extra["fractional_usages"] = self.extra.get("fractional_usages", 0) + len(
-                    rounded
-                )
+                self._count("fractional_usages", len(rounded))
             returns = sub["returns_s"].cast(pl.Int64, strict=False)
             sub_err = sub.select(
                 pl.when(pl.col("count_s").is_null() & pl.col("code").is_in(optional).not_())
@@ -1268,7 +1319,7 @@ class _Run:
             if long.len():  # more than 12 decimals: round half-even (the cast truncates)
                 fixed = [_money(_scaled(v)) for v in out["own_s"][long].to_list()]
                 out = out.with_columns(out["own"].scatter(long, pl.Series(fixed, dtype=AMOUNT)))
-                self.extra["rounded_amounts"] = self.extra.get("rounded_amounts", 0) + long.len()
+                self._count("rounded_amounts", long.len())
             required = [c for c, lay in lays.items() if lay.own_amount and not lay.single]
             out = out.with_columns(
                 pl.when(pl.col("num_err") != 0)
