@@ -366,3 +366,37 @@ def test_a_failure_half_way_leaves_nothing_and_no_ledger_row(
     again = ingest_path(factory, data, org_id=label, path=report, name=report.name)
     assert again.status == "ingested"
     assert lake_lines(data).height == again.accepted
+
+
+def test_a_part_write_failing_in_the_background_leaves_nothing_and_no_ledger_row(
+    factory: sessionmaker[Session], label: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parts are written by a worker thread while the next chunk is parsed: its failure must
+    surface in the ingestion (not vanish with the thread) and roll everything back."""
+    import threading
+
+    from pipelines import ingest, lake
+
+    data = tmp_path / "data"
+    report = tmp_path / "statement_d.csv"
+    write_distributor(report, products(factory, label)[:40], random.Random(11))
+    real = lake.write_parquet
+    writers: list[str] = []
+
+    def failing(frame: pl.DataFrame, path: Path) -> Path:
+        writers.append(threading.current_thread().name)
+        if len(writers) == 2:
+            raise OSError("no space left on device")
+        return real(frame, path)
+
+    monkeypatch.setattr(ingest.lake, "write_parquet", failing)
+    with pytest.raises(OSError, match="no space left"):
+        ingest_path(factory, data, org_id=label, path=report, name=report.name, chunk_bytes=300)
+    assert writers and all(name.startswith("tm-write") for name in writers)
+    assert lake_lines(data).is_empty()
+    assert nothing_staged(data)
+    with factory() as s:
+        assert s.scalars(sa.select(IngestFile)).all() == []
+    monkeypatch.setattr(ingest.lake, "write_parquet", real)
+    again = ingest_path(factory, data, org_id=label, path=report, name=report.name)
+    assert again.status == "ingested" and lake_lines(data).height == again.accepted
