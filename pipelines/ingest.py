@@ -159,6 +159,14 @@ def _totals(lines: pl.DataFrame) -> dict[str, Decimal]:
     return {str(cur): Decimal(str(amt)) for cur, amt in grouped.iter_rows() if cur is not None}
 
 
+def _month_of_usage_end(frame: pl.DataFrame) -> pl.Expr:
+    """``YYYY-MM`` of each line's ``usage_end``: formatted once per distinct date."""
+    days = frame["usage_end"].drop_nulls().unique()
+    return pl.col("usage_end").replace_strict(
+        days, days.dt.strftime("%Y-%m"), default=None, return_dtype=pl.String
+    )
+
+
 def _summary_totals(summary: pl.DataFrame) -> dict[str, Decimal]:
     """Per currency, the amounts of an ``accepted_summary`` (no second pass over the lines)."""
     return _totals(summary.select("currency", "amount"))
@@ -237,15 +245,15 @@ class _Run:
             "period_start": meta.period_start,
             "period_end": meta.period_end,
         }
-        month = pl.col("usage_end").dt.strftime("%Y-%m")
+        frame = lines.collect()
+        month = pl.lit(file_period) if file_period else _month_of_usage_end(frame)
         stamp = [
             pl.lit(self.org_id).alias("org_id"),
             pl.lit(self.source).alias("source"),
             pl.lit(self.sha).alias("file_sha256"),
-            (pl.lit(file_period) if file_period else month).alias("reporting_period"),
+            month.alias("reporting_period"),
             pl.lit(self.file_id, dtype=pl.Int64).alias("file_id"),
         ]
-        frame = lines.collect()
         bad_rows, found = validate_lines(frame, **checks)
         if piece.errors:
             rows = [e.row for e in piece.errors if e.row is not None]

@@ -29,6 +29,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -619,6 +620,15 @@ def _span_bounds(day: dt.date, span: Span) -> tuple[dt.date, dt.date]:
 
 def _span_start(expr: pl.Expr, span: Span) -> pl.Expr:
     return {"day": expr, "month": expr.dt.month_start(), "year": expr.dt.truncate("1y")}[span]
+
+
+def _span_of(
+    cast: Callable[[pl.Expr], pl.Expr],
+    bound: Callable[[pl.Expr, Span], pl.Expr],
+    span: Span,
+    expr: pl.Expr,
+) -> pl.Expr:
+    return bound(cast(expr), span)
 
 
 def _span_end(expr: pl.Expr, span: Span) -> pl.Expr:
@@ -1339,6 +1349,7 @@ class _Plan:
         }
         self._allowed: dict[str, pl.Expr] = {}  # column -> flag for unexpected values
         self._conditions: list[pl.Expr] = []  # per sign rule
+        self._distinct: dict[str, pl.Series] = {}  # date text column -> its distinct values
 
     # -- stage 1 (eager): "s<k>" trimmed text or null, "n<k>" number text ------------------
 
@@ -1371,6 +1382,12 @@ class _Plan:
             if src.column in self.index:
                 out[f"n_{rule}"] = out["s" + self.key[self.spec.column(src.column).name]]
         prepared = pl.DataFrame([v.alias(k) for k, v in out.items()])
+        dated = [f"n_{rule}" for rule in self._date_sources if f"n_{rule}" in prepared.columns]
+        dated += ["s" + self.key[c.name] for c in self.present if c.kind == "date"]
+        for date_col in dated:  # a report has few distinct dates: each parsed once (``_mapped``)
+            distinct = prepared[date_col].drop_nulls().unique()
+            if distinct.len() <= self.MAX_DISTINCT:
+                self._distinct[date_col] = distinct
         for col in self.present:
             if col.allowed:
                 s = prepared["s" + self.key[col.name]]
@@ -1430,16 +1447,41 @@ class _Plan:
             return parsed[0] if len(parsed) == 1 else pl.coalesce(parsed)
         return expr
 
+    def _mapped(self, column: str, build: Callable[[pl.Expr], pl.Expr]) -> pl.Expr:
+        """``build(pl.col(column))``, a Date: computed once per distinct value of ``column``
+        (when ``prepare`` listed them) and looked up per line, else computed per line. Parsing
+        a date with two formats and finding its month's bounds costs far more than a lookup."""
+        old = self._distinct.get(column)
+        if old is None:
+            return build(pl.col(column))
+        new = old.to_frame(column).select(build(pl.col(column))).to_series()
+        return pl.col(column).replace_strict(old, new, default=None, return_dtype=pl.Date)
+
     def typed(self) -> list[pl.Expr]:
         out = []
         for col in self.present:
-            if col.kind != "string":
+            if col.kind == "date":
+                k, fmt = self.key[col.name], col.format
+                cast = partial(self._cast, kind="date", formats=fmt)
+                out.append(self._mapped("s" + k, cast).alias("t" + k))
+            elif col.kind != "string":
                 k = self.key[col.name]
                 src = pl.col(("n" if col.kind in ("decimal", "integer") else "s") + k)
                 out.append(self._cast(src, col.kind, col.format).alias("t" + k))
         for rule, src in self._date_sources.items():
             if src.column in self.index:
-                out.append(self._cast(pl.col(f"n_{rule}"), "date", src.format).alias("d_" + rule))
+                cast = partial(self._cast, kind="date", formats=src.format)
+                name = f"n_{rule}"
+                out += [
+                    self._mapped(name, cast).alias("d_" + rule),
+                    # the span's first and last day, for ``fields``
+                    self._mapped(name, partial(_span_of, cast, _span_start, src.span)).alias(
+                        "ds_" + rule
+                    ),
+                    self._mapped(name, partial(_span_of, cast, _span_end, src.span)).alias(
+                        "de_" + rule
+                    ),
+                ]
         return out
 
     def checks(self, ncols: int) -> list[_Check]:
@@ -1534,16 +1576,15 @@ class _Plan:
             if src is None:
                 continue
             if src.column:
-                d = pl.col("d_" + key)
-                out["usage_start"] = _span_start(d, src.span)
-                out["usage_end"] = _span_end(d, src.span)
+                out["usage_start"] = pl.col("ds_" + key)
+                out["usage_end"] = pl.col("de_" + key)
             else:
                 start, end = consts[key]
                 out["usage_start"], out["usage_end"] = pl.lit(start), pl.lit(end)
         if rules.usage_end is not None:
             src = rules.usage_end
             if src.column:
-                out["usage_end"] = _span_end(pl.col("d_usage_end"), src.span)
+                out["usage_end"] = pl.col("de_usage_end")
             else:
                 out["usage_end"] = pl.lit(consts["usage_end"][1])
         if "usage_start" in out and "usage_end" not in out:

@@ -35,9 +35,13 @@ def test_an_error_in_the_producer_is_raised_in_the_consumer_after_the_items_befo
         raise ValueError("bad chunk at line 7")
 
     got: list[int] = []
-    with pytest.raises(ValueError, match="bad chunk at line 7"):
+
+    def consume() -> None:
         for item in prefetch(items()):
             got.append(item)
+
+    with pytest.raises(ValueError, match="bad chunk at line 7"):
+        consume()
     assert got == [1, 2]
 
 
@@ -69,9 +73,12 @@ def test_an_error_in_the_consumer_stops_the_producer() -> None:
         finally:
             closed.set()
 
-    with pytest.raises(RuntimeError, match="consumer failed"):
+    def consume() -> None:
         for item in prefetch(items()):
             if item == 5:
                 raise RuntimeError("consumer failed")
+
+    with pytest.raises(RuntimeError, match="consumer failed"):
+        consume()
     assert closed.wait(5)
     assert not any(t.name == "tm-parse" and t.is_alive() for t in threading.enumerate())
