@@ -524,6 +524,37 @@ class _Pack:
         return out[::-1]
 
 
+def _aggregate_by_month(
+    lines: pl.LazyFrame,
+    grain: Grain,
+    period: Period,
+    *,
+    dates: tuple[dt.date | None, dt.date | None],
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """``aggregate``'s three frames, computed one reporting month at a time and put together.
+
+    Out of core: a query's memory is its group table, which grows with the lines' distinct
+    keys; a month's lines give a month's keys (at 1e9 lines the whole half-year in one query
+    peaked at 18 GiB). The matched and suspense aggregates are keyed by the reporting period,
+    so the months' groups are disjoint and simply stacked; the per-currency read totals are
+    added up. Each query streams (collecting the three together would materialise the shared
+    scan: 3.6x the memory, and slower)."""
+    aggs, suspenses, reads = [], [], []
+    for month in period.months:
+        queries = aggregate(lines.filter(pl.col("reporting_period") == month), grain, dates=dates)
+        agg, suspense, read = (q.collect(engine="streaming") for q in queries)
+        aggs.append(agg)
+        suspenses.append(suspense)
+        reads.append(read)
+    read = (
+        pl.concat(reads)
+        .group_by("currency")
+        .agg(pl.col("amount").sum().cast(EXACT), pl.col("lines").sum(), pl.col("unconverted").sum())
+        .sort("currency", nulls_last=True)
+    )
+    return pl.concat(aggs), pl.concat(suspenses), read
+
+
 def compute_earnings(
     lines: pl.LazyFrame,
     terms: Terms,
@@ -547,12 +578,7 @@ def compute_earnings(
         .collect()
         .row(0)
     )
-    agg_lazy, suspense_lazy, read_lazy = aggregate(in_period, grain, dates=(lo, hi))
-    # Streaming, one query at a time: the lines are never all in memory at once (collecting
-    # the three together materialises the shared scan: 3.6x the memory, and slower).
-    agg, suspense, read = (
-        q.collect(engine="streaming") for q in (agg_lazy, suspense_lazy, read_lazy)
-    )
+    agg, suspense, read = _aggregate_by_month(in_period, grain, period, dates=(lo, hi))
     if read.height and (int(read["unconverted"].sum()) or read["currency"].null_count()):
         raise EngineError(
             "unconverted_lines",
