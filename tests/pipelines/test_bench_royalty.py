@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
+from polars.testing import assert_frame_equal
 
-from pipelines.bench_royalty import build_terms, run, scale
+from pipelines.bench_royalty import build_terms, run, run_engine, scale, write_lake
 from royalty_engine.money import cents
 
 
@@ -61,3 +63,31 @@ def test_catalogue_scales_down_and_terms_are_consistent() -> None:
     assert set(splits["contract_id"]) <= set(terms.contracts["contract_id"])
     assert terms.rates.filter(terms.rates["tiers"] != "[]").height > 0
     assert set(terms.fx["period"]) == {f"2026-{m:02d}" for m in range(1, 7)}
+
+
+def test_aggregating_month_by_month_gives_the_same_outputs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Large periods are aggregated one reporting month at a time (bounded memory); the
+    statement data must be identical, frame for frame, to one query over the whole period."""
+    from royalty_engine import earnings
+
+    sizes = scale(30_000)
+    terms = build_terms(sizes, seed=3)
+    lake = write_lake(tmp_path, 30_000, sizes, seed=3)
+    whole_result, whole = run_engine(lake.files, terms)
+    calls: list[int] = []
+    real = earnings.aggregate
+
+    def counted(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(earnings, "MONTHLY_AGGREGATION_LINES", 0)
+    monkeypatch.setattr(earnings, "aggregate", counted)
+    monthly_result, monthly = run_engine(lake.files, terms)
+    assert len(calls) == 6  # one query per month of 2026-H1
+    assert monthly_result.totals == whole_result.totals
+    assert monthly.keys() == whole.keys()
+    for name, frame in whole.items():
+        assert_frame_equal(monthly[name], frame, check_exact=True)
