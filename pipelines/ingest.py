@@ -259,9 +259,9 @@ class _Run:
             rows = [e.row for e in piece.errors if e.row is not None]
             bad_rows = bad_rows | frame["line_no"].is_in(rows)
         if bad_rows.any():
-            good, rejected = frame.filter(~bad_rows), frame.filter(bad_rows).with_columns(stamp)
+            good, rej = frame.filter(~bad_rows), frame.filter(bad_rows).with_columns(stamp)
         else:  # the usual case: no copy of the lines just to split them
-            good, rejected = frame, frame.clear().with_columns(stamp)
+            good, rej = frame, frame.clear().with_columns(stamp)
         matched = match_lines(
             good.lazy().with_columns(stamp),
             self.catalog.tracks.lazy(),
@@ -273,8 +273,7 @@ class _Run:
             revenue.CANONICAL,
         )
         acc = accepted.collect()
-        rej = rejected
-        del frame, good, rejected
+        del frame, good
         if piece.errors:
             row_errors = pl.DataFrame(
                 [(e.row, e.field, e.code, e.message, "error") for e in piece.errors],

@@ -65,11 +65,7 @@ def check_lines(
 
     Identifier syntax is checked once per distinct value (a report repeats its ISRCs and UPCs
     on many lines; the GTIN check digit alone costs ~1 µs a row), then looked up per line."""
-    invalid = {
-        "isrc": _invalid_values(lines, "isrc", pl.col("isrc").str.contains(ISRC_RE)),
-        "upc": _invalid_values(lines, "upc", gtin_valid_expr("upc")),
-    }
-    checks = _checks(territories, currencies, period_start, period_end, invalid=invalid)
+    checks = _checks(territories, currencies, period_start, period_end, _invalid_ids(lines))
     found = [_check(lines, *c) for c in checks]
     return pl.concat(found, how="vertical").cast(ERRORS_SCHEMA)  # type: ignore[arg-type]
 
@@ -85,11 +81,7 @@ def validate_lines(
     """(a boolean per line: does it have an ``error`` finding, all findings) in one pass:
     every check's condition is evaluated once per line, and the findings with their messages
     are built from the few flagged lines only. Same findings as ``check_lines``."""
-    invalid = {
-        "isrc": _invalid_values(lines.lazy(), "isrc", pl.col("isrc").str.contains(ISRC_RE)),
-        "upc": _invalid_values(lines.lazy(), "upc", gtin_valid_expr("upc")),
-    }
-    checks = _checks(territories, currencies, period_start, period_end, invalid=invalid)
+    checks = _checks(territories, currencies, period_start, period_end, _invalid_ids(lines.lazy()))
     names = [f"_c{i}" for i in range(len(checks))]
     errors = [n for n, c in zip(names, checks, strict=True) if c[4] == "error"]
     flags = lines.select(
@@ -108,23 +100,14 @@ def validate_lines(
     return bad, pl.concat(found, how="vertical").cast(ERRORS_SCHEMA).collect()  # type: ignore[arg-type]
 
 
-def error_expr(
-    *,
-    territories: frozenset[str],
-    currencies: frozenset[str],
-    period_start: dt.date | None,
-    period_end: dt.date | None,
-) -> pl.Expr:
-    """True for a line that ``check_lines`` gives an ``error`` finding (the line is rejected):
-    one boolean per line, so accepted and rejected lines are split without a join."""
-    checks = _checks(territories, currencies, period_start, period_end)
-    return pl.any_horizontal(cond.fill_null(False) for cond, *_, sev in checks if sev == "error")
-
-
-def _invalid_values(lines: pl.LazyFrame, col: str, valid: pl.Expr) -> pl.Series:
-    """The distinct non-null values of ``col`` for which ``valid`` does not hold."""
-    distinct = lines.select(pl.col(col).drop_nulls().unique()).collect()
-    return distinct.filter(~valid.fill_null(False))[col]
+def _invalid_ids(lines: pl.LazyFrame) -> dict[str, pl.Series]:
+    """The distinct ISRCs and UPCs of ``lines`` that are not valid (syntax, check digit)."""
+    valid = {"isrc": pl.col("isrc").str.contains(ISRC_RE), "upc": gtin_valid_expr("upc")}
+    out = {}
+    for col, ok in valid.items():
+        distinct = lines.select(pl.col(col).drop_nulls().unique()).collect()
+        out[col] = distinct.filter(~ok.fill_null(False))[col]
+    return out
 
 
 def _checks(
@@ -132,17 +115,14 @@ def _checks(
     currencies: frozenset[str],
     period_start: dt.date | None,
     period_end: dt.date | None,
-    *,
-    invalid: dict[str, pl.Series] | None = None,
+    invalid: dict[str, pl.Series],
 ) -> list[Check]:
+    """The checks; ``invalid``: the ISRCs and UPCs found invalid (``_invalid_ids``), so a
+    line's identifier syntax is a lookup, not a check digit computed on every line."""
     terr = sorted(territories)
     curr = sorted(currencies)
-    if invalid is None:  # per row (error_expr: these are warnings, never evaluated there)
-        bad_isrc = ~pl.col("isrc").str.contains(ISRC_RE)
-        bad_upc = ~gtin_valid_expr("upc")
-    else:
-        bad_isrc = pl.col("isrc").is_in(invalid["isrc"])
-        bad_upc = pl.col("upc").is_in(invalid["upc"])
+    bad_isrc = pl.col("isrc").is_in(invalid["isrc"])
+    bad_upc = pl.col("upc").is_in(invalid["upc"])
     checks: list[Check] = [
         (pl.col("amount").is_null(), "amount", "missing", "amount is missing", "error"),
         (

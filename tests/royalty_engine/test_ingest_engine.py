@@ -9,11 +9,12 @@ import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
 from stdnum import ean
 
 from royalty_engine.fx import convert
 from royalty_engine.matching import match_lines
-from royalty_engine.validate import check_lines, gtin_valid_expr, split_by_errors
+from royalty_engine.validate import check_lines, gtin_valid_expr, split_by_errors, validate_lines
 from schemas import identifiers
 from schemas.revenue import PARSED, conform
 from schemas.territories import ALL_TERRITORIES
@@ -72,6 +73,32 @@ def test_each_check_names_line_field_and_code() -> None:
         (9, "upc", "invalid_upc", "warning"),
         (10, "isrc", "no_identifier", "warning"),
     }
+
+
+def test_one_pass_validation_gives_the_same_findings_and_rejects_exactly_the_errors() -> None:
+    lf = lines(
+        [
+            {},
+            {"territory": "UK", "currency": "XYZ"},  # two errors on one line
+            {"isrc": "NOPE"},  # a warning only: kept
+            {"upc": "036000291453"},  # a warning only (check digit): kept
+            {"upc": "036000291452"},  # a valid UPC
+            {"amount": None},
+            {"usage_start": dt.date(2025, 12, 1)},
+            {"usage_start": dt.date(2025, 12, 1), "adjustment_type": "Backpay"},
+        ]
+    )
+    period = {"period_start": dt.date(2026, 1, 1), "period_end": dt.date(2026, 1, 31)}
+    common = {"territories": ALL_TERRITORIES, "currencies": CURRENCIES, **period}
+    bad, found = validate_lines(lf.collect(), **common)
+    expected = check_lines(lf, **common).collect()
+    key = ["line_no", "field", "code"]
+    assert_frame_equal(found.sort(key), expected.sort(key))
+    errors = set(expected.filter(pl.col("severity") == "error")["line_no"])
+    assert errors == {3, 7, 8}
+    assert set(lf.collect().filter(bad)["line_no"]) == errors
+    clean, none = validate_lines(lines([{}, {}]).collect(), **common)
+    assert not clean.any() and none.is_empty() and none.schema == expected.schema
 
 
 def test_split_keeps_warnings_and_sets_errors_aside() -> None:
