@@ -275,7 +275,10 @@ def test_statement_page_shows_the_hostile_title_as_text_and_downloads_exact_byte
 
 def test_sign_out_ends_the_session(browser: webdriver.Chrome, portal: Portal) -> None:
     _sign_in(browser, portal, portal.mara_key)
-    browser.find_element(By.CSS_SELECTOR, "form.logout button").click()
+    button = browser.find_element(By.CSS_SELECTOR, "form.logout button")
+    button.click()
+    # the click only starts the form's POST: wait for its response to replace the page
+    WebDriverWait(browser, 20).until(expected_conditions.staleness_of(button))
     assert browser.get_cookie(COOKIE) is None
     browser.get(f"{portal.url}/portal/statements")
     assert browser.find_element(By.TAG_NAME, "h1").text == "Sign in"
