@@ -92,7 +92,7 @@ def _quiet_gx() -> Iterator[None]:
 
             if not captured:
                 logging.captureWarnings(False)
-            # the import leaves ~1M long-lived objects: move them out of the collector's
+            # the import leaves ~300k long-lived objects: move them out of the collector's
             # sight, or every full collection during ingestion walks them all again (~6% of
             # ingestion time measured)
             gc.freeze()
