@@ -381,7 +381,7 @@ class Earnings:
     """What ``compute_earnings`` returns."""
 
     royalties: pl.DataFrame  # one row per aggregate x applying split (accounting currency)
-    matched: pl.DataFrame  # the matched aggregates (``P_KEYS`` grain)
+    matched: pl.DataFrame  # the matched aggregates' total per currency (amount, lines)
     suspense: pl.DataFrame
     slots: pl.DataFrame  # per rate: slot, prior units, period units, blended rate
     unsplit: pl.DataFrame  # matched aggregates no split applied to, per currency
@@ -664,6 +664,13 @@ def compute_earnings(
         nulls_equal=True,
     )
     on_plan = _Pack.of(plan_keys, applied, p)
+    # The matched total per currency (what reconciliation needs), then the aggregates go:
+    # from here on the fan-out (aggregates x splits) is the largest frame, and memory at
+    # 100M lines peaks while it is held.
+    matched = p.group_by(pl.lit(accounting_currency).alias("currency")).agg(
+        pl.col("amount").sum().cast(EXACT), pl.col("lines").sum()
+    )
+    del p
     if on_plan is not None:
         k1c = k1c.with_columns(on_plan.key("_plan"))
     plan_on = ["_plan"] if on_plan is not None else plan_keys
@@ -674,8 +681,11 @@ def compute_earnings(
         .agg(pl.col("quantity").sum().alias("units"))
         .collect()
     )
+    fanned = k1c.schema
+    # Only what the royalties and the statement grain read is kept.
+    k1c = k1c.select(*dict.fromkeys([*plan_on, *STATEMENT_KEYS]), "amount", "quantity", "share")
     if on_plan is not None:
-        units = units.select(*on_plan.unpack("_plan", k1c.schema), "units")
+        units = units.select(*on_plan.unpack("_plan", fanned), "units")
     rate_keys = ["contract_id", "usage_type", "channel", "as_of", "class_id"]
     need_keys = ["contract_id", "usage_type_c", "channel_c", "segment", "class_id"]
     on_need = _Pack.of(need_keys, units)
@@ -714,9 +724,7 @@ def compute_earnings(
     if on_plan is not None:
         plan = plan.with_columns(on_plan.key("_plan"))
     royalties = _royalties(
-        k1c.lazy()
-        .select(*dict.fromkeys([*plan_on, *STATEMENT_KEYS]), "amount", "quantity", "share")
-        .join(
+        k1c.lazy().join(
             plan.lazy().select(*plan_on, "effective_rate", "net", "unit_value"),
             on=plan_on,
             how="left",
@@ -735,9 +743,11 @@ def compute_earnings(
         )
         .collect()
     )
+    fanned = k1c.schema
+    del k1c, plan
     if on_statement is not None:
         statement = statement.select(
-            *on_statement.unpack("_statement", k1c.schema),
+            *on_statement.unpack("_statement", fanned),
             "royalty",
             "revenue_share_base",
             "quantity",
@@ -756,7 +766,6 @@ def compute_earnings(
             "reporting_period",
         )
     )
-    matched = p.select(pl.lit(accounting_currency).alias("currency"), "amount", "lines")
     return Earnings(
         royalties=statement,
         matched=matched,
