@@ -128,8 +128,10 @@ def settle(
         balance = opening + earned - advances - costs - held + released
         debt = max(ZERO, -(opening - advances - costs))
         recouped = min(debt, max(ZERO, earned - held + released))
+        # "group:" and "contract:" keep a free-text group name (even one reading
+        # "contract:7") from ever naming the same pool as an ungrouped contract.
         pool = (
-            f"{c['payee_id']}:{c['cross_collateral_group']}"
+            f"{c['payee_id']}:group:{c['cross_collateral_group']}"
             if c["cross_collateral_group"]
             else f"{c['payee_id']}:contract:{cid}"
         )
@@ -174,12 +176,26 @@ def settle(
 
 
 def _pay(rows: dict[int, dict[str, Any]], withholding: dict[int, Decimal], period: Period) -> None:
-    pools: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    pools: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows.values():
-        pools[(row["pool"], row["currency"])].append(row)
-    for (pool, _currency), members in sorted(pools.items()):
-        if len({m["currency"] for m in members}) != 1:
-            raise EngineError("pool_currency", f"cross-collateral pool {pool} mixes currencies")
+        pools[row["pool"]].append(row)
+    mixed = [
+        {"pool": pool, "contract_id": m["contract_id"], "currency": m["currency"]}
+        for pool, members in sorted(pools.items())
+        if len({m["currency"] for m in members}) > 1
+        for m in sorted(members, key=lambda m: m["contract_id"])
+    ]
+    if mixed:
+        raise EngineError(
+            "pool_currency",
+            "cross-collateralised contracts must share a currency (a balance in one cannot "
+            "recoup another without a conversion): "
+            + "; ".join(
+                f"contract {d['contract_id']} ({d['currency']}) in pool {d['pool']}" for d in mixed
+            ),
+            mixed,
+        )
+    for _pool, members in sorted(pools.items()):
         total = sum((m["balance"] for m in members), ZERO)
         statement_date = all(period.closes_statement(m["_frequency"]) for m in members)
         if not statement_date:

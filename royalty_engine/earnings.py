@@ -350,8 +350,10 @@ def resolve_rates(needs: pl.DataFrame, rates: pl.DataFrame, members: pl.DataFram
 def blended_rate(base: Decimal, tiers: list[dict[str, Any]], prior: int, units: int) -> Decimal:
     """The period's rate for ``units`` more units after ``prior`` units, under escalation
     ``tiers`` ([{"from_units": N, "rate": "0.22"}, ...]): each unit at the rate of the tier
-    it falls in; the result is their unit-weighted average (12 places). With no positive
-    units in the period the rate in force at ``prior`` applies."""
+    it falls in; the result is their unit-weighted average (12 places). Returns (negative
+    ``units``) take the tracker back from ``prior`` to ``prior + units``, and are priced at
+    the tiers of those positions, the rates the units were sold at. With no units in the
+    period the rate in force at ``prior`` applies."""
     steps = sorted((int(t["from_units"]), Decimal(str(t["rate"]))) for t in tiers)
     bounds = [(0, base), *steps]
 
@@ -362,8 +364,10 @@ def blended_rate(base: Decimal, tiers: list[dict[str, Any]], prior: int, units: 
                 current = r
         return current
 
-    if units <= 0:
+    if units == 0:
         return rate_at(prior)
+    if units < 0:
+        return blended_rate(base, tiers, prior + units, -units)
     total = Decimal(0)
     for i, (start, r) in enumerate(bounds):
         end = bounds[i + 1][0] if i + 1 < len(bounds) else None
@@ -580,6 +584,7 @@ def compute_earnings(
     replaces the release-level ones), and the matched, suspense, unsplit and read totals
     are the whole period's, so ``merge_earnings`` of all buckets equals the unpartitioned
     result."""
+    _check_receipt_rates(terms)
     grain = Grain.of(terms)
     in_period = period_lines(lines, period)
     usage_date = pl.coalesce(pl.col("usage_end"), pl.col("usage_start"))
@@ -774,6 +779,40 @@ def compute_earnings(
         unsplit=unsplit,
         read=read,
     )
+
+
+def _check_receipt_rates(terms: Terms) -> None:
+    """A rate on receipts is a share of what was received: between 0 and 1, tiers included.
+    Anything else (1.5 for 0.15) would pay out more than came in, and the run would still
+    reconcile, the label's retained share going negative."""
+    receipts = terms.contracts.filter(pl.col("basis").is_in(["gross_receipts", "net_receipts"]))[
+        "contract_id"
+    ]
+    bad = []
+    for row in (
+        terms.rates.filter(pl.col("contract_id").is_in(receipts.implode()))
+        .sort("rate_id")
+        .iter_rows(named=True)
+    ):
+        values = [to_decimal(row["rate"])] + [
+            Decimal(str(t["rate"])) for t in json.loads(row["tiers"] or "[]")
+        ]
+        wrong = [v for v in values if not Decimal(0) <= v <= Decimal(1)]
+        if wrong:
+            bad.append(
+                {
+                    "rate_id": row["rate_id"],
+                    "contract_id": row["contract_id"],
+                    "rate": str(wrong[0]),
+                }
+            )
+    if bad:
+        raise EngineError(
+            "rate_over_100_percent",
+            f"{len(bad)} rate(s) on receipts are not between 0 and 1 (a rate of 0.15 is 15%): "
+            + ", ".join(f"rate {b['rate_id']} = {b['rate']}" for b in bad[:20]),
+            bad,
+        )
 
 
 def _segments(agg: pl.DataFrame, grain: Grain) -> pl.DataFrame:
