@@ -238,8 +238,11 @@ def ingest_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per file")] = False,
 ) -> None:
     """Ingest revenue report files: parse, validate, match, convert, write Parquet."""
+    from pipelines.ingest import PERIOD_RE
     from pipelines.run_ingest import ingest_sources
 
+    if period is not None and not PERIOD_RE.fullmatch(period):
+        raise typer.BadParameter(f"{period!r} is not a month: use YYYY-MM", param_hint="--period")
     settings = get_settings()
     factory = get_session_factory(settings)
     with factory() as session:

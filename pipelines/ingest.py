@@ -147,6 +147,9 @@ def _suffix(name: str) -> str:
     return m.group(0).lower() if m else ""
 
 
+PERIOD_RE = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
+
+
 def _period_of(meta: FileMeta) -> str | None:
     day = meta.period_end or meta.period_start
     return f"{day.year:04d}-{day.month:02d}" if day else None
@@ -290,7 +293,8 @@ class _Run:
             _add(into, acc_totals)
         for into in (self.rejected_totals, self.read):
             _add(into, rej_totals)
-        n_errors = len(piece.errors)
+        # lines the parser could not read: one per line, however many of its cells are bad
+        n_errors = len({e.row for e in piece.errors if e.row is not None})
         self.lines += acc.height + rej.height + n_errors
         self.accepted += acc.height
         self.rejected += rej.height + n_errors
@@ -422,6 +426,9 @@ def ingest_path(
     """
     from connectors.formats.registry import iter_parse_file
 
+    if period is not None and not PERIOD_RE.fullmatch(period):
+        # it names a lake folder: anything but a month could write outside the lake
+        raise ValueError(f"reporting period {period!r} is not a month (YYYY-MM)")
     sha = lake.sha256_file(path)
     with db.transaction(factory, actor=actor) as session:
         seen = session.scalar(

@@ -1406,10 +1406,17 @@ class _Plan:
     def _number_text(self, s: pl.Series) -> pl.Series:
         nf = self.spec.number_format
         if nf.thousands:
+            # Separators are dropped only from numbers grouped in threes ("1,234,567.89");
+            # anything else ("12,34", "1.234,56" in a point-decimal layout, "1,2,3") keeps
+            # them and fails as an unparseable amount, rather than being read as another number.
+            t, d = re.escape(nf.thousands), re.escape(nf.decimal)
+            grouped = rf"^[+-]?\(?[+-]?\d{{1,3}}(?:{t}\d{{3}})+(?:{d}\d*)?\)?-?$"
             s = _fix_rows(
                 s,
                 s.str.contains(nf.thousands, literal=True),
-                lambda x: x.str.replace_all(nf.thousands or "", "", literal=True),
+                lambda x: x.str.replace_all(nf.thousands or "", "", literal=True).zip_with(
+                    x.str.contains(grouped), x
+                ),
             )
         if nf.decimal == ",":
             s = s.str.replace(",", ".", literal=True)
@@ -1439,11 +1446,21 @@ class _Plan:
 
     def _cast(self, expr: pl.Expr, kind: ColumnType, formats: list[str]) -> pl.Expr:
         if kind == "decimal":
-            return expr.cast(AMOUNT, strict=False)
+            # No exponents ("1e3", "2.5E-13"): report amounts are written out, and a cast would
+            # otherwise read them as 1000 and 0 without a word.
+            return (pl.when(expr.str.contains("[eE]")).then(pl.lit(None)).otherwise(expr)).cast(
+                AMOUNT, strict=False
+            )
         if kind == "integer":
             return expr.cast(pl.Int64, strict=False)
         if kind == "date":
-            parsed = [expr.str.strptime(pl.Date, f, strict=False) for f in formats]
+            # A year outside 1900-2100 is a misread ("12/28/25" read with %Y is the year 25,
+            # and a negative year cannot even be handed to Python): not a date in that
+            # format, so the next format may still read it.
+            parsed = [
+                pl.when(d.dt.year().is_between(1900, 2100)).then(d)
+                for d in (expr.str.strptime(pl.Date, f, strict=False) for f in formats)
+            ]
             return parsed[0] if len(parsed) == 1 else pl.coalesce(parsed)
         return expr
 

@@ -160,3 +160,29 @@ def test_drop_add_refuses_a_password_in_the_url(env: str) -> None:
     )
     assert "dsp -> sftp://label@sftp.example/out/" in ok
     assert "sftp://label@sftp.example/out/" in cli("drop", "list", "--org", "acme")
+
+
+@pytest.mark.parametrize("period", ["2026/01", "../../escaped", "2026-13", "2026-1"])
+def test_ingest_refuses_a_period_that_is_not_a_month(period: str, tmp_path: Path) -> None:
+    # the period names the lake folder the lines go to: "2026/01" or "../x" would put them
+    # where no run looks, or outside the lake
+    src = tmp_path / "spotify_x_202601_EUR.csv"
+    src.write_text("x\n")
+    result = runner.invoke(app, ["ingest", str(src), "--org", "acme", "--period", period])
+    assert result.exit_code == 2
+    assert "is not a month" in result.output
+    assert not (tmp_path / "var").exists()
+
+
+def test_ingest_path_refuses_a_period_that_is_not_a_month(tmp_path: Path) -> None:
+    from pipelines.ingest import ingest_path
+
+    with pytest.raises(ValueError, match="not a month"):
+        ingest_path(
+            None,  # type: ignore[arg-type]  # refused before any session is opened
+            tmp_path,
+            org_id=1,
+            path=tmp_path / "x.csv",
+            name="x.csv",
+            period="2026/01",
+        )

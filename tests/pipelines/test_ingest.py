@@ -121,6 +121,25 @@ def test_bad_lines_are_set_aside_with_reasons(
     assert rejected["reasons"].to_list() == ["territory:unknown_territory"]
 
 
+def test_a_line_with_two_unreadable_cells_is_one_rejected_line(
+    factory: sessionmaker[Session], label: int, tmp_path: Path
+) -> None:
+    p = products(factory, label)[0]
+    report = tmp_path / "spotify_x_202601_EUR.csv"
+    report.write_text(
+        "country,product,track_uri,isrc,upc,track_name,artist_name,streams,revenue,currency\n"
+        f"GB,premium,u1,{p.isrc},{p.upc},T,A,10,1.50,EUR\n"
+        f"GB,premium,u2,{p.isrc},{p.upc},T,A,ten,1.5x,EUR\n"  # two bad cells, one line
+        f"GB,premium,u3,{p.isrc},{p.upc},T,A,12,2.50,EUR\n"
+    )
+    out = ingest_path(factory, tmp_path / "data", org_id=label, path=report, name=report.name)
+    assert (out.lines, out.accepted, out.rejected) == (3, 2, 1)
+    assert {(e["line_no"], e["field"]) for e in out.errors} == {(3, "quantity"), (3, "amount")}
+    with factory() as s:
+        row = s.scalars(sa.select(IngestFile)).one()
+        assert (row.lines_read, row.lines_accepted, row.lines_rejected) == (3, 2, 1)
+
+
 def test_unreadable_file_is_quarantined_and_nothing_reaches_the_lake(
     factory: sessionmaker[Session], label: int, tmp_path: Path
 ) -> None:

@@ -434,3 +434,51 @@ def test_iter_parse_file_gives_the_same_lines_in_pieces(
         == {"footer": [212, 213, 214]}
     )
     assert pieces[0].meta.period_start is None  # ... file-level figures only at the end
+
+
+@pytest.mark.parametrize(
+    ("written", "read"),
+    [
+        ('"1,270.000000"', Decimal("1270")),
+        ('"12,345,678.5"', Decimal("12345678.5")),
+        ("0.5", Decimal("0.5")),
+        ('"1.234,56"', None),  # a comma-decimal amount in a point-decimal layout
+        ('"12,34"', None),  # not grouped in threes
+        ('"1,2,3"', None),
+        ("1e3", None),  # exponents are not how reports write money
+        ("2.5E-13", None),
+    ],
+)
+def test_amounts_are_read_as_written_or_rejected(
+    tmp_path: Path, written: str, read: Decimal | None
+) -> None:
+    basic = _input(FIXTURES / "distributor_csv" / "basic").read_text()
+    line = "2026-01,Sale,Spotify,UK,Stream,Northern Lights,Northern Lights,Aurora Vale,"
+    line += f"0602435000015,GBAYE2600001,NLR001,15021,60.084000,80,{written},GBP"
+    head, _, _ = basic.partition("2026-01,Sale,Spotify")
+    src = tmp_path / "statement_amounts_2026-01.csv"
+    src.write_text(head + line + "\n")
+    (parsed,) = registry.parse_file(src, src.name, tmp_path, format="distributor_csv")
+    if read is None:
+        assert parsed.lines.height == 0
+        assert [(e.row, e.field, e.code) for e in parsed.errors] == [
+            (6, "amount", "invalid_decimal")
+        ]
+    else:
+        assert parsed.errors == []
+        assert parsed.lines["amount"].to_list() == [read]
+
+
+@pytest.mark.parametrize("written", ["0025-01", "-2026-01", "3026-01"])
+def test_a_date_outside_1900_to_2100_is_a_row_error_not_a_crash(
+    tmp_path: Path, written: str
+) -> None:
+    basic = _input(FIXTURES / "distributor_csv" / "basic").read_text()
+    head, _, _ = basic.partition("2026-01,Sale,Spotify")
+    good = "Sale,Spotify,UK,Stream,Northern Lights,Northern Lights,Aurora Vale,"
+    good += "0602435000015,GBAYE2600001,NLR001,15021,60.084000,80,48.067200,GBP"
+    src = tmp_path / "statement_dates_2026-01.csv"
+    src.write_text(head + f"{written},{good}\n2026-01,{good}\n")
+    (parsed,) = registry.parse_file(src, src.name, tmp_path, format="distributor_csv")
+    assert parsed.lines["line_no"].to_list() == [7]
+    assert [(e.row, e.code) for e in parsed.errors] == [(6, "invalid_date")]
