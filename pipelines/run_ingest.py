@@ -28,8 +28,14 @@ log = logging.getLogger(__name__)
 
 def _local_files(path: Path) -> Iterator[tuple[Path, str]]:
     if path.is_dir():
+        root = path.resolve()
         for p in sorted(path.rglob("*")):
             if p.is_file() and not p.name.startswith(".") and not p.name.endswith(".ctrl"):
+                if not p.resolve().is_relative_to(root):
+                    # as a drop does: a link out of the folder could pull in any file on the
+                    # machine (another organisation's raw reports)
+                    log.warning("skipping %s: it points outside %s", p, path)
+                    continue
                 yield p, str(p.relative_to(path))
     elif path.is_file():
         yield path, path.name

@@ -467,3 +467,19 @@ def test_an_unreachable_drop_is_recorded_and_the_others_are_listed(
     failure = label.data_dir / "state" / "drops" / f"org={label.org_id}" / "down.error.json"
     recorded = json.loads(failure.read_text())
     assert recorded["drop"] == "down" and recorded["error"]
+
+
+def test_a_local_folder_never_follows_a_link_out_of_itself(tmp_path: Path) -> None:
+    from pipelines.run_ingest import _local_files
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "other_org_202601.csv").write_text("secret\n")
+    folder = tmp_path / "drop"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "ours_202601.csv").write_text("ours\n")
+    (folder / "theirs_202601.csv").symlink_to(outside / "other_org_202601.csv")
+    (folder / "linked").symlink_to(outside, target_is_directory=True)
+    (folder / "inside_link.csv").symlink_to(folder / "sub" / "ours_202601.csv")
+    names = [name for _, name in _local_files(folder)]
+    assert names == ["inside_link.csv", "sub/ours_202601.csv"]
