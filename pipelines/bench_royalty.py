@@ -55,6 +55,7 @@ from schemas.revenue import CANONICAL
 
 PERIOD = "2026-H1"
 MONTHS = [f"2026-{m:02d}" for m in range(1, 7)]
+ADVANCES_PAID = dt.date(2025, 6, 1)
 USAGE_TYPES = ["stream", "download", "ugc"]
 ACCOUNTING_CURRENCY = "EUR"
 TRACKS_PER_RELEASE = 8
@@ -271,7 +272,7 @@ def build_terms(sizes: dict[str, int], seed: int) -> Terms:
     # Charges: advances (25% of contracts, some in EUR), recoupable costs in the period.
     charge_parts = []
     for kind, share, low, high, on in (
-        ("advance", 0.25, 100, 20_000, dt.date(2025, 6, 1)),
+        ("advance", 0.25, 100, 20_000, ADVANCES_PAID),
         ("recoupable_cost", 0.10, 50, 2_000, dt.date(2026, 2, 15)),
     ):
         pick = rng.random(n_contracts) < share
@@ -299,11 +300,13 @@ def build_terms(sizes: dict[str, int], seed: int) -> Terms:
             "effective_from": [start] * 4,
         }
     ).with_columns(_micro(np.array([4_000, 1_000, 990_000, 1_290_000])).alias("price"))
+    # Rates for the period's months, and for the month the advances were paid (a charge in
+    # another currency is converted at the rate of the month it was incurred).
     fx = pl.DataFrame(
         [
             (ACCOUNTING_CURRENCY, quote, month, rate + i * (rate // 500), "ecb")
             for quote, rate in CONTRACT_FX_MICRO.items()
-            for i, month in enumerate(MONTHS)
+            for i, month in enumerate([ADVANCES_PAID.strftime("%Y-%m"), *MONTHS], start=-1)
         ],
         schema=["base", "quote", "period", "rate_micro", "source"],
         orient="row",
