@@ -11,6 +11,7 @@ file declares, or the file is quarantined.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import queue
 import re
 import shutil
@@ -147,6 +148,9 @@ def _suffix(name: str) -> str:
     return m.group(0).lower() if m else ""
 
 
+log = logging.getLogger(__name__)
+DATA_FAULTS = (ValueError, ArithmeticError, LookupError, TypeError, pl.exceptions.PolarsError)
+INTERNAL = "internal_error"  # the quarantine code of a file that failed on a fault of ours
 PERIOD_RE = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
 
 
@@ -434,10 +438,39 @@ def ingest_path(
         seen = session.scalar(
             sa.select(IngestFile).where(IngestFile.org_id == org_id, IngestFile.sha256 == sha)
         )
-        if seen is not None:
+        retry = (
+            seen is not None
+            and seen.status == IngestStatus.QUARANTINED
+            and (format is not None or period is not None or seen.quarantine_code == INTERNAL)
+        )
+        if seen is not None and retry:
+            # A quarantined file is read again when an operator says how (--format,
+            # --period) or when it failed on a fault of ours: it wrote no lines, so its
+            # ledger row gives way to the new outcome (its reason stays in quarantine/).
+            session.delete(seen)
+        elif seen is not None:
             also = source_url or name  # where the same bytes arrived again
             if also not in (seen.source_url, seen.original_name, *seen.other_names):
                 seen.other_names = [*seen.other_names, also]
+            if seen.status == IngestStatus.QUARANTINED:  # not "duplicate": nothing was read
+                reason = {
+                    "code": seen.quarantine_code,
+                    "message": (seen.quarantine_reason or "")
+                    + " (quarantined before; pass --format or --period to read it again)",
+                    "row": None,
+                    "field": None,
+                    "file": name,
+                }
+                return IngestOutcome(
+                    name=name,
+                    status="quarantined",
+                    file_id=seen.id,
+                    sha256=sha,
+                    format=seen.format,
+                    quarantine=reason,
+                    error_count=1,
+                    errors=[reason],
+                )
             return IngestOutcome(
                 name=name, status="duplicate", file_id=seen.id, sha256=sha, format=seen.format
             )
@@ -505,6 +538,25 @@ def ingest_path(
             size=size,
             fmt=fmt,
             exc=exc,
+            actor=actor,
+        )
+    except DATA_FAULTS as exc:
+        # Content no check foresaw made our code fail (a fault of ours, not the sender's):
+        # this file is quarantined with the error, and the rest of the batch goes on. The
+        # machine's faults (OSError: disk full; the database) are raised, for a retry.
+        shutil.rmtree(staging, ignore_errors=True)
+        log.exception("ingesting %s failed", name)
+        return _quarantine(
+            factory,
+            data_dir,
+            org_id=org_id,
+            sha=sha,
+            name=name,
+            source_url=source_url,
+            raw=raw,
+            size=size,
+            fmt=fmt,
+            exc=FileRejected(INTERNAL, f"{type(exc).__name__}: {exc}"[:2000]),
             actor=actor,
         )
     except BaseException:

@@ -140,6 +140,71 @@ def test_a_line_with_two_unreadable_cells_is_one_rejected_line(
         assert (row.lines_read, row.lines_accepted, row.lines_rejected) == (3, 2, 1)
 
 
+def spotify_report(path: Path, isrc: str, upc: str) -> Path:
+    path.write_text(
+        "country,product,track_uri,isrc,upc,track_name,artist_name,streams,revenue,currency\n"
+        f"GB,premium,u1,{isrc},{upc},T,A,10,1.50,EUR\n"
+        f"GB,premium,u3,{isrc},{upc},T,A,12,2.50,EUR\n"
+    )
+    return path
+
+
+def test_a_quarantined_file_is_read_again_only_when_told_how(
+    factory: sessionmaker[Session], label: int, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    # an Apple report forced through the wrong layout: quarantined
+    apple = Path(__file__).resolve().parents[1] / "fixtures" / "formats" / "apple" / "basic"
+    report = tmp_path / "80012345_0126_EU.txt"
+    report.write_bytes((apple / "input.txt").read_bytes())
+    first = ingest_path(
+        factory, data, org_id=label, path=report, name=report.name, format="spotify"
+    )
+    assert first.status == "quarantined" and first.quarantine is not None
+    code = first.quarantine["code"]
+    # the same bytes again: still quarantined, with its reason (not "duplicate", not read)
+    again = ingest_path(factory, data, org_id=label, path=report, name=report.name)
+    assert again.status == "quarantined" and again.file_id == first.file_id
+    assert again.quarantine is not None and again.quarantine["code"] == code
+    assert lake_lines(data).is_empty()
+    # an operator names the layout: it is read, once, and replaces the quarantine row
+    told = ingest_path(factory, data, org_id=label, path=report, name=report.name, format="apple")
+    assert told.status == "ingested" and told.accepted > 0
+    assert lake_lines(data).height == told.accepted
+    with factory() as s:
+        rows = s.scalars(sa.select(IngestFile)).all()
+        assert [(r.status, r.lines_accepted) for r in rows] == [("ingested", told.accepted)]
+    assert ingest_path(factory, data, org_id=label, path=report, name=report.name).status == (
+        "duplicate"
+    )
+    assert lake_lines(data).height == told.accepted
+
+
+def test_a_file_our_code_fails_on_is_quarantined_and_retried_after_the_fix(
+    factory: sessionmaker[Session], label: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipelines import ingest
+
+    p = products(factory, label)[0]
+    data = tmp_path / "data"
+    report = spotify_report(tmp_path / "spotify_x_202601_EUR.csv", p.isrc, p.upc)
+    real = ingest._Run.chunk
+
+    def broken(self: ingest._Run, piece: object) -> None:
+        raise ValueError("year -2025 is out of range")
+
+    monkeypatch.setattr(ingest._Run, "chunk", broken)
+    out = ingest_path(factory, data, org_id=label, path=report, name=report.name)
+    assert out.status == "quarantined" and out.quarantine is not None
+    assert out.quarantine["code"] == "internal_error"
+    assert "ValueError: year -2025 is out of range" in out.quarantine["message"]
+    assert lake_lines(data).is_empty() and nothing_staged(data)
+    monkeypatch.setattr(ingest._Run, "chunk", real)  # the fix
+    fixed = ingest_path(factory, data, org_id=label, path=report, name=report.name)
+    assert (fixed.status, fixed.accepted) == ("ingested", 2)
+    assert lake_lines(data).height == 2
+
+
 def test_unreadable_file_is_quarantined_and_nothing_reaches_the_lake(
     factory: sessionmaker[Session], label: int, tmp_path: Path
 ) -> None:
