@@ -443,6 +443,13 @@ class FxTable:
         self.missing: set[tuple[str, str, str]] = set()
 
     def rate(self, base: str, quote: str, month: str) -> Decimal:
+        found = self._find(base, quote, month)
+        if found is None:
+            self.missing.add((base, quote, month))
+            return Decimal(0)
+        return found
+
+    def _find(self, base: str, quote: str, month: str) -> Decimal | None:
         if base == quote:
             return Decimal(1)
         direct = self._rates.get((base, quote, month))
@@ -451,8 +458,19 @@ class FxTable:
         inverse = self._rates.get((quote, base, month))
         if inverse is not None and inverse != 0:
             return (Decimal(1) / inverse).quantize(Decimal("1e-12"))
-        self.missing.add((base, quote, month))
-        return Decimal(0)
+        return None
+
+    def into(self, base: str, anchor: str, month: str) -> Decimal:
+        """The rate from ``base`` into ``anchor`` that converting back out of ``anchor``
+        (``rate(anchor, base)``) undoes: its inverse, whichever direction the table stores.
+        A per-unit royalty goes from the contract currency into the accounting currency and
+        back; with two independently stored directions (USD->GBP 0.79, GBP->USD 1.26) the
+        round trip would lose money (USD 20.00 -> GBP 15.80 -> USD 19.91)."""
+        out = self._find(anchor, base, month)
+        if not out:
+            self.missing.add((base, anchor, month))
+            return Decimal(0)
+        return out if base == anchor else (Decimal(1) / out).quantize(Decimal("1e-12"))
 
     def raise_missing(self) -> None:
         if self.missing:
@@ -912,7 +930,7 @@ def _factors(
     unit_rows = []
     per_unit = f.filter(pl.col("basis") == "per_unit")
     for cur, month in per_unit.select("contract_currency", "reporting_period").unique().rows():
-        unit_rows.append(("per_unit", cur, month, None, fx.rate(cur, acct, month)))
+        unit_rows.append(("per_unit", cur, month, None, fx.into(cur, acct, month)))
     ppd = f.filter(pl.col("basis") == "ppd")
     if ppd.height:
         prices = _ppd_prices(ppd, terms, members, fx, acct)
@@ -982,7 +1000,7 @@ def _ppd_prices(
         if best is None:
             continue
         price = best[1]
-        unit = (to_decimal(price["price"]) * fx.rate(price["currency"], acct, month)).quantize(
+        unit = (to_decimal(price["price"]) * fx.into(price["currency"], acct, month)).quantize(
             Decimal("1e-12")
         )
         rows.append((usage, as_of, class_id, month, unit))

@@ -202,3 +202,28 @@ def test_a_receipts_rate_above_100_percent_is_refused(basis: str) -> None:
         run(lines({"amount": "100"}), t)
     assert caught.value.code == "rate_over_100_percent"
     assert [d["rate_id"] for d in caught.value.details] == [7]
+
+
+# --- per-unit royalties and FX -------------------------------------------------------------
+@pytest.mark.parametrize(
+    "fx",
+    [
+        [("USD", "GBP", "0.79"), ("GBP", "USD", "1.26")],  # both directions, independently
+        [("USD", "GBP", "0.79")],
+        [("GBP", "USD", "1.26")],
+    ],
+)
+def test_a_per_unit_royalty_is_what_the_contract_says_in_its_currency(
+    fx: list[tuple[str, str, str]],
+) -> None:
+    # 10,000 units x 50% x USD 0.004 = USD 20.00, whatever the rates to the accounting
+    # currency: they must not lose money on the way there and back (0.79 then 1.26 gave 19.91).
+    t = terms(
+        contracts=[{"contract_id": 1, "basis": "per_unit", "currency": "USD"}],
+        rates=[{"rate_id": 1, "contract_id": 1, "rate": "0.004"}],
+        splits=[{"split_id": 1, "track_id": 1, "contract_id": 1, "share": "0.5"}],
+        fx=[
+            {"base": b, "quote": q, "period": "2026-01", "rate": r, "source": "t"} for b, q, r in fx
+        ],
+    )
+    assert ledger(run(lines({"amount": "50", "quantity": 10_000}), t))["earnings"] == D("20.00")
