@@ -34,7 +34,7 @@ from connectors.formats.base import FileRejected
 CHUNK = 1 << 20  # bytes read/written per step when streaming
 HEAD_BYTES = 64 * 1024  # what detection looks at
 MAX_TOTAL_BYTES = 2 << 30  # 2 GiB decompressed, per delivered file
-MAX_RATIO = 200.0  # decompressed : compressed, per zip member
+MAX_RATIO = 200.0  # decompressed : compressed, per zip member and per delivered file
 RATIO_FLOOR_BYTES = 1 << 20  # the ratio is judged once a member has produced this much
 MAX_LINE_BYTES = 1 << 20  # a line longer than this is refused
 
@@ -90,15 +90,16 @@ def unwrap(
     if lower.endswith(".gz") or lower.endswith(".tgz") or magic.startswith(GZIP_MAGIC):
         member = filename[: -len(".gz")] if lower.endswith(".gz") else filename
         dest = Path(tempfile.mkdtemp(prefix="gz-", dir=workdir)) / safe_basename(member)
-        _gunzip(path, dest, filename=filename, max_total=max_total)
+        _gunzip(path, dest, filename=filename, max_total=max_total, max_ratio=max_ratio)
         return [(member, dest)]
     return [(filename, path)]
 
 
-def _gunzip(path: Path, dest: Path, *, filename: str, max_total: int) -> None:
+def _gunzip(path: Path, dest: Path, *, filename: str, max_total: int, max_ratio: float) -> None:
     """Decompress with ISA-L (python-isal: the same gzip format, about 2.5x faster than zlib
-    on one core), refusing a truncated or corrupt stream and a bomb."""
+    on one core), refusing a truncated or corrupt stream and a bomb (by size or by ratio)."""
     total = 0
+    limit_ratio = max_ratio * max(path.stat().st_size, 1)
     try:
         with igzip.open(path, "rb") as src, dest.open("wb") as out:
             while chunk := src.read(CHUNK):
@@ -107,6 +108,12 @@ def _gunzip(path: Path, dest: Path, *, filename: str, max_total: int) -> None:
                     raise FileRejected(
                         "zip_bomb",
                         f"{filename} decompresses to more than {max_total} bytes",
+                    )
+                if total > RATIO_FLOOR_BYTES and total > limit_ratio:
+                    raise FileRejected(
+                        "zip_bomb",
+                        f"{filename} expands more than {max_ratio:g}:1 "
+                        f"({path.stat().st_size} compressed bytes)",
                     )
                 out.write(chunk)
     except FileRejected:
@@ -156,6 +163,15 @@ def _unzip(
             raise FileRejected("empty_file", f"{filename} contains no files")
         # Check every name before writing anything: a bad archive leaves nothing behind.
         targets = [_member_target(root, info.filename) for info in infos]
+        seen: dict[Path, str] = {}
+        for info, target in zip(infos, targets, strict=True):
+            if target in seen:  # the second would overwrite the first, read twice
+                raise FileRejected(
+                    "zip_duplicate_member",
+                    f"{filename} holds two members named {seen[target]!r} and "
+                    f"{info.filename!r}: which one is the report?",
+                )
+            seen[target] = info.filename
         declared = sum(info.file_size for info in infos)
         if declared > max_total:
             raise FileRejected(
@@ -163,6 +179,8 @@ def _unzip(
             )
         out: list[tuple[str, Path]] = []
         total = 0
+        # many members each under the per-member floor must not add up to a bomb either
+        limit_total_ratio = max_ratio * max(path.stat().st_size, 1)
         try:
             for info, target in zip(infos, targets, strict=True):
                 if info.flag_bits & 0x1:
@@ -178,6 +196,12 @@ def _unzip(
                             raise FileRejected(
                                 "zip_bomb",
                                 f"{filename} decompresses to more than {max_total} bytes",
+                            )
+                        if total > RATIO_FLOOR_BYTES and total > limit_total_ratio:
+                            raise FileRejected(
+                                "zip_bomb",
+                                f"{filename} expands more than {max_ratio:g}:1 in all "
+                                f"({path.stat().st_size} bytes as delivered)",
                             )
                         if written > RATIO_FLOOR_BYTES and written > limit_ratio:
                             raise FileRejected(

@@ -38,7 +38,9 @@ def _files(root: Path) -> list[Path]:
 
 def test_gzip_is_streamed_to_a_member_named_without_the_suffix(tmp_path: Path) -> None:
     src = tmp_path / "in.gz"
-    payload = STATEMENT.encode() * 5000  # several read chunks
+    # several read chunks of lines that differ, as a report's do (one line repeated 5,000
+    # times would deflate over 200:1 and be refused as a bomb)
+    payload = "".join(STATEMENT.replace(",100,", f",{i},") for i in range(5000)).encode()
     src.write_bytes(gzip.compress(payload))
     work = tmp_path / "work"
     work.mkdir()
@@ -289,3 +291,45 @@ def test_a_file_no_format_can_decode_is_rejected_for_its_encoding(tmp_path: Path
         registry.parse_file(src, src.name, tmp_path)
     assert excinfo.value.code == "encoding"
     assert excinfo.value.row == 2
+
+
+def test_many_small_members_cannot_add_up_to_a_bomb(tmp_path: Path) -> None:
+    # 60 members just under the 1 MiB the per-member ratio waits for: 60 MiB from ~70 KB
+    src = tmp_path / "report.zip"
+    src.write_bytes(_zip({f"part{i:02d}.csv": b"\0" * ((1 << 20) - 1) for i in range(60)}))
+    work = tmp_path / "work"
+    work.mkdir()
+    with pytest.raises(FileRejected) as excinfo:
+        archive.unwrap(src, work, filename="report.zip")
+    assert excinfo.value.code == "zip_bomb"
+    assert "in all" in excinfo.value.message
+    assert _files(work) == []
+
+
+def test_a_gzip_bomb_is_caught_by_its_ratio(tmp_path: Path) -> None:
+    src = tmp_path / "statement.csv.gz"
+    src.write_bytes(gzip.compress(b"\0" * (64 << 20)))  # ~1000:1, far under the size cap
+    work = tmp_path / "work"
+    work.mkdir()
+    with pytest.raises(FileRejected) as excinfo:
+        archive.unwrap(src, work, filename="statement.csv.gz")
+    assert excinfo.value.code == "zip_bomb"
+    assert "200:1" in excinfo.value.message
+    assert _files(work) == []
+
+
+def test_two_members_with_one_name_are_refused(tmp_path: Path) -> None:
+    # the second would overwrite the first on disk, and be read twice
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("statement.csv", STATEMENT)
+        with pytest.warns(UserWarning, match="Duplicate name"):
+            zf.writestr("statement.csv", STATEMENT.replace("100,", "200,"))
+    src = tmp_path / "statement.zip"
+    src.write_bytes(buf.getvalue())
+    work = tmp_path / "work"
+    work.mkdir()
+    with pytest.raises(FileRejected) as excinfo:
+        archive.unwrap(src, work, filename="statement.zip")
+    assert excinfo.value.code == "zip_duplicate_member"
+    assert _files(work) == []
