@@ -1061,6 +1061,7 @@ class SpecParser:
             totals.add_skip(skip)
             if frame.height == 0:
                 continue
+            totals.rows += frame.height
             lines, info, errors = self._batch(frame, layout, consts, filename)
             del frame
             totals.add_lines(lines, info)
@@ -1086,7 +1087,7 @@ class SpecParser:
         if totals.info:
             meta.extra["info_totals"] = {name: str(v) for name, v in totals.info.items()}
         meta.period_start, meta.period_end = file_period or totals.period()
-        self._control_totals(meta, totals.trailer, totals.currencies)
+        self._control_totals(meta, totals.trailer, totals.currencies, totals.rows)
         yield held
 
     def _skip(
@@ -1182,8 +1183,12 @@ class SpecParser:
         )
         return lines, info, errors
 
-    def _control_totals(self, meta: FileMeta, trailer: list[str], currencies: set[str]) -> None:
-        """The file's own figures from its trailer lines, for reconciliation downstream."""
+    def _control_totals(
+        self, meta: FileMeta, trailer: list[str], currencies: set[str], rows: int
+    ) -> None:
+        """The file's own figures from its trailer lines: its line count checked against the
+        data lines read (``rows``, readable or not), its amount kept for reconciliation
+        downstream."""
         ct = self.spec.control_totals
         found: dict[str, str] = {}
         for key, pattern in (("amount", ct.amount), ("lines", ct.lines)):
@@ -1195,7 +1200,18 @@ class SpecParser:
             else:
                 found[key] = match.group(1).strip()
         if "lines" in found:
-            meta.declared_lines = int(found["lines"])
+            text = found["lines"].replace(self.spec.number_format.thousands or ",", "")
+            if not text.isdigit():
+                raise FileRejected(
+                    "invalid_control_total", f"the file's line count {found['lines']!r}"
+                )
+            meta.declared_lines = int(text)
+            if meta.declared_lines != rows:
+                raise FileRejected(
+                    "control_count_mismatch",
+                    f"the file declares {meta.declared_lines} data lines; {rows} were read "
+                    "(lines lost or added on the way?)",
+                )
         if "amount" in found:
             nf = self.spec.number_format
             text = found["amount"]
@@ -1211,6 +1227,10 @@ class SpecParser:
                 raise FileRejected(
                     "invalid_control_total", f"the file's total amount {found['amount']!r}"
                 ) from exc
+            if not total.is_finite():  # NaN, sNaN, Infinity: text Decimal accepts
+                raise FileRejected(
+                    "invalid_control_total", f"the file's total amount {found['amount']!r}"
+                )
             if len(currencies) == 1:
                 meta.declared_totals = {next(iter(currencies)): total}
             else:
@@ -1260,6 +1280,7 @@ class _Totals:
     """File-level figures gathered batch by batch."""
 
     blank: int = 0
+    rows: int = 0  # data lines (records), readable or not
     skipped: dict[str, list[int]] = field(default_factory=dict)
     trailer: list[str] = field(default_factory=list)
     currencies: set[str] = field(default_factory=set)

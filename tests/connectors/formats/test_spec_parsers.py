@@ -418,7 +418,9 @@ def test_iter_parse_file_gives_the_same_lines_in_pieces(
     case = FIXTURES / "apple" / "basic"
     body = _input(case).read_text().split("\n")
     src = tmp_path / "80012345_0126_EU.txt"
-    src.write_text("\n".join([body[0], *body[1:8] * 30, *body[8:]]))  # 210 lines + trailer
+    assert body[8] == "Total_Rows\t7"
+    trailer = ["Total_Rows\t210", *body[9:]]  # the line count must agree: it is checked
+    src.write_text("\n".join([body[0], *body[1:8] * 30, *trailer]))  # 210 lines + trailer
     (whole,) = registry.parse_file(src, src.name, tmp_path / "a")
     monkeypatch.setattr("connectors.formats.spec.BATCH_BYTES", 2000)
     pieces = list(registry.iter_parse_file(src, src.name, tmp_path / "b"))
@@ -426,7 +428,7 @@ def test_iter_parse_file_gives_the_same_lines_in_pieces(
     assert [p.meta.extra["final"] for p in pieces] == [False] * (len(pieces) - 1) + [True]
     assert_frame_equal(pl.concat([p.lines for p in pieces]), whole.lines)
     final = pieces[-1].meta
-    assert final.declared_lines == 7  # the trailer is about the 7 original lines ...
+    assert final.declared_lines == 210  # the trailer, read at the end ...
     assert final.period_start == whole.meta.period_start == dt.date(2025, 12, 28)
     assert (
         final.extra["skipped_lines"]
@@ -482,3 +484,23 @@ def test_a_date_outside_1900_to_2100_is_a_row_error_not_a_crash(
     (parsed,) = registry.parse_file(src, src.name, tmp_path, format="distributor_csv")
     assert parsed.lines["line_no"].to_list() == [7]
     assert [(e.row, e.code) for e in parsed.errors] == [(6, "invalid_date")]
+
+
+def test_a_file_whose_line_count_disagrees_with_its_trailer_is_refused(tmp_path: Path) -> None:
+    body = _input(FIXTURES / "apple" / "basic").read_text().split("\n")
+    src = tmp_path / "80012345_0126_EU.txt"
+    src.write_text("\n".join([*body[:7], *body[8:]]))  # one of 7 lines lost on the way
+    with pytest.raises(FileRejected) as caught:
+        registry.parse_file(src, src.name, tmp_path)
+    assert caught.value.code == "control_count_mismatch"
+    assert "declares 7 data lines; 6 were read" in caught.value.message
+
+
+@pytest.mark.parametrize("total", ["NaN", "sNaN", "Infinity"])
+def test_a_control_total_that_is_not_a_number_is_refused(tmp_path: Path, total: str) -> None:
+    text = _input(FIXTURES / "apple" / "basic").read_text()
+    src = tmp_path / "80012345_0126_EU.txt"
+    src.write_text(text.replace("Total_Amount\t20.73", f"Total_Amount\t{total}"))
+    with pytest.raises(FileRejected) as caught:
+        registry.parse_file(src, src.name, tmp_path)
+    assert caught.value.code == "invalid_control_total"
