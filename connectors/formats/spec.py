@@ -1102,11 +1102,26 @@ class SpecParser:
             reasons["ignored"] = raw.str.contains(spec.ignore_pattern) & ~blank
         if spec.footer.pattern or spec.footer.lines:
             footer = pl.repeat(in_footer, raw.len(), eager=True)
-            if spec.footer.pattern and not in_footer:
-                hits = (raw.str.contains(spec.footer.pattern) & ~blank).arg_true()
-                if hits.len():
-                    footer = pl.int_range(0, raw.len(), eager=True) >= hits[0]
-                    in_footer = True
+            if spec.footer.pattern:
+                matches = raw.str.contains(spec.footer.pattern) & ~blank
+                if not in_footer:
+                    hits = matches.arg_true()
+                    if hits.len():
+                        footer = pl.int_range(0, raw.len(), eager=True) >= hits[0]
+                        in_footer = True
+                # The footer is the file's end: a data line after it (a subtotal in the
+                # middle of a statement) would otherwise be dropped as footer, unread.
+                after = footer & ~matches & ~blank
+                if "ignored" in reasons:
+                    after = after & ~reasons["ignored"]
+                if after.any():
+                    row = int(frame["line_no"].filter(after)[0])
+                    raise FileRejected(
+                        "data_after_footer",
+                        f"line {row} follows the closing total line(s); a total may only end "
+                        "the file (split a statement with subtotals into one file per part)",
+                        row=row,
+                    )
             if spec.footer.lines and last:
                 rank = (~blank).cast(pl.Int64).cum_sum(reverse=True)
                 footer = footer | (rank <= spec.footer.lines)

@@ -504,3 +504,16 @@ def test_a_control_total_that_is_not_a_number_is_refused(tmp_path: Path, total: 
     with pytest.raises(FileRejected) as caught:
         registry.parse_file(src, src.name, tmp_path)
     assert caught.value.code == "invalid_control_total"
+
+
+def test_a_data_line_after_the_closing_total_is_refused_not_dropped(tmp_path: Path) -> None:
+    # a subtotal in the middle of a statement: the lines after it used to vanish as "footer"
+    text = _input(FIXTURES / "distributor_csv" / "basic").read_text()
+    head, sep, rest = text.partition("2026-01,Sale,Amazon Music")
+    src = tmp_path / "statement_sub_2026-01.csv"
+    src.write_text(head + 'Total,,,,,,,,,,,,,,"72.763200",GBP\n' + sep + rest)
+    with pytest.raises(FileRejected) as caught:
+        registry.parse_file(src, src.name, tmp_path)
+    assert caught.value.code == "data_after_footer"
+    row = head.count("\n") + 2  # the first line after the subtotal
+    assert caught.value.row == row and f"line {row}" in caught.value.message
