@@ -11,6 +11,7 @@ file declares, or the file is quarantined.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import queue
 import re
@@ -149,6 +150,16 @@ def _suffix(name: str) -> str:
 
 
 log = logging.getLogger(__name__)
+
+
+class _SameContent(Exception):
+    """The file holds exactly the lines of a file already ingested (``file_id``)."""
+
+    def __init__(self, file_id: int, format: str | None) -> None:
+        super().__init__(f"same content as ingested file {file_id}")
+        self.file_id, self.format = file_id, format
+
+
 DATA_FAULTS = (ValueError, ArithmeticError, LookupError, TypeError, pl.exceptions.PolarsError)
 INTERNAL = "internal_error"  # the quarantine code of a file that failed on a fault of ours
 PERIOD_RE = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
@@ -231,11 +242,26 @@ class _Run:
     seq: int = 0
     writer: ThreadPoolExecutor | None = None  # writes parts while the next chunk is worked on
     writing: list[Future[Path]] = field(default_factory=list)
+    content: Any = field(default_factory=hashlib.sha256)  # see ``_fingerprint``
 
     def file_period(self) -> str | None:
         if self.period:
             return self.period
         return _period_of(self.first_meta) if self.first_meta is not None else None
+
+    def _fingerprint(self, acc: pl.DataFrame, rej: pl.DataFrame, unread: list[int]) -> None:
+        """Add a chunk to the file's content hash: its lines' raw hashes in file order (they
+        do not depend on the compression or the encoding), and the numbers of the lines the
+        parser could not read. Chunks come in file order."""
+        hashes = (
+            pl.concat([acc.select("line_no", "raw_hash"), rej.select("line_no", "raw_hash")])
+            .sort("line_no")
+            .select(pl.col("raw_hash").str.join(""))
+            .item()
+        )
+        self.content.update((hashes or "").encode())
+        if unread:
+            self.content.update(("!" + ",".join(map(str, unread))).encode())
 
     def chunk(self, piece: ParsedFile) -> None:
         """Validate, match, convert and stage one chunk of parsed lines. At most one earlier
@@ -298,7 +324,9 @@ class _Run:
         for into in (self.rejected_totals, self.read):
             _add(into, rej_totals)
         # lines the parser could not read: one per line, however many of its cells are bad
-        n_errors = len({e.row for e in piece.errors if e.row is not None})
+        unread = sorted({e.row for e in piece.errors if e.row is not None})
+        n_errors = len(unread)
+        self._fingerprint(acc, rej, unread)
         self.lines += acc.height + rej.height + n_errors
         self.accepted += acc.height
         self.rejected += rej.height + n_errors
@@ -511,6 +539,17 @@ def ingest_path(
                     finally:
                         run.writer = None
                         run.flush()
+                content = run.content.hexdigest() if run.lines else None
+                same = content and session.scalar(
+                    sa.select(IngestFile).where(
+                        IngestFile.org_id == org_id,
+                        IngestFile.content_sha256 == content,
+                        IngestFile.status == IngestStatus.INGESTED,
+                    )
+                )
+                if same:
+                    raise _SameContent(same.id, same.format)
+                row.content_sha256 = content
                 run.reconcile()
                 run.restamp()
                 outcome = _finish(run, data_dir, name, sha, received)
@@ -525,6 +564,23 @@ def ingest_path(
                 row.errors_sample, row.error_count = outcome.errors, outcome.error_count
                 row.outputs = outcome.outputs
                 return outcome
+    except _SameContent as same:
+        # the same report in other wrapping (gzipped, zipped, re-encoded): recorded on the
+        # file that was read, as the same bytes under another name are; nothing is added
+        shutil.rmtree(staging, ignore_errors=True)
+        raw.unlink(missing_ok=True)
+        with db.transaction(factory, actor=actor) as session:
+            seen = session.get(IngestFile, same.file_id)
+            also = source_url or name
+            if seen is not None and also not in (
+                seen.source_url,
+                seen.original_name,
+                *seen.other_names,
+            ):
+                seen.other_names = [*seen.other_names, also]
+        return IngestOutcome(
+            name=name, status="duplicate", file_id=same.file_id, sha256=sha, format=same.format
+        )
     except FileRejected as exc:
         shutil.rmtree(staging, ignore_errors=True)
         return _quarantine(

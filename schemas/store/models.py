@@ -383,11 +383,17 @@ class IngestFile(Base):
     """The ingestion ledger: one row per distinct file (by SHA-256) per organisation."""
 
     __tablename__ = "ingest_files"
-    __table_args__ = (sa.UniqueConstraint("org_id", "sha256"),)
+    __table_args__ = (
+        sa.UniqueConstraint("org_id", "sha256"),
+        sa.Index("ix_ingest_files_org_content", "org_id", "content_sha256"),
+    )
     org_id: Mapped[int] = mapped_column(
         sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
     )
     sha256: Mapped[str] = mapped_column(sa.String(64))
+    # what the file says, whatever its wrapping: SHA-256 over its lines' raw hashes in order
+    # (a report re-sent gzipped, zipped or in UTF-16 has other bytes but the same content)
+    content_sha256: Mapped[str | None] = mapped_column(sa.String(64))
     original_name: Mapped[str] = mapped_column(sa.String(1000))
     # where the same bytes arrived again (source URLs, or names): recorded, never re-ingested
     other_names: Mapped[list[str]] = mapped_column(sa.JSON, default=list)

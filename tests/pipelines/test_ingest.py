@@ -205,6 +205,43 @@ def test_a_file_our_code_fails_on_is_quarantined_and_retried_after_the_fix(
     assert lake_lines(data).height == 2
 
 
+def test_the_same_report_in_other_wrapping_adds_nothing(
+    factory: sessionmaker[Session], label: int, tmp_path: Path
+) -> None:
+    import gzip
+    import zipfile
+
+    p = products(factory, label)[0]
+    data = tmp_path / "data"
+    plain = spotify_report(tmp_path / "spotify_x_202601_EUR.csv", p.isrc, p.upc)
+    text = plain.read_bytes()
+    gz = tmp_path / "spotify_x_202601_EUR.csv.gz"
+    gz.write_bytes(gzip.compress(text, mtime=1))
+    zipped = tmp_path / "spotify_x_202601_EUR.zip"
+    with zipfile.ZipFile(zipped, "w") as zf:
+        zf.writestr("spotify_x_202601_EUR.csv", text)
+    utf16 = tmp_path / "spotify_again_202601_EUR.csv"
+    utf16.write_bytes(text.decode().encode("utf-16"))
+    first = ingest_path(factory, data, org_id=label, path=plain, name=plain.name)
+    assert (first.status, first.accepted) == ("ingested", 2)
+    for other in (gz, zipped, utf16):
+        out = ingest_path(factory, data, org_id=label, path=other, name=other.name)
+        assert (out.status, out.file_id) == ("duplicate", first.file_id), other.name
+    assert lake_lines(data).height == 2
+    assert nothing_staged(data)
+    with factory() as s:
+        (row,) = s.scalars(sa.select(IngestFile)).all()
+        assert row.other_names == [gz.name, zipped.name, utf16.name]
+        assert row.content_sha256 is not None
+    # a report that differs in one line is a report of its own
+    changed = tmp_path / "spotify_y_202601_EUR.csv"
+    changed.write_bytes(text.replace(b",12,2.50,", b",12,2.60,"))
+    assert ingest_path(factory, data, org_id=label, path=changed, name=changed.name).status == (
+        "ingested"
+    )
+    assert lake_lines(data).height == 4
+
+
 def test_unreadable_file_is_quarantined_and_nothing_reaches_the_lake(
     factory: sessionmaker[Session], label: int, tmp_path: Path
 ) -> None:
