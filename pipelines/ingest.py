@@ -378,6 +378,14 @@ class _Run:
         from its lines is only known at the end) move to that period, FX converted again."""
         final = self.file_period()
         if final is None:
+            if any(key is None for table, key, _ in self.parts if table == "revenue_lines"):
+                # neither the file nor these lines say when the usage was: no run would ever
+                # find them (they would sit under period=None)
+                raise FileRejected(
+                    "no_period",
+                    "some lines have no usage date and the file declares no period; "
+                    "pass the reporting period (--period YYYY-MM)",
+                )
             return
         for i, (table, key, path) in enumerate(self.parts):
             if key == final:

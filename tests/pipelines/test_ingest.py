@@ -242,6 +242,30 @@ def test_the_same_report_in_other_wrapping_adds_nothing(
     assert lake_lines(data).height == 4
 
 
+def test_lines_without_a_date_in_a_file_without_a_period_are_quarantined_until_told(
+    factory: sessionmaker[Session], label: int, tmp_path: Path
+) -> None:
+    import csv
+    import io
+
+    data = tmp_path / "data"
+    report = tmp_path / "statement_n.csv"
+    write_distributor(report, products(factory, label)[:6], random.Random(3))
+    rows = list(csv.reader(io.StringIO(report.read_text())))
+    for r in rows[1:]:
+        r[0] = ""  # no Statement Period on any line, and none in the file name
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    report.write_text(buf.getvalue())
+    out = ingest_path(factory, data, org_id=label, path=report, name=report.name)
+    assert out.status == "quarantined" and out.quarantine is not None
+    assert out.quarantine["code"] == "no_period"
+    assert lake_lines(data).is_empty() and nothing_staged(data)
+    told = ingest_path(factory, data, org_id=label, path=report, name=report.name, period="2026-01")
+    assert told.status == "ingested" and told.accepted > 0
+    assert set(lake_lines(data)["reporting_period"]) == {"2026-01"}
+
+
 def test_unreadable_file_is_quarantined_and_nothing_reaches_the_lake(
     factory: sessionmaker[Session], label: int, tmp_path: Path
 ) -> None:
