@@ -700,6 +700,16 @@ def _consume(run: _Run, pieces: Iterator[ParsedFile]) -> None:
         if final:
             if run.first_meta is None:
                 run.first_meta = piece.meta
+            elif run.period is None and _period_of(piece.meta) != _period_of(run.first_meta):
+                # one delivery, one period: the ledger row and the lake folder are the
+                # first report's, and this one's lines were checked against its dates
+                first, this = run.first_meta.extra, piece.meta.extra
+                raise FileRejected(
+                    "mixed_periods",
+                    f"{this.get('member')} is for {_period_of(piece.meta)}, "
+                    f"{first.get('member')} in the same delivery for "
+                    f"{_period_of(run.first_meta)}: send one file per period",
+                )
             _add(run.declared, piece.meta.declared_totals)
             run.drift += [d for d in piece.drift if d not in run.drift]
         del piece

@@ -190,6 +190,7 @@ def iter_parse_file(
         else:
             pieces = [parser.parse(member, name)]
         for piece in pieces:
+            piece.meta.extra["member"] = name
             if transcoded_from:
                 piece.meta.extra["encoding"] = transcoded_from
             yield piece

@@ -266,6 +266,27 @@ def test_lines_without_a_date_in_a_file_without_a_period_are_quarantined_until_t
     assert set(lake_lines(data)["reporting_period"]) == {"2026-01"}
 
 
+def test_a_delivery_holding_reports_for_two_periods_is_refused(
+    factory: sessionmaker[Session], label: int, tmp_path: Path
+) -> None:
+    import zipfile
+
+    p = products(factory, label)[0]
+    data = tmp_path / "data"
+    january = spotify_report(tmp_path / "spotify_x_202601_EUR.csv", p.isrc, p.upc)
+    february = tmp_path / "spotify_x_202602_EUR.csv"
+    february.write_text(january.read_text().replace("1.50", "1.70"))
+    both = tmp_path / "spotify_2026Q1.zip"
+    with zipfile.ZipFile(both, "w") as zf:
+        zf.write(january, january.name)
+        zf.write(february, february.name)
+    out = ingest_path(factory, data, org_id=label, path=both, name=both.name)
+    assert out.status == "quarantined" and out.quarantine is not None
+    assert out.quarantine["code"] == "mixed_periods"
+    assert "spotify_x_202602_EUR.csv is for 2026-02" in out.quarantine["message"]
+    assert lake_lines(data).is_empty() and nothing_staged(data)
+
+
 def test_unreadable_file_is_quarantined_and_nothing_reaches_the_lake(
     factory: sessionmaker[Session], label: int, tmp_path: Path
 ) -> None:
