@@ -7,7 +7,8 @@ Per contract, in this order (the order is part of the contract and is printed on
 3. **charges**: advances and recoupable costs incurred up to the period end and not charged
    before are charged now.
 4. **reserve held**: ``reserve_rate`` x positive earnings, held back for ``reserve_periods``
-   periods; **reserve released**: what was held that many periods ago comes back now.
+   of the contract's statement periods (after the one the run ends in); **reserve
+   released**: what was held comes back in the first run from then on.
 5. **balance** = opening + earnings - charges - reserve held + reserve released.
    **Recouped** is the part of (earnings - held + released) that went to cover unrecouped
    charges and negative balances.
@@ -29,7 +30,7 @@ from typing import Any
 import polars as pl
 
 from royalty_engine.money import CENTS, allocate, cents, to_decimal
-from royalty_engine.periods import Period, parse_period
+from royalty_engine.periods import Period, parse_period, statement_period
 from royalty_engine.terms import ContractState, EngineError
 
 ZERO = Decimal("0.00")
@@ -121,7 +122,11 @@ def settle(
             keep.append(
                 {
                     "held_in": period.label,
-                    "release_in": period.shift(periods).label,
+                    # N of the contract's own statement periods after the one this run
+                    # ends in: the same release date whether the runs are monthly or not
+                    "release_in": statement_period(period.end, c["statement_frequency"])
+                    .shift(periods)
+                    .label,
                     "amount": str(held),
                 }
             )

@@ -78,6 +78,14 @@ class Period:
         return self.label
 
 
+def statement_period(day: dt.date, frequency: str) -> Period:
+    """The statement period (calendar month, quarter or half, by the contract's
+    ``frequency``) that ``day`` falls in: what reserves are held for, in a contract's own
+    periods, whatever length of period a run covers."""
+    every = FREQUENCY_MONTHS[frequency]
+    return Period(day.year, (day.month - 1) // every * every + 1, every)
+
+
 def parse_period(value: str) -> Period:
     m = _FORMS.match(value.strip()) if isinstance(value, str) else None
     if not m:

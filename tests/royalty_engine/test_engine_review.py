@@ -227,3 +227,37 @@ def test_a_per_unit_royalty_is_what_the_contract_says_in_its_currency(
         ],
     )
     assert ledger(run(lines({"amount": "50", "quantity": 10_000}), t))["earnings"] == D("20.00")
+
+
+# --- reserves ------------------------------------------------------------------------------
+def test_a_reserve_is_held_for_the_contracts_periods_whatever_the_run_cadence() -> None:
+    # Half-yearly contract, 20% reserve held for one (half-yearly) period, 100.00 earned
+    # each month of H1 2026. Run as one H1 period or as six monthly runs, June's statement
+    # is the same: 600.00 earned, 120.00 held until H2, 480.00 payable.
+    t = terms(
+        contracts=[
+            {
+                "contract_id": 1,
+                "statement_frequency": "half_yearly",
+                "reserve_rate": "0.20",
+                "reserve_periods": 1,
+            }
+        ],
+        rates=[{"rate_id": 1, "contract_id": 1, "rate": "1"}],
+        splits=[{"split_id": 1, "track_id": 1, "contract_id": 1, "share": "1"}],
+    )
+    months = [f"2026-{m:02d}" for m in range(1, 7)]
+    whole = ledger(run(lines(*[in_month(m, amount="100") for m in months]), t, {}, "2026-H1"))
+    assert (whole["reserve_held"], whole["payable"]) == (D("120.00"), D("480.00"))
+    state: dict[int, ContractState] = {}
+    released = D(0)
+    for m in months:
+        r = run(lines(in_month(m, amount="100")), t, state, m)
+        released += ledger(r)["reserve_released"]
+        state = r.state
+    june = ledger(r)
+    assert released == D("0.00")
+    assert (june["payable"], june["reserves_outstanding"]) == (D("480.00"), D("120.00"))
+    # the first run of H2 releases all of it
+    july = ledger(run(lines(in_month("2026-07", amount="0")), t, state, "2026-07"))
+    assert july["reserve_released"] == D("120.00")
