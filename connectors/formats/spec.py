@@ -874,9 +874,18 @@ class SpecParser:
                 bad = archive.utf8_error(path)
                 if bad is not None:
                     raise bad from exc
+            row = self._odd_quote_line(chunk, first_line)
+            if row is not None:
+                raise FileRejected(
+                    "malformed",
+                    f"{filename}: line {row} is the first with an unbalanced quote character "
+                    f'(a stray quote, as in 12" Mix?); the CSV reader said: '
+                    + str(exc).splitlines()[0],
+                    row=row,
+                ) from exc
             hint = " (a stray quote character? a spec can say `quote: null`)" if spec.quote else ""
             raise FileRejected("malformed", f"{filename}: {exc}{hint}") from exc
-        records = self._records(raw, cells.height, filename)
+        records = self._records(raw, cells.height, filename, chunk, first_line)
         # The reader pads short lines and cuts long ones: count the fields of any line that
         # lacks its last field or has one too many, so a ragged line is an error, not a guess.
         nfields = pl.repeat(ncols, cells.height, dtype=pl.Int64, eager=True).alias("nfields")
@@ -887,7 +896,21 @@ class SpecParser:
         cells = cells.select([f"c{i}" for i in used])
         return pl.concat([records, cells, nfields.to_frame()], how="horizontal")
 
-    def _records(self, raw: pl.DataFrame, expected: int, filename: str) -> pl.DataFrame:
+    def _odd_quote_line(self, chunk: bytes, first_line: int) -> int | None:
+        """The first line of ``chunk`` with an odd number of quote characters: where a stray
+        quote is (or where a quoted field spanning lines starts; either way, where to look)."""
+        quote = self.spec.quote
+        if quote is None:
+            return None
+        q = quote.encode()
+        for i, line in enumerate(chunk.split(b"\n")):
+            if line.count(q) % 2:
+                return first_line + i
+        return None
+
+    def _records(
+        self, raw: pl.DataFrame, expected: int, filename: str, chunk: bytes, first_line: int
+    ) -> pl.DataFrame:
         """Physical lines -> records (a quoted field may span lines), aligned with the reader."""
         quote = self.spec.quote
         records = raw.with_columns(pl.col("line_no").cast(pl.Int64))
@@ -901,10 +924,13 @@ class SpecParser:
                 .drop("_rec")
             )
         if records.height != expected:
+            row = self._odd_quote_line(chunk, first_line)
+            where = f"; line {row} is the first with an unbalanced quote" if row else ""
             raise FileRejected(
                 "malformed",
                 f"{filename}: {records.height} records in the text but the CSV reader found "
-                f"{expected} (unbalanced quotes?)",
+                f"{expected} (unbalanced quotes?){where}",
+                row=row,
             )
         return records
 

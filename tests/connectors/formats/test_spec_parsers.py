@@ -517,3 +517,15 @@ def test_a_data_line_after_the_closing_total_is_refused_not_dropped(tmp_path: Pa
     assert caught.value.code == "data_after_footer"
     row = head.count("\n") + 2  # the first line after the subtotal
     assert caught.value.row == row and f"line {row}" in caught.value.message
+
+
+def test_a_stray_quote_is_reported_at_its_line(tmp_path: Path) -> None:
+    text = _input(FIXTURES / "distributor_csv" / "basic").read_text()
+    src = tmp_path / "statement_q_2026-01.csv"
+    src.write_text(text.replace("Polar Drift", 'Polar Drift (12" Mix)'))
+    row = text[: text.index("Polar Drift")].count("\n") + 1
+    with pytest.raises(FileRejected) as caught:
+        registry.parse_file(src, src.name, tmp_path)
+    assert caught.value.code == "malformed"
+    assert caught.value.row == row
+    assert f"line {row} is the first with an unbalanced quote" in caught.value.message
