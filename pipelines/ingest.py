@@ -512,6 +512,20 @@ def ingest_path(
     size = path.stat().st_size
     staging = lake.new_staging(data_dir)
     fmt: str | None = format
+    promoted: list[int] = []  # the file id whose parts are in the lake, until the commit
+
+    def undo() -> None:
+        """Nothing of a failed ingestion stays: its staging, and the parts already moved
+        into the lake if the ledger row's commit is what failed (a retry gets another id,
+        and those lines would be counted twice)."""
+        shutil.rmtree(staging, ignore_errors=True)
+        for file_id in promoted:
+            lake.remove_file_outputs(data_dir, org_id, file_id)
+            shutil.rmtree(
+                data_dir / "reports" / "ingest" / f"org={org_id}" / f"file={file_id}",
+                ignore_errors=True,
+            )
+
     try:
         with tempfile.TemporaryDirectory(prefix="tm-ingest-") as work:
             pieces = iter_parse_file(
@@ -557,6 +571,7 @@ def ingest_path(
                 row.content_sha256 = content
                 run.reconcile()
                 run.restamp()
+                promoted.append(run.file_id)
                 outcome = _finish(run, data_dir, name, sha, received)
                 meta = run.first_meta
                 row.reporting_period = run.file_period()
@@ -572,7 +587,7 @@ def ingest_path(
     except _SameContent as same:
         # the same report in other wrapping (gzipped, zipped, re-encoded): recorded on the
         # file that was read, as the same bytes under another name are; nothing is added
-        shutil.rmtree(staging, ignore_errors=True)
+        undo()
         raw.unlink(missing_ok=True)
         with db.transaction(factory, actor=actor) as session:
             seen = session.get(IngestFile, same.file_id)
@@ -587,7 +602,7 @@ def ingest_path(
             name=name, status="duplicate", file_id=same.file_id, sha256=sha, format=same.format
         )
     except FileRejected as exc:
-        shutil.rmtree(staging, ignore_errors=True)
+        undo()
         return _quarantine(
             factory,
             data_dir,
@@ -605,7 +620,7 @@ def ingest_path(
         # Content no check foresaw made our code fail (a fault of ours, not the sender's):
         # this file is quarantined with the error, and the rest of the batch goes on. The
         # machine's faults (OSError: disk full; the database) are raised, for a retry.
-        shutil.rmtree(staging, ignore_errors=True)
+        undo()
         log.exception("ingesting %s failed", name)
         return _quarantine(
             factory,
@@ -621,7 +636,7 @@ def ingest_path(
             actor=actor,
         )
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        undo()
         raise
 
 

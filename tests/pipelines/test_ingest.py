@@ -534,6 +534,37 @@ def test_a_failure_half_way_leaves_nothing_and_no_ledger_row(
     assert lake_lines(data).height == again.accepted
 
 
+def test_a_failed_commit_takes_the_lines_back_out_of_the_lake(
+    factory: sessionmaker[Session], label: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parts move into the lake just before the ledger row commits: if the commit fails,
+    they must go (a retry gets another file id, and they would be counted twice)."""
+    from pipelines import ingest
+
+    data = tmp_path / "data"
+    report = tmp_path / "statement_e.csv"
+    write_distributor(report, products(factory, label)[:20], random.Random(5))
+    real = ingest._finish
+
+    def then_the_commit_fails(*args: object, **kwargs: object) -> object:
+        real(*args, **kwargs)  # type: ignore[arg-type]
+        assert not lake_lines(data).is_empty()  # promoted ...
+        raise sa.exc.OperationalError("COMMIT", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(ingest, "_finish", then_the_commit_fails)
+    with pytest.raises(sa.exc.OperationalError):
+        ingest_path(factory, data, org_id=label, path=report, name=report.name)
+    assert lake_lines(data).is_empty()  # ... and taken back
+    assert lake_lines(data, "rejected_lines").is_empty()
+    assert nothing_staged(data)
+    assert not list((data / "reports" / "ingest").glob("org=*/file=*"))
+    with factory() as s:
+        assert s.scalars(sa.select(IngestFile)).all() == []
+    monkeypatch.setattr(ingest, "_finish", real)
+    again = ingest_path(factory, data, org_id=label, path=report, name=report.name)
+    assert again.status == "ingested" and lake_lines(data).height == again.accepted
+
+
 def test_a_part_write_failing_in_the_background_leaves_nothing_and_no_ledger_row(
     factory: sessionmaker[Session], label: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
