@@ -332,7 +332,9 @@ class _Run:
         self.summaries.append(summary)
         self.found.append(findings_summary(found, acc.select("line_no")))
         if found.height:
-            self.findings.append(found)
+            # which report of the delivery (a zip's members each count lines from 1)
+            member = piece.meta.extra.get("member")
+            self.findings.append(found.with_columns(pl.lit(member, pl.String).alias("file")))
         self._stage("revenue_lines", acc, file_period)
         self._stage("rejected_lines", rej, file_period)
 
@@ -420,8 +422,9 @@ class _Run:
 
     def all_findings(self) -> pl.DataFrame:
         if not self.findings:
-            return pl.DataFrame(schema=ERRORS_SCHEMA)
-        return pl.concat(self.findings, how="vertical").sort("line_no", maintain_order=True)
+            return pl.DataFrame(schema={**ERRORS_SCHEMA, "file": pl.String()})
+        # in delivery order: member by member, each sorted by line
+        return pl.concat(self.findings, how="vertical")
 
     def totals(self) -> dict[str, dict[str, str]]:
         out: dict[str, dict[str, str]] = {}
