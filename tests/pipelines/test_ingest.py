@@ -287,6 +287,28 @@ def test_a_delivery_holding_reports_for_two_periods_is_refused(
     assert lake_lines(data).is_empty() and nothing_staged(data)
 
 
+def test_each_finding_names_the_report_of_the_delivery_it_is_from(
+    factory: sessionmaker[Session], label: int, tmp_path: Path
+) -> None:
+    import zipfile
+
+    p = products(factory, label)[0]
+    a = spotify_report(tmp_path / "spotify_a_202601_EUR.csv", p.isrc, p.upc)
+    b = tmp_path / "spotify_b_202601_EUR.csv"
+    b.write_text(a.read_text().replace(",1.50,", ",1.5x,"))  # line 2 of b
+    a.write_text(a.read_text().replace(",2.50,", ",2.5x,"))  # line 3 of a
+    both = tmp_path / "spotify_202601.zip"
+    with zipfile.ZipFile(both, "w") as zf:
+        zf.write(a, a.name)
+        zf.write(b, b.name)
+    out = ingest_path(factory, tmp_path / "data", org_id=label, path=both, name=both.name)
+    assert out.status == "ingested"
+    assert [(e["file"], e["line_no"], e["field"]) for e in out.errors] == [
+        (a.name, 3, "amount"),
+        (b.name, 2, "amount"),
+    ]
+
+
 def test_unreadable_file_is_quarantined_and_nothing_reaches_the_lake(
     factory: sessionmaker[Session], label: int, tmp_path: Path
 ) -> None:
