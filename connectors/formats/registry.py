@@ -219,5 +219,8 @@ def _members(
             transcoded_from = archive.detect_encoding(head)
             member = archive.transcode_to_utf8(member, workdir, transcoded_from)
             head = archive.read_head(member)
+        if not head.lstrip(b"\xef\xbb\xbf").strip() and member.stat().st_size <= len(head):
+            # blank lines only: empty, not a layout nobody knows
+            raise FileRejected("empty_file", f"{name} holds nothing but blank lines")
         parser = detect(name, head, override=format, path=member, registry=registry)
         yield name, member, parser, transcoded_from

@@ -529,3 +529,14 @@ def test_a_stray_quote_is_reported_at_its_line(tmp_path: Path) -> None:
     assert caught.value.code == "malformed"
     assert caught.value.row == row
     assert f"line {row} is the first with an unbalanced quote" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "content", [b"\n\n   \n", b"\xef\xbb\xbf\r\n\t\r\n", "\n \n".encode("utf-16")]
+)
+def test_a_file_of_blank_lines_is_empty(tmp_path: Path, content: bytes) -> None:
+    src = tmp_path / "statement_blank_2026-01.csv"
+    src.write_bytes(content)
+    with pytest.raises(FileRejected) as caught:
+        registry.parse_file(src, src.name, tmp_path)
+    assert caught.value.code == "empty_file"
