@@ -604,8 +604,14 @@ def ingest_path(
         return IngestOutcome(
             name=name, status="duplicate", file_id=same.file_id, sha256=sha, format=same.format
         )
-    except FileRejected as exc:
+    except (FileRejected, *DATA_FAULTS) as exc:
         undo()
+        if not isinstance(exc, FileRejected):
+            # Content no check foresaw made our code fail (a fault of ours, not the
+            # sender's): this file is quarantined with the error and the batch goes on. The
+            # machine's faults (OSError: disk full; the database) are raised, for a retry.
+            log.exception("ingesting %s failed", name)
+            exc = FileRejected(INTERNAL, f"{type(exc).__name__}: {exc}"[:2000])
         return _quarantine(
             factory,
             data_dir,
@@ -617,25 +623,6 @@ def ingest_path(
             size=size,
             fmt=fmt,
             exc=exc,
-            actor=actor,
-        )
-    except DATA_FAULTS as exc:
-        # Content no check foresaw made our code fail (a fault of ours, not the sender's):
-        # this file is quarantined with the error, and the rest of the batch goes on. The
-        # machine's faults (OSError: disk full; the database) are raised, for a retry.
-        undo()
-        log.exception("ingesting %s failed", name)
-        return _quarantine(
-            factory,
-            data_dir,
-            org_id=org_id,
-            sha=sha,
-            name=name,
-            source_url=source_url,
-            raw=raw,
-            size=size,
-            fmt=fmt,
-            exc=FileRejected(INTERNAL, f"{type(exc).__name__}: {exc}"[:2000]),
             actor=actor,
         )
     except BaseException:
