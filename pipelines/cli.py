@@ -19,6 +19,7 @@ from pipelines.resources import get_engine, get_session_factory
 from pipelines.settings import get_settings
 from schemas.errors import StoreError
 from schemas.store import db
+from schemas.store.fx import PERIOD as MONTH
 from schemas.store.models import Organisation, Role
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -238,10 +239,9 @@ def ingest_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per file")] = False,
 ) -> None:
     """Ingest revenue report files: parse, validate, match, convert, write Parquet."""
-    from pipelines.ingest import PERIOD_RE
     from pipelines.run_ingest import ingest_sources
 
-    if period is not None and not PERIOD_RE.fullmatch(period):
+    if period is not None and not MONTH.match(period):
         raise typer.BadParameter(f"{period!r} is not a month: use YYYY-MM", param_hint="--period")
     settings = get_settings()
     factory = get_session_factory(settings)

@@ -44,6 +44,7 @@ from royalty_engine.matching import match_lines
 from royalty_engine.validate import ERRORS_SCHEMA, validate_lines
 from schemas import revenue
 from schemas.store import db
+from schemas.store.fx import PERIOD as MONTH
 from schemas.store.models import (
     FxRate,
     IngestFile,
@@ -152,6 +153,12 @@ def _suffix(name: str) -> str:
 log = logging.getLogger(__name__)
 
 
+def _arrived_again(seen: IngestFile, where: str) -> None:
+    """Record on a ledger row that its content arrived again from ``where``."""
+    if where not in (seen.source_url, seen.original_name, *seen.other_names):
+        seen.other_names = [*seen.other_names, where]
+
+
 class _SameContent(Exception):
     """The file holds exactly the lines of a file already ingested (``file_id``)."""
 
@@ -162,7 +169,6 @@ class _SameContent(Exception):
 
 DATA_FAULTS = (ValueError, ArithmeticError, LookupError, TypeError, pl.exceptions.PolarsError)
 INTERNAL = "internal_error"  # the quarantine code of a file that failed on a fault of ours
-PERIOD_RE = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
 
 
 def _period_of(meta: FileMeta) -> str | None:
@@ -466,7 +472,7 @@ def ingest_path(
     """
     from connectors.formats.registry import iter_parse_file
 
-    if period is not None and not PERIOD_RE.fullmatch(period):
+    if period is not None and not MONTH.match(period):
         # it names a lake folder: anything but a month could write outside the lake
         raise ValueError(f"reporting period {period!r} is not a month (YYYY-MM)")
     sha = lake.sha256_file(path)
@@ -485,9 +491,7 @@ def ingest_path(
             # ledger row gives way to the new outcome (its reason stays in quarantine/).
             session.delete(seen)
         elif seen is not None:
-            also = source_url or name  # where the same bytes arrived again
-            if also not in (seen.source_url, seen.original_name, *seen.other_names):
-                seen.other_names = [*seen.other_names, also]
+            _arrived_again(seen, source_url or name)
             if seen.status == IngestStatus.QUARANTINED:  # not "duplicate": nothing was read
                 reason = {
                     "code": seen.quarantine_code,
@@ -594,13 +598,8 @@ def ingest_path(
         raw.unlink(missing_ok=True)
         with db.transaction(factory, actor=actor) as session:
             seen = session.get(IngestFile, same.file_id)
-            also = source_url or name
-            if seen is not None and also not in (
-                seen.source_url,
-                seen.original_name,
-                *seen.other_names,
-            ):
-                seen.other_names = [*seen.other_names, also]
+            if seen is not None:
+                _arrived_again(seen, source_url or name)
         return IngestOutcome(
             name=name, status="duplicate", file_id=same.file_id, sha256=sha, format=same.format
         )

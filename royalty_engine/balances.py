@@ -23,6 +23,7 @@ Per contract, in this order (the order is part of the contract and is printed on
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -72,11 +73,11 @@ def settle(
     state: dict[int, ContractState],
     period: Period,
     *,
-    charge_fx: dict[int, Decimal] | None = None,
+    charge_fx: Callable[[dict[str, Any]], Decimal] | None = None,
 ) -> Balances:
     """``earnings``: exact royalties per contract in its currency; ``charge_fx``: the rate
-    that converts a charge in another currency into its contract's currency."""
-    charge_fx = charge_fx or {}
+    that converts a charge (row) into its contract's currency, asked only for the charges
+    charged in this period."""
     withholding = {
         r["payee_id"]: to_decimal(r["withholding_rate"]) for r in payees.iter_rows(named=True)
     }
@@ -104,7 +105,8 @@ def settle(
         earned = cents(earnings.get(cid, Decimal(0)))
         advances = costs = ZERO
         for ch in fresh:
-            amount = cents(to_decimal(ch["amount"]) * charge_fx.get(ch["charge_id"], Decimal(1)))
+            rate = charge_fx(ch) if charge_fx is not None else Decimal(1)
+            amount = cents(to_decimal(ch["amount"]) * rate)
             if ch["kind"] == "advance":
                 advances += amount
             else:

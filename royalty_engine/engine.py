@@ -111,21 +111,6 @@ def compute(
     contracts = {r["contract_id"]: r for r in terms.contracts.iter_rows(named=True)}
     # Each royalty in its contract's currency (rate of its reporting month).
     to_contract = _contract_fx(earned.royalties, contracts, fx, accounting_currency)
-    # A charge in another currency is converted at the rate of the month it was incurred
-    # (what the advance or cost was worth when it was paid), once: when it is charged, i.e.
-    # in the first run whose period has reached it. Charges already charged or not yet due
-    # need no rate.
-    charge_fx = {
-        ch["charge_id"]: fx.rate(
-            ch["currency"],
-            contracts[ch["contract_id"]]["currency"],
-            ch["incurred_on"].strftime("%Y-%m"),
-        )
-        for ch in terms.charges.iter_rows(named=True)
-        if ch["contract_id"] in contracts
-        and ch["incurred_on"] <= period.end
-        and ch["charge_id"] not in state.get(ch["contract_id"], ContractState()).charged
-    }
     fx.raise_missing()
     royalties = earned.royalties.join(
         to_contract, on=["contract_id", "reporting_period"], how="left"
@@ -144,8 +129,15 @@ def compute(
         earnings_cc,
         state,
         period,
-        charge_fx=charge_fx,
+        # a charge in another currency: at the rate of the month it was incurred (what the
+        # advance or cost was worth when paid); asked only for the charges charged now
+        charge_fx=lambda ch: fx.rate(
+            ch["currency"],
+            contracts[ch["contract_id"]]["currency"],
+            ch["incurred_on"].strftime("%Y-%m"),
+        ),
     )
+    fx.raise_missing()
     # The escalation tracker: what each slot had before, plus every unit of its rates now.
     per_slot = earned.slots.group_by("slot").agg(pl.col("units").sum())
     for slot, added in per_slot.rows():
