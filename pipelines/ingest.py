@@ -160,11 +160,16 @@ def _arrived_again(seen: IngestFile, where: str) -> None:
 
 
 class _SameContent(Exception):
-    """The file holds exactly the lines of a file already ingested (``file_id``)."""
+    """The file holds exactly the lines of a file already ingested (``file_id``), or of one
+    a concurrent ingestion committed first (``file_id`` None: found by ``content``)."""
 
-    def __init__(self, file_id: int, format: str | None) -> None:
-        super().__init__(f"same content as ingested file {file_id}")
-        self.file_id, self.format = file_id, format
+    def __init__(self, file_id: int | None, format: str | None, content: str = "") -> None:
+        super().__init__(f"same content as ingested file {file_id or content}")
+        self.file_id, self.format, self.content = file_id, format, content
+
+
+class _LostRace(Exception):
+    """A concurrent ingestion of the same bytes committed its ledger row first."""
 
 
 DATA_FAULTS = (ValueError, ArithmeticError, LookupError, TypeError, pl.exceptions.PolarsError)
@@ -554,7 +559,12 @@ def ingest_path(
                     raw_path=str(raw),
                 )
                 session.add(row)
-                session.flush()  # the ledger id goes into every line; rolled back on failure
+                try:
+                    session.flush()  # the ledger id goes into every line; rolled back on failure
+                except sa.exc.IntegrityError as exc:
+                    # unique (org, sha256): the same bytes, ingested concurrently, committed
+                    # first (PostgreSQL makes this insert wait for that transaction)
+                    raise _LostRace from exc
                 run = _Run(org_id, fmt, sha, row.id, catalog, staging, period)
                 held = [first]
                 del first  # the first piece must not outlive its turn (bounded memory)
@@ -576,6 +586,13 @@ def ingest_path(
                 if same:
                     raise _SameContent(same.id, same.format)
                 row.content_sha256 = content
+                try:
+                    # unique (org, content_sha256): of two ingestions of one content running
+                    # at once (mapped Airflow tasks), this waits for the other and fails if
+                    # it committed; neither check above can see an uncommitted row
+                    session.flush()
+                except sa.exc.IntegrityError as exc:
+                    raise _SameContent(None, None, content or "") from exc
                 run.reconcile()
                 run.restamp()
                 promoted.append(run.file_id)
@@ -597,11 +614,35 @@ def ingest_path(
         undo()
         raw.unlink(missing_ok=True)
         with db.transaction(factory, actor=actor) as session:
-            seen = session.get(IngestFile, same.file_id)
+            if same.file_id is not None:
+                seen = session.get(IngestFile, same.file_id)
+            else:
+                seen = session.scalar(
+                    sa.select(IngestFile).where(
+                        IngestFile.org_id == org_id, IngestFile.content_sha256 == same.content
+                    )
+                )
             if seen is not None:
                 _arrived_again(seen, source_url or name)
+                same.file_id, same.format = seen.id, seen.format
         return IngestOutcome(
             name=name, status="duplicate", file_id=same.file_id, sha256=sha, format=same.format
+        )
+    except _LostRace:
+        # the other ingestion of these bytes is committed now: answer as if it had been
+        # first (duplicate, or its quarantine); its raw copy is the same file as ours
+        undo()
+        return ingest_path(
+            factory,
+            data_dir,
+            org_id=org_id,
+            path=path,
+            name=name,
+            source_url=source_url,
+            format=format,
+            period=period,
+            actor=actor,
+            chunk_bytes=chunk_bytes,
         )
     except (FileRejected, *DATA_FAULTS) as exc:
         undo()

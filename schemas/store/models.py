@@ -385,7 +385,8 @@ class IngestFile(Base):
     __tablename__ = "ingest_files"
     __table_args__ = (
         sa.UniqueConstraint("org_id", "sha256"),
-        sa.Index("ix_ingest_files_org_content", "org_id", "content_sha256"),
+        # one ingested file per content (quarantined files have none): see migration 0006
+        sa.Index("ix_ingest_files_org_content", "org_id", "content_sha256", unique=True),
     )
     org_id: Mapped[int] = mapped_column(
         sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True

@@ -242,6 +242,89 @@ def test_the_same_report_in_other_wrapping_adds_nothing(
     assert lake_lines(data).height == 4
 
 
+@pytest.mark.parametrize("backend", ["postgresql"])  # SQLite runs one writer at a time
+@pytest.mark.parametrize("wrapping", ["gzip", "same bytes"])
+def test_one_report_ingested_twice_at_once_is_counted_once(
+    factory: sessionmaker[Session],
+    engine: sa.Engine,
+    label: int,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    wrapping: str,
+) -> None:
+    """Two mapped tasks read the same report at the same time (here under two names, and
+    once gzipped). Neither can see the other's uncommitted ledger row, so the first is held
+    just before its commit while the second runs: the database must make the second wait
+    and record it as a duplicate, not a second set of lines."""
+    import gzip
+    import threading
+    import time
+
+    from pipelines import ingest
+
+    p = products(factory, label)[0]
+    data = tmp_path / "data"
+    first = spotify_report(tmp_path / "spotify_a_202601_EUR.csv", p.isrc, p.upc)
+    second = tmp_path / (
+        "spotify_b_202601_EUR.csv.gz" if wrapping == "gzip" else "spotify_b_202601_EUR.csv"
+    )
+    text = first.read_bytes()
+    second.write_bytes(gzip.compress(text, mtime=1) if wrapping == "gzip" else text)
+    holding, release = threading.Event(), threading.Event()
+    real = ingest._Run.reconcile
+
+    def held(run: ingest._Run) -> None:
+        if threading.current_thread().name == "first":
+            holding.set()
+            assert release.wait(60)
+        real(run)
+
+    monkeypatch.setattr(ingest._Run, "reconcile", held)
+    outcomes: dict[str, object] = {}
+
+    def ingest_in_thread(path: Path) -> None:
+        try:
+            outcomes[threading.current_thread().name] = ingest_path(
+                factory, data, org_id=label, path=path, name=path.name
+            )
+        except BaseException as exc:  # reported below, as the test's failure
+            outcomes[threading.current_thread().name] = exc
+
+    a = threading.Thread(target=ingest_in_thread, args=(first,), name="first")
+    b = threading.Thread(target=ingest_in_thread, args=(second,), name="second")
+    a.start()
+    assert holding.wait(60)
+    b.start()
+    # let the second run until it waits on the first's lock (or, without one, finishes)
+    deadline = time.monotonic() + 30
+    waiting = False
+    while not waiting and b.is_alive() and time.monotonic() < deadline:
+        with engine.connect() as conn:
+            waiting = bool(
+                conn.scalar(
+                    sa.text(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                    )
+                )
+            )
+        time.sleep(0.05)
+    release.set()
+    a.join(60)
+    b.join(60)
+    won, lost = outcomes["first"], outcomes["second"]
+    assert isinstance(won, ingest.IngestOutcome), won
+    assert isinstance(lost, ingest.IngestOutcome), lost
+    assert waiting  # the second really did run into the first's uncommitted row
+    assert (won.status, won.accepted) == ("ingested", 2)
+    assert (lost.status, lost.file_id) == ("duplicate", won.file_id)
+    assert lake_lines(data).height == 2
+    assert nothing_staged(data)
+    with factory() as s:
+        (row,) = s.scalars(sa.select(IngestFile)).all()
+        assert row.id == won.file_id and row.other_names == [second.name]
+
+
 def test_lines_without_a_date_in_a_file_without_a_period_are_quarantined_until_told(
     factory: sessionmaker[Session], label: int, tmp_path: Path
 ) -> None:
