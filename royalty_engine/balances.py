@@ -4,16 +4,18 @@ Per contract, in this order (the order is part of the contract and is printed on
 
 1. **opening**: the closing balance of the previous period (negative = unrecouped).
 2. **earnings**: the period's royalties, rounded once to the cent (``money.cents``).
-3. **charges**: advances and recoupable costs incurred up to the period end and not charged
-   before are charged now.
-4. **reserve held**: ``reserve_rate`` x positive earnings, held back for ``reserve_periods``
-   of the contract's statement periods (after the one the run ends in); **reserve
-   released**: what was held comes back in the first run from then on.
-5. **balance** = opening + earnings - charges - reserve held + reserve released.
-   **Recouped** is the part of (earnings - held + released) that went to cover unrecouped
-   charges and negative balances.
-6. **cross-collateralisation**: contracts of one payee in the same ``cross_collateral_group``
+3. **recoupment**: advances and recoupable costs incurred up to the period end and not
+   charged before are charged now; **recouped** is the part of the earnings (and of any
+   reserve released, step 5) that went to cover unrecouped charges and negative balances.
+4. **cross-collateralisation**: contracts of one payee in the same ``cross_collateral_group``
    are settled as one account: their balances are pooled (a surplus on one recoups another).
+5. **reserves**: reserves held before and due now are **released** into the balance (in the
+   first run that starts on or after their release period). Then ``reserve_rate`` x positive
+   earnings is **held** back for ``reserve_periods`` of the contract's statement periods (after
+   the one the run ends in), but only out of what the pool has left after recoupment: an
+   unrecouped pool holds nothing (its earnings went to recoup), a pool with less left than its
+   contracts' reserves holds what is left, shared in proportion (in cents that add up).
+6. **balance** = opening + earnings - charges + reserve released - reserve held.
 7. A pooled balance is paid only on a statement date of the contract's frequency; then
    **withholding tax** (the payee's rate) is taken from it, and it is **payable** if the net
    reaches the **minimum payment** (the highest minimum in the pool); otherwise the whole
@@ -112,7 +114,6 @@ def settle(
             else:
                 costs += amount
         rate, periods = to_decimal(c["reserve_rate"]), int(c["reserve_periods"] or 0)
-        held = cents(max(earned, ZERO) * rate) if periods > 0 and rate > 0 else ZERO
         released = ZERO
         keep = []
         for bucket in prev.reserves:
@@ -120,21 +121,10 @@ def settle(
                 released += Decimal(bucket["amount"])
             else:
                 keep.append(bucket)
-        if held:
-            keep.append(
-                {
-                    "held_in": period.label,
-                    # N of the contract's own statement periods after the one this run
-                    # ends in: the same release date whether the runs are monthly or not
-                    "release_in": statement_period(period.end, c["statement_frequency"])
-                    .shift(periods)
-                    .label,
-                    "amount": str(held),
-                }
-            )
-        balance = opening + earned - advances - costs - held + released
+        # before any reserve is held (``_hold`` takes it out of what the pool has left)
+        balance = opening + earned - advances - costs + released
         debt = max(ZERO, -(opening - advances - costs))
-        recouped = min(debt, max(ZERO, earned - held + released))
+        recouped = min(debt, max(ZERO, earned + released))
         # "group:" and "contract:" keep a free-text group name (even one reading
         # "contract:7") from ever naming the same pool as an ungrouped contract.
         pool = (
@@ -152,7 +142,7 @@ def settle(
             "earnings": earned,
             "advances": advances,
             "costs": costs,
-            "reserve_held": held,
+            "reserve_held": ZERO,
             "reserve_released": released,
             "balance": balance,
             "recouped": recouped,
@@ -164,6 +154,9 @@ def settle(
             "status": "",
             "_minimum": cents(to_decimal(c["minimum_payment"])),
             "_frequency": c["statement_frequency"],
+            # the reserve this contract's terms ask for; ``_hold`` decides what is held
+            "_wanted": cents(max(earned, ZERO) * rate) if periods > 0 and rate > 0 else ZERO,
+            "_periods": periods,
         }
         new_state[cid] = ContractState(
             balance=balance,
@@ -171,7 +164,9 @@ def settle(
             charged=sorted({*prev.charged, *(ch["charge_id"] for ch in fresh)}),
             units=dict(prev.units),
         )
-    _pay(rows, withholding, period)
+    pools = _pools(rows)
+    _hold(pools, new_state, period)
+    _pay(pools, withholding, period)
     for cid, row in rows.items():
         new_state[cid].balance = row["closing"]
     ledger = pl.DataFrame(
@@ -182,7 +177,8 @@ def settle(
     return Balances(ledger=ledger, state=new_state)
 
 
-def _pay(rows: dict[int, dict[str, Any]], withholding: dict[int, Decimal], period: Period) -> None:
+def _pools(rows: dict[int, dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Contracts by pool, each pool in one currency (``pool_currency`` otherwise)."""
     pools: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows.values():
         pools[row["pool"]].append(row)
@@ -202,6 +198,47 @@ def _pay(rows: dict[int, dict[str, Any]], withholding: dict[int, Decimal], perio
             ),
             mixed,
         )
+    return pools
+
+
+def _hold(
+    pools: dict[str, list[dict[str, Any]]], state: dict[int, ContractState], period: Period
+) -> None:
+    """Step 5: hold each contract's reserve out of what its pool has left after recoupment
+    and the reserves released; a bucket per contract, released N statement periods on."""
+    for _pool, members in sorted(pools.items()):
+        wanted = [m for m in members if m["_wanted"] > 0]
+        if not wanted:
+            continue
+        left = max(ZERO, sum((m["balance"] for m in members), ZERO))
+        asked = sum((m["_wanted"] for m in wanted), ZERO)
+        if left >= asked:
+            held = [m["_wanted"] for m in wanted]
+        else:
+            held = allocate(left, [left * m["_wanted"] / asked for m in wanted])
+        for m, amount in zip(wanted, held, strict=True):
+            if amount <= 0:
+                continue
+            m["reserve_held"] = amount
+            m["balance"] -= amount
+            m["closing"] = m["carried_forward"] = m["balance"]
+            m["reserves_outstanding"] += amount
+            state[m["contract_id"]].reserves.append(
+                {
+                    "held_in": period.label,
+                    # N of the contract's own statement periods after the one this run
+                    # ends in: the same release date whether the runs are monthly or not
+                    "release_in": statement_period(period.end, m["_frequency"])
+                    .shift(m["_periods"])
+                    .label,
+                    "amount": str(amount),
+                }
+            )
+
+
+def _pay(
+    pools: dict[str, list[dict[str, Any]]], withholding: dict[int, Decimal], period: Period
+) -> None:
     for _pool, members in sorted(pools.items()):
         total = sum((m["balance"] for m in members), ZERO)
         statement_date = all(period.closes_statement(m["_frequency"]) for m in members)

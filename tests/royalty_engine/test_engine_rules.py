@@ -348,17 +348,18 @@ def test_recoupment_reserves_tax_and_minimum() -> None:
     )
     jan = run(lines({"amount": "80"}), t)
     j = ledger(jan)
-    # earnings 80, advance 100, reserve 8 held: 0 + 80 - 100 - 8 = -28 carried; recouped 72.
+    # earnings 80 recoup the advance 100: 0 + 80 - 100 = -20, recouped 80. The reserve is
+    # held after recoupment, out of what is left: nothing is left, so nothing is held.
     assert (j["earnings"], j["advances"], j["reserve_held"], j["balance"], j["recouped"]) == (
         D("80.00"),
         D("100.00"),
-        D("8.00"),
-        D("-28.00"),
-        D("72.00"),
+        D("0.00"),
+        D("-20.00"),
+        D("80.00"),
     )
     assert (j["payable"], j["carried_forward"], j["status"]) == (
         D("0.00"),
-        D("-28.00"),
+        D("-20.00"),
         "unrecouped",
     )
     feb = run(
@@ -368,15 +369,17 @@ def test_recoupment_reserves_tax_and_minimum() -> None:
         parse_period("2026-02"),
     )
     f = ledger(feb)
-    # -28 + 100 - 10 held + 8 released = 70; tax 20% = 14; net 56 >= 50: paid.
-    assert (f["reserve_released"], f["balance"], f["tax"], f["payable"], f["closing"]) == (
-        D("8.00"),
+    # -20 + 100 = 80 left after recoupment; 10% of 100 = 10 held out of it: 70; tax 20% = 14;
+    # net 56 >= 50: paid.
+    assert (f["reserve_held"], f["reserve_released"], f["balance"], f["tax"], f["payable"]) == (
+        D("10.00"),
+        D("0.00"),
         D("70.00"),
         D("14.00"),
         D("56.00"),
-        D("0.00"),
     )
-    assert f["recouped"] == D("28.00") and f["advances"] == D("0.00")  # charged once only
+    assert f["closing"] == D("0.00")
+    assert f["recouped"] == D("20.00") and f["advances"] == D("0.00")  # charged once only
     mar = run(
         lines({"amount": "50", "reporting_period": "2026-03", "usage_end": dt.date(2026, 3, 31)}),
         t,
@@ -384,7 +387,8 @@ def test_recoupment_reserves_tax_and_minimum() -> None:
         parse_period("2026-03"),
     )
     m = ledger(mar)
-    # 0 + 50 - 5 + 10 = 55; tax 11; net 44 < 50: below minimum, 55 carried untaxed.
+    # 0 + 50 + 10 released (February's) - 5 held = 55; tax 11; net 44 < 50: below minimum,
+    # 55 carried untaxed.
     assert (m["balance"], m["tax"], m["payable"], m["carried_forward"], m["status"]) == (
         D("55.00"),
         D("0.00"),
@@ -425,6 +429,65 @@ def test_cross_collateralisation_pools_contracts() -> None:
     assert (one["balance"], two["balance"]) == (D("100.00"), D("-20.00"))
     assert one["payable"] + two["payable"] == D("80.00")
     assert one["closing"] == two["closing"] == D("0.00")
+
+
+def test_reserves_are_held_after_recoupment_out_of_what_the_pool_has_left() -> None:
+    """The documented order: earnings -> recoupment -> cross-collateralised pool -> reserves.
+    Contracts 1 (25% reserve) and 3 (50% reserve) are pooled with contract 2, whose advance
+    the pool recoups first; the reserves come out of what is left."""
+
+    def pool(advance: str) -> Terms:
+        return terms(
+            contracts=[
+                {"contract_id": 1, "cross_collateral_group": "G", "reserve_rate": "0.25",
+                 "reserve_periods": 1},
+                {"contract_id": 2, "cross_collateral_group": "G"},
+                {"contract_id": 3, "cross_collateral_group": "G", "reserve_rate": "0.50",
+                 "reserve_periods": 1},
+            ],
+            rates=[{"rate_id": i, "contract_id": i, "rate": "1"} for i in (1, 2, 3)],
+            splits=[
+                {"split_id": i, "track_id": i, "contract_id": i, "share": "1"} for i in (1, 2, 3)
+            ],
+            charges=[
+                {"charge_id": 1, "contract_id": 2, "kind": "advance", "amount": advance,
+                 "currency": "GBP", "incurred_on": dt.date(2026, 1, 1)}
+            ],
+        )  # fmt: skip
+
+    earned = lines(
+        {"amount": "100"},
+        {"amount": "60", "track_id": 3, "release_id": 3},
+    )
+    # Advance 200: the pool is 100 + 60 - 200 = -40 after recoupment; nothing is held.
+    r = run(earned, pool("200"))
+    held = [ledger(r, i)["reserve_held"] for i in (1, 2, 3)]
+    assert held == [D("0.00")] * 3
+    assert sum(ledger(r, i)["closing"] for i in (1, 2, 3)) == D("-40.00")
+    assert {ledger(r, i)["status"] for i in (1, 2, 3)} == {"unrecouped"}
+    # Advance 50: 110 left >= the 25.00 (25% of 100) + 30.00 (50% of 60) asked: all held;
+    # 110 - 55 = 55 paid (tax 0, minimum 0).
+    r = run(earned, pool("50"))
+    assert [ledger(r, i)["reserve_held"] for i in (1, 2, 3)] == [D("25.00"), D("0.00"), D("30.00")]
+    assert sum(ledger(r, i)["payable"] for i in (1, 2, 3)) == D("55.00")
+    # Advance 145: 15 left < 55 asked, so 15 is held in proportion 25 : 30:
+    # 15 x 25/55 = 6.8181.. and 15 x 30/55 = 8.1818..; floored 6.81 + 8.18 = 14.99, the last
+    # cent to the larger remainder (contract 1): 6.82 and 8.18. Nothing is left to pay.
+    r = run(earned, pool("145"))
+    one, two, three = (ledger(r, i) for i in (1, 2, 3))
+    assert (one["reserve_held"], three["reserve_held"]) == (D("6.82"), D("8.18"))
+    assert (one["reserves_outstanding"], three["reserves_outstanding"]) == (D("6.82"), D("8.18"))
+    assert one["balance"] + two["balance"] + three["balance"] == D("0.00")
+    assert {one["status"], two["status"], three["status"]} == {"zero"}
+    # and they come back the next month, into a pool with no other money
+    later = run(
+        lines({"amount": "0", "reporting_period": "2026-02", "usage_end": dt.date(2026, 2, 28)}),
+        pool("145"),
+        r.state,
+        parse_period("2026-02"),
+    )
+    assert [ledger(later, i)["reserve_released"] for i in (1, 3)] == [D("6.82"), D("8.18")]
+    assert sum(ledger(later, i)["payable"] for i in (1, 2, 3)) == D("15.00")
 
 
 def test_quarterly_contract_not_paid_in_january_and_negative_carries() -> None:

@@ -4,7 +4,7 @@ period, and every contract's statement compared with a statement computed by han
 Each test's comments are the hand computation, following the rules in the engine's module
 docstrings: royalty = basis x share x rate (``royalty_engine.earnings``), rounded to the cent
 once per contract and period (``royalty_engine.money``), then per contract: opening ->
-earnings -> advances/costs -> reserve held/released -> cross-collateral pool -> statement date
+earnings -> advances/costs -> cross-collateral pool -> reserve released/held -> statement date
 -> withholding tax -> minimum payment -> payable or carried forward
 (``royalty_engine.balances``). A statement row lists every figure (zeros included), so each
 assertion checks the whole statement, not just the number the example is about. Runs
