@@ -1170,6 +1170,11 @@ class _Run:
             value = decimal(name)
             if value is not None and revenue is None:
                 revenue, revenue_cell = value, name
+        given = [n for n in ("AllocatedNetRevenue", "NetRevenue") if n in layout.cells]
+        if given and all(cell(n) is None for n in given):
+            # NetRevenue is mandatory (minOccurs 1): an empty one is not zero revenue, and
+            # the usage lines that share it are rejected with the summary, not paid nothing
+            error(given[-1], "missing_value", f"cell {given[-1]!r} is empty")
         currency = cell("CurrencyOfReporting") or cell("Currency")
         if currency is None and revenue:
             error("CurrencyOfReporting", "missing_value", "the summary has revenue but no currency")

@@ -545,6 +545,24 @@ def test_huge_revenue_takes_the_128_bit_path_and_stays_exact(tmp_path: Path) -> 
         assert abs(Fraction(amount) - exact) <= Fraction(1, 10**12)
 
 
+def test_a_summary_with_an_empty_net_revenue_rejects_its_lines(tmp_path: Path) -> None:
+    """NetRevenue is mandatory on a summary (minOccurs 1). Empty is not "no money": its
+    usage lines are rejected with the summary's error, not ingested at 0.00, while a
+    summary that says 0.00 pays its lines nothing."""
+    body = [
+        _summary("S1", revenue="", usages=10),
+        _summary("S2", revenue="0.00", usages=5),
+        *_block(),
+        _stream(10, sid="S1"),
+        _stream(5, sid="S2"),
+    ]
+    parsed = PARSER.parse(_write(tmp_path, _file(body, summaries=2)), NAME)
+    found = [(e.row, e.field, e.code) for e in parsed.errors]
+    assert found == [(2, "NetRevenue", "missing_value"), (6, "SummaryRecordId", "invalid_summary")]
+    assert parsed.lines["quantity"].to_list() == [5]
+    assert parsed.lines["amount"].to_list() == [Decimal(0)]
+
+
 @settings(
     max_examples=60,
     deadline=None,
