@@ -37,8 +37,10 @@ TOP_ROWS = 10  # rows of a breakdown before the "Other" line
 CHART_BARS = 8
 BALANCE_RULE = (
     "Closing balance = opening balance + royalties earned - advances - recoupable costs "
-    "- reserves held + reserves released. On a payment date tax is withheld from a positive "
-    "balance and the rest is payable; otherwise the balance is carried forward."
+    "+ reserves released - reserves held. Royalties first recoup advances and costs (across "
+    "cross-collateralised contracts); reserves are held only out of what is left. On a "
+    "payment date tax is withheld from a positive balance and the rest is payable; otherwise "
+    "the balance is carried forward."
 )
 # Colours (RGB)
 INK = (33, 37, 41)
