@@ -262,15 +262,32 @@ class _Run:
 
     def _fingerprint(self, lines: pl.DataFrame, errors: list[RowError]) -> None:
         """Add a chunk to the file's content hash: its parsed lines' raw hashes, in file order
-        as parsed (they do not depend on the compression or the encoding), and the numbers of
-        the lines the parser could not read. Chunks come in file order."""
+        as parsed (they do not depend on the compression or the encoding), the range of their
+        usage dates, and the numbers of the lines the parser could not read. Chunks come in
+        file order."""
         # 16 of each hash's 64 hex digits: a different report matches only if every line's
         # 64-bit prefix does, in order; hashing a quarter of the text keeps this cheap
-        hashes = lines.select(pl.col("raw_hash").str.slice(0, 16).str.join("")).item()
-        self.content.update((hashes or "").encode())
+        hashes, first, last = lines.select(
+            pl.col("raw_hash").str.slice(0, 16).str.join(""),
+            # usage dates a layout takes from the file name (Spotify's month), which the
+            # raw lines do not show: the same rows for another month are another report
+            pl.col("usage_start").min(),
+            pl.col("usage_end").max(),
+        ).row(0)
+        self.content.update(f"{hashes or ''}[{first}~{last}]".encode())
         unread = sorted({e.row for e in errors if e.row is not None})
         if unread:
             self.content.update(("!" + ",".join(map(str, unread))).encode())
+
+    def fingerprint(self) -> str:
+        """The file's content hash (``_fingerprint``) with what the lines alone do not say:
+        the layout, and the period the file (or its name) declares. A report for February
+        whose rows happen to be January's is a report of its own, not a duplicate."""
+        meta = self.first_meta
+        declared = (meta.period_start, meta.period_end) if meta is not None else (None, None)
+        content = self.content.copy()
+        content.update(f"|{self.source}|{self.file_period()}|{declared}".encode())
+        return str(content.hexdigest())
 
     def chunk(self, piece: ParsedFile) -> None:
         """Validate, match, convert and stage one chunk of parsed lines. At most one earlier
@@ -575,7 +592,7 @@ def ingest_path(
                     finally:
                         run.writer = None
                         run.flush()
-                content = run.content.hexdigest() if run.lines else None
+                content = run.fingerprint() if run.lines else None
                 same = content and session.scalar(
                     sa.select(IngestFile).where(
                         IngestFile.org_id == org_id,

@@ -242,6 +242,38 @@ def test_the_same_report_in_other_wrapping_adds_nothing(
     assert lake_lines(data).height == 4
 
 
+def test_next_months_report_with_the_same_rows_is_not_a_duplicate(
+    factory: sessionmaker[Session], label: int, tmp_path: Path
+) -> None:
+    """A DSR's usage records carry no dates (its HEAD does): February's report can repeat
+    January's records line for line. It is February's revenue, not a copy of January's."""
+    data = tmp_path / "data"
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "formats" / "dsr" / "basic_block"
+    text = (fixture / "input.tsv").read_text()
+    jan = tmp_path / "DSR_AuroraRecords_Spotify_Premium_2026-01_DE_1of1_20260203T100000.tsv"
+    jan.write_text(text)
+    head, rest = text.split("\n", 1)
+    feb_head = head.replace("\t2026-01-01\t2026-01-31\t", "\t2026-02-01\t2026-02-28\t")
+    assert feb_head != head
+    feb = tmp_path / "DSR_AuroraRecords_Spotify_Premium_2026-02_DE_1of1_20260303T100000.tsv"
+    feb.write_text(feb_head.replace("MSG-BB-1", "MSG-BB-2") + "\n" + rest)
+    first = ingest_path(factory, data, org_id=label, path=jan, name=jan.name)
+    second = ingest_path(factory, data, org_id=label, path=feb, name=feb.name)
+    assert (first.status, second.status) == ("ingested", "ingested")
+    assert second.file_id != first.file_id
+    lines = lake_lines(data)
+    by_month = dict(lines.group_by("reporting_period").len().iter_rows())
+    assert by_month == {"2026-01": first.accepted, "2026-02": second.accepted}
+    # the same February report again, gzipped: that one is a duplicate
+    import gzip
+
+    again = tmp_path / (feb.name + ".gz")
+    again.write_bytes(gzip.compress(feb.read_bytes(), mtime=1))
+    third = ingest_path(factory, data, org_id=label, path=again, name=again.name)
+    assert (third.status, third.file_id) == ("duplicate", second.file_id)
+    assert lake_lines(data).height == lines.height
+
+
 @pytest.mark.parametrize("backend", ["postgresql"])  # SQLite runs one writer at a time
 @pytest.mark.parametrize("wrapping", ["gzip", "same bytes"])
 def test_one_report_ingested_twice_at_once_is_counted_once(
