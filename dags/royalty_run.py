@@ -123,13 +123,16 @@ def royalty_run() -> None:
         ti = context["ti"]
         answer = ti.xcom_pull(task_ids="approval") or ti.xcom_pull(task_ids="auto_approval")
         user = (answer or {}).get("responded_by_user") or {}
-        return transition(org, period, "approved", f"airflow:{user.get('name', 'unknown')}")
+        # the run that was previewed: refused if the period was run again since
+        shown = int(ti.xcom_pull(task_ids="calculate")["run_id"])
+        actor = f"airflow:{user.get('name', 'unknown')}"
+        return transition(org, period, "approved", actor, run_id=shown)
 
     @task(outlets=[ROYALTY_RUNS])
-    def lock(org: str, period: str, _approved: dict[str, Any], **context: Any) -> dict[str, Any]:
+    def lock(org: str, period: str, approved: dict[str, Any], **context: Any) -> dict[str, Any]:
         from pipelines.royalty_tasks import transition
 
-        report = transition(org, period, "locked", "airflow")
+        report = transition(org, period, "locked", "airflow", run_id=int(approved["run_id"]))
         # The statements DAG reads which run to publish from the event.
         context["outlet_events"][ROYALTY_RUNS].extra = {
             "org": org,

@@ -98,13 +98,30 @@ def royalty_run(
         print_run(report)
 
 
-def _transition(org: str, period: str, to: str, as_json: bool, actor: str | None) -> None:
+RunIdOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--run",
+        help="the run id you reviewed: refused if the period was run again since",
+    ),
+]
+
+
+def _transition(
+    org: str, period: str, to: str, as_json: bool, actor: str | None, run_id: int | None
+) -> None:
     from pipelines.royalty_run import transition
 
     factory, data_dir, org_id = _org(org)
     try:
         report = transition(
-            factory, data_dir, org_id=org_id, period=period, actor=_actor(actor), to=to
+            factory,
+            data_dir,
+            org_id=org_id,
+            period=period,
+            actor=_actor(actor),
+            to=to,
+            run_id=run_id,
         ).as_dict()
     except (EngineError, PeriodError) as exc:
         raise _engine_error(exc) from None
@@ -116,18 +133,26 @@ def _transition(org: str, period: str, to: str, as_json: bool, actor: str | None
 
 @royalty_app.command("approve")
 def royalty_approve(
-    org: OrgOpt, period: PeriodOpt, as_json: JsonOpt = False, actor: ActorOpt = None
+    org: OrgOpt,
+    period: PeriodOpt,
+    as_json: JsonOpt = False,
+    actor: ActorOpt = None,
+    run_id: RunIdOpt = None,
 ) -> None:
-    """Approve the period's latest calculated run."""
-    _transition(org, period, "approved", as_json, actor)
+    """Approve the period's latest calculated run (``--run``: the one you reviewed)."""
+    _transition(org, period, "approved", as_json, actor, run_id)
 
 
 @royalty_app.command("lock")
 def royalty_lock(
-    org: OrgOpt, period: PeriodOpt, as_json: JsonOpt = False, actor: ActorOpt = None
+    org: OrgOpt,
+    period: PeriodOpt,
+    as_json: JsonOpt = False,
+    actor: ActorOpt = None,
+    run_id: RunIdOpt = None,
 ) -> None:
     """Lock the period's approved run: it can no longer be recalculated, only corrected."""
-    _transition(org, period, "locked", as_json, actor)
+    _transition(org, period, "locked", as_json, actor, run_id)
 
 
 @royalty_app.command("reproduce")

@@ -300,18 +300,54 @@ def scan_lines(files: list[Path]) -> pl.LazyFrame:
 
 
 # --- state ----------------------------------------------------------------------------------
-def _previous_run(session: Session, org_id: int, period: Period) -> RoyaltyRun | None:
-    """The run this period opens from: the latest approved or locked run of an earlier
-    period. A period overlapping an approved/locked run of another length is refused."""
-    runs = session.scalars(
-        sa.select(RoyaltyRun).where(
-            RoyaltyRun.org_id == org_id,
-            RoyaltyRun.status.in_([RunStatus.APPROVED, RunStatus.LOCKED]),
-        )
-    ).all()
-    for r in runs:
+SETTLED = (RunStatus.APPROVED, RunStatus.LOCKED)
+
+
+def _current_runs(session: Session, org_id: int, *, lock: bool = False) -> dict[str, RoyaltyRun]:
+    """Each period's current run: its latest version that was not superseded (a locked
+    period's correction in progress is its current run). ``lock``: the rows are locked for
+    this transaction (PostgreSQL; SQLite serialises writers anyway)."""
+    query = (
+        sa.select(RoyaltyRun)
+        .where(RoyaltyRun.org_id == org_id, RoyaltyRun.status != RunStatus.SUPERSEDED)
+        .order_by(RoyaltyRun.version)
+    )
+    if lock:
+        query = query.with_for_update()
+    return {r.period: r for r in session.scalars(query).all()}
+
+
+def _opening(current: dict[str, RoyaltyRun], period: Period) -> RoyaltyRun | None:
+    """The run a period opens from: the current run of the latest earlier period."""
+    earlier = [r for r in current.values() if r.period_end < period.start]
+    return max(earlier, key=lambda r: r.period_end) if earlier else None
+
+
+def _check_chain(
+    current: dict[str, RoyaltyRun],
+    period: Period,
+    opened_from: int | None,
+    *,
+    doing: str,
+    correcting: bool = False,
+) -> RoyaltyRun | None:
+    """The periods of an organisation form one chain, each opening from the closing state of
+    the one before: return the run ``period`` opens from, or refuse what would break it.
+
+    - no gap: the period before must have been run (``period_gap``);
+    - it must be approved or locked (``previous_not_approved``);
+    - it must itself open from the current run before it: a period whose predecessor was
+      rerun or corrected since must be rerun or corrected first (``stale_previous``);
+    - ``opened_from`` (the run this one was computed from, when approving or locking) must
+      still be that run (``stale_opening``: rerun it);
+    - a period of another length overlapping an approved or locked run is refused
+      (``period_overlaps``);
+    - a period cannot be rerun under an approved or locked later period (only corrected
+      after its lock): ``later_period_settled``."""
+    for r in current.values():
         if (
             r.period != period.label
+            and r.status in SETTLED
             and r.period_start <= period.end
             and r.period_end >= period.start
         ):
@@ -320,10 +356,57 @@ def _previous_run(session: Session, org_id: int, period: Period) -> RoyaltyRun |
                 f"{period.label} overlaps run {r.id} of period {r.period} ({r.status.value}); "
                 "a period is run in one length",
             )
-    earlier = [r for r in runs if r.period_end < period.start]
-    if not earlier:
+    if not correcting:
+        later = sorted(
+            (r for r in current.values() if r.period_start > period.end and r.status in SETTLED),
+            key=lambda r: r.period_start,
+        )
+        if later:
+            raise RunError(
+                "later_period_settled",
+                f"cannot {doing} {period.label}: the later period {later[0].period} is already "
+                f"{later[0].status.value} (run {later[0].id}) and opens from this one; "
+                "correct a period after its lock instead (--correction)",
+            )
+    previous = _opening(current, period)
+    if previous is None:
+        if opened_from is not None:
+            raise RunError(
+                "stale_opening",
+                f"{period.label} was computed from run {opened_from}, which is no longer the "
+                f"current run of its period: run {period.label} again",
+            )
         return None
-    return max(earlier, key=lambda r: (r.period_end, r.version))
+    if previous.period_end + dt.timedelta(days=1) != period.start:
+        raise RunError(
+            "period_gap",
+            f"cannot {doing} {period.label}: the latest period run before it is "
+            f"{previous.period} (ending {previous.period_end}); run the periods in between "
+            f"first, in order",
+            [{"previous_period": previous.period, "period_start": str(period.start)}],
+        )
+    if previous.status not in SETTLED:
+        raise RunError(
+            "previous_not_approved",
+            f"cannot {doing} {period.label}: {previous.period} (run {previous.id}, version "
+            f"{previous.version}) is {previous.status.value}; approve it first, as "
+            f"{period.label} opens from its closing balances",
+        )
+    before = _opening(current, parse_period(previous.period))
+    if (before.id if before else None) != previous.previous_run_id:
+        raise RunError(
+            "stale_previous",
+            f"cannot {doing} {period.label}: {previous.period} (run {previous.id}) opened from "
+            f"run {previous.previous_run_id}, which is no longer the current run of its "
+            f"period; rerun or correct {previous.period} first",
+        )
+    if opened_from is not None and opened_from != previous.id:
+        raise RunError(
+            "stale_opening",
+            f"{period.label} was computed from run {opened_from}, but {previous.period}'s "
+            f"current run is {previous.id}: run {period.label} again",
+        )
+    return previous
 
 
 def _load_state(run: RoyaltyRun | None) -> dict[int, ContractState]:
@@ -416,10 +499,14 @@ def _prepare(
             )
         if correction is not None and not locked:
             raise RunError("not_locked", f"{p.label} is not locked: no correction needed, rerun it")
-        previous = (
-            session.get(RoyaltyRun, locked[-1].previous_run_id)
-            if locked and locked[-1].previous_run_id
-            else (None if locked else _previous_run(session, org_id, p))
+        # a correction opens from the current run of the period before it (itself perhaps
+        # corrected since this period was locked), as any run does
+        previous = _check_chain(
+            _current_runs(session, org_id),
+            p,
+            None,
+            doing="correct" if correction is not None else "run",
+            correcting=correction is not None,
         )
         state_in = _load_state(previous)
         terms = snapshot(session, org_id)
@@ -589,6 +676,29 @@ def run_period(
         (stage / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
         manifest_sha = lake.sha256_file(stage / "manifest.json")
         with db.transaction(factory, actor=actor) as session:
+            # What was checked before the computation may have changed while it ran (another
+            # run, approval or lock of this period, or of the one it opens from): checked
+            # again on rows locked until this transaction ends.
+            current = _current_runs(session, org_id, lock=True)
+            now = session.scalars(
+                sa.select(RoyaltyRun)
+                .where(RoyaltyRun.org_id == org_id, RoyaltyRun.period == p.label)
+                .order_by(RoyaltyRun.version)
+                .with_for_update()
+            ).all()
+            if [(r.id, r.status) for r in now] != [(r.id, r.status) for r in existing]:
+                raise RunError(
+                    "run_changed",
+                    f"{p.label} was run, approved or locked by someone else while this run "
+                    "was computed; nothing was recorded: run it again",
+                )
+            _check_chain(
+                current,
+                p,
+                previous.id if previous else None,
+                doing="correct" if correction is not None else "run",
+                correcting=correction is not None,
+            )
             run = RoyaltyRun(
                 org_id=org_id,
                 period=p.label,
@@ -767,19 +877,44 @@ def _latest(session: Session, org_id: int, period: str) -> RoyaltyRun:
 
 
 def transition(
-    factory: sessionmaker[Session], data_dir: Path, *, org_id: int, period: str, actor: str, to: str
+    factory: sessionmaker[Session],
+    data_dir: Path,
+    *,
+    org_id: int,
+    period: str,
+    actor: str,
+    to: str,
+    run_id: int | None = None,
 ) -> RunReport:
-    """calculated -> approved (``to="approved"``), approved -> locked (``to="locked"``)."""
+    """calculated -> approved (``to="approved"``), approved -> locked (``to="locked"``).
+    ``run_id``: the run that was reviewed; refused if the period's latest run is another
+    (rerun since). The run must still open from the current run of the period before it,
+    and no approved or locked run of another length may overlap it (``_check_chain``)."""
     target = RunStatus(to)
     allowed = {RunStatus.APPROVED: RunStatus.CALCULATED, RunStatus.LOCKED: RunStatus.APPROVED}
     with db.transaction(factory, actor=actor) as session:
+        current = _current_runs(session, org_id, lock=True)
         run = _latest(session, org_id, period)
+        if run_id is not None and run.id != run_id:
+            raise RunError(
+                "run_changed",
+                f"run {run_id} is not the latest run of {run.period}: run {run.id} "
+                f"(version {run.version}, {run.status.value}) is; review that one",
+            )
         if run.status != allowed[target]:
             raise RunError(
                 "bad_transition",
                 f"run {run.id} ({run.period} v{run.version}) is {run.status.value}; only a "
                 f"{allowed[target].value} run can become {target.value}",
             )
+        _check_chain(
+            current,
+            parse_period(run.period),
+            run.previous_run_id,
+            doing="approve" if target == RunStatus.APPROVED else "lock",
+            # a correction's later periods are corrected after it, in order
+            correcting=bool(run.reason),
+        )
         now = dt.datetime.now(dt.UTC)
         run.status = target
         if target == RunStatus.APPROVED:

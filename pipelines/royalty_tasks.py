@@ -59,7 +59,11 @@ def preview(run_id: int) -> dict[str, Any]:
     return build(get_session_factory(), run_id=run_id)
 
 
-def transition(org: str, period: str, to: str, actor: str) -> dict[str, Any]:
+def transition(
+    org: str, period: str, to: str, actor: str, run_id: int | None = None
+) -> dict[str, Any]:
+    """``run_id``: the run that was previewed and approved; refused if the period was run
+    again since (the approval is for what finance saw)."""
     from pipelines.royalty_run import transition as move
 
     settings = get_settings()
@@ -70,5 +74,6 @@ def transition(org: str, period: str, to: str, actor: str) -> dict[str, Any]:
         period=period,
         actor=actor,
         to=to,
+        run_id=run_id,
     )
     return report.as_dict()
