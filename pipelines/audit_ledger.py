@@ -7,16 +7,23 @@ read and wrote with its SHA-256, so ``verify`` detects any change to any past en
 breaks) and to any output file (its hash no longer matches).
 
 Appending rewrites the file through a temporary name and a rename, so a crash never leaves a
-half-written entry.
+half-written entry, under an exclusive lock on ``ledger.lock`` beside it, so two writers (two
+processes running, approving or publishing at once) never number two entries alike. Entries
+are appended once the store has committed what they record; ``royalty_run.verify_store``
+checks the ledger against the store (a run, approval or lock with no entry, or an entry the
+store contradicts), so a truncated or deleted ledger does not pass.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +49,25 @@ def read(data_dir: Path, org_id: int) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+@contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """Hold the ledger's lock file (``flock``: released if the process dies)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name("ledger.lock"), "a") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
 def append(data_dir: Path, org_id: int, event: str, **fields: Any) -> dict[str, Any]:
     """Append one entry (after checking the chain so far) and return it."""
+    with _exclusive(ledger_path(data_dir, org_id)):
+        return _append(data_dir, org_id, event, **fields)
+
+
+def _append(data_dir: Path, org_id: int, event: str, **fields: Any) -> dict[str, Any]:
     entries = read(data_dir, org_id)
     problems = _chain_problems(entries)
     if problems:

@@ -200,19 +200,29 @@ def royalty_detail(
 def audit_verify(
     org: Annotated[str | None, typer.Option("--org", help="one organisation (default all)")] = None,
 ) -> None:
-    """Check the hash chain of every ledger entry and the hash of every file it lists."""
+    """Check the hash chain of every ledger entry, the hash of every file it lists, and the
+    ledger against the store (every run, approval and lock recorded, nothing contradicted)."""
+    import sqlalchemy as sa
+
     from pipelines import audit_ledger
+    from pipelines.royalty_run import verify_store
+    from schemas.store.runs import RoyaltyRun
 
     settings = get_settings()
+    factory = get_session_factory(settings)
     if org:
         _, _, org_id = _org(org)
         orgs = [org_id]
     else:
-        orgs = audit_ledger.orgs_with_ledgers(settings.data_dir)
+        with factory() as session:  # orgs with runs, even if their ledger is gone
+            with_runs = session.scalars(sa.select(RoyaltyRun.org_id).distinct()).all()
+        orgs = sorted({*audit_ledger.orgs_with_ledgers(settings.data_dir), *with_runs})
     bad = 0
     for org_id in orgs:
         entries = audit_ledger.read(settings.data_dir, org_id)
         problems = audit_ledger.verify(settings.data_dir, org_id)
+        with factory() as session:
+            problems += verify_store(session, settings.data_dir, org_id)
         bad += len(problems)
         state = "OK" if not problems else f"{len(problems)} problem(s)"
         typer.echo(f"org {org_id}: {len(entries)} entries, {state}")

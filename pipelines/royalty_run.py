@@ -732,19 +732,6 @@ def run_period(
             os.replace(stage, final)
             rel = {f"{final.relative_to(data_dir)}/{k}": v for k, v in written.items()}
             rel[f"{final.relative_to(data_dir)}/manifest.json"] = manifest_sha
-            audit_ledger.append(
-                data_dir,
-                org_id,
-                "calculated",
-                run_id=run.id,
-                period=p.label,
-                version=version,
-                actor=actor,
-                manifest_sha256=manifest_sha,
-                files=rel,
-                totals=result.totals,
-                correction=correction,
-            )
             report = RunReport(
                 run_id=run.id,
                 org_id=org_id,
@@ -761,6 +748,21 @@ def run_period(
         if final.exists() and not _recorded(factory, org_id, p.label, version):
             shutil.rmtree(final, ignore_errors=True)
         raise
+    # once the store has committed: an entry never records a run that was rolled back (a
+    # failed append leaves a run without its entry, which ``verify_store`` reports)
+    audit_ledger.append(
+        data_dir,
+        org_id,
+        "calculated",
+        run_id=report.run_id,
+        period=p.label,
+        version=version,
+        actor=actor,
+        manifest_sha256=manifest_sha,
+        files=rel,
+        totals=result.totals,
+        correction=correction,
+    )
     if plan is not None:
         shutil.rmtree(plan, ignore_errors=True)
     return report
@@ -921,17 +923,7 @@ def transition(
             run.approved_by, run.approved_at = actor, now
         else:
             run.locked_by, run.locked_at = actor, now
-        audit_ledger.append(
-            data_dir,
-            org_id,
-            target.value,
-            run_id=run.id,
-            period=run.period,
-            version=run.version,
-            actor=actor,
-            manifest_sha256=run.manifest_sha256,
-        )
-        return RunReport(
+        report = RunReport(
             run_id=run.id,
             org_id=org_id,
             period=run.period,
@@ -942,6 +934,70 @@ def transition(
             outputs=_output_paths(Path(run.output_dir)),
             diff=run.diff,
         )
+        manifest_sha = run.manifest_sha256
+    audit_ledger.append(  # once committed (see ``run_period``)
+        data_dir,
+        org_id,
+        target.value,
+        run_id=report.run_id,
+        period=report.period,
+        version=report.version,
+        actor=actor,
+        manifest_sha256=manifest_sha,
+    )
+    return report
+
+
+def verify_store(session: Session, data_dir: Path, org_id: int) -> list[dict[str, Any]]:
+    """The ledger against the store: every run has its ``calculated`` entry (same manifest
+    and totals), every approval and lock its entry (same actor), and no entry says what the
+    store contradicts. Catches a ledger truncated or deleted, and a store edited by hand."""
+    entries = audit_ledger.read(data_dir, org_id)
+    by_run: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    for e in entries:
+        if e.get("event") in ("calculated", "approved", "locked"):
+            by_run.setdefault((int(e["run_id"]), e["event"]), []).append(e)
+    runs = session.scalars(
+        sa.select(RoyaltyRun)
+        .where(RoyaltyRun.org_id == org_id, RoyaltyRun.status != RunStatus.DRAFT)
+        .order_by(RoyaltyRun.id)
+    ).all()
+    problems: list[dict[str, Any]] = []
+
+    def problem(run_id: int, code: str, message: str) -> None:
+        problems.append({"run_id": run_id, "code": code, "message": message})
+
+    known = {r.id for r in runs}
+    for (run_id, event), found in sorted(by_run.items()):
+        if run_id not in known:
+            problem(run_id, "unknown_run", f"the ledger's {event} entry names run {run_id}, "
+                    "which the store does not have")  # fmt: skip
+        elif len(found) > 1:
+            problem(run_id, "duplicate_entry", f"run {run_id} is {event} {len(found)} times")
+    for r in runs:
+        label = f"run {r.id} ({r.period} v{r.version})"
+        calc = by_run.get((r.id, "calculated"), [])
+        if not calc:
+            problem(r.id, "missing_entry", f"{label} has no calculated entry in the ledger")
+        elif calc[0].get("manifest_sha256") != r.manifest_sha256:
+            problem(r.id, "manifest_mismatch", f"{label}: the store's manifest hash differs "
+                    "from the ledger's")  # fmt: skip
+        elif calc[0].get("totals") != r.totals:
+            problem(r.id, "totals_mismatch", f"{label}: the store's totals differ from the "
+                    "ledger's")  # fmt: skip
+        for event, actor in (("approved", r.approved_by), ("locked", r.locked_by)):
+            said = by_run.get((r.id, event), [])
+            if actor and not said:
+                problem(r.id, "missing_entry", f"{label} is {event} by {actor} in the store, "
+                        "not in the ledger")  # fmt: skip
+            elif said and said[0].get("actor") != actor:
+                who = said[0].get("actor")
+                problem(r.id, "actor_mismatch", f"{label} was {event} by {who} per the "
+                        f"ledger, by {actor} per the store")  # fmt: skip
+        if by_run.get((r.id, "locked")) and r.status != RunStatus.LOCKED:
+            problem(r.id, "status_mismatch", f"{label} was locked per the ledger, is "
+                    f"{r.status.value} in the store")  # fmt: skip
+    return problems
 
 
 @dataclass

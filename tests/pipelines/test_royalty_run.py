@@ -222,6 +222,84 @@ def test_audit_verify_detects_changed_entries_and_files(label: Label) -> None:
         label.move("locked")  # nothing is appended to a broken chain
 
 
+def test_audit_verify_checks_the_ledger_against_the_store(label: Label) -> None:
+    """A ledger cut short (its last entry, or all of it) still hash-chains; the store says
+    what it should hold. So does a run put back from locked, or re-attributed, by hand."""
+    from pipelines.royalty_run import verify_store
+
+    def problems() -> list[tuple[int, str]]:
+        with label.factory() as s:
+            return [(p["run_id"], p["code"]) for p in verify_store(s, label.data, label.org_id)]
+
+    report = label.run()
+    label.move("approved")
+    label.move("locked")
+    run_id = int(report["run_id"])  # type: ignore[call-overload]
+    assert problems() == []
+    path = audit_ledger.ledger_path(label.data, label.org_id)
+    whole = path.read_text()
+    path.write_text("".join(whole.splitlines(keepends=True)[:-1]))  # the lock entry gone
+    assert audit_ledger.verify(label.data, label.org_id) == []  # the chain alone is intact
+    assert problems() == [(run_id, "missing_entry")]
+    path.unlink()
+    assert [code for _, code in problems()] == ["missing_entry"] * 3
+    path.write_text(whole)
+    with db.transaction(label.factory, actor="t") as s:
+        run = s.get(RoyaltyRun, run_id)
+        assert run is not None
+        run.status, run.locked_by = RunStatus.CALCULATED, "someone else"
+        run.totals = {**run.totals, "GBP": {**run.totals["GBP"], "payable": "999.00"}}
+    assert problems() == [
+        (run_id, "totals_mismatch"),
+        (run_id, "actor_mismatch"),
+        (run_id, "status_mismatch"),
+    ]
+
+
+def test_a_run_rolled_back_at_the_end_leaves_no_ledger_entry(
+    label: Label, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The entry is written once the store has committed: a run that fails in its last step
+    leaves no entry naming a run id the next run will reuse."""
+    from pipelines import royalty_run
+
+    real = royalty_run.RunReport
+
+    def failing(*args: object, **kwargs: object) -> object:
+        raise OSError("the database went away")
+
+    monkeypatch.setattr(royalty_run, "RunReport", failing)
+    with pytest.raises(OSError):
+        label.run()
+    assert audit_ledger.read(label.data, label.org_id) == []
+    assert label.runs() == [] and label.run_dirs() == []
+    monkeypatch.setattr(royalty_run, "RunReport", real)
+    report = label.run()
+    entries = audit_ledger.read(label.data, label.org_id)
+    assert [(e["event"], e["run_id"]) for e in entries] == [("calculated", report["run_id"])]
+    assert audit_ledger.verify(label.data, label.org_id) == []
+
+
+def test_two_writers_never_number_two_ledger_entries_alike(tmp_path: Path) -> None:
+    """Appends from several processes at once (runs, approvals, publishing) stay one chain."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(4) as pool:
+        pool.starmap(_append_many, [(tmp_path, w) for w in range(4)])
+    entries = audit_ledger.read(tmp_path, 1)
+    assert len(entries) == 4 * 25
+    assert audit_ledger.verify(tmp_path, 1) == []
+    assert sorted((e["writer"], e["n"]) for e in entries) == [
+        (w, n) for w in range(4) for n in range(25)
+    ]
+
+
+def _append_many(data: Path, writer: int) -> None:
+    for n in range(25):
+        audit_ledger.append(data, 1, "published", writer=writer, n=n)
+
+
 def test_cli_run_approve_lock_and_verify(
     db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
