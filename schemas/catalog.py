@@ -308,7 +308,7 @@ class PayeeOut(_Out):
 class TierIn(_In):
     from_units: Annotated[int, Field(gt=0, le=10**15)]
     rate: Annotated[
-        Decimal, BeforeValidator(_no_float), Field(ge=0, max_digits=14, decimal_places=10)
+        Decimal, BeforeValidator(_no_float), Field(ge=0, max_digits=28, decimal_places=12)
     ]
 
     def as_json(self) -> dict[str, Any]:
@@ -322,7 +322,7 @@ class RateIn(_In):
     rate: Annotated[
         Decimal,
         BeforeValidator(_no_float),
-        Field(ge=0, max_digits=14, decimal_places=10),  # the Ratio column: NUMERIC(14, 10)
+        Field(ge=0, max_digits=28, decimal_places=12),  # the Rate column: NUMERIC(28, 12)
         DecimalOut,
     ]
     tiers: Annotated[list[TierIn], Field(max_length=50)] = []

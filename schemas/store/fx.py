@@ -51,8 +51,19 @@ def import_rates(session: Session, org_id: int, payload: bytes) -> dict[str, int
         except InvalidOperation:
             errors.append(FieldError("rate", f"{raw['rate']!r} is not a number", row=n))
             continue
-        if not rate.is_finite() or rate <= 0 or rate != rate.quantize(Decimal("1e-10")):
-            errors.append(FieldError("rate", "must be positive with at most 10 decimals", row=n))
+        if (
+            not rate.is_finite()
+            or rate <= 0
+            or rate >= Decimal("1e16")  # before quantize: more digits than a Decimal holds
+            or rate != rate.quantize(Decimal("1e-12"))
+        ):
+            errors.append(
+                FieldError(
+                    "rate",
+                    "must be positive, under 10^16, with at most 12 decimals",
+                    row=n,
+                )
+            )
             continue
         if base == quote:
             errors.append(FieldError("quote", "base and quote are the same currency", row=n))

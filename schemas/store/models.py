@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
-from schemas.store.types import Money, Ratio
+from schemas.store.types import Money, Rate, Ratio
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -297,7 +297,7 @@ class ContractRate(Base):
     usage_type: Mapped[str] = mapped_column(sa.String(32), default="*")
     channel: Mapped[str] = mapped_column(sa.String(64), default="*")
     territories: Mapped[str] = mapped_column(sa.String(2000), default="WW")
-    rate: Mapped[Decimal] = mapped_column(Ratio())
+    rate: Mapped[Decimal] = mapped_column(Rate())
     # [{"from_units": 100000, "rate": "0.20"}, ...] ascending; decimals as strings.
     tiers: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON, default=list)
     effective_from: Mapped[dt.date] = mapped_column(sa.Date)
@@ -468,7 +468,7 @@ class FxRate(Base):
     base: Mapped[str] = mapped_column(sa.String(3))
     quote: Mapped[str] = mapped_column(sa.String(3))
     period: Mapped[str] = mapped_column(sa.String(7))
-    rate: Mapped[Decimal] = mapped_column(Ratio())
+    rate: Mapped[Decimal] = mapped_column(Rate())
     source: Mapped[str] = mapped_column(sa.String(200))
 
 

@@ -62,5 +62,11 @@ def Money() -> ExactDecimal:  # noqa: N802 - reads like a type in column declara
 
 
 def Ratio() -> ExactDecimal:  # noqa: N802
-    """A share, rate or percentage as a fraction (0.15 = 15%), 10 decimal places."""
+    """A share or percentage as a fraction (0.15 = 15%), 10 decimal places."""
     return ExactDecimal(14, 10)
+
+
+def Rate() -> ExactDecimal:  # noqa: N802
+    """A currency rate or a royalty rate: 16 digits before the point and 12 after, as in the
+    lake (1 USD = 16,250.5 IDR; 1 IDR = 0.000061535 USD; a per-unit rate of 12,000 VND)."""
+    return ExactDecimal(28, 12)

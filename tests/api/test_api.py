@@ -271,12 +271,12 @@ def test_rates_are_effective_dated(tenant_a: Tenant) -> None:
     assert r.status_code == 201, r.text
     rates = c.get(url, headers=h).json()["items"]
     assert [(x["rate"], x["effective_to"]) for x in rates] == [
-        ("0.2000000000", "2024-12-31"),
-        ("0.2500000000", None),
+        ("0.200000000000", "2024-12-31"),  # NUMERIC(28, 12): 12 places
+        ("0.250000000000", None),
     ]
     assert rates[1]["tiers"] == [{"from_units": 100000, "rate": "0.3"}]
     on = c.get(url, params={"as_of": "2024-05-05"}, headers=h).json()["items"]
-    assert [x["rate"] for x in on] == ["0.2000000000"]
+    assert [x["rate"] for x in on] == ["0.200000000000"]
     r = c.post(url, json={"rate": "20", "effective_from": "2026-01-01"}, headers=h)
     assert r.status_code == 422
     assert r.json()["errors"][0]["code"] == "rate_not_fraction"

@@ -532,6 +532,46 @@ def test_new_track_in_catalogue_is_matched_by_rematch(
     assert lake_lines(data)["match_method"].null_count() == 0
 
 
+def test_rates_into_and_out_of_weak_currencies_are_stored_exactly(
+    factory: sessionmaker[Session], label: int, tmp_path: Path
+) -> None:
+    """1 USD = 16,250.5 IDR and 1 IDR = 0.000048123457 GBP (12 decimals): both stored and
+    applied exactly on both backends; more than 12 decimals, or 10^16, is a row error."""
+    from schemas.errors import ValidationFailed
+    from schemas.store.models import FxRate
+
+    with db.transaction(factory, actor="test") as s:
+        import_rates(
+            s,
+            label,
+            b"base,quote,period,rate,source\n"
+            b"USD,IDR,2026-01,16250.5,BI\n"
+            b"IDR,GBP,2026-01,0.000048123457,BoE\n",
+        )
+    with factory() as s:
+        stored = {(r.base, r.quote): r.rate for r in s.scalars(sa.select(FxRate))}
+    assert stored[("USD", "IDR")] == Decimal("16250.5")
+    assert stored[("IDR", "GBP")] == Decimal("0.000048123457")
+    for bad in ("0.0000481234567", "10000000000000000"):
+        with pytest.raises(ValidationFailed) as caught, db.transaction(factory, actor="t") as s:
+            import_rates(
+                s, label, f"base,quote,period,rate,source\nIDR,GBP,2026-02,{bad},x\n".encode()
+            )
+        assert [(e.field, e.row) for e in caught.value.errors] == [("rate", 2)]  # CSV line
+    p = products(factory, label)[0]
+    report = tmp_path / "spotify_id_202601_IDR.csv"
+    report.write_text(
+        "country,product,track_uri,isrc,upc,track_name,artist_name,streams,revenue,currency\n"
+        f"ID,premium,u1,{p.isrc},{p.upc},T,A,1000000,2500000000,IDR\n"
+    )
+    out = ingest_path(factory, tmp_path / "data", org_id=label, path=report, name=report.name)
+    assert out.status == "ingested"
+    (line,) = lake_lines(tmp_path / "data").iter_rows(named=True)
+    # 2,500,000,000 IDR x 0.000048123457 = 120,308.6425 GBP, exactly
+    assert line["fx_rate"] == Decimal("0.000048123457")
+    assert line["converted_amount"] == Decimal("120308.6425")
+
+
 # --- chunked ingestion: parts, staging, atomicity ---------------------------------------------
 
 IDENTITY = ("org_id", "file_id", "track_id", "release_id")  # ids differ between two orgs

@@ -596,8 +596,13 @@ def test_a_rate_above_one_must_be_per_unit(cat: Catalog) -> None:
 
 def test_a_rate_too_large_for_the_column_is_a_field_error(cat: Catalog) -> None:
     contract = cat.contract(cat.payee(), basis="per_unit")
+    # a per-unit rate in a weak currency (12,000 VND a download) fits NUMERIC(28, 12)
+    cat.rate(contract, {"rate": "12000.000000000001", "effective_from": "2024-01-01"})
     with pytest.raises(ValidationFailed) as err:
-        cat.rate(contract, {"rate": "10000", "effective_from": "2024-01-01"})
+        cat.rate(contract, {"rate": "10000000000000000", "effective_from": "2024-01-01"})
+    assert [e.field for e in err.value.errors] == ["rate"]
+    with pytest.raises(ValidationFailed) as err:
+        cat.rate(contract, {"rate": "0.0000000000001", "effective_from": "2024-01-01"})
     assert [e.field for e in err.value.errors] == ["rate"]
 
 
