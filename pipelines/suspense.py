@@ -120,8 +120,8 @@ def rematch(
     with factory() as session:
         catalog = Catalog.load(session, org_id)
     rewritten = newly_matched = 0
-    per_file: dict[int, tuple[int, int]] = {}
-    for path in _files(data_dir, org_id):
+    files = _files(data_dir, org_id)
+    for path in files:
         frame = pl.read_parquet(path)
         todo = pl.col("match_method").is_null() | pl.col("converted_amount").is_null()
         if frame.filter(todo).is_empty():
@@ -143,15 +143,34 @@ def rematch(
         lake.write_parquet(merged, path)
         rewritten += 1
         newly_matched += before - after
-        file_id = lake.file_id_of(path)
-        m, s = per_file.get(file_id, (0, 0))
-        per_file[file_id] = (m + before - after, s)
+    # The ledger's counts are set from the lake as it now is, not incremented: a rematch
+    # running at the same time as another, or retried after its transaction failed (the
+    # lake already rewritten), leaves them right.
+    counts = (
+        pl.scan_parquet(files)
+        .group_by("file_id")
+        .agg(
+            pl.col("match_method").is_not_null().sum().alias("matched"),
+            pl.col("match_method").is_null().sum().alias("suspense"),
+        )
+        .collect()
+        if files
+        else pl.DataFrame()
+    )
     with db.transaction(factory, actor=actor) as session:
-        for file_id, (gained, _) in per_file.items():
-            row = session.get(IngestFile, file_id)
-            if row is not None and row.org_id == org_id:
-                row.lines_matched += gained
-                row.lines_suspense -= gained
+        rows = {
+            r.id: r
+            for r in session.scalars(
+                sa.select(IngestFile).where(IngestFile.org_id == org_id).with_for_update()
+            )
+        }
+        for file_id, matched, in_suspense in counts.iter_rows():
+            row = rows.get(file_id)
+            if row is not None and (row.lines_matched, row.lines_suspense) != (
+                matched,
+                in_suspense,
+            ):
+                row.lines_matched, row.lines_suspense = int(matched), int(in_suspense)
         open_items = rebuild_suspense(session, data_dir, org_id)
     return {
         "files_rewritten": rewritten,

@@ -532,6 +532,60 @@ def test_new_track_in_catalogue_is_matched_by_rematch(
     assert lake_lines(data)["match_method"].null_count() == 0
 
 
+def test_a_rematch_that_failed_or_ran_twice_leaves_the_ledger_counts_right(
+    factory: sessionmaker[Session], label: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lake is rewritten before the ledger's transaction: if that transaction fails, the
+    retry finds the lines matched already; the ledger's counts must still come right (they
+    are set from the lake, not added to)."""
+    from pipelines import suspense as suspense_module
+
+    data = tmp_path / "data"
+    report = tmp_path / "spotify_northbound_202601_EUR.csv"
+    write_spotify(
+        report,
+        products(factory, label)[:1],
+        random.Random(8),
+        "EUR",
+        ["DE", "AT"],
+        unknown_isrc=True,
+    )
+    out = ingest_path(factory, data, org_id=label, path=report, name=report.name)
+    assert out.suspense == 1
+    with db.transaction(factory, actor="test") as s:
+        t = s.scalars(sa.select(Track).where(Track.org_id == label)).first()
+        assert t is not None
+        service.create(
+            s,
+            label,
+            "tracks",
+            {
+                "release_id": t.release_id,
+                "isrc": "GBNBR2699999",
+                "title": "Unreleased Demo",
+                "artist_id": t.artist_id,
+                "duration_seconds": 200,
+                "track_number": 99,
+            },
+        )
+    real = suspense_module.rebuild_suspense
+
+    def database_gone(*args: object, **kwargs: object) -> int:
+        raise sa.exc.OperationalError("UPDATE", {}, Exception("the database went away"))
+
+    monkeypatch.setattr(suspense_module, "rebuild_suspense", database_gone)
+    with pytest.raises(sa.exc.OperationalError):
+        rematch(factory, data, label)
+    assert lake_lines(data)["match_method"].null_count() == 0  # the lake was rewritten
+    monkeypatch.setattr(suspense_module, "rebuild_suspense", real)
+    for _ in range(2):  # the retry, then once more
+        rematch(factory, data, label)
+        with factory() as s:
+            row = s.get(IngestFile, out.file_id)
+            assert row is not None
+            assert (row.lines_matched, row.lines_suspense) == (out.accepted, 0)
+
+
 def test_rates_into_and_out_of_weak_currencies_are_stored_exactly(
     factory: sessionmaker[Session], label: int, tmp_path: Path
 ) -> None:
