@@ -23,6 +23,8 @@ from schemas import revenue
 from schemas.store import db
 from schemas.store.models import IngestFile, MatchKind, SuspenseItem, SuspenseStatus
 
+CANON = revenue.CANONICAL
+
 KEY_ORDER = [  # the best identifier of an unmatched line names its suspense item
     ("isrc", norm_isrc_expr("isrc")),
     ("upc", norm_gtin_expr("upc")),
@@ -116,33 +118,48 @@ def rebuild_suspense(session: Session, data_dir: Path, org_id: int) -> int:
 def rematch(
     factory: sessionmaker[Session], data_dir: Path, org_id: int, *, actor: str = "rematch"
 ) -> dict[str, int]:
-    """Re-match unmatched (and re-convert unconverted) lines in place; rebuild suspense."""
+    """Re-match unmatched lines in place, and convert again every line whose FX rate (or its
+    source) is not the rates table's now: unconverted lines once their rate is imported, and
+    lines converted at a rate since corrected (import the corrected rate, then rematch; a
+    locked period takes it in a correction run). Rebuild suspense."""
     with factory() as session:
         catalog = Catalog.load(session, org_id)
-    rewritten = newly_matched = 0
+    rewritten = newly_matched = reconverted = 0
+    rates = catalog.rates.lazy()
     files = _files(data_dir, org_id)
     for path in files:
         frame = pl.read_parquet(path)
-        todo = pl.col("match_method").is_null() | pl.col("converted_amount").is_null()
-        if frame.filter(todo).is_empty():
+        now = convert(frame.lazy(), rates, target=catalog.currency).collect()
+        stale = now["converted_amount"].is_not_null() & (
+            (frame["fx_rate"] != now["fx_rate"]) | (frame["fx_source"] != now["fx_source"])
+        ).fill_null(True)
+        unmatched = frame["match_method"].is_null()
+        if not (stale | unmatched).any():
             continue
-        before = frame.filter(pl.col("match_method").is_null()).height
-        redo = match_lines(
-            frame.filter(todo).lazy(),
+        before = int(unmatched.sum())
+        rematched = match_lines(
+            frame.filter(unmatched).lazy(),
             catalog.tracks.lazy(),
             catalog.releases.lazy(),
             catalog.rules.lazy(),
         )
-        redo = convert(redo, catalog.rates.lazy(), target=catalog.currency)
-        merged = pl.concat(
-            [frame.filter(~todo), revenue.conform(redo, revenue.CANONICAL).collect()]
-        ).sort("line_no")
-        after = merged.filter(pl.col("match_method").is_null()).height
-        if merged.equals(frame.sort("line_no")):
+        redo = pl.concat(
+            [
+                revenue.conform(
+                    convert(rematched, rates, target=catalog.currency), CANON
+                ).collect(),
+                now.filter(~unmatched & stale),
+            ]
+        )
+        merged = pl.concat([frame.filter(~unmatched & ~stale), redo.select(frame.columns)]).sort(
+            "line_no", maintain_order=True
+        )
+        if merged.equals(frame.sort("line_no", maintain_order=True)):
             continue
         lake.write_parquet(merged, path)
         rewritten += 1
-        newly_matched += before - after
+        newly_matched += before - merged.filter(pl.col("match_method").is_null()).height
+        reconverted += int((~unmatched & stale).sum())
     # The ledger's counts are set from the lake as it now is, not incremented: a rematch
     # running at the same time as another, or retried after its transaction failed (the
     # lake already rewritten), leaves them right.
@@ -175,5 +192,6 @@ def rematch(
     return {
         "files_rewritten": rewritten,
         "lines_matched": newly_matched,
+        "lines_reconverted": reconverted,
         "suspense_items": open_items,
     }

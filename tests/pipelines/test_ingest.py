@@ -481,7 +481,12 @@ def test_suspense_is_resolved_once_and_remembered(
         assert track is not None
         suspense.resolve(s, label, item.id, track_id=track.id)
     result = rematch(factory, data, label)
-    assert result == {"files_rewritten": 1, "lines_matched": 1, "suspense_items": 0}
+    assert result == {
+        "files_rewritten": 1,
+        "lines_matched": 1,
+        "lines_reconverted": 0,
+        "suspense_items": 0,
+    }
     lines = lake_lines(data)
     assert lines.filter(pl.col("isrc") == "GBNBR2699999")["match_method"].to_list() == [
         "isrc_alias"
@@ -530,6 +535,38 @@ def test_new_track_in_catalogue_is_matched_by_rematch(
         )
     assert rematch(factory, data, label)["lines_matched"] == 1
     assert lake_lines(data)["match_method"].null_count() == 0
+
+
+def test_a_corrected_fx_rate_reaches_the_lines_already_converted(
+    factory: sessionmaker[Session], label: int, tmp_path: Path
+) -> None:
+    """Finance imports the final ECB rate over the preliminary one: rematch converts again
+    every line of that currency and month (and only those), with the new rate and source."""
+    data = tmp_path / "data"
+    with db.transaction(factory, actor="test") as s:
+        import_rates(s, label, b"base,quote,period,rate,source\nEUR,GBP,2026-01,0.85,prelim\n")
+    p = products(factory, label)[0]
+    eur = spotify_report(tmp_path / "spotify_x_202601_EUR.csv", p.isrc, p.upc)
+    gbp = tmp_path / "spotify_x_202601_GBP.csv"
+    gbp.write_text(eur.read_text().replace(",EUR\n", ",GBP\n"))
+    for report in (eur, gbp):
+        assert ingest_path(factory, data, org_id=label, path=report, name=report.name).accepted == 2
+    before = lake_lines(data).sort("currency", "line_no")
+    assert before["fx_source"].to_list() == ["prelim", "prelim", "identity", "identity"]
+    assert rematch(factory, data, label)["lines_reconverted"] == 0  # nothing changed yet
+    with db.transaction(factory, actor="test") as s:
+        import_rates(s, label, b"base,quote,period,rate,source\nEUR,GBP,2026-01,0.86,final\n")
+    result = rematch(factory, data, label)
+    assert (result["lines_reconverted"], result["lines_matched"]) == (2, 0)
+    after = lake_lines(data).sort("currency", "line_no")
+    assert after["fx_rate"].to_list() == [Decimal("0.86"), Decimal("0.86"), Decimal(1), Decimal(1)]
+    assert after["fx_source"].to_list() == ["final", "final", "identity", "identity"]
+    # 1.50 and 2.50 EUR at 0.86
+    assert after["converted_amount"].to_list()[:2] == [Decimal("1.29"), Decimal("2.15")]
+    assert after.drop("fx_rate", "fx_source", "converted_amount").equals(
+        before.drop("fx_rate", "fx_source", "converted_amount")
+    )
+    assert rematch(factory, data, label)["files_rewritten"] == 0  # settled
 
 
 def test_a_rematch_that_failed_or_ran_twice_leaves_the_ledger_counts_right(
