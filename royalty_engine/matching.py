@@ -28,10 +28,12 @@ def norm_gtin_expr(col: str) -> pl.Expr:
 
 
 def title_artist_key_expr(title: str = "title", artist: str = "artist") -> pl.Expr:
+    """``title|artist``, case-folded; a line with a title and no artist keys as ``title|``
+    (so it still reaches suspense, where it can be matched by hand). No title: null."""
     return pl.concat_str(
         [
             pl.col(title).str.to_lowercase().str.strip_chars(),
-            pl.col(artist).str.to_lowercase().str.strip_chars(),
+            pl.col(artist).str.to_lowercase().str.strip_chars().fill_null(""),
         ],
         separator="|",
     )

@@ -537,6 +537,34 @@ def test_new_track_in_catalogue_is_matched_by_rematch(
     assert lake_lines(data)["match_method"].null_count() == 0
 
 
+IDS_AND_TITLE = ("isrc", "upc", "dsp_resource_id", "dsp_release_id", "proprietary_id", "title")
+
+
+def test_an_unmatched_line_with_a_title_and_no_artist_has_a_suspense_key() -> None:
+    """Suspense items are keyed by the line's best identifier; a title without an artist
+    is still one (it keyed as null before, and the line never reached the suspense list)."""
+    from pipelines.suspense import suspense_keys
+
+    lines = pl.LazyFrame(
+        {
+            "isrc": [None, None, "gbnbr2699999"],
+            "upc": [None, None, None],
+            "dsp_resource_id": [None, None, None],
+            "dsp_release_id": [None, None, None],
+            "proprietary_id": [None, None, None],
+            "title": [" Lost Song ", None, "T"],
+            "artist": [None, None, "A"],
+        },
+        schema=dict.fromkeys((*IDS_AND_TITLE, "artist"), pl.String),
+    )
+    keyed = suspense_keys(lines).collect()
+    assert keyed.select("kind", "key").rows() == [
+        ("title_artist", "lost song|"),
+        (None, None),  # nothing to key on: only the run's suspense total shows it
+        ("isrc", "GBNBR2699999"),
+    ]
+
+
 def test_a_corrected_fx_rate_reaches_the_lines_already_converted(
     factory: sessionmaker[Session], label: int, tmp_path: Path
 ) -> None:
