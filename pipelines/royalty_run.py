@@ -301,6 +301,7 @@ def scan_lines(files: list[Path]) -> pl.LazyFrame:
 
 # --- state ----------------------------------------------------------------------------------
 SETTLED = (RunStatus.APPROVED, RunStatus.LOCKED)
+ZERO_CENTS = Decimal("0.00")
 
 
 def _current_runs(session: Session, org_id: int, *, lock: bool = False) -> dict[str, RoyaltyRun]:
@@ -717,6 +718,14 @@ def run_period(
                 created_by=actor,
             )
             session.add(run)
+            try:
+                session.flush()
+            except sa.exc.IntegrityError as exc:  # the same version, recorded meanwhile
+                raise RunError(
+                    "run_changed",
+                    f"{p.label} v{version} was recorded by another run while this one was "
+                    "computed; nothing was recorded: run it again",
+                ) from exc
             replaced = [
                 r.id
                 for r in existing
@@ -849,8 +858,9 @@ def diff_runs(
     for row in joined.iter_rows(named=True):
         changes = {}
         for f in SUMMARY_FIELDS:
-            a = row.get(f) or Decimal(0)
-            b = row.get(f"{f}_new") or Decimal(0)
+            # a payee new (or gone) in this version: its missing figures are 0.00
+            a: Decimal = ZERO_CENTS if row.get(f) is None else row[f]
+            b: Decimal = ZERO_CENTS if row.get(f"{f}_new") is None else row[f"{f}_new"]
             if a != b:
                 changes[f] = {"old": str(a), "new": str(b), "delta": str(b - a)}
         if changes:

@@ -5,6 +5,7 @@ failed run leaves nothing behind."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -155,6 +156,8 @@ def test_rerun_supersedes_until_locked_then_only_corrections(label: Label) -> No
     diff = corrected["diff"]
     assert diff and all("rates changed" in d["why"] for d in diff)  # type: ignore[union-attr]
     assert any("earnings" in d["changes"] for d in diff)  # type: ignore[union-attr]
+    figures = [v for d in diff for c in d["changes"].values() for v in c.values()]  # type: ignore[union-attr]
+    assert figures and all(re.fullmatch(r"-?\d+\.\d\d", v) for v in figures)  # in cents
     runs = label.runs()
     assert runs[1].status == RunStatus.LOCKED  # the locked version stays as it was
     assert runs[2].supersedes_id == runs[1].id and runs[2].reason.startswith("rate")
