@@ -183,7 +183,11 @@ def aggregate(
     read = lines.group_by(pl.col("converted_currency").alias("currency")).agg(
         pl.col("converted_amount").sum().cast(EXACT).alias("amount"),
         pl.len().alias("lines"),
-        pl.col("converted_amount").is_null().sum().alias("unconverted"),
+        # matched lines with no converted amount: the run cannot pay from them. Unmatched
+        # ones stay in suspense (under no currency) until their rate is imported.
+        (pl.col("converted_amount").is_null() & pl.col("match_method").is_not_null())
+        .sum()
+        .alias("unconverted"),
     )
     return agg, suspense, read
 
@@ -616,13 +620,14 @@ def compute_earnings(
     by_month = n_lines > MONTHLY_AGGREGATION_LINES and len(period.months) > 1
     months = period.months if by_month else None
     agg, suspense, read = _aggregate(in_period, grain, months, dates=(lo, hi))
-    if read.height and (int(read["unconverted"].sum()) or read["currency"].null_count()):
+    if read.height and int(read["unconverted"].sum()):
         raise EngineError(
             "unconverted_lines",
-            "some lines of the period have no converted amount (no FX rate when they were "
-            "ingested); import the rates and run `tunemantra rematch` or re-ingest",
+            f"{int(read['unconverted'].sum())} matched line(s) of the period have no converted "
+            "amount (no FX rate when they were ingested); import the rates and run "
+            "`tunemantra rematch`",
         )
-    other = sorted(set(read["currency"].to_list()) - {accounting_currency})
+    other = sorted(set(read["currency"].drop_nulls().to_list()) - {accounting_currency})
     if other:
         raise EngineError(
             "currency_mismatch",

@@ -278,6 +278,10 @@ def _reconcile(
         "contracts": ledger.height,
         "payees": ledger["payee_id"].n_unique() if ledger.height else 0,
         "unsplit_lines": int(earned.unsplit["lines"].sum() or 0),
+        # unmatched lines with no FX rate yet: in suspense, in no accounting-currency total
+        "suspense_unconverted_lines": int(
+            earned.suspense.filter(pl.col("currency").is_null())["lines"].sum() or 0
+        ),
     }
     return (
         {cur: {k: str(v) for k, v in sorted(vals.items())} for cur, vals in sorted(totals.items())},

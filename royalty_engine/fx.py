@@ -3,7 +3,9 @@
 Policy ``period_average``: a line in currency C for reporting period P converts to the target
 currency at the rate (C -> target, P) from the rates table. Same currency: rate 1, source
 ``identity``. No rate: ``converted_amount`` stays null and ``fx_source`` is null, so the
-line is visible as unconverted (the royalty run refuses such lines) rather than guessed.
+line is visible as unconverted rather than guessed: the royalty run refuses a matched
+line without a rate, and counts an unmatched one in suspense (``suspense_unconverted_lines``)
+until its rate is imported and ``rematch`` converts it.
 Converted amounts keep 12 decimal places (Polars rounds half to even at the 12th place,
 far below a cent); rounding to cents happens once, on statements.
 """

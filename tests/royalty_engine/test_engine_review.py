@@ -261,3 +261,40 @@ def test_a_reserve_is_held_for_the_contracts_periods_whatever_the_run_cadence() 
     # the first run of H2 releases all of it
     july = ledger(run(lines(in_month("2026-07", amount="0")), t, state, "2026-07"))
     assert july["reserve_released"] == D("120.00")
+
+
+def test_an_unmatched_line_without_an_fx_rate_stays_in_suspense_and_does_not_block() -> None:
+    """Unmatched lines never block the period, even before their currency has a rate: the
+    run pays the matched lines and counts the unconverted one in suspense. A matched line
+    without a rate still stops the run (its royalty cannot be computed)."""
+
+    def one_contract() -> Terms:  # 100% of the receipts
+        return terms(
+            contracts=[{"contract_id": 1}],
+            rates=[{"rate_id": 1, "contract_id": 1, "rate": "1"}],
+            splits=[{"split_id": 1, "track_id": 1, "contract_id": 1, "share": "1"}],
+        )
+
+    stray = {"amount": "2", "currency": "JPY", "match_method": None, "track_id": None,
+             "release_id": None, "suspense_reason": "unknown_isrc"}  # fmt: skip
+
+    def unconverted(line_no: int) -> pl.Expr:
+        return pl.when(pl.col("line_no") == line_no)
+
+    lf = lines({"amount": "10.00"}, stray).with_columns(
+        unconverted(2).then(None).otherwise(pl.col(c)).alias(c)
+        for c in ("converted_amount", "converted_currency")
+    )
+    result = run(lf, one_contract())
+    assert ledger(result)["earnings"] == D("10.00")
+    assert result.counts["suspense_unconverted_lines"] == 1
+    assert result.counts["lines"] == 2 and result.counts["suspense_lines"] == 1
+    assert set(result.totals) == {"GBP"}
+    assert (result.totals["GBP"]["revenue"], result.totals["GBP"]["suspense"]) == ("10.00", "0.00")
+    matched_too = lines({"amount": "10.00"}, {"amount": "3", "currency": "JPY"}).with_columns(
+        unconverted(2).then(None).otherwise(pl.col(c)).alias(c)
+        for c in ("converted_amount", "converted_currency")
+    )
+    with pytest.raises(EngineError) as caught:
+        run(matched_too, one_contract())
+    assert caught.value.code == "unconverted_lines"
