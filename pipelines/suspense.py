@@ -14,6 +14,7 @@ from pipelines import lake
 from pipelines.ingest import Catalog
 from royalty_engine.fx import convert
 from royalty_engine.matching import (
+    dsp_key_expr,
     match_lines,
     norm_gtin_expr,
     norm_isrc_expr,
@@ -25,14 +26,18 @@ from schemas.store.models import IngestFile, MatchKind, SuspenseItem, SuspenseSt
 
 CANON = revenue.CANONICAL
 
-KEY_ORDER = [  # the best identifier of an unmatched line names its suspense item
-    ("isrc", norm_isrc_expr("isrc")),
-    ("upc", norm_gtin_expr("upc")),
-    ("dsp_resource_id", pl.col("dsp_resource_id")),
-    ("dsp_release_id", pl.col("dsp_release_id")),
-    ("proprietary_id", pl.col("proprietary_id")),
-    ("title_artist", title_artist_key_expr()),
-]
+
+def key_order(names: list[str]) -> list[tuple[str, pl.Expr]]:
+    """The best identifier of an unmatched line names its suspense item, in this order.
+    A DSP's ids are that DSP's: keyed ``service:id`` (``dsp_key_expr``)."""
+    return [
+        ("isrc", norm_isrc_expr("isrc")),
+        ("upc", norm_gtin_expr("upc")),
+        ("dsp_resource_id", dsp_key_expr("dsp_resource_id", names)),
+        ("dsp_release_id", dsp_key_expr("dsp_release_id", names)),
+        ("proprietary_id", pl.col("proprietary_id")),
+        ("title_artist", title_artist_key_expr()),
+    ]
 
 
 def _files(data_dir: Path, org_id: int) -> list[Path]:
@@ -44,7 +49,7 @@ def _files(data_dir: Path, org_id: int) -> list[Path]:
 def suspense_keys(lines: pl.LazyFrame) -> pl.LazyFrame:
     kind = pl.lit(None, dtype=pl.String)
     key = pl.lit(None, dtype=pl.String)
-    for name, expr in reversed(KEY_ORDER):
+    for name, expr in reversed(key_order(lines.collect_schema().names())):
         kind = pl.when(expr.is_not_null()).then(pl.lit(name)).otherwise(kind)
         key = pl.when(expr.is_not_null()).then(expr).otherwise(key)
     return lines.with_columns(kind.alias("kind"), key.alias("key"))

@@ -39,6 +39,20 @@ def title_artist_key_expr(title: str = "title", artist: str = "artist") -> pl.Ex
     )
 
 
+def dsp_key_expr(column: str, names: list[str] | None = None) -> pl.Expr:
+    """A DSP's own id, scoped to that DSP: ``service:id`` (the service as reported,
+    case-folded; else the report's layout). Spotify's track 1712345601 and a TikTok sound
+    with the same digits are different things, so a match made for one never matches the
+    other. ``names``: the frame's columns, when it may lack ``service`` or ``source``."""
+    have = set(names) if names is not None else {"service", "source"}
+    scopes = [
+        *([pl.col("service").str.strip_chars().str.to_lowercase()] if "service" in have else []),
+        *([pl.col("source")] if "source" in have else []),
+        pl.lit(""),
+    ]
+    return pl.concat_str([pl.coalesce(scopes), pl.lit(":"), pl.col(column)])
+
+
 def match_lines(
     lines: pl.LazyFrame,
     tracks: pl.LazyFrame,  # isrc, track_id, release_id
@@ -54,9 +68,15 @@ def match_lines(
     """
     kinds = set(rules.select("kind").unique().collect()["kind"].to_list())
     use_title = "title_artist" in kinds
+    names = lines.collect_schema().names()
     ids = lines.select(
         pl.col("isrc", "upc", "dsp_resource_id", "dsp_release_id", "proprietary_id"),
         *([title_artist_key_expr().alias("_title_artist")] if use_title else []),
+        *(
+            dsp_key_expr(c, names).alias(f"_{c}")
+            for c in ("dsp_resource_id", "dsp_release_id")
+            if c in kinds
+        ),
     )
     t = tracks.select(
         norm_isrc_expr("isrc").alias("_isrc"),
@@ -84,8 +104,8 @@ def match_lines(
     steps: list[tuple[str, str, str]] = [  # (rule kind, line column, method)
         ("isrc", "_isrc", "isrc_alias"),
         ("upc", "_upc", "upc_alias"),
-        ("dsp_resource_id", "dsp_resource_id", "dsp_resource_id"),
-        ("dsp_release_id", "dsp_release_id", "dsp_release_id"),
+        ("dsp_resource_id", "_dsp_resource_id", "dsp_resource_id"),
+        ("dsp_release_id", "_dsp_release_id", "dsp_release_id"),
         ("proprietary_id", "proprietary_id", "proprietary_id"),
         ("title_artist", "_title_artist", "title_artist"),
     ]

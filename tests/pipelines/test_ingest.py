@@ -565,6 +565,34 @@ def test_an_unmatched_line_with_a_title_and_no_artist_has_a_suspense_key() -> No
     ]
 
 
+def test_a_match_made_for_one_dsps_id_never_matches_another_dsps_same_id() -> None:
+    """Suspense items and remembered matches on DSP ids are keyed ``service:id``: resolving
+    Spotify's track 1712345601 must not send a TikTok sound with the same digits there."""
+    from pipelines.suspense import suspense_keys
+    from royalty_engine.matching import match_lines
+
+    cols = (*IDS_AND_TITLE, "artist", "service", "source")
+    given = {
+        "dsp_resource_id": ["1712345601", "1712345601", "1712345601"],
+        "service": ["Spotify", "TikTok", None],
+        "source": ["spotify", "tiktok", "spotify"],
+    }
+    lines = pl.LazyFrame(
+        {c: given.get(c, [None, None, None]) for c in cols}, schema=dict.fromkeys(cols, pl.String)
+    )
+    keys = suspense_keys(lines).collect()["key"].to_list()
+    assert keys == ["spotify:1712345601", "tiktok:1712345601", "spotify:1712345601"]
+    rules = pl.LazyFrame(
+        {"kind": ["dsp_resource_id"], "key": [keys[0]], "track_id": [7], "release_id": [3]}
+    )
+    empty = pl.LazyFrame(schema={"isrc": pl.String, "track_id": pl.Int64, "release_id": pl.Int64})
+    matched = match_lines(
+        lines, empty, pl.LazyFrame(schema={"upc": pl.String, "release_id": pl.Int64}), rules
+    ).collect()
+    assert matched["track_id"].to_list() == [7, None, 7]
+    assert matched["suspense_reason"].to_list() == [None, "unknown_dsp_id", None]
+
+
 def test_a_corrected_fx_rate_reaches_the_lines_already_converted(
     factory: sessionmaker[Session], label: int, tmp_path: Path
 ) -> None:

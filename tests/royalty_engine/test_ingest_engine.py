@@ -128,7 +128,8 @@ def _catalog() -> tuple[pl.LazyFrame, pl.LazyFrame, pl.LazyFrame]:
     rules = pl.LazyFrame(
         {
             "kind": ["isrc", "dsp_resource_id", "title_artist"],
-            "key": ["USXYZ2600009", "sp:track:1", "night drive|nova"],
+            # a DSP's id is keyed with its service (as reported, case-folded)
+            "key": ["USXYZ2600009", "spotify:sp:track:1", "night drive|nova"],
             "track_id": [2, 1, 2],
             "release_id": [10, 10, 10],
         }
@@ -142,7 +143,7 @@ def test_matching_order_and_suspense_reasons() -> None:
             {"isrc": "gb-abc-26-00001", "upc": "4006381333931"},  # ISRC wins over UPC
             {"isrc": "USXYZ2600009"},  # remembered alias
             {"isrc": None, "upc": "0036000291452"},  # EAN-13 form of the UPC-A
-            {"isrc": None, "dsp_resource_id": "sp:track:1"},
+            {"isrc": None, "dsp_resource_id": "sp:track:1", "service": "Spotify"},
             {"isrc": None, "title": "Night Drive ", "artist": "NOVA"},
             {"isrc": "USXYZ2600010"},
             {"isrc": "BAD"},
