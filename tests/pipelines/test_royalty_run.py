@@ -247,6 +247,14 @@ def test_audit_verify_checks_the_ledger_against_the_store(label: Label) -> None:
     path.unlink()
     assert [code for _, code in problems()] == ["missing_entry"] * 3
     path.write_text(whole)
+    assert problems() == []
+    with db.transaction(label.factory, actor="t") as s:  # what a payee sees, edited by hand
+        summary = s.scalars(
+            sa.select(StatementSummary).where(StatementSummary.run_id == run_id)
+        ).first()
+        assert summary is not None
+        summary.payable += Decimal("999")
+    assert problems() == [(run_id, "rows_changed")]
     with db.transaction(label.factory, actor="t") as s:
         run = s.get(RoyaltyRun, run_id)
         assert run is not None
@@ -256,6 +264,7 @@ def test_audit_verify_checks_the_ledger_against_the_store(label: Label) -> None:
         (run_id, "totals_mismatch"),
         (run_id, "actor_mismatch"),
         (run_id, "status_mismatch"),
+        (run_id, "rows_changed"),
     ]
 
 
