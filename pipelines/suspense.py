@@ -25,6 +25,7 @@ from schemas.store import db
 from schemas.store.models import IngestFile, MatchKind, SuspenseItem, SuspenseStatus
 
 CANON = revenue.CANONICAL
+RELEASE_LEVEL = ("upc", "upc_alias", "dsp_release_id")
 
 
 def key_order(names: list[str]) -> list[tuple[str, pl.Expr]]:
@@ -129,7 +130,7 @@ def rematch(
     locked period takes it in a correction run). Rebuild suspense."""
     with factory() as session:
         catalog = Catalog.load(session, org_id)
-    rewritten = newly_matched = reconverted = 0
+    rewritten = newly_matched = reconverted = upgraded = 0
     rates = catalog.rates.lazy()
     files = _files(data_dir, org_id)
     for path in files:
@@ -138,24 +139,26 @@ def rematch(
         stale = now["converted_amount"].is_not_null() & (
             (frame["fx_rate"] != now["fx_rate"]) | (frame["fx_source"] != now["fx_source"])
         ).fill_null(True)
-        unmatched = frame["match_method"].is_null()
+        # Lines matched to a release only (by UPC or a DSP release id) although they carry
+        # an ISRC are provisional: matched again, they reach the track once it is added.
+        release_only = (
+            frame["match_method"].is_in(RELEASE_LEVEL)
+            & frame["track_id"].is_null()
+            & frame["isrc"].is_not_null()
+        )
+        unmatched = frame["match_method"].is_null() | release_only
         if not (stale | unmatched).any():
             continue
-        before = int(unmatched.sum())
+        before = int(frame["match_method"].is_null().sum())
         rematched = match_lines(
             frame.filter(unmatched).lazy(),
             catalog.tracks.lazy(),
             catalog.releases.lazy(),
             catalog.rules.lazy(),
         )
-        redo = pl.concat(
-            [
-                revenue.conform(
-                    convert(rematched, rates, target=catalog.currency), CANON
-                ).collect(),
-                now.filter(~unmatched & stale),
-            ]
-        )
+        again = revenue.conform(convert(rematched, rates, target=catalog.currency), CANON)
+        again_df = again.collect()
+        redo = pl.concat([again_df, now.filter(~unmatched & stale)])
         merged = pl.concat([frame.filter(~unmatched & ~stale), redo.select(frame.columns)]).sort(
             "line_no", maintain_order=True
         )
@@ -165,6 +168,7 @@ def rematch(
         rewritten += 1
         newly_matched += before - merged.filter(pl.col("match_method").is_null()).height
         reconverted += int((~unmatched & stale).sum())
+        upgraded += int((release_only.filter(unmatched) & again_df["track_id"].is_not_null()).sum())
     # The ledger's counts are set from the lake as it now is, not incremented: a rematch
     # running at the same time as another, or retried after its transaction failed (the
     # lake already rewritten), leaves them right.
@@ -198,5 +202,6 @@ def rematch(
         "files_rewritten": rewritten,
         "lines_matched": newly_matched,
         "lines_reconverted": reconverted,
+        "lines_upgraded": upgraded,  # from a release-level match to their track
         "suspense_items": open_items,
     }

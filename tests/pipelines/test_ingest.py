@@ -485,6 +485,7 @@ def test_suspense_is_resolved_once_and_remembered(
         "files_rewritten": 1,
         "lines_matched": 1,
         "lines_reconverted": 0,
+        "lines_upgraded": 0,
         "suspense_items": 0,
     }
     lines = lake_lines(data)
@@ -623,6 +624,42 @@ def test_a_corrected_fx_rate_reaches_the_lines_already_converted(
         before.drop("fx_rate", "fx_source", "converted_amount")
     )
     assert rematch(factory, data, label)["files_rewritten"] == 0  # settled
+
+
+def test_a_release_level_match_reaches_its_track_once_the_track_is_added(
+    factory: sessionmaker[Session], label: int, tmp_path: Path
+) -> None:
+    """A line whose ISRC is not in the catalogue but whose UPC is matches the release only
+    (track-level splits cannot apply). Once the track is added, rematch takes it to the track,
+    as a line ingested then would be."""
+    data = tmp_path / "data"
+    p = products(factory, label)[0]
+    report = spotify_report(tmp_path / "spotify_bonus_202601_EUR.csv", "GBNBR2699998", p.upc)
+    ingest_path(factory, data, org_id=label, path=report, name=report.name)
+    first = lake_lines(data)
+    assert set(first["match_method"]) == {"upc"} and first["track_id"].null_count() == 2
+    assert rematch(factory, data, label)["files_rewritten"] == 0  # nothing new: left alone
+    with db.transaction(factory, actor="test") as s:
+        t = s.scalars(sa.select(Track).where(Track.org_id == label)).first()
+        assert t is not None
+        new = service.create(
+            s,
+            label,
+            "tracks",
+            {
+                "release_id": first["release_id"][0],
+                "isrc": "GBNBR2699998",
+                "title": "Bonus",
+                "artist_id": t.artist_id,
+                "duration_seconds": 200,
+                "track_number": 98,
+            },
+        )
+        new_id = new["id"] if isinstance(new, dict) else new.id
+    result = rematch(factory, data, label)
+    assert (result["lines_upgraded"], result["lines_matched"]) == (2, 0)
+    after = lake_lines(data)
+    assert set(after["match_method"]) == {"isrc"} and set(after["track_id"]) == {new_id}
 
 
 def test_a_rematch_that_failed_or_ran_twice_leaves_the_ledger_counts_right(
