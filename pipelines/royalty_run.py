@@ -1089,9 +1089,12 @@ def reproduce(factory: sessionmaker[Session], data_dir: Path, *, run_id: int) ->
     result = compute(
         past.lines(data_dir), terms, state_in, past.period, accounting_currency=past.currency
     )
+    # the statement context (payee names, addresses) was frozen from the store when the
+    # run was made: it is written again from its own files, so a changed one shows
+    context = {p.stem: pl.read_parquet(p) for p in sorted((folder / "context").glob("*.parquet"))}
     scratch = folder.with_name(f".reproduce-{uuid.uuid4().hex}")
     try:
-        written = _write_run(scratch, terms, state_in, manifest["inputs"], result)
+        written = _write_run(scratch, terms, state_in, manifest["inputs"], result, context)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     differ = sorted(k for k, v in written.items() if manifest["files"].get(k) != v)

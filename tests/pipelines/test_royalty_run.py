@@ -100,6 +100,14 @@ def test_a_run_writes_reconciled_outputs_and_store_rows(label: Label) -> None:
     run_id = int(report["run_id"])  # type: ignore[call-overload]
     assert reproduce(label.factory, label.data, run_id=run_id)["identical"] is True
     assert verify_outputs(label.factory, run_id=run_id)["verified"] is True
+    # the frozen statement context is part of what reproduces: a payee renamed in it shows
+    payees = Path(outputs["manifest"]).parent / "context" / "payees.parquet"  # type: ignore[index]
+    original = payees.read_bytes()
+    frame = pl.read_parquet(payees)
+    frame.with_columns(pl.lit("Someone Else").alias("name")).write_parquet(payees)
+    again = reproduce(label.factory, label.data, run_id=run_id)
+    assert (again["identical"], again["differ"]) == (False, ["context/payees.parquet"])
+    payees.write_bytes(original)
     shown = preview(label.factory, run_id=run_id)
     assert shown["variance"] and "Royalty run" in shown["markdown"]
 
