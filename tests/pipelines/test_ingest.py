@@ -504,6 +504,30 @@ def test_suspense_is_resolved_once_and_remembered(
         assert (row.lines_matched, row.lines_suspense) == (out.matched + 1, 0)
 
 
+def add_track(
+    factory: sessionmaker[Session], org_id: int, isrc: str, release_id: int | None = None
+) -> int:
+    """A track added to the catalogue after reports were ingested (on the first track's
+    release unless told): its id."""
+    with db.transaction(factory, actor="test") as s:
+        t = s.scalars(sa.select(Track).where(Track.org_id == org_id)).first()
+        assert t is not None
+        new = service.create(
+            s,
+            org_id,
+            "tracks",
+            {
+                "release_id": release_id or t.release_id,
+                "isrc": isrc,
+                "title": "Unreleased Demo",
+                "artist_id": t.artist_id,
+                "duration_seconds": 200,
+                "track_number": 99,
+            },
+        )
+    return int(new["id"] if isinstance(new, dict) else new.id)
+
+
 def test_new_track_in_catalogue_is_matched_by_rematch(
     factory: sessionmaker[Session], label: int, tmp_path: Path
 ) -> None:
@@ -518,22 +542,7 @@ def test_new_track_in_catalogue_is_matched_by_rematch(
         unknown_isrc=True,
     )
     ingest_path(factory, data, org_id=label, path=report, name=report.name)
-    with db.transaction(factory, actor="test") as s:
-        t = s.scalars(sa.select(Track).where(Track.org_id == label)).first()
-        assert t is not None
-        service.create(
-            s,
-            label,
-            "tracks",
-            {
-                "release_id": t.release_id,
-                "isrc": "GBNBR2699999",
-                "title": "Unreleased Demo",
-                "artist_id": t.artist_id,
-                "duration_seconds": 200,
-                "track_number": 99,
-            },
-        )
+    add_track(factory, label, "GBNBR2699999")
     assert rematch(factory, data, label)["lines_matched"] == 1
     assert lake_lines(data)["match_method"].null_count() == 0
 
@@ -639,23 +648,7 @@ def test_a_release_level_match_reaches_its_track_once_the_track_is_added(
     first = lake_lines(data)
     assert set(first["match_method"]) == {"upc"} and first["track_id"].null_count() == 2
     assert rematch(factory, data, label)["files_rewritten"] == 0  # nothing new: left alone
-    with db.transaction(factory, actor="test") as s:
-        t = s.scalars(sa.select(Track).where(Track.org_id == label)).first()
-        assert t is not None
-        new = service.create(
-            s,
-            label,
-            "tracks",
-            {
-                "release_id": first["release_id"][0],
-                "isrc": "GBNBR2699998",
-                "title": "Bonus",
-                "artist_id": t.artist_id,
-                "duration_seconds": 200,
-                "track_number": 98,
-            },
-        )
-        new_id = new["id"] if isinstance(new, dict) else new.id
+    new_id = add_track(factory, label, "GBNBR2699998", release_id=first["release_id"][0])
     result = rematch(factory, data, label)
     assert (result["lines_upgraded"], result["lines_matched"]) == (2, 0)
     after = lake_lines(data)
@@ -682,22 +675,7 @@ def test_a_rematch_that_failed_or_ran_twice_leaves_the_ledger_counts_right(
     )
     out = ingest_path(factory, data, org_id=label, path=report, name=report.name)
     assert out.suspense == 1
-    with db.transaction(factory, actor="test") as s:
-        t = s.scalars(sa.select(Track).where(Track.org_id == label)).first()
-        assert t is not None
-        service.create(
-            s,
-            label,
-            "tracks",
-            {
-                "release_id": t.release_id,
-                "isrc": "GBNBR2699999",
-                "title": "Unreleased Demo",
-                "artist_id": t.artist_id,
-                "duration_seconds": 200,
-                "track_number": 99,
-            },
-        )
+    add_track(factory, label, "GBNBR2699999")
     real = suspense_module.rebuild_suspense
 
     def database_gone(*args: object, **kwargs: object) -> int:

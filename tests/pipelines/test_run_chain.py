@@ -158,13 +158,11 @@ def test_overlapping_periods_cannot_both_be_approved(label: Label) -> None:
 
 
 def test_an_approval_names_the_run_that_was_reviewed(label: Label) -> None:
+    from functools import partial
+
     from pipelines.royalty_run import transition
 
-    reviewed = label.run("2026-01")
-    late_cost(label, "50.00")
-    rerun = label.run("2026-01")  # someone changed a term and ran it again meanwhile
-    refused(
-        "run_changed",
+    approve = partial(
         transition,
         label.factory,
         label.data,
@@ -172,16 +170,11 @@ def test_an_approval_names_the_run_that_was_reviewed(label: Label) -> None:
         period="2026-01",
         actor="finance",
         to="approved",
-        run_id=reviewed["run_id"],
     )
-    approved = transition(
-        label.factory,
-        label.data,
-        org_id=label.org_id,
-        period="2026-01",
-        actor="finance",
-        to="approved",
-        run_id=rerun["run_id"],
-    )
+    reviewed = label.run("2026-01")
+    late_cost(label, "50.00")
+    rerun = label.run("2026-01")  # someone changed a term and ran it again meanwhile
+    refused("run_changed", approve, run_id=reviewed["run_id"])
+    approved = approve(run_id=rerun["run_id"])
     assert (approved.run_id, approved.status) == (rerun["run_id"], "approved")
     assert audit_ledger.read(label.data, label.org_id)[-1]["run_id"] == rerun["run_id"]
