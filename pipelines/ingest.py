@@ -645,10 +645,18 @@ def ingest_path(
         return IngestOutcome(
             name=name, status="duplicate", file_id=same.file_id, sha256=sha, format=same.format
         )
-    except _LostRace:
+    except _LostRace as lost:
         # the other ingestion of these bytes is committed now: answer as if it had been
         # first (duplicate, or its quarantine); its raw copy is the same file as ours
         undo()
+        with factory() as session:
+            won = session.scalar(
+                sa.select(IngestFile.id).where(
+                    IngestFile.org_id == org_id, IngestFile.sha256 == sha
+                )
+            )
+        if won is None:  # not that race (another integrity error): raise it, not loop
+            raise (lost.__cause__ or lost) from None
         return ingest_path(
             factory,
             data_dir,

@@ -150,25 +150,32 @@ def rematch(
         if not (stale | unmatched).any():
             continue
         before = int(frame["match_method"].is_null().sum())
-        rematched = match_lines(
-            frame.filter(unmatched).lazy(),
-            catalog.tracks.lazy(),
-            catalog.releases.lazy(),
-            catalog.rules.lazy(),
-        )
-        again = revenue.conform(convert(rematched, rates, target=catalog.currency), CANON)
-        again_df = again.collect()
-        redo = pl.concat([again_df, now.filter(~unmatched & stale)])
-        merged = pl.concat([frame.filter(~unmatched & ~stale), redo.select(frame.columns)]).sort(
-            "line_no", maintain_order=True
-        )
+        # conversion does not depend on the match: ``now`` is every line converted today
+        rematched = revenue.conform(
+            match_lines(
+                now.filter(unmatched).lazy(),
+                catalog.tracks.lazy(),
+                catalog.releases.lazy(),
+                catalog.rules.lazy(),
+            ),
+            CANON,
+        ).collect()
+        merged = pl.concat(
+            [
+                frame.filter(~unmatched & ~stale),
+                rematched.select(frame.columns),
+                now.filter(~unmatched & stale).select(frame.columns),
+            ]
+        ).sort("line_no", maintain_order=True)
         if merged.equals(frame.sort("line_no", maintain_order=True)):
             continue
         lake.write_parquet(merged, path)
         rewritten += 1
         newly_matched += before - merged.filter(pl.col("match_method").is_null()).height
         reconverted += int((~unmatched & stale).sum())
-        upgraded += int((release_only.filter(unmatched) & again_df["track_id"].is_not_null()).sum())
+        upgraded += int(
+            (release_only.filter(unmatched) & rematched["track_id"].is_not_null()).sum()
+        )
     # The ledger's counts are set from the lake as it now is, not incremented: a rematch
     # running at the same time as another, or retried after its transaction failed (the
     # lake already rewritten), leaves them right.

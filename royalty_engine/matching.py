@@ -39,12 +39,12 @@ def title_artist_key_expr(title: str = "title", artist: str = "artist") -> pl.Ex
     )
 
 
-def dsp_key_expr(column: str, names: list[str] | None = None) -> pl.Expr:
+def dsp_key_expr(column: str, names: list[str]) -> pl.Expr:
     """A DSP's own id, scoped to that DSP: ``service:id`` (the service as reported,
     case-folded; else the report's layout). Spotify's track 1712345601 and a TikTok sound
     with the same digits are different things, so a match made for one never matches the
-    other. ``names``: the frame's columns, when it may lack ``service`` or ``source``."""
-    have = set(names) if names is not None else {"service", "source"}
+    other. ``names``: the frame's columns (it may lack ``service`` or ``source``)."""
+    have = set(names)
     scopes = [
         *([pl.col("service").str.strip_chars().str.to_lowercase()] if "service" in have else []),
         *([pl.col("source")] if "source" in have else []),

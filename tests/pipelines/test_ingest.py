@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pipelines.demo import build
 from pipelines.demo_reports import catalogue, write_apple, write_distributor, write_spotify
-from pipelines.ingest import ingest_path
+from pipelines.ingest import IngestOutcome, ingest_path
 from pipelines.suspense import rebuild_suspense, rematch
 from schemas.store import db, service, suspense
 from schemas.store.fx import import_rates
@@ -357,6 +357,29 @@ def test_one_report_ingested_twice_at_once_is_counted_once(
         assert row.id == won.file_id and row.other_names == [second.name]
 
 
+def test_a_ledger_insert_failing_for_another_reason_is_raised_not_retried(
+    factory: sessionmaker[Session], label: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a lost race (the same bytes committed by another ingestion) is answered by asking
+    again; any other integrity error at the ledger insert is raised, once."""
+    p = products(factory, label)[0]
+    report = spotify_report(tmp_path / "spotify_x_202601_EUR.csv", p.isrc, p.upc)
+    calls = 0
+    real = Session.flush
+
+    def refuse(self: Session, *args: object, **kwargs: object) -> None:
+        nonlocal calls
+        if any(isinstance(o, IngestFile) for o in self.new):
+            calls += 1
+            raise sa.exc.IntegrityError("INSERT", {}, Exception("check constraint failed"))
+        real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Session, "flush", refuse)
+    with pytest.raises(sa.exc.IntegrityError):
+        ingest_path(factory, tmp_path / "data", org_id=label, path=report, name=report.name)
+    assert calls == 1
+
+
 def test_lines_without_a_date_in_a_file_without_a_period_are_quarantined_until_told(
     factory: sessionmaker[Session], label: int, tmp_path: Path
 ) -> None:
@@ -457,21 +480,31 @@ def test_control_total_mismatch_quarantines(
     assert "declared 999.99" in out.quarantine["message"]
 
 
+def ingest_unknown_isrc(
+    factory: sessionmaker[Session],
+    org_id: int,
+    tmp_path: Path,
+    currency: str = "EUR",
+    *,
+    tracks: int = 1,
+    seed: int = 8,
+) -> tuple[Path, IngestOutcome]:
+    """A Spotify report of ``tracks`` catalogue tracks plus one line whose ISRC
+    (GBNBR2699999) is not in the catalogue, ingested: (data dir, outcome)."""
+    data = tmp_path / "data"
+    report = tmp_path / f"spotify_northbound_202601_{currency}.csv"
+    territories = ["US", "CA"] if currency == "USD" else ["DE", "AT"]
+    chosen = products(factory, org_id)[:tracks]
+    write_spotify(report, chosen, random.Random(seed), currency, territories, unknown_isrc=True)
+    out = ingest_path(factory, data, org_id=org_id, path=report, name=report.name)
+    assert out.suspense == 1
+    return data, out
+
+
 def test_suspense_is_resolved_once_and_remembered(
     factory: sessionmaker[Session], label: int, tmp_path: Path
 ) -> None:
-    data = tmp_path / "data"
-    report = tmp_path / "spotify_northbound_202601_USD.csv"
-    write_spotify(
-        report,
-        products(factory, label)[:3],
-        random.Random(6),
-        "USD",
-        ["US", "CA"],
-        unknown_isrc=True,
-    )
-    out = ingest_path(factory, data, org_id=label, path=report, name=report.name)
-    assert out.suspense == 1
+    data, out = ingest_unknown_isrc(factory, label, tmp_path, "USD", tracks=3, seed=6)
     with db.transaction(factory, actor="test") as s:
         assert rebuild_suspense(s, data, label) == 1
         item = s.scalar(sa.select(SuspenseItem))
@@ -531,17 +564,7 @@ def add_track(
 def test_new_track_in_catalogue_is_matched_by_rematch(
     factory: sessionmaker[Session], label: int, tmp_path: Path
 ) -> None:
-    data = tmp_path / "data"
-    report = tmp_path / "spotify_northbound_202601_EUR.csv"
-    write_spotify(
-        report,
-        products(factory, label)[:1],
-        random.Random(8),
-        "EUR",
-        ["DE", "AT"],
-        unknown_isrc=True,
-    )
-    ingest_path(factory, data, org_id=label, path=report, name=report.name)
+    data, _ = ingest_unknown_isrc(factory, label, tmp_path)
     add_track(factory, label, "GBNBR2699999")
     assert rematch(factory, data, label)["lines_matched"] == 1
     assert lake_lines(data)["match_method"].null_count() == 0
@@ -663,18 +686,7 @@ def test_a_rematch_that_failed_or_ran_twice_leaves_the_ledger_counts_right(
     are set from the lake, not added to)."""
     from pipelines import suspense as suspense_module
 
-    data = tmp_path / "data"
-    report = tmp_path / "spotify_northbound_202601_EUR.csv"
-    write_spotify(
-        report,
-        products(factory, label)[:1],
-        random.Random(8),
-        "EUR",
-        ["DE", "AT"],
-        unknown_isrc=True,
-    )
-    out = ingest_path(factory, data, org_id=label, path=report, name=report.name)
-    assert out.suspense == 1
+    data, out = ingest_unknown_isrc(factory, label, tmp_path)
     add_track(factory, label, "GBNBR2699999")
     real = suspense_module.rebuild_suspense
 
