@@ -9,6 +9,7 @@ lines/s and the child's peak RSS. Nothing is written outside a temporary folder.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 import platform
@@ -106,8 +107,10 @@ def run(lines: int, *, seed: int = 1, keep: Path | None = None) -> dict[str, Any
         write_distributor_csv(csv, lines, isrcs, seed)
         generated = time.perf_counter() - t0
         results = []
+        cores = os.cpu_count() or 1
         for path in (dsr, csv):
             wall, outcome, peak = _child(["--one", str(store), str(data), str(org_id), str(path)])
+            _, floor, _ = _child(["--floor", str(path)])
             results.append(
                 {
                     "file": path.name,
@@ -116,9 +119,19 @@ def run(lines: int, *, seed: int = 1, keep: Path | None = None) -> dict[str, Any
                     "status": outcome["status"],
                     "lines": outcome["lines"],
                     "seconds": round(outcome["seconds"], 2),
+                    "cpu_seconds": round(outcome["cpu_seconds"], 2),
                     "process_seconds": round(wall, 2),
                     "lines_per_second": round(outcome["lines"] / outcome["seconds"]),
                     "peak_rss_mib": round(peak / 1024),
+                    # the least any ingestion must do (``ingest_floor``), for the same lines
+                    "floor_seconds": round(floor["seconds"], 2),
+                    "floor_cpu_seconds": round(floor["cpu_seconds"], 2),
+                    "floor_lines_per_second": round(outcome["lines"] / floor["seconds"]),
+                    # the floor's CPU spread perfectly over every core: no ingestion is faster
+                    "floor_bound_lines_per_second": round(
+                        outcome["lines"] / (floor["cpu_seconds"] / cores)
+                    ),
+                    "ratio": round(outcome["seconds"] / floor["seconds"], 2),
                 }
             )
         return {
@@ -144,6 +157,70 @@ def _peak_rss_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
+def ingest_floor(path: Path) -> dict[str, Any]:
+    """The least any ingestion of ``path`` must do, with the fastest calls we know, and
+    nothing else: SHA-256 of the file (the raw store's address), decompress it, read every
+    line's text, SHA-256 of every line (its ``raw_hash``), split the lines into their fields
+    (as text: no typing, validation, matching, conversion, batch checks or ledger) and write
+    the fields and hashes as Parquet the way the lake does (zstd 1, statistics). Its
+    CPU-seconds divided by the cores bound the wall time of a full ingestion from below."""
+    import io
+
+    import polars_hash as plh
+    from isal import igzip  # what ingestion decompresses with
+
+    start = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    data = path.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    if path.suffix == ".gz":
+        data = igzip.decompress(data)
+    sep = "\t" if b"\t" in data[:4096] else ","
+    # as many columns as the widest line of the first 4 MiB (a DSR's records differ)
+    width = max(line.count(sep.encode()) for line in data[: 4 << 20].splitlines()) + 1
+    # every line whole: a separator and quote that never occur in these files
+    raw = pl.read_csv(
+        io.BytesIO(data),
+        has_header=False,
+        separator="\x1f",
+        quote_char=None,
+        schema={"raw": pl.String},
+    )
+    hashes = raw.select(plh.col("raw").chash.sha2_256().alias("raw_hash"))
+    del raw
+    fields = pl.read_csv(
+        io.BytesIO(data),
+        has_header=False,
+        separator=sep,
+        quote_char='"' if sep == "," else None,
+        schema={f"f{i}": pl.String for i in range(width)},
+        truncate_ragged_lines=True,
+        missing_columns="insert",
+    )
+    del data
+    out = fields.hstack([hashes.to_series()])
+    with tempfile.TemporaryDirectory() as tmp:
+        out.write_parquet(
+            Path(tmp) / "floor.parquet", compression="zstd", compression_level=1, statistics=True
+        )
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    seconds = time.perf_counter() - start
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "lines": out.height,
+        "columns": out.width,
+        "fields": int(fields.height * fields.width - sum(fields.null_count().row(0))),
+        "sha256": sha,
+    }
+
+
+def _floor(path: str) -> None:
+    sys.stdout.write(json.dumps({**ingest_floor(Path(path)), "peak_rss_kib": _peak_rss_kib()}))
+    sys.stdout.write("\n")
+
+
 def _one(store: str, data: str, org_id: str, path: str) -> None:
     from pipelines.expectations import preload
 
@@ -153,9 +230,11 @@ def _one(store: str, data: str, org_id: str, path: str) -> None:
 
     factory = db.session_factory(db.make_engine(f"sqlite:///{store}"))
     p = Path(path)
+    before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     out = ingest_path(factory, Path(data), org_id=int(org_id), path=p, name=p.name)
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_SELF)
     sys.stdout.write(
         json.dumps(
             {
@@ -163,6 +242,8 @@ def _one(store: str, data: str, org_id: str, path: str) -> None:
                 "status": out.status,
                 "lines": out.lines,
                 "seconds": seconds,
+                "cpu_seconds": (after.ru_utime - before.ru_utime)
+                + (after.ru_stime - before.ru_stime),
                 "quarantine": out.quarantine,
                 "peak_rss_kib": _peak_rss_kib(),
             }
@@ -174,3 +255,5 @@ def _one(store: str, data: str, org_id: str, path: str) -> None:
 if __name__ == "__main__":  # the child process of `run`
     if sys.argv[1] == "--one":
         _one(*sys.argv[2:6])
+    elif sys.argv[1] == "--floor":
+        _floor(sys.argv[2])

@@ -226,7 +226,8 @@ def bench_ingest(
     for r in result["results"]:
         typer.echo(
             f"{r['file']}: {r['status']} {r['lines']:,} lines in {r['seconds']} s = "
-            f"{r['lines_per_second']:,} lines/s, peak RSS {r['peak_rss_mib']} MiB"
+            f"{r['lines_per_second']:,} lines/s, peak RSS {r['peak_rss_mib']} MiB; "
+            f"floor {r['floor_seconds']} s ({r['floor_cpu_seconds']} CPU-s), ratio {r['ratio']}"
         )
 
 

@@ -51,6 +51,21 @@ def test_figures_and_profile_are_reported(result: dict) -> None:
     assert any(q["where"].startswith("earnings.py:") for q in result["profile"]["queries"])
 
 
+def test_the_grain_floor_sums_the_lines_as_the_engine_aggregates_them(result: dict) -> None:
+    """The grain floor stands for the engine's first step: the same matched lines and
+    amount, into as many groups as the engine's own aggregation makes."""
+    check, counts = result["grain_floor_check"], result["engine_counts"]
+    assert check["lines"] == counts["matched_lines"]
+    steps = {s["step"]: s for s in result["profile"]["steps"]}
+    assert check["groups"] == steps["_aggregate"]["rows"] > 0
+    assert result["grain_floor_seconds"] > 0
+    assert result["grain_floor_ratio"] == pytest.approx(
+        result["grain_floor_seconds"] / result["floor_seconds"], rel=0.02
+    )
+    suspense = Decimal(result["lake"]["amount"]) - Decimal(check["amount"])
+    assert cents(suspense) == Decimal(result["engine_totals"]["suspense"])
+
+
 def test_catalogue_scales_down_and_terms_are_consistent() -> None:
     assert scale(10**9) == {"tracks": 1_000_000, "releases": 125_000, "contracts": 50_000}
     sizes = scale(20_000)
