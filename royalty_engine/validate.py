@@ -121,8 +121,8 @@ def _checks(
     line's identifier syntax is a lookup, not a check digit computed on every line."""
     terr = sorted(territories)
     curr = sorted(currencies)
-    bad_isrc = pl.col("isrc").is_in(invalid["isrc"])
-    bad_upc = pl.col("upc").is_in(invalid["upc"])
+    bad_isrc = pl.col("isrc").is_in(invalid["isrc"].implode())
+    bad_upc = pl.col("upc").is_in(invalid["upc"].implode())
     checks: list[Check] = [
         (pl.col("amount").is_null(), "amount", "missing", "amount is missing", "error"),
         (

@@ -31,6 +31,8 @@ from schemas.store.models import (
     ContractCharge,
     ContractRate,
     Contributor,
+    MatchKind,
+    MatchRule,
     Payee,
     Release,
     Split,
@@ -84,21 +86,26 @@ def _duplicate(
     field_name: str,
     value: Any,
     *extra: sa.ColumnElement[bool],
+    same: sa.ColumnElement[bool] | None = None,
 ) -> list[FieldError]:
-    if field_name == "name":  # names compare casefolded; identifiers are normalised already
-        same = model.name_key == name_key(value)  # type: ignore[attr-defined]
-    else:
-        same = getattr(model, field_name) == value
-    stmt = sa.select(model.id).where(model.org_id == org_id, same, *extra)  # type: ignore[attr-defined]
+    """Another row of the organisation with this value (or matching ``same``)."""
+    column = getattr(model, field_name)
+    if same is None:
+        # names compare casefolded; identifiers are normalised already
+        same = model.name_key == name_key(value) if field_name == "name" else column == value  # type: ignore[attr-defined]
+    stmt = sa.select(model.id, column).where(model.org_id == org_id, same, *extra)  # type: ignore[attr-defined]
     if existing_id is not None:
         stmt = stmt.where(model.id != existing_id)
-    other = session.scalar(stmt.limit(1))
-    if other is None:
+    found = session.execute(stmt.limit(1)).first()
+    if found is None:
         return []
+    other, stored = found
+    written = "" if stored == value or field_name == "name" else f" (written {stored})"
     return [
         FieldError(
             field_name,
-            f"{value} is already used by {model.__tablename__[:-1]} {other} in this organisation",
+            f"{value} is already used by {model.__tablename__[:-1]} {other}{written} "
+            "in this organisation",
             "duplicate",
         )
     ]
@@ -204,10 +211,53 @@ def _artist_rules(s: Session, org: int, d: c.ArtistIn, eid: int | None) -> list[
     return _duplicate(s, Artist, org, eid, "name", d.name)
 
 
-def _release_rules(s: Session, org: int, d: c.ReleaseIn, eid: int | None) -> list[FieldError]:
-    return _ref_errors(s, org, [("artist_id", Artist, d.artist_id)]) + _duplicate(
-        s, Release, org, eid, "upc", d.upc
+def gtin_forms(value: str) -> list[str]:
+    """Every way of writing the GTIN ``value`` with more or fewer leading zeros (8 to 14
+    digits): UPC-A ``036000291452`` and EAN-13 ``0036000291452`` are one product, and
+    matching compares GTINs as 14 digits."""
+    full = value.zfill(14)
+    return [full[14 - n :] for n in range(8, 15) if full[: 14 - n].strip("0") == ""]
+
+
+def _alias_taken(
+    s: Session, org: int, kind: MatchKind, keys: list[str], field_name: str, changed: bool
+) -> list[FieldError]:
+    """A code a remembered match (alias rule) already sends somewhere: as a catalogue code
+    too it would win over the rule (codes match first), silently moving the rule's lines."""
+    if not changed:
+        return []
+    rule = s.scalar(
+        sa.select(MatchRule)
+        .where(MatchRule.org_id == org, MatchRule.kind == kind, MatchRule.key.in_(keys))
+        .limit(1)
     )
+    if rule is None:
+        return []
+    target = f"track {rule.track_id}" if rule.track_id is not None else f"release {rule.release_id}"
+    return [
+        FieldError(
+            field_name,
+            f"{rule.key} is matched to {target} by a remembered match (rule {rule.id}); "
+            "delete that rule first if this is where its lines belong",
+            "alias_taken",
+        )
+    ]
+
+
+def _current(s: Session, model: type[Base], eid: int | None, column: str) -> Any:
+    if eid is None:
+        return None
+    return s.scalar(sa.select(getattr(model, column)).where(model.id == eid))  # type: ignore[attr-defined]
+
+
+def _release_rules(s: Session, org: int, d: c.ReleaseIn, eid: int | None) -> list[FieldError]:
+    errors = _ref_errors(s, org, [("artist_id", Artist, d.artist_id)])
+    forms = gtin_forms(d.upc) if d.upc.isdigit() else [d.upc]
+    same = _duplicate(s, Release, org, eid, "upc", d.upc, same=Release.upc.in_(forms))
+    if same:
+        return errors + same
+    changed = _current(s, Release, eid, "upc") != d.upc
+    return errors + _alias_taken(s, org, MatchKind.UPC, forms, "upc", changed)
 
 
 def _track_rules(s: Session, org: int, d: c.TrackIn, eid: int | None) -> list[FieldError]:
@@ -216,6 +266,9 @@ def _track_rules(s: Session, org: int, d: c.TrackIn, eid: int | None) -> list[Fi
         (f"contributors.{i}.artist_id", Artist, x.artist_id) for i, x in enumerate(d.contributors)
     ]
     errors = _ref_errors(s, org, refs) + _duplicate(s, Track, org, eid, "isrc", d.isrc)
+    if not errors:
+        changed = _current(s, Track, eid, "isrc") != d.isrc
+        errors += _alias_taken(s, org, MatchKind.ISRC, [d.isrc], "isrc", changed)
     if not errors:
         taken = _duplicate(
             s,

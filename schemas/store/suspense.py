@@ -3,11 +3,19 @@ future line with the same key (and to past lines at the next rematch)."""
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from schemas.errors import Conflict, FieldError, NotFound, ValidationFailed
-from schemas.store.models import MatchRule, Release, SuspenseItem, SuspenseStatus, Track
-from schemas.store.service import get_owned
+from schemas.store.models import (
+    MatchKind,
+    MatchRule,
+    Release,
+    SuspenseItem,
+    SuspenseStatus,
+    Track,
+)
+from schemas.store.service import get_owned, gtin_forms
 
 
 def resolve(
@@ -39,9 +47,34 @@ def resolve(
     except NotFound as exc:  # a field error on the request, not a 404 of the item
         name = "track_id" if track_id is not None else "release_id"
         raise ValidationFailed([FieldError(name, str(exc), "not_found")]) from None
+    owner = _catalogue_owner(session, org_id, item)
+    if owner is not None:
+        raise Conflict(
+            f"{item.key} is now the code of {owner} in the catalogue, which matches its lines "
+            "before any remembered match would: run rematch (tunemantra rematch) to take them "
+            "there; to send them elsewhere, correct the catalogue first"
+        )
     rule = MatchRule(org_id=org_id, kind=item.kind, key=item.key, note=note, **target)
     session.add(rule)
     session.flush()
     item.status, item.rule_id = SuspenseStatus.RESOLVED, rule.id
     session.flush()
     return rule
+
+
+def _catalogue_owner(session: Session, org_id: int, item: SuspenseItem) -> str | None:
+    """The track or release whose own ISRC or UPC an item's key has become since its lines
+    went to suspense (added to the catalogue, not rematched yet)."""
+    if item.kind is MatchKind.ISRC:
+        track = session.scalar(
+            sa.select(Track.id).where(Track.org_id == org_id, Track.isrc == item.key)
+        )
+        return None if track is None else f"track {track}"
+    if item.kind is MatchKind.UPC and item.key.isdigit():
+        release = session.scalar(
+            sa.select(Release.id)
+            .where(Release.org_id == org_id, Release.upc.in_(gtin_forms(item.key)))
+            .limit(1)
+        )
+        return None if release is None else f"release {release}"
+    return None

@@ -17,9 +17,10 @@ from pipelines.demo import build
 from pipelines.demo_reports import catalogue, write_apple, write_distributor, write_spotify
 from pipelines.ingest import IngestOutcome, ingest_path
 from pipelines.suspense import rebuild_suspense, rematch
+from schemas.errors import Conflict
 from schemas.store import db, service, suspense
 from schemas.store.fx import import_rates
-from schemas.store.models import IngestFile, Organisation, SuspenseItem, Track
+from schemas.store.models import IngestFile, MatchRule, Organisation, SuspenseItem, Track
 from tests.conftest import make_org
 
 
@@ -568,6 +569,29 @@ def test_new_track_in_catalogue_is_matched_by_rematch(
     add_track(factory, label, "GBNBR2699999")
     assert rematch(factory, data, label)["lines_matched"] == 1
     assert lake_lines(data)["match_method"].null_count() == 0
+
+
+def test_suspense_whose_code_is_now_in_the_catalogue_is_not_matched_by_hand(
+    factory: sessionmaker[Session], label: int, tmp_path: Path
+) -> None:
+    """The ISRC was unknown when the report came; the track with it has since been added.
+    A manual match now would never apply (the track's own ISRC matches first): the user is
+    told to rematch instead, and rematch takes the lines to that track."""
+    data, _ = ingest_unknown_isrc(factory, label, tmp_path)
+    added = add_track(factory, label, "GBNBR2699999")
+    with db.transaction(factory, actor="test") as s:
+        assert rebuild_suspense(s, data, label) == 1  # not rematched yet
+        item = s.scalar(sa.select(SuspenseItem))
+        assert item is not None
+        other = s.scalars(sa.select(Track).where(Track.id != added)).first()
+        assert other is not None
+        with pytest.raises(Conflict, match=f"track {added}.*rematch"):
+            suspense.resolve(s, label, item.id, track_id=other.id)
+    with factory() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(MatchRule)) == 0
+    assert rematch(factory, data, label)["suspense_items"] == 0
+    matched = lake_lines(data).filter(pl.col("isrc") == "GBNBR2699999")
+    assert matched.select("track_id", "match_method").rows() == [(added, "isrc")]
 
 
 IDS_AND_TITLE = ("isrc", "upc", "dsp_resource_id", "dsp_release_id", "proprietary_id", "title")

@@ -23,9 +23,13 @@ from schemas.store.models import (
     ContractCharge,
     ContractRate,
     Contributor,
+    MatchKind,
+    MatchRule,
     Release,
     Role,
     Split,
+    SuspenseItem,
+    SuspenseStatus,
     Track,
 )
 from tests.schemas.store.conftest import Catalog, d, isrc, upc
@@ -193,6 +197,80 @@ def test_duplicate_isrc_in_one_org_but_not_across_orgs(cat: Catalog, other: Cata
     assert errors_of(err) == [("isrc", "duplicate")]
     assert other.track(other.release(1), 1).isrc == isrc(1)
     assert (cat.count(Track), other.count(Track)) == (1, 1)
+
+
+def test_the_same_gtin_written_with_more_leading_zeros_is_a_duplicate(cat: Catalog) -> None:
+    """UPC-A 036000291452 and EAN-13 0036000291452 are one product: matching compares them
+    as 14 digits, so two releases holding them would leave a report's lines to whichever
+    release the lookup meets first."""
+    cat.release(1, upc="036000291452")
+    with pytest.raises(ValidationFailed) as err:
+        cat.release(2, upc="0036000291452")
+    assert errors_of(err) == [("upc", "duplicate")]
+    assert "(written 036000291452)" in err.value.errors[0].message
+    assert cat.count(Release) == 1
+
+
+def test_a_new_identifier_that_is_already_a_remembered_match_is_refused(cat: Catalog) -> None:
+    """A manual match (an alias rule) sends ISRC or UPC X to a track or release. A track or
+    release created later with X as its own code would silently take X's lines from the
+    match the user made: the catalogue says which one it is first."""
+    release = cat.release(1)
+    track = cat.track(release, 1)
+    cat.session.add_all(
+        [
+            MatchRule(
+                org_id=cat.org_id,
+                kind=MatchKind.ISRC,
+                key=isrc(7),
+                track_id=track.id,
+                release_id=release.id,
+            ),
+            MatchRule(
+                org_id=cat.org_id, kind=MatchKind.UPC, key="0" + upc(8), release_id=release.id
+            ),
+        ]
+    )
+    cat.session.flush()
+    with pytest.raises(ValidationFailed) as err:
+        cat.track(release, 2, isrc=isrc(7))
+    assert errors_of(err) == [("isrc", "alias_taken")]
+    assert f"track {track.id}" in err.value.errors[0].message
+    with pytest.raises(ValidationFailed) as err:
+        cat.release(8)
+    assert errors_of(err) == [("upc", "alias_taken")]
+    assert f"release {release.id}" in err.value.errors[0].message
+    # an update to the aliased code is refused the same way; other codes are fine
+    other = cat.track(release, 3)
+    with pytest.raises(ValidationFailed) as err:
+        service.update(cat.session, cat.org_id, "tracks", other.id, {"isrc": isrc(7)})
+    assert errors_of(err) == [("isrc", "alias_taken")]
+    assert (cat.count(Track), cat.count(Release)) == (2, 1)
+
+
+def test_suspense_under_a_upc_the_catalogue_now_holds_is_not_matched_by_hand(
+    cat: Catalog,
+) -> None:
+    """The UPC of an unmatched line (as 14 digits) is now a release's own, written as 13:
+    a manual match would never apply, so it is refused and rematch is named."""
+    from schemas.store import suspense
+
+    mine = cat.release(1)
+    elsewhere = cat.release(2)
+    item = SuspenseItem(
+        org_id=cat.org_id,
+        kind=MatchKind.UPC,
+        key="0" + upc(1),
+        reason="unknown_upc",
+        lines=3,
+        quantity=3,
+        status=SuspenseStatus.OPEN,
+    )
+    cat.session.add(item)
+    cat.session.flush()
+    with pytest.raises(Conflict, match=f"release {mine.id} .*rematch"):
+        suspense.resolve(cat.session, cat.org_id, item.id, release_id=elsewhere.id)
+    assert cat.count(MatchRule) == 0 and item.status is SuspenseStatus.OPEN
 
 
 def test_duplicate_track_position_and_artist_name(cat: Catalog) -> None:
