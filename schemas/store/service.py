@@ -247,7 +247,7 @@ def _alias_taken(
 def _current(s: Session, model: type[Base], eid: int | None, column: str) -> Any:
     if eid is None:
         return None
-    return s.scalar(sa.select(getattr(model, column)).where(model.id == eid))  # type: ignore[attr-defined]
+    return s.scalar(sa.select(getattr(model, column)).where(model.id == eid))
 
 
 def _release_rules(s: Session, org: int, d: c.ReleaseIn, eid: int | None) -> list[FieldError]:
