@@ -254,6 +254,7 @@ class _Run:
     writer: ThreadPoolExecutor | None = None  # writes parts while the next chunk is worked on
     writing: list[Future[Path]] = field(default_factory=list)
     content: Any = field(default_factory=hashlib.sha256)  # see ``_fingerprint``
+    archive: bool = False  # a zip of reports: each line says which one (``member``)
 
     def file_period(self) -> str | None:
         if self.period:
@@ -313,6 +314,10 @@ class _Run:
             pl.lit(self.sha).alias("file_sha256"),
             month.alias("reporting_period"),
             pl.lit(self.file_id, dtype=pl.Int64).alias("file_id"),
+            # which report of the delivery (a zip's members each count lines from 1)
+            pl.lit(piece.meta.extra.get("member") if self.archive else None, pl.String).alias(
+                "member"
+            ),
         ]
         bad_rows, found = validate_lines(frame, **checks)
         if piece.errors:
@@ -583,6 +588,7 @@ def ingest_path(
                     # first (PostgreSQL makes this insert wait for that transaction)
                     raise _LostRace from exc
                 run = _Run(org_id, fmt, sha, row.id, catalog, staging, period)
+                run.archive = name.lower().endswith(".zip")
                 held = [first]
                 del first  # the first piece must not outlive its turn (bounded memory)
                 with ThreadPoolExecutor(1, thread_name_prefix="tm-write") as writer:

@@ -29,6 +29,23 @@ from typing import Any
 import polars as pl
 
 
+def scan_revenue(files: list[Path]) -> pl.LazyFrame:
+    """The revenue lines of ``files`` as ``schemas.revenue.CANONICAL``. Parts written before a
+    column was added (``member``) read it as null; a column the schema does not know is left
+    out; a known column of another type is an error."""
+    from schemas.revenue import CANONICAL
+
+    if not files:
+        return pl.DataFrame(schema=CANONICAL).lazy()
+    return pl.scan_parquet(
+        files,
+        schema=CANONICAL,
+        hive_partitioning=False,
+        missing_columns="insert",
+        extra_columns="ignore",
+    )
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:

@@ -42,7 +42,6 @@ from royalty_engine.terms import (
     state_frame,
     state_from_frame,
 )
-from schemas.revenue import CANONICAL
 from schemas.store import db
 from schemas.store.models import (
     Contract,
@@ -294,9 +293,7 @@ def lake_files(data_dir: Path, org_id: int, period: Period) -> list[Path]:
 
 
 def scan_lines(files: list[Path]) -> pl.LazyFrame:
-    if not files:
-        return pl.DataFrame(schema=CANONICAL).lazy()
-    return pl.scan_parquet(files, hive_partitioning=False)
+    return lake.scan_revenue(files)
 
 
 # --- state ----------------------------------------------------------------------------------

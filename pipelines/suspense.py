@@ -59,7 +59,7 @@ def suspense_keys(lines: pl.LazyFrame) -> pl.LazyFrame:
 def rebuild_suspense(session: Session, data_dir: Path, org_id: int) -> int:
     files = _files(data_dir, org_id)
     if files:
-        lines = pl.scan_parquet(files).filter(pl.col("match_method").is_null())
+        lines = lake.scan_revenue(files).filter(pl.col("match_method").is_null())
         grouped = (
             suspense_keys(lines)
             .filter(pl.col("key").is_not_null())
@@ -180,7 +180,7 @@ def rematch(
     # running at the same time as another, or retried after its transaction failed (the
     # lake already rewritten), leaves them right.
     counts = (
-        pl.scan_parquet(files)
+        lake.scan_revenue(files)
         .group_by("file_id")
         .agg(
             pl.col("match_method").is_not_null().sum().alias("matched"),

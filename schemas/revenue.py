@@ -45,6 +45,9 @@ CANONICAL: dict[str, pl.DataType] = {
     "source": pl.String(),  # format name, e.g. "apple", "dsr"
     "file_id": pl.Int64(),  # ingestion ledger id
     "file_sha256": pl.String(),
+    # the report inside a delivered archive (a zip's member name; null for a plain file):
+    # a zip's members each number their lines from 1, so a line is (file, member, line_no)
+    "member": pl.String(),
     "reporting_period": pl.String(),  # YYYY-MM
     **PARSED,
     "track_id": pl.Int64(),

@@ -8,6 +8,8 @@
   the contract and stops the build with an error naming the file, the column and the types:
   a missing column or a wrong type never becomes a silent NULL or a float. No file at all (a
   new organisation, an empty period) reads as zero typed rows, so every model still builds.
+  A column with `meta: {optional: true}` was added after files were written without it: a
+  file may lack it (it reads as NULL there), but where present it must have its type.
 -#}
 
 {% macro data_dir() -%}
@@ -77,7 +79,9 @@
     {%- for c in columns -%}
       {%- set key = f ~ '|' ~ c.name -%}
       {%- if key not in found -%}
-        {%- do problems.append("missing column " ~ c.name ~ " (" ~ c.data_type ~ ") in " ~ f) -%}
+        {%- if not c.meta.get('optional') -%}
+          {%- do problems.append("missing column " ~ c.name ~ " (" ~ c.data_type ~ ") in " ~ f) -%}
+        {%- endif -%}
       {%- elif _type_family(found[key]) != _type_family(c.data_type) -%}
         {%- do problems.append("column " ~ c.name ~ " is " ~ found[key] ~ ", expected " ~ c.data_type ~ " in " ~ f) -%}
       {%- endif -%}
@@ -88,6 +92,19 @@
         "source " ~ source_name ~ "." ~ table_name ~ " does not match its contract ("
         ~ problems | length ~ " problem(s)): " ~ (problems[:10] | join("; "))) -}}
   {%- endif -%}
-  {{- return("read_parquet(" ~ file_sql ~ ", hive_partitioning = false, union_by_name = true"
-      ~ (", filename = true" if filename else "") ~ ")") -}}
+  {%- set scan = "read_parquet(" ~ file_sql ~ ", hive_partitioning = false, union_by_name = true"
+      ~ (", filename = true" if filename else "") ~ ")" -%}
+  {#- An optional column no file has yet: typed NULLs (union_by_name fills the rest). -#}
+  {%- set absent = [] -%}
+  {%- for c in columns if c.meta.get('optional') -%}
+    {%- set ns = namespace(seen=false) -%}
+    {%- for f in files if (f ~ '|' ~ c.name) in found -%}{%- set ns.seen = true -%}{%- endfor -%}
+    {%- if not ns.seen -%}
+      {%- do absent.append("cast(null as " ~ c.data_type ~ ") as " ~ adapter.quote(c.name)) -%}
+    {%- endif -%}
+  {%- endfor -%}
+  {%- if absent -%}
+    {{- return("(select *, " ~ absent | join(", ") ~ " from " ~ scan ~ ")") -}}
+  {%- endif -%}
+  {{- return(scan) -}}
 {%- endmacro %}

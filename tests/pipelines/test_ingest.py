@@ -448,6 +448,68 @@ def test_each_finding_names_the_report_of_the_delivery_it_is_from(
     ]
 
 
+def test_each_line_of_a_zip_names_the_report_it_is_from(
+    factory: sessionmaker[Session], label: int, tmp_path: Path
+) -> None:
+    """A zip's members each count their lines from 1: in the lake a line is (file, member,
+    line), accepted or rejected, so every line traces back to one row of one report."""
+    import zipfile
+
+    p = products(factory, label)[0]
+    a = spotify_report(tmp_path / "spotify_a_202601_EUR.csv", p.isrc, p.upc)
+    b = spotify_report(tmp_path / "spotify_b_202601_EUR.csv", p.isrc, p.upc)
+    for member in (a, b):  # line 2 of each: a country no one has
+        member.write_text(member.read_text().replace("GB,premium,u1", "XQ,premium,u1"))
+    both = tmp_path / "spotify_202601.zip"
+    with zipfile.ZipFile(both, "w") as zf:
+        zf.write(a, a.name)
+        zf.write(b, b.name)
+    data = tmp_path / "data"
+    out = ingest_path(factory, data, org_id=label, path=both, name=both.name)
+    assert out.status == "ingested" and out.lines == 4
+    accepted = lake_lines(data)
+    rejected = lake_lines(data, "rejected_lines")
+    assert accepted.select("member", "line_no").sort("member").rows() == [(a.name, 3), (b.name, 3)]
+    assert rejected.select("member", "line_no").sort("member").rows() == [(a.name, 2), (b.name, 2)]
+    assert accepted.select("file_id", "line_no").is_duplicated().all()
+    assert not accepted.select("file_id", "member", "line_no").is_duplicated().any()
+    # a plain file's lines name no member
+    single = tmp_path / "spotify_c_202602_EUR.csv"
+    spotify_report(single, p.isrc, p.upc)
+    ingest_path(factory, data, org_id=label, path=single, name=single.name)
+    plain = lake_lines(data).filter(pl.col("reporting_period") == "2026-02")
+    assert plain.height == 2 and plain["member"].null_count() == 2
+
+
+def test_a_lake_written_before_the_member_column_still_reads(
+    factory: sessionmaker[Session], label: int, tmp_path: Path
+) -> None:
+    """Parts written before lines carried their archive member sit beside new ones: every
+    reader of the lake (runs, suspense, rematch) takes both, the old ones with no member."""
+    from pipelines.lake import scan_revenue
+
+    (tmp_path / "old").mkdir()
+    (tmp_path / "new").mkdir()
+    old, _ = ingest_unknown_isrc(factory, label, tmp_path / "old")
+    data, _ = ingest_unknown_isrc(factory, label, tmp_path / "new", "USD", seed=12)
+    for part in sorted((old / "lake").glob("revenue_lines/**/*.parquet")):
+        target = data / part.relative_to(old)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        pl.read_parquet(part).drop("member").write_parquet(target)
+    files = sorted((data / "lake" / "revenue_lines").glob("**/*.parquet"))
+    assert {"member" in pl.read_parquet_schema(f) for f in files} == {True, False}
+    for order in (files, files[::-1]):
+        lines = scan_revenue(order).collect()
+        assert lines.height == sum(pl.read_parquet(f).height for f in files)
+        assert lines["member"].null_count() == lines.height  # plain files: no member
+    with db.transaction(factory, actor="test") as s:
+        assert rebuild_suspense(s, data, label) == 1  # one unknown ISRC, in both files
+        item = s.scalar(sa.select(SuspenseItem))
+        assert item is not None and item.lines == 2
+    add_track(factory, label, "GBNBR2699999")
+    assert rematch(factory, data, label)["lines_matched"] == 2
+
+
 def test_unreadable_file_is_quarantined_and_nothing_reaches_the_lake(
     factory: sessionmaker[Session], label: int, tmp_path: Path
 ) -> None:

@@ -121,6 +121,62 @@ def test_a_bad_lake_file_stops_the_build_naming_the_column(
     assert not (data_dir / "warehouse" / "tunemantra.duckdb").exists()
 
 
+def test_a_zips_reports_and_parts_written_before_members_build_one_row_per_line(
+    demo: tuple[Path, str], tmp_path: Path
+) -> None:
+    """One lake file turned into a zip of two reports (the second half's lines numbered from
+    1 again, as a zip's second member's are), another written before lines named their
+    member (no ``member`` column): every line is still one row with its own key, money
+    unchanged, and the build's tests (the key is unique, files reconcile) pass."""
+    data_dir = _copy(demo[0], tmp_path / "var")
+    files = sorted((data_dir / "lake" / "revenue_lines").glob("**/*.parquet"))
+    zipped = max(files, key=lambda f: pl.read_parquet(f).height)
+    frame = pl.read_parquet(zipped).sort("line_no")
+    half = frame.height // 2
+    first, second = frame.head(half), frame.tail(frame.height - half)
+    pl.concat(
+        [
+            first.with_columns(pl.lit("a.csv").alias("member")),
+            second.with_columns(
+                pl.lit("b.csv").alias("member"), pl.int_range(1, second.height + 1).alias("line_no")
+            ),
+        ]
+    ).write_parquet(zipped)
+    old = next(f for f in files if f != zipped)
+    pl.read_parquet(old).drop("member").write_parquet(old)
+    lines = sum(pl.read_parquet(f).height for f in files)
+    result = build(_factory(), data_dir, export=False)  # type: ignore[arg-type]
+    assert result.results.get("error", 0) == 0 and result.results.get("fail", 0) == 0
+    with duckdb.connect(str(result.path), read_only=True) as con:
+        rows = con.execute(
+            "select count(*), count(distinct revenue_line_key), count(member) "
+            "from fct_revenue_lines"
+        ).fetchone()
+        assert rows == (lines, lines, frame.height)
+        assert con.execute(
+            "select count(*) from fct_revenue_lines where member = 'b.csv' and line_no = 1 "
+            "and revenue_line_key like '%:b.csv:1'"
+        ).fetchone() == (1,)
+
+
+def test_a_lake_written_entirely_before_members_builds(
+    demo: tuple[Path, str], tmp_path: Path
+) -> None:
+    """No file has the optional ``member`` column yet: it reads as NULL everywhere."""
+    data_dir = _copy(demo[0], tmp_path / "var")
+    files = sorted((data_dir / "lake").glob("*/**/*.parquet"))
+    for f in files:
+        pl.read_parquet(f).drop("member").write_parquet(f)
+    result = build(_factory(), data_dir, export=False)  # type: ignore[arg-type]
+    assert result.results.get("error", 0) == 0 and result.results.get("fail", 0) == 0
+    with duckdb.connect(str(result.path), read_only=True) as con:
+        count, members, keys = con.execute(
+            "select count(*), count(member), count(distinct revenue_line_key) "
+            "from fct_revenue_lines"
+        ).fetchone()
+        assert count > 0 and members == 0 and keys == count
+
+
 def test_no_revenue_at_all_builds_every_mart_with_zero_rows(
     demo: tuple[Path, str], tmp_path: Path
 ) -> None:

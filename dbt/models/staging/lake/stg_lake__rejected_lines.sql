@@ -2,6 +2,7 @@
 select
     cast(org_id as bigint) as org_id,
     cast(file_id as bigint) as file_id,
+    cast(member as varchar) as member,
     cast(line_no as bigint) as line_no,
     cast(source as varchar) as source,
     cast(reporting_period as varchar) as reporting_period,

@@ -2,8 +2,13 @@
 select
     cast(org_id as bigint) as org_id,
     cast(file_id as bigint) as file_id,
+    cast(member as varchar) as member,
     cast(line_no as bigint) as line_no,
-    cast(org_id as varchar) || ':' || cast(file_id as varchar) || ':' || cast(line_no as varchar) as revenue_line_key,
+    -- org:file:line, or org:file:member:line for a report inside a zip (its members each
+    -- number their lines from 1); the line number is always the last part
+    cast(org_id as varchar) || ':' || cast(file_id as varchar)
+        || coalesce(':' || cast(member as varchar), '') || ':' || cast(line_no as varchar)
+        as revenue_line_key,
     cast(source as varchar) as source,
     cast(reporting_period as varchar) as reporting_period,
     cast(raw_hash as varchar) as raw_hash,
