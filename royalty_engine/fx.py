@@ -1,16 +1,21 @@
 """Currency conversion by the organisation's policy, with the rate and its source on each line.
 
 Policy ``period_average``: a line in currency C for reporting period P converts to the target
-currency at the rate (C -> target, P) from the rates table. Same currency: rate 1, source
-``identity``. No rate: ``converted_amount`` stays null and ``fx_source`` is null, so the
-line is visible as unconverted rather than guessed: the royalty run refuses a matched
-line without a rate, and counts an unmatched one in suspense (``suspense_unconverted_lines``)
-until its rate is imported and ``rematch`` converts it.
+currency at the rate (C -> target, P) from the rates table; else, as central banks publish
+their own currency as the base (1 EUR = 1.08 USD), at the inverse of (target -> C, P),
+rounded half-even to 12 places exactly as the royalty run's ``FxTable`` takes an inverse, its
+source marked ``(inverse of target->C)``. Same currency: rate 1, source ``identity``.
+No rate: ``converted_amount`` stays null and ``fx_source`` is null, so the line is visible
+as unconverted rather than guessed: the royalty run refuses a matched line without a rate,
+and counts an unmatched one in suspense (``suspense_unconverted_lines``) until its rate is
+imported and ``rematch`` converts it.
 Converted amounts keep 12 decimal places (Polars rounds half to even at the 12th place,
 far below a cent); rounding to cents happens once, on statements.
 """
 
 from __future__ import annotations
+
+from decimal import Decimal
 
 import polars as pl
 
@@ -26,12 +31,7 @@ def convert(lines: pl.LazyFrame, rates: pl.LazyFrame, *, target: str) -> pl.Lazy
 
     The rate lookup joins only the two key columns and puts its result beside the lines
     (a join would otherwise gather every column of the wide revenue lines)."""
-    r = rates.filter(pl.col("quote") == target).select(
-        pl.col("base").alias("currency"),
-        pl.col("period").alias("reporting_period"),
-        pl.col("rate").cast(RATE).alias("_rate"),
-        pl.col("source").alias("_source"),
-    )
+    r = _rates_into(rates, target)
     same = pl.col("currency") == target
     looked_up = (
         lines.select("currency", "reporting_period", "amount")
@@ -56,3 +56,41 @@ def convert(lines: pl.LazyFrame, rates: pl.LazyFrame, *, target: str) -> pl.Lazy
         ["fx_rate", "fx_source", "converted_currency", "converted_amount"], strict=False
     )
     return pl.concat([base, looked_up], how="horizontal")
+
+
+def _rates_into(rates: pl.LazyFrame, target: str) -> pl.LazyFrame:
+    """(currency, reporting_period, _rate, _source) into ``target``: the direct rates, then
+    the inverse of a rate out of ``target`` where no direct one exists. The table is small
+    (currencies x months): inverses are computed with Python's ``Decimal``, as the run's
+    ``FxTable`` does, so ingestion and the run agree to the last place."""
+    direct = rates.filter(pl.col("quote") == target).select(
+        pl.col("base").alias("currency"),
+        pl.col("period").alias("reporting_period"),
+        pl.col("rate").cast(RATE).alias("_rate"),
+        pl.col("source").alias("_source"),
+    )
+    out_of = rates.filter((pl.col("base") == target) & (pl.col("quote") != target)).collect()
+    if out_of.is_empty():
+        return direct
+    inverse = pl.DataFrame(
+        [
+            (
+                r["quote"],
+                r["period"],
+                (Decimal(1) / r["rate"]).quantize(Decimal("1e-12")),
+                f"{r['source']} (inverse of {target}->{r['quote']})",
+            )
+            for r in out_of.iter_rows(named=True)
+            if r["rate"]
+        ],
+        schema={
+            "currency": pl.String,
+            "reporting_period": pl.String,
+            "_rate": RATE,
+            "_source": pl.String,
+        },
+        orient="row",
+    ).lazy()
+    return pl.concat(
+        [direct, inverse.join(direct, on=["currency", "reporting_period"], how="anti")]
+    )

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import DecimalRoute, PathId, PrincipalDep, SessionDep, WriterDep
@@ -13,7 +14,7 @@ from api.queries import DbId, Page, filtered, paginate
 from api.routes.crud import page_model
 from schemas.errors import Forbidden
 from schemas.store import suspense
-from schemas.store.models import MatchKind, Role, SuspenseItem, SuspenseStatus
+from schemas.store.models import MatchKind, MatchRule, Role, SuspenseItem, SuspenseStatus
 from schemas.store.service import get_owned
 
 router = APIRouter(route_class=DecimalRoute, prefix="/v1/suspense", tags=["suspense"])
@@ -71,6 +72,56 @@ def list_suspense(
     )
     rows, cursor = paginate(session, stmt, SuspenseItem, q)
     return {"items": [SuspenseOut.model_validate(r) for r in rows], "next_cursor": cursor}
+
+
+class RuleOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    kind: MatchKind
+    key: str
+    track_id: int | None
+    release_id: int | None
+    note: str
+    created_at: dt.datetime
+
+
+class RuleFilter(Page):
+    kind: MatchKind | None = None
+    key: str | None = None
+    track_id: DbId | None = None
+    release_id: DbId | None = None
+
+
+@router.get(
+    "/rules",
+    response_model=page_model(RuleOut),
+    summary="Remembered matches (made by resolving suspense)",
+)
+def list_rules(
+    session: SessionDep, principal: PrincipalDep, q: Annotated[RuleFilter, Query()]
+) -> Any:
+    _no_payees(principal)
+    stmt = filtered(sa.select(MatchRule).where(MatchRule.org_id == principal.org_id), MatchRule, q)
+    rows, cursor = paginate(session, stmt, MatchRule, q)
+    return {"items": [RuleOut.model_validate(r) for r in rows], "next_cursor": cursor}
+
+
+@router.get("/rules/{rule_id}", response_model=RuleOut)
+def get_rule(rule_id: PathId, session: SessionDep, principal: PrincipalDep) -> Any:
+    _no_payees(principal)
+    return RuleOut.model_validate(get_owned(session, MatchRule, principal.org_id, rule_id))
+
+
+@router.delete(
+    "/rules/{rule_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Forget a remembered match",
+    description="Future lines with its key are unmatched again (suspense); lines it already "
+    "matched keep their match. A suspense item it resolved is open again.",
+)
+def forget_rule(rule_id: PathId, session: SessionDep, principal: WriterDep) -> Response:
+    suspense.forget(session, principal.org_id, rule_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/{item_id}", response_model=SuspenseOut)

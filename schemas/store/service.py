@@ -220,15 +220,22 @@ def gtin_forms(value: str) -> list[str]:
 
 
 def _alias_taken(
-    s: Session, org: int, kind: MatchKind, keys: list[str], field_name: str, changed: bool
+    s: Session,
+    org: int,
+    kind: MatchKind,
+    keys: list[str],
+    field_name: str,
+    changed: bool,
+    elsewhere: sa.ColumnElement[bool],
 ) -> list[FieldError]:
-    """A code a remembered match (alias rule) already sends somewhere: as a catalogue code
-    too it would win over the rule (codes match first), silently moving the rule's lines."""
+    """A code a remembered match (alias rule) already sends ``elsewhere`` (not to the row
+    being written): as a catalogue code too it would win over the rule (codes match first),
+    silently moving the rule's lines."""
     if not changed:
         return []
     rule = s.scalar(
         sa.select(MatchRule)
-        .where(MatchRule.org_id == org, MatchRule.kind == kind, MatchRule.key.in_(keys))
+        .where(MatchRule.org_id == org, MatchRule.kind == kind, MatchRule.key.in_(keys), elsewhere)
         .limit(1)
     )
     if rule is None:
@@ -238,7 +245,8 @@ def _alias_taken(
         FieldError(
             field_name,
             f"{rule.key} is matched to {target} by a remembered match (rule {rule.id}); "
-            "delete that rule first if this is where its lines belong",
+            f"if its lines belong here, forget that match first (DELETE "
+            f"/v1/suspense/rules/{rule.id})",
             "alias_taken",
         )
     ]
@@ -252,12 +260,17 @@ def _current(s: Session, model: type[Base], eid: int | None, column: str) -> Any
 
 def _release_rules(s: Session, org: int, d: c.ReleaseIn, eid: int | None) -> list[FieldError]:
     errors = _ref_errors(s, org, [("artist_id", Artist, d.artist_id)])
+    # only a new or changed UPC is checked: an edit of anything else never fails on a pair
+    # stored before GTIN forms were compared
+    changed = _current(s, Release, eid, "upc") != d.upc
+    if not changed:
+        return errors
     forms = gtin_forms(d.upc) if d.upc.isdigit() else [d.upc]
     same = _duplicate(s, Release, org, eid, "upc", d.upc, same=Release.upc.in_(forms))
     if same:
         return errors + same
-    changed = _current(s, Release, eid, "upc") != d.upc
-    return errors + _alias_taken(s, org, MatchKind.UPC, forms, "upc", changed)
+    to_other = sa.or_(MatchRule.release_id.is_distinct_from(eid), MatchRule.track_id.is_not(None))
+    return errors + _alias_taken(s, org, MatchKind.UPC, forms, "upc", changed, to_other)
 
 
 def _track_rules(s: Session, org: int, d: c.TrackIn, eid: int | None) -> list[FieldError]:
@@ -268,7 +281,8 @@ def _track_rules(s: Session, org: int, d: c.TrackIn, eid: int | None) -> list[Fi
     errors = _ref_errors(s, org, refs) + _duplicate(s, Track, org, eid, "isrc", d.isrc)
     if not errors:
         changed = _current(s, Track, eid, "isrc") != d.isrc
-        errors += _alias_taken(s, org, MatchKind.ISRC, [d.isrc], "isrc", changed)
+        to_other = MatchRule.track_id.is_distinct_from(eid)
+        errors += _alias_taken(s, org, MatchKind.ISRC, [d.isrc], "isrc", changed, to_other)
     if not errors:
         taken = _duplicate(
             s,

@@ -1,5 +1,7 @@
 """Resolving suspense: a manual match is remembered as a ``MatchRule`` and applies to every
-future line with the same key (and to past lines at the next rematch)."""
+future line with the same key (and to past lines at the next rematch). ``forget`` deletes a
+remembered match: future lines with its key are unmatched again (lines it already matched
+keep their match; the audit log keeps the rule)."""
 
 from __future__ import annotations
 
@@ -78,3 +80,16 @@ def _catalogue_owner(session: Session, org_id: int, item: SuspenseItem) -> str |
         )
         return None if release is None else f"release {release}"
     return None
+
+
+def forget(session: Session, org_id: int, rule_id: int) -> None:
+    """Delete a remembered match. A suspense item it resolved is open again."""
+    rule = get_owned(session, MatchRule, org_id, rule_id)
+    for item in session.scalars(
+        sa.select(SuspenseItem).where(
+            SuspenseItem.org_id == org_id, SuspenseItem.rule_id == rule.id
+        )
+    ):
+        item.status, item.rule_id = SuspenseStatus.OPEN, None
+    session.delete(rule)
+    session.flush()

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from schemas.store import db
-from schemas.store.models import MatchKind, SuspenseItem, SuspenseStatus
+from schemas.store.models import MatchKind, MatchRule, SuspenseItem, SuspenseStatus
 from tests.conftest import Tenant
 
 UPCS = ["5063450000179", "036000291452", "4006381333931"]
@@ -94,8 +94,17 @@ def seed(t: Tenant, n: int = 0) -> dict[str, Any]:
             status=SuspenseStatus.OPEN,
         )
         session.add(item)
+        rule = MatchRule(
+            org_id=t.org_id,
+            kind=MatchKind.ISRC,
+            key=f"GBYYY24{n:05d}",
+            track_id=ids["track"],
+            release_id=ids["release"],
+        )
+        session.add(rule)
         session.flush()
         ids["suspense"] = item.id
+        ids["rule"] = rule.id
     return ids
 
 

@@ -51,11 +51,14 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("DELETE", "/v1/splits/{split}", None),
     ("GET", "/v1/suspense/{suspense}", None),
     ("POST", "/v1/suspense/{suspense}/resolve", {"track_id": 1}),
+    ("GET", "/v1/suspense/rules/{rule}", None),
+    ("DELETE", "/v1/suspense/rules/{rule}", None),
 ]
 LISTS = ["artists", "releases", "tracks", "payees", "contracts", "splits", "suspense"]
+LISTS += ["suspense/rules"]
 # Collection routes whose writes take ids in the body; isolation is checked in
 # test_writes_cannot_reference_other_tenants below.
-COLLECTION_WRITES = {f"POST /v1/{kind}" for kind in LISTS if kind != "suspense"} | {
+COLLECTION_WRITES = {f"POST /v1/{kind}" for kind in LISTS if not kind.startswith("suspense")} | {
     "POST /v1/imports/catalog"
 }
 NO_TENANT_DATA = {"GET /healthz", "GET /v1/me"}
@@ -112,6 +115,7 @@ def test_lists_show_only_own_org(tenant_a: Tenant, tenant_b: Tenant, kind: str) 
         "contracts": "contract",
         "payees": "payee",
         "suspense": "suspense",
+        "suspense/rules": "rule",
     }.get(kind, kind[:-1])
     got = {
         x["id"] for x in tenant_a.client.get(f"/v1/{kind}", headers=tenant_a.admin).json()["items"]
@@ -265,6 +269,36 @@ def test_payee_keys_cannot_read_suspense(tenant_a: Tenant) -> None:
     key = tenant_a.key(Role.PAYEE, payee_id=ids["payee"])
     assert tenant_a.client.get("/v1/suspense", headers=key).status_code == 403
     assert tenant_a.client.get(f"/v1/suspense/{ids['suspense']}", headers=key).status_code == 403
+    assert tenant_a.client.get("/v1/suspense/rules", headers=key).status_code == 403
+    rule = f"/v1/suspense/rules/{ids['rule']}"
+    assert tenant_a.client.get(rule, headers=key).status_code == 403
+    assert tenant_a.client.delete(rule, headers=key).status_code == 403
+    assert tenant_a.client.get(rule, headers=tenant_a.admin).status_code == 200
+
+
+def test_forgetting_a_remembered_match_reopens_what_it_resolved(tenant_a: Tenant) -> None:
+    """Resolve, forget: the item is open again, the rule gone (and in the audit log)."""
+    own = seed(tenant_a, 0)
+    r = tenant_a.client.post(
+        f"/v1/suspense/{own['suspense']}/resolve",
+        json={"track_id": own["track"]},
+        headers=tenant_a.admin,
+    )
+    assert r.status_code == 200, r.text
+    rule_id = r.json()["rule_id"]
+    listed = tenant_a.client.get(
+        "/v1/suspense/rules", params={"key": r.json()["item"]["key"]}, headers=tenant_a.admin
+    ).json()["items"]
+    assert [x["id"] for x in listed] == [rule_id]
+    assert listed[0]["track_id"] == own["track"]
+    gone = tenant_a.client.delete(f"/v1/suspense/rules/{rule_id}", headers=tenant_a.admin)
+    assert gone.status_code == 204
+    item = tenant_a.client.get(f"/v1/suspense/{own['suspense']}", headers=tenant_a.admin).json()
+    assert (item["status"], item["rule_id"]) == ("open", None)
+    again = tenant_a.client.get(f"/v1/suspense/rules/{rule_id}", headers=tenant_a.admin)
+    assert again.status_code == 404
+    audit = tenant_a.client.get("/v1/audit-log", headers=tenant_a.admin).json()["items"]
+    assert any(e["entity"] == "match_rules" and e["entity_id"] == rule_id for e in audit)
 
 
 def test_resolve_cannot_point_at_another_orgs_track(

@@ -44,6 +44,50 @@ def lake_lines(data_dir: Path, table: str = "revenue_lines") -> pl.DataFrame:
     return pl.read_parquet(files) if files else pl.DataFrame()
 
 
+def test_rates_published_from_the_accounting_currency_convert_by_their_inverse(
+    factory: sessionmaker[Session], label: int, tmp_path: Path
+) -> None:
+    """A central bank publishes 1 GBP = 1.25 USD (base GBP); a USD report for a GBP label
+    converts at 1 / 1.25 = 0.8, and says so in its source. An inverse is rounded as the
+    royalty run rounds one (12 places); a rate stored the other way round wins."""
+    from royalty_engine.earnings import FxTable
+
+    data = tmp_path / "data"
+    rates = (
+        b"base,quote,period,rate,source\n"
+        b"GBP,USD,2026-01,1.25,BoE\n"
+        b"GBP,USD,2026-02,1.3,BoE\nUSD,GBP,2026-02,0.77,own\n"
+        b"GBP,USD,2026-03,1.3,BoE\n"
+    )
+    with db.transaction(factory, actor="test") as s:
+        import_rates(s, label, rates)
+    p = products(factory, label)[0]
+    jan = spotify_report(tmp_path / "spotify_x_202601_USD.csv", p.isrc, p.upc)
+    jan.write_text(jan.read_text().replace(",EUR\n", ",USD\n"))
+    for month, streams in (("02", "11"), ("03", "12")):
+        other = tmp_path / f"spotify_x_2026{month}_USD.csv"
+        other.write_text(jan.read_text().replace(",10,1.50,", f",{streams},1.50,"))
+    for month in ("01", "02", "03"):
+        report = tmp_path / f"spotify_x_2026{month}_USD.csv"
+        out = ingest_path(factory, data, org_id=label, path=report, name=report.name)
+        assert out.accepted == 2, out
+    lines = lake_lines(data).sort("reporting_period", "line_no")
+    table = FxTable(
+        pl.DataFrame(
+            {"base": ["GBP"], "quote": ["USD"], "period": ["2026-03"], "rate": [Decimal("1.3")]},
+            schema_overrides={"rate": pl.Decimal(38, 12)},
+        )
+    )
+    march = table.rate("USD", "GBP", "2026-03")
+    assert march == Decimal("0.769230769231")
+    assert lines["fx_rate"].to_list() == [Decimal("0.8")] * 2 + [Decimal("0.77")] * 2 + [march] * 2
+    assert lines["fx_source"].to_list() == (
+        ["BoE (inverse of GBP->USD)"] * 2 + ["own"] * 2 + ["BoE (inverse of GBP->USD)"] * 2
+    )
+    assert lines["converted_amount"].head(2).to_list() == [Decimal("1.2"), Decimal("2.0")]
+    assert rematch(factory, data, label)["lines_reconverted"] == 0  # stable
+
+
 def test_a_report_is_ingested_matched_converted_and_recorded(
     factory: sessionmaker[Session], label: int, tmp_path: Path
 ) -> None:

@@ -248,6 +248,52 @@ def test_a_new_identifier_that_is_already_a_remembered_match_is_refused(cat: Cat
     assert (cat.count(Track), cat.count(Release)) == (2, 1)
 
 
+def test_a_code_a_remembered_match_sends_to_the_same_row_is_accepted(cat: Catalog) -> None:
+    """The catalogue's ISRC was mistyped, so the DSP's lines were matched by hand to the
+    track; correcting the track to that ISRC is where the rule already sends them."""
+    release = cat.release(1)
+    track = cat.track(release, 1, isrc=isrc(99))
+    cat.session.add_all(
+        [
+            MatchRule(
+                org_id=cat.org_id,
+                kind=MatchKind.ISRC,
+                key=isrc(1),
+                track_id=track.id,
+                release_id=release.id,
+            ),
+            MatchRule(
+                org_id=cat.org_id, kind=MatchKind.UPC, key="0" + upc(5), release_id=release.id
+            ),
+        ]
+    )
+    cat.session.flush()
+    assert service.update(cat.session, cat.org_id, "tracks", track.id, {"isrc": isrc(1)}).isrc == (
+        isrc(1)
+    )
+    assert service.update(
+        cat.session, cat.org_id, "releases", release.id, {"upc": upc(5)}
+    ).upc == upc(5)
+
+
+def test_releases_stored_before_gtin_forms_were_compared_can_still_be_edited(
+    cat: Catalog,
+) -> None:
+    """Two releases stored as 036000291452 and 0036000291452 before the check existed: a
+    title edit does not touch the UPC, so it is not refused for it."""
+    first = cat.release(1, upc="036000291452")
+    second = cat.release(2)
+    cat.session.execute(
+        sa.update(Release).where(Release.id == second.id).values(upc="0036000291452")
+    )
+    cat.session.expire_all()
+    edited = service.update(cat.session, cat.org_id, "releases", first.id, {"title": "New"})
+    assert edited.title == "New"
+    with pytest.raises(ValidationFailed) as err:  # changing it to a third form still is
+        service.update(cat.session, cat.org_id, "releases", first.id, {"upc": "00036000291452"})
+    assert errors_of(err) == [("upc", "duplicate")]
+
+
 def test_suspense_under_a_upc_the_catalogue_now_holds_is_not_matched_by_hand(
     cat: Catalog,
 ) -> None:
