@@ -14,6 +14,7 @@ from pipelines import lake
 from pipelines.ingest import Catalog
 from royalty_engine.fx import convert
 from royalty_engine.matching import (
+    MATCH_COLUMNS,
     dsp_key_expr,
     match_lines,
     norm_gtin_expr,
@@ -160,6 +161,15 @@ def rematch(
             ),
             CANON,
         ).collect()
+        # ... and only ever lifted to a track: one that finds no track now (its remembered
+        # match forgotten since, say) keeps the match it has rather than fall into suspense
+        kept = release_only.filter(unmatched) & rematched["track_id"].is_null()
+        if kept.any():
+            old = frame.filter(unmatched)
+            rematched = rematched.with_columns(
+                pl.when(pl.lit(kept)).then(pl.lit(old[c])).otherwise(pl.col(c)).alias(c)
+                for c in MATCH_COLUMNS
+            )
         merged = pl.concat(
             [
                 frame.filter(~unmatched & ~stale),

@@ -461,7 +461,8 @@ class FxTable:
             return direct
         inverse = self._rates.get((quote, base, month))
         if inverse is not None and inverse != 0:
-            return (Decimal(1) / inverse).quantize(Decimal("1e-12"))
+            # an inverse that rounds to 0 at 12 places is no rate (as in ingestion's convert)
+            return (Decimal(1) / inverse).quantize(Decimal("1e-12")) or None
         return None
 
     def into(self, base: str, anchor: str, month: str) -> Decimal:

@@ -81,7 +81,9 @@ def _rates_into(rates: pl.LazyFrame, target: str) -> pl.LazyFrame:
                 f"{r['source']} (inverse of {target}->{r['quote']})",
             )
             for r in out_of.iter_rows(named=True)
-            if r["rate"]
+            # an inverse that rounds to 0 at 12 places is no rate (the line would convert
+            # to nothing): the line stays unconverted, as the run's FxTable treats it
+            if r["rate"] and (Decimal(1) / r["rate"]).quantize(Decimal("1e-12"))
         ],
         schema={
             "currency": pl.String,

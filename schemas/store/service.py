@@ -281,7 +281,8 @@ def _track_rules(s: Session, org: int, d: c.TrackIn, eid: int | None) -> list[Fi
     errors = _ref_errors(s, org, refs) + _duplicate(s, Track, org, eid, "isrc", d.isrc)
     if not errors:
         changed = _current(s, Track, eid, "isrc") != d.isrc
-        to_other = MatchRule.track_id.is_distinct_from(eid)
+        # a new track: any rule for the code, to a track or a release only, is in the way
+        to_other = sa.true() if eid is None else MatchRule.track_id.is_distinct_from(eid)
         errors += _alias_taken(s, org, MatchKind.ISRC, [d.isrc], "isrc", changed, to_other)
     if not errors:
         taken = _duplicate(

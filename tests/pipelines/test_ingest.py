@@ -86,6 +86,22 @@ def test_rates_published_from_the_accounting_currency_convert_by_their_inverse(
     )
     assert lines["converted_amount"].head(2).to_list() == [Decimal("1.2"), Decimal("2.0")]
     assert rematch(factory, data, label)["lines_reconverted"] == 0  # stable
+    # an inverse too small for 12 places is no rate: the lines stay unconverted, not 0
+    with db.transaction(factory, actor="test") as s:
+        import_rates(s, label, b"base,quote,period,rate,source\nGBP,VES,2026-04,3e12,bank\n")
+    ves = tmp_path / "spotify_x_202604_VES.csv"
+    ves.write_text(jan.read_text().replace(",USD\n", ",VES\n"))
+    assert ingest_path(factory, data, org_id=label, path=ves, name=ves.name).accepted == 2
+    april = lake_lines(data).filter(pl.col("reporting_period") == "2026-04")
+    assert april["converted_amount"].null_count() == 2 and april["fx_rate"].null_count() == 2
+    huge = FxTable(
+        pl.DataFrame(
+            {"base": ["GBP"], "quote": ["VES"], "period": ["2026-04"], "rate": [Decimal("3e12")]},
+            schema_overrides={"rate": pl.Decimal(38, 12)},
+        )
+    )
+    assert huge.rate("VES", "GBP", "2026-04") == 0  # and the run reports it as missing:
+    assert huge.missing == {("VES", "GBP", "2026-04")}
 
 
 def test_a_report_is_ingested_matched_converted_and_recorded(
@@ -698,6 +714,45 @@ def test_suspense_whose_code_is_now_in_the_catalogue_is_not_matched_by_hand(
     assert rematch(factory, data, label)["suspense_items"] == 0
     matched = lake_lines(data).filter(pl.col("isrc") == "GBNBR2699999")
     assert matched.select("track_id", "match_method").rows() == [(added, "isrc")]
+
+
+def test_a_forgotten_match_leaves_the_lines_it_matched_where_they_are(
+    factory: sessionmaker[Session], label: int, tmp_path: Path
+) -> None:
+    """A UPC matched by hand to a release; a later line with that UPC (and an ISRC no
+    track has) matches through the rule at release level. Forgetting the rule changes what
+    future lines match, not the lines already matched: rematch may lift such a line to a
+    track, never drop it back to suspense."""
+    data = tmp_path / "data"
+
+    def report(name: str, isrc: str) -> Path:
+        path = tmp_path / name
+        path.write_text(
+            "country,product,track_uri,isrc,upc,track_name,artist_name,streams,revenue,currency\n"
+            f"GB,premium,u1,{isrc},0009999999996,T,A,10,1.50,GBP\n"
+        )
+        return path
+
+    first = report("spotify_x_202601_GBP.csv", "")
+    assert ingest_path(factory, data, org_id=label, path=first, name=first.name).suspense == 1
+    with db.transaction(factory, actor="test") as s:
+        rebuild_suspense(s, data, label)
+        item = s.scalar(sa.select(SuspenseItem))
+        assert item is not None and (item.kind.value, item.key) == ("upc", "00009999999996")
+        release_id = s.scalars(sa.select(Track.release_id)).first()
+        rule = suspense.resolve(s, label, item.id, release_id=release_id)
+        rule_id = rule.id
+    later = report("spotify_x_202602_GBP.csv", "QZZZZ2600001")
+    assert ingest_path(factory, data, org_id=label, path=later, name=later.name).matched == 1
+    rematch(factory, data, label)
+    before = lake_lines(data).sort("reporting_period").select("match_method", "release_id")
+    assert before.rows() == [("upc_alias", release_id)] * 2
+    with db.transaction(factory, actor="test") as s:
+        suspense.forget(s, label, rule_id)
+    result = rematch(factory, data, label)
+    assert result["lines_matched"] == 0 and result["suspense_items"] == 0
+    after = lake_lines(data).sort("reporting_period").select("match_method", "release_id")
+    assert after.rows() == before.rows()
 
 
 IDS_AND_TITLE = ("isrc", "upc", "dsp_resource_id", "dsp_release_id", "proprietary_id", "title")

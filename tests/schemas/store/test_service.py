@@ -240,12 +240,21 @@ def test_a_new_identifier_that_is_already_a_remembered_match_is_refused(cat: Cat
         cat.release(8)
     assert errors_of(err) == [("upc", "alias_taken")]
     assert f"release {release.id}" in err.value.errors[0].message
+    # a match made to a release only (no track) is as much in the way of a new track
+    cat.session.add(
+        MatchRule(org_id=cat.org_id, kind=MatchKind.ISRC, key=isrc(9), release_id=release.id)
+    )
+    cat.session.flush()
+    with pytest.raises(ValidationFailed) as err:
+        cat.track(cat.release(2), 4, isrc=isrc(9))
+    assert errors_of(err) == [("isrc", "alias_taken")]
+    assert f"release {release.id}" in err.value.errors[0].message
     # an update to the aliased code is refused the same way; other codes are fine
     other = cat.track(release, 3)
     with pytest.raises(ValidationFailed) as err:
         service.update(cat.session, cat.org_id, "tracks", other.id, {"isrc": isrc(7)})
     assert errors_of(err) == [("isrc", "alias_taken")]
-    assert (cat.count(Track), cat.count(Release)) == (2, 1)
+    assert (cat.count(Track), cat.count(Release)) == (2, 2)
 
 
 def test_a_code_a_remembered_match_sends_to_the_same_row_is_accepted(cat: Catalog) -> None:
