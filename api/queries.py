@@ -156,6 +156,18 @@ def filtered(stmt: sa.Select[Any], model: type[Base], filters: Page) -> sa.Selec
     return stmt
 
 
+def page_of(
+    session: sa.orm.Session,
+    stmt: sa.Select[Any],
+    model: type[Base],
+    page: Page,
+    out: type[BaseModel],
+) -> dict[str, Any]:
+    """One page of ``stmt`` as a list response: ``{"items": [...], "next_cursor": ...}``."""
+    rows, cursor = paginate(session, stmt, model, page)
+    return {"items": [out.model_validate(r) for r in rows], "next_cursor": cursor}
+
+
 def paginate(
     session: sa.orm.Session, stmt: sa.Select[Any], model: type[Base], page: Page
 ) -> tuple[list[Any], str | None]:

@@ -619,6 +619,26 @@ def scan_floor(files: list[Path]) -> dict[str, Any]:
     return dict(zip(names, row, strict=True))
 
 
+GRAIN_SQL = """
+WITH grain AS (
+    SELECT o.track_id AS track_id, l.release_id, l.reporting_period,
+           {segment} AS segment,
+           coalesce(c.class_id, $unknown) AS class_id,
+           coalesce(l.usage_type, 'other') AS usage_type,
+           coalesce(l.commercial_model, '') AS channel,
+           sum(l.converted_amount) AS amount,
+           sum(coalesce(l.quantity, 0)) AS quantity,
+           count(*) AS lines
+    FROM read_parquet($files) l
+    LEFT JOIN classes c ON c.territory = coalesce(l.territory, 'WW')
+    LEFT JOIN overrides o ON o.track_id = l.track_id
+    WHERE l.match_method IS NOT NULL AND l.reporting_period IN $months
+    GROUP BY ALL
+)
+SELECT count(*) AS groups, sum(lines) AS lines, sum(amount) AS amount FROM grain
+"""
+
+
 def grain_floor(files: list[Path], terms: Terms, work: Path) -> dict[str, Any]:
     """One DuckDB query doing only the engine's first step: the period's matched lines summed
     at the grain the terms make royalties depend on (``earnings.Grain``: track where it has
@@ -631,42 +651,32 @@ def grain_floor(files: list[Path], terms: Terms, work: Path) -> dict[str, Any]:
 
     grain = Grain.of(terms)
     period = parse_period(PERIOD)
-    usage_date = "coalesce(l.usage_end, l.usage_start)"
+    # the segment: how many boundaries are on or before the usage date (one comparison per
+    # boundary, each a query parameter: only their number shapes the SQL)
+    bounds = {f"b{i}": b for i, b in enumerate(grain.boundaries)}
     segment = " + ".join(
-        [f"(CAST({usage_date} >= DATE '{b.isoformat()}' AS INTEGER))" for b in grain.boundaries]
+        [f"CAST(coalesce(l.usage_end, l.usage_start) >= ${name} AS INTEGER)" for name in bounds]
         or ["0"]
     )
     classes = pl.DataFrame(
         {"territory": list(grain.classes), "class_id": list(grain.classes.values())}
     )
     overrides = grain.override_tracks.to_frame("track_id")
-    con = duckdb.connect()
+    con = duckdb.connect(
+        config={"memory_limit": "3GB", "temp_directory": str(work / "duckdb_spill")}
+    )
     try:
         con.execute("SET enable_progress_bar = false")
-        con.execute("SET memory_limit = '3GB'")
-        con.execute(f"SET temp_directory = '{work / 'duckdb_spill'}'")
         con.register("classes", classes.to_arrow())
         con.register("overrides", overrides.to_arrow())
         row = con.execute(
-            f"""
-            WITH grain AS (
-                SELECT o.track_id AS track_id, l.release_id, l.reporting_period,
-                       {segment} AS segment,
-                       coalesce(c.class_id, {grain.classes["ZZ"]}) AS class_id,
-                       coalesce(l.usage_type, 'other') AS usage_type,
-                       coalesce(l.commercial_model, '') AS channel,
-                       sum(l.converted_amount) AS amount,
-                       sum(coalesce(l.quantity, 0)) AS quantity,
-                       count(*) AS lines
-                FROM read_parquet($files) l
-                LEFT JOIN classes c ON c.territory = coalesce(l.territory, 'WW')
-                LEFT JOIN overrides o ON o.track_id = l.track_id
-                WHERE l.match_method IS NOT NULL AND l.reporting_period IN $months
-                GROUP BY ALL
-            )
-            SELECT count(*) AS groups, sum(lines) AS lines, sum(amount) AS amount FROM grain
-            """,
-            {"files": [str(f) for f in files], "months": list(period.months)},
+            GRAIN_SQL.replace("{segment}", segment),
+            {
+                "files": [str(f) for f in files],
+                "months": list(period.months),
+                "unknown": grain.classes["ZZ"],
+                **bounds,
+            },
         ).fetchone()
         assert row is not None
     finally:

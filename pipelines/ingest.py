@@ -587,8 +587,16 @@ def ingest_path(
                     # unique (org, sha256): the same bytes, ingested concurrently, committed
                     # first (PostgreSQL makes this insert wait for that transaction)
                     raise _LostRace from exc
-                run = _Run(org_id, fmt, sha, row.id, catalog, staging, period)
-                run.archive = name.lower().endswith(".zip")
+                run = _Run(
+                    org_id,
+                    fmt,
+                    sha,
+                    row.id,
+                    catalog,
+                    staging,
+                    period,
+                    archive=name.lower().endswith(".zip"),
+                )
                 held = [first]
                 del first  # the first piece must not outlive its turn (bounded memory)
                 with ThreadPoolExecutor(1, thread_name_prefix="tm-write") as writer:

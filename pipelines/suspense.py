@@ -12,21 +12,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pipelines import lake
 from pipelines.ingest import Catalog
-from royalty_engine.fx import convert
 from royalty_engine.matching import (
-    MATCH_COLUMNS,
     dsp_key_expr,
-    match_lines,
     norm_gtin_expr,
     norm_isrc_expr,
+    rematch_lines,
     title_artist_key_expr,
 )
-from schemas import revenue
 from schemas.store import db
 from schemas.store.models import IngestFile, MatchKind, SuspenseItem, SuspenseStatus
-
-CANON = revenue.CANONICAL
-RELEASE_LEVEL = ("upc", "upc_alias", "dsp_release_id")
 
 
 def key_order(names: list[str]) -> list[tuple[str, pl.Expr]]:
@@ -136,56 +130,22 @@ def rematch(
     files = _files(data_dir, org_id)
     for path in files:
         frame = pl.read_parquet(path)
-        now = convert(frame.lazy(), rates, target=catalog.currency).collect()
-        stale = now["converted_amount"].is_not_null() & (
-            (frame["fx_rate"] != now["fx_rate"]) | (frame["fx_source"] != now["fx_source"])
-        ).fill_null(True)
-        # Lines matched to a release only (by UPC or a DSP release id) although they carry
-        # an ISRC are provisional: matched again, they reach the track once it is added.
-        release_only = (
-            frame["match_method"].is_in(RELEASE_LEVEL)
-            & frame["track_id"].is_null()
-            & frame["isrc"].is_not_null()
+        redone = rematch_lines(
+            frame,
+            tracks=catalog.tracks.lazy(),
+            releases=catalog.releases.lazy(),
+            rules=catalog.rules.lazy(),
+            rates=rates,
+            target=catalog.currency,
         )
-        unmatched = frame["match_method"].is_null() | release_only
-        if not (stale | unmatched).any():
+        if redone is None:
             continue
-        before = int(frame["match_method"].is_null().sum())
-        # conversion does not depend on the match: ``now`` is every line converted today
-        rematched = revenue.conform(
-            match_lines(
-                now.filter(unmatched).lazy(),
-                catalog.tracks.lazy(),
-                catalog.releases.lazy(),
-                catalog.rules.lazy(),
-            ),
-            CANON,
-        ).collect()
-        # ... and only ever lifted to a track: one that finds no track now (its remembered
-        # match forgotten since, say) keeps the match it has rather than fall into suspense
-        kept = release_only.filter(unmatched) & rematched["track_id"].is_null()
-        if kept.any():
-            old = frame.filter(unmatched)
-            rematched = rematched.with_columns(
-                pl.when(pl.lit(kept)).then(pl.lit(old[c])).otherwise(pl.col(c)).alias(c)
-                for c in MATCH_COLUMNS
-            )
-        merged = pl.concat(
-            [
-                frame.filter(~unmatched & ~stale),
-                rematched.select(frame.columns),
-                now.filter(~unmatched & stale).select(frame.columns),
-            ]
-        ).sort("line_no", maintain_order=True)
-        if merged.equals(frame.sort("line_no", maintain_order=True)):
-            continue
+        merged, n = redone
         lake.write_parquet(merged, path)
         rewritten += 1
-        newly_matched += before - merged.filter(pl.col("match_method").is_null()).height
-        reconverted += int((~unmatched & stale).sum())
-        upgraded += int(
-            (release_only.filter(unmatched) & rematched["track_id"].is_not_null()).sum()
-        )
+        newly_matched += n["matched"]
+        reconverted += n["reconverted"]
+        upgraded += n["upgraded"]
     # The ledger's counts are set from the lake as it now is, not incremented: a rematch
     # running at the same time as another, or retried after its transaction failed (the
     # lake already rewritten), leaves them right.

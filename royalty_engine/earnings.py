@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 
 import polars as pl
 
+from royalty_engine.fx import inverse_rate
 from royalty_engine.money import EXACT, RATE, to_decimal
 from royalty_engine.periods import Period
 from royalty_engine.terms import EngineError, Terms
@@ -459,11 +460,7 @@ class FxTable:
         direct = self._rates.get((base, quote, month))
         if direct is not None:
             return direct
-        inverse = self._rates.get((quote, base, month))
-        if inverse is not None and inverse != 0:
-            # an inverse that rounds to 0 at 12 places is no rate (as in ingestion's convert)
-            return (Decimal(1) / inverse).quantize(Decimal("1e-12")) or None
-        return None
+        return inverse_rate(self._rates.get((quote, base, month)))
 
     def into(self, base: str, anchor: str, month: str) -> Decimal:
         """The rate from ``base`` into ``anchor`` that converting back out of ``anchor``
@@ -472,10 +469,11 @@ class FxTable:
         back; with two independently stored directions (USD->GBP 0.79, GBP->USD 1.26) the
         round trip would lose money (USD 20.00 -> GBP 15.80 -> USD 19.91)."""
         out = self._find(anchor, base, month)
-        if not out:
+        value = out if base == anchor else inverse_rate(out)
+        if not value:
             self.missing.add((base, anchor, month))
             return Decimal(0)
-        return out if base == anchor else (Decimal(1) / out).quantize(Decimal("1e-12"))
+        return value
 
     def raise_missing(self) -> None:
         if self.missing:

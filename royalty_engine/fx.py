@@ -22,6 +22,16 @@ import polars as pl
 from schemas.revenue import AMOUNT
 
 RATE = pl.Decimal(38, 12)
+PLACES = Decimal("1e-12")
+
+
+def inverse_rate(rate: Decimal | None) -> Decimal | None:
+    """1 / ``rate``, rounded half-even to 12 places: how both ingestion and the royalty run
+    read a rate stored the other way round. None when there is no rate, or when the inverse
+    rounds to 0 (a rate of 2e12 or more): converting at 0 would make the money vanish."""
+    if not rate:
+        return None
+    return (Decimal(1) / rate).quantize(PLACES) or None
 
 
 def convert(lines: pl.LazyFrame, rates: pl.LazyFrame, *, target: str) -> pl.LazyFrame:
@@ -74,16 +84,10 @@ def _rates_into(rates: pl.LazyFrame, target: str) -> pl.LazyFrame:
         return direct
     inverse = pl.DataFrame(
         [
-            (
-                r["quote"],
-                r["period"],
-                (Decimal(1) / r["rate"]).quantize(Decimal("1e-12")),
-                f"{r['source']} (inverse of {target}->{r['quote']})",
-            )
+            (r["quote"], r["period"], inv, f"{r['source']} (inverse of {target}->{r['quote']})")
             for r in out_of.iter_rows(named=True)
-            # an inverse that rounds to 0 at 12 places is no rate (the line would convert
-            # to nothing): the line stays unconverted, as the run's FxTable treats it
-            if r["rate"] and (Decimal(1) / r["rate"]).quantize(Decimal("1e-12"))
+            # no usable inverse: the line stays unconverted
+            if (inv := inverse_rate(r["rate"])) is not None
         ],
         schema={
             "currency": pl.String,

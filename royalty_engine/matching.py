@@ -14,7 +14,11 @@ from __future__ import annotations
 
 import polars as pl
 
+from royalty_engine.fx import convert
+from schemas.revenue import CANONICAL, conform
+
 MATCH_COLUMNS = ("track_id", "release_id", "match_method", "suspense_reason")
+RELEASE_LEVEL = ("upc", "upc_alias", "dsp_release_id")  # methods that match no track
 ISRC_RE = r"^[A-Z]{2}[A-Z0-9]{3}\d{7}$"
 
 
@@ -178,3 +182,64 @@ def match_lines(
     )
     base = lines.drop(list(MATCH_COLUMNS), strict=False)
     return pl.concat([base, found_cols], how="horizontal")
+
+
+def rematch_lines(
+    frame: pl.DataFrame,
+    *,
+    tracks: pl.LazyFrame,
+    releases: pl.LazyFrame,
+    rules: pl.LazyFrame,
+    rates: pl.LazyFrame,
+    target: str,
+) -> tuple[pl.DataFrame, dict[str, int]] | None:
+    """Lines already in the lake (``CANONICAL``), matched and converted again with today's
+    catalogue, rules and rates: ``(lines, counts)``, or None when nothing changes.
+
+    - Unmatched lines are matched again.
+    - Lines matched to a release only (by UPC or a DSP release id) although they carry an
+      ISRC are provisional: they reach their track once it is added, and are only ever
+      lifted to a track (one that finds no track now, its remembered match forgotten since,
+      say, keeps the match it has rather than fall back into suspense).
+    - Every line whose rate or its source differs from the rates table's now is converted
+      again (conversion does not depend on the match).
+    counts: ``matched`` (lines out of suspense), ``reconverted``, ``upgraded`` (to a track).
+    """
+    now = convert(frame.lazy(), rates, target=target).collect()
+    stale = now["converted_amount"].is_not_null() & (
+        (frame["fx_rate"] != now["fx_rate"]) | (frame["fx_source"] != now["fx_source"])
+    ).fill_null(True)
+    release_only = (
+        frame["match_method"].is_in(RELEASE_LEVEL)
+        & frame["track_id"].is_null()
+        & frame["isrc"].is_not_null()
+    )
+    redo = frame["match_method"].is_null() | release_only
+    if not (stale | redo).any():
+        return None
+    rematched = conform(
+        match_lines(now.filter(redo).lazy(), tracks, releases, rules), CANONICAL
+    ).collect()
+    provisional = release_only.filter(redo)
+    kept = provisional & rematched["track_id"].is_null()
+    if kept.any():
+        old = frame.filter(redo)
+        rematched = rematched.with_columns(
+            pl.when(pl.lit(kept)).then(pl.lit(old[c])).otherwise(pl.col(c)).alias(c)
+            for c in MATCH_COLUMNS
+        )
+    merged = pl.concat(
+        [
+            frame.filter(~redo & ~stale),
+            rematched.select(frame.columns),
+            now.filter(~redo & stale).select(frame.columns),
+        ]
+    ).sort("line_no", maintain_order=True)
+    if merged.equals(frame.sort("line_no", maintain_order=True)):
+        return None
+    unmatched = int(frame["match_method"].is_null().sum())
+    return merged, {
+        "matched": unmatched - int(merged["match_method"].is_null().sum()),
+        "reconverted": int((~redo & stale).sum()),
+        "upgraded": int((provisional & rematched["track_id"].is_not_null()).sum()),
+    }

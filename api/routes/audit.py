@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import DecimalRoute, SessionDep, WriterDep
-from api.queries import DbId, Page, filtered, paginate
+from api.queries import DbId, Page, filtered, page_of
 from api.routes.crud import page_model
 from schemas.store.models import AuditEntry
 
@@ -41,5 +41,4 @@ def audit_log(session: SessionDep, principal: WriterDep, q: Annotated[AuditFilte
     stmt = filtered(
         sa.select(AuditEntry).where(AuditEntry.org_id == principal.org_id), AuditEntry, q
     )
-    rows, cursor = paginate(session, stmt, AuditEntry, q)
-    return {"items": [AuditOut.model_validate(r) for r in rows], "next_cursor": cursor}
+    return page_of(session, stmt, AuditEntry, q, AuditOut)

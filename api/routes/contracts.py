@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response, status
 
 from api.deps import DecimalRoute, PathId, PrincipalDep, SessionDep, WriterDep
-from api.queries import DatedFilter, Page, filtered, paginate, scoped
+from api.queries import DatedFilter, Page, filtered, page_of, scoped
 from api.routes.crud import get_visible, page_model
 from schemas import catalog as c
 from schemas.store import service
@@ -28,8 +28,7 @@ def list_rates(
 ) -> Any:
     get_visible(session, "contracts", principal, contract_id)
     stmt = scoped(ContractRate, principal).where(ContractRate.contract_id == contract_id)
-    rows, cursor = paginate(session, filtered(stmt, ContractRate, q), ContractRate, q)
-    return {"items": [c.RateOut.model_validate(r) for r in rows], "next_cursor": cursor}
+    return page_of(session, filtered(stmt, ContractRate, q), ContractRate, q, c.RateOut)
 
 
 @router.post(
@@ -52,8 +51,7 @@ def list_charges(
 ) -> Any:
     get_visible(session, "contracts", principal, contract_id)
     stmt = scoped(ContractCharge, principal).where(ContractCharge.contract_id == contract_id)
-    rows, cursor = paginate(session, stmt, ContractCharge, q)
-    return {"items": [c.ChargeOut.model_validate(r) for r in rows], "next_cursor": cursor}
+    return page_of(session, stmt, ContractCharge, q, c.ChargeOut)
 
 
 @router.post(

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, create_model
 
 from api.deps import DecimalRoute, PathId, PrincipalDep, SessionDep, WriterDep
-from api.queries import Page, filtered, paginate, scoped
+from api.queries import Page, filtered, page_of, scoped
 from schemas.errors import NotFound
 from schemas.store import service
 
@@ -43,8 +43,7 @@ def crud_router(kind: str, out: type[BaseModel], filters: type[Page]) -> APIRout
     @router.get("", response_model=page, summary=f"List {kind}")
     def list_(session: SessionDep, principal: PrincipalDep, q: Annotated[filters, Query()]) -> Any:  # type: ignore[valid-type]
         stmt = filtered(scoped(model, principal), model, q)
-        rows, cursor = paginate(session, stmt, model, q)
-        return {"items": [out.model_validate(r) for r in rows], "next_cursor": cursor}
+        return page_of(session, stmt, model, q, out)
 
     @router.get("/{obj_id}", response_model=out, summary=f"Get a {noun}")
     def get(obj_id: PathId, session: SessionDep, principal: PrincipalDep) -> Any:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import DecimalRoute, PathId, Principal, PrincipalDep, SessionDep
-from api.queries import DbId, Page, filtered, paginate
+from api.queries import DbId, Page, filtered, page_of
 from api.routes.crud import page_model
 from schemas.errors import Forbidden
 from schemas.store.deliveries import (
@@ -83,8 +83,7 @@ def list_deliveries(
 ) -> Any:
     _no_payees(principal)
     stmt = filtered(sa.select(Delivery).where(Delivery.org_id == principal.org_id), Delivery, q)
-    rows, cursor = paginate(session, stmt, Delivery, q)
-    return {"items": [DeliveryOut.model_validate(r) for r in rows], "next_cursor": cursor}
+    return page_of(session, stmt, Delivery, q, DeliveryOut)
 
 
 @router.get("/{delivery_id}", response_model=DeliveryDetail, summary="One delivery and its history")

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import DecimalRoute, PathId, PrincipalDep, SessionDep, WriterDep
-from api.queries import DbId, Page, filtered, paginate
+from api.queries import DbId, Page, filtered, page_of
 from api.routes.crud import page_model
 from schemas.errors import Forbidden
 from schemas.store import suspense
@@ -70,8 +70,7 @@ def list_suspense(
     stmt = filtered(
         sa.select(SuspenseItem).where(SuspenseItem.org_id == principal.org_id), SuspenseItem, q
     )
-    rows, cursor = paginate(session, stmt, SuspenseItem, q)
-    return {"items": [SuspenseOut.model_validate(r) for r in rows], "next_cursor": cursor}
+    return page_of(session, stmt, SuspenseItem, q, SuspenseOut)
 
 
 class RuleOut(BaseModel):
@@ -102,8 +101,7 @@ def list_rules(
 ) -> Any:
     _no_payees(principal)
     stmt = filtered(sa.select(MatchRule).where(MatchRule.org_id == principal.org_id), MatchRule, q)
-    rows, cursor = paginate(session, stmt, MatchRule, q)
-    return {"items": [RuleOut.model_validate(r) for r in rows], "next_cursor": cursor}
+    return page_of(session, stmt, MatchRule, q, RuleOut)
 
 
 @router.get("/rules/{rule_id}", response_model=RuleOut)

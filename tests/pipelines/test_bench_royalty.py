@@ -59,8 +59,10 @@ def test_the_grain_floor_sums_the_lines_as_the_engine_aggregates_them(result: di
     steps = {s["step"]: s for s in result["profile"]["steps"]}
     assert check["groups"] == steps["_aggregate"]["rows"] > 0
     assert result["grain_floor_seconds"] > 0
+    # both figures are rounded (ratio to 2 places, seconds to 3): a small lake's ratio is
+    # near 1, where that rounding is worth up to about 0.01
     assert result["grain_floor_ratio"] == pytest.approx(
-        result["grain_floor_seconds"] / result["floor_seconds"], rel=0.02
+        result["grain_floor_seconds"] / result["floor_seconds"], rel=0.02, abs=0.015
     )
     suspense = Decimal(result["lake"]["amount"]) - Decimal(check["amount"])
     assert cents(suspense) == Decimal(result["engine_totals"]["suspense"])

@@ -211,27 +211,30 @@ def test_the_same_gtin_written_with_more_leading_zeros_is_a_duplicate(cat: Catal
     assert cat.count(Release) == 1
 
 
+def remember(
+    cat: Catalog, kind: MatchKind, key: str, release: Release, track: Track | None = None
+) -> None:
+    """A remembered match (as resolving suspense makes one): ``key`` -> track or release."""
+    cat.session.add(
+        MatchRule(
+            org_id=cat.org_id,
+            kind=kind,
+            key=key,
+            track_id=track.id if track is not None else None,
+            release_id=release.id,
+        )
+    )
+    cat.session.flush()
+
+
 def test_a_new_identifier_that_is_already_a_remembered_match_is_refused(cat: Catalog) -> None:
     """A manual match (an alias rule) sends ISRC or UPC X to a track or release. A track or
     release created later with X as its own code would silently take X's lines from the
     match the user made: the catalogue says which one it is first."""
     release = cat.release(1)
     track = cat.track(release, 1)
-    cat.session.add_all(
-        [
-            MatchRule(
-                org_id=cat.org_id,
-                kind=MatchKind.ISRC,
-                key=isrc(7),
-                track_id=track.id,
-                release_id=release.id,
-            ),
-            MatchRule(
-                org_id=cat.org_id, kind=MatchKind.UPC, key="0" + upc(8), release_id=release.id
-            ),
-        ]
-    )
-    cat.session.flush()
+    remember(cat, MatchKind.ISRC, isrc(7), release, track)
+    remember(cat, MatchKind.UPC, "0" + upc(8), release)
     with pytest.raises(ValidationFailed) as err:
         cat.track(release, 2, isrc=isrc(7))
     assert errors_of(err) == [("isrc", "alias_taken")]
@@ -241,10 +244,7 @@ def test_a_new_identifier_that_is_already_a_remembered_match_is_refused(cat: Cat
     assert errors_of(err) == [("upc", "alias_taken")]
     assert f"release {release.id}" in err.value.errors[0].message
     # a match made to a release only (no track) is as much in the way of a new track
-    cat.session.add(
-        MatchRule(org_id=cat.org_id, kind=MatchKind.ISRC, key=isrc(9), release_id=release.id)
-    )
-    cat.session.flush()
+    remember(cat, MatchKind.ISRC, isrc(9), release)
     with pytest.raises(ValidationFailed) as err:
         cat.track(cat.release(2), 4, isrc=isrc(9))
     assert errors_of(err) == [("isrc", "alias_taken")]
@@ -262,21 +262,8 @@ def test_a_code_a_remembered_match_sends_to_the_same_row_is_accepted(cat: Catalo
     track; correcting the track to that ISRC is where the rule already sends them."""
     release = cat.release(1)
     track = cat.track(release, 1, isrc=isrc(99))
-    cat.session.add_all(
-        [
-            MatchRule(
-                org_id=cat.org_id,
-                kind=MatchKind.ISRC,
-                key=isrc(1),
-                track_id=track.id,
-                release_id=release.id,
-            ),
-            MatchRule(
-                org_id=cat.org_id, kind=MatchKind.UPC, key="0" + upc(5), release_id=release.id
-            ),
-        ]
-    )
-    cat.session.flush()
+    remember(cat, MatchKind.ISRC, isrc(1), release, track)
+    remember(cat, MatchKind.UPC, "0" + upc(5), release)
     assert service.update(cat.session, cat.org_id, "tracks", track.id, {"isrc": isrc(1)}).isrc == (
         isrc(1)
     )
