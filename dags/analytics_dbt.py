@@ -1,39 +1,40 @@
-"""The analysts' warehouse: export -> dbt build (cosmos, one task per model) -> swap in."""
+"""The analysts' warehouse: prepare -> dbt_build (one `dbt build`) -> publish (the swap)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import os
-import sys
-from pathlib import Path
 
 from airflow.sdk import Asset, dag, task
-from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
-from cosmos.constants import InvocationMode, LoadMode
 
 REVENUE_LINES = Asset("tunemantra-lake://revenue_lines")
 ROYALTY_RUNS = Asset("tunemantra-runs://royalty_runs")
-DBT_DIR = Path(__file__).resolve().parent.parent / "dbt"
-DBT_BIN = str(Path(sys.executable).parent / "dbt")  # the project venv's dbt
-DATA_DIR = Path(os.environ.get("TUNEMANTRA_DATA_DIR", "var")).resolve()
 
 DOC = """
 ### Analytics warehouse (dbt-duckdb)
 
 Runs whenever ingestion adds revenue lines or a royalty run is approved or locked (the Assets
-`tunemantra-lake://revenue_lines` and `tunemantra-runs://royalty_runs`).
+`tunemantra-lake://revenue_lines` and `tunemantra-runs://royalty_runs`). One run at a time.
 
 1. **prepare**: exports the store's reference tables (catalogue, payees, contracts, run
-   statuses, ingestion ledger, suspense) to Parquet and clears the build file.
-2. **dbt**: one task per model, seed and test (astronomer-cosmos), into a *new* DuckDB file:
-   staging -> intermediate -> marts, with key tests and the money invariant
-   (royalty + retained + suspense = revenue per period and currency). A failing test stops
-   the DAG before the swap: analysts keep the previous warehouse.
+   statuses, ingestion ledger, suspense) to Parquet and clears what a failed run left.
+2. **dbt_build**: one `dbt build` into a *new* DuckDB file: seeds, staging -> intermediate ->
+   marts, each model's tests right after it (key tests, relationships, and the money
+   invariant royalty + retained + suspense = revenue per period and currency). A failing
+   test skips what depends on it and fails the task: nothing is published and analysts keep
+   the previous warehouse. dbt's log names every model and test with its status.
 3. **publish**: swaps the new file in atomically; an analyst's read-only connection always
-   opens. If someone holds the file with a write lock it waits, then fails.
+   opens. If someone holds the file with a write lock it waits a minute, then fails (its
+   retry swaps the same build in, without rebuilding).
 
 No params. Thresholds of the anomaly mart are dbt vars (`dbt/dbt_project.yml`).
 """
+
+# Why one dbt invocation and not a task per model (astronomer-cosmos, used before): every
+# model and test writes the same DuckDB file, and DuckDB allows one writing process per file,
+# so tasks running side by side failed on its lock; cosmos's per-model test tasks also ran
+# relationship tests before the models they join existed. `dbt build` orders seeds, models and
+# tests by the DAG of refs in one process and one connection, so both problems go away, and
+# each step below holds the data dir's build lock (no overlap with `tunemantra warehouse build`).
 
 
 @dag(
@@ -48,45 +49,30 @@ No params. Thresholds of the anomaly mart are dbt vars (`dbt/dbt_project.yml`).
 )
 def analytics_dbt() -> None:
     @task
-    def prepare() -> int:
+    def prepare() -> dict[str, int]:
         from pipelines.resources import get_session_factory
+        from pipelines.settings import get_settings
         from pipelines.warehouse import prepare as run
 
-        return len(run(get_session_factory(), DATA_DIR))
+        settings = get_settings()
+        return run(get_session_factory(settings), settings.data_dir)
+
+    @task
+    def dbt_build() -> dict[str, int]:
+        from pipelines.settings import get_settings
+        from pipelines.warehouse import dbt_build as run
+
+        return run(get_settings().data_dir)
 
     @task
     def publish() -> str:
+        from pipelines.settings import get_settings
+        from pipelines.warehouse import AIRFLOW_SLOT
         from pipelines.warehouse import publish as run
 
-        return run(DATA_DIR)
+        return run(get_settings().data_dir, slot=AIRFLOW_SLOT)
 
-    dbt = DbtTaskGroup(
-        group_id="dbt",
-        project_config=ProjectConfig(
-            DBT_DIR,
-            env_vars={
-                "TUNEMANTRA_DATA_DIR": str(DATA_DIR),
-                "TUNEMANTRA_WAREHOUSE_BUILD_PATH": str(
-                    DATA_DIR / "warehouse" / ".build" / "tunemantra.duckdb"
-                ),
-                "TUNEMANTRA_DBT_THREADS": "1",
-            },
-        ),
-        profile_config=ProfileConfig(
-            profile_name="tunemantra",
-            target_name="local",
-            profiles_yml_filepath=DBT_DIR / "profiles.yml",
-        ),
-        execution_config=ExecutionConfig(
-            dbt_executable_path=DBT_BIN, invocation_mode=InvocationMode.SUBPROCESS
-        ),
-        render_config=RenderConfig(
-            load_method=LoadMode.DBT_LS,
-            dbt_executable_path=DBT_BIN,
-            invocation_mode=InvocationMode.SUBPROCESS,
-        ),
-    )
-    prepare() >> dbt >> publish()
+    prepare() >> dbt_build() >> publish()
 
 
 analytics_dbt()

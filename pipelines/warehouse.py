@@ -5,6 +5,7 @@ Under ``TUNEMANTRA_DATA_DIR``::
     warehouse/reference/<table>.parquet   the store's tables the marts need (written atomically)
     warehouse/tunemantra.duckdb           what analysts open (read-only)
     warehouse/.build/tunemantra.duckdb    a build in progress (removed if it fails)
+    warehouse/.build/airflow/             the analytics_dbt DAG's build, between its tasks
     warehouse/target/, warehouse/logs/    dbt's artefacts and logs
 
 DuckDB reads only files here (no SQLite or PostgreSQL scanner), so the reference tables are
@@ -24,6 +25,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -436,30 +438,76 @@ def swap_in(new: Path, target: Path, *, lock_timeout: float = 10.0) -> None:
     os.replace(new, target)
 
 
-def build_path(data_dir: Path) -> Path:
-    """Where a build writes before ``publish`` swaps it in (the Airflow DAG's dbt tasks)."""
-    return data_dir.resolve() / "warehouse" / ".build" / WAREHOUSE_FILE
+AIRFLOW_SLOT = "airflow"  # the analytics_dbt DAG's build folder (one DAG run at a time)
 
 
-def prepare(factory: sessionmaker[Session], data_dir: Path) -> dict[str, str]:
-    """For a build run by another dbt runner (cosmos): export, clear the build file and
-    return the environment its dbt commands need."""
-    export_reference(factory, data_dir)
-    new = build_path(data_dir)
-    new.parent.mkdir(parents=True, exist_ok=True)
-    new.unlink(missing_ok=True)
-    return _dbt_env(data_dir, new, 2)
+def build_path(data_dir: Path, slot: str = "") -> Path:
+    """Where a finished build waits for ``publish`` to swap it in: ``.build/<slot>/``."""
+    return data_dir.resolve() / "warehouse" / ".build" / slot / WAREHOUSE_FILE
 
 
-def publish(data_dir: Path, *, lock_timeout: float = 60.0) -> str:
-    """Swap a finished build (see ``prepare``) in; returns the warehouse path."""
-    new = build_path(data_dir)
-    if not new.exists():
-        raise WarehouseError(f"no build at {new}")
-    _checkpoint(new)
-    target = new.parent.parent / WAREHOUSE_FILE
-    swap_in(new, target, lock_timeout=lock_timeout)
-    return str(target)
+def _summary(results: Any) -> dict[str, int]:
+    summary: dict[str, int] = {}
+    for r in results or []:
+        summary[str(r.status)] = summary.get(str(r.status), 0) + 1
+    return summary
+
+
+# A build in steps (the Airflow DAG: prepare -> dbt_build -> publish). Each step holds the
+# data dir's build lock, so a step never overlaps a `tunemantra warehouse build` or another
+# step. Only ``dbt_build`` writes a DuckDB file, in one `dbt build` (seeds, models and their
+# tests in dependency order, a failing test skips what depends on it) into a file of its own;
+# the file reaches ``build_path`` (by a rename) only once dbt passed, and only a file there
+# is ever swapped in.
+
+
+def prepare(
+    factory: sessionmaker[Session], data_dir: Path, *, slot: str = AIRFLOW_SLOT
+) -> dict[str, int]:
+    """Export the store's reference tables and clear the slot (builds left by failed runs)."""
+    folder = data_dir.resolve() / "warehouse"
+    with _build_lock(folder):
+        counts = export_reference(factory, data_dir)
+        shutil.rmtree(build_path(data_dir, slot).parent, ignore_errors=True)
+    return counts
+
+
+def dbt_build(
+    data_dir: Path, *, slot: str = AIRFLOW_SLOT, threads: int = 2, select: Sequence[str] = ()
+) -> dict[str, int]:
+    """One `dbt build` into a fresh file; once it passed, move it where ``publish`` takes it.
+    Returns dbt's results per status. A failure leaves nothing to publish."""
+    done = build_path(data_dir, slot)
+    work = done.parent / "building" / WAREHOUSE_FILE  # same name: views name their catalog after it
+    with _build_lock(data_dir.resolve() / "warehouse"):
+        done.unlink(missing_ok=True)
+        work.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            _remove_duckdb(work)
+            args = ["build"] + (["--select", *select] if select else [])
+            results = run_dbt(args, data_dir=data_dir, build_path=work, threads=threads)
+            _checkpoint(work)
+            os.replace(work, done)
+        finally:
+            _remove_duckdb(work)
+    return _summary(results)
+
+
+def publish(data_dir: Path, *, slot: str = "", lock_timeout: float = 60.0) -> str:
+    """Swap a finished build (see ``dbt_build``) in; returns the warehouse path."""
+    new = build_path(data_dir, slot)
+    folder = data_dir.resolve() / "warehouse"
+    with _build_lock(folder):
+        if not new.exists():
+            raise WarehouseError(f"no finished build at {new}: nothing to swap in")
+        _checkpoint(new)
+        swap_in(new, folder / WAREHOUSE_FILE, lock_timeout=lock_timeout)
+    return str(folder / WAREHOUSE_FILE)
+
+
+def _remove_duckdb(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    path.with_name(path.name + ".wal").unlink(missing_ok=True)
 
 
 def _checkpoint(path: Path) -> None:
@@ -507,16 +555,12 @@ def build(
                 before_swap(new)
             swap_in(new, folder / WAREHOUSE_FILE, lock_timeout=lock_timeout)
         finally:
-            new.unlink(missing_ok=True)
-            new.with_name(new.name + ".wal").unlink(missing_ok=True)
-    summary: dict[str, int] = {}
-    for r in results or []:
-        summary[str(r.status)] = summary.get(str(r.status), 0) + 1
+            _remove_duckdb(new)
     return BuildResult(
         path=folder / WAREHOUSE_FILE,
         seconds=round(time.perf_counter() - started, 2),
         reference_rows=counts,
-        results=summary,
+        results=_summary(results),
     )
 
 

@@ -1,11 +1,29 @@
-"""The analytics_dbt DAG: scheduled on the lake and runs Assets, prepare -> dbt -> publish."""
+"""The analytics_dbt DAG: scheduled on the lake and runs Assets; a real ``dag.test()`` run on
+the demo label builds the warehouse and swaps it in."""
 
 from __future__ import annotations
 
+import json
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import duckdb
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from pipelines import resources
+from pipelines.demo import ingest_demo_reports, run_demo
+from pipelines.demo_royalty import run_demo_period
+from pipelines.settings import get_settings
+from schemas.store.models import IngestFile, IngestStatus
+
 DAG_ID = "analytics_dbt"
+SECRET = "test-secret-key-not-a-placeholder"
 
 
 def test_dag_is_scheduled_on_ingestion_and_royalty_assets(dagbag: Any) -> None:
@@ -16,13 +34,104 @@ def test_dag_is_scheduled_on_ingestion_and_royalty_assets(dagbag: Any) -> None:
     assert {"tunemantra", "analytics"} <= set(dag.tags)
     uris = {asset.name for asset in dag.timetable.asset_condition.objects}
     assert uris == {"tunemantra-lake://revenue_lines", "tunemantra-runs://royalty_runs"}
-    ids = {t.task_id for t in dag.tasks}
-    assert {"prepare", "publish"} <= ids
-    # cosmos renders one task per model/seed inside the dbt group, tests attached to models
-    assert "dbt.fct_run_reconciliation.run" in ids
-    assert "dbt.fct_run_reconciliation.test" in ids
-    prepare_down = dag.get_task("prepare").downstream_task_ids
-    assert prepare_down and all(t.startswith("dbt.") for t in prepare_down)
-    assert all(t.startswith("dbt.") for t in dag.get_task("publish").upstream_task_ids)
+    # One dbt invocation writes the build file; prepare -> dbt_build -> publish, in a line.
+    assert {t.task_id for t in dag.tasks} == {"prepare", "dbt_build", "publish"}
+    assert dag.get_task("prepare").upstream_task_ids == set()
+    assert dag.get_task("dbt_build").upstream_task_ids == {"prepare"}
+    assert dag.get_task("publish").upstream_task_ids == {"dbt_build"}
+    assert "dbt build" in dag.doc_md and "previous warehouse" in dag.doc_md
     for task in dag.tasks:
         assert task.retries >= 1, task.task_id
+
+
+# --- dag.test() on the demo label -----------------------------------------------------------
+
+
+@dataclass
+class Label:
+    factory: sessionmaker[Session]
+    data_dir: Path
+    org_id: int
+
+    @property
+    def warehouse(self) -> Path:
+        return self.data_dir / "warehouse" / "tunemantra.duckdb"
+
+
+@pytest.fixture
+def label(
+    airflow_home: Path, sqlite_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Label]:
+    """The demo label ingested and its period run and locked, no warehouse built yet."""
+    store = tmp_path / "tunemantra.db"
+    shutil.copy(sqlite_template, store)
+    data_dir = tmp_path / "var"
+    monkeypatch.setenv("TUNEMANTRA_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("TUNEMANTRA_DATABASE_URL", f"sqlite:///{store}")
+    monkeypatch.delenv("TUNEMANTRA_ENV", raising=False)
+    get_settings.cache_clear()
+    resources.engine_for.cache_clear()
+    factory = resources.get_session_factory()
+    org_id = run_demo(factory, seed=7, secret_key=SECRET, data_dir=data_dir).org_id
+    ingest_demo_reports(factory, data_dir, org_id, seed=7)
+    run_demo_period(factory, data_dir, org_id)
+    try:
+        yield Label(factory, data_dir, org_id)
+    finally:
+        resources.get_engine().dispose()
+        get_settings.cache_clear()
+        resources.engine_for.cache_clear()
+
+
+def task_states(dag_run: Any) -> dict[str, str]:
+    from airflow.settings import Session as AirflowSession
+
+    with AirflowSession() as session:
+        return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances(session=session)}
+
+
+@pytest.mark.slow
+def test_dag_run_builds_the_warehouse_and_swaps_it_in(dagbag: Any, label: Label) -> None:
+    assert not label.warehouse.exists()
+    dag_run = dagbag.get_dag(DAG_ID).test()
+    states = task_states(dag_run)
+    assert str(dag_run.state) == "success", states
+    assert set(states.values()) == {"success"}, states
+    # Swapped in: the served file is there, nothing is left where it was built.
+    assert label.warehouse.is_file()
+    assert not label.warehouse.with_name("tunemantra.duckdb.wal").exists()
+    assert list((label.data_dir / "warehouse" / ".build").glob("**/*.duckdb")) == []
+    with label.factory() as s:
+        accepted = s.scalar(
+            sa.select(sa.func.sum(IngestFile.lines_accepted)).where(
+                IngestFile.org_id == label.org_id, IngestFile.status == IngestStatus.INGESTED
+            )
+        )
+    manifest = json.loads(
+        next((label.data_dir / "runs").glob("org=*/period=2026-H1/v1/manifest.json")).read_text()
+    )
+    gbp = manifest["totals"]["GBP"]
+    with duckdb.connect(str(label.warehouse), read_only=True) as con:
+        lines = con.execute("select count(*) from fct_revenue_lines").fetchone()
+        assert accepted and lines == (accepted,)
+        rec = con.execute(
+            "select revenue, royalty, retained, suspense from fct_run_reconciliation "
+            "where org_id = ? and currency = 'GBP'",
+            [label.org_id],
+        ).fetchall()
+        assert rec == [
+            (
+                Decimal(gbp["revenue"]),
+                Decimal(gbp["payees"]),
+                Decimal(gbp["retained"]),
+                Decimal(gbp["suspense"]),
+            )
+        ]
+        marts = {
+            name
+            for (name,) in con.execute(
+                "select table_name from information_schema.tables "
+                "where table_name like 'fct_%' or table_name like 'dim_%'"
+            ).fetchall()
+        }
+        assert {"fct_revenue_monthly", "fct_royalty_liabilities", "dim_tracks"} <= marts

@@ -19,7 +19,15 @@ from typer.testing import CliRunner
 from pipelines import resources
 from pipelines.cli import app
 from pipelines.settings import get_settings
-from pipelines.warehouse import WarehouseError, WarehouseLocked, build
+from pipelines.warehouse import (
+    AIRFLOW_SLOT,
+    WarehouseError,
+    WarehouseLocked,
+    build,
+    build_path,
+    dbt_build,
+    publish,
+)
 
 runner = CliRunner()
 
@@ -263,3 +271,33 @@ def test_swap_under_a_reader_and_refusal_under_a_writer(
     assert not (target.parent / ".build" / "tunemantra.duckdb").exists()
     with duckdb.connect(str(target), read_only=True) as con:
         assert con.execute("select count(*) from iso_territories").fetchone() == (249,)
+
+
+def test_the_dags_steps_publish_only_a_build_that_passed(
+    demo: tuple[Path, str], tmp_path: Path
+) -> None:
+    """The analytics_dbt DAG's dbt_build and publish: a failed build leaves nothing to swap in
+    and the served warehouse as it was; a passed one is swapped in, once."""
+    data_dir = _copy(demo[0], tmp_path / "var")
+    target = data_dir / "warehouse" / "tunemantra.duckdb"
+    shutil.copy(demo[0] / "warehouse" / "tunemantra.duckdb", target)
+    served = target.read_bytes()
+    done = build_path(data_dir, AIRFLOW_SLOT)
+    saved = sorted((data_dir / "lake" / "revenue_lines").glob("**/*.parquet"))[0].read_bytes()
+    good = _rewrite_one_lake_file(data_dir, "converted_amount")
+    with pytest.raises(WarehouseError, match="missing column converted_amount"):
+        dbt_build(data_dir, select=["stg_lake__revenue_lines"])
+    assert not done.exists()
+    assert list(done.parent.glob("**/*.duckdb*")) == []
+    with pytest.raises(WarehouseError, match="no finished build"):
+        publish(data_dir, slot=AIRFLOW_SLOT)
+    assert target.read_bytes() == served
+    good.write_bytes(saved)
+    results = dbt_build(data_dir, select=["iso_territories"])
+    assert results.get("success") == 1 and set(results) <= {"success", "pass"}, results
+    assert done.is_file()
+    assert publish(data_dir, slot=AIRFLOW_SLOT) == str(target.resolve())
+    assert not done.exists()
+    with duckdb.connect(str(target), read_only=True) as con:
+        names = con.execute("select table_name from information_schema.tables").fetchall()
+        assert {t for (t,) in names} == {"iso_territories"}
