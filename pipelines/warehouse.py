@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import re
 import shutil
@@ -52,6 +53,7 @@ from schemas.store.models import (
 )
 from schemas.store.runs import RoyaltyRun
 
+log = logging.getLogger(__name__)
 DBT_DIR = Path(__file__).resolve().parent.parent / "dbt"
 WAREHOUSE_FILE = "tunemantra.duckdb"
 EXACT = pa.decimal128(38, 12)
@@ -486,6 +488,8 @@ def dbt_build(
             _remove_duckdb(work)
             args = ["build"] + (["--select", *select] if select else [])
             results = run_dbt(args, data_dir=data_dir, build_path=work, threads=threads)
+            for r in results or []:
+                log.info("dbt %s: %s (%.1f s)", r.node.unique_id, r.status, r.execution_time)
             _checkpoint(work)
             os.replace(work, done)
         finally:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import polars as pl
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
@@ -91,9 +92,12 @@ def task_states(dag_run: Any) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_dag_run_builds_the_warehouse_and_swaps_it_in(dagbag: Any, label: Label) -> None:
+def test_dag_run_builds_the_warehouse_and_swaps_it_in(
+    dagbag: Any, label: Label, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dag = dagbag.get_dag(DAG_ID)
     assert not label.warehouse.exists()
-    dag_run = dagbag.get_dag(DAG_ID).test()
+    dag_run = dag.test()
     states = task_states(dag_run)
     assert str(dag_run.state) == "success", states
     assert set(states.values()) == {"success"}, states
@@ -135,3 +139,18 @@ def test_dag_run_builds_the_warehouse_and_swaps_it_in(dagbag: Any, label: Label)
             ).fetchall()
         }
         assert {"fct_revenue_monthly", "fct_royalty_liabilities", "dim_tracks"} <= marts
+
+    # A build that fails (a lake file lost a column) fails the run and publishes nothing:
+    # analysts keep the warehouse they had.
+    served = label.warehouse.stat()
+    part = sorted((label.data_dir / "lake" / "revenue_lines").glob("**/*.parquet"))[0]
+    pl.read_parquet(part).drop("converted_amount").write_parquet(part)
+    for task in dag.tasks:  # dag.test() would wait out the retry delay
+        monkeypatch.setattr(task, "retries", 0)
+    failed = dag.test()
+    states = task_states(failed)
+    assert str(failed.state) == "failed", states
+    assert states == {"prepare": "success", "dbt_build": "failed", "publish": "upstream_failed"}
+    after = label.warehouse.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (served.st_ino, served.st_mtime_ns)
+    assert list((label.data_dir / "warehouse" / ".build").glob("**/*.duckdb")) == []
