@@ -10,6 +10,7 @@ file declares, or the file is quarantined.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import hashlib
 import logging
@@ -70,7 +71,7 @@ def _currencies() -> frozenset[str]:
 @dataclass
 class IngestOutcome:
     name: str
-    status: str  # ingested | duplicate | quarantined
+    status: str  # ingested | duplicate | quarantined | failed (not recorded: tried again)
     file_id: int | None = None
     sha256: str = ""
     format: str | None = None
@@ -172,7 +173,14 @@ class _LostRace(Exception):
     """A concurrent ingestion of the same bytes committed its ledger row first."""
 
 
-DATA_FAULTS = (ValueError, ArithmeticError, LookupError, TypeError, pl.exceptions.PolarsError)
+DATA_FAULTS = (
+    ValueError,
+    ArithmeticError,
+    LookupError,
+    TypeError,
+    csv.Error,  # a reader's refusal of a line (it once took CR-only line ends for one field)
+    pl.exceptions.PolarsError,
+)
 INTERNAL = "internal_error"  # the quarantine code of a file that failed on a fault of ours
 
 

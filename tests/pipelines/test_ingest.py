@@ -1133,3 +1133,48 @@ def test_a_part_write_failing_in_the_background_leaves_nothing_and_no_ledger_row
     monkeypatch.setattr(ingest.lake, "write_parquet", real)
     again = ingest_path(factory, data, org_id=label, path=report, name=report.name)
     assert again.status == "ingested" and lake_lines(data).height == again.accepted
+
+
+def test_one_file_failing_never_stops_the_batch(
+    factory: sessionmaker[Session], label: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``tunemantra ingest DIR``: a file whose detection fails on a fault of ours (the csv
+    module's error, as CR-only line ends once raised) is quarantined as ``internal_error``;
+    one failing on anything else (here a RuntimeError) is reported ``failed`` with the error,
+    kept out of the ledger (the next run tries it again); the files after both are read."""
+    import csv
+
+    from connectors.formats import registry
+    from pipelines.run_ingest import ingest_sources
+
+    p = products(factory, label)[0]
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    for month in ("01", "02", "03", "04"):
+        report = spotify_report(drop / f"spotify_x_2026{month}_EUR.csv", p.isrc, p.upc)
+        report.write_text(report.read_text().replace(",10,", f",1{month},"))
+    real = registry.detect
+
+    def detect(filename: str, head: bytes, **kw: object) -> object:
+        if "202602" in filename:
+            raise csv.Error("new-line character seen in unquoted field")
+        if "202603" in filename:
+            raise RuntimeError("a fault nobody foresaw")
+        return real(filename, head, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(registry, "detect", detect)
+    data = tmp_path / "data"
+    outs = list(ingest_sources(factory, data, org_id=label, sources=[str(drop)]))
+    assert [o.status for o in outs] == ["ingested", "quarantined", "failed", "ingested"]
+    assert outs[1].quarantine is not None and outs[1].quarantine["code"] == "internal_error"
+    assert "Error: new-line character" in outs[1].quarantine["message"]
+    assert outs[2].errors[0]["code"] == "ingest_failed"
+    assert outs[2].errors[0]["message"] == "RuntimeError: a fault nobody foresaw"
+    assert outs[2].errors[0]["file"] == "spotify_x_202603_EUR.csv"
+    assert lake_lines(data).height == 4
+    with factory() as s:
+        names = s.scalars(sa.select(IngestFile.original_name).order_by(IngestFile.id)).all()
+    assert "spotify_x_202603_EUR.csv" not in names  # not recorded: tried again next time
+    monkeypatch.setattr(registry, "detect", real)
+    again = list(ingest_sources(factory, data, org_id=label, sources=[str(drop)]))
+    assert [o.status for o in again] == ["duplicate", "ingested", "ingested", "duplicate"]
