@@ -263,6 +263,8 @@ class _Run:
     writing: list[Future[Path]] = field(default_factory=list)
     content: Any = field(default_factory=hashlib.sha256)  # see ``_fingerprint``
     archive: bool = False  # a zip of reports: each line says which one (``member``)
+    readable: bool = False  # some line was parsed (``_fingerprint``)
+    blind: bool = False  # some unreadable line came without its raw hash (``_fingerprint``)
 
     def file_period(self) -> str | None:
         if self.period:
@@ -272,7 +274,8 @@ class _Run:
     def _fingerprint(self, lines: pl.DataFrame, errors: list[RowError]) -> None:
         """Add a chunk to the file's content hash: its parsed lines' raw hashes, in file order
         as parsed (they do not depend on the compression or the encoding), the range of their
-        usage dates, and the numbers of the lines the parser could not read. Chunks come in
+        usage dates, and the numbers and raw hashes of the lines the parser could not read
+        (two reports differing only in an unreadable line are two reports). Chunks come in
         file order."""
         # 16 of each hash's 64 hex digits: a different report matches only if every line's
         # 64-bit prefix does, in order; hashing a quarter of the text keeps this cheap
@@ -284,9 +287,13 @@ class _Run:
             pl.col("usage_end").max(),
         ).row(0)
         self.content.update(f"{hashes or ''}[{first}~{last}]".encode())
-        unread = sorted({e.row for e in errors if e.row is not None})
+        unread = sorted({(e.row, e.raw_hash or "") for e in errors if e.row is not None})
         if unread:
-            self.content.update(("!" + ",".join(map(str, unread))).encode())
+            self.content.update(("!" + ",".join(f"{r}:{h}" for r, h in unread)).encode())
+            # a line known by its number alone (a record the parser could not place): were
+            # nothing else readable, the file's own bytes are what tells it from another
+            self.blind |= any(not h for _, h in unread)
+        self.readable |= lines.height > 0
 
     def fingerprint(self) -> str:
         """The file's content hash (``_fingerprint``) with what the lines alone do not say:
@@ -296,6 +303,8 @@ class _Run:
         declared = (meta.period_start, meta.period_end) if meta is not None else (None, None)
         content = self.content.copy()
         content.update(f"|{self.source}|{self.file_period()}|{declared}".encode())
+        if self.blind and not self.readable:
+            content.update(f"|sha256={self.sha}".encode())
         return str(content.hexdigest())
 
     def chunk(self, piece: ParsedFile) -> None:

@@ -61,6 +61,7 @@ into the output.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import mmap
 import re
 import tempfile
@@ -1774,7 +1775,13 @@ class _Run:
                 held = held.scaleb(-SCALE).quantize(Decimal(1).scaleb(-SCALE), ROUND_HALF_EVEN)
                 currency = by_index[row["sidx"]].currency
                 message += f"; its share of summary '{row['sid']}' ({held} {currency}) is left out"
-            self.errors.append(RowError(self.filename, row["line_no"], fld, code, message))
+            raw = row["raw"]
+            self.errors.append(
+                RowError(
+                    self.filename, row["line_no"], fld, code, message,
+                    raw_hash=None if raw is None else hashlib.sha256(raw.encode()).hexdigest(),
+                )
+            )  # fmt: skip
 
     def _describe(
         self, row: dict[str, Any], layout: Layout, by_index: Mapping[int, _Summary]

@@ -1208,8 +1208,9 @@ class SpecParser:
                 ],
                 how="vertical",
             ).sort("line_no", maintain_order=True)
+            bad_hashes = dict(zip(bad["line_no"], hashes.filter(bad_rows), strict=True))
             errors = [
-                RowError(filename, row, fld, code, msg)
+                RowError(filename, row, fld, code, msg, raw_hash=bad_hashes.get(row))
                 for row, fld, code, msg in errors_df.iter_rows()
             ]
             typed = typed.filter(~bad_rows)

@@ -1178,3 +1178,37 @@ def test_one_file_failing_never_stops_the_batch(
     monkeypatch.setattr(registry, "detect", real)
     again = list(ingest_sources(factory, data, org_id=label, sources=[str(drop)]))
     assert [o.status for o in again] == ["duplicate", "ingested", "ingested", "duplicate"]
+
+
+@pytest.mark.parametrize("readable", [False, True], ids=["no_line_readable", "one_readable"])
+def test_different_unreadable_lines_are_never_the_same_content(
+    factory: sessionmaker[Session], label: int, tmp_path: Path, readable: bool
+) -> None:
+    """The content fingerprint takes in what the parser could not read too: two reports whose
+    unreadable lines differ (every line, or all but one) are two reports, not a duplicate;
+    the same report re-sent gzipped still is one."""
+    import gzip
+
+    p = products(factory, label)[0]
+    head = "country,product,track_uri,isrc,upc,track_name,artist_name,streams,revenue,currency\n"
+    good = f"GB,premium,u0,{p.isrc},{p.upc},T,A,10,1.50,EUR\n" if readable else ""
+    outs = []
+    for i, amount in enumerate(("1.5x", "2.5x")):
+        report = tmp_path / f"r{i}" / "spotify_x_202601_EUR.csv"
+        report.parent.mkdir()
+        report.write_text(
+            head
+            + good
+            + f"GB,premium,u1,{p.isrc},{p.upc},T,A,10,{amount},EUR\n"
+            + f"GB,premium,u2,{p.isrc},{p.upc},T,A,12,{amount}0,EUR\n"
+        )
+        outs.append(
+            ingest_path(factory, tmp_path / "data", org_id=label, path=report, name=report.name)
+        )
+    assert [o.status for o in outs] == ["ingested", "ingested"]
+    assert outs[0].file_id != outs[1].file_id
+    assert [o.rejected for o in outs] == [2, 2]
+    wrapped = tmp_path / "spotify_x_202601_EUR.csv.gz"
+    wrapped.write_bytes(gzip.compress((tmp_path / "r1" / "spotify_x_202601_EUR.csv").read_bytes()))
+    again = ingest_path(factory, tmp_path / "data", org_id=label, path=wrapped, name=wrapped.name)
+    assert (again.status, again.file_id) == ("duplicate", outs[1].file_id)
