@@ -449,10 +449,17 @@ def test_iter_parse_file_gives_the_same_lines_in_pieces(
         ('"1,2,3"', None),
         ("1e3", None),  # exponents are not how reports write money
         ("2.5E-13", None),
+        # beyond Decimal(38, 12): refused with its own reason, never rounded
+        ("0.0000000000001", "amount_too_precise"),
+        ("-1.2345678901234", "amount_too_precise"),
+        ("0.500000000000000", Decimal("0.5")),  # trailing zeros lose nothing
+        ("1" + "0" * 25 + ".5", Decimal("1" + "0" * 25 + ".5")),  # 26 digits: the most
+        ("1" + "0" * 26, "amount_out_of_range"),
+        ('"100,000,000,000,000,000,000,000,000"', "amount_out_of_range"),
     ],
 )
 def test_amounts_are_read_as_written_or_rejected(
-    tmp_path: Path, written: str, read: Decimal | None
+    tmp_path: Path, written: str, read: Decimal | str | None
 ) -> None:
     basic = _input(FIXTURES / "distributor_csv" / "basic").read_text()
     line = "2026-01,Sale,Spotify,UK,Stream,Northern Lights,Northern Lights,Aurora Vale,"
@@ -461,11 +468,12 @@ def test_amounts_are_read_as_written_or_rejected(
     src = tmp_path / "statement_amounts_2026-01.csv"
     src.write_text(head + line + "\n")
     (parsed,) = registry.parse_file(src, src.name, tmp_path, format="distributor_csv")
-    if read is None:
+    if read is None or isinstance(read, str):
         assert parsed.lines.height == 0
         assert [(e.row, e.field, e.code) for e in parsed.errors] == [
-            (6, "amount", "invalid_decimal")
+            (6, "amount", read or "invalid_decimal")
         ]
+        assert written.strip('"').replace(",", "") in parsed.errors[0].message.replace(",", "")
     else:
         assert parsed.errors == []
         assert parsed.lines["amount"].to_list() == [read]
