@@ -452,8 +452,11 @@ class _Run:
             self.parts[i] = (table, final, moved)
 
     def reconcile(self) -> None:
-        """What the file declares per currency = what was read, or the file is refused."""
-        if not self.declared or self.parser_errors:
+        """What the file declares per currency = what was read (accepted + rejected lines),
+        or the file is refused. A line the parser could not read has no amount: a file whose
+        readable lines do not reach what it declares is refused too (the unreadable lines
+        may explain the gap, or a line may be lost: nobody can tell which)."""
+        if not self.declared:
             return
         diff = {
             cur: self.declared.get(cur, Decimal(0)) - self.read.get(cur, Decimal(0))
@@ -461,13 +464,22 @@ class _Run:
         }
         off = sorted(cur for cur, d in diff.items() if d != 0)
         if off:
+            unread = ""
+            if self.parser_errors:
+                n = self.parser_errors
+                unread = (
+                    f" ({n} line{'s' if n > 1 else ''} could not be read: "
+                    "their amounts are not in the sum; correct and send the file again)"
+                )
             raise FileRejected(
                 "control_total_mismatch",
                 "; ".join(
                     f"{cur}: declared {_fmt(self.declared.get(cur, Decimal(0)))}, "
-                    f"lines sum to {_fmt(self.read.get(cur, Decimal(0)))}"
+                    f"lines sum to {_fmt(self.read.get(cur, Decimal(0)))}, "
+                    f"difference {_fmt(diff[cur])}"
                     for cur in off
-                ),
+                )
+                + unread,
             )
 
     def all_findings(self) -> pl.DataFrame:

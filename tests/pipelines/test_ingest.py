@@ -1212,3 +1212,29 @@ def test_different_unreadable_lines_are_never_the_same_content(
     wrapped.write_bytes(gzip.compress((tmp_path / "r1" / "spotify_x_202601_EUR.csv").read_bytes()))
     again = ingest_path(factory, tmp_path / "data", org_id=label, path=wrapped, name=wrapped.name)
     assert (again.status, again.file_id) == ("duplicate", outs[1].file_id)
+
+
+def test_a_declared_total_its_lines_do_not_reach_is_quarantined_even_with_unreadable_lines(
+    factory: sessionmaker[Session], label: int, tmp_path: Path
+) -> None:
+    """The rule: per currency, what the file declares (its trailer, its FOOT) must equal what
+    was read, accepted + rejected. A line the parser could not read has no amount: a file
+    whose readable lines do not reach its declared total is quarantined, whatever the reason
+    (a lost line, an unreadable amount), and says how far apart the totals are."""
+    data = tmp_path / "data"
+    report = tmp_path / "80012345_0126_GB.txt"
+    write_apple(report, products(factory, label), random.Random(5))
+    rows = report.read_text().split("\n")
+    header = rows[0].split("\t")
+    col = header.index("Extended Partner Share")
+    cells = rows[1].split("\t")
+    cells[col] = cells[col] + "x"  # an unreadable amount: the line is a row error
+    rows[1] = "\t".join(cells)
+    report.write_text("\n".join(rows))
+    out = ingest_path(factory, data, org_id=label, path=report, name=report.name)
+    assert out.status == "quarantined" and out.quarantine is not None
+    assert out.quarantine["code"] == "control_total_mismatch"
+    message = out.quarantine["message"]
+    assert "declared " in message and "lines sum to " in message
+    assert "1 line could not be read" in message
+    assert lake_lines(data).is_empty() and nothing_staged(data)
