@@ -16,6 +16,9 @@ moves the delivery from `uploaded` to `acknowledged`; any other status to `rejec
 DSP's text. An ACK file that is malformed, declares a DTD or entities, or names no upload is
 recorded with its reason and never read again. Uploads without an ACK after the DSP's
 `ack_timeout_hours` become `failed` (`ack_timeout`). The XCom has the counts per DSP.
+A DSP that cannot be reached (host unknown, connection refused, credentials) does not stop the
+others: every other DSP is polled first, then the run fails naming each unreachable DSP and its
+error (its uploads are not timed out meanwhile). Retries poll again; ACKs are read once.
 
 **Params**: `org`: organisation slug.
 """

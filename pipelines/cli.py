@@ -252,7 +252,7 @@ def ingest_cmd(
     for outcome in ingest_sources(
         factory, settings.data_dir, org_id=org_id, sources=sources, format=format, period=period
     ):
-        failed |= outcome.status == "quarantined"
+        failed |= outcome.status in ("quarantined", "failed")
         if as_json:
             typer.echo(json.dumps(outcome.as_dict(), default=str))
         else:
@@ -267,6 +267,8 @@ def ingest_cmd(
 def _describe(o: Any) -> str:
     if o.status == "quarantined":
         return f"QUARANTINED {o.name}: {o.quarantine['code']}: {o.quarantine['message']}"
+    if o.status == "failed":
+        return f"FAILED      {o.name}: {o.errors[0]['message']} (not recorded: run again)"
     if o.status == "duplicate":
         return f"duplicate   {o.name}: same content as ingested file {o.file_id}"
     totals = ", ".join(f"{c} {t['accepted']}" for c, t in o.totals.items())

@@ -143,20 +143,25 @@ def takedown_cmd(
 
 @ddex_app.command("acks")
 def acks_cmd(org: Annotated[str, typer.Option(help="organisation slug")]) -> None:
-    """Read new acknowledgements from every DSP's acknowledgements/ folder."""
-    from pipelines.delivery import configured_profiles, default_opener, poll_acks
+    """Read new acknowledgements from every DSP's acknowledgements/ folder: one JSON line per
+    DSP (``status`` ok, or failed with its ``error``); exit code 1 if any DSP failed."""
+    from pipelines.delivery import configured_profiles, default_opener, poll_every_dsp
 
     settings = get_settings()
     org_id = _org(org)
-    for profile in configured_profiles().values():
-        r = poll_acks(
-            get_session_factory(),
-            org_id,
-            profile,
-            opener=default_opener(settings.data_dir),
-            now=_now(),
-        )
-        typer.echo(json.dumps(r.__dict__))
+    outcomes = poll_every_dsp(
+        get_session_factory(),
+        org_id,
+        configured_profiles().values(),
+        opener=default_opener(settings.data_dir),
+        now=_now(),
+    )
+    for outcome in outcomes:
+        typer.echo(json.dumps(outcome))
+        if outcome["status"] == "failed":
+            typer.echo(f"FAILED {outcome['dsp']}: {outcome['error']}", err=True)
+    if any(o["status"] == "failed" for o in outcomes):
+        raise typer.Exit(code=1)
 
 
 def deliver_cmd(

@@ -17,10 +17,11 @@ reads the clock.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import shutil
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,7 @@ from schemas.store.models import Artist, Contributor, Organisation, Release, Tra
 from schemas.territories import WW, TerritorySet, parse_territory_set
 
 S = DeliveryState
+log = logging.getLogger(__name__)
 OpenTarget = Callable[[DspProfile], Drop]
 
 
@@ -674,6 +676,31 @@ def poll_acks(
     return result
 
 
+def poll_every_dsp(
+    factory: sessionmaker[Session],
+    org_id: int,
+    profiles: Iterable[DspProfile],
+    *,
+    opener: OpenTarget,
+    now: dt.datetime,
+) -> list[dict[str, Any]]:
+    """``poll_acks`` for each DSP in turn, one outcome each: ``status`` ``ok`` with the counts,
+    or ``failed`` with the ``error`` when the DSP could not be polled (host unknown, connection
+    refused, credentials). One DSP down never stops the acknowledgements of the others; its
+    uploads are not timed out meanwhile (nobody could see whether an ACK arrived)."""
+    out: list[dict[str, Any]] = []
+    for profile in profiles:
+        try:
+            r = poll_acks(factory, org_id, profile, opener=opener, now=now)
+        except Exception as exc:
+            log.warning("acknowledgements of %s cannot be read: %r", profile.name, exc)
+            error = f"{type(exc).__name__}: {exc}"[:2000]
+            out.append({"dsp": profile.name, "status": "failed", "error": error})
+            continue
+        out.append({"dsp": r.dsp, "status": "ok", **asdict(r)})
+    return out
+
+
 # --- the use case ---------------------------------------------------------------------------------
 @dataclass
 class Row:
@@ -1095,17 +1122,29 @@ def upload_task(org: str, now: str) -> dict[str, Any]:
 def poll_task(org: str, now: str) -> dict[str, Any]:
     factory, data_dir = _env()
     org_id = _org_id(factory, org)
-    opener = default_opener(data_dir)
-    out = {}
-    for profile in configured_profiles().values():
-        r = poll_acks(factory, org_id, profile, opener=opener, now=dt.datetime.fromisoformat(now))
-        out[profile.name] = {
-            "applied": r.applied,
-            "refused": len(r.refused),
-            "unmatched": r.unmatched,
-            "timed_out": r.timed_out,
+    outcomes = poll_every_dsp(
+        factory,
+        org_id,
+        configured_profiles().values(),
+        opener=default_opener(data_dir),
+        now=dt.datetime.fromisoformat(now),
+    )
+    failed = [o for o in outcomes if o["status"] == "failed"]
+    if failed:  # after every other DSP was polled: the run shows the outage, never green
+        raise AckPollFailed("; ".join(f"{o['dsp']}: {o['error']}" for o in failed))
+    return {
+        o["dsp"]: {
+            "applied": o["applied"],
+            "refused": len(o["refused"]),
+            "unmatched": o["unmatched"],
+            "timed_out": o["timed_out"],
         }
-    return out
+        for o in outcomes
+    }
+
+
+class AckPollFailed(RuntimeError):
+    """Some DSPs could not be polled (the others were); the message names each and why."""
 
 
 # --- benchmark ------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ file declares, or the file is quarantined.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import hashlib
 import logging
@@ -70,7 +71,7 @@ def _currencies() -> frozenset[str]:
 @dataclass
 class IngestOutcome:
     name: str
-    status: str  # ingested | duplicate | quarantined
+    status: str  # ingested | duplicate | quarantined | failed (not recorded: tried again)
     file_id: int | None = None
     sha256: str = ""
     format: str | None = None
@@ -172,7 +173,14 @@ class _LostRace(Exception):
     """A concurrent ingestion of the same bytes committed its ledger row first."""
 
 
-DATA_FAULTS = (ValueError, ArithmeticError, LookupError, TypeError, pl.exceptions.PolarsError)
+DATA_FAULTS = (
+    ValueError,
+    ArithmeticError,
+    LookupError,
+    TypeError,
+    csv.Error,  # a reader's refusal of a line (it once took CR-only line ends for one field)
+    pl.exceptions.PolarsError,
+)
 INTERNAL = "internal_error"  # the quarantine code of a file that failed on a fault of ours
 
 
@@ -255,6 +263,8 @@ class _Run:
     writing: list[Future[Path]] = field(default_factory=list)
     content: Any = field(default_factory=hashlib.sha256)  # see ``_fingerprint``
     archive: bool = False  # a zip of reports: each line says which one (``member``)
+    readable: bool = False  # some line was parsed (``_fingerprint``)
+    blind: bool = False  # some unreadable line came without its raw hash (``_fingerprint``)
 
     def file_period(self) -> str | None:
         if self.period:
@@ -264,7 +274,8 @@ class _Run:
     def _fingerprint(self, lines: pl.DataFrame, errors: list[RowError]) -> None:
         """Add a chunk to the file's content hash: its parsed lines' raw hashes, in file order
         as parsed (they do not depend on the compression or the encoding), the range of their
-        usage dates, and the numbers of the lines the parser could not read. Chunks come in
+        usage dates, and the numbers and raw hashes of the lines the parser could not read
+        (two reports differing only in an unreadable line are two reports). Chunks come in
         file order."""
         # 16 of each hash's 64 hex digits: a different report matches only if every line's
         # 64-bit prefix does, in order; hashing a quarter of the text keeps this cheap
@@ -276,9 +287,13 @@ class _Run:
             pl.col("usage_end").max(),
         ).row(0)
         self.content.update(f"{hashes or ''}[{first}~{last}]".encode())
-        unread = sorted({e.row for e in errors if e.row is not None})
+        unread = sorted({(e.row, e.raw_hash or "") for e in errors if e.row is not None})
         if unread:
-            self.content.update(("!" + ",".join(map(str, unread))).encode())
+            self.content.update(("!" + ",".join(f"{r}:{h}" for r, h in unread)).encode())
+            # a line known by its number alone (a record the parser could not place): were
+            # nothing else readable, the file's own bytes are what tells it from another
+            self.blind |= any(not h for _, h in unread)
+        self.readable |= lines.height > 0
 
     def fingerprint(self) -> str:
         """The file's content hash (``_fingerprint``) with what the lines alone do not say:
@@ -288,6 +303,8 @@ class _Run:
         declared = (meta.period_start, meta.period_end) if meta is not None else (None, None)
         content = self.content.copy()
         content.update(f"|{self.source}|{self.file_period()}|{declared}".encode())
+        if self.blind and not self.readable:
+            content.update(f"|sha256={self.sha}".encode())
         return str(content.hexdigest())
 
     def chunk(self, piece: ParsedFile) -> None:
@@ -435,8 +452,11 @@ class _Run:
             self.parts[i] = (table, final, moved)
 
     def reconcile(self) -> None:
-        """What the file declares per currency = what was read, or the file is refused."""
-        if not self.declared or self.parser_errors:
+        """What the file declares per currency = what was read (accepted + rejected lines),
+        or the file is refused. A line the parser could not read has no amount: a file whose
+        readable lines do not reach what it declares is refused too (the unreadable lines
+        may explain the gap, or a line may be lost: nobody can tell which)."""
+        if not self.declared:
             return
         diff = {
             cur: self.declared.get(cur, Decimal(0)) - self.read.get(cur, Decimal(0))
@@ -444,13 +464,22 @@ class _Run:
         }
         off = sorted(cur for cur, d in diff.items() if d != 0)
         if off:
+            unread = ""
+            if self.parser_errors:
+                n = self.parser_errors
+                unread = (
+                    f" ({n} line{'s' if n > 1 else ''} could not be read: "
+                    "their amounts are not in the sum; correct and send the file again)"
+                )
             raise FileRejected(
                 "control_total_mismatch",
                 "; ".join(
                     f"{cur}: declared {_fmt(self.declared.get(cur, Decimal(0)))}, "
-                    f"lines sum to {_fmt(self.read.get(cur, Decimal(0)))}"
+                    f"lines sum to {_fmt(self.read.get(cur, Decimal(0)))}, "
+                    f"difference {_fmt(diff[cur])}"
                     for cur in off
-                ),
+                )
+                + unread,
             )
 
     def all_findings(self) -> pl.DataFrame:

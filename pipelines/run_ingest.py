@@ -15,7 +15,8 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -57,15 +58,19 @@ def ingest_sources(
         if scheme in ("", "file"):
             local = Path(urlsplit(source).path if scheme == "file" else source)
             for path, name in _local_files(local):
-                yield ingest_path(
-                    factory,
-                    data_dir,
-                    org_id=org_id,
-                    path=path,
-                    name=name,
-                    source_url=path.resolve().as_uri(),
-                    format=format,
-                    period=period,
+                yield _guarded(
+                    name,
+                    partial(
+                        ingest_path,
+                        factory,
+                        data_dir,
+                        org_id=org_id,
+                        path=path,
+                        name=name,
+                        source_url=path.resolve().as_uri(),
+                        format=format,
+                        period=period,
+                    ),
                 )
             continue
         yield from _ingest_remote(
@@ -104,9 +109,11 @@ def _ingest_remote(
         else:
             names = [leaf]
         for name in names:
-            local = drop.download(name, Path(tmp) / Path(name).name)
-            try:
-                yield ingest_path(
+            local = Path(tmp) / Path(name).name
+
+            def one(name: str = name, local: Path = local) -> IngestOutcome:
+                drop.download(name, local)
+                return ingest_path(
                     factory,
                     data_dir,
                     org_id=org_id,
@@ -116,8 +123,32 @@ def _ingest_remote(
                     format=format,
                     period=period,
                 )
+
+            try:
+                yield _guarded(name, one)
             finally:
                 local.unlink(missing_ok=True)
+
+
+FAILED = "ingest_failed"  # the code of a file that failed on the machine or an unforeseen fault
+
+
+def _guarded(name: str, ingest: Callable[[], IngestOutcome]) -> IngestOutcome:
+    """One file of a batch: its outcome, or ``failed`` with the error when ingesting it raised
+    (the machine's faults, or one no check foresaw). Nothing of it is recorded, so the next
+    run tries it again; the batch goes on with the next file either way."""
+    try:
+        return ingest()
+    except Exception as exc:
+        log.exception("ingesting %s failed", name)
+        error = {
+            "code": FAILED,
+            "message": f"{type(exc).__name__}: {exc}"[:2000],
+            "row": None,
+            "field": None,
+            "file": name,
+        }
+        return IngestOutcome(name=name, status="failed", error_count=1, errors=[error])
 
 
 def _without_password(url: str) -> str:

@@ -192,6 +192,23 @@ def _checks(
             "no ISRC, UPC or DSP/proprietary id: the line can only be matched by hand",
             "warning",
         ),
+        (
+            # a return is negative in units and amount alike; opposite signs are suspicious,
+            # but the amount is what the DSP pays: kept, flagged (adjustments may be anything)
+            (
+                ((pl.col("quantity") < 0) & (pl.col("amount") > 0))
+                | ((pl.col("quantity") > 0) & (pl.col("amount") < 0))
+            )
+            & pl.col("adjustment_type").is_null(),
+            "amount",
+            "sign_mismatch",
+            pl.format(
+                "units {} and amount {} have opposite signs (quantity, amount)",
+                pl.col("quantity"),
+                pl.col("amount"),
+            ),
+            "warning",
+        ),
     ]
     # Lines outside the period the file declares are errors, except adjustments (YouTube
     # backpay, corrections), which legitimately refer to earlier months.

@@ -6,6 +6,8 @@
 * ``detect_encoding``: BOM-based (UTF-8-sig, UTF-16-LE/BE), else UTF-8, validated.
 * ``transcode_to_utf8``: a UTF-16 (or declared cp1252/latin-1) file streamed in chunks into a
   UTF-8 temp file, so the fast readers only ever see UTF-8.
+* ``normalise_line_ends``: a file whose lines end with CR alone (old Mac exports), or that mixes
+  CR with LF/CRLF, copied with each lone CR made an LF, so every reader splits lines at LF.
 * ``check_line_length``: a single enormous line (no newline for more than 1 MiB) is refused
   before any reader tries to hold it in memory.
 
@@ -359,6 +361,52 @@ def transcode_to_utf8(path: Path, dest_dir: Path, encoding: str) -> Path:
                 consumed += len(chunk)
                 if final:
                     break
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise
+    return dest
+
+
+# --------------------------------------------------------------------------------------------
+# line ends
+
+_LONE_CR = re.compile(rb"\r(?!\n)")
+
+
+def _has_lone_cr(path: Path) -> bool:
+    """Whether a CR not followed by LF occurs anywhere in ``path`` (streamed, two
+    ``bytes.count`` per chunk: cheap on the usual LF or CRLF file)."""
+    carry = b""
+    with path.open("rb") as fh:
+        while chunk := fh.read(CHUNK):
+            data = carry + chunk
+            # a CR at the very end may be the first half of a CRLF cut by the chunk
+            carry = b"\r" if data.endswith(b"\r") else b""
+            body = data[:-1] if carry else data
+            if body.count(b"\r") != body.count(b"\r\n"):
+                return True
+    return carry == b"\r"
+
+
+def normalise_line_ends(path: Path, dest_dir: Path) -> Path | None:
+    """A copy of text file ``path`` whose lone CRs (old Mac line ends, alone or mixed with LF
+    and CRLF) are LFs, or None when it has none (the usual case: nothing is copied).
+
+    CRLF stays as it is: every reader already takes CRLF as one line end. The line texts, and
+    so their raw hashes and the file's content fingerprint, are those of the LF file.
+    """
+    if not _has_lone_cr(path):
+        return None
+    fd, name = tempfile.mkstemp(prefix="lf-", suffix=".txt", dir=dest_dir)
+    dest = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as out, path.open("rb") as src:
+            carry = b""
+            while chunk := src.read(CHUNK):
+                data = carry + chunk
+                carry = b"\r" if data.endswith(b"\r") else b""
+                out.write(_LONE_CR.sub(b"\n", data[:-1] if carry else data))
+            out.write(b"\n" if carry else b"")
     except BaseException:
         dest.unlink(missing_ok=True)
         raise

@@ -25,6 +25,9 @@ class RowError:
     field: str | None
     code: str
     message: str
+    # the SHA-256 of the unreadable line's text, as ``raw_hash`` of a parsed line: the file's
+    # content fingerprint takes it in (two reports differing only there are two reports)
+    raw_hash: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {

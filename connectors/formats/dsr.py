@@ -61,6 +61,7 @@ into the output.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import mmap
 import re
 import tempfile
@@ -99,7 +100,7 @@ FILENAME_RE: Final = re.compile(
 )
 _INT_RE: Final = r"^[+-]?\d+$"
 _DEC_RE: Final = r"^[+-]?(?:\d+\.?\d*|\.\d+)$"
-_LONG_FRACTION_RE: Final = r"\.\d{13,}$"
+_LONG_FRACTION_RE: Final = r"\.\d{12}\d*[1-9]$"  # a nonzero digit after the 12th place
 _ISO_DATE_RE: Final = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
 
 COMMERCIAL_MODELS: Final[dict[str, str]] = {
@@ -1318,17 +1319,14 @@ class _Run:
             out = out.with_columns(
                 pl.when(own_valid).then(pl.col("own_s").cast(AMOUNT, strict=False)).alias("own")
             )
-            long = out.select(
-                pl.arg_where(own_valid & pl.col("own_s").str.contains(_LONG_FRACTION_RE))
-            ).to_series()
-            if long.len():  # more than 12 decimals: round half-even (the cast truncates)
-                fixed = [_money(_scaled(v)) for v in out["own_s"][long].to_list()]
-                out = out.with_columns(out["own"].scatter(long, pl.Series(fixed, dtype=AMOUNT)))
-                self._count("rounded_amounts", long.len())
+            # a nonzero digit beyond the lake's 12 places: refused, never rounded or cut
+            too_precise = own_valid & pl.col("own_s").str.contains(_LONG_FRACTION_RE)
             required = [c for c, lay in lays.items() if lay.own_amount and not lay.single]
             out = out.with_columns(
                 pl.when(pl.col("num_err") != 0)
                 .then(pl.col("num_err"))
+                .when(too_precise)
+                .then(pl.lit(_ERR["too_precise_own"], dtype=pl.UInt8))
                 .when(pl.col("own_s").is_null() & pl.col("code").is_in(required))
                 .then(pl.lit(_ERR["missing_own"], dtype=pl.UInt8))
                 .when(pl.col("own_s").is_not_null() & pl.col("own").is_null())
@@ -1774,7 +1772,13 @@ class _Run:
                 held = held.scaleb(-SCALE).quantize(Decimal(1).scaleb(-SCALE), ROUND_HALF_EVEN)
                 currency = by_index[row["sidx"]].currency
                 message += f"; its share of summary '{row['sid']}' ({held} {currency}) is left out"
-            self.errors.append(RowError(self.filename, row["line_no"], fld, code, message))
+            raw = row["raw"]
+            self.errors.append(
+                RowError(
+                    self.filename, row["line_no"], fld, code, message,
+                    raw_hash=None if raw is None else hashlib.sha256(raw.encode()).hexdigest(),
+                )
+            )  # fmt: skip
 
     def _describe(
         self, row: dict[str, Any], layout: Layout, by_index: Mapping[int, _Summary]
@@ -1803,6 +1807,10 @@ class _Run:
             return own, "missing_value", f"cell {own!r} is empty"
         if err == _ERR["bad_own"]:
             return own, "invalid_decimal", f"cell {own!r}: {value(own)!r} is not a number"
+        if err == _ERR["too_precise_own"]:
+            return own, "amount_too_precise", (
+                f"cell {own!r}: {value(own)!r} has more than {SCALE} decimal places "
+                "(never rounded)")  # fmt: skip
         sid_field = "SummaryRecordId"
         if err == _ERR["missing_summary"]:
             return sid_field, "missing_value", "cell 'SummaryRecordId' is empty"
@@ -2055,7 +2063,7 @@ def _height(frame: pl.DataFrame | None) -> int:
 _ERR: Final = {
     "missing_count": 1, "bad_count": 2, "bad_returns": 3, "missing_own": 4, "bad_own": 5,
     "missing_summary": 6, "unknown_summary": 7, "invalid_summary": 8, "unknown_resource": 9,
-    "unknown_release": 10, "unallocatable": 11,
+    "unknown_release": 10, "unallocatable": 11, "too_precise_own": 12,
 }  # fmt: skip
 """Why a usage line is rejected (the ``err`` column; 0 = kept)."""
 

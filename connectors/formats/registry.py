@@ -219,6 +219,11 @@ def _members(
             transcoded_from = archive.detect_encoding(head)
             member = archive.transcode_to_utf8(member, workdir, transcoded_from)
             head = archive.read_head(member)
+        if not head.startswith(b"PK\x03\x04"):  # text, not a spreadsheet
+            # CR-only (old Mac) or mixed line ends: every parser then reads LF or CRLF
+            unified = archive.normalise_line_ends(member, workdir)
+            if unified is not None:
+                member, head = unified, archive.read_head(unified)
         if not head.lstrip(b"\xef\xbb\xbf").strip() and member.stat().st_size <= len(head):
             # blank lines only: empty, not a layout nobody knows
             raise FileRejected("empty_file", f"{name} holds nothing but blank lines")

@@ -59,6 +59,11 @@ Span = Literal["day", "month", "year"]
 DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
 STRIP = " \t\r\n\ufeff\u00a0"
 HEADER_SEARCH_LINES = 20
+# what the lake's amounts hold (``schemas.revenue.AMOUNT``): more is refused, never rounded
+AMOUNT_SCALE: int = AMOUNT.scale
+AMOUNT_DIGITS: int = (AMOUNT.precision or 38) - AMOUNT.scale
+_TOO_PRECISE_RE = rf"\.\d{{{AMOUNT_SCALE}}}\d*[1-9]"  # a nonzero digit after the 12th place
+_TOO_BIG_RE = rf"^[+-]?\(?[+-]?0*[1-9]\d{{{AMOUNT_DIGITS},}}(\.\d*)?\)?-?$"
 
 
 class SpecError(ValueError):
@@ -1208,8 +1213,9 @@ class SpecParser:
                 ],
                 how="vertical",
             ).sort("line_no", maintain_order=True)
+            bad_hashes = dict(zip(bad["line_no"], hashes.filter(bad_rows), strict=True))
             errors = [
-                RowError(filename, row, fld, code, msg)
+                RowError(filename, row, fld, code, msg, raw_hash=bad_hashes.get(row))
                 for row, fld, code, msg in errors_df.iter_rows()
             ]
             typed = typed.filter(~bad_rows)
@@ -1577,11 +1583,41 @@ class _Plan:
             k = self.key[col.name]
             s = pl.col("s" + k)
             label = col.field or col.name
+            too_big = pl.lit(False)
+            if col.kind == "decimal":
+                # Decimal(38, 12) holds 26 digits before the point and 12 after: anything
+                # more is refused as written, never rounded or cut (the cast would do both)
+                n, t = pl.col("n" + k), pl.col("t" + k)
+                too_big = n.str.contains(_TOO_BIG_RE).fill_null(False) & t.is_null()
+                out.append(
+                    _Check(
+                        t.is_not_null() & n.str.contains(_TOO_PRECISE_RE).fill_null(False),
+                        label,
+                        "amount_too_precise",
+                        _msg(
+                            f"column {col.name!r}: '",
+                            s,
+                            f"' has more than {AMOUNT_SCALE} decimal places (never rounded)",
+                        ),
+                    )
+                )
+                out.append(
+                    _Check(
+                        too_big,
+                        label,
+                        "amount_out_of_range",
+                        _msg(
+                            f"column {col.name!r}: '",
+                            s,
+                            f"' has more than {AMOUNT_DIGITS} digits before the decimal point",
+                        ),
+                    )
+                )
             if col.kind != "string":
                 fmt = f" ({' or '.join(col.format)})" if col.kind == "date" else ""
                 out.append(
                     _Check(
-                        s.is_not_null() & pl.col("t" + k).is_null(),
+                        s.is_not_null() & pl.col("t" + k).is_null() & ~too_big,
                         label,
                         f"invalid_{col.kind}",
                         _msg(f"column {col.name!r}: '", s, f"' is not {nouns[col.kind]}{fmt}"),

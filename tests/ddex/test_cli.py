@@ -93,3 +93,49 @@ def test_bench_delivery_packages_every_track() -> None:
     figures = json.loads(result.stdout)
     assert (figures["tracks"], figures["releases"], figures["packaged_tracks"]) == (25, 3, 25)
     assert figures["failed_tracks"] == 0 and figures["tracks_per_minute"] > 0
+
+
+def test_acks_go_on_past_an_unreachable_dsp_and_say_which_failed(
+    cli_label: Label, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``tunemantra ddex acks``: Aurora's SFTP host does not resolve (gaierror) and Boreal's
+    port refuses; both are reported failed with their error, and Harbour (a local folder,
+    after them in name order) is still polled and its acknowledgement applied. Exit code 1."""
+    import socket
+
+    from connectors.ddex.ack import ack_xml
+
+    profiles = Path(get_settings().data_dir).parent / "profiles"
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    profile_yaml(profiles, "aurora", protocol="sftp", url="sftp://u@nonexistent.invalid/in/")
+    profile_yaml(profiles, "boreal", protocol="sftp", url=f"sftp://u@127.0.0.1:{closed}/in/")
+    monkeypatch.setenv("TUNEMANTRA_SFTP_KNOWN_HOSTS", str(profiles / "known_hosts"))
+    (profiles / "known_hosts").write_text("")
+    sent = CliRunner().invoke(app, ["deliver", "--org", "acme", "--dsp", "harbour", "--json"])
+    assert sent.exit_code == 0, sent.output
+    album = next(r for r in map(json.loads, sent.stdout.splitlines()) if r["upc"] == ALBUM_UPC)
+    acks = cli_label.data_dir / "dsp" / "harbour" / "acknowledgements"
+    acks.mkdir(parents=True, exist_ok=True)
+    (acks / "ACK_album.xml").write_bytes(ack_xml(album["message_path"], "FileOK", ack_id="A"))
+    result = CliRunner().invoke(app, ["ddex", "acks", "--org", "acme"])
+    assert result.exit_code == 1, result.output
+    out = {r["dsp"]: r for r in map(json.loads, result.stdout.splitlines())}
+    assert list(out) == ["aurora", "boreal", "harbour"]
+    assert out["aurora"]["status"] == out["boreal"]["status"] == "failed"
+    assert "nonexistent.invalid" in out["aurora"]["error"]
+    assert f"127.0.0.1:{closed}" in out["boreal"]["error"]
+    assert (out["harbour"]["status"], out["harbour"]["applied"]) == ("ok", 1)
+    assert "aurora" in result.stderr and "boreal" in result.stderr
+    # the Airflow task's entry point: every DSP polled, then the task fails naming the two
+    from pipelines import delivery
+
+    single = next(r for r in map(json.loads, sent.stdout.splitlines()) if r["upc"] == SINGLE_UPC)
+    (acks / "ACK_single.xml").write_bytes(ack_xml(single["message_path"], "FileOK", ack_id="B"))
+    with pytest.raises(delivery.AckPollFailed) as failed:
+        delivery.poll_task("acme", "2026-03-02T10:30:00+00:00")
+    assert "aurora: DropConnectionError" in str(failed.value) and "boreal: " in str(failed.value)
+    again = CliRunner().invoke(app, ["ddex", "acks", "--org", "acme"])
+    harbour = [r for r in map(json.loads, again.stdout.splitlines()) if r["dsp"] == "harbour"]
+    assert harbour[0]["applied"] == 0  # the task had applied Single's ACK already

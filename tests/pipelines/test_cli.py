@@ -186,3 +186,37 @@ def test_ingest_path_refuses_a_period_that_is_not_a_month(tmp_path: Path) -> Non
             name="x.csv",
             period="2026/01",
         )
+
+
+def test_ingest_reads_a_folder_past_a_failing_file_and_exits_1(
+    env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``tunemantra ingest DIR``: an old Mac (CR-only) report is read; a file our code fails
+    on is reported FAILED with the error; the file after it is still read; exit code 1."""
+    from connectors.formats import registry
+
+    cli("db", "upgrade")
+    cli("org", "create", "acme", "--name", "Acme")
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    head = "country,product,track_uri,isrc,upc,track_name,artist_name,streams,revenue,currency"
+    for month, ends in (("01", "\r"), ("02", "\n"), ("03", "\r\n")):
+        rows = [head, f"GB,premium,u1,GBAAA26000{month}1,,T,A,10,1.50,EUR"]
+        (drop / f"spotify_x_2026{month}_EUR.csv").write_text(ends.join(rows) + ends)
+    real = registry.detect
+
+    def detect(filename: str, head: bytes, **kw: object) -> object:
+        if "202602" in filename:
+            raise RuntimeError("a fault nobody foresaw")
+        return real(filename, head, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(registry, "detect", detect)
+    result = runner.invoke(app, ["ingest", str(drop), "--org", "acme"])
+    assert result.exit_code == 1, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("ingested    spotify_x_202601_EUR.csv [spotify] 1 lines")
+    assert lines[1] == (
+        "FAILED      spotify_x_202602_EUR.csv: RuntimeError: a fault nobody foresaw "
+        "(not recorded: run again)"
+    )
+    assert lines[2].startswith("ingested    spotify_x_202603_EUR.csv [spotify] 1 lines")

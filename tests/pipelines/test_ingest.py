@@ -1133,3 +1133,108 @@ def test_a_part_write_failing_in_the_background_leaves_nothing_and_no_ledger_row
     monkeypatch.setattr(ingest.lake, "write_parquet", real)
     again = ingest_path(factory, data, org_id=label, path=report, name=report.name)
     assert again.status == "ingested" and lake_lines(data).height == again.accepted
+
+
+def test_one_file_failing_never_stops_the_batch(
+    factory: sessionmaker[Session], label: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``tunemantra ingest DIR``: a file whose detection fails on a fault of ours (the csv
+    module's error, as CR-only line ends once raised) is quarantined as ``internal_error``;
+    one failing on anything else (here a RuntimeError) is reported ``failed`` with the error,
+    kept out of the ledger (the next run tries it again); the files after both are read."""
+    import csv
+
+    from connectors.formats import registry
+    from pipelines.run_ingest import ingest_sources
+
+    p = products(factory, label)[0]
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    for month in ("01", "02", "03", "04"):
+        report = spotify_report(drop / f"spotify_x_2026{month}_EUR.csv", p.isrc, p.upc)
+        report.write_text(report.read_text().replace(",10,", f",1{month},"))
+    real = registry.detect
+
+    def detect(filename: str, head: bytes, **kw: object) -> object:
+        if "202602" in filename:
+            raise csv.Error("new-line character seen in unquoted field")
+        if "202603" in filename:
+            raise RuntimeError("a fault nobody foresaw")
+        return real(filename, head, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(registry, "detect", detect)
+    data = tmp_path / "data"
+    outs = list(ingest_sources(factory, data, org_id=label, sources=[str(drop)]))
+    assert [o.status for o in outs] == ["ingested", "quarantined", "failed", "ingested"]
+    assert outs[1].quarantine is not None and outs[1].quarantine["code"] == "internal_error"
+    assert "Error: new-line character" in outs[1].quarantine["message"]
+    assert outs[2].errors[0]["code"] == "ingest_failed"
+    assert outs[2].errors[0]["message"] == "RuntimeError: a fault nobody foresaw"
+    assert outs[2].errors[0]["file"] == "spotify_x_202603_EUR.csv"
+    assert lake_lines(data).height == 4
+    with factory() as s:
+        names = s.scalars(sa.select(IngestFile.original_name).order_by(IngestFile.id)).all()
+    assert "spotify_x_202603_EUR.csv" not in names  # not recorded: tried again next time
+    monkeypatch.setattr(registry, "detect", real)
+    again = list(ingest_sources(factory, data, org_id=label, sources=[str(drop)]))
+    assert [o.status for o in again] == ["duplicate", "ingested", "ingested", "duplicate"]
+
+
+@pytest.mark.parametrize("readable", [False, True], ids=["no_line_readable", "one_readable"])
+def test_different_unreadable_lines_are_never_the_same_content(
+    factory: sessionmaker[Session], label: int, tmp_path: Path, readable: bool
+) -> None:
+    """The content fingerprint takes in what the parser could not read too: two reports whose
+    unreadable lines differ (every line, or all but one) are two reports, not a duplicate;
+    the same report re-sent gzipped still is one."""
+    import gzip
+
+    p = products(factory, label)[0]
+    head = "country,product,track_uri,isrc,upc,track_name,artist_name,streams,revenue,currency\n"
+    good = f"GB,premium,u0,{p.isrc},{p.upc},T,A,10,1.50,EUR\n" if readable else ""
+    outs = []
+    for i, amount in enumerate(("1.5x", "2.5x")):
+        report = tmp_path / f"r{i}" / "spotify_x_202601_EUR.csv"
+        report.parent.mkdir()
+        report.write_text(
+            head
+            + good
+            + f"GB,premium,u1,{p.isrc},{p.upc},T,A,10,{amount},EUR\n"
+            + f"GB,premium,u2,{p.isrc},{p.upc},T,A,12,{amount}0,EUR\n"
+        )
+        outs.append(
+            ingest_path(factory, tmp_path / "data", org_id=label, path=report, name=report.name)
+        )
+    assert [o.status for o in outs] == ["ingested", "ingested"]
+    assert outs[0].file_id != outs[1].file_id
+    assert [o.rejected for o in outs] == [2, 2]
+    wrapped = tmp_path / "spotify_x_202601_EUR.csv.gz"
+    wrapped.write_bytes(gzip.compress((tmp_path / "r1" / "spotify_x_202601_EUR.csv").read_bytes()))
+    again = ingest_path(factory, tmp_path / "data", org_id=label, path=wrapped, name=wrapped.name)
+    assert (again.status, again.file_id) == ("duplicate", outs[1].file_id)
+
+
+def test_a_declared_total_its_lines_do_not_reach_is_quarantined_even_with_unreadable_lines(
+    factory: sessionmaker[Session], label: int, tmp_path: Path
+) -> None:
+    """The rule: per currency, what the file declares (its trailer, its FOOT) must equal what
+    was read, accepted + rejected. A line the parser could not read has no amount: a file
+    whose readable lines do not reach its declared total is quarantined, whatever the reason
+    (a lost line, an unreadable amount), and says how far apart the totals are."""
+    data = tmp_path / "data"
+    report = tmp_path / "80012345_0126_GB.txt"
+    write_apple(report, products(factory, label), random.Random(5))
+    rows = report.read_text().split("\n")
+    header = rows[0].split("\t")
+    col = header.index("Extended Partner Share")
+    cells = rows[1].split("\t")
+    cells[col] = cells[col] + "x"  # an unreadable amount: the line is a row error
+    rows[1] = "\t".join(cells)
+    report.write_text("\n".join(rows))
+    out = ingest_path(factory, data, org_id=label, path=report, name=report.name)
+    assert out.status == "quarantined" and out.quarantine is not None
+    assert out.quarantine["code"] == "control_total_mismatch"
+    message = out.quarantine["message"]
+    assert "declared " in message and "lines sum to " in message
+    assert "1 line could not be read" in message
+    assert lake_lines(data).is_empty() and nothing_staged(data)

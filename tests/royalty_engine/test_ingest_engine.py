@@ -105,6 +105,39 @@ def test_one_pass_validation_gives_the_same_findings_and_rejects_exactly_the_err
     assert "Deprecat" not in capfd.readouterr().err
 
 
+def test_units_and_amount_of_opposite_signs_are_flagged_and_kept() -> None:
+    """A return is negative in both units and amount; a sale positive in both. Units -5 with
+    a positive amount (or 5 with a negative one) is suspicious, not unreadable: the amount is
+    what the DSP pays, so the line is kept with a ``sign_mismatch`` warning naming both fields.
+    Adjustments (backpay, corrections) and lines of 0 units or 0 amount are not flagged."""
+    lf = lines(
+        [
+            {"quantity": -5, "amount": "-2.50"},  # a return: fine
+            {"quantity": -5, "amount": "2.50"},
+            {"quantity": 5, "amount": "-2.50"},
+            {"quantity": 0, "amount": "2.50"},
+            {"quantity": -5, "amount": "0"},
+            {"quantity": -5, "amount": "2.50", "adjustment_type": "Backpay"},
+        ]
+    )
+    assert findings(lf) == {
+        (3, "amount", "sign_mismatch", "warning"),
+        (4, "amount", "sign_mismatch", "warning"),
+    }
+    bad, found = validate_lines(
+        lf.collect(),
+        territories=ALL_TERRITORIES,
+        currencies=CURRENCIES,
+        period_start=None,
+        period_end=None,
+    )
+    assert not bad.any()  # kept: a warning only
+    assert found["message"].to_list() == [
+        "units -5 and amount 2.500000000000 have opposite signs (quantity, amount)",
+        "units 5 and amount -2.500000000000 have opposite signs (quantity, amount)",
+    ]
+
+
 def test_split_keeps_warnings_and_sets_errors_aside() -> None:
     lf = lines([{}, {"territory": "UK"}, {"isrc": "NOPE"}])
     found = check_lines(

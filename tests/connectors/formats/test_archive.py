@@ -333,3 +333,24 @@ def test_two_members_with_one_name_are_refused(tmp_path: Path) -> None:
         archive.unwrap(src, work, filename="statement.zip")
     assert excinfo.value.code == "zip_duplicate_member"
     assert _files(work) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"a,b\rc,d\r", b"a,b\nc,d\n"),  # old Mac
+        (b"a,b\r\nc,d\re,f\ng,h", b"a,b\r\nc,d\ne,f\ng,h"),  # mixed: CRLF kept
+        (b"abc\r\r\nde\r", b"abc\n\r\nde\n"),  # CRLF cut by a chunk, a CR at the end
+        (b"abc\r", b"abc\n"),
+        (b"a,b\r\nc,d\r\n", None),  # CRLF only: nothing to copy
+        (b"a,b\nc,d\n", None),
+    ],
+)
+def test_lone_carriage_returns_become_line_feeds_across_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: bytes, expected: bytes | None
+) -> None:
+    monkeypatch.setattr(archive, "CHUNK", 4)  # every case crosses several chunk boundaries
+    src = tmp_path / "in.csv"
+    src.write_bytes(content)
+    out = archive.normalise_line_ends(src, tmp_path)
+    assert (out.read_bytes() if out is not None else None) == expected

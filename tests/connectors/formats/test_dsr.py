@@ -488,23 +488,33 @@ def test_fractional_decimal_counts_are_rounded_half_even(tmp_path: Path) -> None
     assert parsed.meta.extra["variant"] == "single"
 
 
-def test_own_revenue_with_more_than_12_decimals_is_rounded_half_even(tmp_path: Path) -> None:
+def test_own_revenue_with_more_than_12_decimals_is_refused_never_rounded(tmp_path: Path) -> None:
+    """The lake keeps 12 decimal places: a line's own revenue with a nonzero digit beyond them
+    is a row error (``amount_too_precise``) naming the cell, not rounded into the lake.
+    Trailing zeros beyond the 12th place lose nothing and are read."""
     lines = [
         _head("UgcProfile", "1.2"),
-        _summary(revenue="0.3", usages=2, CurrencyOfReporting="USD"),
+        _summary(revenue="0.4", usages=3, CurrencyOfReporting="USD"),
         *_block()[1:],
         record("SU03.02", BlockId="B1", SalesTransactionId="T1", SummaryRecordId="S1",
                DspResourceId="RES-B1", Usages=1, NetRevenue="0.1000000000005"),
         record("SU03.02", BlockId="B1", SalesTransactionId="T2", SummaryRecordId="S1",
                DspResourceId="RES-B1", Usages=1, NetRevenue="0.1999999999995"),
+        record("SU03.02", BlockId="B1", SalesTransactionId="T3", SummaryRecordId="S1",
+               DspResourceId="RES-B1", Usages=1, NetRevenue="0.100000000000000"),
     ]  # fmt: skip
     n = len(lines) + 1
     lines.append(record("FOOT", NumberOfLinesInFile=n, NumberOfSummaryRecords=1,
                         NumberOfBlocksInFile=1))  # fmt: skip
     parsed = PARSER.parse(_write(tmp_path, lines), NAME)
-    assert parsed.lines["amount"].to_list() == [Decimal("0.1"), Decimal("0.2")]
-    assert parsed.lines["usage_type"].to_list() == ["ugc", "ugc"]
-    assert parsed.meta.extra["rounded_amounts"] == 2
+    assert parsed.lines["amount"].to_list() == [Decimal("0.1")]
+    assert parsed.lines["usage_type"].to_list() == ["ugc"]
+    assert [(e.field, e.code) for e in parsed.errors] == [
+        ("NetRevenue", "amount_too_precise"),
+        ("NetRevenue", "amount_too_precise"),
+    ]
+    assert "'0.1000000000005' has more than 12 decimal places" in parsed.errors[0].message
+    assert "rounded_amounts" not in parsed.meta.extra
 
 
 def test_ugc_1_1_su03_takes_the_resource_of_its_block(tmp_path: Path) -> None:

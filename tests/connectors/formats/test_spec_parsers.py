@@ -449,10 +449,17 @@ def test_iter_parse_file_gives_the_same_lines_in_pieces(
         ('"1,2,3"', None),
         ("1e3", None),  # exponents are not how reports write money
         ("2.5E-13", None),
+        # beyond Decimal(38, 12): refused with its own reason, never rounded
+        ("0.0000000000001", "amount_too_precise"),
+        ("-1.2345678901234", "amount_too_precise"),
+        ("0.500000000000000", Decimal("0.5")),  # trailing zeros lose nothing
+        ("1" + "0" * 25 + ".5", Decimal("1" + "0" * 25 + ".5")),  # 26 digits: the most
+        ("1" + "0" * 26, "amount_out_of_range"),
+        ('"100,000,000,000,000,000,000,000,000"', "amount_out_of_range"),
     ],
 )
 def test_amounts_are_read_as_written_or_rejected(
-    tmp_path: Path, written: str, read: Decimal | None
+    tmp_path: Path, written: str, read: Decimal | str | None
 ) -> None:
     basic = _input(FIXTURES / "distributor_csv" / "basic").read_text()
     line = "2026-01,Sale,Spotify,UK,Stream,Northern Lights,Northern Lights,Aurora Vale,"
@@ -461,11 +468,12 @@ def test_amounts_are_read_as_written_or_rejected(
     src = tmp_path / "statement_amounts_2026-01.csv"
     src.write_text(head + line + "\n")
     (parsed,) = registry.parse_file(src, src.name, tmp_path, format="distributor_csv")
-    if read is None:
+    if read is None or isinstance(read, str):
         assert parsed.lines.height == 0
         assert [(e.row, e.field, e.code) for e in parsed.errors] == [
-            (6, "amount", "invalid_decimal")
+            (6, "amount", read or "invalid_decimal")
         ]
+        assert written.strip('"').replace(",", "") in parsed.errors[0].message.replace(",", "")
     else:
         assert parsed.errors == []
         assert parsed.lines["amount"].to_list() == [read]
@@ -540,3 +548,49 @@ def test_a_file_of_blank_lines_is_empty(tmp_path: Path, content: bytes) -> None:
     with pytest.raises(FileRejected) as caught:
         registry.parse_file(src, src.name, tmp_path)
     assert caught.value.code == "empty_file"
+
+
+TEXT_CASES = [
+    c for c in CASES if _input(c).suffix in (".csv", ".txt", ".tsv") and c.name != "utf16"
+]
+
+
+def _outcome(path: Path, filename: str, workdir: Path) -> Any:
+    """What parsing gives, comparable across files: the lines, errors, meta; or the refusal."""
+    try:
+        parsed = registry.parse_file(path, filename, workdir)
+    except FileRejected as exc:
+        return ("rejected", exc.code, exc.row, exc.field)
+    return [
+        (
+            p.lines.to_dicts(),
+            [e.as_dict() for e in p.errors],
+            p.drift,
+            (p.meta.format, p.meta.period_start, p.meta.period_end),
+            (p.meta.declared_lines, p.meta.declared_totals),
+        )
+        for p in parsed
+    ]
+
+
+@pytest.mark.parametrize("case", TEXT_CASES, ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize("ends", ["cr", "mixed"])
+def test_old_mac_and_mixed_line_ends_read_as_the_same_report(
+    case: Path, ends: str, tmp_path: Path
+) -> None:
+    """An old Mac export ends its lines with CR alone; a file edited on several machines mixes
+    CR, LF and CRLF. Detection and parsing read both exactly as the LF file: the same lines
+    (line numbers and raw hashes included), errors, drift and declared totals."""
+    info = _case(case)
+    name = info["filename"]
+    lf = _input(case).read_bytes().replace(b"\r\n", b"\n")
+    rows = lf.split(b"\n")
+    if ends == "cr":
+        other = b"\r".join(rows)
+    else:
+        cycle = (b"\r", b"\n", b"\r\n")
+        other = b"".join(r + cycle[i % 3] for i, r in enumerate(rows[:-1])) + rows[-1]
+    (tmp_path / "lf.txt").write_bytes(lf)
+    (tmp_path / "other.txt").write_bytes(other)
+    expected = _outcome(tmp_path / "lf.txt", name, tmp_path / "a")
+    assert _outcome(tmp_path / "other.txt", name, tmp_path / "b") == expected
