@@ -29,7 +29,10 @@ DOC = """
    approval's text).
 6. **approval**: a finance user approves or rejects in *Required actions* (Airflow's
    human-in-the-loop). With the `auto_approve` param (the demo's choice) it is approved as
-   `airflow:auto`. Rejecting leaves the run *calculated* and skips the rest.
+   `airflow:auto`. Rejecting leaves the run *calculated* and fails the DAG run (the
+   approval task fails, nothing after it runs): a rejected period never shows green.
+   A period that has not ended yet is refused here (`period_not_ended`): run it as a
+   preview, or give the `allow_unended` param (why), which the audit log keeps.
 7. **lock**: the period is locked (corrections become new versions with a per-payee diff) and
    the `tunemantra-runs://royalty_runs` Asset is emitted for statements and analytics.
 
@@ -37,7 +40,8 @@ Every step is also appended to the organisation's hash-chained audit ledger
 (`tunemantra audit verify`).
 
 **Params**: `org` (slug), `period` (`2026-01`, `2026-Q1`, `2026-H1`), `auto_approve`,
-`buckets` (payee buckets to spread the earnings over; 1 on a single machine).
+`buckets` (payee buckets to spread the earnings over; 1 on a single machine),
+`allow_unended` (empty, or the reason to approve and lock a period before its end date).
 """
 
 
@@ -63,6 +67,12 @@ Every step is also appended to the organisation's hash-chained audit ledger
             minimum=1,
             maximum=256,
             description="payee buckets: one earn task each (spread over workers)",
+        ),
+        "allow_unended": Param(
+            "",
+            type="string",
+            description="approve and lock a period that has not ended: why (audited); "
+            "empty: such a period is refused",
         ),
     },
     doc_md=DOC,
@@ -114,6 +124,7 @@ def royalty_run() -> None:
         task_id="approval",
         subject="Approve royalty run {{ params.org }} {{ params.period }}?",
         body="{{ ti.xcom_pull(task_ids='preview')['markdown'] }}",
+        fail_on_reject=True,  # a rejected period ends the DAG run failed, never green
     )
 
     @task(trigger_rule="none_failed_min_one_success")
@@ -126,13 +137,21 @@ def royalty_run() -> None:
         # the run that was previewed: refused if the period was run again since
         shown = int(ti.xcom_pull(task_ids="calculate")["run_id"])
         actor = f"airflow:{user.get('name', 'unknown')}"
-        return transition(org, period, "approved", actor, run_id=shown)
+        why = context["params"]["allow_unended"]
+        return transition(org, period, "approved", actor, run_id=shown, allow_unended=why)
 
     @task(outlets=[ROYALTY_RUNS])
     def lock(org: str, period: str, approved: dict[str, Any], **context: Any) -> dict[str, Any]:
         from pipelines.royalty_tasks import transition
 
-        report = transition(org, period, "locked", "airflow", run_id=int(approved["run_id"]))
+        report = transition(
+            org,
+            period,
+            "locked",
+            "airflow",
+            run_id=int(approved["run_id"]),
+            allow_unended=context["params"]["allow_unended"],
+        )
         # The statements DAG reads which run to publish from the event.
         context["outlet_events"][ROYALTY_RUNS].extra = {
             "org": org,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import getpass
 import json
 from pathlib import Path
@@ -43,6 +44,11 @@ def _org(slug: str) -> tuple[Any, Path, int]:
     with factory() as session:
         org_id = _org_id(session, slug)
     return factory, settings.data_dir, org_id
+
+
+def today() -> dt.date:
+    """The date the period rules are checked against (UTC): the CLI is an entry point."""
+    return dt.datetime.now(dt.UTC).date()
 
 
 def _actor(actor: str | None) -> str:
@@ -107,8 +113,24 @@ RunIdOpt = Annotated[
 ]
 
 
+UnendedOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--allow-unended",
+        help="approve or lock a period that has not ended yet: why (kept in the audit log "
+        "and the audit ledger)",
+    ),
+]
+
+
 def _transition(
-    org: str, period: str, to: str, as_json: bool, actor: str | None, run_id: int | None
+    org: str,
+    period: str,
+    to: str,
+    as_json: bool,
+    actor: str | None,
+    run_id: int | None,
+    allow_unended: str | None = None,
 ) -> None:
     from pipelines.royalty_run import transition
 
@@ -122,6 +144,8 @@ def _transition(
             actor=_actor(actor),
             to=to,
             run_id=run_id,
+            today=today(),
+            allow_unended=allow_unended,
         ).as_dict()
     except (EngineError, PeriodError) as exc:
         raise _engine_error(exc) from None
@@ -138,9 +162,11 @@ def royalty_approve(
     as_json: JsonOpt = False,
     actor: ActorOpt = None,
     run_id: RunIdOpt = None,
+    allow_unended: UnendedOpt = None,
 ) -> None:
-    """Approve the period's latest calculated run (``--run``: the one you reviewed)."""
-    _transition(org, period, "approved", as_json, actor, run_id)
+    """Approve the period's latest calculated run (``--run``: the one you reviewed).
+    A period that has not ended is refused (``period_not_ended``) without --allow-unended."""
+    _transition(org, period, "approved", as_json, actor, run_id, allow_unended)
 
 
 @royalty_app.command("lock")
@@ -150,9 +176,11 @@ def royalty_lock(
     as_json: JsonOpt = False,
     actor: ActorOpt = None,
     run_id: RunIdOpt = None,
+    allow_unended: UnendedOpt = None,
 ) -> None:
-    """Lock the period's approved run: it can no longer be recalculated, only corrected."""
-    _transition(org, period, "locked", as_json, actor, run_id)
+    """Lock the period's approved run: it can no longer be recalculated, only corrected.
+    A period that has not ended is refused (``period_not_ended``) without --allow-unended."""
+    _transition(org, period, "locked", as_json, actor, run_id, allow_unended)
 
 
 @royalty_app.command("reproduce")

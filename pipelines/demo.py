@@ -142,9 +142,25 @@ def purge_org(session: Session, slug: str) -> None:
     org_id = session.scalar(sa.select(Organisation.id).where(Organisation.slug == slug))
     if org_id is None:
         return
-    for table in reversed(Base.metadata.sorted_tables):
-        if "org_id" in table.c and table.name != "audit_log":
-            session.execute(sa.delete(table).where(table.c.org_id == org_id))
+    tables = [
+        t
+        for t in reversed(Base.metadata.sorted_tables)
+        if "org_id" in t.c and t.name != "audit_log"
+    ]
+    for table in tables:
+        # rows pointing at rows of their own table (a run at the run it opens from, at the
+        # version it corrects) through a RESTRICT key would stop the delete: unlink them first
+        own = {
+            fk.parent.name
+            for fk in table.foreign_keys
+            if fk.column.table is table and fk.parent.nullable
+        }
+        if own:
+            session.execute(
+                sa.update(table).where(table.c.org_id == org_id).values(dict.fromkeys(own))
+            )
+    for table in tables:
+        session.execute(sa.delete(table).where(table.c.org_id == org_id))
     session.execute(sa.delete(Organisation).where(Organisation.id == org_id))
     session.add(
         AuditEntry(
@@ -538,10 +554,6 @@ def run_demo(
     rng = random.Random(seed)
     with db.transaction(factory, actor="demo") as session:
         old = session.scalar(sa.select(Organisation.id).where(Organisation.slug == SLUG))
-        if old is not None and data_dir is not None:
-            forget_files(data_dir, old)
-            # the label's local outbound folder (statements published by the last demo)
-            shutil.rmtree(data_dir / "outbound" / f"org={SLUG}", ignore_errors=True)
         purge_org(session, SLUG)
         org = Organisation(
             slug=SLUG,
@@ -557,7 +569,13 @@ def run_demo(
         _, admin_key = issue_key(
             session, org_id=org.id, role=Role.ADMIN, secret_key=secret_key, label="demo admin"
         )
-        return summarise(session, org.id, admin_key)
+        summary = summarise(session, org.id, admin_key)
+    # the old label's files go once the store no longer has it (a failed rebuild keeps both)
+    if old is not None and data_dir is not None:
+        forget_files(data_dir, old)
+        # the label's local outbound folder (statements published by the last demo)
+        shutil.rmtree(data_dir / "outbound" / f"org={SLUG}", ignore_errors=True)
+    return summary
 
 
 def summarise(session: Session, org_id: int, admin_key: str = "") -> DemoSummary:

@@ -185,6 +185,8 @@ INTERNAL = "internal_error"  # the quarantine code of a file that failed on a fa
 
 
 def _period_of(meta: FileMeta) -> str | None:
+    if meta.reporting_period:  # a fiscal month the file declares (Apple's file names)
+        return meta.reporting_period
     day = meta.period_end or meta.period_start
     return f"{day.year:04d}-{day.month:02d}" if day else None
 

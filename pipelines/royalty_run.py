@@ -44,6 +44,7 @@ from royalty_engine.terms import (
 )
 from schemas.store import db
 from schemas.store.models import (
+    AuditEntry,
     Contract,
     ContractCharge,
     ContractRate,
@@ -885,6 +886,50 @@ def _latest(session: Session, org_id: int, period: str) -> RoyaltyRun:
     return run
 
 
+def _unended_override(
+    period: str, to: str, today: dt.date | None, allow_unended: str | None
+) -> dict[str, str] | None:
+    """A period is approved or locked only once it has ended (``Period.has_ended``); before,
+    its run is a preview. ``allow_unended``, the reason for doing it anyway, is the explicit
+    override: returned for the audit log and the ledger (None when the period has ended)."""
+    p = parse_period(period)
+    on = today or dt.datetime.now(dt.UTC).date()
+    if p.has_ended(on):
+        return None
+    reason = (allow_unended or "").strip()
+    if not reason:
+        raise RunError(
+            "period_not_ended",
+            f"{p.label} ends on {p.end.isoformat()} and today is {on.isoformat()}: its run is a "
+            f"preview until then and cannot be {to}; to do it anyway, give the reason as an "
+            'override (--allow-unended "why"), which is audited',
+        )
+    return {
+        "rule": "period_not_ended",
+        "period_end": p.end.isoformat(),
+        "today": on.isoformat(),
+        "reason": reason,
+    }
+
+
+def _record_override(
+    session: Session, run: RoyaltyRun, actor: str, to: str, override: dict[str, str]
+) -> None:
+    """The store's audit log keeps who overrode which rule for which run, and why."""
+    session.add(
+        AuditEntry(
+            org_id=run.org_id,
+            actor=actor,
+            api_key_id=session.info.get("api_key_id"),
+            entity=RoyaltyRun.__tablename__,
+            entity_id=run.id,
+            action="override",
+            after={"rule": override["rule"], "to": to, "period": run.period}
+            | {k: v for k, v in override.items() if k != "rule"},
+        )
+    )
+
+
 def transition(
     factory: sessionmaker[Session],
     data_dir: Path,
@@ -894,11 +939,16 @@ def transition(
     actor: str,
     to: str,
     run_id: int | None = None,
+    today: dt.date | None = None,
+    allow_unended: str | None = None,
 ) -> RunReport:
     """calculated -> approved (``to="approved"``), approved -> locked (``to="locked"``).
     ``run_id``: the run that was reviewed; refused if the period's latest run is another
     (rerun since). The run must still open from the current run of the period before it,
-    and no approved or locked run of another length may overlap it (``_check_chain``)."""
+    and no approved or locked run of another length may overlap it (``_check_chain``).
+    A period that has not ended on ``today`` (default: today's UTC date) is refused
+    (``period_not_ended``) unless ``allow_unended`` says why (``_unended_override``)."""
+    override = _unended_override(period, to, today, allow_unended)
     target = RunStatus(to)
     allowed = {RunStatus.APPROVED: RunStatus.CALCULATED, RunStatus.LOCKED: RunStatus.APPROVED}
     with db.transaction(factory, actor=actor) as session:
@@ -930,6 +980,8 @@ def transition(
             run.approved_by, run.approved_at = actor, now
         else:
             run.locked_by, run.locked_at = actor, now
+        if override is not None:
+            _record_override(session, run, actor, to, override)
         report = RunReport(
             run_id=run.id,
             org_id=org_id,
@@ -951,6 +1003,7 @@ def transition(
         version=report.version,
         actor=actor,
         manifest_sha256=manifest_sha,
+        **({"override": override} if override is not None else {}),
     )
     return report
 

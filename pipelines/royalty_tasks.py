@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -60,10 +61,16 @@ def preview(run_id: int) -> dict[str, Any]:
 
 
 def transition(
-    org: str, period: str, to: str, actor: str, run_id: int | None = None
+    org: str,
+    period: str,
+    to: str,
+    actor: str,
+    run_id: int | None = None,
+    allow_unended: str | None = None,
 ) -> dict[str, Any]:
     """``run_id``: the run that was previewed and approved; refused if the period was run
-    again since (the approval is for what finance saw)."""
+    again since (the approval is for what finance saw). A period that has not ended today
+    (UTC) is refused unless ``allow_unended`` gives the reason (audited)."""
     from pipelines.royalty_run import transition as move
 
     settings = get_settings()
@@ -75,5 +82,7 @@ def transition(
         actor=actor,
         to=to,
         run_id=run_id,
+        today=dt.datetime.now(dt.UTC).date(),
+        allow_unended=allow_unended or None,
     )
     return report.as_dict()

@@ -60,6 +60,11 @@ class Period:
             out.append(f"{self.year + y:04d}-{m + 1:02d}")
         return out
 
+    def has_ended(self, today: dt.date) -> bool:
+        """Whether the period is over on ``today``: its last day has passed (on that day its
+        sales are still being made, and the reports for it are still to come)."""
+        return self.end < today
+
     def shift(self, n: int) -> Period:
         """The period ``n`` periods of the same length later (earlier when negative)."""
         index = self.year * 12 + self.first_month - 1 + n * self.months_long

@@ -54,6 +54,9 @@ class FileMeta:
     format: str
     period_start: dt.date | None = None  # the usage period the file declares
     period_end: dt.date | None = None
+    # the reporting month (YYYY-MM) the file declares when it is not the month its period
+    # ends in: a fiscal month (Apple's, from the file name)
+    reporting_period: str | None = None
     service: str | None = None  # DSP / sender name
     declared_lines: int | None = None  # e.g. DSR FOOT NumberOfLinesInFile
     declared_totals: dict[str, Decimal] = field(default_factory=dict)  # per currency

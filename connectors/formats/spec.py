@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from connectors.formats import archive
 from connectors.formats.base import FileMeta, FileRejected, ParsedFile, RowError, sha256_hex
+from connectors.formats.calendars import apple_fiscal_month
 from schemas.revenue import AMOUNT, PARSED, conform
 
 # ---------------------------------------------------------------------------------------------
@@ -55,6 +56,8 @@ ColumnType = Literal["string", "decimal", "integer", "date"]
 SignedField = Literal["quantity", "amount"]
 SIGNED_FIELDS: tuple[SignedField, ...] = ("quantity", "amount")
 Span = Literal["day", "month", "year"]
+# the calendar a file name's month is counted in (``file_period`` only)
+Calendar = Literal["gregorian", "apple_fiscal"]
 
 DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
 STRIP = " \t\r\n\ufeff\u00a0"
@@ -196,6 +199,13 @@ class DateSource(_Model):
     filename: str | None = Field(None, description="regex; group 1 (or the match) is the date")
     format: list[str] = Field(min_length=1, description="strptime format(s), tried in order")
     span: Span = "day"
+    calendar: Calendar = Field(
+        "gregorian",
+        description="apple_fiscal: the month named is Apple's fiscal month (file_period only)",
+    )
+    optional: bool = Field(
+        False, description="a file name without it is no error: the lines' dates say (file_period)"
+    )
 
     @field_validator("format", mode="before")
     @classmethod
@@ -232,6 +242,13 @@ class DateRules(_Model):
             raise ValueError("usage_end needs usage_start")
         if self.file_period and self.file_period.filename is None:
             raise ValueError("file_period comes from the file name (filename: regex)")
+        for key in ("usage_start", "usage_end", "usage_period"):
+            src = getattr(self, key)
+            if src is not None and (src.calendar != "gregorian" or src.optional):
+                raise ValueError(f"{key}: calendar and optional apply to file_period only")
+        fp = self.file_period
+        if fp is not None and fp.calendar != "gregorian" and fp.span != "month":
+            raise ValueError("file_period: a fiscal calendar names months (span: month)")
         return self
 
 
@@ -1101,7 +1118,7 @@ class SpecParser:
                 extra["info_lines"] = info
             meta = FileMeta(format=spec.name, service=spec.constants.get("service"), extra=extra)
             if file_period is not None:  # known from the file name: on every piece
-                meta.period_start, meta.period_end = file_period
+                meta.period_start, meta.period_end, meta.reporting_period = file_period
             if held is not None:
                 yield held
             held = ParsedFile(lines=lines, meta=meta, errors=errors, drift=layout.drift)
@@ -1117,7 +1134,10 @@ class SpecParser:
         )
         if totals.info:
             meta.extra["info_totals"] = {name: str(v) for name, v in totals.info.items()}
-        meta.period_start, meta.period_end = file_period or totals.period()
+        if file_period is not None:
+            meta.period_start, meta.period_end, meta.reporting_period = file_period
+        else:
+            meta.period_start, meta.period_end = totals.period()
         self._control_totals(meta, totals.trailer, totals.currencies, totals.rows)
         yield held
 
@@ -1312,14 +1332,21 @@ class SpecParser:
                 out[key] = _span_bounds(day, src.span)
         return out
 
-    def _file_period(self, filename: str) -> tuple[dt.date, dt.date] | None:
-        """The period the file name declares, when the spec says where to find it."""
+    def _file_period(self, filename: str) -> tuple[dt.date, dt.date, str | None] | None:
+        """The period the file name declares, when the spec says where to find it, and its
+        reporting month (``YYYY-MM``) when that is not the month it ends in: a fiscal month
+        (Apple's fiscal July 2026 runs from 28 June to 1 August)."""
         src = self.spec.date_rules.file_period
         if src is None or src.filename is None:
             return None
         base = re.split(r"[\\/]", filename)[-1]
+        if src.optional and re.search(src.filename, base) is None:
+            return None  # renamed: the period is the span of the lines' dates
         day = _parse_date(_group(src.filename, base, "file_period"), src.format, "file_period")
-        return _span_bounds(day, src.span)
+        if src.calendar == "apple_fiscal":
+            start, end = apple_fiscal_month(day.year, day.month)
+            return start, end, f"{day.year:04d}-{day.month:02d}"
+        return (*_span_bounds(day, src.span), None)
 
 
 @dataclass

@@ -127,7 +127,8 @@ def respond(choice: str, user: str, stop: threading.Event) -> None:
 
 def test_dag_is_configured_for_finance_ops(dagbag: Any) -> None:
     dag = dagbag.get_dag(DAG_ID)
-    assert set(dag.params) == {"org", "period", "auto_approve", "buckets"}
+    assert set(dag.params) == {"org", "period", "auto_approve", "buckets", "allow_unended"}
+    assert dag.params["allow_unended"] == ""  # no override unless one is given
     assert dag.task_dict["earn"].upstream_task_ids == {"plan", "buckets_of"}
     assert "reconcile" in dag.doc_md and "human-in-the-loop" in dag.doc_md
     assert dag.task_dict["approval"].__class__.__name__ == "ApprovalOperator"
@@ -170,13 +171,15 @@ def test_a_human_approves_or_rejects(dagbag: Any, label: Label, choice: str, sta
         stop.set()
         responder.join(timeout=10)
     states = task_states(dag_run)
-    assert states["approval"] == "success", states
     (run,) = label.runs()
     assert run.status.value == status
     if choice == "Approve":
+        assert str(dag_run.state) == "success" and states["approval"] == "success", states
         assert run.approved_by == "airflow:fin-ops" and states["lock"] == "success"
     else:
-        assert states["approve"] == "skipped" and states["lock"] == "skipped"
+        # a rejected approval is never a green run: the approval fails, nothing after it runs
+        assert str(dag_run.state) == "failed" and states["approval"] == "failed", states
+        assert states["approve"] == "upstream_failed" and states["lock"] == "upstream_failed"
         assert run.approved_by is None
 
 

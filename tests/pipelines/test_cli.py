@@ -22,6 +22,7 @@ from schemas.store.models import (
     Split,
     Track,
 )
+from schemas.store.runs import RoyaltyRun
 
 runner = CliRunner()
 
@@ -117,6 +118,33 @@ def test_demo_builds_a_plausible_label_deterministically(env: str) -> None:
         ("spotify", "ingested", ""),
         ("spotify", "ingested", ""),
     ]
+
+
+@pytest.mark.slow
+def test_demo_again_after_other_runs_rebuilds_the_label(env: str) -> None:
+    """`make demo` twice, with a correction of the demo's period and a later period run in
+    between: the second demo rebuilds the label from nothing (runs, lake and ledger of the
+    old one gone), it does not stop on the runs that point at each other."""
+    cli("demo")
+    cli("royalty", "run", "--org", "demo", "--period", "2026-H1", "--correction", "a fix")
+    for step in ("approve", "lock"):
+        cli("royalty", step, "--org", "demo", "--period", "2026-H1")
+    cli("royalty", "run", "--org", "demo", "--period", "2026-H2")
+    engine = sa.create_engine(env)
+    with engine.connect() as conn:
+        (old,) = conn.execute(sa.select(Organisation.id)).scalars().all()
+    out = cli("demo")
+    assert "Reconciled GBP: revenue" in out
+    with engine.connect() as conn:
+        (new,) = conn.execute(sa.select(Organisation.id)).scalars().all()
+        runs = conn.execute(
+            sa.select(RoyaltyRun.org_id, RoyaltyRun.period, RoyaltyRun.version)
+        ).all()
+    engine.dispose()
+    assert new != old and [tuple(r) for r in runs] == [(new, "2026-H1", 1)]
+    assert not list(Path("var").glob(f"**/org={old}"))  # the old label's files are gone
+    verify = runner.invoke(app, ["audit", "verify", "--org", "demo"])
+    assert verify.exit_code == 0 and "OK" in verify.output, verify.output
 
 
 def test_import_command(env: str, tmp_path: Path) -> None:

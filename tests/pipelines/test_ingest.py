@@ -1238,3 +1238,34 @@ def test_a_declared_total_its_lines_do_not_reach_is_quarantined_even_with_unread
     assert "declared " in message and "lines sum to " in message
     assert "1 line could not be read" in message
     assert lake_lines(data).is_empty() and nothing_staged(data)
+
+
+def apple_report(path: Path, factory: sessionmaker[Session], org_id: int, seed: int) -> Path:
+    """A demo Apple report moved to fiscal July 2026 (28 June to 1 August)."""
+    write_apple(path, products(factory, org_id), random.Random(seed))
+    text = path.read_text().replace("12/28/2025", "06/28/2026").replace("01/31/2026", "08/01/2026")
+    path.write_text(text)
+    return path
+
+
+def test_an_apple_report_belongs_to_the_fiscal_month_its_file_name_names(
+    factory: sessionmaker[Session], label: int, tmp_path: Path
+) -> None:
+    """Apple's fiscal July 2026 runs from 28 June to 1 August: its report is July's, not
+    August's (the month its last day falls in). A name without the month: the lines say."""
+    data = tmp_path / "data"
+    report = apple_report(tmp_path / "80012345_0726_GB.txt", factory, label, 5)
+    out = ingest_path(factory, data, org_id=label, path=report, name=report.name)
+    assert (out.status, out.format, out.rejected) == ("ingested", "apple", 0)
+    assert set(lake_lines(data)["reporting_period"]) == {"2026-07"}
+    # the name says fiscal August: its lines (28 June to 1 August) are outside that month
+    other = apple_report(tmp_path / "80012345_0826_GB.txt", factory, label, 6)
+    moved = ingest_path(factory, tmp_path / "other", org_id=label, path=other, name=other.name)
+    assert moved.rejected == moved.lines and moved.lines > 0
+    # renamed by hand, without the fiscal month: the month the usage ends in, as before
+    bare = apple_report(tmp_path / "apple_sales.txt", factory, label, 7)
+    plain = ingest_path(
+        factory, tmp_path / "bare", org_id=label, path=bare, name=bare.name, format="apple"
+    )
+    assert plain.status == "ingested"
+    assert set(lake_lines(tmp_path / "bare")["reporting_period"]) == {"2026-08"}

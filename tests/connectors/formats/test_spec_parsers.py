@@ -435,7 +435,11 @@ def test_iter_parse_file_gives_the_same_lines_in_pieces(
         == whole.meta.extra["skipped_lines"]
         == {"footer": [212, 213, 214]}
     )
-    assert pieces[0].meta.period_start is None  # ... file-level figures only at the end
+    assert pieces[0].meta.declared_lines is None  # ... file-level figures only at the end
+    # but the fiscal month the file name names is known on every piece
+    assert {(p.meta.period_start, p.meta.reporting_period) for p in pieces} == {
+        (dt.date(2025, 12, 28), "2026-01")
+    }
 
 
 @pytest.mark.parametrize(
