@@ -260,6 +260,27 @@ def bench_ingest(
         )
 
 
+@bench_app.command("api")
+def bench_api(
+    clients: Annotated[int, typer.Option(min=1, help="concurrent clients")] = 16,
+    seconds: Annotated[float, typer.Option(min=0.5, help="seconds of load")] = 10.0,
+    backend_url: Annotated[
+        str | None,
+        typer.Option(help="an EMPTY database to fill and serve (default: a temporary SQLite)"),
+    ] = None,
+    during_write: Annotated[
+        bool, typer.Option("--during-write", help="SQLite: a writer holds the store meanwhile")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The API under N concurrent clients for S seconds (requests/s, p50/p95/p99, max, errors
+    by status), beside a bare FastAPI endpoint under the same load in the same run."""
+    from pipelines.bench_api import describe, run
+
+    result = run(clients, seconds, backend_url=backend_url, during_write=during_write)
+    typer.echo(json.dumps(result) if as_json else describe(result))
+
+
 @app.command("ingest")
 def ingest_cmd(
     sources: Annotated[list[str], typer.Argument(help="files, folders or drop URLs")],
