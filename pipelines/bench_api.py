@@ -1,7 +1,8 @@
 """``tunemantra bench api``: the API under concurrent load, beside a bare FastAPI endpoint.
 
 Fills a store (a temporary SQLite file, or the empty database ``--backend-url`` names) with
-the sample label plus a generated catalogue (2,000 tracks on 1,000 releases, 1,000 payees),
+the sample label plus a generated catalogue (2,000 tracks on 1,000 releases, 1,000 payees,
+by default),
 serves the real API with uvicorn on a free loopback port in a child process (as ``tunemantra
 api`` does: one worker, the same pool and in-flight limit), and drives it with N clients for
 S seconds over a mix of routes: ``/healthz``, and list and detail reads of tracks, releases,
@@ -36,9 +37,8 @@ from typing import Any
 import sqlalchemy as sa
 
 SECRET = "bench-secret-not-a-placeholder"
-RELEASES = 1_000
+TRACKS = 2_000  # default: on TRACKS / 2 releases, with TRACKS / 2 payees
 TRACKS_PER_RELEASE = 2
-PAYEES = 1_000
 LIST_KINDS = ("tracks", "releases", "payees", "contracts")
 
 
@@ -48,9 +48,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def fill(url: str) -> dict[str, Any]:
-    """Migrate and fill the store: the sample label plus a generated catalogue. Returns the
-    admin key and some ids of each kind."""
+def fill(url: str, tracks: int = TRACKS) -> dict[str, Any]:
+    """Migrate and fill the store: the sample label plus a generated catalogue of ``tracks``
+    tracks on half as many releases, and half as many payees. Returns the admin key and some
+    ids of each kind."""
     from stdnum import ean
 
     from pipelines.demo import run_demo
@@ -65,7 +66,7 @@ def fill(url: str) -> dict[str, Any]:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=COLUMNS)
     writer.writeheader()
-    for r in range(RELEASES):
+    for r in range(max(1, tracks // TRACKS_PER_RELEASE)):
         body = f"506399{r:06d}"
         for t in range(TRACKS_PER_RELEASE):
             n = r * TRACKS_PER_RELEASE + t
@@ -85,7 +86,7 @@ def fill(url: str) -> dict[str, Any]:
             )
     with db.transaction(factory, actor="bench") as session:
         import_catalog(session, summary.org_id, out.getvalue().encode(), "text/csv")
-        for p in range(PAYEES):
+        for p in range(max(1, tracks // 2)):
             service.create(
                 session,
                 summary.org_id,
@@ -231,18 +232,19 @@ def drive(
 
 
 def run(
-    clients: int,
+    clients: list[int],
     seconds: float,
     *,
     backend_url: str | None = None,
     during_write: bool = False,
+    tracks: int = TRACKS,
 ) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="tm-bench-api-"))
     try:
         url = backend_url or f"sqlite:///{work / 'bench.db'}"
         if during_write and not url.startswith("sqlite"):
             raise ValueError("--during-write holds SQLite's write lock: SQLite only")
-        store = fill(url)
+        store = fill(url, tracks)
         env = {
             **os.environ,
             "TUNEMANTRA_DATABASE_URL": url,
@@ -251,14 +253,15 @@ def run(
         }
         headers = {"X-API-Key": store["admin_key"]}
         mix = routes(store["ids"])
+        measured: list[dict[str, Any]] = []
         api, port = _serve(["--serve"], env)
         lock = None
         try:
-            drive(port, mix, headers, min(clients, 4), min(1.0, seconds))  # warm-up
+            drive(port, mix, headers, min(max(clients), 4), min(1.0, seconds))  # warm-up
             if during_write:
                 lock = sqlite3.connect(work / "bench.db", isolation_level=None)
                 lock.execute("BEGIN IMMEDIATE")
-            measured = drive(port, mix, headers, clients, seconds)
+            measured = [drive(port, mix, headers, n, seconds) for n in clients]
         finally:
             if lock is not None:
                 lock.execute("ROLLBACK")
@@ -267,20 +270,21 @@ def run(
         bare, bare_port = _serve(["--bare"], env)
         try:
             bare_mix = [("bare", "/ok")]
-            drive(bare_port, bare_mix, {}, min(clients, 4), min(1.0, seconds))
-            anchor = drive(bare_port, bare_mix, {}, clients, seconds)
+            drive(bare_port, bare_mix, {}, min(max(clients), 4), min(1.0, seconds))
+            anchors = [drive(bare_port, bare_mix, {}, n, seconds) for n in clients]
         finally:
             _stop(bare)
         return {
             "backend": sa.make_url(url).get_backend_name(),
-            "clients": clients,
             "seconds": seconds,
             "during_write": during_write,
             "cpu_count": os.cpu_count(),
             "store": store["counts"],
             "routes": len(mix),
-            "api": measured,
-            "bare_fastapi": anchor,
+            "runs": [
+                {"clients": n, "api": m, "bare_fastapi": a}
+                for n, m, a in zip(clients, measured, anchors, strict=True)
+            ],
         }
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -313,19 +317,20 @@ def describe(result: dict[str, Any]) -> str:
             f"{r['errors']} errors {json.dumps(r['statuses'])}"
         )
 
-    api = result["api"]
-    kinds = "; ".join(
-        f"{k} p95 {v['p95_ms']} ms (max {v['max_ms']})" for k, v in api["by_kind"].items()
-    )
     during = ", while a writer holds the store" if result["during_write"] else ""
-    return "\n".join(
-        [
-            f"{result['backend']}, {result['clients']} clients, {result['seconds']} s{during}",
+    out = []
+    for run in result["runs"]:
+        api = run["api"]
+        kinds = "; ".join(
+            f"{k} p95 {v['p95_ms']} ms (max {v['max_ms']})" for k, v in api["by_kind"].items()
+        )
+        out += [
+            f"{result['backend']}, {run['clients']} clients, {result['seconds']} s{during}",
             line("  api         ", api),
             f"                {kinds}",
-            line("  bare FastAPI", result["bare_fastapi"]),
+            line("  bare FastAPI", run["bare_fastapi"]),
         ]
-    )
+    return "\n".join(out)
 
 
 if __name__ == "__main__":  # the server child processes of `run`

@@ -262,7 +262,9 @@ def bench_ingest(
 
 @bench_app.command("api")
 def bench_api(
-    clients: Annotated[int, typer.Option(min=1, help="concurrent clients")] = 16,
+    clients: Annotated[
+        list[int] | None, typer.Option(min=1, help="concurrent clients (repeat for several)")
+    ] = None,
     seconds: Annotated[float, typer.Option(min=0.5, help="seconds of load")] = 10.0,
     backend_url: Annotated[
         str | None,
@@ -271,13 +273,22 @@ def bench_api(
     during_write: Annotated[
         bool, typer.Option("--during-write", help="SQLite: a writer holds the store meanwhile")
     ] = False,
+    tracks: Annotated[int, typer.Option(min=2, help="generated tracks (half as many payees)")] = (
+        2000
+    ),
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """The API under N concurrent clients for S seconds (requests/s, p50/p95/p99, max, errors
     by status), beside a bare FastAPI endpoint under the same load in the same run."""
     from pipelines.bench_api import describe, run
 
-    result = run(clients, seconds, backend_url=backend_url, during_write=during_write)
+    result = run(
+        clients or [16],
+        seconds,
+        backend_url=backend_url,
+        during_write=during_write,
+        tracks=tracks,
+    )
     typer.echo(json.dumps(result) if as_json else describe(result))
 
 
