@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api import portal, problems
 from api.deps import PrincipalDep, SessionDep
+from api.gate import InFlightGate
 from api.queries import (
     ArtistFilter,
     ContractFilter,
@@ -25,6 +26,7 @@ from api.routes import audit, contracts, deliveries, imports, statements, suspen
 from api.routes.crud import crud_router
 from pipelines.settings import get_settings
 from schemas import catalog as c
+from schemas.store import db
 from schemas.store.models import Organisation
 
 RESOURCES: list[tuple[str, type[BaseModel], type[Page]]] = [
@@ -38,10 +40,18 @@ RESOURCES: list[tuple[str, type[BaseModel], type[Page]]] = [
 
 
 def create_app(
-    session_factory: sessionmaker[Session], *, secret_key: str, data_dir: Path | None = None
+    session_factory: sessionmaker[Session],
+    *,
+    secret_key: str,
+    data_dir: Path | None = None,
+    max_in_flight: int | None = None,
+    queue_wait: float | None = None,
 ) -> FastAPI:
     """The app on this store; ``data_dir`` holds the runs' files and exported statements
-    (default: the settings' data directory)."""
+    (default: the settings' data directory). At most ``max_in_flight`` requests are at work
+    at once (``api.gate``; give the engine a pool at least that large), the others wait up to
+    ``queue_wait`` seconds for their turn (defaults: the settings')."""
+    settings = get_settings()
     app = FastAPI(
         title="TuneMantra API",
         version="1",
@@ -53,8 +63,14 @@ def create_app(
         ),
     )
     app.state.session_factory = session_factory
+    app.state.read_factory = db.read_sessions(session_factory)
     app.state.secret_key = secret_key
-    app.state.data_dir = data_dir if data_dir is not None else get_settings().data_dir
+    app.state.data_dir = data_dir if data_dir is not None else settings.data_dir
+    app.add_middleware(
+        InFlightGate,
+        limit=max_in_flight or settings.api_max_in_flight,
+        wait=queue_wait or settings.api_queue_wait,
+    )
     problems.install(app)
 
     @app.get("/healthz", tags=["health"])

@@ -67,9 +67,18 @@ class Principal:
         return f"key:{self.key_prefix}"
 
 
+READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 def get_session(request: Request) -> Iterator[Session]:
-    """One transaction per request: committed when the handler returns, else rolled back."""
-    factory: sessionmaker[Session] = request.app.state.session_factory
+    """One transaction per request: committed when the handler returns, else rolled back.
+    A GET reads without the store's write lock (``db.read_sessions``): it never waits for a
+    writer, such as an ingestion, and never makes one wait."""
+    factory: sessionmaker[Session] = (
+        request.app.state.read_factory
+        if request.method in READS
+        else request.app.state.session_factory
+    )
     with factory() as session, session.begin():
         yield session
 

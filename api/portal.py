@@ -6,9 +6,11 @@ payee's); admin, finance and analyst keys use the API (``/v1/statements``) inste
 
 Session: signing in sets the ``tm_portal`` cookie (HttpOnly, SameSite=Strict, Secure on https,
 eight hours) holding ``<key id>.<expiry>.<HMAC>``: the HMAC-SHA256 under the server's secret
-key of the key id, expiry and the key's stored hash. The plain key is never stored; revoking
-the key ends its sessions. CSRF: the cookie is SameSite=Strict, so no other site's page can
-send it, and the only state-changing request (sign-out) is a POST.
+key of the key id, expiry, the key's stored hash and its portal epoch. The plain key is never
+stored; revoking the key ends its sessions, and signing out moves the key's epoch on, which
+ends every session of that key on the server (a copy of the cookie replayed later is refused).
+CSRF: the cookie is SameSite=Strict, so no other site's page can send it, and the only
+state-changing request (sign-out) is a POST.
 """
 
 from __future__ import annotations
@@ -75,22 +77,23 @@ router = APIRouter(prefix="/portal", include_in_schema=False)
 
 
 # --- the session cookie ----------------------------------------------------------------------
-def _mac(secret_key: str, key_id: int, expires: int, key_hash: str) -> str:
-    msg = f"tm-portal|{key_id}|{expires}|{key_hash}".encode()
+def _mac(secret_key: str, row: ApiKey, expires: int) -> str:
+    msg = f"tm-portal|{row.id}|{expires}|{row.key_hash}|{row.portal_epoch}".encode()
     return hmac.new(secret_key.encode(), msg, hashlib.sha256).hexdigest()
 
 
 def session_token(secret_key: str, row: ApiKey, now: dt.datetime) -> str:
     expires = int(now.timestamp()) + SESSION_SECONDS
-    return f"{row.id}.{expires}.{_mac(secret_key, row.id, expires, row.key_hash)}"
+    return f"{row.id}.{expires}.{_mac(secret_key, row, expires)}"
 
 
 def _principal(row: ApiKey) -> Principal:
     return Principal(row.org_id, row.role, row.id, row.prefix, row.payee_id)
 
 
-def session_principal(request: Request) -> Principal | None:
-    """The signed-in payee, or None (no cookie, forged, expired, or the key was revoked)."""
+def _session_key(session: Session, request: Request) -> ApiKey | None:
+    """The key row of the request's session cookie, or None (no cookie, forged, expired,
+    signed out, or the key was revoked)."""
     token = request.cookies.get(COOKIE, "")
     parts = token.split(".")
     if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
@@ -98,15 +101,21 @@ def session_principal(request: Request) -> Principal | None:
     key_id, expires = int(parts[0]), int(parts[1])
     if expires < dt.datetime.now(dt.UTC).timestamp():
         return None
-    factory: sessionmaker[Session] = request.app.state.session_factory
+    row = session.get(ApiKey, key_id)
+    if row is None or row.revoked_at is not None or row.role is not Role.PAYEE:
+        return None
+    if not hmac.compare_digest(_mac(request.app.state.secret_key, row, expires), parts[2]):
+        return None
+    return row
+
+
+def session_principal(request: Request) -> Principal | None:
+    """The signed-in payee, or None (no cookie, forged, expired, signed out, or the key was
+    revoked)."""
+    factory: sessionmaker[Session] = request.app.state.read_factory
     with factory() as session:
-        row = session.get(ApiKey, key_id)
-        if row is None or row.revoked_at is not None or row.role is not Role.PAYEE:
-            return None
-        expected = _mac(request.app.state.secret_key, key_id, expires, row.key_hash)
-        if not hmac.compare_digest(expected, parts[2]):
-            return None
-        return _principal(row)
+        row = _session_key(session, request)
+        return None if row is None else _principal(row)
 
 
 def _sign_in_page(request: Request, error: str | None, status: int) -> HTMLResponse:
@@ -348,7 +357,7 @@ def sign_in_form(request: Request) -> Response:
 
 @router.post("/", response_class=HTMLResponse)
 def sign_in(request: Request, api_key: Annotated[str, Form(max_length=200)] = "") -> Response:
-    factory: sessionmaker[Session] = request.app.state.session_factory
+    factory: sessionmaker[Session] = request.app.state.read_factory
     secret: str = request.app.state.secret_key
     with factory() as session:
         row = verify_key(session, api_key, secret_key=secret) if api_key.strip() else None
@@ -378,6 +387,14 @@ def sign_in(request: Request, api_key: Annotated[str, Form(max_length=200)] = ""
 
 @router.post("/logout")
 def logout(request: Request) -> Response:
+    """Sign out: the key's portal epoch moves on, so this cookie (and any copy of it, or
+    another session of the same key) is refused from now on; the browser drops it too."""
+    factory: sessionmaker[Session] = request.app.state.session_factory
+    with factory() as session, session.begin():
+        row = _session_key(session, request)
+        if row is not None:
+            session.info.update(actor=f"key:{row.prefix}", api_key_id=row.id)
+            row.portal_epoch += 1
     response = _to_sign_in()
     response.delete_cookie(
         COOKIE,
@@ -393,7 +410,7 @@ def _statements_page(request: Request, principal: Principal) -> dict[str, Any]:
     """Everything the list page shows, from the store and the runs' export manifests only:
     no statement is loaded (that reads every line and re-hashes the run's files), so a run
     whose files are gone still lists its statements."""
-    factory: sessionmaker[Session] = request.app.state.session_factory
+    factory: sessionmaker[Session] = request.app.state.read_factory
     data_dir: Path = request.app.state.data_dir
     assert principal.payee_id is not None
     with factory() as session:
@@ -437,7 +454,7 @@ async def statements_page(request: Request) -> Response:
 
 
 def _statement(request: Request, principal: Principal, statement_id: int) -> dict[str, Any]:
-    factory: sessionmaker[Session] = request.app.state.session_factory
+    factory: sessionmaker[Session] = request.app.state.read_factory
     ref = find_statement(factory, principal, statement_id)
     statement = load(factory, request.app.state.data_dir, ref)
     return {"ref": ref, "s": statement, "formats": _formats(statement)}
@@ -463,7 +480,7 @@ async def statement_page(request: Request, statement_id: PathId) -> Response:
 
 
 def _download(request: Request, principal: Principal, statement_id: int, fmt: str) -> Response:
-    factory: sessionmaker[Session] = request.app.state.session_factory
+    factory: sessionmaker[Session] = request.app.state.read_factory
     ref: StatementRef = find_statement(factory, principal, statement_id)
     return file_response(request, statement_file(factory, request.app.state.data_dir, ref, fmt))
 
@@ -497,8 +514,22 @@ def _error_page(request: Request, err: StoreError) -> HTMLResponse:
     )
 
 
+def error_page(status: int, title: str, detail: str, headers: dict[str, str]) -> Response:
+    """An error as a portal page (the API's problem+json is no answer for a browser)."""
+    if status == 503:
+        detail = (
+            "The service is busy right now and nothing was changed. "
+            "Please try again in a few seconds."
+        )
+    html = templates.env.get_template("portal/error.html").render(
+        title=title, detail=detail, signed_in=False
+    )
+    return HTMLResponse(html, status_code=status, headers=headers)
+
+
 def install(app: FastAPI) -> None:
     """Mount the portal's pages and its stylesheet on the app."""
+    app.state.error_pages = {**getattr(app.state, "error_pages", {}), "/portal": error_page}
     app.include_router(router)
     app.mount("/portal/static", StaticFiles(directory=HERE / "static"), name="portal-static")
 

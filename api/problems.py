@@ -3,18 +3,35 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
+from starlette.responses import Response
 
 from schemas.errors import StoreError
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
+RETRY_AFTER = 2  # seconds: what a busy answer asks the client to wait before retrying
+BUSY_DETAIL = "the store is busy (another write holds it); nothing was written, retry shortly"
+# A page renderer per path prefix (the portal's): errors there are pages, not JSON.
+ErrorPage = Callable[[int, str, str, dict[str, str]], Response]
+
+
+def busy(request: Request, detail: str = BUSY_DETAIL) -> Response:
+    """503 with ``Retry-After``: the store (or the server) is busy after a bounded wait."""
+    headers = {"Retry-After": str(RETRY_AFTER)}
+    pages: dict[str, ErrorPage] = getattr(request.app.state, "error_pages", {})
+    for prefix, page in pages.items():
+        if request.url.path == prefix or request.url.path.startswith(prefix + "/"):
+            return page(503, "Busy", detail, headers)
+    return problem(request, 503, "Busy", detail, headers=headers)
 
 
 def problem(
@@ -87,16 +104,15 @@ def install(app: FastAPI) -> None:
             headers=getattr(exc, "headers", None),
         )
 
+    @app.exception_handler(PoolTimeout)
+    async def _no_connection(request: Request, exc: PoolTimeout) -> Response:
+        log.warning("no store connection free on %s: %s", request.url.path, exc)
+        return busy(request, "the server is busy; nothing was written, retry shortly")
+
     @app.exception_handler(OperationalError)
-    async def _busy(request: Request, exc: OperationalError) -> JSONResponse:
+    async def _busy(request: Request, exc: OperationalError) -> Response:
         if "locked" in str(exc.orig).lower() or "could not serialize" in str(exc.orig).lower():
-            return problem(
-                request,
-                503,
-                "Busy",
-                "another write holds the store; nothing was written, retry shortly",
-                headers={"Retry-After": "2"},
-            )
+            return busy(request)
         log.exception("database error on %s", request.url.path)
         return problem(
             request, 500, "Internal server error", "a database error occurred; nothing was written"

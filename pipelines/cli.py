@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 import typer
+from typer.core import TyperGroup
 
 from pipelines import cli_ddex as _ddex_cli
 from pipelines import cli_royalty as _royalty_cli
@@ -22,7 +23,35 @@ from schemas.store import db
 from schemas.store.fx import PERIOD as MONTH
 from schemas.store.models import Organisation, Role
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+STORE_BUSY_EXIT = 3
+
+
+def store_busy(exc: BaseException) -> bool:
+    """A write that waited ``TUNEMANTRA_BUSY_TIMEOUT`` seconds for the store in vain."""
+    return isinstance(exc, sa.exc.OperationalError) and "locked" in str(exc.orig).lower()
+
+
+class StoreCommands(TyperGroup):
+    """Every command: a store held by another command for longer than the busy timeout is a
+    clear message and exit code 3, not a ``database is locked`` traceback."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer vendors click: its Context type is private
+        try:
+            return super().invoke(ctx)
+        except sa.exc.OperationalError as exc:
+            if not store_busy(exc):
+                raise
+            waited = get_settings().busy_timeout
+            typer.echo(
+                f"error: another command holds the store (it stayed locked for {waited:g} s, "
+                "TUNEMANTRA_BUSY_TIMEOUT); nothing was written by this one. Run it again when "
+                "the other command has finished.",
+                err=True,
+            )
+            raise typer.Exit(code=STORE_BUSY_EXIT) from None
+
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__, cls=StoreCommands)
 db_app = typer.Typer(no_args_is_help=True, help="The store's schema.")
 org_app = typer.Typer(no_args_is_help=True, help="Organisations (tenants).")
 key_app = typer.Typer(no_args_is_help=True, help="API keys.")
@@ -231,6 +260,38 @@ def bench_ingest(
         )
 
 
+@bench_app.command("api")
+def bench_api(
+    clients: Annotated[
+        list[int] | None, typer.Option(min=1, help="concurrent clients (repeat for several)")
+    ] = None,
+    seconds: Annotated[float, typer.Option(min=0.5, help="seconds of load")] = 10.0,
+    backend_url: Annotated[
+        str | None,
+        typer.Option(help="an EMPTY database to fill and serve (default: a temporary SQLite)"),
+    ] = None,
+    during_write: Annotated[
+        bool, typer.Option("--during-write", help="SQLite: a writer holds the store meanwhile")
+    ] = False,
+    tracks: Annotated[int, typer.Option(min=2, help="generated tracks (half as many payees)")] = (
+        2000
+    ),
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The API under N concurrent clients for S seconds (requests/s, p50/p95/p99, max, errors
+    by status), beside a bare FastAPI endpoint under the same load in the same run."""
+    from pipelines.bench_api import describe, run
+
+    result = run(
+        clients or [16],
+        seconds,
+        backend_url=backend_url,
+        during_write=during_write,
+        tracks=tracks,
+    )
+    typer.echo(json.dumps(result) if as_json else describe(result))
+
+
 @app.command("ingest")
 def ingest_cmd(
     sources: Annotated[list[str], typer.Argument(help="files, folders or drop URLs")],
@@ -278,21 +339,39 @@ def _describe(o: Any) -> str:
     )
 
 
+def api_from_settings() -> Any:
+    """The API app on the settings' store, its connection pool as large as the requests one
+    process works on at once (``tunemantra api``; each uvicorn worker process builds its own)."""
+    from api.app import create_app
+
+    settings = get_settings()
+    return create_app(
+        get_session_factory(settings, pool_size=settings.api_max_in_flight),
+        secret_key=settings.secret_key.get_secret_value(),
+    )
+
+
 @app.command("api")
 def serve_api(
     host: Annotated[str | None, typer.Option()] = None,
     port: Annotated[int | None, typer.Option()] = None,
+    workers: Annotated[int, typer.Option(min=1, help="server processes (about one per core)")] = 1,
 ) -> None:
-    """Serve the API (OpenAPI docs at /docs). Binds loopback unless told otherwise."""
+    """Serve the API (OpenAPI docs at /docs). Binds loopback unless told otherwise.
+
+    One process works on TUNEMANTRA_API_MAX_IN_FLIGHT requests at once (default 32) with a
+    store connection pool of that size; run several with --workers N to use N cores (each
+    opens its own pool: on PostgreSQL keep N x pool below max_connections)."""
     import uvicorn
 
-    from api.app import create_app
-
     settings = get_settings()
-    application = create_app(
-        get_session_factory(settings), secret_key=settings.secret_key.get_secret_value()
+    uvicorn.run(
+        "pipelines.cli:api_from_settings",
+        factory=True,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        workers=workers,
     )
-    uvicorn.run(application, host=host or settings.api_host, port=port or settings.api_port)
 
 
 @app.command("demo")

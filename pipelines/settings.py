@@ -34,6 +34,21 @@ class Settings(BaseSettings):
     )
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    busy_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds a write waits for the store held by another writer (SQLite) "
+        "before the API answers 503 with Retry-After and the CLI says another command holds it.",
+    )
+    api_max_in_flight: int = Field(
+        default=32,
+        ge=1,
+        description="Requests one API process works on at once (each holds at most one store "
+        "connection); more wait their turn, and get 503 with Retry-After after api_queue_wait.",
+    )
+    api_queue_wait: float = Field(
+        default=10.0, gt=0, description="Seconds a request waits for its turn before a 503."
+    )
 
     @model_validator(mode="after")
     def _absolute_data_dir(self) -> Settings:

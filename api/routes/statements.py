@@ -120,7 +120,7 @@ def short_principal(
     token: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
     plain = api_key or (token.credentials if token else None)
-    return authenticate(request.app.state.session_factory, plain, request.app.state.secret_key)
+    return authenticate(request.app.state.read_factory, plain, request.app.state.secret_key)
 
 
 ShortPrincipalDep = Annotated[Principal, Depends(short_principal)]
@@ -472,8 +472,8 @@ def get_statement(statement_id: PathId, request: Request, principal: ShortPrinci
     """The statement as its JSON file has it, without the line-level detail (download
     ``format=json`` or ``csv`` for that), plus links to every download."""
     app = request.app
-    ref = find_statement(app.state.session_factory, principal, statement_id)
-    statement = load(app.state.session_factory, app.state.data_dir, ref)
+    ref = find_statement(app.state.read_factory, principal, statement_id)
+    statement = load(app.state.read_factory, app.state.data_dir, ref)
     body = statement_dict(statement, with_lines=False)
     root = request.scope.get("root_path", "")
     body["links"] = download_links(root, statement_id, invoice=statement.invoice is not None)
@@ -498,8 +498,8 @@ def download_statement(
     """Served from the run's export folder when it was exported (its SHA-256 checked against
     the folder's manifest), else rendered now. ``ETag`` is the file's SHA-256."""
     app = request.app
-    ref = find_statement(app.state.session_factory, principal, statement_id)
-    file = statement_file(app.state.session_factory, app.state.data_dir, ref, format)
+    ref = find_statement(app.state.read_factory, principal, statement_id)
+    file = statement_file(app.state.read_factory, app.state.data_dir, ref, format)
     return file_response(request, file)
 
 

@@ -138,6 +138,9 @@ class ApiKey(Base):
     label: Mapped[str] = mapped_column(sa.String(200), default="")
     created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=_utcnow)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    # Portal sessions of this key carry the epoch they were signed in under: signing out
+    # moves it on, so every earlier session cookie of the key is refused from then on.
+    portal_epoch: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
 
 
 class Artist(Base):

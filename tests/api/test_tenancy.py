@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from fastapi.routing import APIRoute
+from sqlalchemy.orm import sessionmaker
 
 from api.app import create_app
 from schemas.store.models import Role
@@ -66,7 +67,7 @@ AUDIT = {"GET /v1/audit-log"}  # test_audit_log_is_per_org
 
 
 def test_every_route_has_an_isolation_case() -> None:
-    app = create_app(None, secret_key="x")  # type: ignore[arg-type]
+    app = create_app(sessionmaker(), secret_key="x")
     covered = {f"{m} {_norm(p)}" for m, p, _ in ROUTES} | {f"GET /v1/{k}" for k in LISTS}
     covered |= COLLECTION_WRITES | NO_TENANT_DATA | AUDIT
     covered |= DELIVERY_ROUTES  # isolation cases in test_deliveries_tenancy.py

@@ -1,0 +1,47 @@
+"""``tunemantra bench api`` for two seconds: the real API and the bare anchor both answer
+every request, and the figures have the shape the README's table is built from."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from pipelines.cli import app
+
+pytestmark = pytest.mark.integration
+FIGURES = {
+    "requests",
+    "requests_per_second",
+    "p50_ms",
+    "p95_ms",
+    "p99_ms",
+    "max_ms",
+    "statuses",
+    "errors",
+    "server_errors",
+    "over_1s",
+    "by_kind",
+}
+
+
+def test_bench_api_two_clients_two_seconds() -> None:
+    args = ["bench", "api", "--clients", "2", "--seconds", "2", "--during-write"]
+    result = CliRunner().invoke(app, [*args, "--tracks", "100", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output.strip().splitlines()[-1])
+    assert out["backend"] == "sqlite" and out["during_write"] is True
+    assert out["store"]["tracks"] >= 100 and out["store"]["payees"] >= 50
+    [run] = out["runs"]
+    assert run["clients"] == 2
+    for name in ("api", "bare_fastapi"):
+        figures = run[name]
+        assert set(figures) == FIGURES, name
+        assert figures["requests"] > 10, name
+        assert figures["errors"] == 0, (name, figures["statuses"])
+        assert set(figures["statuses"]) == {"200"}, name
+        assert figures["p50_ms"] <= figures["p95_ms"] <= figures["p99_ms"] <= figures["max_ms"]
+    assert set(run["api"]["by_kind"]) == {"health", "list", "detail"}
+    # every read went on while a writer held the store: none waited for the busy timeout
+    assert run["api"]["max_ms"] < 5000
