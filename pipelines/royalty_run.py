@@ -515,7 +515,7 @@ def _prepare(
 
 # --- a run spread over payee buckets (the DAG maps one task per bucket) ----------------------
 PLAN = "plan.json"
-PART_FRAMES = ("royalties", "matched", "suspense", "slots", "unsplit", "read")
+PART_FRAMES = ("royalties", "matched", "suspense", "slots", "unsplit", "read", "bases")
 
 
 def plan_run(

@@ -25,9 +25,10 @@ Per contract, in this order (the order is part of the contract and is printed on
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 import polars as pl
@@ -71,13 +72,14 @@ def settle(
     contracts: pl.DataFrame,
     payees: pl.DataFrame,
     charges: pl.DataFrame,
-    earnings: dict[int, Decimal],
+    earnings: Mapping[int, Decimal | Fraction],
     state: dict[int, ContractState],
     period: Period,
     *,
     charge_fx: Callable[[dict[str, Any]], Decimal] | None = None,
 ) -> Balances:
-    """``earnings``: exact royalties per contract in its currency; ``charge_fx``: the rate
+    """``earnings``: exact royalties per contract in its currency (rounded here, once);
+    ``charge_fx``: the rate
     that converts a charge (row) into its contract's currency, asked only for the charges
     charged in this period."""
     withholding = {

@@ -249,6 +249,18 @@ def test_escalation_crosses_a_tier_and_the_tracker_carries_over(load: Loader) ->
     assert label.slots(feb) == {"stream|*|WW": (1600, 400)}
 
 
+def test_escalation_is_rounded_once_from_the_exact_blended_rate(load: Loader) -> None:
+    label = load("escalation_tie")
+    jan = label.run("2026-01")
+    # 1,200 units from 0: 1,000 at 0.20 + 200 at 0.30 = 260, a rate of 260 / 1200 = 13/60.
+    # (75.00 + 52.50) x 13/60 = 27.625 exactly: half-even gives 27.62. The rate rounded to
+    # 12 places first (0.216666666667) would give 27.625000000043 -> 27.63.
+    assert label.statement(jan) == {"TIE-1": stmt("paid", earnings="27.62", payable="27.62")}
+    assert label.reconciliation(jan) == recon("127.50", "27.62", "99.88")
+    assert label.slots(jan) == {"stream|*|WW": (0, 1200)}
+    assert label.breakdown(jan, "TIE-1", "reporting_period") == {"2026-01": "27.62"}
+
+
 # --- who gets what -------------------------------------------------------------------------
 def test_splits_track_over_release_territory_dates_retained_and_suspense(load: Loader) -> None:
     label = load("splits")
