@@ -463,6 +463,63 @@ def test_a_cross_collateralised_pool_shows_every_movement(load: Loader) -> None:
     assert all(adds_up(row) for row in label.statement(mar).values())
 
 
+def test_a_pool_with_reserves_tax_and_a_minimum(load: Loader) -> None:
+    label = load("pool_reserves")
+    jan = label.run("2026-01")
+    # PR-A's own 100.00 recouped its advance; reserves 20.00 + 6.00 held out of the 60.00
+    # the pool had left; pool 34.00, net of tax 27.20 < 30.00: carried untaxed.
+    assert label.statement(jan) == {
+        "PR-A": stmt(
+            "below_minimum",
+            earnings="100.00",
+            advances="100.00",
+            recouped="100.00",
+            reserve_held="20.00",
+            carried_forward="-20.00",
+            closing="-20.00",
+            reserves_outstanding="20.00",
+        ),
+        "PR-B": stmt(
+            "below_minimum",
+            earnings="60.00",
+            reserve_held="6.00",
+            carried_forward="54.00",
+            closing="54.00",
+            reserves_outstanding="6.00",
+        ),
+    }
+    assert payee_statement(jan) == figures(
+        earnings="160.00",
+        advances="100.00",
+        recouped="100.00",
+        reserve_held="26.00",
+        carried_forward="34.00",
+        closing="34.00",
+        reserves_outstanding="26.00",
+    )
+    assert label.reconciliation(jan) == recon("320.00", "160.00", "160.00")
+    label.move("2026-01", "approved")
+    feb = label.run("2026-02")
+    # Released 20.00 + 6.00; PR-B holds 1.00; pool 69.00, tax 13.80, 55.20 paid.
+    assert label.statement(feb) == {
+        "PR-A": stmt("paid", opening="-20.00", recouped="20.00", reserve_released="20.00"),
+        "PR-B": stmt(
+            "paid",
+            opening="54.00",
+            earnings="10.00",
+            reserve_held="1.00",
+            reserve_released="6.00",
+            tax="13.80",
+            payable="55.20",
+            reserves_outstanding="1.00",
+        ),
+    }
+    summary = payee_statement(feb)
+    assert adds_up(summary) and summary["closing"] == "0.00"
+    assert all(adds_up(row) for row in label.statement(feb).values())
+    assert label.reconciliation(feb) == recon("20.00", "10.00", "10.00")
+
+
 def test_reserves_tax_minimum_and_quarterly_statements(load: Loader) -> None:
     label = load("balances")
     jan = label.run("2026-01")
