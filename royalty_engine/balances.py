@@ -13,10 +13,11 @@ Per contract, in this order (the order is part of the contract and is printed on
    own earnings did not cover is **recouped from the pool** (other contracts' earnings,
    shared over the contracts still owing, in proportion) and is the **recouped for the
    pool** of the contracts whose earnings did it (in proportion to what they had left). A
-   contract's ``recouped`` = its own earnings' part + its part from the pool, so the pool's
-   contracts add up to what the pool recouped. When the pool is paid, the balance each
-   contract gives to or receives from the others to settle at zero is its **pool
-   transfer** (+ received, - given; 0 over the pool).
+   contract's ``recouped`` is the part of its earnings that recouped: its own charges and
+   balance, then (``recouped_for_pool``) the other contracts', so it never exceeds what it
+   earned and the pool's contracts add up to what the pool recouped. When the pool is
+   paid, the balance each contract gives to or receives from the others to settle at zero
+   is its **pool transfer** (+ received, - given; 0 over the pool).
 5. **reserves**: reserves held before and due now are **released** into the balance (in the
    first run that starts on or after their release period). Then ``reserve_rate`` x positive
    earnings is **held** back for ``reserve_periods`` of the contract's statement periods (after
@@ -242,7 +243,7 @@ def _cross(pools: dict[str, list[dict[str, Any]]]) -> None:
             ):
                 m[key] = part
         for m in members:
-            m["recouped"] += m["recouped_from_pool"]
+            m["recouped"] += m["recouped_for_pool"]
 
 
 def _hold(

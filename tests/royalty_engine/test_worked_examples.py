@@ -310,7 +310,8 @@ def test_recoupment_over_two_periods_costs_and_cross_collateral(load: Loader) ->
     # XB-1: 180.00 x 0.50 = 90.00. Pool CARA = -70 + 90 = 20.00 > 0: paid. The payment goes to
     #        the contract with the positive balance (XB-1: 20.00); both close at zero.
     #        The pool owed 100.00 and earned 120.00: 100.00 recouped, XA-1's own 30.00 and
-    #        70.00 of XB-1's earnings for XA-1; settling moves XB-1's 70.00 to clear XA-1.
+    #        70.00 of XB-1's earnings for XA-1 (XB-1 recouped 70.00, for the pool); settling
+    #        moves XB-1's 70.00 to clear XA-1.
     assert label.statement(jan) == {
         "ADV-1": stmt(
             "unrecouped",
@@ -324,7 +325,7 @@ def test_recoupment_over_two_periods_costs_and_cross_collateral(load: Loader) ->
             "paid",
             earnings="30.00",
             advances="100.00",
-            recouped="100.00",
+            recouped="30.00",
             recouped_from_pool="70.00",
             pool_transfer="70.00",
         ),
@@ -332,6 +333,7 @@ def test_recoupment_over_two_periods_costs_and_cross_collateral(load: Loader) ->
             "paid",
             earnings="90.00",
             payable="20.00",
+            recouped="70.00",
             recouped_for_pool="70.00",
             pool_transfer="-70.00",
         ),
@@ -391,7 +393,6 @@ def test_a_cross_collateralised_pool_shows_every_movement(load: Loader) -> None:
         "XP-A": stmt(
             "unrecouped",
             advances="820.00",
-            recouped="450.00",
             recouped_from_pool="450.00",
             carried_forward="-820.00",
             closing="-820.00",
@@ -399,6 +400,7 @@ def test_a_cross_collateralised_pool_shows_every_movement(load: Loader) -> None:
         "XP-B": stmt(
             "unrecouped",
             earnings="450.00",
+            recouped="450.00",
             recouped_for_pool="450.00",
             carried_forward="450.00",
             closing="450.00",
@@ -423,7 +425,7 @@ def test_a_cross_collateralised_pool_shows_every_movement(load: Loader) -> None:
             "paid",
             opening="-820.00",
             earnings="90.00",
-            recouped="370.00",
+            recouped="90.00",
             recouped_from_pool="280.00",
             pool_transfer="730.00",
         ),
@@ -431,6 +433,7 @@ def test_a_cross_collateralised_pool_shows_every_movement(load: Loader) -> None:
             "paid",
             opening="450.00",
             earnings="360.00",
+            recouped="280.00",
             recouped_for_pool="280.00",
             pool_transfer="-730.00",
             tax="8.00",
