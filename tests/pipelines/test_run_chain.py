@@ -235,3 +235,38 @@ def test_a_correction_names_the_corrected_period_before_it_as_the_reason(label: 
         f"(run {jan['run_id']}, version 2, 'late January report'): "
         "ADV-1 opening -20.00 -> 0.00"
     ]
+
+
+def test_a_moved_escalation_position_is_named_only_for_tiered_rates() -> None:
+    from pipelines.royalty_run import _opening_reasons
+    from royalty_engine.terms import ContractState, Terms
+    from schemas.store.runs import RoyaltyRun
+
+    terms = Terms.from_frames(
+        {
+            "contracts": pl.DataFrame(
+                {"contract_id": [1], "payee_id": [5], "reference": ["ESC-1"]}
+            ),
+            "rates": pl.DataFrame(
+                {
+                    "rate_id": [1, 2],
+                    "contract_id": [1, 1],
+                    "usage_type": ["stream", "download"],
+                    "channel": ["*", "*"],
+                    "territories": ["WW", "WW"],
+                    "tiers": ['[{"from_units": 1000, "rate": "0.30"}]', "[]"],
+                }
+            ),
+        }
+    )
+    # January's correction added 100 streams and 4 downloads; only streams escalate.
+    old = {1: ContractState(units={"1|stream|*|WW": 1600, "1|download|*|WW": 5})}
+    new = {1: ContractState(units={"1|stream|*|WW": 1700, "1|download|*|WW": 9})}
+    locked = RoyaltyRun(previous_run_id=3)
+    previous = RoyaltyRun(id=7, period="2026-01", version=2, reason="late report")
+    assert _opening_reasons(old, new, terms, locked, previous) == {
+        5: "escalation positions changed: the previous period 2026-01 was corrected "
+        "(run 7, version 2, 'late report'): ESC-1 escalation position stream|*|WW "
+        "1600 -> 1700 units"
+    }
+    assert _opening_reasons(old, old, terms, locked, previous) == {}
