@@ -9,13 +9,23 @@ Per contract, in this order (the order is part of the contract and is printed on
    reserve released, step 5) that went to cover unrecouped charges and negative balances.
 4. **cross-collateralisation**: contracts of one payee in the same ``cross_collateral_group``
    are settled as one account: their balances are pooled (a surplus on one recoups another).
+   The pool recoups ``min(what the pool owes, what the pool earned)``; the part a contract's
+   own earnings did not cover is **recouped from the pool** (other contracts' earnings,
+   shared over the contracts still owing, in proportion) and is the **recouped for the
+   pool** of the contracts whose earnings did it (in proportion to what they had left). A
+   contract's ``recouped`` is the part of its earnings that recouped: its own charges and
+   balance, then (``recouped_for_pool``) the other contracts', so it never exceeds what it
+   earned and the pool's contracts add up to what the pool recouped. When the pool is
+   paid, the balance each contract gives to or receives from the others to settle at zero
+   is its **pool transfer** (+ received, - given; 0 over the pool).
 5. **reserves**: reserves held before and due now are **released** into the balance (in the
    first run that starts on or after their release period). Then ``reserve_rate`` x positive
    earnings is **held** back for ``reserve_periods`` of the contract's statement periods (after
    the one the run ends in), but only out of what the pool has left after recoupment: an
    unrecouped pool holds nothing (its earnings went to recoup), a pool with less left than its
    contracts' reserves holds what is left, shared in proportion (in cents that add up).
-6. **balance** = opening + earnings - charges + reserve released - reserve held.
+6. **balance** = opening + earnings - charges + reserve released - reserve held; every
+   contract's row adds up: balance + pool transfer - tax - payable = closing.
 7. A pooled balance is paid only on a statement date of the contract's frequency; then
    **withholding tax** (the payee's rate) is taken from it, and it is **payable** if the net
    reaches the **minimum payment** (the highest minimum in the pool); otherwise the whole
@@ -25,9 +35,10 @@ Per contract, in this order (the order is part of the contract and is printed on
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 import polars as pl
@@ -52,6 +63,9 @@ LEDGER_SCHEMA: dict[str, pl.DataType] = {
     "reserve_released": CENTS,
     "balance": CENTS,
     "recouped": CENTS,
+    "recouped_from_pool": CENTS,  # other contracts' earnings that recouped this one's debt
+    "recouped_for_pool": CENTS,  # this contract's earnings that recouped the others' debt
+    "pool_transfer": CENTS,  # balance moved in (+) or out (-) when the pool was paid
     "tax": CENTS,
     "payable": CENTS,
     "closing": CENTS,
@@ -71,13 +85,14 @@ def settle(
     contracts: pl.DataFrame,
     payees: pl.DataFrame,
     charges: pl.DataFrame,
-    earnings: dict[int, Decimal],
+    earnings: Mapping[int, Decimal | Fraction],
     state: dict[int, ContractState],
     period: Period,
     *,
     charge_fx: Callable[[dict[str, Any]], Decimal] | None = None,
 ) -> Balances:
-    """``earnings``: exact royalties per contract in its currency; ``charge_fx``: the rate
+    """``earnings``: exact royalties per contract in its currency (rounded here, once);
+    ``charge_fx``: the rate
     that converts a charge (row) into its contract's currency, asked only for the charges
     charged in this period."""
     withholding = {
@@ -146,6 +161,9 @@ def settle(
             "reserve_released": released,
             "balance": balance,
             "recouped": recouped,
+            "recouped_from_pool": ZERO,
+            "recouped_for_pool": ZERO,
+            "pool_transfer": ZERO,
             "tax": ZERO,
             "payable": ZERO,
             "closing": balance,
@@ -157,6 +175,8 @@ def settle(
             # the reserve this contract's terms ask for; ``_hold`` decides what is held
             "_wanted": cents(max(earned, ZERO) * rate) if periods > 0 and rate > 0 else ZERO,
             "_periods": periods,
+            "_owed": debt,  # what the contract owed before its earnings
+            "_earned": max(ZERO, earned + released),  # what could recoup
         }
         new_state[cid] = ContractState(
             balance=balance,
@@ -165,6 +185,7 @@ def settle(
             units=dict(prev.units),
         )
     pools = _pools(rows)
+    _cross(pools)
     _hold(pools, new_state, period)
     _pay(pools, withholding, period)
     for cid, row in rows.items():
@@ -199,6 +220,30 @@ def _pools(rows: dict[int, dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
             mixed,
         )
     return pools
+
+
+def _cross(pools: dict[str, list[dict[str, Any]]]) -> None:
+    """Step 4: what a pool's earnings recouped across its contracts (see the module rule)."""
+    for _pool, members in sorted(pools.items()):
+        if len(members) < 2:
+            continue
+        owed = max(ZERO, -sum((m["opening"] - m["advances"] - m["costs"] for m in members), ZERO))
+        earned = sum((m["_earned"] for m in members), ZERO)
+        own = sum((m["recouped"] for m in members), ZERO)
+        across = min(owed, earned) - own
+        if across <= 0:
+            continue
+        takers = [(m, m["_owed"] - m["recouped"]) for m in members]
+        givers = [(m, m["_earned"] - m["recouped"]) for m in members]
+        for side, key in ((takers, "recouped_from_pool"), (givers, "recouped_for_pool")):
+            weights = [max(ZERO, w) for _, w in side]
+            total = sum(weights, ZERO)
+            for (m, _), part in zip(
+                side, allocate(across, [across * w / total for w in weights]), strict=True
+            ):
+                m[key] = part
+        for m in members:
+            m["recouped"] += m["recouped_for_pool"]
 
 
 def _hold(
@@ -264,9 +309,10 @@ def _pay(
         weights = [m["balance"] for m in positive]
         share_tax = allocate(tax, [tax * w / sum(weights) for w in weights])
         share_net = allocate(net, [net * w / sum(weights) for w in weights])
-        for m in members:
-            m["status"] = "paid"
-            m["closing"] = ZERO
-            m["carried_forward"] = ZERO
         for m, t, n in zip(positive, share_tax, share_net, strict=True):
             m["tax"], m["payable"] = t, n
+        for m in members:
+            m["status"] = "paid"
+            m["pool_transfer"] = m["tax"] + m["payable"] - m["balance"]
+            m["closing"] = ZERO
+            m["carried_forward"] = ZERO

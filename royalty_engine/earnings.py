@@ -34,6 +34,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any, TypeVar
 
 import polars as pl
@@ -354,11 +355,21 @@ def resolve_rates(needs: pl.DataFrame, rates: pl.DataFrame, members: pl.DataFram
 
 def blended_rate(base: Decimal, tiers: list[dict[str, Any]], prior: int, units: int) -> Decimal:
     """The period's rate for ``units`` more units after ``prior`` units, under escalation
-    ``tiers`` ([{"from_units": N, "rate": "0.22"}, ...]): each unit at the rate of the tier
-    it falls in; the result is their unit-weighted average (12 places). Returns (negative
-    ``units``) take the tracker back from ``prior`` to ``prior + units``, and are priced at
-    the tiers of those positions, the rates the units were sold at. With no units in the
-    period the rate in force at ``prior`` applies."""
+    ``tiers`` ([{"from_units": N, "rate": "0.22"}, ...]), to 12 places: ``blended_fraction``
+    rounded, for display (royalties are computed from the exact fraction)."""
+    total, count = blended_fraction(base, tiers, prior, units)
+    return (total / count).quantize(Decimal("1e-12"))
+
+
+def blended_fraction(
+    base: Decimal, tiers: list[dict[str, Any]], prior: int, units: int
+) -> tuple[Decimal, int]:
+    """The period's rate as an exact fraction (numerator, units): each unit at the rate of
+    the tier it falls in, the numerator their sum (exact: rates x whole units), the rate
+    their unit-weighted average. Returns (negative ``units``) take the tracker back from
+    ``prior`` to ``prior + units``, and are priced at the tiers of those positions, the
+    rates the units were sold at. With no units in the period the rate in force at
+    ``prior`` applies (over 1)."""
     steps = sorted((int(t["from_units"]), Decimal(str(t["rate"]))) for t in tiers)
     bounds = [(0, base), *steps]
 
@@ -370,9 +381,9 @@ def blended_rate(base: Decimal, tiers: list[dict[str, Any]], prior: int, units: 
         return current
 
     if units == 0:
-        return rate_at(prior)
+        return rate_at(prior), 1
     if units < 0:
-        return blended_rate(base, tiers, prior + units, -units)
+        return blended_fraction(base, tiers, prior + units, -units)
     total = Decimal(0)
     for i, (start, r) in enumerate(bounds):
         end = bounds[i + 1][0] if i + 1 < len(bounds) else None
@@ -382,7 +393,7 @@ def blended_rate(base: Decimal, tiers: list[dict[str, Any]], prior: int, units: 
         hi = prior + units if end is None else min(end, prior + units)
         if hi > lo:
             total += r * (hi - lo)
-    return (total / units).quantize(Decimal("1e-12"))
+    return total, units
 
 
 @dataclass
@@ -395,6 +406,8 @@ class Earnings:
     slots: pl.DataFrame  # per rate: slot, prior units, period units, blended rate
     unsplit: pl.DataFrame  # matched aggregates no split applied to, per currency
     read: pl.DataFrame  # every line of the period, summed per currency (for reconciliation)
+    # per contract x month x rate: what the exact royalties are computed from (BASES_SCHEMA)
+    bases: pl.DataFrame
 
 
 def merge_earnings(parts: list[Earnings]) -> Earnings:
@@ -420,6 +433,7 @@ def merge_earnings(parts: list[Earnings]) -> Earnings:
         slots=pl.concat([p.slots for p in parts], how="vertical"),
         unsplit=first.unsplit,
         read=first.read,
+        bases=pl.concat([p.bases for p in parts], how="vertical"),
     )
 
 
@@ -750,6 +764,7 @@ def compute_earnings(
     fx.raise_missing()
     if on_plan is not None:
         plan = plan.with_columns(on_plan.key("_plan"))
+    bases = _bases(k1c, plan, plan_on, slots)
     royalties = _royalties(
         k1c.lazy().join(
             plan.lazy().select(*plan_on, "effective_rate", "net", "unit_value"),
@@ -797,10 +812,76 @@ def compute_earnings(
         royalties=statement,
         matched=matched,
         suspense=suspense,
-        slots=slots,
+        slots=slots.drop("rate_num", "rate_den"),
         unsplit=unsplit,
         read=read,
+        bases=bases,
     )
+
+
+BASES_SCHEMA: dict[str, pl.DataType] = {
+    "contract_id": pl.Int64(),
+    "reporting_period": pl.String(),
+    "rate_id": pl.Int64(),
+    "net": RATE,
+    "unit_value": EXACT,
+    "rate_num": EXACT,
+    "rate_den": pl.Int64(),
+    "share_amount": EXACT,
+    "share_units": EXACT,
+}
+
+
+def _bases(
+    k1c: pl.DataFrame, plan: pl.DataFrame, plan_on: list[str], slots: pl.DataFrame
+) -> pl.DataFrame:
+    """Per contract, reporting month and rate (and the plan's factors): the shared amount
+    (amount x share) and shared units (quantity x share) summed, with the rate as an exact
+    fraction; ``exact_royalties`` turns them into each contract's exact royalty."""
+    shared = (
+        k1c.lazy()
+        .group_by(plan_on)
+        .agg(
+            (pl.col("amount") * pl.col("share"))
+            .cast(EXACT)
+            .sum()
+            .cast(EXACT)
+            .alias("share_amount"),
+            (pl.col("quantity").cast(EXACT) * pl.col("share"))
+            .cast(EXACT)
+            .sum()
+            .cast(EXACT)
+            .alias("share_units"),
+        )
+        .collect()
+    )
+    keys = [c for c in BASES_SCHEMA if c not in ("share_amount", "share_units")]
+    return (
+        plan.join(shared, on=plan_on, how="inner")
+        .join(slots.select("rate_id", "rate_num", "rate_den"), on="rate_id", how="left")
+        .group_by(keys)
+        .agg(pl.col("share_amount").sum().cast(EXACT), pl.col("share_units").sum().cast(EXACT))
+        .select(list(BASES_SCHEMA))
+        .cast(BASES_SCHEMA)  # type: ignore[arg-type]
+        .sort(keys, nulls_last=True)
+    )
+
+
+def exact_royalties(bases: pl.DataFrame) -> dict[tuple[int, str], Fraction]:
+    """Each contract's royalty per reporting month (accounting currency), exact: on
+    receipts shared amount x net x rate, per unit or PPD shared units x unit value x rate,
+    the rate as its exact fraction (an escalation's blend, 260 / 1200, has no finite
+    decimal form). Rounded once, to the cent, by ``money.cents``."""
+    out: dict[tuple[int, str], Fraction] = {}
+    for r in bases.iter_rows(named=True):
+        rate = Fraction(to_decimal(r["rate_num"])) / int(r["rate_den"])
+        if r["net"] is not None:
+            base = Fraction(to_decimal(r["share_amount"])) * Fraction(to_decimal(r["net"]))
+        else:
+            base = Fraction(to_decimal(r["share_units"])) * Fraction(to_decimal(r["unit_value"]))
+        key = (int(r["contract_id"]), str(r["reporting_period"]))
+        out[key] = out.get(key, Fraction(0)) + base * rate
+    return out
 
 
 def _check_receipt_rates(terms: Terms) -> None:
@@ -858,9 +939,10 @@ def _segments(agg: pl.DataFrame, grain: Grain) -> pl.DataFrame:
 
 def _escalate(per_rate: pl.DataFrame, prior_units: dict[str, int]) -> pl.DataFrame:
     """Each rate's effective rate for the period. Rates without tiers keep their rate (the
-    common case, done column-wise); tiered ones are priced unit by unit in ``blended_rate``,
-    in slot order, the tracker carried from the previous period and between the rates of a
-    slot (a renegotiated rate continues the count)."""
+    common case, done column-wise); tiered ones are priced unit by unit in
+    ``blended_fraction``, in slot order, the tracker carried from the previous period and
+    between the rates of a slot (a renegotiated rate continues the count). ``rate_num`` /
+    ``rate_den`` is the exact rate (``effective_rate`` is it to 12 places)."""
     schema = {
         "rate_id": pl.Int64,
         "slot": pl.String,
@@ -868,6 +950,8 @@ def _escalate(per_rate: pl.DataFrame, prior_units: dict[str, int]) -> pl.DataFra
         "units": pl.Int64,
         "base_rate": RATE,
         "effective_rate": RATE,
+        "rate_num": EXACT,
+        "rate_den": pl.Int64,
     }
     frame = per_rate.with_columns(
         pl.col("tiers").fill_null("[]").is_in(["[]", ""]).alias("_flat"),
@@ -887,6 +971,8 @@ def _escalate(per_rate: pl.DataFrame, prior_units: dict[str, int]) -> pl.DataFra
                 - pl.col("units")
             ).alias("prior_units"),
             pl.col("base_rate").alias("effective_rate"),
+            pl.col("base_rate").cast(EXACT).alias("rate_num"),
+            pl.lit(1, dtype=pl.Int64).alias("rate_den"),
         )
         .select(list(schema))
     )
@@ -898,6 +984,7 @@ def _escalate(per_rate: pl.DataFrame, prior_units: dict[str, int]) -> pl.DataFra
         base = to_decimal(row["rate"])
         tiers = json.loads(row["tiers"] or "[]")
         running[row["slot"]] = before + int(row["units"])
+        num, den = blended_fraction(base, tiers, before, int(row["units"]))
         rows.append(
             (
                 row["rate_id"],
@@ -905,7 +992,9 @@ def _escalate(per_rate: pl.DataFrame, prior_units: dict[str, int]) -> pl.DataFra
                 before,
                 int(row["units"]),
                 base,
-                blended_rate(base, tiers, before, int(row["units"])),
+                (num / den).quantize(Decimal("1e-12")),
+                num,
+                den,
             )
         )
     return pl.concat(

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 import polars as pl
@@ -26,6 +27,7 @@ from royalty_engine.earnings import (
     Earnings,
     FxTable,
     compute_earnings,
+    exact_royalties,
     merge_earnings,
     payee_buckets,
 )
@@ -110,18 +112,29 @@ def compute(
     fx = FxTable(terms.fx)
     contracts = {r["contract_id"]: r for r in terms.contracts.iter_rows(named=True)}
     # Each royalty in its contract's currency (rate of its reporting month).
-    to_contract = _contract_fx(earned.royalties, contracts, fx, accounting_currency)
+    to_contract = _contract_fx(
+        pl.concat(
+            [
+                earned.royalties.select("contract_id", "reporting_period"),
+                earned.bases.select("contract_id", "reporting_period"),
+            ]
+        ),
+        contracts,
+        fx,
+        accounting_currency,
+    )
     fx.raise_missing()
     royalties = earned.royalties.join(
         to_contract, on=["contract_id", "reporting_period"], how="left"
     ).with_columns((pl.col("royalty") * pl.col("to_contract")).cast(EXACT).alias("royalty_cc"))
-    per_contract = royalties.group_by("contract_id").agg(
-        pl.col("royalty_cc").sum().cast(EXACT), pl.col("royalty").sum().cast(EXACT)
-    )
-    earnings_cc = {
-        cid: to_decimal(v)
-        for cid, v, _ in per_contract.select("contract_id", "royalty_cc", "royalty").rows()
-    }
+    # Each contract's royalty, exact (accounting currency and contract currency): rounded
+    # once, to the cent, on its statement line (``balances.settle``) and in the totals.
+    rate_cc = {(cid, month): to_decimal(r) for cid, month, r in to_contract.rows()}
+    per_contract: dict[int, Fraction] = defaultdict(Fraction)
+    earnings_cc: dict[int, Fraction] = defaultdict(Fraction)
+    for (cid, month), royalty in sorted(exact_royalties(earned.bases).items()):
+        per_contract[cid] += royalty
+        earnings_cc[cid] += royalty * Fraction(rate_cc[(cid, month)])
     balances = settle(
         terms.contracts,
         terms.payees,
@@ -206,7 +219,7 @@ def _contract_fx(
 def _reconcile(
     earned: Earnings,
     read: pl.DataFrame,
-    per_contract: pl.DataFrame,
+    per_contract: dict[int, Fraction],
     balances: Balances,
     acct: str,
 ) -> tuple[dict[str, dict[str, str]], dict[str, int]]:
@@ -218,8 +231,8 @@ def _reconcile(
     matched_exact = by_currency(earned.matched)
     suspense_exact = by_currency(earned.suspense)
     unsplit = by_currency(earned.unsplit)
-    royalty_exact = sum((to_decimal(v) for v in per_contract["royalty"].to_list()), Decimal(0))
-    payees_cents = sum((cents(to_decimal(v)) for v in per_contract["royalty"].to_list()), ZERO)
+    royalty_exact = sum(per_contract.values(), Fraction(0))
+    payees_cents = sum((cents(v) for v in per_contract.values()), ZERO)
     problems: list[dict[str, Any]] = []
     for cur in sorted(set(revenue_exact) | set(matched_exact) | set(suspense_exact)):
         accounted = matched_exact.get(cur, Decimal(0)) + suspense_exact.get(cur, Decimal(0))
@@ -242,11 +255,16 @@ def _reconcile(
     revenue = cents(revenue_exact.get(acct, Decimal(0)))
     suspense = cents(suspense_exact.get(acct, Decimal(0)))
     retained = revenue - payees_cents - suspense
-    retained_exact = matched_exact.get(acct, Decimal(0)) - royalty_exact
+    retained_exact = Fraction(matched_exact.get(acct, Decimal(0))) - royalty_exact
     residue = retained - cents(retained_exact)
     # Each rounded figure is within half a cent of its exact value.
-    if abs(residue) > Decimal("0.005") * (per_contract.height + 3):
-        problems.append({"retained": str(retained), "exact": str(retained_exact)})
+    if abs(residue) > Decimal("0.005") * (len(per_contract) + 3):
+        problems.append(
+            {
+                "retained": str(retained),
+                "exact": str(Decimal(retained_exact.numerator) / retained_exact.denominator),
+            }
+        )
     if problems:
         raise ReconciliationError(
             "the run does not reconcile: revenue != payees + retained + suspense", problems

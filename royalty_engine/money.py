@@ -2,6 +2,10 @@
 
 * Inside a run, amounts are exact decimals with 12 places (Polars ``Decimal(38, 12)``);
   products of an amount and a share or rate are rounded half-even at the 12th place.
+  A rate that has no finite decimal form (an escalation's blended rate, 260 / 1200) is kept
+  as an exact fraction: a contract's total is then an exact ``Fraction``, never rounded at
+  the 12th place before its one rounding to the cent (else an exact tie, 27.625, would go
+  the wrong way).
 * **Rounding to cents happens once**: on a contract's total for a period and a currency
   (the statement line), half-even. Breakdowns of that total (by source, territory, track,
   usage type) are allocated by the largest-remainder method so they add up to the rounded
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
+from fractions import Fraction
 
 import polars as pl
 
@@ -22,8 +27,15 @@ CENTS = pl.Decimal(38, 2)
 RATE = pl.Decimal(38, 12)
 
 
-def cents(value: Decimal) -> Decimal:
-    """Round half-even to the cent: the single rounding rule for money on statements."""
+def cents(value: Decimal | Fraction) -> Decimal:
+    """Round half-even to the cent: the single rounding rule for money on statements.
+    An exact ``Fraction`` is rounded exactly (a tie is a tie, whatever its decimal form)."""
+    if isinstance(value, Fraction):
+        hundredths = value * 100
+        whole, rest = divmod(hundredths.numerator, hundredths.denominator)
+        if 2 * rest > hundredths.denominator or (2 * rest == hundredths.denominator and whole % 2):
+            whole += 1
+        return Decimal(whole).scaleb(-2)
     return value.quantize(CENT, rounding=ROUND_HALF_EVEN)
 
 

@@ -50,7 +50,14 @@ FIGURE_LABELS: dict[str, str] = {
     "closing": "Closing balance",
     "carried_forward": "Carried forward",
     "reserves_outstanding": "Reserves outstanding",
+    "recouped_from_pool": "Recouped from the pool",
+    "recouped_for_pool": "Recouped for the pool",
+    "pool_transfer": "Moved within the pool",
 }
+# Per contract of a cross-collateralised pool (balances.py, step 4): the other contracts'
+# earnings that recouped it, its earnings that recouped the others, and the balance moved
+# in (+) or out (-) when the pool was paid. Runs recorded before these existed read 0.00.
+POOL_FIGURES: tuple[str, ...] = ("recouped_from_pool", "recouped_for_pool", "pool_transfer")
 # The line-level detail every format carries (CSV columns, XLSX detail sheet, JSON lines).
 DETAIL_COLUMNS: dict[str, str] = {
     "contract": "contract reference",
@@ -163,6 +170,11 @@ class Statement:
     invoice: Invoice | None = None
     invoice_refused: str | None = None  # why a self-billing payee gets no invoice
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def pooled(self) -> bool:
+        """Some contracts of this statement are cross-collateralised (``pool`` set)."""
+        return any(c.get("pool") for c in self.contracts)
 
     @property
     def file_stem(self) -> str:
@@ -517,7 +529,9 @@ def iter_statements(
                 {
                     "reference": r["reference"],
                     "status": r["status"],
+                    "pool": _pool_name(r.get("pool")),
                     **{f: _d(r[f]) for f in FIGURES},
+                    **{f: _d(r.get(f)) for f in POOL_FIGURES},
                 }
                 for r in mine.iter_rows(named=True)
             ],
@@ -530,8 +544,52 @@ def iter_statements(
             invoice=invoice,
             invoice_refused=refused,
         )
+        statement.notes.extend(pool_notes(statement.contracts))
         statement.check()
         yield statement
+
+
+def _pool_name(pool: str | None) -> str | None:
+    """A cross-collateral group's name from the ledger's pool key (``<payee>:group:<name>``);
+    None for a contract that is a pool of its own (``<payee>:contract:<id>``)."""
+    if not pool or ":group:" not in pool:
+        return None
+    return pool.split(":group:", 1)[1]
+
+
+def pool_notes(contracts: list[dict[str, Any]]) -> list[str]:
+    """One sentence per cross-collateralised pool: its contracts and every movement between
+    them (what recouped what, what was moved when it was paid)."""
+    pools: dict[str, list[dict[str, Any]]] = {}
+    for c in contracts:
+        if c.get("pool"):
+            pools.setdefault(c["pool"], []).append(c)
+    notes = []
+    for name, members in sorted(pools.items()):
+        refs = ", ".join(c["reference"] for c in members)
+        parts = [
+            f"Cross-collateralised pool {name}: contracts {refs} are settled as one account "
+            "(a surplus on one recoups another)."
+        ]
+        took = [c for c in members if c["recouped_from_pool"]]
+        gave = [c for c in members if c["recouped_for_pool"]]
+        if took:
+            parts.append(
+                "Recouped from the pool: "
+                + ", ".join(f"{c['reference']} {c['recouped_from_pool']}" for c in took)
+                + " (by the earnings of "
+                + ", ".join(f"{c['reference']} {c['recouped_for_pool']}" for c in gave)
+                + ")."
+            )
+        moved = [c for c in members if c["pool_transfer"]]
+        if moved:
+            parts.append(
+                "Moved within the pool when it was paid: "
+                + ", ".join(f"{c['reference']} {c['pool_transfer']:+}" for c in moved)
+                + " (adds up to 0.00)."
+            )
+        notes.append(" ".join(parts))
+    return notes
 
 
 def load_statement(

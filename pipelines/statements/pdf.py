@@ -454,7 +454,9 @@ def _statement_page(pdf: _Document, s: Statement) -> None:
     pdf.set_text_color(*INK)
     pdf.newline(2)
 
-    if s.contracts:
+    if s.contracts and s.pooled:
+        _pooled_contracts(pdf, s)
+    elif s.contracts:
         pdf.heading("Contracts", space=_table_height(min(len(s.contracts), 12) + 1))
         w = (WIDTH - 55) / 4
         pdf.grid(
@@ -486,6 +488,44 @@ def _statement_page(pdf: _Document, s: Statement) -> None:
                 money(s.figures["closing"], ccy),
             ),
         )
+
+
+def _pooled_contracts(pdf: _Document, s: Statement) -> None:
+    """The contracts table with each contract's pool and the pool's movements: recouped from
+    the pool (other contracts' earnings), recouped for it, and moved when it was paid."""
+    ccy = s.currency
+    pdf.heading("Contracts", space=_table_height(min(len(s.contracts), 12) + 1))
+    w = (WIDTH - 62) / 6
+    figures = ("earnings", "recouped", "recouped_from_pool", "pool_transfer", "payable", "closing")
+    heads = ("Earnings", "Recouped", "From pool", "Moved", "Payable", "Closing")
+    pdf.grid(
+        [
+            ("Contract", 24, "L"),
+            ("Pool", 18, "L"),
+            ("Status", 20, "L"),
+            *((h, w, "R") for h in heads),
+        ],
+        [
+            (
+                c["reference"],
+                c.get("pool") or "-",
+                c["status"],
+                *(money(c[f], ccy) for f in figures),
+            )
+            for c in s.contracts
+        ],
+        total=(
+            "Total",
+            "",
+            "",
+            *(
+                money(sum((c[f] for c in s.contracts), Decimal(0)), ccy)
+                if f in ("recouped_from_pool", "pool_transfer")
+                else money(s.figures[f], ccy)
+                for f in figures
+            ),
+        ),
+    )
 
 
 def _breakdown(

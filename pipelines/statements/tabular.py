@@ -80,6 +80,7 @@ def statement_dict(statement: Statement, *, with_lines: bool = True) -> dict[str
             {k: (str(v) if isinstance(v, Decimal) else v) for k, v in c.items()}
             for c in s.contracts
         ],
+        "notes": list(s.notes),
         "earnings_by_source": _amounts(s.by_source),
         "earnings_by_territory": _amounts(s.by_territory),
         "earnings_by_usage_type": _amounts(s.by_usage),

@@ -30,8 +30,10 @@ from pipelines.statements.data import (
     DETAIL_COLUMNS,
     FIGURE_LABELS,
     FIGURES,
+    POOL_FIGURES,
     Amount,
     Statement,
+    pool_notes,
 )
 from pipelines.statements.tabular import FORMULA_START
 
@@ -167,7 +169,7 @@ def _summary(sheet: _Sheet, s: Statement) -> None:
     ws.set_column(0, 0, 26)
     ws.set_column(1, 1, 44)
     ws.set_column(2, 2, 14)
-    ws.set_column(3, 3 + len(FIGURES), 17)
+    ws.set_column(3, 3 + len(FIGURES) + (len(POOL_FIGURES) if s.pooled else 0), 17)
     sheet.text(0, 0, "Royalty statement", "title")
     facts: list[tuple[str, object]] = [
         ("Statement", s.statement_id),
@@ -265,7 +267,14 @@ def _summary(sheet: _Sheet, s: Statement) -> None:
 
     sheet.text(row, 0, "Contracts", "bold")
     row += 1
-    head = ["Contract", "Status", "", *(FIGURE_LABELS[f] for f in FIGURES)]
+    # a cross-collateralised pool: its name beside each contract, and its movements
+    pool = POOL_FIGURES if s.pooled else ()
+    head = [
+        "Contract",
+        "Status",
+        "Pool" if s.pooled else "",
+        *(FIGURE_LABELS[f] for f in (*FIGURES, *pool)),
+    ]
     for col, name in enumerate(head):
         if name:
             sheet.text(row, col, name, "head")
@@ -273,8 +282,13 @@ def _summary(sheet: _Sheet, s: Statement) -> None:
     for c in s.contracts:
         sheet.text(row, 0, c["reference"])
         sheet.text(row, 1, c["status"])
-        for i, f in enumerate(FIGURES):
+        if s.pooled:
+            sheet.text(row, 2, c.get("pool") or "")
+        for i, f in enumerate((*FIGURES, *pool)):
             sheet.amount(row, 3 + i, c[f])
+        row += 1
+    for note in pool_notes(s.contracts):
+        sheet.text(row, 0, note)
         row += 1
 
 

@@ -178,3 +178,95 @@ def test_an_approval_names_the_run_that_was_reviewed(label: Label) -> None:
     approved = approve(run_id=rerun["run_id"])
     assert (approved.run_id, approved.status) == (rerun["run_id"], "approved")
     assert audit_ledger.read(label.data, label.org_id)[-1]["run_id"] == rerun["run_id"]
+
+
+def late_revenue(label: Label, amount: str) -> None:
+    """A January report for ADV-1's track that arrives after January was locked."""
+    from pipelines.ingest import ingest_path
+    from pipelines.scenario import LineSpec, RevenueSpec, inline_files
+
+    spec = RevenueSpec(
+        period="2026-01",
+        lines=[
+            LineSpec(
+                isrc="GBREC2600001",
+                territory="GB",
+                units=40,
+                amount=Decimal(amount),
+                currency="GBP",
+            )
+        ],
+    )
+    ((name, fmt, data),) = inline_files("late", 9, spec)
+    path = label.data.parent / name
+    path.write_bytes(data)
+    got = ingest_path(
+        label.factory,
+        label.data,
+        org_id=label.org_id,
+        path=path,
+        name=name,
+        format=fmt,
+        period="2026-01",
+        actor="t",
+    )
+    assert got.status == "ingested" and got.matched == 1
+
+
+def test_a_correction_names_the_corrected_period_before_it_as_the_reason(label: Label) -> None:
+    settle(label, "2026-01")
+    settle(label, "2026-02")
+    # A late January report: 40.00 x 50% = 20.00 more for ADV-1, which recoups the 20.00
+    # left of its advance: January closes at 0.00 instead of -20.00.
+    late_revenue(label, "40.00")
+    jan = correct(label, "2026-01", "late January report")
+    assert adv(jan)["closing"] == "0.00"
+    assert any("revenue files added" in why for d in jan["diff"] for why in d["why"])
+    label.move("2026-01", "approved")
+    label.move("2026-01", "locked")
+    feb = correct(label, "2026-02", "opening balance from corrected January")
+    # February's own lines and terms did not change; its opening did: 0.00 + 60.00 - 20.00
+    # = 40.00 paid (was -20.00 + 60.00 - 20.00 = 20.00).
+    assert adv(feb)["opening"] == "0.00" and adv(feb)["payable"] == "40.00"
+    (rob,) = [d for d in feb["diff"] if "payable" in d["changes"]]
+    assert rob["changes"]["opening"] == {"old": "-20.00", "new": "0.00", "delta": "20.00"}
+    assert rob["why"] == [
+        f"opening balances changed: the previous period 2026-01 was corrected "
+        f"(run {jan['run_id']}, version 2, 'late January report'): "
+        "ADV-1 opening -20.00 -> 0.00"
+    ]
+
+
+def test_a_moved_escalation_position_is_named_only_for_tiered_rates() -> None:
+    from pipelines.royalty_run import _opening_reasons
+    from royalty_engine.terms import ContractState, Terms
+    from schemas.store.runs import RoyaltyRun
+
+    terms = Terms.from_frames(
+        {
+            "contracts": pl.DataFrame(
+                {"contract_id": [1], "payee_id": [5], "reference": ["ESC-1"]}
+            ),
+            "rates": pl.DataFrame(
+                {
+                    "rate_id": [1, 2],
+                    "contract_id": [1, 1],
+                    "usage_type": ["stream", "download"],
+                    "channel": ["*", "*"],
+                    "territories": ["WW", "WW"],
+                    "tiers": ['[{"from_units": 1000, "rate": "0.30"}]', "[]"],
+                }
+            ),
+        }
+    )
+    # January's correction added 100 streams and 4 downloads; only streams escalate.
+    old = {1: ContractState(units={"1|stream|*|WW": 1600, "1|download|*|WW": 5})}
+    new = {1: ContractState(units={"1|stream|*|WW": 1700, "1|download|*|WW": 9})}
+    locked = RoyaltyRun(previous_run_id=3)
+    previous = RoyaltyRun(id=7, period="2026-01", version=2, reason="late report")
+    assert _opening_reasons(old, new, terms, locked, previous) == {
+        5: "escalation positions changed: the previous period 2026-01 was corrected "
+        "(run 7, version 2, 'late report'): ESC-1 escalation position stream|*|WW "
+        "1600 -> 1700 units"
+    }
+    assert _opening_reasons(old, old, terms, locked, previous) == {}

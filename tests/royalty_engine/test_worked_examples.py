@@ -58,6 +58,9 @@ FIELDS = (
     "advances",
     "costs",
     "recouped",
+    "recouped_from_pool",
+    "recouped_for_pool",
+    "pool_transfer",
     "reserve_held",
     "reserve_released",
     "tax",
@@ -72,6 +75,11 @@ def stmt(status: str, **money: str) -> dict[str, str]:
     """A contract's whole statement for one period: every figure not given is 0.00."""
     assert not set(money) - set(FIELDS), set(money) - set(FIELDS)
     return {**dict.fromkeys(FIELDS, "0.00"), **money, "status": status}
+
+
+def figures(**money: str) -> dict[str, str]:
+    """A statement's figures without a status (a payee's statement sums its contracts)."""
+    return {k: v for k, v in stmt("", **money).items() if k != "status"}
 
 
 def recon(revenue: str, payees: str, retained: str, suspense: str = "0.00") -> dict[str, str]:
@@ -249,6 +257,18 @@ def test_escalation_crosses_a_tier_and_the_tracker_carries_over(load: Loader) ->
     assert label.slots(feb) == {"stream|*|WW": (1600, 400)}
 
 
+def test_escalation_is_rounded_once_from_the_exact_blended_rate(load: Loader) -> None:
+    label = load("escalation_tie")
+    jan = label.run("2026-01")
+    # 1,200 units from 0: 1,000 at 0.20 + 200 at 0.30 = 260, a rate of 260 / 1200 = 13/60.
+    # (75.00 + 52.50) x 13/60 = 27.625 exactly: half-even gives 27.62. The rate rounded to
+    # 12 places first (0.216666666667) would give 27.625000000043 -> 27.63.
+    assert label.statement(jan) == {"TIE-1": stmt("paid", earnings="27.62", payable="27.62")}
+    assert label.reconciliation(jan) == recon("127.50", "27.62", "99.88")
+    assert label.slots(jan) == {"stream|*|WW": (0, 1200)}
+    assert label.breakdown(jan, "TIE-1", "reporting_period") == {"2026-01": "27.62"}
+
+
 # --- who gets what -------------------------------------------------------------------------
 def test_splits_track_over_release_territory_dates_retained_and_suspense(load: Loader) -> None:
     label = load("splits")
@@ -289,6 +309,9 @@ def test_recoupment_over_two_periods_costs_and_cross_collateral(load: Loader) ->
     # XA-1:  60.00 x 0.50 = 30.00 - 100.00 advance = -70.00, recouped 30.00;
     # XB-1: 180.00 x 0.50 = 90.00. Pool CARA = -70 + 90 = 20.00 > 0: paid. The payment goes to
     #        the contract with the positive balance (XB-1: 20.00); both close at zero.
+    #        The pool owed 100.00 and earned 120.00: 100.00 recouped, XA-1's own 30.00 and
+    #        70.00 of XB-1's earnings for XA-1 (XB-1 recouped 70.00, for the pool); settling
+    #        moves XB-1's 70.00 to clear XA-1.
     assert label.statement(jan) == {
         "ADV-1": stmt(
             "unrecouped",
@@ -298,8 +321,22 @@ def test_recoupment_over_two_periods_costs_and_cross_collateral(load: Loader) ->
             carried_forward="-20.00",
             closing="-20.00",
         ),
-        "XA-1": stmt("paid", earnings="30.00", advances="100.00", recouped="30.00"),
-        "XB-1": stmt("paid", earnings="90.00", payable="20.00"),
+        "XA-1": stmt(
+            "paid",
+            earnings="30.00",
+            advances="100.00",
+            recouped="30.00",
+            recouped_from_pool="70.00",
+            pool_transfer="70.00",
+        ),
+        "XB-1": stmt(
+            "paid",
+            earnings="90.00",
+            payable="20.00",
+            recouped="70.00",
+            recouped_for_pool="70.00",
+            pool_transfer="-70.00",
+        ),
     }
     assert label.reconciliation(jan) == recon("400.00", "200.00", "200.00")
     label.move("2026-01", "approved")
@@ -322,6 +359,168 @@ def test_recoupment_over_two_periods_costs_and_cross_collateral(load: Loader) ->
         "XB-1": stmt("paid"),
     }
     assert label.reconciliation(feb) == recon("140.00", "70.00", "70.00")
+
+
+def payee_statement(report: dict[str, Any]) -> dict[str, str]:
+    """The run's one payee statement (every contract of the payee summed)."""
+    (row,) = pl.read_parquet(report["outputs"]["statements"]).iter_rows(named=True)
+    return {f: str(row[f]) for f in FIELDS}
+
+
+def adds_up(figures: dict[str, str]) -> bool:
+    """opening + earnings - advances - costs + released - held - tax - payable = closing."""
+    d = {k: Decimal(v) for k, v in figures.items() if k in FIELDS}
+    moved = (
+        d["opening"]
+        + d["earnings"]
+        - d["advances"]
+        - d["costs"]
+        + d["reserve_released"]
+        - d["reserve_held"]
+        + d["pool_transfer"]
+        - d["tax"]
+        - d["payable"]
+    )
+    return moved == d["closing"]
+
+
+def test_a_cross_collateralised_pool_shows_every_movement(load: Loader) -> None:
+    label = load("cross_collateral")
+    jan = label.run("2026-01")
+    # Pool -820.00 + 450.00 = -370.00: unrecouped. 450.00 recouped, all of it XP-B's
+    # earnings recouping XP-A's advance; each contract carries its own balance.
+    assert label.statement(jan) == {
+        "XP-A": stmt(
+            "unrecouped",
+            advances="820.00",
+            recouped_from_pool="450.00",
+            carried_forward="-820.00",
+            closing="-820.00",
+        ),
+        "XP-B": stmt(
+            "unrecouped",
+            earnings="450.00",
+            recouped="450.00",
+            recouped_for_pool="450.00",
+            carried_forward="450.00",
+            closing="450.00",
+        ),
+    }
+    # The payee's statement: 0.00 + 450.00 - 820.00 = -370.00; recouped 450.00.
+    assert payee_statement(jan) == figures(
+        earnings="450.00",
+        advances="820.00",
+        recouped="450.00",
+        recouped_from_pool="450.00",
+        recouped_for_pool="450.00",
+        carried_forward="-370.00",
+        closing="-370.00",
+    )
+    label.move("2026-01", "approved")
+    feb = label.run("2026-02")
+    # Pool -730.00 + 810.00 = 80.00: tax 8.00, 72.00 paid. 370.00 recouped: XP-A's own
+    # 90.00 and 280.00 of XP-B's earnings; settling moves 730.00 from XP-B to XP-A.
+    assert label.statement(feb) == {
+        "XP-A": stmt(
+            "paid",
+            opening="-820.00",
+            earnings="90.00",
+            recouped="90.00",
+            recouped_from_pool="280.00",
+            pool_transfer="730.00",
+        ),
+        "XP-B": stmt(
+            "paid",
+            opening="450.00",
+            earnings="360.00",
+            recouped="280.00",
+            recouped_for_pool="280.00",
+            pool_transfer="-730.00",
+            tax="8.00",
+            payable="72.00",
+        ),
+    }
+    summary = payee_statement(feb)
+    assert {k: summary[k] for k in ("opening", "earnings", "recouped", "tax", "payable")} == {
+        "opening": "-370.00",
+        "earnings": "450.00",
+        "recouped": "370.00",
+        "tax": "8.00",
+        "payable": "72.00",
+    }
+    assert summary["pool_transfer"] == "0.00"  # moves inside the pool cancel out
+    # earnings - recouped - tax = payable: 450.00 - 370.00 - 8.00 = 72.00
+    assert Decimal(summary["earnings"]) - Decimal(summary["recouped"]) - Decimal(
+        summary["tax"]
+    ) == Decimal(summary["payable"])
+    assert adds_up(summary)
+    assert all(adds_up(row) for row in label.statement(feb).values())
+    assert label.reconciliation(feb) == recon("900.00", "450.00", "450.00")
+    label.move("2026-02", "approved")
+    mar = label.run("2026-03")
+    # 20.00 - 2.00 tax = 18.00 < 50.00: below the minimum, carried forward untaxed.
+    assert label.statement(mar) == {
+        "XP-A": stmt("below_minimum"),
+        "XP-B": stmt("below_minimum", earnings="20.00", carried_forward="20.00", closing="20.00"),
+    }
+    assert all(adds_up(row) for row in label.statement(mar).values())
+
+
+def test_a_pool_with_reserves_tax_and_a_minimum(load: Loader) -> None:
+    label = load("pool_reserves")
+    jan = label.run("2026-01")
+    # PR-A's own 100.00 recouped its advance; reserves 20.00 + 6.00 held out of the 60.00
+    # the pool had left; pool 34.00, net of tax 27.20 < 30.00: carried untaxed.
+    assert label.statement(jan) == {
+        "PR-A": stmt(
+            "below_minimum",
+            earnings="100.00",
+            advances="100.00",
+            recouped="100.00",
+            reserve_held="20.00",
+            carried_forward="-20.00",
+            closing="-20.00",
+            reserves_outstanding="20.00",
+        ),
+        "PR-B": stmt(
+            "below_minimum",
+            earnings="60.00",
+            reserve_held="6.00",
+            carried_forward="54.00",
+            closing="54.00",
+            reserves_outstanding="6.00",
+        ),
+    }
+    assert payee_statement(jan) == figures(
+        earnings="160.00",
+        advances="100.00",
+        recouped="100.00",
+        reserve_held="26.00",
+        carried_forward="34.00",
+        closing="34.00",
+        reserves_outstanding="26.00",
+    )
+    assert label.reconciliation(jan) == recon("320.00", "160.00", "160.00")
+    label.move("2026-01", "approved")
+    feb = label.run("2026-02")
+    # Released 20.00 + 6.00; PR-B holds 1.00; pool 69.00, tax 13.80, 55.20 paid.
+    assert label.statement(feb) == {
+        "PR-A": stmt("paid", opening="-20.00", recouped="20.00", reserve_released="20.00"),
+        "PR-B": stmt(
+            "paid",
+            opening="54.00",
+            earnings="10.00",
+            reserve_held="1.00",
+            reserve_released="6.00",
+            tax="13.80",
+            payable="55.20",
+            reserves_outstanding="1.00",
+        ),
+    }
+    summary = payee_statement(feb)
+    assert adds_up(summary) and summary["closing"] == "0.00"
+    assert all(adds_up(row) for row in label.statement(feb).values())
+    assert label.reconciliation(feb) == recon("20.00", "10.00", "10.00")
 
 
 def test_reserves_tax_minimum_and_quarterly_statements(load: Loader) -> None:

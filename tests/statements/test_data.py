@@ -10,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 
 from pipelines.statements import render
 from pipelines.statements.data import (
@@ -161,3 +162,79 @@ def test_statements_of_a_run_do_not_change_when_the_store_does(locked: LockedPer
             payee.name, payee.address, payee.vat_rate = old
             for r in s.scalars(sa.select(Release)):
                 r.title = titles[r.id]
+
+
+def test_a_cross_collateralised_pool_is_named_with_its_movements(
+    factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """Scenario ``cross_collateral`` (figures computed in its header), February: XP-A's
+    -730.00 cleared by XP-B; every format names the pool and shows its movements."""
+    from pipelines.royalty_run import run_period, transition
+    from pipelines.scenario import load_scenario
+    from tests.royalty_engine.test_worked_examples import SCENARIOS
+
+    data = tmp_path / "var"
+    org_id = int(
+        load_scenario(factory, data, SCENARIOS / "cross_collateral.yaml", org="xena")["org_id"]
+    )
+    run_period(factory, data, org_id=org_id, period="2026-01", actor="t")
+    transition(factory, data, org_id=org_id, period="2026-01", actor="t", to="approved")
+    feb = run_period(factory, data, org_id=org_id, period="2026-02", actor="t")
+    (st,) = iter_statements(factory, data, run_id=feb.run_id)
+    f = st.figures
+    assert (f["opening"], f["earnings"], f["recouped"], f["tax"], f["payable"]) == (
+        Decimal("-370.00"),
+        Decimal("450.00"),
+        Decimal("370.00"),
+        Decimal("8.00"),
+        Decimal("72.00"),
+    )
+    assert f["earnings"] - f["recouped"] - f["tax"] == f["payable"]
+    moves = {
+        c["reference"]: (
+            c["pool"],
+            c["recouped_from_pool"],
+            c["recouped_for_pool"],
+            c["pool_transfer"],
+        )
+        for c in st.contracts
+    }
+    assert moves == {
+        "XP-A": ("XENA", Decimal("280.00"), Decimal("0.00"), Decimal("730.00")),
+        "XP-B": ("XENA", Decimal("0.00"), Decimal("280.00"), Decimal("-730.00")),
+    }
+    note = (
+        "Cross-collateralised pool XENA: contracts XP-A, XP-B are settled as one account "
+        "(a surplus on one recoups another). Recouped from the pool: XP-A 280.00 (by the "
+        "earnings of XP-B 280.00). Moved within the pool when it was paid: XP-A +730.00, "
+        "XP-B -730.00 (adds up to 0.00)."
+    )
+    assert st.notes == [note]
+    body = json.loads(render(st, "json"))
+    assert body["notes"] == [note]
+    assert {c["reference"]: c["pool_transfer"] for c in body["contracts"]} == {
+        "XP-A": "730.00",
+        "XP-B": "-730.00",
+    }
+    import pypdf
+
+    pdf = " ".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(render(st, "pdf"))).pages)
+    assert "From pool" in pdf and "XENA" in pdf and "+730.00" in pdf
+    import openpyxl
+
+    sheet = openpyxl.load_workbook(io.BytesIO(render(st, "xlsx"))).worksheets[0]
+    cells = [c for row in sheet.iter_rows(values_only=True) for c in row if c is not None]
+    assert "Moved within the pool" in cells and "XENA" in cells and note in cells
+    from api.portal import FIGURE_LABELS, FIGURES, FORMAT_LABELS, templates
+
+    html = templates.get_template("portal/statement.html").render(
+        s=st,
+        formats=["pdf"],
+        figures=FIGURES,
+        figure_labels=FIGURE_LABELS,
+        format_labels=FORMAT_LABELS,
+        title="Statement",
+        signed_in=True,
+    )
+    assert "Recouped from the pool" in html and "<td>XENA</td>" in html
+    assert '<td class="num">-730.00</td>' in html and note in html
