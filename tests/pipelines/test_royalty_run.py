@@ -529,3 +529,43 @@ def test_approving_or_locking_again_is_a_no_op(label: Label) -> None:
     assert bad.value.code == "bad_transition"
     events = [e["event"] for e in audit_ledger.read(label.data, label.org_id)]
     assert events == ["calculated", "approved", "locked"]
+
+
+def test_audit_repair_appends_what_a_killed_command_never_ledgered(
+    db_url: str, factory: sessionmaker[Session], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``tunemantra audit repair``: the entries of a run and an approval whose process died
+    after its commit are appended (marked recovered) and ``audit verify`` passes again; a
+    second repair has nothing to do."""
+    from pipelines.scenario import load_scenario
+    from tests.royalty_engine.test_worked_examples import SCENARIOS
+
+    data = tmp_path / "var"
+    org_id = int(load_scenario(factory, data, SCENARIOS / "recoupment.yaml", org="rep")["org_id"])
+    run_period(factory, data, org_id=org_id, period="2026-01", actor="t")
+    transition(factory, data, org_id=org_id, period="2026-01", actor="t", to="approved")
+    audit_ledger.ledger_path(data, org_id).write_text("")  # neither entry was appended
+    monkeypatch.setenv("TUNEMANTRA_DATABASE_URL", db_url)
+    monkeypatch.setenv("TUNEMANTRA_DATA_DIR", str(data))
+    get_settings.cache_clear()
+    resources.engine_for.cache_clear()
+    try:
+        runner = CliRunner()
+        broken = runner.invoke(app, ["audit", "verify", "--org", "rep"])
+        assert broken.exit_code == 1 and broken.output.count("missing_entry") == 2
+        repair = runner.invoke(app, ["audit", "repair", "--org", "rep"])
+        assert repair.exit_code == 0, repair.output
+        assert repair.output.count("entry_recovered") == 2
+        assert f"org {org_id}: 2 repair(s)" in repair.output
+        verify = runner.invoke(app, ["audit", "verify"])
+        assert verify.exit_code == 0 and "2 entries, OK" in verify.output, verify.output
+        again = runner.invoke(app, ["audit", "repair"])
+        assert again.exit_code == 0 and "nothing to repair" in again.output, again.output
+    finally:
+        get_settings.cache_clear()
+        resources.engine_for.cache_clear()
+    entries = audit_ledger.read(data, org_id)
+    assert [(e["event"], e["recovered"]) for e in entries] == [
+        ("calculated", True),
+        ("approved", True),
+    ]
