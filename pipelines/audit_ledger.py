@@ -9,20 +9,25 @@ breaks) and to any output file (its hash no longer matches).
 Appending rewrites the file through a temporary name and a rename, so a crash never leaves a
 half-written entry, under an exclusive lock on ``ledger.lock`` beside it, so two writers (two
 processes running, approving or publishing at once) never number two entries alike. Entries
-are appended once the store has committed what they record; ``royalty_run.verify_store``
-checks the ledger against the store (a run, approval or lock with no entry, or an entry the
-store contradicts), so a truncated or deleted ledger does not pass.
+are appended once the store has committed what they record, the lock held from before the
+commit to after the append (``held``); ``royalty_run.verify_store`` checks the ledger against
+the store (a run, approval or lock with no entry, or an entry the store contradicts), so a
+truncated or deleted ledger does not pass. A process killed between its commit and its append
+leaves a committed event with no entry: ``royalty_run.recover`` (run by the next royalty
+command, or ``tunemantra audit repair``) appends it from the store, marked ``recovered`` —
+the chain only ever grows, no entry is rewritten.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import functools
 import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -65,6 +70,20 @@ def append(data_dir: Path, org_id: int, event: str, **fields: Any) -> dict[str, 
     """Append one entry (after checking the chain so far) and return it."""
     with _exclusive(ledger_path(data_dir, org_id)):
         return _append(data_dir, org_id, event, **fields)
+
+
+@contextmanager
+def held(data_dir: Path, org_id: int) -> Iterator[Callable[..., dict[str, Any]]]:
+    """Hold the ledger's lock across a store commit and the append that records it, and
+    yield the append (``append(event, **fields)``). Refuses up front (``LedgerError``) when
+    the chain is broken, so nothing is committed that the ledger could not record. While it
+    is held, a committed run, approval or lock with no entry can only be one whose process
+    died between its commit and its append: ``royalty_run.recover`` appends it then."""
+    with _exclusive(ledger_path(data_dir, org_id)):
+        problems = _chain_problems(read(data_dir, org_id))
+        if problems:
+            raise LedgerError(f"audit ledger of org {org_id} is broken: {problems[0]['message']}")
+        yield functools.partial(_append, data_dir, org_id)
 
 
 def _append(data_dir: Path, org_id: int, event: str, **fields: Any) -> dict[str, Any]:

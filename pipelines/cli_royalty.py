@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import polars as pl
 import typer
 
+from pipelines.audit_ledger import LedgerError
 from pipelines.resources import get_session_factory
 from pipelines.settings import get_settings
 from royalty_engine.periods import PeriodError
@@ -26,7 +27,12 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object")]
 ActorOpt = Annotated[str | None, typer.Option("--actor", help="who (default: OS user)")]
 
 
-def _engine_error(exc: EngineError | PeriodError) -> typer.Exit:
+def _engine_error(exc: EngineError | PeriodError | LedgerError) -> typer.Exit:
+    if isinstance(exc, LedgerError):
+        typer.echo(
+            f"error: ledger_broken: {exc}; nothing was recorded (see `audit verify`)", err=True
+        )
+        return typer.Exit(code=2)
     if isinstance(exc, PeriodError):
         typer.echo(f"error: bad_period: {exc}", err=True)
         return typer.Exit(code=2)
@@ -96,7 +102,7 @@ def royalty_run(
             actor=_actor(actor),
             correction=correction,
         ).as_dict()
-    except (EngineError, PeriodError) as exc:
+    except (EngineError, PeriodError, LedgerError) as exc:
         raise _engine_error(exc) from None
     if as_json:
         typer.echo(json.dumps(report, default=str))
@@ -147,7 +153,7 @@ def _transition(
             today=today(),
             allow_unended=allow_unended,
         ).as_dict()
-    except (EngineError, PeriodError) as exc:
+    except (EngineError, PeriodError, LedgerError) as exc:
         raise _engine_error(exc) from None
     if as_json:
         typer.echo(json.dumps(report, default=str))
@@ -228,23 +234,16 @@ def royalty_detail(
 def audit_verify(
     org: Annotated[str | None, typer.Option("--org", help="one organisation (default all)")] = None,
 ) -> None:
-    """Check the hash chain of every ledger entry, the hash of every file it lists, and the
-    ledger against the store (every run, approval and lock recorded, nothing contradicted)."""
-    import sqlalchemy as sa
-
+    """Check the hash chain of every ledger entry, the hash of every file it lists, the
+    ledger against the store (every run, approval and lock recorded, nothing contradicted)
+    and the lake files each approved or locked run read. Changes nothing (``audit repair``
+    finishes what a killed command left)."""
     from pipelines import audit_ledger
     from pipelines.royalty_run import verify_store
-    from schemas.store.runs import RoyaltyRun
 
     settings = get_settings()
     factory = get_session_factory(settings)
-    if org:
-        _, _, org_id = _org(org)
-        orgs = [org_id]
-    else:
-        with factory() as session:  # orgs with runs, even if their ledger is gone
-            with_runs = session.scalars(sa.select(RoyaltyRun.org_id).distinct()).all()
-        orgs = sorted({*audit_ledger.orgs_with_ledgers(settings.data_dir), *with_runs})
+    orgs = [_org(org)[2]] if org else _orgs(factory, settings.data_dir)
     bad = 0
     for org_id in orgs:
         entries = audit_ledger.read(settings.data_dir, org_id)
@@ -257,6 +256,46 @@ def audit_verify(
         for p in problems:
             typer.echo(f"  {p['code']}: {p['message']}")
     raise typer.Exit(code=1 if bad else 0)
+
+
+@audit_app.command("repair")
+def audit_repair(
+    org: Annotated[str | None, typer.Option("--org", help="one organisation (default all)")] = None,
+) -> None:
+    """Finish what a killed run, approval or lock left (also done at the start of each of
+    them): a committed run's folder renamed into place, folders of runs never committed
+    removed, and a committed event missing from the ledger appended, marked recovered (the
+    chain only grows). Then run ``audit verify``."""
+    from pipelines.royalty_run import recover
+
+    settings = get_settings()
+    factory = get_session_factory(settings)
+    orgs = [_org(org)[2]] if org else _orgs(factory, settings.data_dir)
+    total = 0
+    for org_id in orgs:
+        try:
+            actions = recover(factory, settings.data_dir, org_id)
+        except LedgerError as exc:
+            raise _engine_error(exc) from None
+        total += len(actions)
+        if actions:
+            typer.echo(f"org {org_id}: {len(actions)} repair(s)")
+        for a in actions:
+            typer.echo(f"  {a['code']}: {a['message']}")
+    if not total:
+        typer.echo("nothing to repair")
+
+
+def _orgs(factory: Any, data_dir: Path) -> list[int]:
+    """Every organisation with runs or a ledger (a ledger may be gone, or runs never made)."""
+    import sqlalchemy as sa
+
+    from pipelines import audit_ledger
+    from schemas.store.runs import RoyaltyRun
+
+    with factory() as session:
+        with_runs = session.scalars(sa.select(RoyaltyRun.org_id).distinct()).all()
+    return sorted({*audit_ledger.orgs_with_ledgers(data_dir), *with_runs})
 
 
 @scenario_app.command("load")

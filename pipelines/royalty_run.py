@@ -10,19 +10,26 @@ Where a run lives, under ``TUNEMANTRA_DATA_DIR``::
         state.parquet              the closing state the next period opens from
         manifest.json              all of the above with SHA-256, totals and counts
 
-The folder is written under a temporary name and renamed into place, and the run's rows are
-committed in the same step, so a failed run leaves nothing. A locked period is never
+One commit point, the store row: the folder is written under a temporary name
+(``.v<version>-<id>``), the run's rows are committed, the folder is renamed into place, then the
+audit ledger entry is appended (``KILL_STEPS`` names each step). A run that fails before its
+commit leaves nothing; a process killed at any step leaves what the next run, approval or lock
+(or ``tunemantra audit repair``) finishes or removes (``recover``). A locked period is never
 recalculated: a correction is a new version with a per-payee diff against the locked one.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -33,6 +40,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipelines import audit_ledger, lake
+from pipelines.killpoints import killpoint
 from royalty_engine.engine import RunResult, compute
 from royalty_engine.periods import Period, parse_period
 from royalty_engine.terms import (
@@ -69,6 +77,21 @@ SUMMARY_FIELDS = (
     "payable",
     "closing",
     "carried_forward",
+)
+
+
+log = logging.getLogger(__name__)
+
+# The named steps of a run and of an approval or lock, in order, where the kill harness
+# (``tests/pipelines/test_kill_harness_run.py``) kills the process (``pipelines.killpoints``).
+KILL_STEPS = (
+    "run.staged",  # the run folder written under its temporary name; nothing committed
+    "run.recorded",  # the run's rows written in the open transaction, not committed
+    "run.committed",  # the store row committed (the commit point); folder not renamed
+    "run.renamed",  # the folder renamed into place; no ledger entry yet
+    "run.ledgered",  # the ledger entry appended
+    "transition.committed",  # the approval or lock committed; no ledger entry yet
+    "transition.ledgered",  # its ledger entry appended
 )
 
 
@@ -535,10 +558,25 @@ def plan_run(
         raise RunError("buckets_invalid", f"buckets must be at least 1, not {buckets}")
     prep = _prepare(factory, org_id, period, correction)
     files = lake_files(data_dir, org_id, prep.period)
-    root = data_dir / "runs" / f"org={org_id}" / f"period={prep.period.label}"
+    root = _period_dir(data_dir, org_id, prep.period.label)
     folder = root / f".plan-{uuid.uuid4().hex}"
     stage = root / f".{folder.name}.tmp"
-    stage.mkdir(parents=True)
+    with _period_lock(data_dir, org_id, prep.period.label):
+        stage.mkdir(parents=True)
+        _write_plan(stage, folder, prep, data_dir, files, org_id, buckets, correction)
+    return folder
+
+
+def _write_plan(
+    stage: Path,
+    folder: Path,
+    prep: _Prepared,
+    data_dir: Path,
+    files: list[Path],
+    org_id: int,
+    buckets: int,
+    correction: str | None,
+) -> None:
     try:
         for name, frame in prep.terms.frames().items():
             (stage / "snapshot").mkdir(exist_ok=True)
@@ -557,7 +595,6 @@ def plan_run(
         os.replace(stage, folder)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-    return folder
 
 
 def _plan_terms(folder: Path) -> Terms:
@@ -629,7 +666,9 @@ def run_period(
 ) -> RunReport:
     """Compute the period and record it as ``calculated``; see the module docstring. With
     ``plan`` (``plan_run`` + ``earn_part`` per bucket) the earnings come from the buckets and
-    the snapshot from the plan; the plan folder is removed once the run is recorded."""
+    the snapshot from the plan; the plan folder is removed once the run is recorded.
+    Starts by finishing what a killed run, approval or lock left (``recover``)."""
+    recover(factory, data_dir, org_id)
     if plan is None:
         prep = _prepare(factory, org_id, period, correction)
         files = lake_files(data_dir, org_id, prep.period)
@@ -651,144 +690,176 @@ def run_period(
         inputs = meta["inputs"]
         files = [data_dir / i["path"] for i in inputs]
         earned = _merged_parts(plan, meta["buckets"])
-    p, currency, existing, locked = prep.period, prep.currency, prep.existing, prep.locked
+    p, currency, existing = prep.period, prep.currency, prep.existing
     previous, state_in, terms = prep.previous, prep.state_in, prep.terms
     result = compute(
         scan_lines(files), terms, state_in, p, accounting_currency=currency, earned=earned
     )
     version = (existing[-1].version + 1) if existing else 1
-    final = data_dir / "runs" / f"org={org_id}" / f"period={p.label}" / f"v{version}"
+    final = _period_dir(data_dir, org_id, p.label) / f"v{version}"
     stage = final.with_name(f".v{version}-{uuid.uuid4().hex}")
-    try:
-        written = _write_run(stage, terms, state_in, inputs, result, prep.context)
-        manifest = {
-            "org_id": org_id,
-            "period": p.label,
-            "version": version,
-            "accounting_currency": currency,
-            "previous_run_id": previous.id if previous else None,
-            "inputs": inputs,
-            "files": written,
-            "totals": result.totals,
-            "counts": result.counts,
-        }
-        (stage / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
-        manifest_sha = lake.sha256_file(stage / "manifest.json")
-        with db.transaction(factory, actor=actor) as session:
-            # What was checked before the computation may have changed while it ran (another
-            # run, approval or lock of this period, or of the one it opens from): checked
-            # again on rows locked until this transaction ends.
-            current = _current_runs(session, org_id, lock=True)
-            now = session.scalars(
-                sa.select(RoyaltyRun)
-                .where(RoyaltyRun.org_id == org_id, RoyaltyRun.period == p.label)
-                .order_by(RoyaltyRun.version)
-                .with_for_update()
-            ).all()
-            if [(r.id, r.status) for r in now] != [(r.id, r.status) for r in existing]:
-                raise RunError(
-                    "run_changed",
-                    f"{p.label} was run, approved or locked by someone else while this run "
-                    "was computed; nothing was recorded: run it again",
+    committed = False
+    with _period_lock(data_dir, org_id, p.label):
+        try:
+            written = _write_run(stage, terms, state_in, inputs, result, prep.context)
+            manifest = {
+                "org_id": org_id,
+                "period": p.label,
+                "version": version,
+                "accounting_currency": currency,
+                "previous_run_id": previous.id if previous else None,
+                "inputs": inputs,
+                "files": written,
+                "totals": result.totals,
+                "counts": result.counts,
+            }
+            (stage / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+            manifest_sha = lake.sha256_file(stage / "manifest.json")
+            killpoint("run.staged")
+            # the ledger's lock is held from before the commit to after the append: a
+            # committed run without its entry is then always one whose process died
+            with audit_ledger.held(data_dir, org_id) as append:
+                with db.transaction(factory, actor=actor) as session:
+                    report = _commit_run(
+                        session,
+                        prep,
+                        org_id=org_id,
+                        version=version,
+                        final=final,
+                        manifest_sha=manifest_sha,
+                        result=result,
+                        inputs=inputs,
+                        actor=actor,
+                        correction=correction,
+                    )
+                    killpoint("run.recorded")
+                # the commit point: from here on the run exists whatever happens to this
+                # process (``recover`` finishes the rename and the entry if it dies)
+                committed = True
+                killpoint("run.committed")
+                _put_in_place(stage, final)
+                report.outputs = _output_paths(final)
+                killpoint("run.renamed")
+                append(
+                    "calculated",
+                    run_id=report.run_id,
+                    period=p.label,
+                    version=version,
+                    actor=actor,
+                    manifest_sha256=manifest_sha,
+                    files=_ledger_files(data_dir, final, written, manifest_sha),
+                    totals=result.totals,
+                    correction=correction,
                 )
-            _check_chain(
-                current,
-                p,
-                previous.id if previous else None,
-                doing="correct" if correction is not None else "run",
-                correcting=correction is not None,
-            )
-            run = RoyaltyRun(
-                org_id=org_id,
-                period=p.label,
-                period_start=p.start,
-                period_end=p.end,
-                version=version,
-                status=RunStatus.CALCULATED,
-                currency=currency,
-                previous_run_id=previous.id if previous else None,
-                supersedes_id=existing[-1].id if existing else None,
-                reason=correction or "",
-                output_dir=str(final),
-                manifest_sha256=manifest_sha,
-                totals=result.totals,
-                counts=result.counts,
-                created_by=actor,
-            )
-            session.add(run)
-            try:
-                session.flush()
-            except sa.exc.IntegrityError as exc:  # the same version, recorded meanwhile
-                raise RunError(
-                    "run_changed",
-                    f"{p.label} v{version} was recorded by another run while this one was "
-                    "computed; nothing was recorded: run it again",
-                ) from exc
-            replaced = [
-                r.id
-                for r in existing
-                if r.status in (RunStatus.CALCULATED, RunStatus.APPROVED, RunStatus.DRAFT)
-            ]
-            for old in session.scalars(sa.select(RoyaltyRun).where(RoyaltyRun.id.in_(replaced))):
-                old.status = RunStatus.SUPERSEDED
-            session.flush()
-            if locked:
-                run.diff = diff_runs(
-                    locked[-1], result, terms, inputs, state_in=state_in, previous=previous
-                )
-            _record(session, run, result)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(stage, final)
-            rel = {f"{final.relative_to(data_dir)}/{k}": v for k, v in written.items()}
-            rel[f"{final.relative_to(data_dir)}/manifest.json"] = manifest_sha
-            report = RunReport(
-                run_id=run.id,
-                org_id=org_id,
-                period=p.label,
-                version=version,
-                status=run.status.value,
-                totals=result.totals,
-                counts=result.counts,
-                outputs=_output_paths(final),
-                diff=run.diff,
-            )
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        if final.exists() and not _recorded(factory, org_id, p.label, version):
-            shutil.rmtree(final, ignore_errors=True)
-        raise
-    # once the store has committed: an entry never records a run that was rolled back (a
-    # failed append leaves a run without its entry, which ``verify_store`` reports)
-    audit_ledger.append(
-        data_dir,
-        org_id,
-        "calculated",
-        run_id=report.run_id,
-        period=p.label,
-        version=version,
-        actor=actor,
-        manifest_sha256=manifest_sha,
-        files=rel,
-        totals=result.totals,
-        correction=correction,
-    )
+            killpoint("run.ledgered")
+        except BaseException:
+            if not committed:
+                shutil.rmtree(stage, ignore_errors=True)
+            raise
     if plan is not None:
         shutil.rmtree(plan, ignore_errors=True)
     return report
 
 
-def _recorded(factory: sessionmaker[Session], org_id: int, period: str, version: int) -> bool:
-    with factory() as s:
-        return (
-            s.scalar(
-                sa.select(RoyaltyRun.id).where(
-                    RoyaltyRun.org_id == org_id,
-                    RoyaltyRun.period == period,
-                    RoyaltyRun.version == version,
-                )
-            )
-            is not None
+def _ledger_files(
+    data_dir: Path, final: Path, written: dict[str, str], manifest_sha: str
+) -> dict[str, str]:
+    """What a ``calculated`` entry lists: every file of the run folder (relative to the
+    data folder) with its SHA-256, the manifest included."""
+    rel = {f"{final.relative_to(data_dir)}/{k}": v for k, v in written.items()}
+    rel[f"{final.relative_to(data_dir)}/manifest.json"] = manifest_sha
+    return rel
+
+
+def _commit_run(
+    session: Session,
+    prep: _Prepared,
+    *,
+    org_id: int,
+    version: int,
+    final: Path,
+    manifest_sha: str,
+    result: RunResult,
+    inputs: list[dict[str, Any]],
+    actor: str,
+    correction: str | None,
+) -> RunReport:
+    """Record the run's rows in the open transaction, after checking again what was checked
+    before the computation."""
+    p, existing, locked, previous = prep.period, prep.existing, prep.locked, prep.previous
+    # What was checked before the computation may have changed while it ran (another run,
+    # approval or lock of this period, or of the one it opens from): checked again on rows
+    # locked until this transaction ends.
+    current = _current_runs(session, org_id, lock=True)
+    now = session.scalars(
+        sa.select(RoyaltyRun)
+        .where(RoyaltyRun.org_id == org_id, RoyaltyRun.period == p.label)
+        .order_by(RoyaltyRun.version)
+        .with_for_update()
+    ).all()
+    if [(r.id, r.status) for r in now] != [(r.id, r.status) for r in existing]:
+        raise RunError(
+            "run_changed",
+            f"{p.label} was run, approved or locked by someone else while this run "
+            "was computed; nothing was recorded: run it again",
         )
+    _check_chain(
+        current,
+        p,
+        previous.id if previous else None,
+        doing="correct" if correction is not None else "run",
+        correcting=correction is not None,
+    )
+    run = RoyaltyRun(
+        org_id=org_id,
+        period=p.label,
+        period_start=p.start,
+        period_end=p.end,
+        version=version,
+        status=RunStatus.CALCULATED,
+        currency=prep.currency,
+        previous_run_id=previous.id if previous else None,
+        supersedes_id=existing[-1].id if existing else None,
+        reason=correction or "",
+        output_dir=str(final),
+        manifest_sha256=manifest_sha,
+        totals=result.totals,
+        counts=result.counts,
+        created_by=actor,
+    )
+    session.add(run)
+    try:
+        session.flush()
+    except sa.exc.IntegrityError as exc:  # the same version, recorded meanwhile
+        raise RunError(
+            "run_changed",
+            f"{p.label} v{version} was recorded by another run while this one was "
+            "computed; nothing was recorded: run it again",
+        ) from exc
+    replaced = [
+        r.id
+        for r in existing
+        if r.status in (RunStatus.CALCULATED, RunStatus.APPROVED, RunStatus.DRAFT)
+    ]
+    for old in session.scalars(sa.select(RoyaltyRun).where(RoyaltyRun.id.in_(replaced))):
+        old.status = RunStatus.SUPERSEDED
+    session.flush()
+    if locked:
+        run.diff = diff_runs(
+            locked[-1], result, prep.terms, inputs, state_in=prep.state_in, previous=previous
+        )
+    _record(session, run, result)
+    return RunReport(
+        run_id=run.id,
+        org_id=org_id,
+        period=p.label,
+        version=version,
+        status=run.status.value,
+        totals=result.totals,
+        counts=result.counts,
+        outputs={},  # once the folder is in place
+        diff=run.diff,
+    )
 
 
 def _output_paths(final: Path) -> dict[str, str]:
@@ -958,6 +1029,148 @@ def _ids(ids: list[int]) -> str:
     return "[" + ", ".join(str(i) for i in sorted(ids)) + "]"
 
 
+# --- crash recovery ---------------------------------------------------------------------------
+def _period_dir(data_dir: Path, org_id: int, label: str) -> Path:
+    return data_dir / "runs" / f"org={org_id}" / f"period={label}"
+
+
+@contextmanager
+def _period_lock(data_dir: Path, org_id: int, label: str) -> Iterator[None]:
+    """Hold the period folder's lock (``flock`` on ``period=<label>.lock`` beside it,
+    released if the process dies): taken by whatever writes a temporary folder there (a run
+    from its stage to its rename, a plan) and by ``recover``, which so never mistakes a folder
+    being written for one a killed process left."""
+    folder = _period_dir(data_dir, org_id, label)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.with_name(folder.name + ".lock"), "a") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+def _put_in_place(stage: Path, final: Path) -> None:
+    """Rename a committed run's folder from its temporary name to ``v<version>``. A folder
+    already there belongs to no committed run (an attempt that never committed): it is set
+    aside and removed, never read as this run's."""
+    if final.exists():
+        aside = final.with_name(f".{final.name}-orphan-{uuid.uuid4().hex}")
+        os.replace(final, aside)
+        log.warning("run folder %s belonged to no committed run: replaced", final)
+        os.replace(stage, final)
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        os.replace(stage, final)
+
+
+def _manifest_sha(folder: Path) -> str | None:
+    path = folder / "manifest.json"
+    return lake.sha256_file(path) if path.is_file() else None
+
+
+def recover(factory: sessionmaker[Session], data_dir: Path, org_id: int) -> list[dict[str, Any]]:
+    """Finish or undo what a process killed during a run, an approval or a lock left, so the
+    next command starts clean; return what was done (each also logged). The store row is the
+    one commit point:
+
+    - a run folder still under its temporary name (``.v<version>-*``) whose manifest is the one
+      a committed run of that version records is renamed into place (``run_completed``);
+    - any other temporary folder of a run or plan (``.v<version>-*``, ``.*.tmp``: an attempt
+      that never committed, or a leftover beside a folder already in place) is removed
+      (``stage_removed``);
+    - a committed run, approval or lock with no ledger entry (the process died between its
+      commit and its append) gets one, rebuilt from the store and the run's manifest and
+      marked ``recovered``: appended, never rewritten, so the chain stays whole
+      (``entry_recovered``).
+
+    Run at the start of every run, approval and lock, and by ``tunemantra audit repair``."""
+    actions: list[dict[str, Any]] = []
+
+    def done(code: str, message: str, **fields: Any) -> None:
+        log.warning("recovery, org %s: %s", org_id, message)
+        actions.append({"org_id": org_id, "code": code, "message": message, **fields})
+
+    root = data_dir / "runs" / f"org={org_id}"
+    labels = sorted(p.name.split("=", 1)[1] for p in root.glob("period=*") if p.is_dir())
+    for label in labels:
+        with _period_lock(data_dir, org_id, label), factory() as session:
+            shas = dict(
+                session.execute(
+                    sa.select(RoyaltyRun.version, RoyaltyRun.manifest_sha256).where(
+                        RoyaltyRun.org_id == org_id, RoyaltyRun.period == label
+                    )
+                ).all()
+            )
+            folder = _period_dir(data_dir, org_id, label)
+            for temp in sorted(folder.glob(".*")):
+                if not temp.is_dir() or temp.name.startswith(".plan-"):
+                    continue  # a plan waits for its buckets (``plan_run``)
+                head = temp.name[2:].split("-", 1)[0] if temp.name.startswith(".v") else ""
+                version = int(head) if head.isdigit() else None
+                final = folder / f"v{version}"
+                sha = shas.get(version) if version is not None else None
+                if sha is not None and _manifest_sha(final) != sha and _manifest_sha(temp) == sha:
+                    _put_in_place(temp, final)
+                    done("run_completed", f"{label} v{version} was committed, its folder "
+                         f"{temp.name} is now renamed into place", period=label)  # fmt: skip
+                elif version is not None or temp.name.endswith(".tmp"):
+                    shutil.rmtree(temp, ignore_errors=True)
+                    done("stage_removed", f"{label}: removed {temp.name}, left by a run that "
+                         "never committed or already in place", period=label)  # fmt: skip
+    with audit_ledger.held(data_dir, org_id) as append:
+        said = {
+            (int(e["run_id"]), e["event"])
+            for e in audit_ledger.read(data_dir, org_id)
+            if e.get("event") in ("calculated", "approved", "locked")
+        }
+        with factory() as session:
+            runs = session.scalars(
+                sa.select(RoyaltyRun)
+                .where(RoyaltyRun.org_id == org_id, RoyaltyRun.status != RunStatus.DRAFT)
+                .order_by(RoyaltyRun.id)
+            ).all()
+            for r in runs:
+                for event, actor, at in (
+                    ("calculated", r.created_by, r.created_at),
+                    ("approved", r.approved_by, r.approved_at),
+                    ("locked", r.locked_by, r.locked_at),
+                ):
+                    if not actor or (r.id, event) in said:
+                        continue
+                    fields: dict[str, Any] = {}
+                    if event == "calculated":
+                        final = _period_dir(data_dir, org_id, r.period) / f"v{r.version}"
+                        if _manifest_sha(final) != r.manifest_sha256:
+                            log.error("run %s (%s v%s): its folder is not the one it "
+                                      "committed; no entry recovered", r.id, r.period,
+                                      r.version)  # fmt: skip
+                            break
+                        manifest = json.loads((final / "manifest.json").read_text())
+                        fields = {
+                            "files": _ledger_files(
+                                data_dir, final, manifest["files"], r.manifest_sha256
+                            ),
+                            "totals": r.totals,
+                            "correction": r.reason or None,
+                        }
+                    append(
+                        event,
+                        run_id=r.id,
+                        period=r.period,
+                        version=r.version,
+                        actor=actor,
+                        manifest_sha256=r.manifest_sha256,
+                        **fields,
+                        recovered=True,
+                        committed_at=at.isoformat() if at else None,
+                    )
+                    done("entry_recovered", f"run {r.id} ({r.period} v{r.version}) was "
+                         f"{event} in the store with no ledger entry: entry appended, marked "
+                         "recovered", run_id=r.id, event=event)  # fmt: skip
+    return actions
+
+
 # --- approve / lock -------------------------------------------------------------------------
 def _latest(session: Session, org_id: int, period: str) -> RoyaltyRun:
     run = session.scalars(
@@ -1032,64 +1245,73 @@ def transition(
     (rerun since). The run must still open from the current run of the period before it,
     and no approved or locked run of another length may overlap it (``_check_chain``).
     A period that has not ended on ``today`` (default: today's UTC date) is refused
-    (``period_not_ended``) unless ``allow_unended`` says why (``_unended_override``)."""
+    (``period_not_ended``) unless ``allow_unended`` says why (``_unended_override``).
+    A run already ``to`` is left as it is (a command retried after a crash finds its work
+    done). Starts by finishing what a killed run, approval or lock left (``recover``)."""
     override = _unended_override(period, to, today, allow_unended)
     target = RunStatus(to)
     allowed = {RunStatus.APPROVED: RunStatus.CALCULATED, RunStatus.LOCKED: RunStatus.APPROVED}
-    with db.transaction(factory, actor=actor) as session:
-        current = _current_runs(session, org_id, lock=True)
-        run = _latest(session, org_id, period)
-        if run_id is not None and run.id != run_id:
-            raise RunError(
-                "run_changed",
-                f"run {run_id} is not the latest run of {run.period}: run {run.id} "
-                f"(version {run.version}, {run.status.value}) is; review that one",
+    recover(factory, data_dir, org_id)
+    with audit_ledger.held(data_dir, org_id) as append:  # held to after the append
+        with db.transaction(factory, actor=actor) as session:
+            current = _current_runs(session, org_id, lock=True)
+            run = _latest(session, org_id, period)
+            if run_id is not None and run.id != run_id:
+                raise RunError(
+                    "run_changed",
+                    f"run {run_id} is not the latest run of {run.period}: run {run.id} "
+                    f"(version {run.version}, {run.status.value}) is; review that one",
+                )
+            already = run.status == target
+            if already:
+                log.info("run %s (%s v%s) is already %s", run.id, run.period, run.version, to)
+            elif run.status != allowed[target]:
+                raise RunError(
+                    "bad_transition",
+                    f"run {run.id} ({run.period} v{run.version}) is {run.status.value}; only a "
+                    f"{allowed[target].value} run can become {target.value}",
+                )
+            else:
+                _check_chain(
+                    current,
+                    parse_period(run.period),
+                    run.previous_run_id,
+                    doing="approve" if target == RunStatus.APPROVED else "lock",
+                    # a correction's later periods are corrected after it, in order
+                    correcting=bool(run.reason),
+                )
+                now = dt.datetime.now(dt.UTC)
+                run.status = target
+                if target == RunStatus.APPROVED:
+                    run.approved_by, run.approved_at = actor, now
+                else:
+                    run.locked_by, run.locked_at = actor, now
+                if override is not None:
+                    _record_override(session, run, actor, to, override)
+            report = RunReport(
+                run_id=run.id,
+                org_id=org_id,
+                period=run.period,
+                version=run.version,
+                status=run.status.value,
+                totals=run.totals,
+                counts=run.counts,
+                outputs=_output_paths(Path(run.output_dir)),
+                diff=run.diff,
             )
-        if run.status != allowed[target]:
-            raise RunError(
-                "bad_transition",
-                f"run {run.id} ({run.period} v{run.version}) is {run.status.value}; only a "
-                f"{allowed[target].value} run can become {target.value}",
+            manifest_sha = run.manifest_sha256
+        killpoint("transition.committed")
+        if not already:  # (a run already there got its entry then, or from ``recover``)
+            append(  # once committed (see ``run_period``)
+                target.value,
+                run_id=report.run_id,
+                period=report.period,
+                version=report.version,
+                actor=actor,
+                manifest_sha256=manifest_sha,
+                **({"override": override} if override is not None else {}),
             )
-        _check_chain(
-            current,
-            parse_period(run.period),
-            run.previous_run_id,
-            doing="approve" if target == RunStatus.APPROVED else "lock",
-            # a correction's later periods are corrected after it, in order
-            correcting=bool(run.reason),
-        )
-        now = dt.datetime.now(dt.UTC)
-        run.status = target
-        if target == RunStatus.APPROVED:
-            run.approved_by, run.approved_at = actor, now
-        else:
-            run.locked_by, run.locked_at = actor, now
-        if override is not None:
-            _record_override(session, run, actor, to, override)
-        report = RunReport(
-            run_id=run.id,
-            org_id=org_id,
-            period=run.period,
-            version=run.version,
-            status=run.status.value,
-            totals=run.totals,
-            counts=run.counts,
-            outputs=_output_paths(Path(run.output_dir)),
-            diff=run.diff,
-        )
-        manifest_sha = run.manifest_sha256
-    audit_ledger.append(  # once committed (see ``run_period``)
-        data_dir,
-        org_id,
-        target.value,
-        run_id=report.run_id,
-        period=report.period,
-        version=report.version,
-        actor=actor,
-        manifest_sha256=manifest_sha,
-        **({"override": override} if override is not None else {}),
-    )
+    killpoint("transition.ledgered")
     return report
 
 
@@ -1113,6 +1335,7 @@ def verify_store(session: Session, data_dir: Path, org_id: int) -> list[dict[str
         problems.append({"run_id": run_id, "code": code, "message": message})
 
     known = {r.id for r in runs}
+    hashed: dict[str, str | None] = {}
     for (run_id, event), found in sorted(by_run.items()):
         if run_id not in known:
             problem(run_id, "unknown_run", f"the ledger's {event} entry names run {run_id}, "
@@ -1146,7 +1369,41 @@ def verify_store(session: Session, data_dir: Path, org_id: int) -> list[dict[str
             if differs:
                 problem(r.id, "rows_changed", f"{label}: {table} in the store differ from the "
                         "run's own output files (what payees see through the API)")  # fmt: skip
+        if r.status in SETTLED:
+            for code, rel in _inputs_changed(data_dir, r, hashed):
+                problems.append(
+                    {
+                        "run_id": r.id,
+                        "code": code,
+                        "file": rel,
+                        "message": f"{label} is {r.status.value}: its input {rel} "
+                        + ("is missing" if code == "input_missing" else "changed since it ran"),
+                    }
+                )
     return problems
+
+
+def _inputs_changed(
+    data_dir: Path, run: RoyaltyRun, hashed: dict[str, str | None]
+) -> list[tuple[str, str]]:
+    """The lake files an approved or locked run read (its ``inputs.json``) that are missing
+    (``input_missing``) or no longer hash as recorded (``input_changed``); ``hashed`` caches
+    each file's hash across runs. A missing ``inputs.json``: not checked here
+    (``audit_ledger.verify`` reports it)."""
+    path = Path(run.output_dir) / "inputs.json"
+    if not path.is_file():
+        return []
+    out = []
+    for i in json.loads(path.read_text()):
+        rel = i["path"]
+        if rel not in hashed:
+            lake_file = data_dir / rel
+            hashed[rel] = lake.sha256_file(lake_file) if lake_file.is_file() else None
+        if hashed[rel] is None:
+            out.append(("input_missing", rel))
+        elif hashed[rel] != i["sha256"]:
+            out.append(("input_changed", rel))
+    return out
 
 
 def _rows_differ(session: Session, run: RoyaltyRun) -> dict[str, bool]:
@@ -1183,6 +1440,7 @@ class PastRun:
     period: Period
     manifest: dict[str, Any]
     changed_inputs: list[str]  # lake files that are missing or no longer hash as recorded
+    manifest_sha256: str = ""  # the store's hash of the manifest
 
     def terms(self) -> Terms:
         return Terms.from_frames(
@@ -1203,6 +1461,7 @@ def open_run(factory: sessionmaker[Session], data_dir: Path, run_id: int) -> Pas
             raise RunError("run_missing", f"no run {run_id}")
         folder = Path(run.output_dir)
         org_id, currency, period = run.org_id, run.currency, parse_period(run.period)
+        manifest_sha = run.manifest_sha256
     manifest = json.loads((folder / "manifest.json").read_text())
     changed = [
         i["path"]
@@ -1210,7 +1469,7 @@ def open_run(factory: sessionmaker[Session], data_dir: Path, run_id: int) -> Pas
         if not (data_dir / i["path"]).exists()
         or lake.sha256_file(data_dir / i["path"]) != i["sha256"]
     ]
-    return PastRun(run_id, org_id, folder, currency, period, manifest, changed)
+    return PastRun(run_id, org_id, folder, currency, period, manifest, changed, manifest_sha)
 
 
 def reproduce(factory: sessionmaker[Session], data_dir: Path, *, run_id: int) -> dict[str, Any]:
@@ -1232,7 +1491,16 @@ def reproduce(factory: sessionmaker[Session], data_dir: Path, *, run_id: int) ->
         written = _write_run(scratch, terms, state_in, manifest["inputs"], result, context)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    differ = sorted(k for k, v in written.items() if manifest["files"].get(k) != v)
+    # identical to the manifest, and to the files on disk (what payees and the warehouse read)
+    differ = sorted(
+        k
+        for k, v in written.items()
+        if manifest["files"].get(k) != v
+        or not (folder / k).is_file()
+        or lake.sha256_file(folder / k) != v
+    )
+    if lake.sha256_file(folder / "manifest.json") != past.manifest_sha256:
+        differ.append("manifest.json")
     return {"run_id": run_id, "org_id": past.org_id, "identical": not differ, "differ": differ}
 
 

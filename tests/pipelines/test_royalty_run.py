@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -414,3 +415,157 @@ def test_a_run_spread_over_payee_buckets_writes_the_same_outputs(label: Label) -
         return {k: v for k, v in files.items() if k.startswith("outputs/")}
 
     assert outputs(spread) == outputs(plain) and outputs(plain)
+
+
+def test_reproduce_compares_with_the_files_on_disk(label: Label) -> None:
+    """Recomputed bytes equal to the manifest are not enough: an output file altered on disk
+    (what a payee or the warehouse reads) is named, and so is a changed manifest."""
+    report = label.run()
+    run_id = int(report["run_id"])  # type: ignore[call-overload]
+    statements = Path(report["outputs"]["statements"])  # type: ignore[index]
+    original = statements.read_bytes()
+    statements.write_bytes(original + b"x")
+    altered = reproduce(label.factory, label.data, run_id=run_id)
+    assert (altered["identical"], altered["differ"]) == (False, ["outputs/statements.parquet"])
+    statements.write_bytes(original)
+    assert reproduce(label.factory, label.data, run_id=run_id)["identical"] is True
+    manifest = Path(report["outputs"]["manifest"])  # type: ignore[index]
+    manifest.write_text(manifest.read_text() + "\n")
+    changed = reproduce(label.factory, label.data, run_id=run_id)
+    assert (changed["identical"], changed["differ"]) == (False, ["manifest.json"])
+
+
+def test_audit_verify_checks_the_lake_inputs_of_approved_and_locked_runs(label: Label) -> None:
+    """A locked run's lake inputs are part of what it proves: a changed or deleted one is
+    reported with its path (``input_changed`` / ``input_missing``)."""
+    from pipelines.royalty_run import verify_store
+
+    def problems() -> list[tuple[str, str]]:
+        with label.factory() as s:
+            return [
+                (p["code"], p.get("file", "")) for p in verify_store(s, label.data, label.org_id)
+            ]
+
+    report = label.run()
+    label.move("approved")
+    label.move("locked")
+    assert problems() == []
+    inputs = json.loads((Path(report["outputs"]["manifest"]).parent / "inputs.json").read_text())  # type: ignore[index]
+    assert len(inputs) >= 2
+    changed, deleted = (label.data / inputs[0]["path"]), (label.data / inputs[1]["path"])
+    changed.write_bytes(changed.read_bytes() + b"x")
+    deleted.unlink()
+    assert sorted(problems()) == sorted(
+        [("input_changed", inputs[0]["path"]), ("input_missing", inputs[1]["path"])]
+    )
+
+
+def test_a_run_folder_left_without_its_row_never_wedges_the_next_run(label: Label) -> None:
+    """A folder ``v1`` that no committed run owns (an attempt killed between its rename and
+    its commit, before runs committed first) is replaced by the next run of version 1."""
+    orphan = label.data / "runs" / f"org={label.org_id}" / "period=2026-01" / "v1"
+    (orphan / "outputs").mkdir(parents=True)
+    (orphan / "outputs" / "ledger.parquet").write_bytes(b"left by a killed run")
+    report = label.run()
+    assert report["version"] == 1
+    assert verify_outputs(label.factory, run_id=int(report["run_id"]))["verified"] is True  # type: ignore[call-overload]
+    assert [p.name for p in orphan.parent.iterdir()] == ["v1"]
+
+
+def test_recovery_completes_a_committed_run_and_removes_what_was_not(label: Label) -> None:
+    """The state a run killed after its commit leaves (folder still under its temporary name,
+    no ledger entry), and a stage of a run killed before its commit: the next command (here an
+    approval) renames the first into place, appends its entry marked ``recovered`` (the chain
+    only grows), and removes the second; ``audit verify`` then passes."""
+    from pipelines.royalty_run import recover, verify_store
+
+    report = label.run()
+    final = Path(report["outputs"]["manifest"]).parent  # type: ignore[index]
+    stage = final.with_name(".v1-0123abcd")
+    final.rename(stage)
+    dead = final.with_name(".v2-4567ef01")
+    shutil.copytree(stage, dead)
+    plan_stage = final.with_name("..plan-89ab.tmp")
+    plan_stage.mkdir()
+    path = audit_ledger.ledger_path(label.data, label.org_id)
+    path.write_text("")  # the entry was never appended
+    with label.factory() as s:
+        assert [p["code"] for p in verify_store(s, label.data, label.org_id)] == ["missing_entry"]
+    label.move("approved")
+    assert sorted(p.name for p in final.parent.iterdir()) == ["v1"]
+    entries = audit_ledger.read(label.data, label.org_id)
+    assert [(e["event"], e.get("recovered", False)) for e in entries] == [
+        ("calculated", True),
+        ("approved", False),
+    ]
+    assert entries[0]["manifest_sha256"] == label.runs()[0].manifest_sha256
+    assert audit_ledger.verify(label.data, label.org_id) == []
+    with label.factory() as s:
+        assert verify_store(s, label.data, label.org_id) == []
+    assert verify_outputs(label.factory, run_id=int(report["run_id"]))["verified"] is True  # type: ignore[call-overload]
+    # an approval committed but never ledgered: `audit repair` appends it, once
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[:-1]))
+    actions = recover(label.factory, label.data, label.org_id)
+    assert [a["code"] for a in actions] == ["entry_recovered"]
+    assert recover(label.factory, label.data, label.org_id) == []
+    assert [e["event"] for e in audit_ledger.read(label.data, label.org_id)] == [
+        "calculated",
+        "approved",
+    ]
+    assert audit_ledger.verify(label.data, label.org_id) == []
+
+
+def test_approving_or_locking_again_is_a_no_op(label: Label) -> None:
+    """A command retried after a crash (or an Airflow task retried) finds its work done:
+    it succeeds without a second entry."""
+    label.run()
+    label.move("approved")
+    again = label.move("approved")
+    assert again["status"] == "approved"
+    label.move("locked")
+    assert label.move("locked")["status"] == "locked"
+    with pytest.raises(RunError) as bad:
+        label.move("approved")  # a locked run is not approved again
+    assert bad.value.code == "bad_transition"
+    events = [e["event"] for e in audit_ledger.read(label.data, label.org_id)]
+    assert events == ["calculated", "approved", "locked"]
+
+
+def test_audit_repair_appends_what_a_killed_command_never_ledgered(
+    db_url: str, factory: sessionmaker[Session], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``tunemantra audit repair``: the entries of a run and an approval whose process died
+    after its commit are appended (marked recovered) and ``audit verify`` passes again; a
+    second repair has nothing to do."""
+    from pipelines.scenario import load_scenario
+    from tests.royalty_engine.test_worked_examples import SCENARIOS
+
+    data = tmp_path / "var"
+    org_id = int(load_scenario(factory, data, SCENARIOS / "recoupment.yaml", org="rep")["org_id"])
+    run_period(factory, data, org_id=org_id, period="2026-01", actor="t")
+    transition(factory, data, org_id=org_id, period="2026-01", actor="t", to="approved")
+    audit_ledger.ledger_path(data, org_id).write_text("")  # neither entry was appended
+    monkeypatch.setenv("TUNEMANTRA_DATABASE_URL", db_url)
+    monkeypatch.setenv("TUNEMANTRA_DATA_DIR", str(data))
+    get_settings.cache_clear()
+    resources.engine_for.cache_clear()
+    try:
+        runner = CliRunner()
+        broken = runner.invoke(app, ["audit", "verify", "--org", "rep"])
+        assert broken.exit_code == 1 and broken.output.count("missing_entry") == 2
+        repair = runner.invoke(app, ["audit", "repair", "--org", "rep"])
+        assert repair.exit_code == 0, repair.output
+        assert repair.output.count("entry_recovered") == 2
+        assert f"org {org_id}: 2 repair(s)" in repair.output
+        verify = runner.invoke(app, ["audit", "verify"])
+        assert verify.exit_code == 0 and "2 entries, OK" in verify.output, verify.output
+        again = runner.invoke(app, ["audit", "repair"])
+        assert again.exit_code == 0 and "nothing to repair" in again.output, again.output
+    finally:
+        get_settings.cache_clear()
+        resources.engine_for.cache_clear()
+    entries = audit_ledger.read(data, org_id)
+    assert [(e["event"], e["recovered"]) for e in entries] == [
+        ("calculated", True),
+        ("approved", True),
+    ]
