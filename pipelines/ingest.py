@@ -885,7 +885,9 @@ def recover(
     row before it writes anything, so every folder listed has its row in what is read."""
     removed: list[str] = []
     outputs = list(lake.file_outputs(data_dir, org_id))
-    staging = [s for s in lake.staging_folders(data_dir) if org_id is None or s[0] == org_id]
+    staging = [  # an older layout's staging (no org in its name) is no one's now
+        s for s in lake.staging_folders(data_dir) if org_id is None or s[0] in (org_id, None)
+    ]
     now = dt.datetime.now(dt.UTC)
     with factory() as session:
         query = sa.select(IngestFile)
