@@ -22,7 +22,9 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("ingest_files") as batch:
+    # SQLite: the table is rebuilt; AUTOINCREMENT kept, so that a file id is never given again
+    # (a lake folder left by a crash can never be taken for a later file's)
+    with op.batch_alter_table("ingest_files", table_kwargs={"sqlite_autoincrement": True}) as batch:
         batch.add_column(sa.Column("owner_host", sa.String(length=255), nullable=True))
         batch.add_column(sa.Column("owner_pid", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("owner_start", sa.String(length=64), nullable=True))
@@ -34,7 +36,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DELETE FROM ingest_files WHERE status = 'pending'")
-    with op.batch_alter_table("ingest_files") as batch:
+    with op.batch_alter_table("ingest_files", table_kwargs={"sqlite_autoincrement": True}) as batch:
         batch.drop_constraint(op.f("ck_ingest_files_ingeststatus"), type_="check")
         batch.create_check_constraint(
             "ingeststatus", sa.column("status").in_(["ingested", "quarantined"])
