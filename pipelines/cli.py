@@ -299,8 +299,12 @@ def ingest_cmd(
     format: Annotated[str | None, typer.Option(help="skip detection: this format")] = None,
     period: Annotated[str | None, typer.Option(help="reporting period YYYY-MM")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per file")] = False,
+    chunk_bytes: Annotated[
+        int | None, typer.Option(help="text per chunk (default 64 MiB)", min=1, hidden=True)
+    ] = None,
 ) -> None:
-    """Ingest revenue report files: parse, validate, match, convert, write Parquet."""
+    """Ingest revenue report files: parse, validate, match, convert, write Parquet. What a
+    crashed ingestion of the organisation left is recovered first."""
     from pipelines.run_ingest import ingest_sources
 
     if period is not None and not MONTH.match(period):
@@ -311,7 +315,13 @@ def ingest_cmd(
         org_id = _org_id(session, org)
     failed = False
     for outcome in ingest_sources(
-        factory, settings.data_dir, org_id=org_id, sources=sources, format=format, period=period
+        factory,
+        settings.data_dir,
+        org_id=org_id,
+        sources=sources,
+        format=format,
+        period=period,
+        chunk_bytes=chunk_bytes,
     ):
         failed |= outcome.status in ("quarantined", "failed")
         if as_json:
@@ -323,6 +333,25 @@ def ingest_cmd(
     with db.transaction(factory, actor="cli") as session:
         rebuild_suspense(session, settings.data_dir, org_id)
     raise typer.Exit(code=1 if failed else 0)
+
+
+@app.command("recover")
+def recover_cmd(
+    org: Annotated[str | None, typer.Option(help="organisation slug (default: all)")] = None,
+) -> None:
+    """Remove what crashed ingestions left: lake parts and staging of no committed file."""
+    from pipelines.ingest import recover
+
+    settings = get_settings()
+    factory = get_session_factory(settings)
+    org_id = None
+    if org is not None:
+        with factory() as session:
+            org_id = _org_id(session, org)
+    removed = recover(factory, settings.data_dir, org_id)
+    for what in removed:
+        typer.echo(f"removed {what}")
+    typer.echo(f"recovered: {len(removed)} removed")
 
 
 def _describe(o: Any) -> str:

@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterator, Mapping
@@ -68,6 +69,9 @@ class BatchReport:
         return [r for r in self.results if not r["success"]]
 
 
+_GX = threading.RLock()
+
+
 @contextmanager
 def _quiet_gx() -> Iterator[None]:
     """Import and run GX 1.x silencing exactly the warnings it raises itself, nothing else.
@@ -78,8 +82,11 @@ def _quiet_gx() -> Iterator[None]:
     GX also calls ``logging.captureWarnings(True)`` when imported: from then on every warning
     of the *process* goes to the "py.warnings" logger, which the stdlib gives a NullHandler, so
     warnings vanish unless logging is configured. That is undone right after the import.
+
+    One thread at a time (``_GX``): the import is not safe to run from two threads at once
+    (a circular import error), and warning filters are the process's.
     """
-    with warnings.catch_warnings():
+    with _GX, warnings.catch_warnings():
         warnings.filterwarnings(
             "ignore",
             message=r"module 'sre_(constants|parse)' is deprecated",

@@ -14,11 +14,13 @@ import csv
 import datetime as dt
 import hashlib
 import logging
+import os
 import queue
 import re
 import shutil
-import tempfile
+import socket
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -40,6 +42,7 @@ from pipelines.expectations import (
     findings_summary,
     run_batch_expectations,
 )
+from pipelines.killpoints import killpoint
 from royalty_engine.fx import convert
 from royalty_engine.matching import match_lines
 from royalty_engine.validate import ERRORS_SCHEMA, validate_lines
@@ -507,6 +510,24 @@ class _Run:
 CHUNK_BYTES = 64 << 20
 """Text per chunk: each chunk's working memory is a few hundred MiB, whatever the file size."""
 
+PENDING_WAIT = 900.0
+"""Seconds an ingestion waits for a live ingestion of the same bytes to finish."""
+_POLL = 0.2
+
+
+KILL_STEPS = (
+    "ingest.pending_committed",  # the pending row is committed; nothing read yet
+    "ingest.staged",  # every part written under staging/, none in the lake
+    "ingest.promoting",  # some partition folders moved into the lake, others not
+    "ingest.promoted",  # every part in the lake, the row still pending
+    "ingest.committed",  # the row is ingested: the file counts
+)
+"""The named steps of an ingestion where a crash is injected (``pipelines.killpoints``)."""
+
+LEASE = dt.timedelta(hours=6)
+"""How long a pending ingestion of another host is taken to be alive (its process cannot be
+checked from here)."""
+
 
 def ingest_path(
     factory: sessionmaker[Session],
@@ -520,6 +541,7 @@ def ingest_path(
     period: str | None = None,
     actor: str = "ingest",
     chunk_bytes: int | None = None,
+    wait: float = PENDING_WAIT,
 ) -> IngestOutcome:
     """Ingest one local file (already fetched from its drop). Idempotent by content.
 
@@ -527,6 +549,12 @@ def ingest_path(
     each is validated, matched, converted and written as its own Parquet part into a staging
     folder. The parts move into the lake only once the whole file has passed (its control
     totals included), so memory stays bounded and a file refused at its end leaves nothing.
+
+    One commit point: the ledger row is committed ``pending`` first (a short transaction:
+    the file id), the file is read with no transaction open, its parts are promoted into
+    the lake under that id, and one short transaction flips the row to ``ingested``. Only
+    then do the parts count (``lake.committed_parts``); a crash before leaves parts no
+    reader takes, which ``recover`` removes. The steps are ``KILL_STEPS``.
     """
     from connectors.formats.registry import iter_parse_file
 
@@ -534,148 +562,116 @@ def ingest_path(
         # it names a lake folder: anything but a month could write outside the lake
         raise ValueError(f"reporting period {period!r} is not a month (YYYY-MM)")
     sha = lake.sha256_file(path)
-    with db.transaction(factory, actor=actor) as session:
-        seen = session.scalar(
-            sa.select(IngestFile).where(IngestFile.org_id == org_id, IngestFile.sha256 == sha)
-        )
-        retry = (
-            seen is not None
-            and seen.status == IngestStatus.QUARANTINED
-            and (format is not None or period is not None or seen.quarantine_code == INTERNAL)
-        )
-        if seen is not None and retry:
-            # A quarantined file is read again when an operator says how (--format,
-            # --period) or when it failed on a fault of ours: it wrote no lines, so its
-            # ledger row gives way to the new outcome (its reason stays in quarantine/).
-            session.delete(seen)
-        elif seen is not None:
-            _arrived_again(seen, source_url or name)
-            if seen.status == IngestStatus.QUARANTINED:  # not "duplicate": nothing was read
-                reason = {
-                    "code": seen.quarantine_code,
-                    "message": (seen.quarantine_reason or "")
-                    + " (quarantined before; pass --format or --period to read it again)",
-                    "row": None,
-                    "field": None,
-                    "file": name,
-                }
-                return IngestOutcome(
-                    name=name,
-                    status="quarantined",
-                    file_id=seen.id,
-                    sha256=sha,
-                    format=seen.format,
-                    quarantine=reason,
-                    error_count=1,
-                    errors=[reason],
-                )
-            return IngestOutcome(
-                name=name, status="duplicate", file_id=seen.id, sha256=sha, format=seen.format
-            )
-        catalog = Catalog.load(session, org_id)
-    raw = lake.keep_raw(path, data_dir, org_id, sha, _suffix(name))
+    raw = lake.raw_path(data_dir, org_id, sha, _suffix(name))
     size = path.stat().st_size
-    staging = lake.new_staging(data_dir)
+    claim = _claim(
+        factory,
+        data_dir,
+        org_id=org_id,
+        sha=sha,
+        name=name,
+        source_url=source_url,
+        size=size,
+        format=format,
+        period=period,
+        raw=raw,
+        actor=actor,
+        wait=wait,
+    )
+    if isinstance(claim, IngestOutcome):
+        return claim  # seen before: duplicate, or its quarantine
+    file_id, received, catalog = claim
+    # The ledger row is committed ``pending``: from here on no store transaction is open
+    # until the commit point, so SQLite's write lock is not held while the file is read.
+    killpoint("ingest.pending_committed")
     fmt: str | None = format
+    staging = lake.new_staging(data_dir, org_id, file_id)
     promoted: list[int] = []  # the file id whose parts are in the lake, until the commit
 
     def undo() -> None:
         """Nothing of a failed ingestion stays: its staging, and the parts already moved
-        into the lake if the ledger row's commit is what failed (a retry gets another id,
-        and those lines would be counted twice)."""
+        into the lake if the commit is what failed (they would sit there, no one's input,
+        until recovery removed them)."""
         shutil.rmtree(staging, ignore_errors=True)
-        for file_id in promoted:
-            lake.remove_file_outputs(data_dir, org_id, file_id)
-            shutil.rmtree(
-                data_dir / "reports" / "ingest" / f"org={org_id}" / f"file={file_id}",
-                ignore_errors=True,
-            )
+        for done in promoted:
+            lake.remove_file_outputs(data_dir, org_id, done)
+            shutil.rmtree(lake.report_dir(data_dir, org_id, done), ignore_errors=True)
 
     try:
-        with tempfile.TemporaryDirectory(prefix="tm-ingest-") as work:
-            pieces = iter_parse_file(
-                raw, name, Path(work), format=format, batch_bytes=chunk_bytes or CHUNK_BYTES
-            )
-            first = next(pieces)
-            fmt = first.meta.format
-            with db.transaction(factory, actor=actor) as session:
-                received = dt.datetime.now(dt.UTC)
-                row = IngestFile(
-                    received_at=received,
-                    org_id=org_id,
-                    sha256=sha,
-                    original_name=name,
-                    source_url=source_url,
-                    size=size,
-                    format=fmt,
-                    status=IngestStatus.INGESTED,
-                    raw_path=str(raw),
-                )
-                session.add(row)
-                try:
-                    session.flush()  # the ledger id goes into every line; rolled back on failure
-                except sa.exc.IntegrityError as exc:
-                    # unique (org, sha256): the same bytes, ingested concurrently, committed
-                    # first (PostgreSQL makes this insert wait for that transaction)
-                    raise _LostRace from exc
-                run = _Run(
-                    org_id,
-                    fmt,
-                    sha,
-                    row.id,
-                    catalog,
-                    staging,
-                    period,
-                    archive=name.lower().endswith(".zip"),
-                )
-                held = [first]
-                del first  # the first piece must not outlive its turn (bounded memory)
-                with ThreadPoolExecutor(1, thread_name_prefix="tm-write") as writer:
-                    run.writer = writer
-                    try:
-                        _consume(run, prefetch(_chained(held, pieces)))
-                    finally:
-                        run.writer = None
-                        run.flush()
-                content = run.fingerprint() if run.lines else None
-                same = content and session.scalar(
-                    sa.select(IngestFile).where(
-                        IngestFile.org_id == org_id,
-                        IngestFile.content_sha256 == content,
-                        IngestFile.status == IngestStatus.INGESTED,
-                    )
-                )
-                if same:
-                    raise _SameContent(same.id, same.format)
-                row.content_sha256 = content
-                try:
-                    # unique (org, content_sha256): of two ingestions of one content running
-                    # at once (mapped Airflow tasks), this waits for the other and fails if
-                    # it committed; neither check above can see an uncommitted row
-                    session.flush()
-                except sa.exc.IntegrityError as exc:
-                    raise _SameContent(None, None, content or "") from exc
-                run.reconcile()
-                run.restamp()
-                promoted.append(run.file_id)
-                outcome = _finish(run, data_dir, name, sha, received)
-                meta = run.first_meta
-                row.reporting_period = run.file_period()
-                row.period_start = meta.period_start if meta else None
-                row.period_end = meta.period_end if meta else None
-                row.lines_read = outcome.lines
-                row.lines_accepted, row.lines_rejected = outcome.accepted, outcome.rejected
-                row.lines_matched, row.lines_suspense = outcome.matched, outcome.suspense
-                row.totals, row.drift = outcome.totals, outcome.drift
-                row.errors_sample, row.error_count = outcome.errors, outcome.error_count
-                row.outputs = outcome.outputs
-                return outcome
+        lake.keep_raw(path, data_dir, org_id, sha, _suffix(name))
+        work = staging / "work"  # the parser's temporary files: found by recovery
+        work.mkdir()
+        pieces = iter_parse_file(
+            raw, name, work, format=format, batch_bytes=chunk_bytes or CHUNK_BYTES
+        )
+        first = next(pieces)
+        fmt = first.meta.format
+        run = _Run(
+            org_id,
+            fmt,
+            sha,
+            file_id,
+            catalog,
+            staging,
+            period,
+            archive=name.lower().endswith(".zip"),
+        )
+        held = [first]
+        del first  # the first piece must not outlive its turn (bounded memory)
+        with ThreadPoolExecutor(1, thread_name_prefix="tm-write") as writer:
+            run.writer = writer
+            try:
+                _consume(run, prefetch(_chained(held, pieces)))
+            finally:
+                run.writer = None
+                run.flush()
+        content = run.fingerprint() if run.lines else None
+        with factory() as session:
+            _check_content(session, org_id, content)
+        run.reconcile()
+        run.restamp()
+        killpoint("ingest.staged")
+        promoted.append(run.file_id)
+        outcome = _finish(run, data_dir, name, sha, received)
+        killpoint("ingest.promoted")
+        with db.transaction(factory, actor=actor) as session:
+            # the commit point: the row turns ``ingested`` and its parts become inputs
+            row = session.get(IngestFile, file_id)
+            if row is None or row.status != IngestStatus.PENDING:
+                # recovery took this ingestion for dead (another host's, past its lease)
+                raise RuntimeError(f"ingestion ledger row {file_id} is no longer pending")
+            # a concurrent ingestion of the same content committed first: checked again
+            _check_content(session, org_id, content)
+            row.content_sha256 = content
+            row.status = IngestStatus.INGESTED
+            row.format = fmt
+            row.owner_host = row.owner_pid = row.owner_start = None
+            meta = run.first_meta
+            row.reporting_period = run.file_period()
+            row.period_start = meta.period_start if meta else None
+            row.period_end = meta.period_end if meta else None
+            row.lines_read = outcome.lines
+            row.lines_accepted, row.lines_rejected = outcome.accepted, outcome.rejected
+            row.lines_matched, row.lines_suspense = outcome.matched, outcome.suspense
+            row.totals, row.drift = outcome.totals, outcome.drift
+            row.errors_sample, row.error_count = outcome.errors, outcome.error_count
+            row.outputs = outcome.outputs
+            try:
+                # unique (org, content_sha256): of two ingestions of one content in other
+                # wrappings running at once (mapped Airflow tasks), the second to get here
+                # waits for the other's commit and fails if it committed
+                session.flush()
+            except sa.exc.IntegrityError as exc:
+                raise _SameContent(None, None, content or "") from exc
+        killpoint("ingest.committed")
+        return outcome
     except _SameContent as same:
         # the same report in other wrapping (gzipped, zipped, re-encoded): recorded on the
         # file that was read, as the same bytes under another name are; nothing is added
         undo()
         raw.unlink(missing_ok=True)
         with db.transaction(factory, actor=actor) as session:
+            _drop_pending(session, file_id)
             if same.file_id is not None:
                 seen = session.get(IngestFile, same.file_id)
             else:
@@ -689,30 +685,6 @@ def ingest_path(
                 same.file_id, same.format = seen.id, seen.format
         return IngestOutcome(
             name=name, status="duplicate", file_id=same.file_id, sha256=sha, format=same.format
-        )
-    except _LostRace as lost:
-        # the other ingestion of these bytes is committed now: answer as if it had been
-        # first (duplicate, or its quarantine); its raw copy is the same file as ours
-        undo()
-        with factory() as session:
-            won = session.scalar(
-                sa.select(IngestFile.id).where(
-                    IngestFile.org_id == org_id, IngestFile.sha256 == sha
-                )
-            )
-        if won is None:  # not that race (another integrity error): raise it, not loop
-            raise (lost.__cause__ or lost) from None
-        return ingest_path(
-            factory,
-            data_dir,
-            org_id=org_id,
-            path=path,
-            name=name,
-            source_url=source_url,
-            format=format,
-            period=period,
-            actor=actor,
-            chunk_bytes=chunk_bytes,
         )
     except (FileRejected, *DATA_FAULTS) as exc:
         undo()
@@ -734,10 +706,278 @@ def ingest_path(
             fmt=fmt,
             exc=exc,
             actor=actor,
+            pending_id=file_id,
         )
     except BaseException:
         undo()
+        try:
+            with db.transaction(factory, actor=actor) as session:
+                _drop_pending(session, file_id)
+        except Exception:  # the store is what failed: recovery removes the row later
+            log.exception("could not remove the pending ledger row %s", file_id)
         raise
+
+
+def _claim(
+    factory: sessionmaker[Session],
+    data_dir: Path,
+    *,
+    org_id: int,
+    sha: str,
+    name: str,
+    source_url: str,
+    size: int,
+    format: str | None,
+    period: str | None,
+    raw: Path,
+    actor: str,
+    wait: float,
+) -> IngestOutcome | tuple[int, dt.datetime, Catalog]:
+    """Commit the file's ``pending`` ledger row (short transaction): its id, when, and the
+    organisation's catalogue. Or the answer for bytes seen before (duplicate, or their
+    quarantine). Bytes another live ingestion is reading are waited for (``wait`` seconds,
+    then answered as a duplicate of it); those of a dead one are recovered first."""
+    deadline = time.monotonic() + wait
+    while True:
+        dead: IngestFile | None = None
+        busy: int | None = None
+        try:
+            with db.transaction(factory, actor=actor) as session:
+                seen = session.scalar(
+                    sa.select(IngestFile).where(
+                        IngestFile.org_id == org_id, IngestFile.sha256 == sha
+                    )
+                )
+                retry = (
+                    seen is not None
+                    and seen.status == IngestStatus.QUARANTINED
+                    and (
+                        format is not None or period is not None or seen.quarantine_code == INTERNAL
+                    )
+                )
+                if seen is not None and seen.status == IngestStatus.PENDING:
+                    if _owner_alive(seen, dt.datetime.now(dt.UTC), LEASE):
+                        busy = seen.id
+                    else:
+                        dead = seen
+                elif seen is not None and retry:
+                    # A quarantined file is read again when an operator says how (--format,
+                    # --period) or when it failed on a fault of ours: it wrote no lines, so
+                    # its ledger row gives way to the new outcome (its reason stays in
+                    # quarantine/).
+                    session.delete(seen)
+                    session.flush()
+                    seen = None
+                elif seen is not None:
+                    _arrived_again(seen, source_url or name)
+                    return _seen_outcome(seen, name, sha)
+                if seen is None:
+                    host, pid, start = _this_process()
+                    received = dt.datetime.now(dt.UTC)
+                    row = IngestFile(
+                        received_at=received,
+                        org_id=org_id,
+                        sha256=sha,
+                        original_name=name,
+                        source_url=source_url,
+                        size=size,
+                        format=format,
+                        status=IngestStatus.PENDING,
+                        raw_path=str(raw),
+                        owner_host=host,
+                        owner_pid=pid,
+                        owner_start=start,
+                    )
+                    session.add(row)
+                    try:
+                        session.flush()
+                    except sa.exc.IntegrityError as exc:
+                        # unique (org, sha256): the same bytes, claimed concurrently first
+                        raise _LostRace from exc
+                    return row.id, received, Catalog.load(session, org_id)
+        except _LostRace as lost:
+            with factory() as session:
+                won = session.scalar(
+                    sa.select(IngestFile.id).where(
+                        IngestFile.org_id == org_id, IngestFile.sha256 == sha
+                    )
+                )
+            if won is None:  # not that race (another integrity error): raise it, not loop
+                raise (lost.__cause__ or lost) from None
+            continue  # ask again: it is pending, ingested or quarantined now
+        if dead is not None:
+            log.warning("ingestion of file %s (%s) died: recovering it", dead.id, name)
+            recover(factory, data_dir, org_id=org_id, only=dead.id)
+            continue
+        if busy is not None and time.monotonic() >= deadline:
+            log.warning("file %s is still being ingested as file %s: not waiting", name, busy)
+            return IngestOutcome(name=name, status="duplicate", file_id=busy, sha256=sha)
+        time.sleep(_POLL)
+
+
+def _seen_outcome(seen: IngestFile, name: str, sha: str) -> IngestOutcome:
+    """The answer for bytes the ledger holds already: their quarantine, or a duplicate."""
+    if seen.status == IngestStatus.QUARANTINED:  # not "duplicate": nothing was read
+        reason = {
+            "code": seen.quarantine_code,
+            "message": (seen.quarantine_reason or "")
+            + " (quarantined before; pass --format or --period to read it again)",
+            "row": None,
+            "field": None,
+            "file": name,
+        }
+        return IngestOutcome(
+            name=name,
+            status="quarantined",
+            file_id=seen.id,
+            sha256=sha,
+            format=seen.format,
+            quarantine=reason,
+            error_count=1,
+            errors=[reason],
+        )
+    return IngestOutcome(
+        name=name, status="duplicate", file_id=seen.id, sha256=sha, format=seen.format
+    )
+
+
+def _check_content(session: Session, org_id: int, content: str | None) -> None:
+    """Raise ``_SameContent`` when an ingested file of the organisation has this content."""
+    same = content and session.scalar(
+        sa.select(IngestFile).where(
+            IngestFile.org_id == org_id,
+            IngestFile.content_sha256 == content,
+            IngestFile.status == IngestStatus.INGESTED,
+        )
+    )
+    if same:
+        raise _SameContent(same.id, same.format)
+
+
+def _drop_pending(session: Session, file_id: int) -> None:
+    """Delete a ledger row while it is still ``pending`` (nothing of it counted)."""
+    session.execute(
+        sa.delete(IngestFile).where(
+            IngestFile.id == file_id, IngestFile.status == IngestStatus.PENDING
+        )
+    )
+
+
+# --- crash recovery ---------------------------------------------------------------------------
+def _start_of(pid: int) -> str | None:
+    """The start time of a process (clock ticks after boot, from ``/proc``), None if there is
+    no such process (or no ``/proc``): a pid reused by a later process has another."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _this_process() -> tuple[str, int, str | None]:
+    pid = os.getpid()
+    return socket.gethostname(), pid, _start_of(pid)
+
+
+def _owner_alive(row: IngestFile, now: dt.datetime, lease: dt.timedelta) -> bool:
+    """Whether the process reading a pending file may still be at it."""
+    if row.owner_host == socket.gethostname() and row.owner_pid is not None:
+        if Path("/proc").is_dir():
+            start = _start_of(row.owner_pid)
+            return start is not None and (row.owner_start in (None, start))
+        try:
+            os.kill(row.owner_pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    received = row.received_at
+    if received.tzinfo is None:  # SQLite gives naive UTC back
+        received = received.replace(tzinfo=dt.UTC)
+    return now - received < lease
+
+
+def recover(
+    factory: sessionmaker[Session],
+    data_dir: Path,
+    org_id: int | None = None,
+    *,
+    lease: dt.timedelta = LEASE,
+    only: int | None = None,
+) -> list[str]:
+    """Complete what a crashed ingestion left: remove the files (lake parts, report folder,
+    staging) of pending ledger rows whose process is gone, then the rows (the same bytes can
+    be ingested again); lake parts and report folders of no ledger row, or of a quarantined
+    one; staging folders of no live ingestion (with the parser's work folders in them).
+    Never the files of a live ingestion. Returns (and logs) what was removed.
+
+    The folders are listed before the ledger is read: a live ingestion commits its pending
+    row before it writes anything, so every folder listed has its row in what is read."""
+    removed: list[str] = []
+    outputs = list(lake.file_outputs(data_dir, org_id))
+    staging = [  # an older layout's staging (no org in its name) is no one's now
+        s for s in lake.staging_folders(data_dir) if org_id is None or s[0] in (org_id, None)
+    ]
+    now = dt.datetime.now(dt.UTC)
+    with factory() as session:
+        query = sa.select(IngestFile)
+        if org_id is not None:
+            query = query.where(IngestFile.org_id == org_id)
+        if only is not None:
+            query = query.where(IngestFile.id == only)
+        rows = {(r.org_id, r.id): r for r in session.scalars(query)}
+        dead = {
+            key: (r.owner_host, r.owner_pid)
+            for key, r in rows.items()
+            if r.status == IngestStatus.PENDING and not _owner_alive(r, now, lease)
+        }
+        status = {key: r.status for key, r in rows.items()}
+
+    def gone(org: int | None, file_id: int | None) -> bool:
+        if only is not None and file_id != only:
+            return False
+        if org is None or file_id is None:
+            return True  # an older layout's name: no ingestion of this version owns it
+        key = (org, file_id)
+        return key in dead or status.get(key) != IngestStatus.PENDING
+
+    def remove(path: Path, why: str) -> None:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        log.warning("recovery: removed %s (%s)", path, why)
+        removed.append(str(path))
+
+    for org, file_id, path in outputs:
+        if only is not None and file_id != only:
+            continue
+        key = (org, file_id)
+        if key in dead:
+            remove(path, f"file {file_id} was being ingested by a process that died")
+        elif key not in status:
+            remove(path, f"no ledger row for file {file_id}")
+        elif status[key] == IngestStatus.QUARANTINED:
+            remove(path, f"file {file_id} is quarantined")
+    for owner_org, owner_file, folder in staging:
+        if gone(owner_org, owner_file):
+            remove(folder, "staging of no live ingestion")
+    if dead:
+        with db.transaction(factory, actor="recovery") as session:
+            for (_, file_id), (host, pid) in dead.items():
+                # still that owner's pending row (not one a new ingestion claimed since)
+                session.execute(
+                    sa.delete(IngestFile).where(
+                        IngestFile.id == file_id,
+                        IngestFile.status == IngestStatus.PENDING,
+                        IngestFile.owner_host.is_not_distinct_from(host),
+                        IngestFile.owner_pid.is_not_distinct_from(pid),
+                    )
+                )
+                log.warning("recovery: removed the pending ledger row of file %s", file_id)
+                removed.append(f"ingest_files/{file_id}")
+    return removed
 
 
 _DONE = object()
@@ -832,7 +1072,7 @@ def _finish(run: _Run, data_dir: Path, name: str, sha: str, received: dt.datetim
     findings = run.all_findings()
     fmt = run.first_meta.format if run.first_meta else run.source
     lake.remove_file_outputs(data_dir, run.org_id, run.file_id)
-    report_dir = data_dir / "reports" / "ingest" / f"org={run.org_id}" / f"file={run.file_id}"
+    report_dir = lake.report_dir(data_dir, run.org_id, run.file_id)
     findings_path = lake.write_json(findings.to_dicts(), report_dir / "findings.json")
     report = run_batch_expectations(
         summaries=(
@@ -888,6 +1128,7 @@ def _quarantine(
     fmt: str | None,
     exc: FileRejected,
     actor: str,
+    pending_id: int | None = None,
 ) -> IngestOutcome:
     reason = {
         "code": exc.code,
@@ -898,6 +1139,8 @@ def _quarantine(
     }
     lake.write_json(reason, data_dir / "quarantine" / f"org={org_id}" / f"{sha}.json")
     with db.transaction(factory, actor=actor) as session:
+        if pending_id is not None:  # the quarantine takes the place of the pending row
+            _drop_pending(session, pending_id)
         row = IngestFile(
             org_id=org_id,
             sha256=sha,

@@ -6,13 +6,19 @@ quarantine/org=<id>/<sha256>.json                      why a file was refused
 lake/revenue_lines/org=<id>/period=<YYYY-MM>/source=<format>/file=<file_id>/part-<n>.parquet
 lake/rejected_lines/org=<id>/period=<YYYY-MM>/source=<format>/file=<file_id>/part-<n>.parquet
 reports/ingest/org=<id>/file=<file_id>/findings.json   every row error and warning
-staging/<id>/...                                       one ingestion's parts, before they count
+staging/org=<id>-file=<file_id>/...                    one ingestion's parts (and its parser's
+                                                       work/ folder), before they count
 ```
 A file is ingested in chunks, one part file per chunk and partition. All parts are first
 written under ``staging/`` (same file system) and moved into ``lake/`` only when the whole file
 has passed (``promote``): a file that fails half-way leaves nothing in the lake. Rewriting the
-same (org, file) first removes its earlier parts: a rerun never adds a second copy. Readers
-glob ``**/*.parquet`` under a table (older ledgers may still hold ``file=<id>.parquet``).
+same (org, file) first removes its earlier parts: a rerun never adds a second copy.
+
+A part counts only through the ledger row that owns it: its ``file=<id>`` must be an
+``ingested`` row of that organisation (``committed_file_ids``). Parts promoted by an ingestion
+still ``pending`` (or killed before its commit, or with no row at all) are in the lake but no
+reader takes them (``committed_parts``: the one rule every reader calls); recovery
+(``pipelines.ingest.recover``) removes them. Older ledgers may still hold ``file=<id>.parquet``.
 """
 
 from __future__ import annotations
@@ -20,13 +26,21 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
-import uuid
+from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from pipelines.killpoints import killpoint
+from schemas.store.models import IngestFile, IngestStatus
+
+TABLES = ("revenue_lines", "rejected_lines")
 
 
 def scan_revenue(files: list[Path]) -> pl.LazyFrame:
@@ -82,9 +96,14 @@ def write_json(data: Any, path: Path) -> Path:
     return path
 
 
+def raw_path(data_dir: Path, org_id: int, sha: str, suffix: str) -> Path:
+    """Where ``keep_raw`` keeps a delivered file (by content)."""
+    return data_dir / "raw" / f"org={org_id}" / sha[:2] / f"{sha}{suffix}"
+
+
 def keep_raw(src: Path, data_dir: Path, org_id: int, sha: str, suffix: str) -> Path:
     """Copy a delivered file into the content-addressed raw store (idempotent)."""
-    dest = data_dir / "raw" / f"org={org_id}" / sha[:2] / f"{sha}{suffix}"
+    dest = raw_path(data_dir, org_id, sha, suffix)
     if not dest.exists():
         tmp = _atomic(dest)
         try:
@@ -124,11 +143,92 @@ def file_id_of(path: Path) -> int:
     raise ValueError(f"{path} is not a lake file")
 
 
-def new_staging(data_dir: Path) -> Path:
-    """An empty staging folder for one ingestion, beside the lake (same file system)."""
-    root = data_dir / "staging" / uuid.uuid4().hex
+_STAGING = re.compile(r"^org=(\d+)-file=(\d+)$")
+
+
+def new_staging(data_dir: Path, org_id: int, file_id: int) -> Path:
+    """An empty staging folder for the ingestion of one (pending) ledger row, beside the lake
+    (same file system), named after it so that recovery knows whose it is. Anything left
+    there by an earlier owner of the id (a crash) is not ours: removed first."""
+    root = data_dir / "staging" / f"org={org_id}-file={file_id}"
+    shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     return root
+
+
+def staging_folders(data_dir: Path) -> Iterator[tuple[int | None, int | None, Path]]:
+    """Every staging folder as (org, file id, path); (None, None, path) for a name of no
+    ingestion (an older layout's)."""
+    root = data_dir / "staging"
+    if not root.is_dir():
+        return
+    for folder in sorted(root.iterdir()):
+        m = _STAGING.match(folder.name)
+        yield (int(m.group(1)), int(m.group(2)), folder) if m else (None, None, folder)
+
+
+def file_outputs(data_dir: Path, org_id: int | None = None) -> Iterator[tuple[int, int, Path]]:
+    """Every file's lake folders (``file=<id>/``, or an older ``file=<id>.parquet``) and its
+    ingestion report folder, as (org, file id, path): what recovery checks against the
+    ledger."""
+    org = "*" if org_id is None else str(org_id)
+    for table in TABLES:
+        for p in sorted((data_dir / "lake" / table).glob(f"org={org}/period=*/source=*/file=*")):
+            yield _org_of(p.parents[2]), file_id_of(p / "x" if p.is_dir() else p), p
+    for p in sorted((data_dir / "reports" / "ingest").glob(f"org={org}/file=*")):
+        yield _org_of(p.parent), int(p.name.removeprefix("file=")), p
+
+
+def _org_of(folder: Path) -> int:
+    return int(folder.name.removeprefix("org="))
+
+
+def report_dir(data_dir: Path, org_id: int, file_id: int) -> Path:
+    """The ingestion report folder of one file (findings, Data Docs)."""
+    return data_dir / "reports" / "ingest" / f"org={org_id}" / f"file={file_id}"
+
+
+def committed_file_ids(session: Session, org_id: int) -> frozenset[int]:
+    """The files whose lines count: ``ingested`` ledger rows of the organisation. A file's
+    parts are in the lake before its row is committed ``ingested`` (the ingestion's commit
+    point): until then, and for ever if it was killed, they are no one's input."""
+    return frozenset(
+        session.scalars(
+            sa.select(IngestFile.id).where(
+                IngestFile.org_id == org_id, IngestFile.status == IngestStatus.INGESTED
+            )
+        )
+    )
+
+
+def committed_parts(
+    session: Session,
+    data_dir: Path,
+    org_id: int,
+    *,
+    table: str = "revenue_lines",
+    periods: Iterable[str] | None = None,
+    committed: Collection[int] | None = None,
+) -> list[Path]:
+    """The lake parts of ``table`` that are inputs: those of the organisation's committed
+    files (``committed_file_ids``, or ``committed`` when the caller has read it), of
+    ``periods`` (all when None), in a stable order. Temporary files (names starting with a
+    dot) are never inputs. Every reader of the lake takes its files from here."""
+    ids = committed_file_ids(session, org_id) if committed is None else committed
+    root = data_dir / "lake" / table / f"org={org_id}"
+    bases = [root] if periods is None else [root / f"period={p}" for p in periods]
+    files: list[Path] = []
+    for base in bases:
+        for p in base.rglob("*.parquet"):
+            if any(part.startswith(".") for part in p.relative_to(base).parts):
+                continue
+            try:
+                file_id = file_id_of(p)
+            except ValueError:
+                continue  # not a part of any file
+            if file_id in ids:
+                files.append(p)
+    return sorted(files)
 
 
 def staged(staging: Path, lake_dir: Path) -> Path:
@@ -149,13 +249,14 @@ def promote(staging: Path, data_dir: Path) -> list[Path]:
             shutil.rmtree(target)
         os.replace(folder, target)
         moved += sorted(target.glob("*.parquet"))
+        killpoint("ingest.promoting")  # some partitions moved, others not yet
     shutil.rmtree(staging, ignore_errors=True)
     return moved
 
 
 def remove_file_outputs(data_dir: Path, org_id: int, file_id: int) -> None:
     """Remove every part of one ingested file (before rewriting it), in either layout."""
-    for table in ("revenue_lines", "rejected_lines"):
+    for table in TABLES:
         root = data_dir / "lake" / table / f"org={org_id}"
         for p in root.glob(f"period=*/source=*/file={file_id}.parquet"):
             p.unlink()

@@ -301,19 +301,14 @@ def statement_context(session: Session, org_id: int) -> dict[str, pl.DataFrame]:
     return {"label": label, "payees": payees, "releases": releases}
 
 
-def lake_files(data_dir: Path, org_id: int, period: Period) -> list[Path]:
-    """Every accepted-lines Parquet file of the period, in a stable order (staging folders
-    and temporary files, whose names start with a dot, are not inputs)."""
-    root = data_dir / "lake" / "revenue_lines" / f"org={org_id}"
-    files: list[Path] = []
-    for month in period.months:
-        base = root / f"period={month}"
-        files += [
-            p
-            for p in base.rglob("*.parquet")
-            if not any(part.startswith(".") for part in p.relative_to(base).parts)
-        ]
-    return sorted(files)
+def lake_files(
+    factory: sessionmaker[Session], data_dir: Path, org_id: int, period: Period
+) -> list[Path]:
+    """Every accepted-lines Parquet part of the period's committed files, in a stable order
+    (``lake.committed_parts``: parts of a file whose ingestion has not committed, or was
+    killed, and temporary files are not inputs)."""
+    with factory() as session:
+        return lake.committed_parts(session, data_dir, org_id, periods=period.months)
 
 
 def scan_lines(files: list[Path]) -> pl.LazyFrame:
@@ -557,7 +552,7 @@ def plan_run(
     if buckets < 1:
         raise RunError("buckets_invalid", f"buckets must be at least 1, not {buckets}")
     prep = _prepare(factory, org_id, period, correction)
-    files = lake_files(data_dir, org_id, prep.period)
+    files = lake_files(factory, data_dir, org_id, prep.period)
     root = _period_dir(data_dir, org_id, prep.period.label)
     folder = root / f".plan-{uuid.uuid4().hex}"
     stage = root / f".{folder.name}.tmp"
@@ -671,7 +666,7 @@ def run_period(
     recover(factory, data_dir, org_id)
     if plan is None:
         prep = _prepare(factory, org_id, period, correction)
-        files = lake_files(data_dir, org_id, prep.period)
+        files = lake_files(factory, data_dir, org_id, prep.period)
         inputs = _inputs(data_dir, files)
         earned = None
     else:

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipelines.ingest import IngestOutcome, ingest_path
+from pipelines.ingest import IngestOutcome, ingest_path, recover
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,11 @@ def ingest_sources(
     sources: list[str],
     format: str | None = None,
     period: str | None = None,
+    chunk_bytes: int | None = None,
 ) -> Iterator[IngestOutcome]:
+    """Ingest every file of ``sources``, after recovering what a crashed ingestion of the
+    organisation left (``pipelines.ingest.recover``)."""
+    recover(factory, data_dir, org_id)
     for source in sources:
         scheme = urlsplit(source).scheme
         if scheme in ("", "file"):
@@ -70,6 +74,7 @@ def ingest_sources(
                         source_url=path.resolve().as_uri(),
                         format=format,
                         period=period,
+                        chunk_bytes=chunk_bytes,
                     ),
                 )
             continue
@@ -205,6 +210,7 @@ def pending_files(
     from pipelines import lake
     from schemas.store.models import Drop, IngestFile
 
+    recover(factory, data_dir, org_id)  # a crashed ingestion's file is listed again
     with factory() as session:
         drops = list(
             session.scalars(sa.select(Drop).where(Drop.org_id == org_id, Drop.enabled.is_(True)))

@@ -36,10 +36,10 @@ def key_order(names: list[str]) -> list[tuple[str, pl.Expr]]:
     ]
 
 
-def _files(data_dir: Path, org_id: int) -> list[Path]:
-    """Every accepted-lines part of the organisation (a file may have several parts)."""
-    root = data_dir / "lake" / "revenue_lines" / f"org={org_id}"
-    return sorted(p for p in root.glob("**/*.parquet") if not p.name.startswith("."))
+def _files(session: Session, data_dir: Path, org_id: int) -> list[Path]:
+    """Every accepted-lines part of the organisation's committed files (a file may have
+    several parts; ``lake.committed_parts``)."""
+    return lake.committed_parts(session, data_dir, org_id)
 
 
 def suspense_keys(lines: pl.LazyFrame) -> pl.LazyFrame:
@@ -52,7 +52,7 @@ def suspense_keys(lines: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def rebuild_suspense(session: Session, data_dir: Path, org_id: int) -> int:
-    files = _files(data_dir, org_id)
+    files = _files(session, data_dir, org_id)
     if files:
         lines = lake.scan_revenue(files).filter(pl.col("match_method").is_null())
         grouped = (
@@ -125,9 +125,9 @@ def rematch(
     locked period takes it in a correction run). Rebuild suspense."""
     with factory() as session:
         catalog = Catalog.load(session, org_id)
+        files = _files(session, data_dir, org_id)
     rewritten = newly_matched = reconverted = upgraded = 0
     rates = catalog.rates.lazy()
-    files = _files(data_dir, org_id)
     for path in files:
         frame = pl.read_parquet(path)
         redone = rematch_lines(

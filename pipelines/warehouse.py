@@ -41,6 +41,7 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped]
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from pipelines import lake
 from schemas.store.models import (
     Artist,
     Contract,
@@ -223,6 +224,7 @@ FILE_TOTALS = pa.schema(
 RUN_TOTALS = pa.schema(
     [("run_id", I64), ("org_id", I64), ("currency", STR), ("measure", STR), ("amount", CENTS)]
 )
+COMMITTED_FILES = pa.schema([("org_id", I64), ("file_id", I64)])
 SUSPENSE_AMOUNTS = pa.schema(
     [("suspense_item_id", I64), ("org_id", I64), ("currency", STR), ("amount", EXACT)]
 )
@@ -280,6 +282,16 @@ def export_reference(factory: sessionmaker[Session], data_dir: Path) -> dict[str
         write_table(
             pa.Table.from_pylist(file_rows, FILE_TOTALS), out / "ingest_file_totals.parquet"
         )
+        # the files whose lake parts count (lake.committed_file_ids): the lake's staging
+        # models read only these, never the parts of an ingestion not committed (or killed)
+        committed = [
+            {"org_id": org, "file_id": fid}
+            for org in session.scalars(sa.select(Organisation.id).order_by(Organisation.id))
+            for fid in sorted(lake.committed_file_ids(session, org))
+        ]
+        write_table(
+            pa.Table.from_pylist(committed, COMMITTED_FILES), out / "committed_files.parquet"
+        )
         run_rows = [
             {"run_id": rid, "org_id": org, "currency": cur, "measure": k, "amount": _dec(v)}
             for rid, org, totals in session.execute(
@@ -304,6 +316,7 @@ def export_reference(factory: sessionmaker[Session], data_dir: Path) -> dict[str
             pa.Table.from_pylist(sus_rows, SUSPENSE_AMOUNTS), out / "suspense_item_amounts.parquet"
         )
     counts.update(
+        committed_files=len(committed),
         ingest_file_totals=len(file_rows),
         royalty_run_totals=len(run_rows),
         suspense_item_amounts=len(sus_rows),

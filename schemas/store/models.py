@@ -378,6 +378,9 @@ class AuditEntry(Base):
 
 # --- revenue ingestion ---------------------------------------------------------------------
 class IngestStatus(enum.StrEnum):
+    # being read: its lines (if any reached the lake) count for nothing until the row is
+    # flipped to ``ingested``, the ingestion's one commit point (``pipelines.ingest``)
+    PENDING = "pending"
     INGESTED = "ingested"
     QUARANTINED = "quarantined"
 
@@ -423,6 +426,11 @@ class IngestFile(Base):
     raw_path: Mapped[str] = mapped_column(sa.String(2000))
     outputs: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)  # paths written
     received_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=_utcnow)
+    # the process reading a ``pending`` file (host, pid, the pid's start time): recovery
+    # removes a pending file only once that process is gone (``pipelines.ingest.recover``)
+    owner_host: Mapped[str | None] = mapped_column(sa.String(255))
+    owner_pid: Mapped[int | None] = mapped_column(sa.Integer)
+    owner_start: Mapped[str | None] = mapped_column(sa.String(64))
 
 
 class MatchKind(enum.StrEnum):

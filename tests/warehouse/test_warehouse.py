@@ -167,6 +167,30 @@ def test_a_zips_reports_and_parts_written_before_members_build_one_row_per_line(
         ).fetchone() == (1,)
 
 
+def test_parts_of_a_file_not_committed_are_not_in_the_warehouse(
+    demo: tuple[Path, str], tmp_path: Path
+) -> None:
+    """An ingestion killed between moving its parts into the lake and committing its ledger
+    row leaves parts of no committed file: the warehouse does not read them."""
+    data_dir = _copy(demo[0], tmp_path / "var")
+    files = sorted((data_dir / "lake" / "revenue_lines").glob("**/*.parquet"))
+    lines = sum(pl.read_parquet(f).height for f in files)
+    source = files[0].parent
+    killed = source.with_name("file=99999")
+    shutil.copytree(source, killed)
+    for part in killed.glob("*.parquet"):
+        pl.read_parquet(part).with_columns(
+            pl.lit(99999).cast(pl.Int64).alias("file_id")
+        ).write_parquet(part)
+    result = build(_factory(), data_dir, export=False)  # type: ignore[arg-type]
+    assert result.results.get("error", 0) == 0 and result.results.get("fail", 0) == 0
+    with duckdb.connect(str(result.path), read_only=True) as con:
+        count, killed_rows = con.execute(
+            "select count(*), count(*) filter (where file_id = 99999) from fct_revenue_lines"
+        ).fetchone()
+    assert (count, killed_rows) == (lines, 0)
+
+
 def test_a_lake_written_entirely_before_members_builds(
     demo: tuple[Path, str], tmp_path: Path
 ) -> None:

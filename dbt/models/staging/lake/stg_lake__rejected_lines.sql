@@ -13,4 +13,10 @@ select
     cast(amount as decimal(38, 12)) as reported_amount,
     cast(currency as varchar) as reported_currency,
     cast(reasons as varchar) as reasons
-from {{ read_source('lake', 'rejected_lines') }}
+from {{ read_source('lake', 'rejected_lines') }} as l
+-- only the parts of committed files count (an ingestion killed before its commit leaves parts
+-- that no reader takes: pipelines/lake.py committed_parts)
+where exists (
+    select 1 from {{ read_source('reference', 'committed_files') }} as c
+    where c.org_id = l.org_id and c.file_id = l.file_id
+)

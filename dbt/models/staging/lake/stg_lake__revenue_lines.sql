@@ -32,4 +32,10 @@ select
     cast(fx_rate as decimal(38, 12)) as fx_rate,
     cast(converted_currency as varchar) as currency,
     cast(converted_amount as decimal(38, 12)) as amount
-from {{ read_source('lake', 'revenue_lines') }}
+from {{ read_source('lake', 'revenue_lines') }} as l
+-- only the parts of committed files count (an ingestion killed before its commit leaves parts
+-- that no reader takes: pipelines/lake.py committed_parts)
+where exists (
+    select 1 from {{ read_source('reference', 'committed_files') }} as c
+    where c.org_id = l.org_id and c.file_id = l.file_id
+)
