@@ -41,6 +41,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 
 from pipelines import bench_royalty as br
 from pipelines.warehouse import (
+    COMMITTED_FILES,
     FILE_TOTALS,
     REFERENCE,
     RUN_TOTALS,
@@ -270,6 +271,11 @@ def _write_reference(
             pl.lit(RECEIVED_AT).alias("received_at"),
         ),
         _reference_schema("ingest_files"),
+    )
+    # every generated file is committed (the ledger's ``ingested`` rows above): the lake's
+    # staging models read only the parts of the files listed here
+    counts["committed_files"] = _put(
+        folder, "committed_files", ledger.select("file_id").with_columns(org), COMMITTED_FILES
     )
     counts["ingest_file_totals"] = _put(
         folder,

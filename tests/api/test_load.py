@@ -68,10 +68,10 @@ def test_reads_proceed_while_a_writer_holds_the_store(tenant: Tenant, sqlite_pat
     payee_key = tenant.key(Role.PAYEE, payee["id"])
     with WriteLock(sqlite_path):
         for path in ("/healthz", "/v1/artists", f"/v1/artists/{artist['id']}", "/v1/me"):
-            start = time.perf_counter()
+            # a read that waited for the writer would wait the busy timeout (0.5 s) and
+            # answer 503: a 200 here is a read that did not take the write lock (no timing)
             r = tenant.client.get(path, headers=tenant.admin)
             assert r.status_code == 200, (path, r.text)
-            assert time.perf_counter() - start < 0.3, path
         statements = tenant.client.get("/v1/statements", headers=payee_key)
         assert statements.status_code == 200, statements.text
         signed_in = tenant.client.post(
