@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from schemas.catalog import MAX_ID
 from schemas.errors import Forbidden, StoreError
-from schemas.store.keys import verify_key
+from schemas.store.keys import check_key
 from schemas.store.models import Role
 
 WRITERS = frozenset({Role.ADMIN, Role.FINANCE})
@@ -111,7 +111,7 @@ def get_principal(
     token: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
     plain = api_key or (token.credentials if token else None)
-    row = verify_key(session, plain, secret_key=request.app.state.secret_key) if plain else None
+    row = check_key(session, plain, secret_key=request.app.state.secret_key) if plain else None
     if row is None:
         raise Unauthorized()
     principal = Principal(row.org_id, row.role, row.id, row.prefix, row.payee_id)
