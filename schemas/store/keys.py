@@ -11,7 +11,6 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -81,7 +80,9 @@ _LIVE_KEY = sa.select(
 ).where(ApiKey.prefix == sa.bindparam("prefix"), ApiKey.revoked_at.is_(None))
 
 
-def check_key(session: Session, plain: str, *, secret_key: str) -> sa.Row[Any] | None:
+def check_key(
+    session: Session, plain: str, *, secret_key: str
+) -> sa.Row[int, int, str, Role, int | None, str] | None:
     """``verify_key`` for every API request: the live key's ``(id, org_id, prefix, role,
     payee_id, key_hash)`` as a plain row, with no ORM object built. Read from the store each
     time, so a key revoked a moment ago is refused at once; None as for ``verify_key``."""
