@@ -9,10 +9,9 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 from pydantic import BaseModel
 from sqlalchemy.orm import Session, sessionmaker
-from starlette.concurrency import run_in_threadpool
 
 from api import portal, problems
-from api.deps import PrincipalDep, SessionDep
+from api.deps import PrincipalDep, SessionDep, read_in_pool
 from api.gate import InFlightGate
 from api.queries import (
     ArtistFilter,
@@ -77,12 +76,12 @@ def create_app(
     # async, the store work in one thread-pool hop (see ``api.routes.crud``)
     @app.get("/healthz", tags=["health"])
     async def healthz(session: SessionDep) -> dict[str, str]:
-        await run_in_threadpool(session.execute, sa.text("SELECT 1"))
+        await read_in_pool(session, session.execute, sa.text("SELECT 1"))
         return {"status": "ok"}
 
     @app.get("/v1/me", tags=["auth"], summary="Who this key is")
     async def me(session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
-        org = await run_in_threadpool(session.get, Organisation, principal.org_id)
+        org = await read_in_pool(session, session.get, Organisation, principal.org_id)
         assert org is not None
         return {
             "organisation": org.slug,

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import ExitStack
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import anyio
 from fastapi import Depends, Path, Request, Response
@@ -21,6 +21,7 @@ from schemas.errors import Forbidden, StoreError
 from schemas.store.keys import check_key
 from schemas.store.models import Role
 
+T = TypeVar("T")
 WRITERS = frozenset({Role.ADMIN, Role.FINANCE})
 PathId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
@@ -96,8 +97,23 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
         with anyio.CancelScope(shield=True):
             await run_in_threadpool(stack.__exit__, type(exc), exc, exc.__traceback__)
         raise
+    if not session.in_transaction():  # ended in the handler's hop (``read_in_pool``)
+        stack.close()  # no connection held: closing does no I/O
+        return
     with anyio.CancelScope(shield=True):
         await run_in_threadpool(stack.__exit__, None, None, None)
+
+
+async def read_in_pool(session: Session, func: Callable[..., T], /, *args: Any) -> T:
+    """A read handler's store work, and the end of its transaction, in ONE thread-pool hop:
+    ``get_session`` then has nothing left to do off the event loop."""
+
+    def work() -> T:
+        result = func(*args)
+        session.commit()
+        return result
+
+    return await run_in_threadpool(work)
 
 
 # scope="function": commit (or roll back) before the response is sent, so a 2xx means written.
