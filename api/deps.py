@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import ExitStack
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
+import anyio
 from fastapi import Depends, Path, Request, Response
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from schemas.catalog import MAX_ID
 from schemas.errors import Forbidden, StoreError
-from schemas.store.keys import verify_key
+from schemas.store.keys import check_key
 from schemas.store.models import Role
 
+T = TypeVar("T")
 WRITERS = frozenset({Role.ADMIN, Role.FINANCE})
 PathId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
@@ -70,17 +74,46 @@ class Principal:
 READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def get_session(request: Request) -> Iterator[Session]:
+async def get_session(request: Request) -> AsyncIterator[Session]:
     """One transaction per request: committed when the handler returns, else rolled back.
     A GET reads without the store's write lock (``db.read_sessions``): it never waits for a
-    writer, such as an ingestion, and never makes one wait."""
+    writer, such as an ingestion, and never makes one wait.
+
+    ``async``: opening the session and its transaction does no I/O (the connection is taken
+    at the first query, in the thread that runs it), so it costs no thread-pool hop; ending
+    it (commit or rollback: I/O) runs in the pool, shielded so that a request cancelled by
+    its client still gives its connection back."""
     factory: sessionmaker[Session] = (
         request.app.state.read_factory
         if request.method in READS
         else request.app.state.session_factory
     )
-    with factory() as session, session.begin():
+    stack = ExitStack()
+    session = stack.enter_context(factory())
+    stack.enter_context(session.begin())
+    try:
         yield session
+    except BaseException as exc:
+        with anyio.CancelScope(shield=True):
+            await run_in_threadpool(stack.__exit__, type(exc), exc, exc.__traceback__)
+        raise
+    if not session.in_transaction():  # ended in the handler's hop (``read_in_pool``)
+        stack.close()  # no connection held: closing does no I/O
+        return
+    with anyio.CancelScope(shield=True):
+        await run_in_threadpool(stack.__exit__, None, None, None)
+
+
+async def read_in_pool(session: Session, func: Callable[..., T], /, *args: Any) -> T:
+    """A read handler's store work, and the end of its transaction, in ONE thread-pool hop:
+    ``get_session`` then has nothing left to do off the event loop."""
+
+    def work() -> T:
+        result = func(*args)
+        session.commit()
+        return result
+
+    return await run_in_threadpool(work)
 
 
 # scope="function": commit (or roll back) before the response is sent, so a 2xx means written.
@@ -94,7 +127,7 @@ def get_principal(
     token: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
     plain = api_key or (token.credentials if token else None)
-    row = verify_key(session, plain, secret_key=request.app.state.secret_key) if plain else None
+    row = check_key(session, plain, secret_key=request.app.state.secret_key) if plain else None
     if row is None:
         raise Unauthorized()
     principal = Principal(row.org_id, row.role, row.id, row.prefix, row.payee_id)

@@ -4,12 +4,13 @@ Fills a store (a temporary SQLite file, or the empty database ``--backend-url`` 
 the sample label plus a generated catalogue (2,000 tracks on 1,000 releases, 1,000 payees,
 by default),
 serves the real API with uvicorn on a free loopback port in a child process (as ``tunemantra
-api`` does: one worker, the same pool and in-flight limit), and drives it with N clients for
+api --workers N`` does: N worker processes, default 1, each with the same pool and in-flight
+limit), and drives it with N clients for
 S seconds over a mix of routes: ``/healthz``, and list and detail reads of tracks, releases,
 payees and contracts, and the statement list. Each client is a thread with one keep-alive
 connection sending one request after another (closed loop). In the same run, the same load
-drives a bare sync FastAPI endpoint served by the same uvicorn settings: the anchor, what
-this machine and server can do with no application work at all.
+drives a bare sync FastAPI endpoint served by the same uvicorn settings and the same number
+of workers: the anchor, what this machine and server can do with no application work at all.
 
 ``--during-write`` (SQLite): another connection holds the store's write lock for the whole
 measurement, as a long write would: reads must go on (WAL) and none may wait for it.
@@ -126,8 +127,11 @@ def routes(ids: dict[str, list[int]]) -> list[tuple[str, str]]:
     return mix
 
 
-def _serve(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
+def _serve(
+    args: list[str], env: dict[str, str], workers: int = 1
+) -> tuple[subprocess.Popen[bytes], int]:
     port = _free_port()
+    args = [*args, str(workers)]
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipelines.bench_api", *args, str(port)],
         env=env,
@@ -143,11 +147,31 @@ def _serve(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[bytes
             conn.request("GET", "/healthz")
             if conn.getresponse().status == 200:
                 conn.close()
-                return proc, port
+                if len(_workers(proc.pid)) >= workers:
+                    return proc, port
+                time.sleep(0.1)
         except OSError:
             time.sleep(0.1)
     proc.kill()
     raise RuntimeError("the server did not start")
+
+
+def _workers(pid: int) -> list[int]:
+    """The processes serving for the server ``pid``: itself (one worker), or the worker
+    processes uvicorn started for ``--workers N`` (Linux: read from /proc)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return [pid]
+    serving = []
+    for child in children:
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in cmdline:  # a uvicorn worker, not multiprocessing's resource tracker
+            serving.append(int(child))
+    return serving or [pid]
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -238,6 +262,7 @@ def run(
     backend_url: str | None = None,
     during_write: bool = False,
     tracks: int = TRACKS,
+    workers: int = 1,
 ) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="tm-bench-api-"))
     try:
@@ -254,7 +279,8 @@ def run(
         headers = {"X-API-Key": store["admin_key"]}
         mix = routes(store["ids"])
         measured: list[dict[str, Any]] = []
-        api, port = _serve(["--serve"], env)
+        api, port = _serve(["--serve"], env, workers)
+        api_workers = len(_workers(api.pid))
         lock = None
         try:
             drive(port, mix, headers, min(max(clients), 4), min(1.0, seconds))  # warm-up
@@ -267,8 +293,9 @@ def run(
                 lock.execute("ROLLBACK")
                 lock.close()
             _stop(api)
-        bare, bare_port = _serve(["--bare"], env)
+        bare, bare_port = _serve(["--bare"], env, workers)
         try:
+            bare_workers = len(_workers(bare.pid))
             bare_mix = [("bare", "/ok")]
             drive(bare_port, bare_mix, {}, min(max(clients), 4), min(1.0, seconds))
             anchors = [drive(bare_port, bare_mix, {}, n, seconds) for n in clients]
@@ -279,6 +306,8 @@ def run(
             "seconds": seconds,
             "during_write": during_write,
             "cpu_count": os.cpu_count(),
+            "workers": workers,
+            "server_processes": {"api": api_workers, "bare_fastapi": bare_workers},
             "store": store["counts"],
             "routes": len(mix),
             "runs": [
@@ -290,23 +319,19 @@ def run(
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _uvicorn(app: Any, port: int) -> None:
-    """The same server settings as ``tunemantra api`` (one worker)."""
+def _uvicorn(factory: str, workers: str, port: str) -> None:
+    """The same server settings as ``tunemantra api --workers N``."""
     import uvicorn
 
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
-
-
-def _serve_api(port: str) -> None:
-    from pipelines.cli import api_from_settings
-
-    _uvicorn(api_from_settings(), int(port))
-
-
-def _serve_bare(port: str) -> None:
-    from api.bare import bare_app
-
-    _uvicorn(bare_app(), int(port))
+    uvicorn.run(
+        factory,
+        factory=True,
+        host="127.0.0.1",
+        port=int(port),
+        workers=int(workers),
+        log_level="warning",
+        access_log=False,
+    )
 
 
 def describe(result: dict[str, Any]) -> str:
@@ -318,6 +343,7 @@ def describe(result: dict[str, Any]) -> str:
         )
 
     during = ", while a writer holds the store" if result["during_write"] else ""
+    during += f", {result['workers']} worker(s)"
     out = []
     for run in result["runs"]:
         api = run["api"]
@@ -335,6 +361,6 @@ def describe(result: dict[str, Any]) -> str:
 
 if __name__ == "__main__":  # the server child processes of `run`
     if sys.argv[1] == "--serve":
-        _serve_api(sys.argv[2])
+        _uvicorn("pipelines.cli:api_from_settings", *sys.argv[2:4])
     elif sys.argv[1] == "--bare":
-        _serve_bare(sys.argv[2])
+        _uvicorn("api.bare:bare_app", *sys.argv[2:4])

@@ -276,6 +276,9 @@ def bench_api(
     tracks: Annotated[int, typer.Option(min=2, help="generated tracks (half as many payees)")] = (
         2000
     ),
+    workers: Annotated[
+        int, typer.Option(min=1, help="server processes, for the API and the bare anchor alike")
+    ] = 1,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """The API under N concurrent clients for S seconds (requests/s, p50/p95/p99, max, errors
@@ -288,6 +291,7 @@ def bench_api(
         backend_url=backend_url,
         during_write=during_write,
         tracks=tracks,
+        workers=workers,
     )
     typer.echo(json.dumps(result) if as_json else describe(result))
 

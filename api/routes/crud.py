@@ -7,8 +7,17 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, create_model
+from sqlalchemy.orm import Session
 
-from api.deps import DecimalRoute, PathId, PrincipalDep, SessionDep, WriterDep
+from api.deps import (
+    DecimalRoute,
+    PathId,
+    Principal,
+    PrincipalDep,
+    SessionDep,
+    WriterDep,
+    read_in_pool,
+)
 from api.queries import Page, filtered, page_of, scoped
 from schemas.errors import NotFound
 from schemas.store import service
@@ -40,14 +49,27 @@ def crud_router(kind: str, out: type[BaseModel], filters: type[Page]) -> APIRout
     router = APIRouter(route_class=DecimalRoute, prefix=f"/v1/{kind}", tags=[kind])
     page = page_model(out)
 
+    # The reads are ``async`` and run their store work and the end of their transaction in
+    # ONE thread-pool hop (``read_in_pool``): a sync handler would also send FastAPI's check
+    # of the returned model to the pool, a hop of its own (the check of an instance already
+    # validated is cheap enough for the event loop), and the session's end another.
+    def list_sync(session: Session, principal: Principal, q: Page) -> dict[str, Any]:
+        return page_of(session, filtered(scoped(model, principal), model, q), model, q, out)
+
+    def get_sync(session: Session, principal: Principal, obj_id: int) -> BaseModel:
+        return out.model_validate(get_visible(session, kind, principal, obj_id))
+
     @router.get("", response_model=page, summary=f"List {kind}")
-    def list_(session: SessionDep, principal: PrincipalDep, q: Annotated[filters, Query()]) -> Any:  # type: ignore[valid-type]
-        stmt = filtered(scoped(model, principal), model, q)
-        return page_of(session, stmt, model, q, out)
+    async def list_(
+        session: SessionDep,
+        principal: PrincipalDep,
+        q: Annotated[filters, Query()],  # type: ignore[valid-type]
+    ) -> Any:
+        return await read_in_pool(session, list_sync, session, principal, q)
 
     @router.get("/{obj_id}", response_model=out, summary=f"Get a {noun}")
-    def get(obj_id: PathId, session: SessionDep, principal: PrincipalDep) -> Any:
-        return out.model_validate(get_visible(session, kind, principal, obj_id))
+    async def get(obj_id: PathId, session: SessionDep, principal: PrincipalDep) -> Any:
+        return await read_in_pool(session, get_sync, session, principal, obj_id)
 
     @router.post(
         "", response_model=out, status_code=status.HTTP_201_CREATED, summary=f"Create a {noun}"

@@ -56,15 +56,41 @@ def issue_key(
     return row, plain
 
 
+def _prefix(plain: str) -> str | None:
+    parts = plain.strip().split("_", 2)
+    return parts[1] if len(parts) == 3 and parts[0] == "tm" else None
+
+
 def verify_key(session: Session, plain: str, *, secret_key: str) -> ApiKey | None:
     """The live key row for this plain key, or None (unknown, malformed or revoked)."""
-    parts = plain.strip().split("_", 2)
-    if len(parts) != 3 or parts[0] != "tm":
+    prefix = _prefix(plain)
+    if prefix is None:
         return None
-    row = session.scalar(sa.select(ApiKey).where(ApiKey.prefix == parts[1]))
+    row = session.scalar(sa.select(ApiKey).where(ApiKey.prefix == prefix))
     if row is None or row.revoked_at is not None:
         return None
     if not hmac.compare_digest(row.key_hash, _digest(secret_key, plain.strip())):
+        return None
+    return row
+
+
+# Built once: the statement's construction cost more than its execution, once per request.
+_LIVE_KEY = sa.select(
+    ApiKey.id, ApiKey.org_id, ApiKey.prefix, ApiKey.role, ApiKey.payee_id, ApiKey.key_hash
+).where(ApiKey.prefix == sa.bindparam("prefix"), ApiKey.revoked_at.is_(None))
+
+
+def check_key(
+    session: Session, plain: str, *, secret_key: str
+) -> sa.Row[int, int, str, Role, int | None, str] | None:
+    """``verify_key`` for every API request: the live key's ``(id, org_id, prefix, role,
+    payee_id, key_hash)`` as a plain row, with no ORM object built. Read from the store each
+    time, so a key revoked a moment ago is refused at once; None as for ``verify_key``."""
+    prefix = _prefix(plain)
+    if prefix is None:
+        return None
+    row = session.execute(_LIVE_KEY, {"prefix": prefix}).first()
+    if row is None or not hmac.compare_digest(row.key_hash, _digest(secret_key, plain.strip())):
         return None
     return row
 

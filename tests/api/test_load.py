@@ -219,3 +219,24 @@ def test_the_cli_says_another_command_holds_the_store(
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM organisations")).scalar() == 1
     engine.dispose()
+
+
+def test_every_read_gives_its_store_connection_back_before_its_answer(tenant: Tenant) -> None:
+    """A read ends its transaction in its handler's pool hop (``read_in_pool``) and the
+    session dependency closes it on the event loop: no connection may be left checked out,
+    after a found row, a page, a 404 or a 401 alike."""
+    engine = tenant.factory.kw["bind"]
+    artist = tenant.post("/v1/artists", {"name": "Pooled"})
+    reads = [
+        ("/healthz", None, 200),
+        ("/v1/me", tenant.admin, 200),
+        ("/v1/artists?limit=5", tenant.admin, 200),
+        (f"/v1/artists/{artist['id']}", tenant.admin, 200),
+        (f"/v1/artists/{artist['id'] + 1000}", tenant.admin, 404),
+        ("/v1/artists", {"X-API-Key": "tm_nope_nope"}, 401),
+    ]
+    for path, headers, status in reads:
+        r = tenant.client.get(path, headers=headers or {})
+        assert r.status_code == status, (path, r.text)
+        assert engine.pool.checkedout() == 0, path
+    assert tenant.client.get(f"/v1/artists/{artist['id']}", headers=tenant.admin).json() == artist

@@ -32,6 +32,7 @@ def test_bench_api_two_clients_two_seconds() -> None:
     assert result.exit_code == 0, result.output
     out = json.loads(result.output.strip().splitlines()[-1])
     assert out["backend"] == "sqlite" and out["during_write"] is True
+    assert out["workers"] == 1 and out["server_processes"] == {"api": 1, "bare_fastapi": 1}
     assert out["store"]["tracks"] >= 100 and out["store"]["payees"] >= 50
     [run] = out["runs"]
     assert run["clients"] == 2
@@ -45,3 +46,17 @@ def test_bench_api_two_clients_two_seconds() -> None:
     assert set(run["api"]["by_kind"]) == {"health", "list", "detail"}
     # every read went on while a writer held the store: none waited for the busy timeout
     assert run["api"]["max_ms"] < 5000
+
+
+def test_bench_api_serves_both_apps_with_the_same_workers() -> None:
+    args = ["bench", "api", "--clients", "4", "--seconds", "1", "--workers", "2"]
+    result = CliRunner().invoke(app, [*args, "--tracks", "100", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output.strip().splitlines()[-1])
+    assert out["workers"] == 2
+    # two uvicorn worker processes behind each port, not one process told "2"
+    assert out["server_processes"] == {"api": 2, "bare_fastapi": 2}
+    [run] = out["runs"]
+    for name in ("api", "bare_fastapi"):
+        assert run[name]["requests"] > 10, name
+        assert set(run[name]["statuses"]) == {"200"}, (name, run[name]["statuses"])

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from pipelines.demo import CATALOGUE_MODELS
 from schemas.errors import Conflict, NotFound, ValidationFailed
 from schemas.store import service
-from schemas.store.keys import issue_key, revoke_key
+from schemas.store.keys import check_key, issue_key, revoke_key, verify_key
 from schemas.store.models import (
     ApiKey,
     Artist,
@@ -961,6 +961,31 @@ def test_api_key_hashes_never_reach_the_audit_log(cat: Catalog) -> None:
     assert key.key_hash not in everything
     assert plain not in everything
     assert cat.session.get(ApiKey, key.id).key_hash == key.key_hash
+
+
+def test_check_key_answers_as_verify_key_and_refuses_a_revoked_key_at_once(
+    cat: Catalog,
+) -> None:
+    secret = "s" * 32
+    key, plain = issue_key(cat.session, org_id=cat.org_id, role=Role.FINANCE, secret_key=secret)
+    cat.session.flush()
+    row = check_key(cat.session, plain, secret_key=secret)
+    assert row is not None
+    assert (row.id, row.org_id, row.prefix, row.role, row.payee_id) == (
+        key.id,
+        cat.org_id,
+        key.prefix,
+        Role.FINANCE,
+        None,
+    )
+    assert verify_key(cat.session, plain, secret_key=secret) is key
+    for wrong in (plain + "x", plain.replace("tm_", "tk_", 1), f"tm_{key.prefix}", ""):
+        assert check_key(cat.session, wrong, secret_key=secret) is None, wrong
+    assert check_key(cat.session, plain, secret_key="t" * 32) is None
+    revoke_key(cat.session, key)
+    cat.session.flush()
+    assert check_key(cat.session, plain, secret_key=secret) is None
+    assert verify_key(cat.session, plain, secret_key=secret) is None
 
 
 def test_a_change_to_a_value_never_loaded_is_audited_with_its_old_value(cat: Catalog) -> None:
