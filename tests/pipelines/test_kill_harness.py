@@ -28,30 +28,18 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipelines import lake
-from pipelines.demo import build
 from pipelines.demo_reports import catalogue, write_distributor
 from pipelines.ingest import KILL_STEPS, ingest_path
 from pipelines.killpoints import KILL_AT, KILL_TRACE
 from pipelines.royalty_run import lake_files
 from royalty_engine.periods import parse_period
-from schemas.store import db
-from schemas.store.fx import import_rates
-from schemas.store.models import IngestFile, IngestStatus, Organisation
-from tests.conftest import make_org
+from schemas.store.models import IngestFile, IngestStatus
+from tests.pipelines.test_ingest import second_label as label
 
 pytestmark = pytest.mark.slow
 
 TUNEMANTRA = Path(sys.executable).parent / "tunemantra"
 CHUNK = "300"  # bytes of text per chunk: the 40-line file is staged as many parts
-
-
-def label(factory: sessionmaker[Session], slug: str) -> int:
-    org_id = make_org(factory, slug)
-    with db.transaction(factory, actor="test") as s:
-        s.get(Organisation, org_id).default_currency = "GBP"  # type: ignore[union-attr]
-        build(s, org_id, random.Random(7))
-        import_rates(s, org_id, b"base,quote,period,rate,source\nEUR,GBP,2026-01,0.85,ECB\n")
-    return org_id
 
 
 def statement(factory: sessionmaker[Session], org_id: int, path: Path, seed: int) -> Path:
