@@ -62,16 +62,10 @@ def _prefix(plain: str) -> str | None:
 
 
 def verify_key(session: Session, plain: str, *, secret_key: str) -> ApiKey | None:
-    """The live key row for this plain key, or None (unknown, malformed or revoked)."""
-    prefix = _prefix(plain)
-    if prefix is None:
-        return None
-    row = session.scalar(sa.select(ApiKey).where(ApiKey.prefix == prefix))
-    if row is None or row.revoked_at is not None:
-        return None
-    if not hmac.compare_digest(row.key_hash, _digest(secret_key, plain.strip())):
-        return None
-    return row
+    """The live key row for this plain key, or None (unknown, malformed or revoked): the ORM
+    row of ``check_key``, the one rule for which keys are live."""
+    row = check_key(session, plain, secret_key=secret_key)
+    return session.get(ApiKey, row.id) if row is not None else None
 
 
 # Built once: the statement's construction cost more than its execution, once per request.
