@@ -15,6 +15,31 @@ from typing import Any
 import pytest
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
+SECRET = "test-secret-key-not-a-placeholder"
+
+
+def demo_store(
+    sqlite_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, seed: int
+) -> tuple[Any, Path, int]:
+    """TuneMantra's settings pointed at a fresh SQLite store and data folder (as the DAG's
+    task processes see them), and the sample label built there: (factory, data dir, org)."""
+    import shutil
+
+    from pipelines import resources
+    from pipelines.demo import run_demo
+    from pipelines.settings import get_settings
+
+    store = tmp_path / "tunemantra.db"
+    shutil.copy(sqlite_template, store)
+    data_dir = tmp_path / "var"
+    monkeypatch.setenv("TUNEMANTRA_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("TUNEMANTRA_DATABASE_URL", f"sqlite:///{store}")
+    monkeypatch.delenv("TUNEMANTRA_ENV", raising=False)
+    get_settings.cache_clear()
+    resources.engine_for.cache_clear()
+    factory = resources.get_session_factory()
+    org_id = run_demo(factory, seed=seed, secret_key=SECRET, data_dir=data_dir).org_id
+    return factory, data_dir, org_id
 
 
 def airflow_env(home: Path) -> dict[str, str]:

@@ -4,7 +4,6 @@ the demo label builds the warehouse and swaps it in."""
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -18,13 +17,13 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipelines import resources
-from pipelines.demo import ingest_demo_reports, run_demo
+from pipelines.demo import ingest_demo_reports
 from pipelines.demo_royalty import run_demo_period
 from pipelines.settings import get_settings
 from schemas.store.models import IngestFile, IngestStatus
+from tests.dags.conftest import demo_store
 
 DAG_ID = "analytics_dbt"
-SECRET = "test-secret-key-not-a-placeholder"
 
 
 def test_dag_is_scheduled_on_ingestion_and_royalty_assets(dagbag: Any) -> None:
@@ -64,16 +63,7 @@ def label(
     airflow_home: Path, sqlite_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Label]:
     """The demo label ingested and its period run and locked, no warehouse built yet."""
-    store = tmp_path / "tunemantra.db"
-    shutil.copy(sqlite_template, store)
-    data_dir = tmp_path / "var"
-    monkeypatch.setenv("TUNEMANTRA_DATA_DIR", str(data_dir))
-    monkeypatch.setenv("TUNEMANTRA_DATABASE_URL", f"sqlite:///{store}")
-    monkeypatch.delenv("TUNEMANTRA_ENV", raising=False)
-    get_settings.cache_clear()
-    resources.engine_for.cache_clear()
-    factory = resources.get_session_factory()
-    org_id = run_demo(factory, seed=7, secret_key=SECRET, data_dir=data_dir).org_id
+    factory, data_dir, org_id = demo_store(sqlite_template, tmp_path, monkeypatch, seed=7)
     ingest_demo_reports(factory, data_dir, org_id, seed=7)
     run_demo_period(factory, data_dir, org_id)
     try:

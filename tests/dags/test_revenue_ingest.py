@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import random
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -31,15 +30,14 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipelines import resources
-from pipelines.demo import DEMO_RATES, run_demo
+from pipelines.demo import DEMO_RATES
 from pipelines.demo_reports import Product, catalogue, write_distributor, write_spotify
 from pipelines.settings import get_settings
 from schemas.store import db
 from schemas.store.fx import import_rates
 from schemas.store.models import Drop, IngestFile, IngestStatus
-from tests.dags.conftest import DAGS, airflow_env
+from tests.dags.conftest import DAGS, airflow_env, demo_store
 
-SECRET = "test-secret-key-not-a-placeholder"
 DAG_ID = "revenue_ingest"
 HEAVY = ("polars", "pyarrow", "pandas", "great_expectations", "boto3", "paramiko", "duckdb")
 OURS = ("pipelines", "connectors", "royalty_engine", "schemas", "api")
@@ -154,16 +152,7 @@ def label(
     """TuneMantra's settings point at a fresh SQLite store and data dir (as the DAG's task
     processes would see them); the sample label ``demo`` has its catalogue, FX rates and one
     local drop."""
-    store = tmp_path / "tunemantra.db"
-    shutil.copy(sqlite_template, store)
-    data_dir = tmp_path / "var"
-    monkeypatch.setenv("TUNEMANTRA_DATA_DIR", str(data_dir))
-    monkeypatch.setenv("TUNEMANTRA_DATABASE_URL", f"sqlite:///{store}")
-    monkeypatch.delenv("TUNEMANTRA_ENV", raising=False)
-    get_settings.cache_clear()
-    resources.engine_for.cache_clear()
-    factory = resources.get_session_factory()
-    org_id = run_demo(factory, seed=5, secret_key=SECRET, data_dir=data_dir).org_id
+    factory, data_dir, org_id = demo_store(sqlite_template, tmp_path, monkeypatch, seed=5)
     drop = tmp_path / "drops" / "demo"
     drop.mkdir(parents=True)
     with db.transaction(factory, actor="test") as s:

@@ -8,7 +8,6 @@ and emits the royalty-runs Asset.
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -21,11 +20,11 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipelines import audit_ledger, resources
-from pipelines.demo import ingest_demo_reports, run_demo
+from pipelines.demo import ingest_demo_reports
 from pipelines.settings import get_settings
 from schemas.store.runs import RoyaltyRun, RunStatus
+from tests.dags.conftest import demo_store
 
-SECRET = "test-secret-key-not-a-placeholder"
 DAG_ID = "royalty_run"
 pytestmark = pytest.mark.slow
 
@@ -45,16 +44,7 @@ class Label:
 def label(
     airflow_home: Path, sqlite_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Label]:
-    store = tmp_path / "tunemantra.db"
-    shutil.copy(sqlite_template, store)
-    data_dir = tmp_path / "var"
-    monkeypatch.setenv("TUNEMANTRA_DATA_DIR", str(data_dir))
-    monkeypatch.setenv("TUNEMANTRA_DATABASE_URL", f"sqlite:///{store}")
-    monkeypatch.delenv("TUNEMANTRA_ENV", raising=False)
-    get_settings.cache_clear()
-    resources.engine_for.cache_clear()
-    factory = resources.get_session_factory()
-    org_id = run_demo(factory, seed=7, secret_key=SECRET, data_dir=data_dir).org_id
+    factory, data_dir, org_id = demo_store(sqlite_template, tmp_path, monkeypatch, seed=7)
     ingest_demo_reports(factory, data_dir, org_id, seed=7)
     try:
         yield Label(factory, data_dir, org_id)
