@@ -44,19 +44,19 @@ machine-readable reason; the rest of the batch goes on.
 def revenue_ingest() -> None:
     @task
     def list_new_files(org: str) -> list[dict[str, str]]:
-        from pipelines.tasks import list_new_files as run
+        from pipelines.tasks.ingest import list_new_files as run
 
         return run(org)
 
     @task(map_index_template="{{ item['name'] }}")
     def ingest_file(org: str, item: dict[str, str]) -> dict[str, Any]:
-        from pipelines.tasks import ingest_file as run
+        from pipelines.tasks.ingest import ingest_file as run
 
         return run(org, item)
 
     @task(outlets=[REVENUE_LINES], trigger_rule="all_done")
     def summarise(org: str, outcomes: list[dict[str, Any]]) -> dict[str, Any]:
-        from pipelines.tasks import summarise_ingest
+        from pipelines.tasks.ingest import summarise_ingest
 
         # A slice fetches every mapped result in one request; iterating asks per item and
         # logs an "XCom not found" error for the one past the end.

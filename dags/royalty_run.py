@@ -80,7 +80,7 @@ Every step is also appended to the organisation's hash-chained audit ledger
 def royalty_run() -> None:
     @task
     def plan(org: str, period: str, **context: Any) -> dict[str, Any]:
-        from pipelines.royalty_tasks import plan as run
+        from pipelines.tasks.royalty import plan as run
 
         return run(org, period, int(context["params"]["buckets"]))
 
@@ -90,25 +90,25 @@ def royalty_run() -> None:
 
     @task(max_active_tis_per_dag=2)
     def earn(bucket: int, planned: dict[str, Any]) -> str:
-        from pipelines.royalty_tasks import earn as run
+        from pipelines.tasks.royalty import earn as run
 
         return run(planned["plan"], bucket)
 
     @task
     def calculate(org: str, period: str, planned: dict[str, Any], _parts: Any) -> dict[str, Any]:
-        from pipelines.royalty_tasks import calculate as run
+        from pipelines.tasks.royalty import calculate as run
 
         return run(org, period, planned["plan"])
 
     @task
     def verify(report: dict[str, Any]) -> dict[str, Any]:
-        from pipelines.royalty_tasks import verify as run
+        from pipelines.tasks.royalty import verify as run
 
         return run(int(report["run_id"]))
 
     @task
     def preview(report: dict[str, Any], _verified: dict[str, Any]) -> dict[str, Any]:
-        from pipelines.royalty_tasks import preview as run
+        from pipelines.tasks.royalty import preview as run
 
         return run(int(report["run_id"]))
 
@@ -129,7 +129,7 @@ def royalty_run() -> None:
 
     @task(trigger_rule="none_failed_min_one_success")
     def approve(org: str, period: str, **context: Any) -> dict[str, Any]:
-        from pipelines.royalty_tasks import transition
+        from pipelines.tasks.royalty import transition
 
         ti = context["ti"]
         answer = ti.xcom_pull(task_ids="approval") or ti.xcom_pull(task_ids="auto_approval")
@@ -142,7 +142,7 @@ def royalty_run() -> None:
 
     @task(outlets=[ROYALTY_RUNS])
     def lock(org: str, period: str, approved: dict[str, Any], **context: Any) -> dict[str, Any]:
-        from pipelines.royalty_tasks import transition
+        from pipelines.tasks.royalty import transition
 
         report = transition(
             org,

@@ -18,7 +18,8 @@ A part counts only through the ledger row that owns it: its ``file=<id>`` must b
 ``ingested`` row of that organisation (``committed_file_ids``). Parts promoted by an ingestion
 still ``pending`` (or killed before its commit, or with no row at all) are in the lake but no
 reader takes them (``committed_parts``: the one rule every reader calls); recovery
-(``pipelines.ingest.recover``) removes them. Older ledgers may still hold ``file=<id>.parquet``.
+(``pipelines.ingest.files.recover``) removes them. Older ledgers may still hold
+``file=<id>.parquet``.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ How it loads:
    ``schemas.store.service.create`` (the API's own validation and audit log), FX rates
    through the FX import's validation; the first item the store refuses rolls it all back
    and is reported with its YAML path.
-4. Revenue is ingested afterwards, file by file, through ``pipelines.ingest.ingest_path``
+4. Revenue is ingested afterwards, file by file, through ``pipelines.ingest.files.ingest_path``
    (it needs the committed catalogue to match against): inline lines are first written as a
    report file in a layout the format registry parses (``distributor_csv`` by default,
    ``spotify`` when lines carry a channel), report files are ingested as they are.
@@ -43,7 +43,6 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipelines.demo_reports import DISTRIBUTOR_COLUMNS
 from schemas import catalog as c
 from schemas.errors import StoreError
 from schemas.store import db, service
@@ -64,6 +63,26 @@ from schemas.territories import parse_territory_set, require_currency
 
 PERIOD_MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"
 SLUG = r"^[a-z0-9][a-z0-9-]{1,62}$"
+
+
+DISTRIBUTOR_COLUMNS = [  # the generic distributor statement (schemas/formats/distributor_csv.yaml)
+    "Statement Period",
+    "Sale Type",
+    "Store",
+    "Country",
+    "Usage",
+    "Release Title",
+    "Track Title",
+    "Artist",
+    "UPC",
+    "ISRC",
+    "Catalog Number",
+    "Units",
+    "Gross Amount",
+    "Split %",
+    "Net Amount",
+    "Currency",
+]
 
 
 class ScenarioError(ValueError):
@@ -782,7 +801,7 @@ def _revenue_files(path: Path, s: Scenario, work: Path) -> list[_Job]:
 def _ingest(
     factory: sessionmaker[Session], data_dir: Path, org_id: int, actor: str, job: _Job
 ) -> dict[str, Any]:
-    from pipelines.ingest import ingest_path
+    from pipelines.ingest.files import ingest_path
 
     got = ingest_path(
         factory,

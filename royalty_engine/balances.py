@@ -43,9 +43,9 @@ from typing import Any
 
 import polars as pl
 
-from royalty_engine.money import CENTS, allocate, cents, to_decimal
 from royalty_engine.periods import Period, parse_period, statement_period
 from royalty_engine.terms import ContractState, EngineError
+from schemas.money import CENTS, allocate, cents, to_decimal
 
 ZERO = Decimal("0.00")
 

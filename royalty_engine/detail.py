@@ -22,9 +22,9 @@ from royalty_engine.earnings import (
     resolve_splits,
 )
 from royalty_engine.engine import allocate_frame
-from royalty_engine.money import EXACT, RATE
 from royalty_engine.periods import Period
 from royalty_engine.terms import EngineError, Terms
+from schemas.money import EXACT, RATE
 
 DETAIL_KEYS = ["track_id", "release_id", "source", "territory", "usage_type", "reporting_period"]
 

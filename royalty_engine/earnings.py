@@ -22,7 +22,7 @@ single lines:
    ``gross_receipts`` amount x share x rate; ``net_receipts`` the same x (1 - distribution
    fee); ``per_unit`` quantity x share x rate (contract currency) x FX to the accounting
    currency; ``ppd`` quantity x share x rate x PPD price (its currency) x FX. Each product is
-   rounded half-even at the 12th decimal place (see ``royalty_engine.money``).
+   rounded half-even at the 12th decimal place (see ``schemas.money``).
 
 Whatever is matched but not paid to a payee (no split, or the unsplit remainder) is retained
 by the label.
@@ -40,9 +40,9 @@ from typing import Any, TypeVar
 import polars as pl
 
 from royalty_engine.fx import inverse_rate
-from royalty_engine.money import EXACT, RATE, to_decimal
 from royalty_engine.periods import Period
 from royalty_engine.terms import EngineError, Terms
+from schemas.money import EXACT, RATE, to_decimal
 from schemas.territories import parse_territory_set
 
 # The grain everything after the scan works on: what a royalty can depend on, and nothing

@@ -31,9 +31,9 @@ from royalty_engine.earnings import (
     merge_earnings,
     payee_buckets,
 )
-from royalty_engine.money import CENTS, EXACT, RATE, cents, to_decimal
 from royalty_engine.periods import Period
 from royalty_engine.terms import ContractState, EngineError, Terms
+from schemas.money import CENTS, EXACT, RATE, cents, to_decimal
 
 # What the run itself breaks each contract's earnings down by (cheap at the run's grain).
 # By source, territory and track: ``royalty_engine.detail`` derives them per payee on demand.

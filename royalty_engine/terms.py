@@ -14,7 +14,7 @@ from typing import Any
 
 import polars as pl
 
-from royalty_engine.money import EXACT, RATE
+from schemas.money import EXACT, RATE
 
 SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     "payees": {

@@ -42,7 +42,7 @@ from api.deps import (
 )
 from api.queries import DbId, Page, paginate
 from api.routes.crud import page_model
-from pipelines.royalty_run import SUMMARY_FIELDS
+from pipelines.royalty.run import SUMMARY_FIELDS
 from pipelines.statements import FORMATS, MEDIA_TYPES, render, render_invoice
 from pipelines.statements.data import Statement, StatementError, load_statement
 from pipelines.statements.export import MANIFEST, default_folder

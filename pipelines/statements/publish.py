@@ -44,7 +44,7 @@ from connectors.drops import (
     open_drop,
     parse_drop_url,
 )
-from pipelines import audit_ledger
+from pipelines.royalty import audit_ledger
 from pipelines.statements import FORMATS
 from pipelines.statements.data import StatementError
 from pipelines.statements.export import (
@@ -371,7 +371,7 @@ def _local_path(url: str, data_dir: Path) -> Path | None:
 def default_opener(data_dir: Path) -> OpenDrop:
     """Open a target: local folders are created; credentials come from the environment
     variable the target names (as for inbound drops)."""
-    from pipelines.run_ingest import _drop_credentials
+    from pipelines.ingest.drops import _drop_credentials
 
     def opener(url: str, secret_env: str | None) -> Drop:
         local = _local_path(url, data_dir)

@@ -379,7 +379,7 @@ class AuditEntry(Base):
 # --- revenue ingestion ---------------------------------------------------------------------
 class IngestStatus(enum.StrEnum):
     # being read: its lines (if any reached the lake) count for nothing until the row is
-    # flipped to ``ingested``, the ingestion's one commit point (``pipelines.ingest``)
+    # flipped to ``ingested``, the ingestion's one commit point (``pipelines.ingest.files``)
     PENDING = "pending"
     INGESTED = "ingested"
     QUARANTINED = "quarantined"
@@ -427,7 +427,7 @@ class IngestFile(Base):
     outputs: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)  # paths written
     received_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=_utcnow)
     # the process reading a ``pending`` file (host, pid, the pid's start time): recovery
-    # removes a pending file only once that process is gone (``pipelines.ingest.recover``)
+    # removes a pending file only once that process is gone (``pipelines.ingest.files.recover``)
     owner_host: Mapped[str | None] = mapped_column(sa.String(255))
     owner_pid: Mapped[int | None] = mapped_column(sa.Integer)
     owner_start: Mapped[str | None] = mapped_column(sa.String(64))
@@ -533,8 +533,3 @@ class SuspenseItem(Base):
 # AUTOINCREMENT makes ids never come back.
 for _table in Base.metadata.tables.values():
     _table.dialect_kwargs["sqlite_autoincrement"] = True
-
-# Tables defined in their own modules, registered on the same metadata.
-from schemas.store import deliveries as _deliveries  # noqa: E402,F401
-from schemas.store import runs as _runs  # noqa: E402,F401
-from schemas.store import statements as _statements  # noqa: E402,F401

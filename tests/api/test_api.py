@@ -359,7 +359,7 @@ def test_cli_serves_the_api_on_loopback(tmp_path: Path) -> None:
         "TUNEMANTRA_SECRET_KEY": "a-real-secret-for-this-test",
     }
     env.pop("TUNEMANTRA_DATABASE_URL", None)
-    cli = [sys.executable, "-m", "pipelines"]
+    cli = [sys.executable, "-m", "cli"]
 
     def run(*args: str) -> str:
         return subprocess.run(

@@ -22,8 +22,8 @@ from typer.testing import CliRunner
 
 from api.app import create_app
 from api.portal import COOKIE
+from cli.main import app as cli_app
 from pipelines import resources
-from pipelines.cli import app as cli_app
 from pipelines.settings import get_settings
 from schemas.store import db
 from schemas.store.models import Role

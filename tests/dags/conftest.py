@@ -25,8 +25,8 @@ def demo_store(
     task processes see them), and the sample label built there: (factory, data dir, org)."""
     import shutil
 
+    from demo.label import run_demo
     from pipelines import resources
-    from pipelines.demo import run_demo
     from pipelines.settings import get_settings
 
     store = tmp_path / "tunemantra.db"

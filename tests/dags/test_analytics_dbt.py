@@ -16,9 +16,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from demo.label import ingest_demo_reports
+from demo.royalty import run_demo_period
 from pipelines import resources
-from pipelines.demo import ingest_demo_reports
-from pipelines.demo_royalty import run_demo_period
 from pipelines.settings import get_settings
 from schemas.store.models import IngestFile, IngestStatus
 from tests.dags.conftest import demo_store

@@ -29,9 +29,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from demo.label import DEMO_RATES
+from demo.reports import Product, catalogue, write_distributor, write_spotify
 from pipelines import resources
-from pipelines.demo import DEMO_RATES
-from pipelines.demo_reports import Product, catalogue, write_distributor, write_spotify
 from pipelines.settings import get_settings
 from schemas.store import db
 from schemas.store.fx import import_rates

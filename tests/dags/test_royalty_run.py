@@ -19,8 +19,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipelines import audit_ledger, resources
-from pipelines.demo import ingest_demo_reports
+from demo.label import ingest_demo_reports
+from pipelines import resources
+from pipelines.royalty import audit_ledger
 from pipelines.settings import get_settings
 from schemas.store.runs import RoyaltyRun, RunStatus
 from tests.dags.conftest import demo_store

@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.ddex.profiles import DspProfile, load_profile
 from connectors.drops import Drop, LocalDrop
-from pipelines.delivery import assets_dir
-from pipelines.demo_assets import release_assets
+from demo.assets import release_assets
+from pipelines.delivery.core import assets_dir
 from schemas.store import db, service
 from schemas.store.deliveries import DdexSender
 from tests.connectors.conftest import s3_server, sftp_server  # noqa: F401  (real servers)

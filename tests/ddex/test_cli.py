@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cli.main import app
 from connectors.ddex.validate import validate_message
+from demo.assets import write_cover
 from pipelines import resources
-from pipelines.cli import app
-from pipelines.demo_assets import write_cover
 from pipelines.settings import get_settings
 from tests.conftest import make_org
 from tests.ddex.conftest import ALBUM_UPC, SINGLE_UPC, Label, make_label, profile_yaml
@@ -129,7 +129,7 @@ def test_acks_go_on_past_an_unreachable_dsp_and_say_which_failed(
     assert (out["harbour"]["status"], out["harbour"]["applied"]) == ("ok", 1)
     assert "aurora" in result.stderr and "boreal" in result.stderr
     # the Airflow task's entry point: every DSP polled, then the task fails naming the two
-    from pipelines import delivery
+    from pipelines.delivery import core as delivery
 
     single = next(r for r in map(json.loads, sent.stdout.splitlines()) if r["upc"] == SINGLE_UPC)
     (acks / "ACK_single.xml").write_bytes(ack_xml(single["message_path"], "FileOK", ack_id="B"))

@@ -15,8 +15,8 @@ from connectors.ddex.ack import ack_xml
 from connectors.ddex.profiles import DspProfile
 from connectors.ddex.validate import validate_message
 from connectors.drops import Drop
-from pipelines import delivery
-from pipelines.demo_assets import write_audio, write_cover
+from demo.assets import write_audio, write_cover
+from pipelines.delivery import core as delivery
 from schemas.store import db
 from schemas.store.deliveries import (
     BatchState,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from connectors.ddex import qc
-from pipelines.demo_assets import write_audio, write_cover
+from demo.assets import write_audio, write_cover
 from tests.ddex.test_ern import snapshot
 
 

@@ -14,7 +14,7 @@ from connectors.ddex.ack import ack_xml
 from connectors.ddex.profiles import DspProfile
 from connectors.ddex.validate import validate_message
 from connectors.drops import Drop, S3Drop, SftpDrop
-from pipelines import delivery
+from pipelines.delivery import core as delivery
 from schemas.store.deliveries import DeliveryState
 from tests.ddex.conftest import ALBUM_UPC, NOW, SINGLE_UPC, Label, profile_yaml
 from tests.ddex.test_delivery import deliveries

@@ -8,7 +8,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from pipelines.cli import app
+from cli.main import app
 
 pytestmark = pytest.mark.integration
 FIGURES = {

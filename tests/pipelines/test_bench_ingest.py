@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.bench import ingest_floor, run
+from bench.ingest import ingest_floor, run
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from polars.testing import assert_frame_equal
 
-from pipelines.bench_royalty import build_terms, run, run_engine, scale, write_lake
-from royalty_engine.money import cents
+from bench.royalty import build_terms, run, run_engine, scale, write_lake
+from schemas.money import cents
 
 
 @pytest.fixture(scope="module")

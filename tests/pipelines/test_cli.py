@@ -9,8 +9,8 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
+from cli.main import app
 from pipelines import resources
-from pipelines.cli import app
 from pipelines.settings import get_settings
 from schemas import identifiers
 from schemas.store.models import (
@@ -203,7 +203,7 @@ def test_ingest_refuses_a_period_that_is_not_a_month(period: str, tmp_path: Path
 
 
 def test_ingest_path_refuses_a_period_that_is_not_a_month(tmp_path: Path) -> None:
-    from pipelines.ingest import ingest_path
+    from pipelines.ingest.files import ingest_path
 
     with pytest.raises(ValueError, match="not a month"):
         ingest_path(

@@ -10,7 +10,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from pipelines.expectations import BatchReport, run_batch_expectations
+from pipelines.ingest.expectations import BatchReport, run_batch_expectations
 from royalty_engine.validate import ERRORS_SCHEMA
 from schemas import revenue
 
@@ -232,7 +232,7 @@ def test_quiet_under_warnings_as_errors_in_a_fresh_interpreter(tmp_path: Path) -
         "from decimal import Decimal\n"
         "from pathlib import Path\n"
         "from tests.pipelines.test_expectations import GOOD, FINDINGS\n"
-        "from pipelines.expectations import run_batch_expectations\n"
+        "from pipelines.ingest.expectations import run_batch_expectations\n"
         "shown = warnings.showwarning\n"
         "r = run_batch_expectations(accepted=GOOD, findings=FINDINGS, file_label='f.tsv',\n"
         "    declared_totals={'USD': Decimal('2.35')}, out_dir=Path(sys.argv[1]))\n"

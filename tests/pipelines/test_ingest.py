@@ -13,10 +13,10 @@ import sqlalchemy as sa
 from polars.testing import assert_frame_equal
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipelines.demo import build
-from pipelines.demo_reports import catalogue, write_apple, write_distributor, write_spotify
-from pipelines.ingest import IngestOutcome, ingest_path
-from pipelines.suspense import rebuild_suspense, rematch
+from demo.label import build
+from demo.reports import catalogue, write_apple, write_distributor, write_spotify
+from pipelines.ingest.files import IngestOutcome, ingest_path
+from pipelines.ingest.suspense import rebuild_suspense, rematch
 from schemas.errors import Conflict
 from schemas.store import db, service, suspense
 from schemas.store.fx import import_rates
@@ -244,7 +244,7 @@ def test_a_quarantined_file_is_read_again_only_when_told_how(
 def test_a_file_our_code_fails_on_is_quarantined_and_retried_after_the_fix(
     factory: sessionmaker[Session], label: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipelines import ingest
+    from pipelines.ingest import files as ingest
 
     p = products(factory, label)[0]
     data = tmp_path / "data"
@@ -352,7 +352,7 @@ def test_one_report_ingested_twice_at_once_is_counted_once(
     import gzip
     import threading
 
-    from pipelines import ingest
+    from pipelines.ingest import files as ingest
 
     p = products(factory, label)[0]
     data = tmp_path / "data"
@@ -755,7 +755,7 @@ IDS_AND_TITLE = ("isrc", "upc", "dsp_resource_id", "dsp_release_id", "proprietar
 def test_an_unmatched_line_with_a_title_and_no_artist_has_a_suspense_key() -> None:
     """Suspense items are keyed by the line's best identifier; a title without an artist
     is still one (it keyed as null before, and the line never reached the suspense list)."""
-    from pipelines.suspense import suspense_keys
+    from pipelines.ingest.suspense import suspense_keys
 
     lines = pl.LazyFrame(
         {
@@ -780,7 +780,7 @@ def test_an_unmatched_line_with_a_title_and_no_artist_has_a_suspense_key() -> No
 def test_a_match_made_for_one_dsps_id_never_matches_another_dsps_same_id() -> None:
     """Suspense items and remembered matches on DSP ids are keyed ``service:id``: resolving
     Spotify's track 1712345601 must not send a TikTok sound with the same digits there."""
-    from pipelines.suspense import suspense_keys
+    from pipelines.ingest.suspense import suspense_keys
     from royalty_engine.matching import match_lines
 
     cols = (*IDS_AND_TITLE, "artist", "service", "source")
@@ -863,7 +863,7 @@ def test_a_rematch_that_failed_or_ran_twice_leaves_the_ledger_counts_right(
     """The lake is rewritten before the ledger's transaction: if that transaction fails, the
     retry finds the lines matched already; the ledger's counts must still come right (they
     are set from the lake, not added to)."""
-    from pipelines import suspense as suspense_module
+    from pipelines.ingest.files import suspense as suspense_module
 
     data, out = ingest_unknown_isrc(factory, label, tmp_path)
     add_track(factory, label, "GBNBR2699999")
@@ -952,7 +952,7 @@ def nothing_staged(data_dir: Path) -> bool:
 def test_a_dsr_in_many_chunks_gives_the_same_lake_as_one(
     factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
-    from pipelines.demo_reports import write_dsr_report
+    from demo.reports import write_dsr_report
 
     one, many = second_label(factory, "one"), second_label(factory, "many")
     report = tmp_path / "DSR_AuroraRecords_Spotify_Premium_2026-01_WW_1of1_20260205T000000.tsv.gz"
@@ -1019,7 +1019,7 @@ def test_a_mismatch_found_at_the_end_leaves_nothing_in_the_lake(
 def test_a_foot_mismatch_in_a_chunked_dsr_is_quarantined_whole(
     factory: sessionmaker[Session], label: int, tmp_path: Path
 ) -> None:
-    from connectors.formats.dsr_writer import write_dsr
+    from demo.dsr_writer import write_dsr
 
     data = tmp_path / "data"
     report = tmp_path / "DSR_AuroraRecords_Spotify_Premium_2026-01_WW_1of1_20260205T000000.tsv"
@@ -1037,7 +1037,7 @@ def test_a_foot_mismatch_in_a_chunked_dsr_is_quarantined_whole(
 def test_a_failure_half_way_leaves_nothing_and_no_ledger_row(
     factory: sessionmaker[Session], label: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipelines import ingest
+    from pipelines.ingest import files as ingest
 
     data = tmp_path / "data"
     report = tmp_path / "statement_c.csv"
@@ -1069,7 +1069,7 @@ def test_a_failed_commit_takes_the_lines_back_out_of_the_lake(
 ) -> None:
     """Parts move into the lake just before the ledger row commits: if the commit fails,
     they must go (a retry gets another file id, and they would be counted twice)."""
-    from pipelines import ingest
+    from pipelines.ingest import files as ingest
 
     data = tmp_path / "data"
     report = tmp_path / "statement_e.csv"
@@ -1102,7 +1102,8 @@ def test_a_part_write_failing_in_the_background_leaves_nothing_and_no_ledger_row
     surface in the ingestion (not vanish with the thread) and roll everything back."""
     import threading
 
-    from pipelines import ingest, lake
+    from pipelines import lake
+    from pipelines.ingest import files as ingest
 
     data = tmp_path / "data"
     report = tmp_path / "statement_d.csv"
@@ -1139,7 +1140,7 @@ def test_one_file_failing_never_stops_the_batch(
     import csv
 
     from connectors.formats import registry
-    from pipelines.run_ingest import ingest_sources
+    from pipelines.ingest.drops import ingest_sources
 
     p = products(factory, label)[0]
     drop = tmp_path / "drop"

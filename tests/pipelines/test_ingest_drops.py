@@ -26,9 +26,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.drops import Drop as DropClient
 from connectors.drops import DropConnectionError, UnsafeName, open_drop
-from pipelines.demo import run_demo
-from pipelines.demo_reports import Product, catalogue, write_distributor, write_spotify
-from pipelines.run_ingest import ingest_one, ingest_sources, pending_files
+from demo.label import run_demo
+from demo.reports import Product, catalogue, write_distributor, write_spotify
+from pipelines.ingest.drops import ingest_one, ingest_sources, pending_files
 from schemas.store import db
 from schemas.store.models import Drop, IngestFile, IngestStatus
 from tests.connectors.conftest import s3_server, sftp_server  # noqa: F401  (session servers)
@@ -470,7 +470,7 @@ def test_an_unreachable_drop_is_recorded_and_the_others_are_listed(
 
 
 def test_a_local_folder_never_follows_a_link_out_of_itself(tmp_path: Path) -> None:
-    from pipelines.run_ingest import _local_files
+    from pipelines.ingest.drops import _local_files
 
     outside = tmp_path / "outside"
     outside.mkdir()

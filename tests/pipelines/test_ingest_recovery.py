@@ -20,11 +20,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipelines import ingest, lake
-from pipelines.demo import build
-from pipelines.demo_reports import catalogue, write_distributor
-from pipelines.ingest import IngestOutcome, ingest_path, recover
-from pipelines.royalty_run import lake_files
+from demo.label import build
+from demo.reports import catalogue, write_distributor
+from pipelines import lake
+from pipelines.ingest import files as ingest
+from pipelines.ingest.files import IngestOutcome, ingest_path, recover
+from pipelines.royalty.run import lake_files
 from royalty_engine.periods import parse_period
 from schemas.store import db
 from schemas.store.models import IngestFile, IngestStatus, Organisation

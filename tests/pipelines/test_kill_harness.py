@@ -1,5 +1,5 @@
 """The ingestion kill harness, on SQLite and PostgreSQL: a real ``tunemantra ingest`` process
-is killed with SIGKILL at each named step of an ingestion (``pipelines.ingest.KILL_STEPS``,
+is killed with SIGKILL at each named step of an ingestion (``pipelines.ingest.files.KILL_STEPS``,
 injected through ``TUNEMANTRA_KILL_AT``, never by timing); the next command must leave every
 line of the file in the lake exactly once, the totals equal to the file's (computed here
 from the file itself), one ingested ledger row, nothing staged, and the organisation's other
@@ -27,11 +27,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from demo.reports import catalogue, write_distributor
 from pipelines import lake
-from pipelines.demo_reports import catalogue, write_distributor
-from pipelines.ingest import KILL_STEPS, ingest_path
+from pipelines.ingest.files import KILL_STEPS, ingest_path
 from pipelines.killpoints import KILL_AT, KILL_TRACE
-from pipelines.royalty_run import lake_files
+from pipelines.royalty.run import lake_files
 from royalty_engine.periods import parse_period
 from schemas.store.models import IngestFile, IngestStatus
 from tests.pipelines.test_ingest import second_label as label

@@ -25,9 +25,9 @@ import sqlalchemy as sa
 import yaml
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipelines import audit_ledger
 from pipelines.killpoints import KILL_AT, KILL_TRACE
-from pipelines.royalty_run import KILL_STEPS, verify_outputs, verify_store
+from pipelines.royalty import audit_ledger
+from pipelines.royalty.run import KILL_STEPS, verify_outputs, verify_store
 from pipelines.scenario import load_scenario
 from schemas.store.runs import RoyaltyRun, RunStatus
 from tests.royalty_engine.test_worked_examples import SCENARIOS

@@ -15,10 +15,12 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from pipelines import audit_ledger, cli_royalty, resources
-from pipelines.cli import app
-from pipelines.demo import ingest_demo_reports, run_demo
-from pipelines.royalty_run import RunError, run_period, transition
+from cli import royalty as cli_royalty
+from cli.main import app
+from demo.label import ingest_demo_reports, run_demo
+from pipelines import resources
+from pipelines.royalty import audit_ledger
+from pipelines.royalty.run import RunError, run_period, transition
 from pipelines.settings import get_settings
 from schemas.store.models import AuditEntry
 from schemas.store.runs import RoyaltyRun, RunStatus

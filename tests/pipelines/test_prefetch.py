@@ -1,4 +1,4 @@
-"""``pipelines.ingest.prefetch``: the next chunk is produced in a background thread, and
+"""``pipelines.ingest.files.prefetch``: the next chunk is produced in a background thread, and
 nothing about order, errors or clean-up changes for the consumer."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pipelines.ingest import prefetch
+from pipelines.ingest.files import prefetch
 
 
 def test_items_arrive_in_order_and_all_of_them() -> None:

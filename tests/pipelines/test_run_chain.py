@@ -20,8 +20,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipelines import audit_ledger
-from pipelines.royalty_run import RunError, run_period
+from pipelines.royalty import audit_ledger
+from pipelines.royalty.run import RunError, run_period
 from pipelines.scenario import load_scenario
 from schemas.store import db
 from schemas.store.models import Contract, ContractCharge
@@ -160,7 +160,7 @@ def test_overlapping_periods_cannot_both_be_approved(label: Label) -> None:
 def test_an_approval_names_the_run_that_was_reviewed(label: Label) -> None:
     from functools import partial
 
-    from pipelines.royalty_run import transition
+    from pipelines.royalty.run import transition
 
     approve = partial(
         transition,
@@ -182,7 +182,7 @@ def test_an_approval_names_the_run_that_was_reviewed(label: Label) -> None:
 
 def late_revenue(label: Label, amount: str) -> None:
     """A January report for ADV-1's track that arrives after January was locked."""
-    from pipelines.ingest import ingest_path
+    from pipelines.ingest.files import ingest_path
     from pipelines.scenario import LineSpec, RevenueSpec, inline_files
 
     spec = RevenueSpec(
@@ -238,7 +238,7 @@ def test_a_correction_names_the_corrected_period_before_it_as_the_reason(label: 
 
 
 def test_a_moved_escalation_position_is_named_only_for_tiered_rates() -> None:
-    from pipelines.royalty_run import _opening_reasons
+    from pipelines.royalty.run import _opening_reasons
     from royalty_engine.terms import ContractState, Terms
     from schemas.store.runs import RoyaltyRun
 

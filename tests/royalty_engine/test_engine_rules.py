@@ -10,9 +10,9 @@ import pytest
 
 from royalty_engine.earnings import blended_rate, territory_classes
 from royalty_engine.engine import RunResult, compute
-from royalty_engine.money import allocate, cents
 from royalty_engine.periods import Period, PeriodError, parse_period
 from royalty_engine.terms import ContractState, EngineError, Terms
+from schemas.money import allocate, cents
 from tests.royalty_engine.engine_frames import lines, terms
 
 D = Decimal

@@ -3,7 +3,7 @@ period, and every contract's statement compared with a statement computed by han
 
 Each test's comments are the hand computation, following the rules in the engine's module
 docstrings: royalty = basis x share x rate (``royalty_engine.earnings``), rounded to the cent
-once per contract and period (``royalty_engine.money``), then per contract: opening ->
+once per contract and period (``schemas.money``), then per contract: opening ->
 earnings -> advances/costs -> cross-collateral pool -> reserve released/held -> statement date
 -> withholding tax -> minimum payment -> payable or carried forward
 (``royalty_engine.balances``). A statement row lists every figure (zeros included), so each
@@ -29,8 +29,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from pipelines import audit_ledger, resources
-from pipelines.royalty_run import RunError, run_period, transition
+from pipelines import resources
+from pipelines.royalty import audit_ledger
+from pipelines.royalty.run import RunError, run_period, transition
 from pipelines.scenario import ScenarioError, load_scenario
 from pipelines.settings import get_settings
 from royalty_engine.periods import PeriodError
@@ -780,7 +781,7 @@ def test_a_second_load_is_refused_and_duplicates_nothing(
 
 
 def test_cli_loads_a_scenario(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipelines.cli import app
+    from cli.main import app
 
     monkeypatch.setenv("TUNEMANTRA_DATABASE_URL", db_url)
     monkeypatch.setenv("TUNEMANTRA_DATA_DIR", str(tmp_path / "var"))

@@ -18,8 +18,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipelines.demo import ingest_demo_reports, run_demo
-from pipelines.royalty_run import run_period, transition
+from demo.label import ingest_demo_reports, run_demo
+from pipelines.royalty.run import run_period, transition
 from schemas.store import db
 from schemas.store.models import Payee, Track
 from schemas.store.runs import StatementSummary

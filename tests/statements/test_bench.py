@@ -7,7 +7,7 @@ import json
 from decimal import Decimal
 from pathlib import Path
 
-from pipelines.statements.bench import run_bench, synthetic_statement
+from bench.statements import run_bench, synthetic_statement
 
 
 def test_synthetic_statements_add_up_and_are_seeded() -> None:

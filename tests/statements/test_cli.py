@@ -14,8 +14,8 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
+from cli.main import app
 from pipelines import resources
-from pipelines.cli import app
 from pipelines.settings import get_settings
 from schemas.store.models import Organisation
 from tests.servers.s3 import free_ports

@@ -16,8 +16,8 @@ import pytest
 import sqlalchemy as sa
 
 from connectors.drops import Drop
-from pipelines import audit_ledger
-from pipelines.royalty_run import run_period, transition
+from pipelines.royalty import audit_ledger
+from pipelines.royalty.run import run_period, transition
 from pipelines.statements import FORMATS
 from pipelines.statements.export import default_folder
 from pipelines.statements.publish import (

@@ -11,8 +11,8 @@ import duckdb
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 from typer.testing import CliRunner
 
-from pipelines.bench_warehouse import run
-from pipelines.cli import app
+from bench.warehouse import run
+from cli.main import app
 from pipelines.warehouse import FILE_TOTALS, REFERENCE, RUN_TOTALS, SUSPENSE_AMOUNTS
 
 LINES = 20_000

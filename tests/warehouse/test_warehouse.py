@@ -16,8 +16,8 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
+from cli.main import app
 from pipelines import resources
-from pipelines.cli import app
 from pipelines.settings import get_settings
 from pipelines.warehouse import (
     AIRFLOW_SLOT,

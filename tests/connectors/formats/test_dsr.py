@@ -26,7 +26,7 @@ from polars.testing import assert_frame_equal
 from connectors.formats import registry
 from connectors.formats.base import REGISTRY, FileRejected, ParsedFile
 from connectors.formats.dsr import DsrParser, iso_period
-from connectors.formats.dsr_writer import comment, dsr_filename, gtin13, record, write_dsr
+from demo.dsr_writer import comment, dsr_filename, gtin13, record, write_dsr
 from schemas.revenue import PARSED
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "formats" / "dsr"

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from pipelines.demo import CATALOGUE_MODELS
+from demo.label import CATALOGUE_MODELS
 from schemas.errors import Conflict, NotFound, ValidationFailed
 from schemas.store import service
 from schemas.store.keys import check_key, issue_key, revoke_key, verify_key

@@ -12,16 +12,18 @@ import sqlalchemy as sa
 import typer
 from typer.core import TyperGroup
 
-from pipelines import cli_ddex as _ddex_cli
-from pipelines import cli_royalty as _royalty_cli
-from pipelines import cli_statements as _statements_cli
-from pipelines import cli_warehouse as _warehouse_cli
+from cli import ddex as _ddex_cli
+from cli import royalty as _royalty_cli
+from cli import statements as _statements_cli
+from cli import warehouse as _warehouse_cli
 from pipelines.resources import get_engine, get_session_factory
 from pipelines.settings import get_settings
 from schemas.errors import StoreError
 from schemas.store import db
 from schemas.store.fx import PERIOD as MONTH
 from schemas.store.models import Organisation, Role
+from schemas.store.orgs import UnknownOrganisation
+from schemas.store.orgs import org_id as org_id_of
 
 STORE_BUSY_EXIT = 3
 
@@ -49,6 +51,13 @@ class StoreCommands(TyperGroup):
                 err=True,
             )
             raise typer.Exit(code=STORE_BUSY_EXIT) from None
+        except UnknownOrganisation as exc:
+            typer.echo(
+                f"error: no organisation {exc.slug!r} "
+                f"(tunemantra org create {exc.slug} --name ...)",
+                err=True,
+            )
+            raise typer.Exit(code=2) from None
 
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__, cls=StoreCommands)
@@ -77,16 +86,6 @@ SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 def fail(exc: StoreError) -> typer.Exit:
     typer.echo(f"error: {exc}", err=True)
     return typer.Exit(code=2)
-
-
-def _org_id(session: sa.orm.Session, slug: str) -> int:
-    org_id = session.scalar(sa.select(Organisation.id).where(Organisation.slug == slug))
-    if org_id is None:
-        typer.echo(
-            f"error: no organisation {slug!r} (tunemantra org create {slug} --name ...)", err=True
-        )
-        raise typer.Exit(code=2)
-    return org_id
 
 
 @db_app.command("upgrade")
@@ -140,7 +139,7 @@ def apikey_create(
         with db.transaction(get_session_factory(), actor="cli") as session:
             _, plain = issue_key(
                 session,
-                org_id=_org_id(session, org),
+                org_id=org_id_of(session, org),
                 role=role,
                 payee_id=payee,
                 label=label,
@@ -164,7 +163,7 @@ def import_catalog_cmd(
     try:
         with db.transaction(get_session_factory(), actor="cli") as session:
             result = import_catalog(
-                session, _org_id(session, org), file.read_bytes(), kind, dry_run=dry_run
+                session, org_id_of(session, org), file.read_bytes(), kind, dry_run=dry_run
             )
     except StoreError as exc:
         typer.echo(
@@ -184,7 +183,7 @@ def fx_import(file: Path, org: Annotated[str, typer.Option()]) -> None:
 
     try:
         with db.transaction(get_session_factory(), actor="cli") as session:
-            counts = import_rates(session, _org_id(session, org), file.read_bytes())
+            counts = import_rates(session, org_id_of(session, org), file.read_bytes())
     except StoreError as exc:
         raise fail(exc) from None
     typer.echo(json.dumps(counts))
@@ -211,7 +210,7 @@ def drop_add(
         )
         raise typer.Exit(code=2)
     with db.transaction(get_session_factory(), actor="cli") as session:
-        org_id = _org_id(session, org)
+        org_id = org_id_of(session, org)
         if session.scalar(sa.select(Drop.id).where(Drop.org_id == org_id, Drop.name == name)):
             typer.echo(f"error: drop {name!r} exists", err=True)
             raise typer.Exit(code=2)
@@ -224,19 +223,19 @@ def drop_list(org: Annotated[str, typer.Option()]) -> None:
     from schemas.store.models import Drop
 
     with get_session_factory()() as session:
-        for d in session.scalars(sa.select(Drop).where(Drop.org_id == _org_id(session, org))):
+        for d in session.scalars(sa.select(Drop).where(Drop.org_id == org_id_of(session, org))):
             typer.echo(f"{d.name}\t{d.url}\t{'enabled' if d.enabled else 'disabled'}")
 
 
 @app.command("rematch")
 def rematch_cmd(org: Annotated[str, typer.Option()]) -> None:
     """Re-match suspense lines against the current catalogue and match rules."""
-    from pipelines.suspense import rematch
+    from pipelines.ingest.suspense import rematch
 
     settings = get_settings()
     factory = get_session_factory(settings)
     with factory() as session:
-        org_id = _org_id(session, org)
+        org_id = org_id_of(session, org)
     typer.echo(json.dumps(rematch(factory, settings.data_dir, org_id)))
 
 
@@ -246,7 +245,7 @@ def bench_ingest(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Ingest an N-line gzipped DSR and an N-line CSV end to end; lines/s and peak RSS."""
-    from pipelines.bench import run
+    from bench.ingest import run
 
     result = run(lines)
     if as_json:
@@ -283,7 +282,7 @@ def bench_api(
 ) -> None:
     """The API under N concurrent clients for S seconds (requests/s, p50/p95/p99, max, errors
     by status), beside a bare FastAPI endpoint under the same load in the same run."""
-    from pipelines.bench_api import describe, run
+    from bench.api import describe, run
 
     result = run(
         clients or [16],
@@ -309,14 +308,14 @@ def ingest_cmd(
 ) -> None:
     """Ingest revenue report files: parse, validate, match, convert, write Parquet. What a
     crashed ingestion of the organisation left is recovered first."""
-    from pipelines.run_ingest import ingest_sources
+    from pipelines.ingest.drops import ingest_sources
 
     if period is not None and not MONTH.match(period):
         raise typer.BadParameter(f"{period!r} is not a month: use YYYY-MM", param_hint="--period")
     settings = get_settings()
     factory = get_session_factory(settings)
     with factory() as session:
-        org_id = _org_id(session, org)
+        org_id = org_id_of(session, org)
     failed = False
     for outcome in ingest_sources(
         factory,
@@ -332,7 +331,7 @@ def ingest_cmd(
             typer.echo(json.dumps(outcome.as_dict(), default=str))
         else:
             typer.echo(_describe(outcome))
-    from pipelines.suspense import rebuild_suspense
+    from pipelines.ingest.suspense import rebuild_suspense
 
     with db.transaction(factory, actor="cli") as session:
         rebuild_suspense(session, settings.data_dir, org_id)
@@ -344,14 +343,14 @@ def recover_cmd(
     org: Annotated[str | None, typer.Option(help="organisation slug (default: all)")] = None,
 ) -> None:
     """Remove what crashed ingestions left: lake parts and staging of no committed file."""
-    from pipelines.ingest import recover
+    from pipelines.ingest.files import recover
 
     settings = get_settings()
     factory = get_session_factory(settings)
     org_id = None
     if org is not None:
         with factory() as session:
-            org_id = _org_id(session, org)
+            org_id = org_id_of(session, org)
     removed = recover(factory, settings.data_dir, org_id)
     for what in removed:
         typer.echo(f"removed {what}")
@@ -399,7 +398,7 @@ def serve_api(
 
     settings = get_settings()
     uvicorn.run(
-        "pipelines.cli:api_from_settings",
+        "cli.main:api_from_settings",
         factory=True,
         host=host or settings.api_host,
         port=port or settings.api_port,
@@ -413,7 +412,7 @@ def demo(seed: Annotated[int, typer.Option()] = 2026) -> None:
     payees, contracts and splits, write a month of its sales reports and ingest them, run,
     approve and lock the period, deliver releases to DSPs, build the warehouse, then render
     and publish the payees' statements."""
-    from pipelines.demo import ingest_demo_reports, print_ingest, print_summary, run_demo
+    from demo.label import ingest_demo_reports, print_ingest, print_summary, run_demo
 
     settings = get_settings()
     engine = get_engine(settings)
@@ -427,16 +426,16 @@ def demo(seed: Annotated[int, typer.Option()] = 2026) -> None:
     )
     print_summary(summary)
     print_ingest(ingest_demo_reports(factory, settings.data_dir, summary.org_id, seed=seed))
-    from pipelines.demo_royalty import print_royalty, run_demo_period
+    from demo.royalty import print_royalty, run_demo_period
 
     print_royalty(run_demo_period(factory, settings.data_dir, summary.org_id))
-    from pipelines.demo import deliver_demo_releases
+    from demo.label import deliver_demo_releases
 
     deliver_demo_releases(factory, settings.data_dir, summary.org_id, seed=seed)
     from pipelines.warehouse import print_demo_warehouse
 
     print_demo_warehouse(factory, settings.data_dir, summary.org_id)
-    from pipelines.demo_statements import print_statements, publish_demo_statements
+    from demo.statements import print_statements, publish_demo_statements
 
     print_statements(
         publish_demo_statements(

@@ -11,11 +11,12 @@ from typing import Annotated, Any
 import polars as pl
 import typer
 
-from pipelines.audit_ledger import LedgerError
 from pipelines.resources import get_session_factory
+from pipelines.royalty.audit_ledger import LedgerError
 from pipelines.settings import get_settings
 from royalty_engine.periods import PeriodError
 from royalty_engine.terms import EngineError
+from schemas.store.orgs import org_id as org_id_of
 
 royalty_app = typer.Typer(no_args_is_help=True, help="Royalty runs per period.")
 audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit ledger.")
@@ -43,12 +44,10 @@ def _engine_error(exc: EngineError | PeriodError | LedgerError) -> typer.Exit:
 
 
 def _org(slug: str) -> tuple[Any, Path, int]:
-    from pipelines.cli import _org_id
-
     settings = get_settings()
     factory = get_session_factory(settings)
     with factory() as session:
-        org_id = _org_id(session, slug)
+        org_id = org_id_of(session, slug)
     return factory, settings.data_dir, org_id
 
 
@@ -90,7 +89,7 @@ def royalty_run(
     actor: ActorOpt = None,
 ) -> None:
     """Compute a period: splits, rates, escalations, recoupment, reserves, tax, thresholds."""
-    from pipelines.royalty_run import run_period
+    from pipelines.royalty.run import run_period
 
     factory, data_dir, org_id = _org(org)
     try:
@@ -138,7 +137,7 @@ def _transition(
     run_id: int | None,
     allow_unended: str | None = None,
 ) -> None:
-    from pipelines.royalty_run import transition
+    from pipelines.royalty.run import transition
 
     factory, data_dir, org_id = _org(org)
     try:
@@ -192,7 +191,7 @@ def royalty_lock(
 @royalty_app.command("reproduce")
 def royalty_reproduce(run_id: Annotated[int, typer.Option("--run")]) -> None:
     """Recompute a past run from its snapshot and compare every output byte for byte."""
-    from pipelines.royalty_run import reproduce
+    from pipelines.royalty.run import reproduce
 
     settings = get_settings()
     try:
@@ -210,7 +209,7 @@ def royalty_detail(
     out: Annotated[Path | None, typer.Option(help="write the detail as CSV here")] = None,
 ) -> None:
     """A payee's statement detail for a run: by track, source, territory, usage and month."""
-    from pipelines.royalty_run import statement_detail
+    from pipelines.royalty.run import statement_detail
 
     settings = get_settings()
     try:
@@ -238,8 +237,8 @@ def audit_verify(
     ledger against the store (every run, approval and lock recorded, nothing contradicted)
     and the lake files each approved or locked run read. Changes nothing (``audit repair``
     finishes what a killed command left)."""
-    from pipelines import audit_ledger
-    from pipelines.royalty_run import verify_store
+    from pipelines.royalty import audit_ledger
+    from pipelines.royalty.run import verify_store
 
     settings = get_settings()
     factory = get_session_factory(settings)
@@ -266,7 +265,7 @@ def audit_repair(
     them): a committed run's folder renamed into place, folders of runs never committed
     removed, and a committed event missing from the ledger appended, marked recovered (the
     chain only grows). Then run ``audit verify``."""
-    from pipelines.royalty_run import recover
+    from pipelines.royalty.run import recover
 
     settings = get_settings()
     factory = get_session_factory(settings)
@@ -290,7 +289,7 @@ def _orgs(factory: Any, data_dir: Path) -> list[int]:
     """Every organisation with runs or a ledger (a ledger may be gone, or runs never made)."""
     import sqlalchemy as sa
 
-    from pipelines import audit_ledger
+    from pipelines.royalty import audit_ledger
     from schemas.store.runs import RoyaltyRun
 
     with factory() as session:
@@ -329,7 +328,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         keep: Annotated[Path | None, typer.Option(help="keep the lake in this folder")] = None,
     ) -> None:
         """Time the scan floor and the full engine on a seeded synthetic lake."""
-        from pipelines.bench_royalty import run
+        from bench.royalty import run
 
         result = run(lines, keep=keep)
         if as_json:

@@ -39,8 +39,9 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipelines import audit_ledger, lake
+from pipelines import lake
 from pipelines.killpoints import killpoint
+from pipelines.royalty import audit_ledger
 from royalty_engine.engine import RunResult, compute
 from royalty_engine.periods import Period, parse_period
 from royalty_engine.terms import (

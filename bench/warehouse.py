@@ -39,7 +39,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa  # type: ignore[import-untyped]
 
-from pipelines import bench_royalty as br
+from bench import royalty as br
 from pipelines.warehouse import (
     COMMITTED_FILES,
     FILE_TOTALS,

@@ -99,7 +99,7 @@ def target_url(profile: DspProfile, data_dir: Path) -> str:
 
 def default_opener(data_dir: Path) -> OpenTarget:
     """Open a profile's drop with credentials from the environment variable it names."""
-    from pipelines.run_ingest import _drop_credentials
+    from pipelines.ingest.drops import _drop_credentials
 
     def opener(profile: DspProfile) -> Drop:
         url = target_url(profile, data_dir)
@@ -969,7 +969,7 @@ def deliver_demo(
     """The sample label's releases to every DSP profile, each into a local folder
     ``<data dir>/dsp/<name>`` (standing in for its SFTP server or bucket), then ACKs written
     as each DSP would, and read back. One release fails QC on purpose."""
-    from pipelines.demo_assets import release_assets, write_audio, write_cover
+    from demo.assets import release_assets, write_audio, write_cover
 
     profiles = load_profiles()
     assets = assets_dir(data_dir, org_id)
@@ -1162,7 +1162,7 @@ def bench(
     import time
 
     from connectors.ddex.validate import schema
-    from pipelines.demo_assets import write_audio, write_cover
+    from demo.assets import write_audio, write_cover
     from schemas.territories import WORLDWIDE
 
     src = workdir / "inputs"

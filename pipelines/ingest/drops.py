@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipelines.ingest import IngestOutcome, ingest_path, recover
+from pipelines.ingest.files import IngestOutcome, ingest_path, recover
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def ingest_sources(
     chunk_bytes: int | None = None,
 ) -> Iterator[IngestOutcome]:
     """Ingest every file of ``sources``, after recovering what a crashed ingestion of the
-    organisation left (``pipelines.ingest.recover``)."""
+    organisation left (``pipelines.ingest.files.recover``)."""
     recover(factory, data_dir, org_id)
     for source in sources:
         scheme = urlsplit(source).scheme
@@ -288,7 +288,7 @@ def finish_batch(
     factory: sessionmaker[Session], data_dir: Path, org_id: int, outcomes: list[dict[str, object]]
 ) -> dict[str, object]:
     """After a batch: re-match suspense against the current catalogue, summarise."""
-    from pipelines.suspense import rematch
+    from pipelines.ingest.suspense import rematch
 
     summary: dict[str, object] = {"files": len(outcomes)}
     for status in ("ingested", "duplicate", "quarantined"):

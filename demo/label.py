@@ -643,9 +643,9 @@ def ingest_demo_reports(
     factory: sessionmaker[Session], data_dir: Path, org_id: int, *, seed: int
 ) -> list[Any]:
     """Configure the demo's FX rates and local drop, write its reports, ingest them."""
-    from pipelines.demo_reports import catalogue, write_reports
-    from pipelines.run_ingest import ingest_sources
-    from pipelines.suspense import rebuild_suspense
+    from demo.reports import catalogue, write_reports
+    from pipelines.ingest.drops import ingest_sources
+    from pipelines.ingest.suspense import rebuild_suspense
     from schemas.store.fx import import_rates
     from schemas.store.models import Drop
 
@@ -708,7 +708,7 @@ def deliver_demo_releases(
     factory: sessionmaker[Session], data_dir: Path, org_id: int, *, seed: int
 ) -> None:
     """Deliver the label's releases to a local folder per DSP profile and print the status
-    per release and DSP (pipelines.delivery.deliver_demo; one release fails QC on purpose)."""
-    from pipelines.delivery import deliver_demo, print_delivery
+    per release and DSP (pipelines.delivery.core.deliver_demo; one release fails QC on purpose)."""
+    from pipelines.delivery.core import deliver_demo, print_delivery
 
     print_delivery(deliver_demo(factory, data_dir, org_id, now=DEMO_DELIVERY_TIME, seed=seed))

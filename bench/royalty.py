@@ -48,9 +48,9 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from royalty_engine.money import EXACT, RATE
 from royalty_engine.periods import parse_period
 from royalty_engine.terms import Terms
+from schemas.money import EXACT, RATE
 from schemas.revenue import CANONICAL
 
 PERIOD = "2026-H1"

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipelines.demo_royalty import DEMO_PERIOD
+from demo.royalty import DEMO_PERIOD
 from pipelines.statements.publish import publish_run
 from schemas.store import db
 from schemas.store.keys import issue_key

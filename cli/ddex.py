@@ -80,7 +80,7 @@ def build_cmd(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Build, QC and validate each release's message and resources; print the paths."""
-    from pipelines.delivery import DeliveryError, build_to_folder, configured_profiles
+    from pipelines.delivery.core import DeliveryError, build_to_folder, configured_profiles
 
     if bool(release) == all_releases:
         raise _fail("give --release UPC (one or more) or --all")
@@ -129,7 +129,7 @@ def takedown_cmd(
     on: Annotated[str | None, typer.Option(help="YYYY-MM-DD (default: today)")] = None,
 ) -> None:
     """Withdraw a release's deals at one DSP; `tunemantra deliver` then sends the update."""
-    from pipelines.delivery import DeliveryError, configured_profiles, takedown
+    from pipelines.delivery.core import DeliveryError, configured_profiles, takedown
 
     day = dt.date.fromisoformat(on) if on else _now().date()
     try:
@@ -145,7 +145,7 @@ def takedown_cmd(
 def acks_cmd(org: Annotated[str, typer.Option(help="organisation slug")]) -> None:
     """Read new acknowledgements from every DSP's acknowledgements/ folder: one JSON line per
     DSP (``status`` ok, or failed with its ``error``); exit code 1 if any DSP failed."""
-    from pipelines.delivery import configured_profiles, default_opener, poll_every_dsp
+    from pipelines.delivery.core import configured_profiles, default_opener, poll_every_dsp
 
     settings = get_settings()
     org_id = _org(org)
@@ -172,7 +172,7 @@ def deliver_cmd(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Deliver due releases (or one) to DSPs: QC, ERN, package, batch upload."""
-    from pipelines.delivery import DeliveryError, configured_profiles, deliver
+    from pipelines.delivery.core import DeliveryError, configured_profiles, deliver
 
     if purge and not release:
         raise _fail("--purge needs --release UPC")
@@ -204,7 +204,7 @@ def bench_delivery(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """QC + ERN build + XSD validation + packaging to a local folder; tracks per minute."""
-    from pipelines.delivery import bench
+    from pipelines.delivery.core import bench
 
     with tempfile.TemporaryDirectory(prefix="tm-bench-delivery-") as tmp:
         result = bench(tracks, Path(tmp))

@@ -73,7 +73,7 @@ def _child(args: list[str]) -> tuple[float, dict[str, Any], int]:
     KiB as the child reports it: RUSAGE_CHILDREN here would give the largest child so far)."""
     start = time.perf_counter()
     out = subprocess.run(
-        [sys.executable, "-m", "pipelines.bench", *args], check=True, capture_output=True, text=True
+        [sys.executable, "-m", "bench.ingest", *args], check=True, capture_output=True, text=True
     )
     elapsed = time.perf_counter() - start
     outcome = json.loads(out.stdout.strip().splitlines()[-1])
@@ -81,8 +81,8 @@ def _child(args: list[str]) -> tuple[float, dict[str, Any], int]:
 
 
 def run(lines: int, *, seed: int = 1, keep: Path | None = None) -> dict[str, Any]:
-    from connectors.formats.dsr_writer import write_dsr
-    from pipelines.demo import run_demo
+    from demo.dsr_writer import write_dsr
+    from demo.label import run_demo
     from schemas.store import db
     from schemas.store.models import Track
 
@@ -222,10 +222,10 @@ def _floor(path: str) -> None:
 
 
 def _one(store: str, data: str, org_id: str, path: str) -> None:
-    from pipelines.expectations import preload
+    from pipelines.ingest.expectations import preload
 
     preload()  # a one-off import (~6 s) per process: not ingestion time
-    from pipelines.ingest import ingest_path
+    from pipelines.ingest.files import ingest_path
     from schemas.store import db
 
     factory = db.session_factory(db.make_engine(f"sqlite:///{store}"))

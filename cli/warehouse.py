@@ -42,7 +42,7 @@ def bench_warehouse(
     threads: Annotated[int, typer.Option(help="dbt threads")] = 2,
 ) -> None:
     """Time `dbt build` (+ swap) of the warehouse over a synthetic lake of N revenue lines."""
-    from pipelines.bench_warehouse import run
+    from bench.warehouse import run
 
     result = run(lines, seed=seed, keep=keep, threads=threads)
     if as_json:

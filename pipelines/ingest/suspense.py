@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipelines import lake
-from pipelines.ingest import Catalog
+from pipelines.ingest.files import Catalog
 from royalty_engine.matching import (
     dsp_key_expr,
     norm_gtin_expr,

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipelines.royalty_run import run_period, transition
+from pipelines.royalty.run import run_period, transition
 from schemas.store.models import Payee
 from schemas.store.runs import ContractBalance
 

@@ -8,12 +8,12 @@ from typing import Any
 
 from pipelines.resources import get_session_factory
 from pipelines.settings import get_settings
-from pipelines.tasks import _org
+from pipelines.tasks.ingest import _org
 
 
 def plan(org: str, period: str, buckets: int) -> dict[str, Any]:
     """Snapshot the terms for a run spread over ``buckets`` payee buckets."""
-    from pipelines.royalty_run import plan_run
+    from pipelines.royalty.run import plan_run
 
     settings = get_settings()
     folder = plan_run(
@@ -28,13 +28,13 @@ def plan(org: str, period: str, buckets: int) -> dict[str, Any]:
 
 def earn(plan: str, bucket: int) -> str:
     """One payee bucket's earnings (a mapped task; any worker that sees the data dir)."""
-    from pipelines.royalty_run import earn_part
+    from pipelines.royalty.run import earn_part
 
     return str(earn_part(get_settings().data_dir, Path(plan), bucket))
 
 
 def calculate(org: str, period: str, plan: str | None = None) -> dict[str, Any]:
-    from pipelines.royalty_run import run_period
+    from pipelines.royalty.run import run_period
 
     settings = get_settings()
     report = run_period(
@@ -49,13 +49,13 @@ def calculate(org: str, period: str, plan: str | None = None) -> dict[str, Any]:
 
 
 def verify(run_id: int) -> dict[str, Any]:
-    from pipelines.royalty_run import verify_outputs
+    from pipelines.royalty.run import verify_outputs
 
     return verify_outputs(get_session_factory(), run_id=run_id)
 
 
 def preview(run_id: int) -> dict[str, Any]:
-    from pipelines.royalty_run import preview as build
+    from pipelines.royalty.run import preview as build
 
     return build(get_session_factory(), run_id=run_id)
 
@@ -71,7 +71,7 @@ def transition(
     """``run_id``: the run that was previewed and approved; refused if the period was run
     again since (the approval is for what finance saw). A period that has not ended today
     (UTC) is refused unless ``allow_unended`` gives the reason (audited)."""
-    from pipelines.royalty_run import transition as move
+    from pipelines.royalty.run import transition as move
 
     settings = get_settings()
     report = move(

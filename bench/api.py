@@ -55,7 +55,7 @@ def fill(url: str, tracks: int = TRACKS) -> dict[str, Any]:
     ids of each kind."""
     from stdnum import ean
 
-    from pipelines.demo import run_demo
+    from demo.label import run_demo
     from schemas.store import db, service
     from schemas.store.imports import COLUMNS, import_catalog
     from schemas.store.models import Contract, Payee, Release, Track
@@ -133,7 +133,7 @@ def _serve(
     port = _free_port()
     args = [*args, str(workers)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.bench_api", *args, str(port)],
+        [sys.executable, "-m", "bench.api", *args, str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -361,6 +361,6 @@ def describe(result: dict[str, Any]) -> str:
 
 if __name__ == "__main__":  # the server child processes of `run`
     if sys.argv[1] == "--serve":
-        _uvicorn("pipelines.cli:api_from_settings", *sys.argv[2:4])
+        _uvicorn("cli.main:api_from_settings", *sys.argv[2:4])
     elif sys.argv[1] == "--bare":
-        _uvicorn("api.bare:bare_app", *sys.argv[2:4])
+        _uvicorn("bench.bare_api:bare_app", *sys.argv[2:4])

@@ -7,7 +7,7 @@ contracts each, about fifteen sources and sixty territories, Zipf-like track pop
 periods of history, self-billing invoices for some payees, and a few hostile or non-Latin
 titles and names. Every statement's detail adds up to its earnings (``Statement.check``).
 
-    uv run python -c "from pipelines.statements.bench import run_bench; print(run_bench(10000))"
+    uv run python -c "from bench.statements import run_bench; print(run_bench(10000))"
 """
 
 from __future__ import annotations

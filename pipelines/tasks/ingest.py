@@ -21,13 +21,13 @@ def _org(slug: str) -> int:
 
 
 def list_new_files(org: str) -> list[dict[str, str]]:
-    from pipelines.run_ingest import pending_files
+    from pipelines.ingest.drops import pending_files
 
     return pending_files(get_session_factory(), get_settings().data_dir, _org(org))
 
 
 def ingest_file(org: str, item: dict[str, str]) -> dict[str, Any]:
-    from pipelines.run_ingest import ingest_one
+    from pipelines.ingest.drops import ingest_one
 
     outcome = ingest_one(
         get_session_factory(), get_settings().data_dir, _org(org), item["drop"], item["name"]
@@ -51,6 +51,6 @@ def ingest_file(org: str, item: dict[str, str]) -> dict[str, Any]:
 
 
 def summarise_ingest(org: str, outcomes: list[dict[str, Any]]) -> dict[str, Any]:
-    from pipelines.run_ingest import finish_batch
+    from pipelines.ingest.drops import finish_batch
 
     return finish_batch(get_session_factory(), get_settings().data_dir, _org(org), list(outcomes))

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.formats.base import FileMeta, FileRejected, ParsedFile, RowError
 from pipelines import lake
-from pipelines.expectations import (
+from pipelines.ingest.expectations import (
     FINDINGS_KEYS,
     SUMMARY_KEYS,
     accepted_summary,

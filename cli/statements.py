@@ -318,7 +318,7 @@ def bench_statements(
     as_json: JsonOpt = False,
 ) -> None:
     """Time rendering and exporting every payee's statements."""
-    from pipelines.statements.bench import run_bench
+    from bench.statements import run_bench
 
     result = run_bench(payees, workers=workers)
     if as_json:

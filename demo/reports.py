@@ -19,6 +19,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from pipelines.scenario import DISTRIBUTOR_COLUMNS
 from schemas.store.models import Artist, Release, Track
 
 PERIOD = "2026-01"
@@ -192,26 +193,6 @@ def write_spotify(
     path.write_text(buf.getvalue(), encoding="utf-8")
 
 
-DISTRIBUTOR_COLUMNS = [  # the generic distributor statement (schemas/formats/distributor_csv.yaml)
-    "Statement Period",
-    "Sale Type",
-    "Store",
-    "Country",
-    "Usage",
-    "Release Title",
-    "Track Title",
-    "Artist",
-    "UPC",
-    "ISRC",
-    "Catalog Number",
-    "Units",
-    "Gross Amount",
-    "Split %",
-    "Net Amount",
-    "Currency",
-]
-
-
 def write_distributor(path: Path, products: list[Product], rng: random.Random) -> None:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -255,7 +236,7 @@ def write_dsr_report(path: Path, products: list[Product], *, seed: int, lines: i
     import re
     import tempfile
 
-    from connectors.formats.dsr_writer import write_dsr
+    from demo.dsr_writer import write_dsr
 
     with tempfile.TemporaryDirectory() as tmp:
         plain = Path(tmp) / "dsr.tsv"

@@ -1,0 +1,1 @@
+"""Benchmarks and synthetic-data generators (not part of the installed package)."""

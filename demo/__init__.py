@@ -1,0 +1,1 @@
+"""The sample label ``demo``: catalogue, reports, runs, statements, deliveries."""

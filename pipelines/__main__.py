@@ -1,5 +1,0 @@
-"""``python -m pipelines`` = the ``tunemantra`` command."""
-
-from pipelines.cli import app
-
-app()

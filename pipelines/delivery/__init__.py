@@ -1,0 +1,1 @@
+"""DDEX delivery to DSPs: plan, package, upload, acknowledgements."""

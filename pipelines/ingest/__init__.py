@@ -1,0 +1,1 @@
+"""Revenue ingestion: drops, one file's ingestion, expectations, suspense."""

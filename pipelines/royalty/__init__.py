@@ -1,0 +1,1 @@
+"""Royalty runs: plan, earn, record, approve, lock, verify; the audit ledger."""

@@ -1,0 +1,1 @@
+"""Airflow task adapters: the only pipelines code the DAG files call."""
