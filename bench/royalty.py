@@ -430,6 +430,16 @@ class Lake:
     amount: Decimal = Decimal(0)  # sum of converted_amount (EUR), exact
     bytes: int = 0
 
+    def summary(self) -> dict[str, Any]:
+        """What a benchmark's result says of the lake it ran on."""
+        return {
+            "files": len(self.files),
+            "bytes": self.bytes,
+            "lines": self.lines,
+            "suspense_lines": self.suspense_lines,
+            "amount": str(self.amount),
+        }
+
 
 def write_lake(root: Path, lines: int, sizes: dict[str, int], seed: int) -> Lake:
     """``lines`` canonical lines over 6 months x 15 sources, at most ``MAX_FILE_LINES`` a file."""
@@ -562,7 +572,8 @@ def _lines(
 
 
 # --- measuring ------------------------------------------------------------------------------
-def _rss_bytes() -> int:
+def rss_bytes() -> int:
+    """This process's resident set size now (0 where /proc is not there)."""
     try:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -581,7 +592,7 @@ class RssSampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.samples.append((time.perf_counter(), _rss_bytes()))
+            self.samples.append((time.perf_counter(), rss_bytes()))
             self._stop.wait(self.interval)
 
     def __enter__(self) -> RssSampler:
@@ -594,10 +605,11 @@ class RssSampler:
 
     def peak(self, start: float, end: float) -> int:
         inside = [rss for t, rss in self.samples if start <= t <= end]
-        return max(inside, default=_rss_bytes())
+        return max(inside, default=rss_bytes())
 
 
-def _mib(n: float) -> int:
+def mib(n: float) -> int:
+    """Bytes as whole MiB, as the results report memory."""
     return round(n / 2**20)
 
 
@@ -764,7 +776,7 @@ def run(
             floor = scan_floor(lake.files)
             t2 = time.perf_counter()
             _log(f"scan floor {t2 - t1:.2f} s; engine")
-            rss_before_engine = _rss_bytes()
+            rss_before_engine = rss_bytes()
             result, outputs = run_engine(lake.files, terms)
             t3 = time.perf_counter()
             max_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -801,13 +813,7 @@ def run(
                 "territories": len(_territories()),
                 "sources": len(SOURCES),
             },
-            "lake": {
-                "files": len(lake.files),
-                "bytes": lake.bytes,
-                "lines": lake.lines,
-                "suspense_lines": lake.suspense_lines,
-                "amount": str(lake.amount),
-            },
+            "lake": lake.summary(),
             "generate_seconds": round(t1 - t0, 2),
             "floor_seconds": round(floor_s, 3),
             "floor_lines_per_second": round(lines / floor_s),
@@ -825,11 +831,11 @@ def run(
             },
             # the kernel's high-water mark, or a sampled figure if /proc/self/statm (which
             # counts pages slightly differently) ever saw more
-            "peak_rss_mib": _mib(max(max_rss, sampler.peak(t0, t3))),
-            "floor_peak_rss_mib": _mib(sampler.peak(t1, t2)),
-            "engine_peak_rss_mib": _mib(sampler.peak(t2, t3)),
-            "grain_floor_peak_rss_mib": _mib(sampler.peak(t3, t4)),
-            "rss_before_engine_mib": _mib(rss_before_engine),
+            "peak_rss_mib": mib(max(max_rss, sampler.peak(t0, t3))),
+            "floor_peak_rss_mib": mib(sampler.peak(t1, t2)),
+            "engine_peak_rss_mib": mib(sampler.peak(t2, t3)),
+            "grain_floor_peak_rss_mib": mib(sampler.peak(t3, t4)),
+            "rss_before_engine_mib": mib(rss_before_engine),
             "engine_counts": result.counts,
             "engine_totals": eur,
             "outputs": {name: frame.height for name, frame in outputs.items()},
