@@ -323,7 +323,10 @@ def gtin_key(value: str) -> str | None:
 
 def gtin_forms(value: str) -> list[str]:
     """Every way of writing the GTIN ``value`` with more or fewer leading zeros (8 to 14
-    digits): the codes a stored GTIN may be written as that have the same ``gtin_key``."""
+    digits): the codes a stored GTIN may be written as that have the same ``gtin_key``. A code
+    that is not all digits has one form, itself."""
+    if not value.isdigit():
+        return [value]
     full = value.zfill(14)
     return [full[14 - n :] for n in range(8, 15) if full[: 14 - n].strip("0") == ""]
 

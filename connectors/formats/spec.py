@@ -1740,23 +1740,8 @@ class _Plan:
         return [e.alias(f) for f, e in out.items()]
 
     def normalise(self, lines: pl.DataFrame) -> pl.DataFrame:
-        """Identifiers without separators, upper-case codes, value maps (on the lines)."""
+        """Upper-case codes and value maps, on the lines (identifiers: ``registry``)."""
         cols: list[pl.Series] = []
-        if "isrc" in lines.columns:
-            s = lines["isrc"]
-            messy = s.str.contains(r"[\sa-z-]")
-            cols.append(
-                _fix_rows(
-                    s,
-                    messy,
-                    lambda x: x.str.to_uppercase().str.replace_all(r"[\s-]", ""),
-                )
-            )
-        if "upc" in lines.columns:
-            s = lines["upc"]
-            cols.append(
-                _fix_rows(s, s.str.contains(r"[\s-]"), lambda x: x.str.replace_all(r"[\s-]", ""))
-            )
         maps = self.spec.maps()
         for fld in sorted({"currency", "territory", *maps} & set(lines.columns)):
             mapping = maps.get(fld, {})

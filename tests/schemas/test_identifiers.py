@@ -7,6 +7,7 @@ import polars as pl
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from stdnum import ean
 from stdnum import isrc as stdnum_isrc
 from stdnum.iso7064 import mod_37_36
 
@@ -21,6 +22,7 @@ from schemas.identifiers import (
     is_valid_dpid,
     is_valid_grid,
     is_valid_gtin,
+    is_valid_gtin_expr,
     is_valid_ipi,
     is_valid_isni,
     is_valid_isrc,
@@ -151,6 +153,15 @@ def test_gtin_property_check_digit(body: str, delta: int) -> None:
     check = gs1_check(body)
     assert is_valid_gtin(body + check)
     assert not is_valid_gtin(body + str((int(check) + delta) % 10))
+
+
+@settings(max_examples=200)
+@given(st.text(alphabet="0123456789", min_size=11, max_size=11))
+def test_vectorised_gtin_check_agrees_with_stdnum(body: str) -> None:
+    good = body + ean.calc_check_digit(body)
+    bad = body + str((int(good[-1]) + 1) % 10)
+    got = pl.DataFrame({"upc": [good, bad]}).select(is_valid_gtin_expr("upc"))["upc"].to_list()
+    assert got == [is_valid_gtin(good), is_valid_gtin(bad)]
 
 
 @pytest.mark.parametrize(
