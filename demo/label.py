@@ -18,9 +18,9 @@ import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session, sessionmaker
-from stdnum import ean
 
 from schemas import identifiers
+from schemas.identifiers import gtin_check_digit
 from schemas.store import db, service
 from schemas.store.keys import issue_key
 from schemas.store.models import (
@@ -130,7 +130,7 @@ class DemoSummary:
 
 def _upc(seq: int) -> str:
     body = f"506345{seq:06d}"  # a GS1 UK-style company prefix + item reference
-    return body + ean.calc_check_digit(body)
+    return body + gtin_check_digit(body)
 
 
 def _isrc(year: int, seq: int) -> str:

@@ -27,6 +27,8 @@ __all__ = [
     "KINDS",
     "IdentifierError",
     "dpid_check_ok",
+    "gtin_check_digit",
+    "gtin_check_digit_expr",
     "gtin_forms",
     "gtin_key",
     "gtin_key_expr",
@@ -168,7 +170,7 @@ def _gtin_problem(v: str) -> str | None:
     # placeholder and DSPs reject it on delivery, so it is never a real GTIN.
     if v.count("0") == len(v):
         return "GTIN is an all-zero placeholder"
-    expected = ean.calc_check_digit(v[:-1])  # GS1 mod 10, right-aligned: any length
+    expected = gtin_check_digit(v[:-1])
     return None if expected == v[-1] else f"GTIN check digit should be {expected}, got {v[-1]}"
 
 
@@ -313,6 +315,12 @@ def dpid_check_ok(value: str | None) -> bool:
     return is_valid_dpid(value) and mod_37_36.is_valid(normalise_dpid(value or ""))
 
 
+def gtin_check_digit(body: str) -> str:
+    """The GS1 mod-10 check digit of a GTIN ``body`` (all but the last digit; any length:
+    weights 3, 1, 3, ... from the right)."""
+    return str(ean.calc_check_digit(body))
+
+
 def gtin_key(value: str) -> str | None:
     """The form GTINs are compared in: 14 digits, so UPC-A ``036000291452`` and EAN-13
     ``0036000291452`` are one product. None when ``value`` (normalised) is not 8-14 digits.
@@ -400,14 +408,20 @@ def is_valid_isrc_expr(col: IntoExpr) -> pl.Expr:
     return _valid(normalise_isrc_expr(col).str.contains(f"^{_ISRC.pattern}$"))
 
 
+def gtin_check_digit_expr(body: IntoExpr) -> pl.Expr:
+    """``gtin_check_digit`` for a column of digit bodies (up to 13 digits)."""
+    s = _expr(body).str.zfill(13)
+    total = sum((_digit(s, i) * (3 if i % 2 == 0 else 1) for i in range(13)), pl.lit(0))
+    return ((10 - total % 10) % 10).cast(pl.String)
+
+
 def is_valid_gtin_expr(col: IntoExpr) -> pl.Expr:
-    """``is_valid_gtin`` as an expression: GS1 mod 10 over the code right-aligned in 14 digits
-    (no Python loop)."""
+    """``is_valid_gtin`` as an expression: the check digit of the code right-aligned in 14
+    digits (no Python loop)."""
     v = normalise_gtin_expr(col)
     s = v.str.zfill(14)
-    body = sum((_digit(s, i) * (3 if i % 2 == 0 else 1) for i in range(13)), pl.lit(0))
     shape = v.str.contains(r"^(?:[0-9]{8}|[0-9]{12,14})$") & ~v.str.contains(r"^0+$")
-    return _valid(shape, (10 - body % 10) % 10 == _digit(s, 13))
+    return _valid(shape, gtin_check_digit_expr(s.str.slice(0, 13)) == s.str.slice(13, 1))
 
 
 def is_valid_iswc_expr(col: IntoExpr) -> pl.Expr:

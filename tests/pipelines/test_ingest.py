@@ -1043,7 +1043,7 @@ def test_a_hyphenated_isrc_in_a_dsr_is_normalised_before_validation_and_matching
     unnormalised in the lake, and still matches its track."""
     import gzip
 
-    from pipelines.demo_reports import write_dsr_report
+    from demo.reports import write_dsr_report
 
     ours = products(factory, label)[:6]
     report = tmp_path / "DSR_Northbound_Spotify_Premium_2026-01_WW_1of1_20260205T000000.tsv.gz"
