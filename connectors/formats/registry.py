@@ -18,8 +18,9 @@ from pathlib import Path
 
 from connectors.formats import archive
 from connectors.formats.base import REGISTRY, BatchParser, FileRejected, ParsedFile, Parser
-from connectors.formats.spec import SpecError, SpecParser, load_spec
+from connectors.formats.spec import SpecParser
 from schemas import identifiers
+from schemas.format_spec import SpecError, load_spec
 
 DEFAULT_FORMATS_DIR = Path(__file__).resolve().parents[2] / "schemas" / "formats"
 CODE_PARSERS = ("connectors.formats.dsr",)  # modules that register a parser when imported
