@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -19,7 +19,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from schemas.revenue import PARSED
 
 IdField = Literal["isrc", "upc", "dsp_resource_id", "dsp_release_id", "proprietary_id"]
-ID_FIELDS: tuple[str, ...] = get_args(IdField)
 DATE_FIELDS = ("usage_start", "usage_end")
 NUMBER_FIELDS = {"quantity": "integer", "amount": "decimal"}
 MAPPABLE_FIELDS = tuple(f for f in PARSED if f not in ("line_no", "raw_hash"))

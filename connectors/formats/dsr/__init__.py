@@ -80,7 +80,6 @@ import polars as pl
 from connectors.formats import archive
 from connectors.formats.base import (
     FileMeta,
-    FileRejected,
     ParsedFile,
     RowError,
     register,
@@ -158,35 +157,8 @@ class _Run(_Rejects):
 
     # ----------------------------------------------------------------------------------------
     def parse(self) -> ParsedFile:
-        name = self.filename
-        if self.path.stat().st_size == 0:
-            raise FileRejected("empty_file", f"{name} is empty")
-        archive.check_line_length(self.path)
-        first = _first_record(self._read_text(archive.read_head(self.path)))
-        if first is None or first[1][0] not in ("HEAD", "SRHE"):
-            what = "no data line" if first is None else f"a {first[1][0][:12]!r} record"
-            raise FileRejected(
-                "missing_head", f"{name} does not start with a HEAD record (found {what})"
-            )
-        head_cells = first[1]
-        profile, version, layouts = self._profile(head_cells)
-        self.profile_key = (profile, version)
-        footer_code = self._footer_code()
-        variant = "single" if footer_code == "SRFO" else "block"
-        meta = self._head(head_cells, layouts["HEAD"], profile, version, variant)
-        usage_layouts = [
-            lay
-            for lay in layouts.values()
-            if lay.kind == "usage" and lay.single == (variant == "single")
-        ]
-        counts = {lay.cells[name] for lay in usage_layouts for name in lay.units}
-        texts = {
-            pos for lay in usage_layouts for name, pos in lay.cells.items() if name not in lay.units
-        }
-        usage_bases = sorted({lay.base for lay in layouts.values() if lay.kind == "usage"})
-        usage_rows, rest, n_lines = self._read(
-            sorted(texts | counts), sorted(counts - texts), usage_bases
-        )
+        layouts, footer_code, variant, meta, cells = self._begin()
+        usage_rows, rest, n_lines = self._read(*cells)
         parts = self._partition(usage_rows, rest, layouts, variant)
         del usage_rows, rest
         kinds = parts.kinds
@@ -235,30 +207,8 @@ class _Run(_Rejects):
         4. each spilled piece becomes PARSED lines with its slice of the allocation.
         The last piece's ``meta.extra["final"]`` is True and carries the file's meta.
         """
-        name = self.filename
-        if self.path.stat().st_size == 0:
-            raise FileRejected("empty_file", f"{name} is empty")
-        archive.check_line_length(self.path)
-        first = _first_record(self._read_text(archive.read_head(self.path)))
-        if first is None or first[1][0] not in ("HEAD", "SRHE"):
-            what = "no data line" if first is None else f"a {first[1][0][:12]!r} record"
-            raise FileRejected(
-                "missing_head", f"{name} does not start with a HEAD record (found {what})"
-            )
-        profile, version, layouts = self._profile(first[1])
-        self.profile_key = (profile, version)
-        footer_code = self._footer_code()
-        variant = "single" if footer_code == "SRFO" else "block"
-        meta = self._head(first[1], layouts["HEAD"], profile, version, variant)
-        usage_layouts = [
-            lay
-            for lay in layouts.values()
-            if lay.kind == "usage" and lay.single == (variant == "single")
-        ]
-        counts = {lay.cells[n] for lay in usage_layouts for n in lay.units}
-        texts = {pos for lay in usage_layouts for n, pos in lay.cells.items() if n not in lay.units}
-        usage_bases = sorted({lay.base for lay in layouts.values() if lay.kind == "usage"})
-        rest, n_lines, stub = self._skeleton(usage_bases)
+        layouts, footer_code, variant, meta, cells = self._begin()
+        rest, n_lines, stub = self._skeleton(cells[2])
         parts = self._partition(stub, rest, layouts, variant)
         parts.usage = None
         del rest, stub
@@ -270,7 +220,6 @@ class _Run(_Rejects):
         # the block tables are built once, before the pieces share them
         self._resources(kinds)
         self._releases(kinds)
-        cells = (sorted(texts | counts), sorted(counts - texts), usage_bases)
         with (
             tempfile.TemporaryDirectory(prefix="tm-dsr-") as tmp,
             ThreadPoolExecutor(2, thread_name_prefix="tm-dsr") as pool,
@@ -279,9 +228,7 @@ class _Run(_Rejects):
             # piece while one step of this one runs single-threaded), kept in file order
             running: deque[Future[_Spilled | None]] = deque()
             finished: list[_Spilled | None] = []
-            for k, (data, first_line, last_line) in enumerate(
-                self._chunks(batch_bytes, usage_bases)
-            ):
+            for k, (data, first_line, last_line) in enumerate(self._chunks(batch_bytes, cells[2])):
                 if len(running) >= 2:
                     finished.append(running.popleft().result())
                 where = Path(tmp) / f"part-{k:05d}.arrow"
@@ -445,11 +392,7 @@ class _Run(_Rejects):
         try:
             usage, rest = pl.collect_all([both.filter(is_usage), both.filter(is_usage.not_())])
         except pl.exceptions.ComputeError as exc:
-            if "utf" in str(exc).lower():
-                bad = archive.utf8_error(self.path)
-                if bad is not None:
-                    raise bad from exc
-            raise FileRejected("malformed", f"{self.filename}: {exc}") from exc
+            raise self._read_error(exc) from exc
         n_lines = max(
             int(usage["line_no"].max() or 0) if usage.height else 0,  # type: ignore[arg-type]
             int(rest["line_no"].max() or 0) if rest.height else 0,  # type: ignore[arg-type]

@@ -11,6 +11,7 @@ from typing import Any
 
 import polars as pl
 
+from connectors.formats import archive
 from connectors.formats.base import FileMeta, FileRejected, RowError
 from connectors.formats.dsr.layouts import (
     _DEC_RE,
@@ -21,6 +22,7 @@ from connectors.formats.dsr.layouts import (
     Layout,
     _basename,
     _cell,
+    _first_record,
     _scaled,
     iso_period,
 )
@@ -45,6 +47,44 @@ class _Summary:
 
 class _Header(_Reading):
     """HEAD, structure, FOOT and the summary records."""
+
+    def _begin(
+        self,
+    ) -> tuple[dict[str, Layout], str, str, FileMeta, tuple[list[int], list[int], list[str]]]:
+        """What both ways of parsing start with: the file is not empty, has no enormous line,
+        starts with a HEAD of a supported profile and ends with a footer. (layouts, footer
+        record type, variant, the file's meta, and the cells to read: those of the usage
+        records, those of them that are counts, the usage record types.)"""
+        name = self.filename
+        if self.path.stat().st_size == 0:
+            raise FileRejected("empty_file", f"{name} is empty")
+        archive.check_line_length(self.path)
+        first = _first_record(self._read_text(archive.read_head(self.path)))
+        if first is None or first[1][0] not in ("HEAD", "SRHE"):
+            what = "no data line" if first is None else f"a {first[1][0][:12]!r} record"
+            raise FileRejected(
+                "missing_head", f"{name} does not start with a HEAD record (found {what})"
+            )
+        profile, version, layouts = self._profile(first[1])
+        self.profile_key = (profile, version)
+        footer_code = self._footer_code()
+        variant = "single" if footer_code == "SRFO" else "block"
+        meta = self._head(first[1], layouts["HEAD"], profile, version, variant)
+        usage_layouts = [
+            lay
+            for lay in layouts.values()
+            if lay.kind == "usage" and lay.single == (variant == "single")
+        ]
+        counts = {lay.cells[n] for lay in usage_layouts for n in lay.units}
+        texts = {pos for lay in usage_layouts for n, pos in lay.cells.items() if n not in lay.units}
+        usage_bases = sorted({lay.base for lay in layouts.values() if lay.kind == "usage"})
+        return (
+            layouts,
+            footer_code,
+            variant,
+            meta,
+            (sorted(texts | counts), sorted(counts - texts), usage_bases),
+        )
 
     # ----------------------------------------------------------------------------------------
     # HEAD, structure, FOOT

@@ -77,6 +77,14 @@ class _Reading(_State):
     # ----------------------------------------------------------------------------------------
     # reading
 
+    def _read_error(self, exc: pl.exceptions.ComputeError) -> FileRejected:
+        """What a reader's failure means for the file: the first bad UTF-8 byte, or malformed."""
+        if "utf" in str(exc).lower():
+            bad = archive.utf8_error(self.path)
+            if bad is not None:
+                return bad
+        return FileRejected("malformed", f"{self.filename}: {exc}")
+
     def _read_text(self, data: bytes) -> str:
         try:
             text = data.decode("utf-8")
@@ -142,11 +150,7 @@ class _Reading(_State):
                 engine="streaming",
             )
         except pl.exceptions.ComputeError as exc:
-            if "utf" in str(exc).lower():
-                bad = archive.utf8_error(self.path)
-                if bad is not None:
-                    raise bad from exc
-            raise FileRejected("malformed", f"{self.filename}: {exc}") from exc
+            raise self._read_error(exc) from exc
         stub = (
             pl.concat(
                 [
