@@ -494,14 +494,19 @@ _LINE_COLUMNS: dict[str, tuple[Callable[[IntoExpr], pl.Expr], str]] = {
 
 def normalise_lines(lines: pl.DataFrame) -> pl.DataFrame:
     """``lines`` with their ``isrc`` and ``upc`` normalised (``normalise_isrc``,
-    ``normalise_gtin``). Only the rows that need it are rewritten (most need nothing)."""
+    ``normalise_gtin``). Only the rows that need it are rewritten (most need nothing); the
+    columns are probed in one query, side by side."""
+    names = [name for name in _LINE_COLUMNS if name in lines.columns]
+    if not names or lines.is_empty():
+        return lines
+    messy = lines.select(
+        pl.col(name).str.contains(_LINE_COLUMNS[name][1]).fill_null(False) for name in names
+    )
     cols = []
-    for name, (norm, messy) in _LINE_COLUMNS.items():
-        if name not in lines.columns:
-            continue
-        s = lines[name]
-        idx = s.str.contains(messy).fill_null(False).arg_true()
+    for name in names:
+        idx = messy[name].arg_true()
         if idx.len():
-            fixed = pl.select(norm(pl.lit(s.gather(idx)))).to_series()
+            s = lines[name]
+            fixed = pl.select(_LINE_COLUMNS[name][0](pl.lit(s.gather(idx)))).to_series()
             cols.append(s.scatter(idx, fixed))
     return lines.with_columns(cols) if cols else lines
