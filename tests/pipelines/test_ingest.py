@@ -863,7 +863,7 @@ def test_a_rematch_that_failed_or_ran_twice_leaves_the_ledger_counts_right(
     """The lake is rewritten before the ledger's transaction: if that transaction fails, the
     retry finds the lines matched already; the ledger's counts must still come right (they
     are set from the lake, not added to)."""
-    from pipelines.ingest.files import suspense as suspense_module
+    from pipelines.ingest import suspense as suspense_module
 
     data, out = ingest_unknown_isrc(factory, label, tmp_path)
     add_track(factory, label, "GBNBR2699999")
