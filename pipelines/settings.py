@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     api_queue_wait: float = Field(
         default=10.0, gt=0, description="Seconds a request waits for its turn before a 503."
     )
+    dsp_profiles: Path | None = Field(
+        default=None,
+        description="Folder of DSP delivery profiles (one YAML file per DSP); default: the "
+        "profiles shipped in schemas/dsp_profiles.",
+    )
 
     @model_validator(mode="after")
     def _absolute_data_dir(self) -> Settings:
