@@ -433,7 +433,7 @@ def demo(seed: Annotated[int, typer.Option()] = 2026) -> None:
     from pipelines.resources import Resources
 
     deliver_demo_releases(Resources.from_settings(settings), summary.org_id, seed=seed)
-    from pipelines.warehouse import print_demo_warehouse
+    from demo.warehouse import print_demo_warehouse
 
     print_demo_warehouse(factory, settings.data_dir, summary.org_id)
     from demo.statements import print_statements, publish_demo_statements
