@@ -40,13 +40,13 @@ import polars as pl
 import pyarrow as pa  # type: ignore[import-untyped]
 
 from bench import royalty as br
+from pipelines.layout import DataDir
 from pipelines.warehouse import (
     COMMITTED_FILES,
     FILE_TOTALS,
     REFERENCE,
     RUN_TOTALS,
     SUSPENSE_AMOUNTS,
-    WAREHOUSE_FILE,
     WarehouseError,
     build_path,
     publish,
@@ -397,7 +397,7 @@ def timed_build(data_dir: Path, *, threads: int = 2) -> dict[str, Any]:
 
 
 def _warehouse_rows(data_dir: Path) -> dict[str, Any]:
-    path = data_dir / "warehouse" / WAREHOUSE_FILE
+    path = DataDir(data_dir).warehouse_file()
     if not path.exists():
         return {}
     with duckdb.connect(str(path), read_only=True) as con:

@@ -10,8 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pipelines.resources import get_session_factory
-from pipelines.settings import get_settings
+from pipelines.resources import Resources
 from royalty_engine.periods import PeriodError
 from royalty_engine.terms import EngineError
 
@@ -49,21 +48,19 @@ def _error(exc: Exception, as_json: bool) -> typer.Exit:
 
 
 def _org(slug: str, as_json: bool) -> tuple[Any, Path, int]:
-    import sqlalchemy as sa
+    from schemas.store.orgs import UnknownOrganisation, org_id
 
-    from schemas.store.models import Organisation
-
-    settings = get_settings()
-    factory = get_session_factory(settings)
-    with factory() as session:
-        org_id = session.scalar(sa.select(Organisation.id).where(Organisation.slug == slug))
-    if org_id is None:
+    res = Resources.current()
+    try:
+        with res.factory() as session:
+            found = org_id(session, slug)
+    except UnknownOrganisation:
         raise _fail(
             "org_missing",
             f"no organisation {slug!r} (tunemantra org create {slug} --name ...)",
             as_json,
-        )
-    return factory, settings.data_dir, int(org_id)
+        ) from None
+    return res.factory, res.settings.data_dir, found
 
 
 def _formats(given: list[str] | None, as_json: bool) -> tuple[str, ...]:

@@ -699,16 +699,3 @@ def print_ingest(outcomes: list[Any]) -> None:
             why,
         )
     Console(width=150).print(table)
-
-
-DEMO_DELIVERY_TIME = dt.datetime(2026, 2, 1, 9, 0, tzinfo=dt.UTC)
-
-
-def deliver_demo_releases(
-    factory: sessionmaker[Session], data_dir: Path, org_id: int, *, seed: int
-) -> None:
-    """Deliver the label's releases to a local folder per DSP profile and print the status
-    per release and DSP (pipelines.delivery.core.deliver_demo; one release fails QC on purpose)."""
-    from pipelines.delivery.core import deliver_demo, print_delivery
-
-    print_delivery(deliver_demo(factory, data_dir, org_id, now=DEMO_DELIVERY_TIME, seed=seed))

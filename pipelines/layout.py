@@ -133,6 +133,14 @@ class DataDir:
     def warehouse_reference(self) -> Path:
         return self.warehouse_root() / "reference"
 
+    def warehouse_file(self) -> Path:
+        """The analysts' DuckDB file (swapped in whole by each build)."""
+        return self.warehouse_root() / "tunemantra.duckdb"
+
+    def warehouse_build(self, slot: str = "") -> Path:
+        """Where a finished build waits to be swapped in (``slot``: one per kind of builder)."""
+        return self.warehouse_root() / ".build" / slot / self.warehouse_file().name
+
     # --- paths recorded in manifests -----------------------------------------------------------
     def relative(self, path: Path) -> str:
         """A path as manifests record it: relative to the data directory, with ``/``."""
