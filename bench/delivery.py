@@ -20,6 +20,7 @@ from connectors.ddex.model import (
 from connectors.ddex.package import stage_release
 from connectors.ddex.validate import validate_message
 from pipelines.delivery.deals import deal_info
+from schemas.identifiers import gtin_check_digit
 
 
 def bench(
@@ -53,12 +54,10 @@ def bench(
     now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     done = failed = 0
     snapshots: list[tuple[ReleaseSnapshot, list[tuple[Path, str]], list[Problem]]] = []
-    from stdnum import ean
-
     n_releases = (tracks + per_release - 1) // per_release
     for r in range(n_releases):
         body = f"50634599{r:04d}"
-        upc = body + ean.calc_check_digit(body)
+        upc = body + gtin_check_digit(body)
         problems: list[Problem] = []
         resources: list[tuple[Path, str]] = []
         infos = []
