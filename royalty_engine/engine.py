@@ -33,7 +33,7 @@ from royalty_engine.earnings import (
 )
 from royalty_engine.periods import Period
 from royalty_engine.terms import ContractState, EngineError, Terms
-from schemas.money import CENTS, EXACT, RATE, cents, to_decimal
+from schemas.money import CENTS, EXACT, RATE, cents, largest_remainder, to_decimal
 
 # What the run itself breaks each contract's earnings down by (cheap at the run's grain).
 # By source, territory and track: ``royalty_engine.detail`` derives them per payee on demand.
@@ -339,28 +339,17 @@ def _breakdown(royalties: pl.DataFrame, ledger: pl.DataFrame) -> pl.DataFrame:
 
 
 def allocate_frame(frame: pl.DataFrame) -> pl.DataFrame:
-    """Vectorised ``money.allocate`` within each (contract_id, dimension): ``exact`` ->
-    ``amount`` in cents summing to ``_total``, in integer arithmetic: each part's cents
-    rounded down, the cents left over handed out by largest remainder (ties: by key)."""
+    """``money.allocate`` within each (contract_id, dimension): ``exact`` -> ``amount`` in
+    cents summing to ``_total``, in integer arithmetic: each part's cents rounded down, the
+    cents left over handed out by ``money.largest_remainder`` (ties: by key)."""
     scaled = (pl.col("exact") * 100).cast(EXACT)
     groups = ["contract_id", "dimension"]
     out = frame.with_columns(
         scaled.floor().cast(pl.Int64).alias("_floor"),
         ((scaled - scaled.floor()) * 10**10).cast(pl.Int64).alias("_rem"),
-        (pl.col("_total").cast(CENTS) * 100).cast(pl.Int64).alias("_total_cents"),
-    ).with_columns(
-        (pl.col("_total_cents") - pl.col("_floor").sum().over(groups)).alias("_left"),
     )
-    # rank 1 = largest remainder (ties broken by key), n = last
-    out = out.sort([*groups, "_rem", "key"], descending=[False, False, True, False]).with_columns(
-        pl.int_range(1, pl.len() + 1).over(groups).alias("_rank"), pl.len().over(groups).alias("_n")
-    )
-    left, n, rank = pl.col("_left"), pl.col("_n"), pl.col("_rank")
-    extra = (
-        pl.when(left >= 0)
-        .then(left // n + ((rank - 1) < (left % n)).cast(pl.Int64))
-        .otherwise(-((-left) // n) - ((n - rank) < ((-left) % n)).cast(pl.Int64))
-    )
-    return out.with_columns(
-        ((pl.col("_floor") + extra).cast(CENTS) / 100).cast(CENTS).alias("amount")
-    )
+    # in rank order (largest remainder first, ties by key), the order the rows come out in
+    out = out.sort([*groups, "_rem", "key"], descending=[False, False, True, False])
+    total = (pl.col("_total").cast(CENTS) * 100).cast(pl.Int64)
+    units = largest_remainder(pl.col("_floor"), pl.col("_rem"), total, over=groups)
+    return out.with_columns((units.cast(CENTS) / 100).cast(CENTS).alias("amount"))

@@ -39,26 +39,60 @@ def cents(value: Decimal | Fraction) -> Decimal:
     return value.quantize(CENT, rounding=ROUND_HALF_EVEN)
 
 
+def largest_remainder(
+    floor: pl.Expr, remainder: pl.Expr, total: pl.Expr, *, over: Sequence[str] = ()
+) -> pl.Expr:
+    """The largest-remainder rule, in whole units (cents, or 10^-12 of a unit): every
+    allocation of a rounded total over exact parts goes through here.
+
+    ``floor`` is each part rounded down to the unit, ``remainder`` what that rounding dropped
+    (any type that orders the remainders), ``total`` the units the parts must add up to, one
+    value per group of ``over``. The units left over, ``total - sum(floor)``, go one each to
+    the largest remainders (ties: the earlier row), round and round again if there are more
+    units than parts; units owed back are taken from the smallest remainders (ties: the later
+    row) first. Returns the allocated units, one per row, in ``floor``'s integer type.
+    """
+
+    def within(expr: pl.Expr) -> pl.Expr:
+        return expr.over(list(over)) if over else expr
+
+    rank = within(remainder.rank("ordinal", descending=True)).cast(pl.Int64)
+    n = within(pl.len()).cast(pl.Int64)
+    left = total - within(floor.sum())
+    # floor division and a modulo with the divisor's sign: for a negative ``left`` the
+    # smallest remainders (the last ranks) give a unit more than the others
+    extra = left // n + ((rank - 1) < (left % n)).cast(pl.Int64)
+    return floor + extra
+
+
 def allocate(total: Decimal, parts: Sequence[Decimal]) -> list[Decimal]:
     """Split ``total`` (already in cents) over ``parts`` (exact amounts) in cents, so that the
-    results add up to ``total`` exactly: round each part down to the cent (towards minus
-    infinity), then hand the remaining cents to the largest remainders (ties: first part).
+    results add up to ``total`` exactly: each part rounded down to the cent (towards minus
+    infinity), the cents left over handed out by :func:`largest_remainder` (ties: first part).
     """
     if not parts:
         if total != 0:
             raise ValueError(f"cannot allocate {total} over no parts")
         return []
     floors = [p.quantize(CENT, rounding="ROUND_FLOOR") for p in parts]
-    left = int((total - sum(floors, Decimal(0))) / CENT)
-    order = sorted(range(len(parts)), key=lambda i: (-(parts[i] - floors[i]), i))
-    out = list(floors)
-    if left >= 0:
-        for k in range(left):
-            out[order[k % len(order)]] += CENT
-    else:
-        for k in range(-left):
-            out[order[::-1][k % len(order)]] -= CENT
-    return out
+    remainders = [p - f for p, f in zip(parts, floors, strict=True)]
+    # the remainders' order, exactly (Decimals compare exactly, whatever their digits)
+    order = {r: i for i, r in enumerate(sorted(set(remainders)))}
+    frame = pl.DataFrame(
+        {
+            "floor": [int(f.scaleb(2)) for f in floors],
+            "remainder": [order[r] for r in remainders],
+        },
+        schema={"floor": pl.Int128, "remainder": pl.Int64},
+    )
+    total_cents = int(frame["floor"].sum()) + int((total - sum(floors, Decimal(0))) / CENT)
+    units = frame.select(
+        largest_remainder(pl.col("floor"), pl.col("remainder"), pl.lit(total_cents, pl.Int128))
+    ).to_series()
+    return [
+        f if u == c else f + (u - c) * CENT
+        for f, c, u in zip(floors, frame["floor"], units, strict=True)
+    ]
 
 
 def to_decimal(value: object) -> Decimal:

@@ -112,6 +112,7 @@ from connectors.formats.dsr.layouts import (
 )
 from connectors.formats.dsr.reading import _Parts, _Spilled
 from connectors.formats.dsr.rejects import _Rejects
+from schemas.money import largest_remainder
 from schemas.revenue import AMOUNT, PARSED
 
 __all__ = ["FORMAT", "LAYOUTS", "DsrParser", "iso_period"]
@@ -836,9 +837,10 @@ def _largest_remainder(lines: pl.DataFrame, plan: _Plan) -> pl.Series:
     Each summary's target is split by largest remainder. With ``R = q*D + r0`` and ``w`` the
     line's units (sign-normalised so that ``D > 0``; 1 each for an even split):
     ``floor = q*w + (r0*w) // D`` and the remainder is ``(r0*w) % D``. The ``k = T - sum(floor)``
-    lines with the largest remainders (ties: the earlier line) get one unit more; ``T`` is ``R``
-    whenever every line of the summary is kept. Int64 when the magnitudes allow it (the usual
-    case), else Int128. One vectorised pass per summary, on that summary's lines only.
+    lines with the largest remainders (ties: the earlier line) get one unit more
+    (``money.largest_remainder``); ``T`` is ``R`` whenever every line of the summary is kept.
+    Int64 when the magnitudes allow it (the usual case), else Int128. One vectorised pass per
+    summary, on that summary's lines only.
     """
     wide = not plan.fits_int64()
     big = pl.Int128 if wide else pl.Int64
@@ -855,13 +857,12 @@ def _largest_remainder(lines: pl.DataFrame, plan: _Plan) -> pl.Series:
             (pl.lit(q, dtype=big) * w + part // pl.lit(den, dtype=big)).alias("floor"),
             (part % pl.lit(den, dtype=big)).alias("rem"),
         )
-        k = target - int(step["floor"].sum())
-        units = step["floor"]
-        if k:
-            # the lines are in file order, so an ordinal rank breaks ties by the earlier line
-            units = units + (step["rem"].rank("ordinal", descending=True) <= k).cast(big)
+        # the lines are in file order: ties go to the earlier line
+        units = step.select(
+            largest_remainder(pl.col("floor"), pl.col("rem"), pl.lit(target, dtype=big))
+        ).to_series()
         positions.append(step["_pos"])
-        values.append(units)
+        values.append(units.cast(big))
     out = pl.Series("units", [0], dtype=big).extend_constant(0, lines.height - 1)
     return out.scatter(pl.concat(positions), pl.concat(values))
 
