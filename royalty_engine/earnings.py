@@ -42,6 +42,7 @@ import polars as pl
 from royalty_engine.fx import inverse_rate
 from royalty_engine.periods import Period
 from royalty_engine.terms import EngineError, Terms
+from schemas.effective import in_force, in_force_expr
 from schemas.money import EXACT, RATE, to_decimal
 from schemas.territories import parse_territory_set
 
@@ -214,12 +215,6 @@ def territory_classes(territories: list[str], sets: list[str]) -> tuple[pl.DataF
     return mapping, members
 
 
-def _in_force(date: str = "as_of") -> pl.Expr:
-    return (pl.col("effective_from") <= pl.col(date)) & (
-        pl.col("effective_to").is_null() | (pl.col(date) <= pl.col("effective_to"))
-    )
-
-
 def resolve_splits(
     placements: pl.DataFrame, splits: pl.DataFrame, members: pl.DataFrame
 ) -> pl.DataFrame:
@@ -234,7 +229,7 @@ def resolve_splits(
         )
         hit = (
             placements.join(level_splits, on=level, how="inner")
-            .filter(_in_force())
+            .filter(in_force_expr())
             .join(members, on=["class_id", "territories"], how="semi")
             .select(*keys, "split_id", "payee_id", "contract_id", "share")
             .with_columns(pl.lit(level).alias("level"))
@@ -301,7 +296,7 @@ def resolve_rates(needs: pl.DataFrame, rates: pl.DataFrame, members: pl.DataFram
     cand = (
         needs.join(r, on="contract_id", how="inner")
         .filter(
-            _in_force()
+            in_force_expr()
             & ((pl.col("r_usage") == "*") | (pl.col("r_usage") == pl.col("usage_type")))
             & ((pl.col("r_channel") == "*") | (pl.col("r_channel") == pl.col("channel")))
         )
@@ -1080,10 +1075,9 @@ def _ppd_prices(
     for usage, as_of, class_id, month in needs.sort(pl.all()).rows():
         best: tuple[tuple[Any, ...], dict[str, Any]] | None = None
         for p in prices:
-            in_force = p["effective_from"] <= as_of and (
-                p["effective_to"] is None or as_of <= p["effective_to"]
-            )
-            if not in_force or p["usage_type"] not in (usage, "*"):
+            if not in_force(p["effective_from"], p["effective_to"], as_of):
+                continue
+            if p["usage_type"] not in (usage, "*"):
                 continue
             if (class_id, p["territories"]) not in member_of:
                 continue

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Protocol, TypeVar
 
+from schemas.effective import in_force
 from schemas.territories import parse_territory_set
 
 
@@ -34,11 +35,9 @@ S = TypeVar("S", bound=SplitLike)
 
 
 def _applies(split: SplitLike, as_of: dt.date, territory: str) -> bool:
-    return (
-        split.effective_from <= as_of
-        and (split.effective_to is None or as_of <= split.effective_to)
-        and parse_territory_set(split.territories).contains(territory)
-    )
+    return in_force(split.effective_from, split.effective_to, as_of) and parse_territory_set(
+        split.territories
+    ).contains(territory)
 
 
 def applicable_splits(

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from schemas import catalog as c
+from schemas.effective import in_force, in_force_sql
 from schemas.errors import Conflict, FieldError, NotFound, ValidationFailed
 from schemas.identifiers import gtin_forms
 from schemas.store.models import (
@@ -180,18 +181,10 @@ def share_total_errors(new: _Dated, siblings: Sequence[_Dated], target: str) -> 
     checkpoints = {new.effective_from}
     for s in active:
         for d in (s.effective_from, s.effective_to and s.effective_to + dt.timedelta(days=1)):
-            if (
-                d
-                and d >= new.effective_from
-                and (new.effective_to is None or d <= new.effective_to)
-            ):
+            if d and in_force(new.effective_from, new.effective_to, d):
                 checkpoints.add(d)
     for day in sorted(checkpoints):
-        live = [
-            s
-            for s in active
-            if s.effective_from <= day and (s.effective_to is None or day <= s.effective_to)
-        ]
+        live = [s for s in active if in_force(s.effective_from, s.effective_to, day)]
         for code in sorted(new.codes):
             total = new.share + sum((s.share for s in live if code in s.codes), Decimal(0))
             if total > 1:
@@ -601,10 +594,7 @@ def add_charge(
 
 # --- reading the state at a date -----------------------------------------------------------
 def effective_on(stmt: sa.Select[Any], model: Any, as_of: dt.date) -> sa.Select[Any]:
-    return stmt.where(
-        model.effective_from <= as_of,
-        sa.or_(model.effective_to.is_(None), model.effective_to >= as_of),
-    )
+    return stmt.where(in_force_sql(model, as_of))
 
 
 def split_sheet(
