@@ -29,7 +29,6 @@ from pipelines.statements import FORMATS
 from pipelines.statements.data import (
     CENT,
     DETAIL_COLUMNS,
-    FIGURES,
     HISTORY_PERIODS,
     TOP_TRACKS,
     Amount,
@@ -40,6 +39,8 @@ from pipelines.statements.data import (
     territory_name,
 )
 from pipelines.statements.export import export_statements
+from royalty_engine.money import vat_cents
+from schemas.statement_figures import FIGURES
 
 PERIOD = "2026-H1"
 PAST_PERIODS = ("2023-H2", "2024-H1", "2024-H2", "2025-H1", "2025-H2")
@@ -242,7 +243,7 @@ def synthetic_statement(index: int, *, lines: int = 120, seed: int = 7) -> State
     )
     invoice = None
     if self_billing and figures["payable"] > 0:
-        vat = (figures["payable"] * VAT_RATE).quantize(CENT, ROUND_HALF_UP)
+        vat = vat_cents(figures["payable"] * VAT_RATE)
         invoice = Invoice(
             f"SB-bench-{PERIOD}-v1-{payee_id}-{currency}",
             ISSUED.date(),

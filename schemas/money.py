@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from fractions import Fraction
 
 import polars as pl
@@ -37,6 +37,15 @@ def cents(value: Decimal | Fraction) -> Decimal:
             whole += 1
         return Decimal(whole).scaleb(-2)
     return value.quantize(CENT, rounding=ROUND_HALF_EVEN)
+
+
+def vat_cents(value: Decimal) -> Decimal:
+    """Round a VAT amount on a self-billing invoice to the penny, half-up: the VAT and its
+    sterling equivalent. Not the statements' half-even rule (:func:`cents`): an invoice's tax is
+    rounded to the nearest penny with halves going up, the usual commercial convention for VAT
+    invoices (and how invoices have been issued since they were added). The project records no
+    tax-authority source for it; check the rule with finance before changing it."""
+    return value.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
 def largest_remainder(

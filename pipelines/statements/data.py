@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -28,36 +28,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from stdnum.eu import vat as eu_vat
 from stdnum.gb import vat as gb_vat
 
-from pipelines.royalty.run import SUMMARY_FIELDS, RunError, open_run, run_detail
+from pipelines.royalty.run import RunError, open_run, run_detail
+from schemas.money import CENT, vat_cents
+from schemas.statement_figures import FIGURES, POOL_FIGURES, SUMMARY_FIELDS
 from schemas.store.models import Organisation, Payee, Release
 from schemas.store.runs import RoyaltyRun, RunStatus, StatementSummary
 
-CENT = Decimal("0.01")
 TOP_TRACKS = 10
 HISTORY_PERIODS = 6
-# Figures shown on every statement, in the order the balance is reached.
-FIGURES: tuple[str, ...] = (*SUMMARY_FIELDS, "reserves_outstanding")
-FIGURE_LABELS: dict[str, str] = {
-    "opening": "Opening balance",
-    "earnings": "Royalties earned",
-    "advances": "Advances",
-    "costs": "Recoupable costs",
-    "recouped": "Recouped this period",
-    "reserve_held": "Reserves held",
-    "reserve_released": "Reserves released",
-    "tax": "Tax withheld",
-    "payable": "Payable",
-    "closing": "Closing balance",
-    "carried_forward": "Carried forward",
-    "reserves_outstanding": "Reserves outstanding",
-    "recouped_from_pool": "Recouped from the pool",
-    "recouped_for_pool": "Recouped for the pool",
-    "pool_transfer": "Moved within the pool",
-}
-# Per contract of a cross-collateralised pool (balances.py, step 4): the other contracts'
-# earnings that recouped it, its earnings that recouped the others, and the balance moved
-# in (+) or out (-) when the pool was paid. Runs recorded before these existed read 0.00.
-POOL_FIGURES: tuple[str, ...] = ("recouped_from_pool", "recouped_for_pool", "pool_transfer")
 # The line-level detail every format carries (CSV columns, XLSX detail sheet, JSON lines).
 DETAIL_COLUMNS: dict[str, str] = {
     "contract": "contract reference",
@@ -271,8 +249,8 @@ def _invoice(
         return None, f"fx_missing: no {currency}/GBP rate in the run for the VAT in sterling"
     rate = Decimal(payee.vat_rate)
     net = payable + withheld
-    vat = (net * rate).quantize(CENT, ROUND_HALF_UP)
-    vat_gbp = None if to_gbp is None else (vat * to_gbp).quantize(CENT, ROUND_HALF_UP)
+    vat = vat_cents(net * rate)
+    vat_gbp = None if to_gbp is None else vat_cents(vat * to_gbp)
     number = f"SB-{org_slug}-{period}-v{version}-{payee.id}-{currency}"
     return (
         Invoice(
