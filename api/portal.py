@@ -50,9 +50,10 @@ from api.routes.statements import (
     statement_file,
 )
 from pipelines.layout import DataDir
-from pipelines.statements.data import FIGURE_LABELS, FIGURES, Statement
+from pipelines.statements.data import Statement
 from pipelines.statements.export import MANIFEST
 from schemas.errors import StoreError
+from schemas.statement_figures import FIGURE_LABELS, FIGURES, SIGNED, TABLE
 from schemas.store.keys import verify_key
 from schemas.store.models import ApiKey, Payee, Role
 
@@ -131,31 +132,17 @@ def _to_sign_in() -> RedirectResponse:
 
 # --- the balance history ---------------------------------------------------------------------
 # Every movement of a period, in the order the balance is reached: (key, column head, sign in
-# the sum that reaches the closing balance; "" = not a term of it).
-HISTORY_COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("opening", "Opening", ""),
-    ("earnings", "Earnings", "+"),
-    ("advances", "Advances", "−"),
-    ("costs", "Recoupable costs", "−"),
-    ("recouped", "Recouped (of earnings)", ""),
-    ("reserve_held", "Reserves held", "−"),
-    ("reserve_released", "Reserves released", "+"),
-    ("tax", "Tax withheld", "−"),
-    ("payable", "Payable (payment due)", "−"),
-    ("settlement", "Pool settlement", "+"),
-    ("closing", "Closing", "="),
-    ("carried_forward", "Carried forward", ""),
+# the sum that reaches the closing balance; "" = not a term of it), from the one table of
+# statement figures, with the pool settlement (derived here) before the closing balance.
+HISTORY_COLUMNS: tuple[tuple[str, str, str], ...] = tuple(
+    column
+    for f in TABLE
+    if f.summary
+    for column in (
+        *([("settlement", "Pool settlement", "+")] if f.key == "closing" else []),
+        (f.key, f.label, f.sign),
+    )
 )
-# closing = opening + sum of SIGNED terms (settlement included).
-SIGNED: dict[str, int] = {
-    "earnings": 1,
-    "advances": -1,
-    "costs": -1,
-    "reserve_held": -1,
-    "reserve_released": 1,
-    "tax": -1,
-    "payable": -1,
-}
 HISTORY_CAPTION = (
     "Closing = opening + earnings − advances − recoupable costs − reserves held "
     "+ reserves released − tax withheld − payable. Recouped is the part of the "

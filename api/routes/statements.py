@@ -43,12 +43,12 @@ from api.deps import (
 from api.queries import DbId, Page, paginate
 from api.routes.crud import page_model
 from pipelines.layout import DataDir
-from pipelines.royalty.run import SUMMARY_FIELDS
 from pipelines.statements import FORMATS, MEDIA_TYPES, render, render_invoice
 from pipelines.statements.data import Statement, StatementError, load_statement
 from pipelines.statements.export import MANIFEST
 from pipelines.statements.tabular import statement_dict
 from schemas.errors import FieldError, Forbidden, StoreError
+from schemas.statement_figures import FIGURES, SUMMARY_FIELDS
 from schemas.store.keys import verify_key
 from schemas.store.models import Contract, Payee, Role
 from schemas.store.runs import ContractBalance, RoyaltyRun, RunStatus, StatementSummary
@@ -362,9 +362,6 @@ def list_statements(
     return items, cursor
 
 
-MOVEMENTS = (*SUMMARY_FIELDS, "reserves_outstanding")
-
-
 class BalanceMovement(BaseModel):
     period: str
     period_end: dt.date
@@ -442,7 +439,7 @@ def balance_history(session: Session, principal: Principal, payee_id: int) -> Ba
                 run_version=run.version,
                 run_status=run.status,
                 status=bal.status,
-                **{f: _cents(getattr(bal, f)) for f in MOVEMENTS},
+                **{f: _cents(getattr(bal, f)) for f in FIGURES},
             )
         )
     return BalanceHistory(

@@ -51,6 +51,7 @@ from royalty_engine.terms import (
     state_frame,
     state_from_frame,
 )
+from schemas.statement_figures import SUMMARY_FIELDS
 from schemas.store import db
 from schemas.store.models import (
     AuditEntry,
@@ -65,21 +66,6 @@ from schemas.store.models import (
     Track,
 )
 from schemas.store.runs import ContractBalance, PpdPrice, RoyaltyRun, RunStatus, StatementSummary
-
-SUMMARY_FIELDS = (
-    "opening",
-    "earnings",
-    "advances",
-    "costs",
-    "recouped",
-    "reserve_held",
-    "reserve_released",
-    "tax",
-    "payable",
-    "closing",
-    "carried_forward",
-)
-
 
 log = logging.getLogger(__name__)
 

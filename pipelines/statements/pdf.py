@@ -25,7 +25,8 @@ from pathlib import Path
 
 from fpdf import FPDF
 
-from pipelines.statements.data import FIGURE_LABELS, FIGURES, Amount, Statement
+from pipelines.statements.data import Amount, Statement
+from schemas.statement_figures import FIGURE_LABELS, FIGURES
 
 FONT_DIR = Path(__file__).resolve().parents[2] / "schemas" / "fonts"
 UNICODE_FONT = "DejaVu"

@@ -17,7 +17,8 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from pipelines.statements.data import DETAIL_COLUMNS, FIGURES, Amount, Statement
+from pipelines.statements.data import DETAIL_COLUMNS, Amount, Statement
+from schemas.statement_figures import FIGURES
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 NUMERIC = {"quantity", "amount"}

@@ -28,14 +28,12 @@ import xlsxwriter  # type: ignore[import-untyped]
 
 from pipelines.statements.data import (
     DETAIL_COLUMNS,
-    FIGURE_LABELS,
-    FIGURES,
-    POOL_FIGURES,
     Amount,
     Statement,
     pool_notes,
 )
 from pipelines.statements.tabular import FORMULA_START
+from schemas.statement_figures import FIGURE_LABELS, FIGURES, POOL_FIGURES
 
 # Rows in one worksheet: Excel's limit (1,048,576). Each detail sheet keeps one row for its
 # header and one for the total, so it holds at most ``SHEET_ROWS - 2`` lines.

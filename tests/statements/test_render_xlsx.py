@@ -16,13 +16,12 @@ import pytest
 from pipelines.statements import render, xlsx
 from pipelines.statements.data import (
     DETAIL_COLUMNS,
-    FIGURE_LABELS,
-    FIGURES,
     Statement,
     iter_statements,
     load_statement,
 )
 from pipelines.statements.xlsx import money_format, render_xlsx
+from schemas.statement_figures import FIGURE_LABELS, FIGURES
 from tests.statements.conftest import HOSTILE_TITLE, LockedPeriod
 
 FORMULA_TITLES = ["-1 Minus", "+44 Plus", "@mention", "=SUM(A1:A9)", "\tTabbed", "\rReturn"]
