@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from royalty_engine.terms import EngineError
 
 _FORMS = re.compile(r"^(\d{4})-(?:(0[1-9]|1[0-2])|Q([1-4])|H([12]))$")
 _LENGTH = {"month": 1, "quarter": 3, "half": 6}
@@ -101,3 +105,183 @@ def parse_period(value: str) -> Period:
     if m.group(3):
         return Period(year, (int(m.group(3)) - 1) * 3 + 1, 3)
     return Period(year, (int(m.group(4)) - 1) * 6 + 1, 6)
+
+
+# --- the period chain: which periods may run, be approved or locked ---------------------------
+# Pure rules on plain values (a run is anything with the attributes of ``ChainRun``); the
+# royalty run use case reads the runs from the store and calls these.
+SETTLED = ("approved", "locked")
+NEXT_STATUS = {"approved": "calculated", "locked": "approved"}  # target -> the status before
+
+
+class RunError(EngineError):
+    """A run that must not happen (period locked, previous period not approved, ...)."""
+
+
+class ChainRun(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def period(self) -> str: ...
+    @property
+    def period_start(self) -> dt.date: ...
+    @property
+    def period_end(self) -> dt.date: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def previous_run_id(self) -> int | None: ...
+
+
+R = TypeVar("R", bound=ChainRun)
+
+
+def opening_run(current: Mapping[str, R], period: Period) -> R | None:
+    """The run a period opens from: the current run of the latest earlier period."""
+    earlier = [r for r in current.values() if r.period_end < period.start]
+    return max(earlier, key=lambda r: r.period_end) if earlier else None
+
+
+def check_chain(
+    current: Mapping[str, R],
+    period: Period,
+    opened_from: int | None,
+    *,
+    doing: str,
+    correcting: bool = False,
+) -> R | None:
+    """The periods of an organisation form one chain, each opening from the closing state of
+    the one before: return the run ``period`` opens from, or refuse what would break it.
+    ``current``: each period's current run (its latest version not superseded).
+
+    - no gap: the period before must have been run (``period_gap``);
+    - it must be approved or locked (``previous_not_approved``);
+    - it must itself open from the current run before it: a period whose predecessor was
+      rerun or corrected since must be rerun or corrected first (``stale_previous``);
+    - ``opened_from`` (the run this one was computed from, when approving or locking) must
+      still be that run (``stale_opening``: rerun it);
+    - a period of another length overlapping an approved or locked run is refused
+      (``period_overlaps``);
+    - a period cannot be rerun under an approved or locked later period (only corrected
+      after its lock): ``later_period_settled``."""
+    for r in current.values():
+        if (
+            r.period != period.label
+            and r.status in SETTLED
+            and r.period_start <= period.end
+            and r.period_end >= period.start
+        ):
+            raise RunError(
+                "period_overlaps",
+                f"{period.label} overlaps run {r.id} of period {r.period} ({r.status}); "
+                "a period is run in one length",
+            )
+    if not correcting:
+        later = sorted(
+            (r for r in current.values() if r.period_start > period.end and r.status in SETTLED),
+            key=lambda r: r.period_start,
+        )
+        if later:
+            raise RunError(
+                "later_period_settled",
+                f"cannot {doing} {period.label}: the later period {later[0].period} is already "
+                f"{later[0].status} (run {later[0].id}) and opens from this one; "
+                "correct a period after its lock instead (--correction)",
+            )
+    previous = opening_run(current, period)
+    if previous is None:
+        if opened_from is not None:
+            raise RunError(
+                "stale_opening",
+                f"{period.label} was computed from run {opened_from}, which is no longer the "
+                f"current run of its period: run {period.label} again",
+            )
+        return None
+    if previous.period_end + dt.timedelta(days=1) != period.start:
+        raise RunError(
+            "period_gap",
+            f"cannot {doing} {period.label}: the latest period run before it is "
+            f"{previous.period} (ending {previous.period_end}); run the periods in between "
+            f"first, in order",
+            [{"previous_period": previous.period, "period_start": str(period.start)}],
+        )
+    if previous.status not in SETTLED:
+        raise RunError(
+            "previous_not_approved",
+            f"cannot {doing} {period.label}: {previous.period} (run {previous.id}, version "
+            f"{previous.version}) is {previous.status}; approve it first, as "
+            f"{period.label} opens from its closing balances",
+        )
+    before = opening_run(current, parse_period(previous.period))
+    if (before.id if before else None) != previous.previous_run_id:
+        raise RunError(
+            "stale_previous",
+            f"cannot {doing} {period.label}: {previous.period} (run {previous.id}) opened from "
+            f"run {previous.previous_run_id}, which is no longer the current run of its "
+            f"period; rerun or correct {previous.period} first",
+        )
+    if opened_from is not None and opened_from != previous.id:
+        raise RunError(
+            "stale_opening",
+            f"{period.label} was computed from run {opened_from}, but {previous.period}'s "
+            f"current run is {previous.id}: run {period.label} again",
+        )
+    return previous
+
+
+def check_rerun(period: Period, locked: Sequence[ChainRun], correction: str | None) -> None:
+    """A locked period is not run again, only corrected (with a reason); a correction is only
+    for a locked period (``period_locked``, ``not_locked``). ``locked``: the period's locked
+    runs, oldest first."""
+    if locked and correction is None:
+        raise RunError(
+            "period_locked",
+            f"{period.label} is locked (run {locked[-1].id}, version {locked[-1].version}); "
+            "a change after the lock is a correction: run again with --correction REASON",
+        )
+    if correction is not None and not locked:
+        raise RunError(
+            "not_locked", f"{period.label} is not locked: no correction needed, rerun it"
+        )
+
+
+def check_transition(run: ChainRun, to: str) -> bool:
+    """Whether ``run`` may become ``to`` (calculated -> approved -> locked): False when it
+    already is (a retried command finds its work done), ``bad_transition`` when it is not
+    the status before."""
+    if run.status == to:
+        return False
+    if run.status != NEXT_STATUS[to]:
+        raise RunError(
+            "bad_transition",
+            f"run {run.id} ({run.period} v{run.version}) is {run.status}; only a "
+            f"{NEXT_STATUS[to]} run can become {to}",
+        )
+    return True
+
+
+def unended_override(
+    period: Period, to: str, today: dt.date, allow_unended: str | None
+) -> dict[str, str] | None:
+    """A period is approved or locked only once it has ended (``Period.has_ended``); before,
+    its run is a preview. ``allow_unended``, the reason for doing it anyway, is the explicit
+    override: returned for the audit log and the ledger (None when the period has ended);
+    without it, ``period_not_ended``."""
+    if period.has_ended(today):
+        return None
+    reason = (allow_unended or "").strip()
+    if not reason:
+        raise RunError(
+            "period_not_ended",
+            f"{period.label} ends on {period.end.isoformat()} and today is "
+            f"{today.isoformat()}: its run is a preview until then and cannot be {to}; to do "
+            'it anyway, give the reason as an override (--allow-unended "why"), which is audited',
+        )
+    return {
+        "rule": "period_not_ended",
+        "period_end": period.end.isoformat(),
+        "today": today.isoformat(),
+        "reason": reason,
+    }

@@ -43,10 +43,18 @@ from pipelines import lake
 from pipelines.killpoints import killpoint
 from pipelines.royalty import audit_ledger
 from royalty_engine.engine import RunResult, compute
-from royalty_engine.periods import Period, parse_period
+from royalty_engine.periods import (
+    SETTLED,
+    Period,
+    RunError,
+    check_chain,
+    check_rerun,
+    check_transition,
+    parse_period,
+    unended_override,
+)
 from royalty_engine.terms import (
     ContractState,
-    EngineError,
     Terms,
     state_frame,
     state_from_frame,
@@ -80,10 +88,6 @@ KILL_STEPS = (
     "transition.committed",  # the approval or lock committed; no ledger entry yet
     "transition.ledgered",  # its ledger entry appended
 )
-
-
-class RunError(EngineError):
-    """A run that must not happen (period locked, previous period not approved, ...)."""
 
 
 @dataclass
@@ -303,7 +307,6 @@ def scan_lines(files: list[Path]) -> pl.LazyFrame:
 
 
 # --- state ----------------------------------------------------------------------------------
-SETTLED = (RunStatus.APPROVED, RunStatus.LOCKED)
 ZERO_CENTS = Decimal("0.00")
 
 
@@ -319,98 +322,6 @@ def _current_runs(session: Session, org_id: int, *, lock: bool = False) -> dict[
     if lock:
         query = query.with_for_update()
     return {r.period: r for r in session.scalars(query).all()}
-
-
-def _opening(current: dict[str, RoyaltyRun], period: Period) -> RoyaltyRun | None:
-    """The run a period opens from: the current run of the latest earlier period."""
-    earlier = [r for r in current.values() if r.period_end < period.start]
-    return max(earlier, key=lambda r: r.period_end) if earlier else None
-
-
-def _check_chain(
-    current: dict[str, RoyaltyRun],
-    period: Period,
-    opened_from: int | None,
-    *,
-    doing: str,
-    correcting: bool = False,
-) -> RoyaltyRun | None:
-    """The periods of an organisation form one chain, each opening from the closing state of
-    the one before: return the run ``period`` opens from, or refuse what would break it.
-
-    - no gap: the period before must have been run (``period_gap``);
-    - it must be approved or locked (``previous_not_approved``);
-    - it must itself open from the current run before it: a period whose predecessor was
-      rerun or corrected since must be rerun or corrected first (``stale_previous``);
-    - ``opened_from`` (the run this one was computed from, when approving or locking) must
-      still be that run (``stale_opening``: rerun it);
-    - a period of another length overlapping an approved or locked run is refused
-      (``period_overlaps``);
-    - a period cannot be rerun under an approved or locked later period (only corrected
-      after its lock): ``later_period_settled``."""
-    for r in current.values():
-        if (
-            r.period != period.label
-            and r.status in SETTLED
-            and r.period_start <= period.end
-            and r.period_end >= period.start
-        ):
-            raise RunError(
-                "period_overlaps",
-                f"{period.label} overlaps run {r.id} of period {r.period} ({r.status.value}); "
-                "a period is run in one length",
-            )
-    if not correcting:
-        later = sorted(
-            (r for r in current.values() if r.period_start > period.end and r.status in SETTLED),
-            key=lambda r: r.period_start,
-        )
-        if later:
-            raise RunError(
-                "later_period_settled",
-                f"cannot {doing} {period.label}: the later period {later[0].period} is already "
-                f"{later[0].status.value} (run {later[0].id}) and opens from this one; "
-                "correct a period after its lock instead (--correction)",
-            )
-    previous = _opening(current, period)
-    if previous is None:
-        if opened_from is not None:
-            raise RunError(
-                "stale_opening",
-                f"{period.label} was computed from run {opened_from}, which is no longer the "
-                f"current run of its period: run {period.label} again",
-            )
-        return None
-    if previous.period_end + dt.timedelta(days=1) != period.start:
-        raise RunError(
-            "period_gap",
-            f"cannot {doing} {period.label}: the latest period run before it is "
-            f"{previous.period} (ending {previous.period_end}); run the periods in between "
-            f"first, in order",
-            [{"previous_period": previous.period, "period_start": str(period.start)}],
-        )
-    if previous.status not in SETTLED:
-        raise RunError(
-            "previous_not_approved",
-            f"cannot {doing} {period.label}: {previous.period} (run {previous.id}, version "
-            f"{previous.version}) is {previous.status.value}; approve it first, as "
-            f"{period.label} opens from its closing balances",
-        )
-    before = _opening(current, parse_period(previous.period))
-    if (before.id if before else None) != previous.previous_run_id:
-        raise RunError(
-            "stale_previous",
-            f"cannot {doing} {period.label}: {previous.period} (run {previous.id}) opened from "
-            f"run {previous.previous_run_id}, which is no longer the current run of its "
-            f"period; rerun or correct {previous.period} first",
-        )
-    if opened_from is not None and opened_from != previous.id:
-        raise RunError(
-            "stale_opening",
-            f"{period.label} was computed from run {opened_from}, but {previous.period}'s "
-            f"current run is {previous.id}: run {period.label} again",
-        )
-    return previous
 
 
 def _load_state(run: RoyaltyRun | None) -> dict[int, ContractState]:
@@ -495,17 +406,10 @@ def _prepare(
             ).all()
         )
         locked = [r for r in existing if r.status == RunStatus.LOCKED]
-        if locked and correction is None:
-            raise RunError(
-                "period_locked",
-                f"{p.label} is locked (run {locked[-1].id}, version {locked[-1].version}); "
-                "a change after the lock is a correction: run again with --correction REASON",
-            )
-        if correction is not None and not locked:
-            raise RunError("not_locked", f"{p.label} is not locked: no correction needed, rerun it")
+        check_rerun(p, locked, correction)
         # a correction opens from the current run of the period before it (itself perhaps
         # corrected since this period was locked), as any run does
-        previous = _check_chain(
+        previous = check_chain(
             _current_runs(session, org_id),
             p,
             None,
@@ -785,7 +689,7 @@ def _commit_run(
             f"{p.label} was run, approved or locked by someone else while this run "
             "was computed; nothing was recorded: run it again",
         )
-    _check_chain(
+    check_chain(
         current,
         p,
         previous.id if previous else None,
@@ -1169,27 +1073,9 @@ def _latest(session: Session, org_id: int, period: str) -> RoyaltyRun:
 def _unended_override(
     period: str, to: str, today: dt.date | None, allow_unended: str | None
 ) -> dict[str, str] | None:
-    """A period is approved or locked only once it has ended (``Period.has_ended``); before,
-    its run is a preview. ``allow_unended``, the reason for doing it anyway, is the explicit
-    override: returned for the audit log and the ledger (None when the period has ended)."""
-    p = parse_period(period)
+    """``periods.unended_override`` on ``today`` (default: today's UTC date)."""
     on = today or dt.datetime.now(dt.UTC).date()
-    if p.has_ended(on):
-        return None
-    reason = (allow_unended or "").strip()
-    if not reason:
-        raise RunError(
-            "period_not_ended",
-            f"{p.label} ends on {p.end.isoformat()} and today is {on.isoformat()}: its run is a "
-            f"preview until then and cannot be {to}; to do it anyway, give the reason as an "
-            'override (--allow-unended "why"), which is audited',
-        )
-    return {
-        "rule": "period_not_ended",
-        "period_end": p.end.isoformat(),
-        "today": on.isoformat(),
-        "reason": reason,
-    }
+    return unended_override(parse_period(period), to, on, allow_unended)
 
 
 def _record_override(
@@ -1232,7 +1118,6 @@ def transition(
     done). Starts by finishing what a killed run, approval or lock left (``recover``)."""
     override = _unended_override(period, to, today, allow_unended)
     target = RunStatus(to)
-    allowed = {RunStatus.APPROVED: RunStatus.CALCULATED, RunStatus.LOCKED: RunStatus.APPROVED}
     recover(factory, data_dir, org_id)
     with audit_ledger.held(data_dir, org_id) as append:  # held to after the append
         with db.transaction(factory, actor=actor) as session:
@@ -1244,17 +1129,11 @@ def transition(
                     f"run {run_id} is not the latest run of {run.period}: run {run.id} "
                     f"(version {run.version}, {run.status.value}) is; review that one",
                 )
-            already = run.status == target
+            already = not check_transition(run, target)
             if already:
                 log.info("run %s (%s v%s) is already %s", run.id, run.period, run.version, to)
-            elif run.status != allowed[target]:
-                raise RunError(
-                    "bad_transition",
-                    f"run {run.id} ({run.period} v{run.version}) is {run.status.value}; only a "
-                    f"{allowed[target].value} run can become {target.value}",
-                )
             else:
-                _check_chain(
+                check_chain(
                     current,
                     parse_period(run.period),
                     run.previous_run_id,
