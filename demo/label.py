@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session, sessionmaker
 
+from royalty_engine.splits import split_sheet
 from schemas import identifiers
 from schemas.identifiers import gtin_check_digit
 from schemas.store import db, service
@@ -596,7 +597,8 @@ def summarise(session: Session, org_id: int, admin_key: str = "") -> DemoSummary
     full = remainder = 0
     today = dt.date(2025, 12, 31)
     for track_id in session.scalars(sa.select(Track.id).where(Track.org_id == org_id)):
-        _, rest = service.split_sheet(session, org_id, track_id, today, "GB")
+        candidates = service.split_candidates(session, org_id, track_id, today)
+        _, rest = split_sheet(*candidates, as_of=today, territory="GB")
         full += rest == 0
         remainder += rest > 0
     return DemoSummary(org_id, counts, invalid, full, remainder, admin_key)

@@ -54,3 +54,20 @@ def applicable_splits(
         if applying:
             return applying, Decimal(1) - sum((s.share for s in applying), Decimal(0))
     return [], Decimal(1)
+
+
+class TrackLike(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def release_id(self) -> int: ...
+
+
+def split_sheet(
+    track: TrackLike, candidates: Sequence[S], *, as_of: dt.date, territory: str
+) -> tuple[list[S], Decimal]:
+    """The split sheet of ``track`` from ``candidates`` (its and its release's splits, e.g.
+    ``service.split_candidates``): :func:`applicable_splits` on the track."""
+    return applicable_splits(
+        candidates, track_id=track.id, release_id=track.release_id, as_of=as_of, territory=territory
+    )

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from api.deps import DecimalRoute, PathId, PrincipalDep, SessionDep
 from api.routes.crud import get_visible
+from royalty_engine import splits as split_rules
 from schemas import catalog as c
 from schemas.errors import FieldError, ValidationFailed
 from schemas.store import service
@@ -43,7 +44,8 @@ def split_sheet(
         code = require_territory(territory)
     except TerritoryError as exc:
         raise ValidationFailed([FieldError("territory", exc.reason)]) from None
-    splits, rest_share = service.split_sheet(session, principal.org_id, track_id, as_of, code)
+    candidates = service.split_candidates(session, principal.org_id, track_id, as_of)
+    splits, rest_share = split_rules.split_sheet(*candidates, as_of=as_of, territory=code)
     if principal.role is Role.PAYEE:  # a payee sees its own lines, not others' or the label's
         splits = [s for s in splits if s.payee_id == principal.payee_id]
     level = "none" if not splits else ("track" if splits[0].track_id else "release")

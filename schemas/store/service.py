@@ -597,13 +597,11 @@ def effective_on(stmt: sa.Select[Any], model: Any, as_of: dt.date) -> sa.Select[
     return stmt.where(in_force_sql(model, as_of))
 
 
-def split_sheet(
-    session: Session, org_id: int, track_id: int, as_of: dt.date, territory: str
-) -> tuple[list[Split], Decimal]:
-    """The splits that apply to one track on a date in a territory, and the label's remainder
-    (the rule itself is ``royalty_engine.splits.applicable_splits``)."""
-    from royalty_engine.splits import applicable_splits
-
+def split_candidates(
+    session: Session, org_id: int, track_id: int, as_of: dt.date
+) -> tuple[Track, list[Split]]:
+    """One track of the organisation and the splits in force on a date on it or its release:
+    what ``royalty_engine.splits.applicable_splits`` picks the split sheet from."""
     track = get_owned(session, Track, org_id, track_id)
     rows = session.scalars(
         effective_on(
@@ -615,9 +613,7 @@ def split_sheet(
             as_of,
         ).order_by(Split.id)
     ).all()
-    return applicable_splits(
-        rows, track_id=track.id, release_id=track.release_id, as_of=as_of, territory=territory
-    )
+    return track, list(rows)
 
 
 def delete_contract_child(

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 from stdnum import ean
 
+from royalty_engine.splits import split_sheet
 from schemas.store import service
 from schemas.store.models import (
     Artist,
@@ -144,7 +145,8 @@ class Catalog:
         self, track: Track, as_of: str, territory: str
     ) -> tuple[list[tuple[int, Decimal]], Decimal]:
         """(payee, share) pairs that apply to a track on a date in a territory, and the rest."""
-        splits, rest = service.split_sheet(self.session, self.org_id, track.id, d(as_of), territory)
+        candidates = service.split_candidates(self.session, self.org_id, track.id, d(as_of))
+        splits, rest = split_sheet(*candidates, as_of=d(as_of), territory=territory)
         return [(s.payee_id, s.share) for s in splits], rest
 
 

@@ -434,7 +434,7 @@ def test_another_orgs_row_cannot_be_read_updated_or_deleted(cat: Catalog, other:
     with pytest.raises(NotFound):
         service.delete(cat.session, cat.org_id, "artists", theirs.id)
     with pytest.raises(NotFound):
-        service.split_sheet(cat.session, cat.org_id, their_track.id, d("2024-01-01"), "GB")
+        service.split_candidates(cat.session, cat.org_id, their_track.id, d("2024-01-01"))
     assert cat.session.get(Artist, theirs.id).name == "Theirs"
 
 

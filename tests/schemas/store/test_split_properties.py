@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.orm import Session, sessionmaker
 
+from royalty_engine.splits import split_sheet
 from schemas.errors import ValidationFailed
 from schemas.store import db, service
 from schemas.store.models import Organisation, Split, Track
@@ -140,7 +141,8 @@ def test_accepted_splits_never_exceed_100_percent(
                     (s.id, s.effective_to) for s in existing
                 ]
             for (day, code), total in totals(now).items():
-                sheet, rest = service.split_sheet(session, org.id, track.id, day, code)
+                candidates = service.split_candidates(session, org.id, track.id, day)
+                sheet, rest = split_sheet(*candidates, as_of=day, territory=code)
                 assert sum((s.share for s in sheet), Decimal(0)) == total
                 assert rest == 1 - total >= 0
         session.rollback()
