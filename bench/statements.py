@@ -39,7 +39,7 @@ from pipelines.statements.data import (
     territory_name,
 )
 from pipelines.statements.export import export_statements
-from royalty_engine.money import vat_cents
+from schemas.money import vat_cents
 from schemas.statement_figures import FIGURES
 
 PERIOD = "2026-H1"
