@@ -305,7 +305,7 @@ def _write_reference(
 
 
 def _write_run(data_dir: Path, files: list[Path], result: Any, outputs: dict[str, Any]) -> Path:
-    """The run's outputs and manifest, laid out as ``royalty_run.run_period`` lays them."""
+    """The run's outputs and manifest, laid out as ``royalty.run.run_period`` lays them."""
     final = data_dir / "runs" / f"org={ORG_ID}" / f"period={br.PERIOD}" / "v1"
     written: dict[str, str] = {}
     for name, frame in outputs.items():

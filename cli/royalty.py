@@ -137,7 +137,7 @@ def _transition(
     run_id: int | None,
     allow_unended: str | None = None,
 ) -> None:
-    from pipelines.royalty.run import transition
+    from pipelines.royalty.transitions import transition
 
     factory, data_dir, org_id = _org(org)
     try:
@@ -191,7 +191,7 @@ def royalty_lock(
 @royalty_app.command("reproduce")
 def royalty_reproduce(run_id: Annotated[int, typer.Option("--run")]) -> None:
     """Recompute a past run from its snapshot and compare every output byte for byte."""
-    from pipelines.royalty.run import reproduce
+    from pipelines.royalty.verification import reproduce
 
     settings = get_settings()
     try:
@@ -209,7 +209,7 @@ def royalty_detail(
     out: Annotated[Path | None, typer.Option(help="write the detail as CSV here")] = None,
 ) -> None:
     """A payee's statement detail for a run: by track, source, territory, usage and month."""
-    from pipelines.royalty.run import statement_detail
+    from pipelines.royalty.preview import statement_detail
 
     settings = get_settings()
     try:
@@ -238,7 +238,7 @@ def audit_verify(
     and the lake files each approved or locked run read. Changes nothing (``audit repair``
     finishes what a killed command left)."""
     from pipelines.royalty import audit_ledger
-    from pipelines.royalty.run import verify_store
+    from pipelines.royalty.verification import verify_store
 
     settings = get_settings()
     factory = get_session_factory(settings)
@@ -265,7 +265,7 @@ def audit_repair(
     them): a committed run's folder renamed into place, folders of runs never committed
     removed, and a committed event missing from the ledger appended, marked recovered (the
     chain only grows). Then run ``audit verify``."""
-    from pipelines.royalty.run import recover
+    from pipelines.royalty.record import recover
 
     settings = get_settings()
     factory = get_session_factory(settings)

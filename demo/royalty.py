@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipelines.royalty.run import run_period, transition
+from pipelines.royalty.run import run_period
+from pipelines.royalty.transitions import transition
 from schemas.store.models import Payee
 from schemas.store.runs import ContractBalance
 

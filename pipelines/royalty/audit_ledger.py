@@ -10,10 +10,10 @@ Appending rewrites the file through a temporary name and a rename, so a crash ne
 half-written entry, under an exclusive lock on ``ledger.lock`` beside it, so two writers (two
 processes running, approving or publishing at once) never number two entries alike. Entries
 are appended once the store has committed what they record, the lock held from before the
-commit to after the append (``held``); ``royalty_run.verify_store`` checks the ledger against
+commit to after the append (``held``); ``verification.verify_store`` checks the ledger against
 the store (a run, approval or lock with no entry, or an entry the store contradicts), so a
 truncated or deleted ledger does not pass. A process killed between its commit and its append
-leaves a committed event with no entry: ``royalty_run.recover`` (run by the next royalty
+leaves a committed event with no entry: ``record.recover`` (run by the next royalty
 command, or ``tunemantra audit repair``) appends it from the store, marked ``recovered`` —
 the chain only ever grows, no entry is rewritten.
 """
@@ -78,7 +78,7 @@ def held(data_dir: Path, org_id: int) -> Iterator[Callable[..., dict[str, Any]]]
     yield the append (``append(event, **fields)``). Refuses up front (``LedgerError``) when
     the chain is broken, so nothing is committed that the ledger could not record. While it
     is held, a committed run, approval or lock with no entry can only be one whose process
-    died between its commit and its append: ``royalty_run.recover`` appends it then."""
+    died between its commit and its append: ``record.recover`` appends it then."""
     with _exclusive(ledger_path(data_dir, org_id)):
         problems = _chain_problems(read(data_dir, org_id))
         if problems:

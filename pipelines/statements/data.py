@@ -4,7 +4,7 @@ portal.
 A ``Statement`` is one payee's statement for one run in one currency (a payee whose
 contracts are in two currencies gets two). Its figures come from the run (the store's
 statement summary and the run's ledger); its line-level detail is derived from the run's
-inputs and snapshot (``pipelines.royalty.run.run_detail``) and adds up, per contract, to the
+inputs and snapshot (``pipelines.royalty.preview.run_detail``) and adds up, per contract, to the
 run's earnings to the cent — ``Statement.check()`` proves it before anything is rendered.
 
 Everything a renderer needs is here, already in the order it is shown, so the same run always
@@ -28,7 +28,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from stdnum.eu import vat as eu_vat
 from stdnum.gb import vat as gb_vat
 
-from pipelines.royalty.run import RunError, open_run, run_detail
+from pipelines.royalty.preview import run_detail
+from pipelines.royalty.verification import open_run
+from royalty_engine.periods import RunError
 from schemas.money import CENT, vat_cents
 from schemas.statement_figures import FIGURES, POOL_FIGURES, SUMMARY_FIELDS
 from schemas.store.models import Organisation, Payee, Release

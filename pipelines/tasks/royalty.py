@@ -13,7 +13,7 @@ from pipelines.tasks.ingest import _org
 
 def plan(org: str, period: str, buckets: int) -> dict[str, Any]:
     """Snapshot the terms for a run spread over ``buckets`` payee buckets."""
-    from pipelines.royalty.run import plan_run
+    from pipelines.royalty.plan import plan_run
 
     settings = get_settings()
     folder = plan_run(
@@ -28,7 +28,7 @@ def plan(org: str, period: str, buckets: int) -> dict[str, Any]:
 
 def earn(plan: str, bucket: int) -> str:
     """One payee bucket's earnings (a mapped task; any worker that sees the data dir)."""
-    from pipelines.royalty.run import earn_part
+    from pipelines.royalty.plan import earn_part
 
     return str(earn_part(get_settings().data_dir, Path(plan), bucket))
 
@@ -49,13 +49,13 @@ def calculate(org: str, period: str, plan: str | None = None) -> dict[str, Any]:
 
 
 def verify(run_id: int) -> dict[str, Any]:
-    from pipelines.royalty.run import verify_outputs
+    from pipelines.royalty.verification import verify_outputs
 
     return verify_outputs(get_session_factory(), run_id=run_id)
 
 
 def preview(run_id: int) -> dict[str, Any]:
-    from pipelines.royalty.run import preview as build
+    from pipelines.royalty.preview import preview as build
 
     return build(get_session_factory(), run_id=run_id)
 
@@ -71,7 +71,7 @@ def transition(
     """``run_id``: the run that was previewed and approved; refused if the period was run
     again since (the approval is for what finance saw). A period that has not ended today
     (UTC) is refused unless ``allow_unended`` gives the reason (audited)."""
-    from pipelines.royalty.run import transition as move
+    from pipelines.royalty.transitions import transition as move
 
     settings = get_settings()
     report = move(

@@ -25,7 +25,7 @@ from demo.reports import catalogue, write_distributor
 from pipelines import lake
 from pipelines.ingest import files as ingest
 from pipelines.ingest.files import IngestOutcome, ingest_path, recover
-from pipelines.royalty.run import lake_files
+from pipelines.royalty.snapshot import lake_files
 from royalty_engine.periods import parse_period
 from schemas.store import db
 from schemas.store.models import IngestFile, IngestStatus, Organisation

@@ -4,7 +4,7 @@ injected through ``TUNEMANTRA_KILL_AT``, never by timing); the next command must
 line of the file in the lake exactly once, the totals equal to the file's (computed here
 from the file itself), one ingested ledger row, nothing staged, and the organisation's other
 files (and another organisation's) untouched. Before anything recovers, the run's input
-selection (``royalty_run.lake_files``) must already ignore the killed file's parts.
+selection (``pipelines.royalty.snapshot.lake_files``) must already ignore the killed file's parts.
 
 The royalty run's half of the harness is ``test_kill_harness_run.py``."""
 
@@ -31,7 +31,7 @@ from demo.reports import catalogue, write_distributor
 from pipelines import lake
 from pipelines.ingest.files import KILL_STEPS, ingest_path
 from pipelines.killpoints import KILL_AT, KILL_TRACE
-from pipelines.royalty.run import lake_files
+from pipelines.royalty.snapshot import lake_files
 from royalty_engine.periods import parse_period
 from schemas.store.models import IngestFile, IngestStatus
 from tests.pipelines.test_ingest import second_label as label

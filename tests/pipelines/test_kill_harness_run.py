@@ -1,7 +1,7 @@
 """The kill harness for royalty runs, approvals and locks, on SQLite and PostgreSQL.
 
 A real ``tunemantra`` process is killed with SIGKILL at every named step
-(``royalty_run.KILL_STEPS``, injected through ``TUNEMANTRA_KILL_AT``, never by timing), then
+(``royalty.run.KILL_STEPS``, injected through ``TUNEMANTRA_KILL_AT``, never by timing), then
 the same command is run again. After each rerun: the command succeeded; the period has
 exactly one current run, whose revenue is the scenario file's (summed here from the YAML,
 independently of the engine) and which read each of its lines once; the run folder is in place,
@@ -27,7 +27,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pipelines.killpoints import KILL_AT, KILL_TRACE
 from pipelines.royalty import audit_ledger
-from pipelines.royalty.run import KILL_STEPS, verify_outputs, verify_store
+from pipelines.royalty.run import KILL_STEPS
+from pipelines.royalty.verification import verify_outputs, verify_store
 from pipelines.scenario import load_scenario
 from schemas.store.runs import RoyaltyRun, RunStatus
 from tests.royalty_engine.test_worked_examples import SCENARIOS

@@ -20,8 +20,10 @@ from cli.main import app
 from demo.label import ingest_demo_reports, run_demo
 from pipelines import resources
 from pipelines.royalty import audit_ledger
-from pipelines.royalty.run import RunError, run_period, transition
+from pipelines.royalty.run import run_period
+from pipelines.royalty.transitions import transition
 from pipelines.settings import get_settings
+from royalty_engine.periods import RunError
 from schemas.store.models import AuditEntry
 from schemas.store.runs import RoyaltyRun, RunStatus
 

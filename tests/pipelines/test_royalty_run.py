@@ -21,17 +21,12 @@ from cli.main import app
 from demo.label import ingest_demo_reports, run_demo
 from pipelines import resources
 from pipelines.royalty import audit_ledger
-from pipelines.royalty.run import (
-    RunError,
-    preview,
-    reproduce,
-    run_period,
-    statement_detail,
-    transition,
-    verify_outputs,
-)
+from pipelines.royalty.preview import preview, statement_detail
+from pipelines.royalty.run import run_period
+from pipelines.royalty.transitions import transition
+from pipelines.royalty.verification import reproduce, verify_outputs
 from pipelines.settings import get_settings
-from royalty_engine.periods import PeriodError
+from royalty_engine.periods import PeriodError, RunError
 from royalty_engine.terms import EngineError
 from schemas.store import db
 from schemas.store.models import ContractRate, FxRate
@@ -238,7 +233,7 @@ def test_audit_verify_detects_changed_entries_and_files(label: Label) -> None:
 def test_audit_verify_checks_the_ledger_against_the_store(label: Label) -> None:
     """A ledger cut short (its last entry, or all of it) still hash-chains; the store says
     what it should hold. So does a run put back from locked, or re-attributed, by hand."""
-    from pipelines.royalty.run import verify_store
+    from pipelines.royalty.verification import verify_store
 
     def problems() -> list[tuple[int, str]]:
         with label.factory() as s:
@@ -283,7 +278,7 @@ def test_a_run_rolled_back_at_the_end_leaves_no_ledger_entry(
 ) -> None:
     """The entry is written once the store has committed: a run that fails in its last step
     leaves no entry naming a run id the next run will reuse."""
-    from pipelines.royalty import run as royalty_run
+    from pipelines.royalty import record as royalty_run
 
     real = royalty_run.RunReport
 
@@ -387,7 +382,7 @@ def test_a_run_spread_over_payee_buckets_writes_the_same_outputs(label: Label) -
     """The DAG's partitioned path (plan -> one task per payee bucket -> combine) records
     the same outputs, byte for byte, as the run in one piece; a missing bucket is refused and
     a rerun bucket replaces its part."""
-    from pipelines.royalty.run import earn_part, plan_run
+    from pipelines.royalty.plan import earn_part, plan_run
 
     plain = label.run("2026-H1")
     plan = plan_run(label.factory, label.data, org_id=label.org_id, period="2026-H1", buckets=3)
@@ -439,7 +434,7 @@ def test_reproduce_compares_with_the_files_on_disk(label: Label) -> None:
 def test_audit_verify_checks_the_lake_inputs_of_approved_and_locked_runs(label: Label) -> None:
     """A locked run's lake inputs are part of what it proves: a changed or deleted one is
     reported with its path (``input_changed`` / ``input_missing``)."""
-    from pipelines.royalty.run import verify_store
+    from pipelines.royalty.verification import verify_store
 
     def problems() -> list[tuple[str, str]]:
         with label.factory() as s:
@@ -478,7 +473,8 @@ def test_recovery_completes_a_committed_run_and_removes_what_was_not(label: Labe
     no ledger entry), and a stage of a run killed before its commit: the next command (here an
     approval) renames the first into place, appends its entry marked ``recovered`` (the chain
     only grows), and removes the second; ``audit verify`` then passes."""
-    from pipelines.royalty.run import recover, verify_store
+    from pipelines.royalty.record import recover
+    from pipelines.royalty.verification import verify_store
 
     report = label.run()
     final = Path(report["outputs"]["manifest"]).parent  # type: ignore[index]

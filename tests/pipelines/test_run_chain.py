@@ -21,8 +21,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipelines.royalty import audit_ledger
-from pipelines.royalty.run import RunError, run_period
+from pipelines.royalty.run import run_period
 from pipelines.scenario import load_scenario
+from royalty_engine.periods import RunError
 from schemas.store import db
 from schemas.store.models import Contract, ContractCharge
 from tests.royalty_engine.test_worked_examples import SCENARIOS, Label
@@ -160,7 +161,7 @@ def test_overlapping_periods_cannot_both_be_approved(label: Label) -> None:
 def test_an_approval_names_the_run_that_was_reviewed(label: Label) -> None:
     from functools import partial
 
-    from pipelines.royalty.run import transition
+    from pipelines.royalty.transitions import transition
 
     approve = partial(
         transition,
@@ -238,7 +239,7 @@ def test_a_correction_names_the_corrected_period_before_it_as_the_reason(label: 
 
 
 def test_a_moved_escalation_position_is_named_only_for_tiered_rates() -> None:
-    from pipelines.royalty.run import _opening_reasons
+    from pipelines.royalty.diff import opening_reasons as _opening_reasons
     from royalty_engine.terms import ContractState, Terms
     from schemas.store.runs import RoyaltyRun
 

@@ -31,10 +31,11 @@ from typer.testing import CliRunner
 
 from pipelines import resources
 from pipelines.royalty import audit_ledger
-from pipelines.royalty.run import RunError, run_period, transition
+from pipelines.royalty.run import run_period
+from pipelines.royalty.transitions import transition
 from pipelines.scenario import ScenarioError, load_scenario
 from pipelines.settings import get_settings
-from royalty_engine.periods import PeriodError
+from royalty_engine.periods import PeriodError, RunError
 from royalty_engine.terms import EngineError
 from schemas.store import db
 from schemas.store.models import (

@@ -19,7 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from demo.label import ingest_demo_reports, run_demo
-from pipelines.royalty.run import run_period, transition
+from pipelines.royalty.run import run_period
+from pipelines.royalty.transitions import transition
 from schemas.store import db
 from schemas.store.models import Payee, Track
 from schemas.store.runs import StatementSummary

@@ -169,7 +169,8 @@ def test_a_cross_collateralised_pool_is_named_with_its_movements(
 ) -> None:
     """Scenario ``cross_collateral`` (figures computed in its header), February: XP-A's
     -730.00 cleared by XP-B; every format names the pool and shows its movements."""
-    from pipelines.royalty.run import run_period, transition
+    from pipelines.royalty.run import run_period
+    from pipelines.royalty.transitions import transition
     from pipelines.scenario import load_scenario
     from tests.royalty_engine.test_worked_examples import SCENARIOS
 

@@ -18,7 +18,8 @@ import sqlalchemy as sa
 from connectors.drops import Drop
 from pipelines.layout import DataDir
 from pipelines.royalty import audit_ledger
-from pipelines.royalty.run import run_period, transition
+from pipelines.royalty.run import run_period
+from pipelines.royalty.transitions import transition
 from pipelines.statements import FORMATS
 from pipelines.statements.publish import (
     PublishError,
