@@ -36,6 +36,7 @@ from pipelines.layout import DataDir
 from pipelines.statements import render
 from pipelines.statements.data import Statement, load_statement
 from pipelines.statements.export import MANIFEST
+from schemas.statement_figures import SIGNED, SUMMARY_FIELDS
 from schemas.store import db
 from schemas.store.keys import issue_key
 from schemas.store.models import Payee, Role
@@ -60,30 +61,10 @@ class Portal:
         )
 
 
-# closing = opening + sum(sign x movement); recouped and carried forward are not terms.
-SIGNS = {
-    "earnings": 1,
-    "advances": -1,
-    "costs": -1,
-    "reserve_held": -1,
-    "reserve_released": 1,
-    "tax": -1,
-    "payable": -1,
-    "settlement": 1,
-}
-EVERY_MOVEMENT = {
-    "opening",
-    "earnings",
-    "advances",
-    "costs",
-    "recouped",
-    "reserve_held",
-    "reserve_released",
-    "tax",
-    "payable",
-    "closing",
-    "carried_forward",
-}
+# closing = opening + sum(sign x movement), with the signs of the one table of statement
+# figures (recouped and carried forward are not terms) and the portal's pool settlement.
+SIGNS = SIGNED | {"settlement": 1}
+EVERY_MOVEMENT = set(SUMMARY_FIELDS)
 
 
 def _assert_adds_up(values: dict[str | None, Decimal]) -> None:

@@ -37,6 +37,7 @@ from pipelines.scenario import ScenarioError, load_scenario
 from pipelines.settings import get_settings
 from royalty_engine.periods import PeriodError, RunError
 from royalty_engine.terms import EngineError
+from schemas.statement_figures import FIGURES, POOL_FIGURES
 from schemas.store import db
 from schemas.store.models import (
     Artist,
@@ -54,23 +55,8 @@ from schemas.store.models import (
 from schemas.store.runs import PpdPrice, RoyaltyRun
 
 SCENARIOS = Path(__file__).parent / "scenarios"
-FIELDS = (
-    "opening",
-    "earnings",
-    "advances",
-    "costs",
-    "recouped",
-    "recouped_from_pool",
-    "recouped_for_pool",
-    "pool_transfer",
-    "reserve_held",
-    "reserve_released",
-    "tax",
-    "payable",
-    "carried_forward",
-    "closing",
-    "reserves_outstanding",
-)
+# every figure of a contract's balance row (the one table of statement figures)
+FIELDS = (*FIGURES, *POOL_FIGURES)
 
 
 def stmt(status: str, **money: str) -> dict[str, str]:
