@@ -84,6 +84,11 @@ def allocate(total: Decimal, parts: Sequence[Decimal]) -> list[Decimal]:
             raise ValueError(f"cannot allocate {total} over no parts")
         return []
     floors = [p.quantize(CENT, rounding="ROUND_FLOOR") for p in parts]
+    left = int((total - sum(floors, Decimal(0))) / CENT)
+    if len(parts) == 1:
+        # the rule with one part (it takes every cent left), without building a frame: a
+        # payee's pool is usually one contract, and a run allocates once per pool
+        return [floors[0] if left == 0 else floors[0] + left * CENT]
     remainders = [p - f for p, f in zip(parts, floors, strict=True)]
     # the remainders' order, exactly (Decimals compare exactly, whatever their digits)
     order = {r: i for i, r in enumerate(sorted(set(remainders)))}
@@ -94,7 +99,7 @@ def allocate(total: Decimal, parts: Sequence[Decimal]) -> list[Decimal]:
         },
         schema={"floor": pl.Int128, "remainder": pl.Int64},
     )
-    total_cents = int(frame["floor"].sum()) + int((total - sum(floors, Decimal(0))) / CENT)
+    total_cents = int(frame["floor"].sum()) + left
     units = frame.select(
         largest_remainder(pl.col("floor"), pl.col("remainder"), pl.lit(total_cents, pl.Int128))
     ).to_series()
