@@ -36,6 +36,7 @@ from royalty_engine.terms import EngineError
 from schemas.store import db
 from schemas.store.models import ContractRate, FxRate
 from schemas.store.runs import ContractBalance, RoyaltyRun, RunStatus, StatementSummary
+from tests.conftest import BOTH_BACKENDS
 
 SECRET = "test-secret-key-not-a-placeholder"
 
@@ -322,6 +323,7 @@ def _append_many(data: Path, writer: int) -> None:
         audit_ledger.append(data, 1, "published", writer=writer, n=n)
 
 
+@pytest.mark.parametrize("backend", BOTH_BACKENDS)  # end to end on PostgreSQL too
 def test_cli_run_approve_lock_and_verify(
     db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -31,7 +31,6 @@ from pipelines.statements.publish import (
 from schemas.store import db
 from schemas.store.models import Organisation
 from schemas.store.statements import PublicationStatus, StatementPublication, StatementTarget
-from tests.connectors.conftest import s3_server, sftp_server  # noqa: F401  (real servers)
 from tests.servers.s3 import S3Server, free_ports
 from tests.servers.sftp import SftpServer
 from tests.statements.conftest import LockedPeriod, build_locked_period
@@ -249,7 +248,7 @@ def test_a_payee_target_gets_only_that_payees_files(locked: LockedPeriod, tmp_pa
 @pytest.mark.integration
 def test_sftp_target(
     locked: LockedPeriod,
-    sftp_server: SftpServer,  # noqa: F811
+    sftp_server: SftpServer,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -273,7 +272,7 @@ def test_sftp_target(
 @pytest.mark.integration
 def test_s3_target(
     locked: LockedPeriod,
-    s3_server: S3Server,  # noqa: F811
+    s3_server: S3Server,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     bucket = s3_server.create_bucket("statements-out")
