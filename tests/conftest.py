@@ -20,8 +20,9 @@ from schemas.store.keys import issue_key
 from schemas.store.models import Organisation, Role
 from tests.servers.postgres import TEMPLATE_DB, PostgresServer
 
-# The real servers (PostgreSQL, SFTP, S3, Chromium): one definition each, one per session.
-pytest_plugins = ["tests.servers.plugin"]
+# The real servers (PostgreSQL, SFTP, S3, Chromium): one definition each, one per session;
+# and states of the sample label built once per session and copied per test.
+pytest_plugins = ["tests.servers.plugin", "tests.snapshots"]
 
 SECRET = "test-secret-key-not-a-placeholder"
 _db_names = itertools.count()

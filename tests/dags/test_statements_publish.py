@@ -24,7 +24,8 @@ from schemas.store.models import Organisation
 from schemas.store.statements import StatementPublication, StatementTarget
 from tests.dags.conftest import DAGS, airflow_env
 from tests.servers.s3 import free_ports
-from tests.statements.conftest import LockedPeriod, build_locked_period
+from tests.snapshots import Snapshots, sqlite_url
+from tests.statements.conftest import LockedPeriod, copy_locked_period
 
 DAG_ID = "statements_publish"
 pytestmark = pytest.mark.slow
@@ -72,11 +73,11 @@ def test_dag_is_configured_for_finance_ops(dagbag: Any) -> None:
 
 @pytest.fixture
 def label(
-    airflow_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    airflow_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, snapshots: Snapshots
 ) -> Iterator[LockedPeriod]:
-    period = build_locked_period(tmp_path)
+    period = copy_locked_period(snapshots, tmp_path / "period")
     monkeypatch.setenv("TUNEMANTRA_DATA_DIR", str(period.data))
-    monkeypatch.setenv("TUNEMANTRA_DATABASE_URL", f"sqlite:///{tmp_path / 'store.db'}")
+    monkeypatch.setenv("TUNEMANTRA_DATABASE_URL", sqlite_url(tmp_path / "period"))
     monkeypatch.delenv("TUNEMANTRA_ENV", raising=False)
     get_settings.cache_clear()
     resources.engine_for.cache_clear()

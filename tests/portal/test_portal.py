@@ -39,7 +39,8 @@ from schemas.store import db
 from schemas.store.keys import issue_key
 from schemas.store.models import Payee, Role
 from tests.servers.plugin import Chromium
-from tests.statements.conftest import HOSTILE_TITLE, SECRET, LockedPeriod, build_locked_period
+from tests.snapshots import Snapshots
+from tests.statements.conftest import HOSTILE_TITLE, SECRET, LockedPeriod, copy_locked_period
 
 pytestmark = pytest.mark.integration
 ARTIFACTS = Path(os.environ.get("TM_TEST_ARTIFACTS", "var/test-artifacts"))
@@ -101,9 +102,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
-    root = tmp_path_factory.mktemp("portal")
-    p = build_locked_period(root)
+def portal(tmp_path_factory: pytest.TempPathFactory, snapshots: Snapshots) -> Iterator[Portal]:
+    p = copy_locked_period(snapshots, tmp_path_factory.mktemp("portal") / "period")
     with db.transaction(p.factory, actor="test") as s:
         _, mara = issue_key(
             s,

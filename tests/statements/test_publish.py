@@ -33,7 +33,8 @@ from schemas.store.models import Organisation
 from schemas.store.statements import PublicationStatus, StatementPublication, StatementTarget
 from tests.servers.s3 import S3Server, free_ports
 from tests.servers.sftp import SftpServer
-from tests.statements.conftest import LockedPeriod, build_locked_period
+from tests.snapshots import Snapshots
+from tests.statements.conftest import LockedPeriod, copy_locked_period
 
 FAST = {"retries": 3, "backoff": 0.01}
 
@@ -376,8 +377,12 @@ def test_an_unknown_target_is_refused(locked: LockedPeriod) -> None:
 
 # --- runs that are not published --------------------------------------------------------------
 @pytest.fixture(scope="module")
-def calculated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LockedPeriod]:
-    period = build_locked_period(tmp_path_factory.mktemp("calculated"), lock=False)
+def calculated(
+    tmp_path_factory: pytest.TempPathFactory, snapshots: Snapshots
+) -> Iterator[LockedPeriod]:
+    period = copy_locked_period(
+        snapshots, tmp_path_factory.mktemp("calculated") / "period", lock=False
+    )
     yield period
     period.factory.kw["bind"].dispose()
 
@@ -436,9 +441,9 @@ def test_which_runs_a_dag_run_publishes(locked: LockedPeriod) -> None:
     assert err.value.code == "org_missing"
 
 
-def test_a_correction_goes_to_its_own_folder(tmp_path: Path) -> None:
+def test_a_correction_goes_to_its_own_folder(tmp_path: Path, snapshots: Snapshots) -> None:
     # Its own period: a correction adds a version the other tests must not see.
-    locked = build_locked_period(tmp_path)
+    locked = copy_locked_period(snapshots, tmp_path / "period")
     publish(locked, "local")
     outbound = locked.data / "outbound" / f"org={org_slug(locked)}"
     before = {p: p.stat().st_mtime_ns for p in (outbound / "2026-H1/v1").rglob("*")}
