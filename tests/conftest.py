@@ -28,10 +28,15 @@ SECRET = "test-secret-key-not-a-placeholder"
 _db_names = itertools.count()
 
 
+SERVERS = {"postgres", "sftp_server", "s3_server", "chromium"}  # tests/servers/plugin.py
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that starts or uses a real server is in the integration tier."""
     for item in items:
         callspec = getattr(item, "callspec", None)
-        if callspec and callspec.params.get("backend") == "postgresql":
+        on_postgres = callspec is not None and callspec.params.get("backend") == "postgresql"
+        if on_postgres or SERVERS & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
 
 

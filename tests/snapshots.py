@@ -84,6 +84,31 @@ def _rewrite_paths(store: Path, old: str, new: str) -> None:
         con.close()
 
 
+def copy_demo_label(snapshots: Snapshots, dest: Path, *, seed: int, ingested: bool) -> int:
+    """The sample label ``demo`` built with ``seed`` in ``dest`` (``store.db``, ``var/``), its
+    month of reports ingested if ``ingested``; returns its organisation id."""
+
+    def build(root: Path) -> int:
+        from demo.label import ingest_demo_reports, run_demo
+        from schemas.store import db
+        from tests.conftest import SECRET
+
+        engine = db.make_engine(sqlite_url(root))
+        try:
+            db.upgrade(engine)
+            factory = db.session_factory(engine)
+            data = root / DATA
+            org_id = run_demo(factory, seed=seed, secret_key=SECRET, data_dir=data).org_id
+            if ingested:
+                ingest_demo_reports(factory, data, org_id, seed=seed)
+            return org_id
+        finally:
+            engine.dispose()
+
+    name = f"demo-{seed}-ingested" if ingested else f"demo-{seed}"
+    return snapshots.copy(name, build, dest)
+
+
 @pytest.fixture(scope="session")
 def snapshots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Snapshots]:
     return Snapshots(tmp_path_factory.mktemp("snapshots"))
