@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import pytest
 import sqlalchemy as sa
@@ -27,6 +27,13 @@ from schemas.store import db
 from tests.servers.postgres import TEMPLATE_DB, PostgresServer
 from tests.servers.s3 import S3Server
 from tests.servers.sftp import SftpServer
+
+
+class _Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=_Stoppable)
 
 
 @pytest.fixture(scope="session")
@@ -49,17 +56,16 @@ def postgres() -> Iterator[PostgresServer]:
 @pytest.fixture(scope="session")
 def sftp_server() -> Iterator[SftpServer]:
     """An SFTP server on 127.0.0.1, password login, rooted at a temporary folder."""
-    server = SftpServer.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _until_the_end(SftpServer.start())
 
 
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
     """``weed mini`` on 127.0.0.1 with a generated access key and secret."""
-    server = S3Server.start()
+    yield from _until_the_end(S3Server.start())
+
+
+def _until_the_end(server: S) -> Iterator[S]:
     try:
         yield server
     finally:
