@@ -6,7 +6,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --frozen
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: demo test lint format setup system-deps api airflow clean docs
+.PHONY: demo test test-fast lint format setup system-deps api airflow clean docs
 
 # Airflow 3 for local use: SQLite metadata under ./var/airflow, the project's DAGs, the UI
 # and API on loopback only, parallelism for 2 cores. Task processes find the project and its
@@ -20,8 +20,16 @@ AIRFLOW_ENV = PATH="$(CURDIR)/.venv/bin:$$PATH" PYTHONPATH="$(CURDIR)" \
 demo: setup ## Build the sample label `demo` in ./var (SQLite) and print a summary
 	$(RUN) tunemantra demo
 
-test: setup system-deps ## Run every test; the tests start (and stop) their own servers
-	$(RUN) pytest
+# Tests in parallel (pytest-xdist), a module's tests on one worker (their module fixtures are
+# built once). Each worker starts the servers its tests use, once (tests/servers/plugin.py).
+TEST_WORKERS ?= 2
+XDIST = -n $(TEST_WORKERS) --dist loadscope
+
+test: setup system-deps ## Every test, the servers started by the tests; the 25 slowest listed
+	$(RUN) pytest $(XDIST) --durations=25
+
+test-fast: setup ## The unit tier: no server, no end-to-end run (markers integration, slow)
+	$(RUN) pytest $(XDIST) -m "not integration and not slow"
 
 lint: setup ## ruff (pinned) + mypy
 	$(RUN) ruff check .

@@ -325,6 +325,7 @@ def ingest_cmd(
         format=format,
         period=period,
         chunk_bytes=chunk_bytes,
+        settle=settings.drop_settle_seconds,
     ):
         failed |= outcome.status in ("quarantined", "failed")
         if as_json:

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+DROP_SETTLE_SECONDS = 2.0  # production default; the tests set 0 (no file grows during a test)
 PLACEHOLDER_SECRETS = frozenset(
     {"", "change-me", "changeme", "secret", "password", "dev-only-secret"}
 )
@@ -59,6 +60,13 @@ class Settings(BaseSettings):
         default=None,
         description="Folder of DSP delivery profiles (one YAML file per DSP); default: the "
         "profiles shipped in schemas/dsp_profiles.",
+    )
+    drop_settle_seconds: float = Field(
+        default=DROP_SETTLE_SECONDS,
+        ge=0,
+        description="Seconds between the two listings of a drop folder given by URL to "
+        "`tunemantra ingest`: a file whose size changed in between is still being uploaded "
+        "and is left for the next run.",
     )
 
     @model_validator(mode="after")

@@ -18,33 +18,26 @@ from api.app import create_app
 from schemas.store import db
 from schemas.store.keys import issue_key
 from schemas.store.models import Organisation, Role
-from tests.servers.postgres import PostgresServer
+from tests.servers.postgres import TEMPLATE_DB, PostgresServer
+
+# The real servers (PostgreSQL, SFTP, S3, Chromium): one definition each, one per session;
+# and states of the sample label built once per session and copied per test.
+pytest_plugins = ["tests.servers.plugin", "tests.snapshots"]
 
 SECRET = "test-secret-key-not-a-placeholder"
 _db_names = itertools.count()
 
 
+SERVERS = {"postgres", "sftp_server", "s3_server", "chromium"}  # tests/servers/plugin.py
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that starts or uses a real server is in the integration tier."""
     for item in items:
         callspec = getattr(item, "callspec", None)
-        if callspec and callspec.params.get("backend") == "postgresql":
+        on_postgres = callspec is not None and callspec.params.get("backend") == "postgresql"
+        if on_postgres or SERVERS & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    server = PostgresServer.start()
-    try:
-        template = sa.create_engine(server.url, isolation_level="AUTOCOMMIT")
-        with template.connect() as conn:
-            conn.execute(sa.text("CREATE DATABASE tm_template"))
-        template.dispose()
-        migrated = db.make_engine(server.url.rsplit("/", 1)[0] + "/tm_template")
-        db.upgrade(migrated)
-        migrated.dispose()
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -56,8 +49,34 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+# The store's own tests (tests/schemas: models, service, imports, types, concurrency,
+# migrations) and the API's (tenancy, concurrency, error mapping) run on both backends. Every
+# other test that uses the store runs on SQLite only: the pipelines above the store do not
+# depend on the database, and a few end-to-end tests name both backends themselves
+# (``@pytest.mark.parametrize("backend", BOTH_BACKENDS)``).
+BOTH_BACKENDS = ["sqlite", "postgresql"]
+TESTS_ON_BOTH_BACKENDS = ("schemas", "api")
+_TESTS = Path(__file__).resolve().parent
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    defs = metafunc._arg2fixturedefs.get("backend")
+    if not defs or getattr(defs[-1].func, "__module__", None) != __name__:
+        return  # no store, or another kind of backend (drops: local, s3, sftp)
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        names = mark.args[0]
+        if "backend" in (names.replace(" ", "").split(",") if isinstance(names, str) else names):
+            return  # the test names its backends itself
+    path = metafunc.definition.path.resolve()
+    both = path.is_relative_to(_TESTS) and path.relative_to(_TESTS).parts[0] in (
+        TESTS_ON_BOTH_BACKENDS
+    )
+    metafunc.parametrize("backend", BOTH_BACKENDS if both else ["sqlite"], indirect=True)
+
+
+@pytest.fixture
 def backend(request: pytest.FixtureRequest) -> str:
+    """The store's backend: "sqlite" or "postgresql" (see ``pytest_generate_tests``)."""
     return str(request.param)
 
 
@@ -72,7 +91,7 @@ def db_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
     name = f"tm_test_{next(_db_names)}"
     admin = sa.create_engine(server.url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE tm_template'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE {TEMPLATE_DB}'))
     admin.dispose()
     return server.url.rsplit("/", 1)[0] + f"/{name}"
 

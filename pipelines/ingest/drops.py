@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipelines.ingest.files import IngestOutcome, ingest_path, recover
+from pipelines.settings import DROP_SETTLE_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +54,11 @@ def ingest_sources(
     format: str | None = None,
     period: str | None = None,
     chunk_bytes: int | None = None,
+    settle: float = DROP_SETTLE_SECONDS,
 ) -> Iterator[IngestOutcome]:
     """Ingest every file of ``sources``, after recovering what a crashed ingestion of the
-    organisation left (``pipelines.ingest.files.recover``)."""
+    organisation left (``pipelines.ingest.files.recover``). A drop folder URL is listed twice,
+    ``settle`` seconds apart (``Settings.drop_settle_seconds``): files still growing wait."""
     recover(factory, data_dir, org_id)
     for source in sources:
         scheme = urlsplit(source).scheme
@@ -79,7 +82,13 @@ def ingest_sources(
                 )
             continue
         yield from _ingest_remote(
-            factory, data_dir, org_id=org_id, url=source, format=format, period=period
+            factory,
+            data_dir,
+            org_id=org_id,
+            url=source,
+            format=format,
+            period=period,
+            settle=settle,
         )
 
 
@@ -91,7 +100,7 @@ def _ingest_remote(
     url: str,
     format: str | None,
     period: str | None,
-    settle: float = 2.0,
+    settle: float,
 ) -> Iterator[IngestOutcome]:
     from connectors.drops import open_drop, ready_entries
 

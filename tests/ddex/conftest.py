@@ -20,7 +20,6 @@ from pipelines.resources import Resources
 from pipelines.settings import Settings
 from schemas.store import db, service
 from schemas.store.deliveries import DdexSender
-from tests.connectors.conftest import s3_server, sftp_server  # noqa: F401  (real servers)
 
 NOW = dt.datetime(2026, 3, 2, 10, 0, tzinfo=dt.UTC)
 SENDER = ("PADPIDA2026NBREC0B", "Northbound Records")

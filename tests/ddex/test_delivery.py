@@ -27,7 +27,7 @@ from schemas.store.deliveries import (
     DeliveryState,
     ReleaseDeal,
 )
-from tests.conftest import make_org
+from tests.conftest import BOTH_BACKENDS, make_org
 from tests.ddex.conftest import ALBUM_UPC, NOW, SINGLE_UPC, Label, make_label, profile_yaml
 
 
@@ -73,6 +73,7 @@ def history(label: Label, delivery_id: int) -> list[str]:
         )
 
 
+@pytest.mark.parametrize("backend", BOTH_BACKENDS)  # end to end on PostgreSQL too
 def test_deliver_uploads_a_valid_batch_and_reruns_add_nothing(
     label: Label, harbour: DspProfile
 ) -> None:

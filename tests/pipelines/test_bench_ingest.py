@@ -17,6 +17,7 @@ def result() -> dict:
     return run(3_000)
 
 
+@pytest.mark.slow  # the ingestion benchmark end to end
 def test_both_files_are_ingested_with_their_floor(result: dict) -> None:
     files = {r["format"]: r for r in result["results"]}
     assert set(files) == {"dsr", "distributor_csv"}

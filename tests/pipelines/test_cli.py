@@ -70,6 +70,7 @@ def test_org_and_keys(env: str) -> None:
     assert "key_hash" not in logged
 
 
+@pytest.mark.slow  # the whole demo
 def test_demo_builds_a_plausible_label_deterministically(env: str) -> None:
     out = cli("demo")
     assert "Northbound Records" in out

@@ -225,6 +225,7 @@ def test_odd_labels_still_give_a_report(tmp_path: Path, label: str) -> None:
     assert len(validation_pages(report.docs_index)) == len(SUITES)
 
 
+@pytest.mark.slow  # a fresh interpreter imports Great Expectations
 def test_quiet_under_warnings_as_errors_in_a_fresh_interpreter(tmp_path: Path) -> None:
     """pytest's own imports hide GX's import-time warnings; a fresh ``-W error`` run does not."""
     script = (

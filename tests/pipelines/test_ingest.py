@@ -21,7 +21,7 @@ from schemas.errors import Conflict
 from schemas.store import db, service, suspense
 from schemas.store.fx import import_rates
 from schemas.store.models import IngestFile, MatchRule, Organisation, SuspenseItem, Track
-from tests.conftest import make_org
+from tests.conftest import BOTH_BACKENDS, make_org
 
 
 @pytest.fixture
@@ -104,6 +104,7 @@ def test_rates_published_from_the_accounting_currency_convert_by_their_inverse(
     assert huge.missing == {("VES", "GBP", "2026-04")}
 
 
+@pytest.mark.parametrize("backend", BOTH_BACKENDS)  # end to end on PostgreSQL too
 def test_a_report_is_ingested_matched_converted_and_recorded(
     factory: sessionmaker[Session], label: int, tmp_path: Path
 ) -> None:
@@ -335,6 +336,7 @@ def test_next_months_report_with_the_same_rows_is_not_a_duplicate(
     assert lake_lines(data).height == lines.height
 
 
+@pytest.mark.parametrize("backend", BOTH_BACKENDS)  # end to end on PostgreSQL too
 @pytest.mark.parametrize("wrapping", ["gzip", "same bytes"])
 def test_one_report_ingested_twice_at_once_is_counted_once(
     factory: sessionmaker[Session],
@@ -885,6 +887,7 @@ def test_a_rematch_that_failed_or_ran_twice_leaves_the_ledger_counts_right(
             assert (row.lines_matched, row.lines_suspense) == (out.accepted, 0)
 
 
+@pytest.mark.parametrize("backend", BOTH_BACKENDS)  # end to end on PostgreSQL too
 def test_rates_into_and_out_of_weak_currencies_are_stored_exactly(
     factory: sessionmaker[Session], label: int, tmp_path: Path
 ) -> None:

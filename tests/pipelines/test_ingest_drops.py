@@ -31,7 +31,6 @@ from demo.reports import Product, catalogue, write_distributor, write_spotify
 from pipelines.ingest.drops import ingest_one, ingest_sources, pending_files
 from schemas.store import db
 from schemas.store.models import Drop, IngestFile, IngestStatus
-from tests.connectors.conftest import s3_server, sftp_server  # noqa: F401  (session servers)
 from tests.servers.s3 import S3Server
 from tests.servers.sftp import SftpServer
 
@@ -40,13 +39,6 @@ pytestmark = pytest.mark.integration
 SECRET = "test-secret-key-not-a-placeholder"
 SFTP_SECRET_ENV = "TM_TEST_SFTP_SECRET"
 S3_SECRET_ENV = "TM_TEST_S3_SECRET"
-
-
-@pytest.fixture
-def backend() -> str:
-    """Drops are backend-independent: the sqlite store is enough (overrides the root
-    conftest's sqlite/postgresql parametrisation for this module)."""
-    return "sqlite"
 
 
 # --- the organisation, its catalogue and report files ----------------------------------------
@@ -167,7 +159,7 @@ class Remote:
 
 @pytest.fixture
 def sftp_remote(
-    sftp_server: SftpServer,  # noqa: F811
+    sftp_server: SftpServer,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Remote:
@@ -190,7 +182,7 @@ def sftp_remote(
 
 @pytest.fixture
 def s3_remote(
-    s3_server: S3Server,  # noqa: F811
+    s3_server: S3Server,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Remote:
     """A folder (key prefix) in a fresh bucket; the endpoint comes from AWS_ENDPOINT_URL_S3."""
@@ -269,7 +261,7 @@ def test_sftp_drop_is_refused_without_a_trusted_host_key(
 def test_a_password_in_a_drop_url_is_never_recorded(
     label: Label,
     sftp_remote: Remote,
-    sftp_server: SftpServer,  # noqa: F811
+    sftp_server: SftpServer,
 ) -> None:
     report = spotify_report(label, "EUR", 15)
     sftp_remote.put(report.name, report.data)
@@ -363,7 +355,7 @@ def test_same_bytes_under_another_name_add_nothing(label: Label, s3_remote: Remo
 def test_ingest_sources_from_an_sftp_folder_url(
     label: Label,
     sftp_remote: Remote,
-    sftp_server: SftpServer,  # noqa: F811
+    sftp_server: SftpServer,
 ) -> None:
     eur, usd = spotify_report(label, "EUR", 9), spotify_report(label, "USD", 10)
     sftp_remote.put(eur.name, eur.data)
@@ -372,7 +364,7 @@ def test_ingest_sources_from_an_sftp_folder_url(
     url = sftp_server.url(f"/{sftp_remote.folder}/")  # the password is in this URL
 
     outcomes = list(
-        ingest_sources(label.factory, label.data_dir, org_id=label.org_id, sources=[url])
+        ingest_sources(label.factory, label.data_dir, org_id=label.org_id, sources=[url], settle=0)
     )
     assert sorted(o.name for o in outcomes) == sorted([eur.name, usd.name])
     for o in outcomes:
@@ -381,7 +373,9 @@ def test_ingest_sources_from_an_sftp_folder_url(
     stored = " ".join(r.source_url for r in label.ledger())
     assert sftp_server.password not in stored  # a URL's password is never recorded
 
-    again = list(ingest_sources(label.factory, label.data_dir, org_id=label.org_id, sources=[url]))
+    again = list(
+        ingest_sources(label.factory, label.data_dir, org_id=label.org_id, sources=[url], settle=0)
+    )
     assert sorted(o.status for o in again) == ["duplicate", "duplicate"]
     assert len(label.ledger()) == 2
     assert label.lake().height == eur.lines + usd.lines
@@ -390,7 +384,7 @@ def test_ingest_sources_from_an_sftp_folder_url(
 def test_ingest_sources_from_s3_folder_and_file_urls(
     label: Label,
     s3_remote: Remote,
-    s3_server: S3Server,  # noqa: F811
+    s3_server: S3Server,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)  # boto3's own chain
@@ -406,7 +400,11 @@ def test_ingest_sources_from_s3_folder_and_file_urls(
 
     outcomes = list(
         ingest_sources(
-            label.factory, label.data_dir, org_id=label.org_id, sources=[folder_url, file_url]
+            label.factory,
+            label.data_dir,
+            org_id=label.org_id,
+            sources=[folder_url, file_url],
+            settle=0,  # no file grows here; the production default waits 2 s
         )
     )
     assert [o.name for o in outcomes] == [*sorted([eur.name, usd.name]), gbp.name]

@@ -29,7 +29,7 @@ from pipelines.royalty.snapshot import lake_files
 from royalty_engine.periods import parse_period
 from schemas.store import db
 from schemas.store.models import IngestFile, IngestStatus, Organisation
-from tests.conftest import make_org
+from tests.conftest import BOTH_BACKENDS, make_org
 
 JANUARY = parse_period("2026-01")
 
@@ -98,6 +98,7 @@ def dead_pid() -> int:
     return proc.pid
 
 
+@pytest.mark.parametrize("backend", BOTH_BACKENDS)  # end to end on PostgreSQL too
 def test_a_live_ingestion_is_never_recovered_and_counts_only_once_committed(
     factory: sessionmaker[Session], label: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

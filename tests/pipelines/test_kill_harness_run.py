@@ -31,6 +31,7 @@ from pipelines.royalty.run import KILL_STEPS
 from pipelines.royalty.verification import verify_outputs, verify_store
 from pipelines.scenario import load_scenario
 from schemas.store.runs import RoyaltyRun, RunStatus
+from tests.conftest import BOTH_BACKENDS
 from tests.royalty_engine.test_worked_examples import SCENARIOS
 
 pytestmark = pytest.mark.slow
@@ -105,6 +106,7 @@ class Harness:
         return {e["event"] for e in audit_ledger.read(self.data, self.org_id) if e.get("recovered")}
 
 
+@pytest.mark.parametrize("backend", BOTH_BACKENDS)  # end to end on PostgreSQL too
 def test_a_killed_run_approval_or_lock_is_finished_by_the_next_command(
     backend: str, db_url: str, factory: sessionmaker[Session], tmp_path: Path
 ) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,15 +18,16 @@ from typer.testing import CliRunner
 
 from cli import royalty as cli_royalty
 from cli.main import app
-from demo.label import ingest_demo_reports, run_demo
 from pipelines import resources
 from pipelines.royalty import audit_ledger
 from pipelines.royalty.run import run_period
 from pipelines.royalty.transitions import transition
 from pipelines.settings import get_settings
 from royalty_engine.periods import RunError
+from schemas.store import db
 from schemas.store.models import AuditEntry
 from schemas.store.runs import RoyaltyRun, RunStatus
+from tests.snapshots import DATA, Snapshots, copy_demo_label, sqlite_url
 
 SECRET = "test-secret-key-not-a-placeholder"
 MID_JANUARY = dt.date(2026, 1, 15)
@@ -55,12 +57,15 @@ class Label:
 
 
 @pytest.fixture
-def label(factory: sessionmaker[Session], tmp_path: Path) -> Label:
-    data = tmp_path / "var"
-    org_id = run_demo(factory, seed=11, secret_key=SECRET, data_dir=data).org_id
-    ingest_demo_reports(factory, data, org_id, seed=11)
+def label(snapshots: Snapshots, tmp_path: Path) -> Iterator[Label]:
+    """The sample label (seed 11) with its month of reports ingested, in a SQLite store."""
+    root = tmp_path / "label"
+    org_id = copy_demo_label(snapshots, root, seed=11, ingested=True)
+    factory = db.session_factory(db.make_engine(sqlite_url(root)))
+    data = root / DATA
     run_period(factory, data, org_id=org_id, period="2026-01", actor="t")  # the preview
-    return Label(factory, data, org_id)
+    yield Label(factory, data, org_id)
+    factory.kw["bind"].dispose()
 
 
 def test_a_period_that_has_not_ended_cannot_be_approved_or_locked(label: Label) -> None:
@@ -126,9 +131,9 @@ def test_an_override_is_explicit_and_audited(label: Label) -> None:
 
 
 def test_cli_refuses_an_unended_period_unless_overridden(
-    label: Label, db_url: str, monkeypatch: pytest.MonkeyPatch
+    label: Label, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("TUNEMANTRA_DATABASE_URL", db_url)
+    monkeypatch.setenv("TUNEMANTRA_DATABASE_URL", sqlite_url(label.data.parent))
     monkeypatch.setenv("TUNEMANTRA_DATA_DIR", str(label.data))
     monkeypatch.setattr(cli_royalty, "today", lambda: MID_JANUARY)
     get_settings.cache_clear()

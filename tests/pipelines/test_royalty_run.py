@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -18,7 +19,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from cli.main import app
-from demo.label import ingest_demo_reports, run_demo
 from pipelines import resources
 from pipelines.royalty import audit_ledger
 from pipelines.royalty.preview import preview, statement_detail
@@ -31,6 +31,8 @@ from royalty_engine.terms import EngineError
 from schemas.store import db
 from schemas.store.models import ContractRate, FxRate
 from schemas.store.runs import ContractBalance, RoyaltyRun, RunStatus, StatementSummary
+from tests.conftest import BOTH_BACKENDS
+from tests.snapshots import DATA, Snapshots, copy_demo_label, sqlite_url
 
 SECRET = "test-secret-key-not-a-placeholder"
 
@@ -63,11 +65,14 @@ class Label:
 
 
 @pytest.fixture
-def label(factory: sessionmaker[Session], tmp_path: Path) -> Label:
-    data = tmp_path / "var"
-    org_id = run_demo(factory, seed=11, secret_key=SECRET, data_dir=data).org_id
-    ingest_demo_reports(factory, data, org_id, seed=11)
-    return Label(factory, data, org_id)
+def label(snapshots: Snapshots, tmp_path: Path) -> Iterator[Label]:
+    """The sample label (seed 11) with its month of reports ingested, in a SQLite store."""
+    root = tmp_path / "label"
+    org_id = copy_demo_label(snapshots, root, seed=11, ingested=True)
+    factory = db.session_factory(db.make_engine(sqlite_url(root)))
+    data = root / DATA
+    yield Label(factory, data, org_id)
+    factory.kw["bind"].dispose()
 
 
 def test_a_run_writes_reconciled_outputs_and_store_rows(label: Label) -> None:
@@ -317,6 +322,8 @@ def _append_many(data: Path, writer: int) -> None:
         audit_ledger.append(data, 1, "published", writer=writer, n=n)
 
 
+@pytest.mark.slow  # the whole demo through the CLI
+@pytest.mark.parametrize("backend", BOTH_BACKENDS)  # end to end on PostgreSQL too
 def test_cli_run_approve_lock_and_verify(
     db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -16,6 +16,7 @@ def test_zero_config_defaults_are_embedded(monkeypatch: pytest.MonkeyPatch) -> N
     assert s.data_dir == Path("./var").resolve()
     assert s.sqlalchemy_url == f"sqlite:///{Path('var/tunemantra.db').resolve()}"
     assert s.api_host == "127.0.0.1"
+    assert s.drop_settle_seconds == 2.0  # a drop folder is listed twice, 2 s apart
 
 
 def test_environment_switches_to_postgres_and_data_dir(
@@ -23,9 +24,11 @@ def test_environment_switches_to_postgres_and_data_dir(
 ) -> None:
     monkeypatch.setenv("TUNEMANTRA_DATABASE_URL", "postgresql+psycopg://u@h/db")
     monkeypatch.setenv("TUNEMANTRA_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("TUNEMANTRA_DROP_SETTLE_SECONDS", "0")
     s = Settings()
     assert s.sqlalchemy_url == "postgresql+psycopg://u@h/db"
     assert s.data_dir == tmp_path
+    assert s.drop_settle_seconds == 0
 
 
 def test_secrets_are_hidden_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:

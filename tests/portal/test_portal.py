@@ -25,7 +25,6 @@ import uvicorn
 from fastapi.testclient import TestClient
 from selenium import webdriver
 from selenium.common.exceptions import NoAlertPresentException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
@@ -40,7 +39,9 @@ from schemas.statement_figures import SIGNED, SUMMARY_FIELDS
 from schemas.store import db
 from schemas.store.keys import issue_key
 from schemas.store.models import Payee, Role
-from tests.statements.conftest import HOSTILE_TITLE, SECRET, LockedPeriod, build_locked_period
+from tests.servers.plugin import Chromium
+from tests.snapshots import Snapshots
+from tests.statements.conftest import HOSTILE_TITLE, SECRET, LockedPeriod, copy_locked_period
 
 pytestmark = pytest.mark.integration
 ARTIFACTS = Path(os.environ.get("TM_TEST_ARTIFACTS", "var/test-artifacts"))
@@ -52,7 +53,6 @@ class Portal:
     url: str
     mara_key: str
     admin_key: str
-    downloads: Path
 
     def statement(self, payee: str) -> Statement:
         sid = self.period.statement_ids()[self.period.payee_id(payee)]
@@ -83,9 +83,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
-    root = tmp_path_factory.mktemp("portal")
-    p = build_locked_period(root)
+def portal(tmp_path_factory: pytest.TempPathFactory, snapshots: Snapshots) -> Iterator[Portal]:
+    p = copy_locked_period(snapshots, tmp_path_factory.mktemp("portal") / "period")
     with db.transaction(p.factory, actor="test") as s:
         _, mara = issue_key(
             s,
@@ -105,10 +104,8 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
         assert time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.05)
     assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
-    downloads = root / "downloads"
-    downloads.mkdir()
     try:
-        yield Portal(p, url, mara, p.admin_key, downloads)
+        yield Portal(p, url, mara, p.admin_key)
     finally:
         server.should_exit = True
         thread.join(timeout=10)
@@ -116,33 +113,9 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
 
 
 @pytest.fixture(scope="module")
-def browser(portal: Portal) -> Iterator[webdriver.Chrome]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-background-networking",
-        "--disable-dev-shm-usage",
-        "--window-size=1280,1600",
-    ):
-        options.add_argument(arg)
-    options.add_experimental_option(
-        "prefs",
-        {
-            "download.default_directory": str(portal.downloads),
-            "download.prompt_for_download": False,
-            "safebrowsing.enabled": False,
-        },
-    )
-    driver = webdriver.Chrome(
-        service=Service(executable_path="/usr/bin/chromedriver"), options=options
-    )
-    driver.implicitly_wait(5)
-    try:
-        yield driver
-    finally:
-        driver.quit()
+def browser(chromium: Chromium) -> webdriver.Chrome:
+    """The session's headless Chromium (tests/servers/plugin.py)."""
+    return chromium.driver
 
 
 def _sign_in(browser: webdriver.Chrome, portal: Portal, key: str) -> None:
@@ -227,7 +200,7 @@ def test_payee_signs_in_and_sees_only_their_statements(
 
 
 def test_statement_page_shows_the_hostile_title_as_text_and_downloads_exact_bytes(
-    browser: webdriver.Chrome, portal: Portal
+    browser: webdriver.Chrome, portal: Portal, chromium: Chromium
 ) -> None:
     _sign_in(browser, portal, portal.mara_key)
     st = portal.statement("Mara Ellison")
@@ -250,7 +223,7 @@ def test_statement_page_shows_the_hostile_title_as_text_and_downloads_exact_byte
 
     for fmt in ("csv", "pdf"):
         browser.find_element(By.CSS_SELECTOR, f"a[href$='/download/{fmt}']").click()
-        got = _wait_for_file(portal.downloads, f"{st.file_stem}.{fmt}")
+        got = _wait_for_file(chromium.downloads, f"{st.file_stem}.{fmt}")
         expected = render(st, fmt)
         assert hashlib.sha256(got.read_bytes()).digest() == hashlib.sha256(expected).digest()
 

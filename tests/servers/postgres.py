@@ -16,6 +16,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+TEMPLATE_DB = "tm_template"  # the migrated database each test's database is copied from
+
 
 def find_bindir() -> Path | None:
     found = sorted(

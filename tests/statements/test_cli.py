@@ -19,14 +19,15 @@ from pipelines import resources
 from pipelines.settings import get_settings
 from schemas.store.models import Organisation
 from tests.servers.s3 import free_ports
-from tests.statements.conftest import LockedPeriod, build_locked_period
+from tests.snapshots import Snapshots, sqlite_url
+from tests.statements.conftest import LockedPeriod, copy_locked_period
 
 runner = CliRunner()
 
 
 def use_store(period: LockedPeriod, monkeypatch: pytest.MonkeyPatch) -> str:
     """Point the CLI at ``period``'s store and data dir; return the org slug."""
-    monkeypatch.setenv("TUNEMANTRA_DATABASE_URL", f"sqlite:///{period.data.parent / 'store.db'}")
+    monkeypatch.setenv("TUNEMANTRA_DATABASE_URL", sqlite_url(period.data.parent))
     monkeypatch.setenv("TUNEMANTRA_DATA_DIR", str(period.data))
     monkeypatch.delenv("TUNEMANTRA_ENV", raising=False)
     get_settings.cache_clear()
@@ -156,9 +157,13 @@ def test_publish_and_its_exit_codes(org: str, locked: LockedPeriod, tmp_path: Pa
 
 @pytest.fixture
 def calculated(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    snapshots: Snapshots,
 ) -> Iterator[tuple[LockedPeriod, str]]:
-    period = build_locked_period(tmp_path_factory.mktemp("calculated"), lock=False)
+    period = copy_locked_period(
+        snapshots, tmp_path_factory.mktemp("calculated") / "period", lock=False
+    )
     yield period, use_store(period, monkeypatch)
     resources.get_engine().dispose()
     period.factory.kw["bind"].dispose()

@@ -32,10 +32,10 @@ from pipelines.statements.publish import (
 from schemas.store import db
 from schemas.store.models import Organisation
 from schemas.store.statements import PublicationStatus, StatementPublication, StatementTarget
-from tests.connectors.conftest import s3_server, sftp_server  # noqa: F401  (real servers)
 from tests.servers.s3 import S3Server, free_ports
 from tests.servers.sftp import SftpServer
-from tests.statements.conftest import LockedPeriod, build_locked_period
+from tests.snapshots import Snapshots
+from tests.statements.conftest import LockedPeriod, copy_locked_period
 
 FAST = {"retries": 3, "backoff": 0.01}
 
@@ -250,7 +250,7 @@ def test_a_payee_target_gets_only_that_payees_files(locked: LockedPeriod, tmp_pa
 @pytest.mark.integration
 def test_sftp_target(
     locked: LockedPeriod,
-    sftp_server: SftpServer,  # noqa: F811
+    sftp_server: SftpServer,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -274,7 +274,7 @@ def test_sftp_target(
 @pytest.mark.integration
 def test_s3_target(
     locked: LockedPeriod,
-    s3_server: S3Server,  # noqa: F811
+    s3_server: S3Server,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     bucket = s3_server.create_bucket("statements-out")
@@ -378,8 +378,12 @@ def test_an_unknown_target_is_refused(locked: LockedPeriod) -> None:
 
 # --- runs that are not published --------------------------------------------------------------
 @pytest.fixture(scope="module")
-def calculated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LockedPeriod]:
-    period = build_locked_period(tmp_path_factory.mktemp("calculated"), lock=False)
+def calculated(
+    tmp_path_factory: pytest.TempPathFactory, snapshots: Snapshots
+) -> Iterator[LockedPeriod]:
+    period = copy_locked_period(
+        snapshots, tmp_path_factory.mktemp("calculated") / "period", lock=False
+    )
     yield period
     period.factory.kw["bind"].dispose()
 
@@ -438,9 +442,9 @@ def test_which_runs_a_dag_run_publishes(locked: LockedPeriod) -> None:
     assert err.value.code == "org_missing"
 
 
-def test_a_correction_goes_to_its_own_folder(tmp_path: Path) -> None:
+def test_a_correction_goes_to_its_own_folder(tmp_path: Path, snapshots: Snapshots) -> None:
     # Its own period: a correction adds a version the other tests must not see.
-    locked = build_locked_period(tmp_path)
+    locked = copy_locked_period(snapshots, tmp_path / "period")
     publish(locked, "local")
     outbound = locked.data / "outbound" / f"org={org_slug(locked)}"
     before = {p: p.stat().st_mtime_ns for p in (outbound / "2026-H1/v1").rglob("*")}

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
+import pytest
 from typer.testing import CliRunner
 
 from bench.warehouse import run
@@ -19,6 +20,7 @@ from pipelines.warehouse import FILE_TOTALS, REFERENCE, RUN_TOTALS, SUSPENSE_AMO
 LINES = 20_000
 
 
+@pytest.mark.slow  # the warehouse benchmark end to end
 def test_bench_warehouse_small(tmp_path: Path) -> None:
     result = run(LINES, keep=tmp_path)
 
@@ -71,6 +73,7 @@ def test_bench_warehouse_small(tmp_path: Path) -> None:
     assert row == (result["lake"]["files"],)
 
 
+@pytest.mark.slow  # the warehouse benchmark end to end
 def test_bench_warehouse_cli_json(tmp_path: Path) -> None:
     out = CliRunner().invoke(
         app, ["bench", "warehouse", "--lines", "2000", "--json", "--keep", str(tmp_path)]

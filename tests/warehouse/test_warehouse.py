@@ -62,6 +62,7 @@ def _copy(src: Path, dest: Path) -> Path:
     return dest
 
 
+@pytest.mark.slow  # the whole demo
 def test_demo_builds_the_warehouse_and_prints_headlines(demo: tuple[Path, str]) -> None:
     data_dir, output = demo
     manifest = json.loads(
