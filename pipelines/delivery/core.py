@@ -43,7 +43,7 @@ from connectors.ddex.model import (
 from connectors.ddex.package import batch_name, message_name, stage_release, upload_batch
 from connectors.ddex.profiles import DspProfile, load_profiles
 from connectors.ddex.validate import validate_message
-from connectors.drops import Drop, LocalDrop, open_drop
+from connectors.drops import Drop, LocalDrop
 from schemas.store import db
 from schemas.store.deliveries import (
     TRANSITIONS,
@@ -99,14 +99,14 @@ def target_url(profile: DspProfile, data_dir: Path) -> str:
 
 def default_opener(data_dir: Path) -> OpenTarget:
     """Open a profile's drop with credentials from the environment variable it names."""
-    from pipelines.ingest.drops import _drop_credentials
+    from pipelines.connections import connect
 
     def opener(profile: DspProfile) -> Drop:
         url = target_url(profile, data_dir)
         if profile.protocol == "local":
             Path(url).mkdir(parents=True, exist_ok=True)
             return LocalDrop(url)
-        return open_drop(url, **_drop_credentials(url, profile.secret_env))
+        return connect(url, profile.secret_env)
 
     return opener
 

@@ -41,6 +41,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pipelines import lake
 from pipelines.killpoints import killpoint
+from pipelines.layout import DataDir
 from pipelines.royalty import audit_ledger
 from royalty_engine.engine import RunResult, compute
 from royalty_engine.periods import Period, parse_period
@@ -309,7 +310,7 @@ def lake_files(
     (``lake.committed_parts``: parts of a file whose ingestion has not committed, or was
     killed, and temporary files are not inputs)."""
     with factory() as session:
-        return lake.committed_parts(session, data_dir, org_id, periods=period.months)
+        return lake.committed_parts(session, DataDir(data_dir), org_id, periods=period.months)
 
 
 def scan_lines(files: list[Path]) -> pl.LazyFrame:

@@ -41,7 +41,6 @@ from connectors.drops import (
     Drop,
     DropAuthError,
     LocalDrop,
-    open_drop,
     parse_drop_url,
 )
 from pipelines.royalty import audit_ledger
@@ -371,14 +370,14 @@ def _local_path(url: str, data_dir: Path) -> Path | None:
 def default_opener(data_dir: Path) -> OpenDrop:
     """Open a target: local folders are created; credentials come from the environment
     variable the target names (as for inbound drops)."""
-    from pipelines.ingest.drops import _drop_credentials
+    from pipelines.connections import connect
 
     def opener(url: str, secret_env: str | None) -> Drop:
         local = _local_path(url, data_dir)
         if local is not None:
             local.mkdir(parents=True, exist_ok=True)
             return LocalDrop(local)
-        return open_drop(url, **_drop_credentials(url, secret_env))
+        return connect(url, secret_env)
 
     return opener
 
