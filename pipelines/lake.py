@@ -139,15 +139,15 @@ def new_staging(data: DataDir, org_id: int, file_id: int) -> Path:
     return root
 
 
-def staging_folders(data: DataDir) -> Iterator[tuple[int | None, int | None, Path]]:
-    """Every staging folder as (org, file id, path); (None, None, path) for a name of no
-    ingestion (nothing of ours: no one owns it)."""
+def staging_folders(data: DataDir) -> Iterator[tuple[int, int, Path]]:
+    """Every ingestion's staging folder (``DataDir.staging``) as (org, file id, path)."""
     root = data.staging_root()
     if not root.is_dir():
         return
     for folder in sorted(root.iterdir()):
         m = _STAGING.match(folder.name)
-        yield (int(m.group(1)), int(m.group(2)), folder) if m else (None, None, folder)
+        if m:
+            yield int(m.group(1)), int(m.group(2)), folder
 
 
 def file_outputs(data: DataDir, org_id: int | None = None) -> Iterator[tuple[int, int, Path]]:

@@ -15,6 +15,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pipelines.layout import DataDir
+
 PLACEHOLDER_SECRETS = frozenset(
     {"", "change-me", "changeme", "secret", "password", "dev-only-secret"}
 )
@@ -115,7 +117,7 @@ class Settings(BaseSettings):
     def sqlalchemy_url(self) -> str:
         if self.database_url and self.database_url.get_secret_value():
             return self.database_url.get_secret_value()
-        return f"sqlite:///{(self.data_dir / 'tunemantra.db').resolve()}"
+        return f"sqlite:///{DataDir(self.data_dir).sqlite_file().resolve()}"
 
 
 def sa_url_password(url: str) -> str | None:

@@ -916,9 +916,7 @@ def recover(
     factory, data = res.factory, res.data
     removed: list[str] = []
     outputs = list(lake.file_outputs(data, org_id))
-    staging = [  # a folder named after no ingestion is no one's
-        s for s in lake.staging_folders(data) if org_id is None or s[0] in (org_id, None)
-    ]
+    staging = [s for s in lake.staging_folders(data) if org_id is None or s[0] == org_id]
     now = dt.datetime.now(dt.UTC)
     with factory() as session:
         query = sa.select(IngestFile)
@@ -934,11 +932,9 @@ def recover(
         }
         status = {key: r.status for key, r in rows.items()}
 
-    def gone(org: int | None, file_id: int | None) -> bool:
+    def gone(org: int, file_id: int) -> bool:
         if only is not None and file_id != only:
             return False
-        if org is None or file_id is None:
-            return True  # a name of no ingestion: no one owns it
         key = (org, file_id)
         return key in dead or status.get(key) != IngestStatus.PENDING
 

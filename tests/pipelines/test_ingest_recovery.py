@@ -140,12 +140,10 @@ def test_recovery_removes_what_a_dead_ingestion_left_and_nothing_else(
     assert ingest_path(
         Resources.of(factory, data), org_id=other, path=theirs, name=theirs.name
     ).accepted
-    # an orphan of no ledger row (the crash window on PostgreSQL) and an old staging
+    # an orphan of no ledger row (the crash window on PostgreSQL)
     orphan = DataDir(data).partition("revenue_lines", label, "2026-01", "distributor_csv", 9999)
     orphan.mkdir(parents=True)
     (orphan / "part-00000.parquet").write_bytes(keep[0].read_bytes())
-    legacy = data / "staging" / "0123456789abcdef" / "work"
-    legacy.mkdir(parents=True)
 
     report = statement(factory, label, tmp_path / "statement_a.csv", seed=1)
     args = {"res": Resources.of(factory, data), "org_id": label, "path": report}
@@ -162,7 +160,7 @@ def test_recovery_removes_what_a_dead_ingestion_left_and_nothing_else(
         )
         removed = recover(Resources.of(factory, data), label)
         assert f"ingest_files/{pending}" in removed
-        assert not parts_of(data, pending) and not orphan.exists() and not legacy.exists()
+        assert not parts_of(data, pending) and not orphan.exists()
         assert not list((data / "staging").iterdir())
         assert not DataDir(data).ingest_report(label, pending).exists()
         with factory() as s:
