@@ -32,7 +32,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
@@ -43,6 +42,7 @@ from connectors.drops import (
     LocalDrop,
     parse_drop_url,
 )
+from pipelines.connections import public_url
 from pipelines.royalty import audit_ledger
 from pipelines.statements import FORMATS
 from pipelines.statements.data import StatementError
@@ -346,16 +346,6 @@ def plan_for(run: RunRef, target: Target, files: Sequence[ExportedFile]) -> _Pla
     }
     body = (json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode()
     return _Plan(folder, mine, body)
-
-
-def public_url(url: str) -> str:
-    """``url`` without a password."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    userinfo, _, host = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    return parts._replace(netloc=f"{user}@{host}" if user else host).geturl()
 
 
 def _local_path(url: str, data_dir: Path) -> Path | None:

@@ -1080,6 +1080,7 @@ def test_a_failure_half_way_leaves_nothing_and_no_ledger_row(
     from pipelines.ingest import files as ingest
 
     data = tmp_path / "data"
+    res = Resources.of(factory, data)
     report = tmp_path / "statement_c.csv"
     write_distributor(report, products(factory, label)[:40], random.Random(9))
     calls = {"n": 0}
@@ -1093,13 +1094,7 @@ def test_a_failure_half_way_leaves_nothing_and_no_ledger_row(
 
     monkeypatch.setattr(ingest._Run, "chunk", failing)
     with pytest.raises(OSError, match="disk full"):
-        ingest_path(
-            Resources.of(factory, data),
-            org_id=label,
-            path=report,
-            name=report.name,
-            chunk_bytes=300,
-        )
+        ingest_path(res, org_id=label, path=report, name=report.name, chunk_bytes=300)
     assert lake_lines(data).is_empty()
     assert nothing_staged(data)
     with factory() as s:
@@ -1152,6 +1147,7 @@ def test_a_part_write_failing_in_the_background_leaves_nothing_and_no_ledger_row
     from pipelines.ingest import files as ingest
 
     data = tmp_path / "data"
+    res = Resources.of(factory, data)
     report = tmp_path / "statement_d.csv"
     write_distributor(report, products(factory, label)[:40], random.Random(11))
     real = lake.write_parquet
@@ -1165,13 +1161,7 @@ def test_a_part_write_failing_in_the_background_leaves_nothing_and_no_ledger_row
 
     monkeypatch.setattr(ingest.lake, "write_parquet", failing)
     with pytest.raises(OSError, match="no space left"):
-        ingest_path(
-            Resources.of(factory, data),
-            org_id=label,
-            path=report,
-            name=report.name,
-            chunk_bytes=300,
-        )
+        ingest_path(res, org_id=label, path=report, name=report.name, chunk_bytes=300)
     assert writers and all(name.startswith("tm-write") for name in writers)
     assert lake_lines(data).is_empty()
     assert nothing_staged(data)
