@@ -30,14 +30,14 @@ def _now() -> dt.datetime:
 
 
 def _org(slug: str) -> int:
-    from schemas.store.models import Organisation
+    from schemas.store.orgs import UnknownOrganisation, org_id
 
-    with get_session_factory()() as session:
-        org_id = session.scalar(sa.select(Organisation.id).where(Organisation.slug == slug))
-    if org_id is None:
+    try:
+        with get_session_factory()() as session:
+            return org_id(session, slug)
+    except UnknownOrganisation:
         typer.echo(f"error: no organisation {slug!r}", err=True)
-        raise typer.Exit(code=2)
-    return org_id
+        raise typer.Exit(code=2) from None
 
 
 def _fail(message: str) -> typer.Exit:

@@ -49,21 +49,20 @@ def _error(exc: Exception, as_json: bool) -> typer.Exit:
 
 
 def _org(slug: str, as_json: bool) -> tuple[Any, Path, int]:
-    import sqlalchemy as sa
-
-    from schemas.store.models import Organisation
+    from schemas.store.orgs import UnknownOrganisation, org_id
 
     settings = get_settings()
     factory = get_session_factory(settings)
-    with factory() as session:
-        org_id = session.scalar(sa.select(Organisation.id).where(Organisation.slug == slug))
-    if org_id is None:
+    try:
+        with factory() as session:
+            found = org_id(session, slug)
+    except UnknownOrganisation:
         raise _fail(
             "org_missing",
             f"no organisation {slug!r} (tunemantra org create {slug} --name ...)",
             as_json,
-        )
-    return factory, settings.data_dir, int(org_id)
+        ) from None
+    return factory, settings.data_dir, int(found)
 
 
 def _formats(given: list[str] | None, as_json: bool) -> tuple[str, ...]:
