@@ -1,14 +1,9 @@
-"""Where ingestion writes, under ``TUNEMANTRA_DATA_DIR``, always atomically (temp + rename).
+"""Where ingestion writes, under ``TUNEMANTRA_DATA_DIR``, always atomically (temp + rename):
+raw files by content, quarantine reasons, the lake's ``revenue_lines`` and ``rejected_lines``
+partitions (``.../file=<file_id>/part-<n>.parquet``), ingest reports and one staging folder per
+ingestion; every path is a method of ``pipelines.layout.DataDir`` (its docstring shows the
+tree), and these functions take one.
 
-```
-raw/org=<id>/<sha256[:2]>/<sha256><suffix>          immutable raw files, by content
-quarantine/org=<id>/<sha256>.json                      why a file was refused
-lake/revenue_lines/org=<id>/period=<YYYY-MM>/source=<format>/file=<file_id>/part-<n>.parquet
-lake/rejected_lines/org=<id>/period=<YYYY-MM>/source=<format>/file=<file_id>/part-<n>.parquet
-reports/ingest/org=<id>/file=<file_id>/findings.json   every row error and warning
-staging/org=<id>-file=<file_id>/...                    one ingestion's parts (and its parser's
-                                                       work/ folder), before they count
-```
 A file is ingested in chunks, one part file per chunk and partition. All parts are first
 written under ``staging/`` (same file system) and moved into ``lake/`` only when the whole file
 has passed (``promote``): a file that fails half-way leaves nothing in the lake. Rewriting the
@@ -19,8 +14,6 @@ A part counts only through the ledger row that owns it: its ``file=<id>`` must b
 still ``pending`` (or killed before its commit, or with no row at all) are in the lake but no
 reader takes them (``committed_parts``: the one rule every reader calls); recovery
 (``pipelines.ingest.files.recover``) removes them.
-
-Every path is a method of ``pipelines.layout.DataDir``; these functions take one.
 """
 
 from __future__ import annotations
