@@ -9,23 +9,22 @@ from pipelines.resources import Resources
 from schemas.store.orgs import org_id
 
 
-def _org(res: Resources, slug: str) -> int:
-    with res.factory() as session:
+def _org(slug: str) -> int:
+    """The id of the organisation ``slug`` (``schemas.store.orgs.org_id``)."""
+    with Resources.current().factory() as session:
         return org_id(session, slug)
 
 
 def list_new_files(org: str) -> list[dict[str, str]]:
     from pipelines.ingest.drops import pending_files
 
-    res = Resources.current()
-    return pending_files(res, _org(res, org))
+    return pending_files(Resources.current(), _org(org))
 
 
 def ingest_file(org: str, item: dict[str, str]) -> dict[str, Any]:
     from pipelines.ingest.drops import ingest_one
 
-    res = Resources.current()
-    outcome = ingest_one(res, _org(res, org), item["drop"], item["name"])
+    outcome = ingest_one(Resources.current(), _org(org), item["drop"], item["name"])
     return {
         k: outcome[k]
         for k in (
@@ -47,5 +46,4 @@ def ingest_file(org: str, item: dict[str, str]) -> dict[str, Any]:
 def summarise_ingest(org: str, outcomes: list[dict[str, Any]]) -> dict[str, Any]:
     from pipelines.ingest.drops import finish_batch
 
-    res = Resources.current()
-    return finish_batch(res, _org(res, org), list(outcomes))
+    return finish_batch(Resources.current(), _org(org), list(outcomes))
