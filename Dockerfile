@@ -3,7 +3,9 @@ WORKDIR /app
 RUN pip install --no-cache-dir uv
 COPY pyproject.toml uv.lock README.md ./
 COPY api ./api
+COPY cli ./cli
 COPY connectors ./connectors
+COPY demo ./demo
 COPY pipelines ./pipelines
 COPY royalty_engine ./royalty_engine
 COPY schemas ./schemas

@@ -49,8 +49,9 @@ from api.routes.statements import (
     load,
     statement_file,
 )
+from pipelines.layout import DataDir
 from pipelines.statements.data import FIGURE_LABELS, FIGURES, Statement
-from pipelines.statements.export import MANIFEST, default_folder
+from pipelines.statements.export import MANIFEST
 from schemas.errors import StoreError
 from schemas.store.keys import verify_key
 from schemas.store.models import ApiKey, Payee, Role
@@ -310,7 +311,7 @@ def manifest_invoices(data_dir: Path, org_id: int, item: StatementOut) -> set[in
     """Statement ids with an exported self-billing invoice, from the run's export manifest
     (the folder downloads are served from); None when the run was not exported here (no
     manifest, unreadable, or another run's)."""
-    folder = default_folder(data_dir, org_id, item.period, item.run_version)
+    folder = DataDir(data_dir).statements(org_id, item.period, item.run_version)
     try:
         manifest = json.loads((folder / MANIFEST).read_bytes())
     except (OSError, ValueError):

@@ -53,9 +53,8 @@ def fill(url: str, tracks: int = TRACKS) -> dict[str, Any]:
     """Migrate and fill the store: the sample label plus a generated catalogue of ``tracks``
     tracks on half as many releases, and half as many payees. Returns the admin key and some
     ids of each kind."""
-    from stdnum import ean
-
     from demo.label import run_demo
+    from schemas.identifiers import gtin_check_digit
     from schemas.store import db, service
     from schemas.store.imports import COLUMNS, import_catalog
     from schemas.store.models import Contract, Payee, Release, Track
@@ -73,7 +72,7 @@ def fill(url: str, tracks: int = TRACKS) -> dict[str, Any]:
             n = r * TRACKS_PER_RELEASE + t
             writer.writerow(
                 {
-                    "release_upc": body + ean.calc_check_digit(body),
+                    "release_upc": body + gtin_check_digit(body),
                     "release_title": f"Bench Release {r}",
                     "release_type": "Single",
                     "label_name": "Northbound Records",

@@ -19,30 +19,30 @@ amounts) and a terms snapshot to go with it:
 
 Then it times, in this process, (a) the scan floor: one DuckDB query reading every column the
 engine uses and aggregating each, and (b) the engine, ``royalty_engine.engine.compute`` from
-the lake's lines to statement data (``RunResult.outputs()``). It reports lines/s of both, the
-ratio engine/floor, the process's peak RSS, the sampled RSS peak of each phase and a profile
-of the engine: time, peak RSS and result rows per engine function and per Polars query (the
-engine's source line that ran it). Generation time is reported but not counted.
+the lake's lines to statement data (``RunResult.outputs()``), called through its public entry
+point only. It reports lines/s of both, the ratio engine/floor, the process's peak RSS, the
+sampled RSS peak of each phase and a profile of the engine taken with cProfile: calls, time
+and time in Polars per engine function (``engine_profile``). Generation time is reported but
+not counted. The profile (``--profile``) comes from a second, untimed run of the engine.
 """
 
 from __future__ import annotations
 
+import cProfile
 import datetime as dt
 import os
 import platform
+import pstats
 import resource
 import shutil
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
-from functools import wraps
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -50,6 +50,7 @@ import polars as pl
 
 from pipelines.lake import part_name
 from pipelines.layout import DataDir
+from royalty_engine.engine import RunResult, compute
 from royalty_engine.periods import parse_period
 from royalty_engine.terms import Terms
 from schemas.money import EXACT, RATE
@@ -431,6 +432,16 @@ class Lake:
     amount: Decimal = Decimal(0)  # sum of converted_amount (EUR), exact
     bytes: int = 0
 
+    def summary(self) -> dict[str, Any]:
+        """What a benchmark's result says of the lake it ran on."""
+        return {
+            "files": len(self.files),
+            "bytes": self.bytes,
+            "lines": self.lines,
+            "suspense_lines": self.suspense_lines,
+            "amount": str(self.amount),
+        }
+
 
 def write_lake(root: Path, lines: int, sizes: dict[str, int], seed: int) -> Lake:
     """``lines`` canonical lines over 6 months x 15 sources, at most ``MAX_FILE_LINES`` a file."""
@@ -557,7 +568,8 @@ def _lines(
 
 
 # --- measuring ------------------------------------------------------------------------------
-def _rss_bytes() -> int:
+def rss_bytes() -> int:
+    """This process's resident set size now (0 where /proc is not there)."""
     try:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -576,7 +588,7 @@ class RssSampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.samples.append((time.perf_counter(), _rss_bytes()))
+            self.samples.append((time.perf_counter(), rss_bytes()))
             self._stop.wait(self.interval)
 
     def __enter__(self) -> RssSampler:
@@ -589,10 +601,11 @@ class RssSampler:
 
     def peak(self, start: float, end: float) -> int:
         inside = [rss for t, rss in self.samples if start <= t <= end]
-        return max(inside, default=_rss_bytes())
+        return max(inside, default=rss_bytes())
 
 
-def _mib(n: float) -> int:
+def mib(n: float) -> int:
+    """Bytes as whole MiB, as the results report memory."""
     return round(n / 2**20)
 
 
@@ -680,185 +693,70 @@ def grain_floor(files: list[Path], terms: Terms, work: Path) -> dict[str, Any]:
     return {"groups": int(row[0]), "lines": int(row[1] or 0), "amount": row[2]}
 
 
-@dataclass
-class _Stat:
-    calls: int = 0
-    seconds: float = 0.0  # exclusive of the profiled steps it called
-    inclusive: float = 0.0
-    rows: int = 0  # of the largest result
-    spans: list[tuple[float, float]] = field(default_factory=list)
+def _engine_function(func: tuple[str, int, str]) -> bool:
+    return f"{os.sep}royalty_engine{os.sep}" in func[0]
 
 
-class EngineProfile:
-    """Times the engine's functions (exclusive time) and every Polars query it runs (by the
-    engine source line that ran it) by wrapping them for the duration of one run. The engine
-    itself is not changed."""
-
-    STEPS: ClassVar[dict[str, tuple[str, ...]]] = {
-        "royalty_engine.engine": (
-            "compute_earnings",
-            "_contract_fx",
-            "settle",
-            "_reconcile",
-            "_statements",
-            "_breakdown",
-            "allocate_frame",
-        ),
-        "royalty_engine.earnings": (
-            "_aggregate",
-            "aggregate",
-            "territory_classes",
-            "resolve_splits",
-            "resolve_rates",
-            "blended_rate",
-            "_factors",
-            "_ppd_prices",
-            "_royalties",
-        ),
-    }
-
-    def __init__(self) -> None:
-        self.steps: dict[str, _Stat] = {}
-        self.queries: dict[str, _Stat] = {}
-        self._stack: list[float] = []  # time spent in profiled children, per open step
-        self._in_query = False
-
-    @contextmanager
-    def active(self) -> Iterator[None]:
-        import importlib
-
-        saved: list[tuple[Any, str, Any]] = []
-        try:
-            for module_name, names in self.STEPS.items():
-                module = importlib.import_module(module_name)
-                for name in names:
-                    original = getattr(module, name)
-                    saved.append((module, name, original))
-                    setattr(module, name, self._step(name, original))
-            for owner, name in (
-                (pl.LazyFrame, "collect"),
-                (pl.LazyFrame, "_collect_eager"),
-                (pl, "collect_all"),
-            ):
-                if hasattr(owner, name):
-                    original = getattr(owner, name)
-                    saved.append((owner, name, original))
-                    setattr(owner, name, self._query(original))
-            yield
-        finally:
-            for owner, name, original in reversed(saved):
-                setattr(owner, name, original)
-
-    def _step(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        @wraps(fn)
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            self._stack.append(0.0)
-            start = time.perf_counter()
-            try:
-                out = fn(*args, **kwargs)
-            finally:
-                end = time.perf_counter()
-                children = self._stack.pop()
-                if self._stack:
-                    self._stack[-1] += end - start
-                stat = self.steps.setdefault(name, _Stat())
-                stat.calls += 1
-                stat.inclusive += end - start
-                stat.seconds += end - start - children
-                stat.spans.append((start, end))
-            stat.rows = max(stat.rows, _rows(out))
-            if name != "blended_rate":
-                _log(
-                    f"engine step {name}: {end - start:.2f} s, {stat.rows:,} rows, "
-                    f"rss {_mib(_rss_bytes())} MiB"
-                )
-            return out
-
-        return timed
-
-    def _query(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        @wraps(fn)
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            if self._in_query:
-                return fn(*args, **kwargs)
-            where = _engine_caller()
-            if where is None:
-                return fn(*args, **kwargs)
-            self._in_query = True
-            start = time.perf_counter()
-            try:
-                out = fn(*args, **kwargs)
-            finally:
-                self._in_query = False
-            end = time.perf_counter()
-            stat = self.queries.setdefault(where, _Stat())
-            stat.calls += 1
-            stat.seconds += end - start
-            stat.spans.append((start, end))
-            stat.rows = max(stat.rows, _rows(out))
-            return out
-
-        return timed
-
-    def report(self, sampler: RssSampler, top: int = 20) -> dict[str, Any]:
-        def rows(stats: dict[str, _Stat], key: str) -> list[dict[str, Any]]:
-            out = []
-            for name, s in sorted(stats.items(), key=lambda kv: -kv[1].seconds):
-                out.append(
-                    {
-                        key: name,
-                        "calls": s.calls,
-                        "seconds": round(s.seconds, 3),
-                        **({"inclusive": round(s.inclusive, 3)} if key == "step" else {}),
-                        "rows": s.rows,
-                        "peak_rss_mib": _mib(max(sampler.peak(a, b) for a, b in s.spans)),
-                    }
-                )
-            return out[:top]
-
-        return {"steps": rows(self.steps, "step"), "queries": rows(self.queries, "where")}
+def _polars_function(func: tuple[str, int, str]) -> bool:
+    return f"{os.sep}polars{os.sep}" in func[0]
 
 
-def _rows(out: object) -> int:
-    if isinstance(out, pl.DataFrame):
-        return out.height
-    if isinstance(out, list | tuple):
-        return max((_rows(o) for o in out), default=0)
-    if hasattr(out, "royalties") and isinstance(out.royalties, pl.DataFrame):
-        return int(out.royalties.height)
-    return 0
+def engine_profile(profiler: cProfile.Profile, top: int = 20) -> list[dict[str, Any]]:
+    """The engine's functions, from a cProfile of one run, slowest first: per function its
+    calls, its time exclusive of the engine functions it called (``seconds``, Polars work
+    included: that is where the engine's own work runs), its inclusive time, and the time
+    and number of the Polars calls it made itself (``polars_seconds``, ``polars_calls``: its
+    queries, joins and group-bys; each counted once, at the engine function that made it).
+    Read from cProfile's caller table, so the engine is neither wrapped nor patched."""
+    # {function: (primitive calls, calls, own time, inclusive time, {caller: (same four)})}
+    stats: dict[Any, Any] = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    engine = {func for func in stats if _engine_function(func)}
+    in_engine: dict[Any, float] = dict.fromkeys(engine, 0.0)  # time in engine callees
+    in_polars: dict[Any, float] = dict.fromkeys(engine, 0.0)
+    polars_calls: dict[Any, int] = dict.fromkeys(engine, 0)
+    for callee, (*_, callers) in stats.items():
+        for caller, (_, calls, _, inclusive) in callers.items():
+            if caller not in engine or caller == callee:
+                continue
+            if callee in engine:
+                in_engine[caller] += inclusive
+            elif _polars_function(callee):
+                in_polars[caller] += inclusive
+                polars_calls[caller] += calls
+    rows = []
+    for func in engine:
+        filename, line, name = func
+        _, calls, _, inclusive, _ = stats[func]
+        rows.append(
+            {
+                "step": name,
+                "where": f"{Path(filename).name}:{line}",
+                "calls": calls,
+                "seconds": round(max(inclusive - in_engine[func], 0.0), 3),
+                "inclusive": round(inclusive, 3),
+                "polars_seconds": round(in_polars[func], 3),
+                "polars_calls": polars_calls[func],
+            }
+        )
+    rows.sort(key=lambda r: (-r["seconds"], -r["inclusive"], r["where"]))
+    return rows[:top]
 
 
-def _engine_caller() -> str | None:
-    """``earnings.py:363 compute_earnings``: the innermost engine frame on the stack."""
-    frame = sys._getframe(2)
-    while frame is not None:
-        code = frame.f_code
-        if f"{os.sep}royalty_engine{os.sep}" in code.co_filename:
-            return f"{Path(code.co_filename).name}:{frame.f_lineno} {code.co_name}"
-        frame = frame.f_back  # type: ignore[assignment]
-    return None
-
-
-def run_engine(
-    files: list[Path], terms: Terms, *, profile: EngineProfile | None = None
-) -> tuple[Any, dict[str, pl.DataFrame]]:
-    from royalty_engine.engine import compute
-
+def run_engine(files: list[Path], terms: Terms) -> tuple[RunResult, dict[str, pl.DataFrame]]:
+    """The engine's public entry point on the lake's files: the run and its output frames."""
     lines = pl.scan_parquet(files, hive_partitioning=False)
-    period = parse_period(PERIOD)
-    if profile is None:
-        result = compute(lines, terms, {}, period, accounting_currency=ACCOUNTING_CURRENCY)
-        return result, result.outputs()
-    with profile.active():
-        result = compute(lines, terms, {}, period, accounting_currency=ACCOUNTING_CURRENCY)
-        return result, result.outputs()
+    result = compute(
+        lines, terms, {}, parse_period(PERIOD), accounting_currency=ACCOUNTING_CURRENCY
+    )
+    return result, result.outputs()
 
 
 def run(
-    lines: int, *, seed: int = 1, keep: Path | None = None, profile: bool = True
+    lines: int, *, seed: int = 1, keep: Path | None = None, profile: bool = False
 ) -> dict[str, Any]:
-    """Generate the lake (untimed), then time the scan floor and the engine on it."""
+    """Generate the lake (untimed), then time the scan floor and the engine on it. With
+    ``profile``, the engine then runs once more under cProfile (``engine_profile``): the
+    timed run is never profiled, as cProfile's cost per Python call would inflate it."""
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="tm-bench-royalty-", dir=keep))
@@ -874,15 +772,24 @@ def run(
             floor = scan_floor(lake.files)
             t2 = time.perf_counter()
             _log(f"scan floor {t2 - t1:.2f} s; engine")
-            rss_before_engine = _rss_bytes()
-            prof = EngineProfile() if profile else None
-            result, outputs = run_engine(lake.files, terms, profile=prof)
+            rss_before_engine = rss_bytes()
+            result, outputs = run_engine(lake.files, terms)
             t3 = time.perf_counter()
             max_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
             _log(f"engine {t3 - t2:.2f} s; grain floor")
             grain = grain_floor(lake.files, terms, work)
             t4 = time.perf_counter()
             _log(f"grain floor {t4 - t3:.2f} s")
+            profiled: dict[str, Any] | None = None
+            if profile:
+                _log("engine again, under cProfile")
+                profiler = cProfile.Profile()
+                with profiler:
+                    run_engine(lake.files, terms)
+                profiled = {
+                    "seconds": round(time.perf_counter() - t4, 3),
+                    "steps": engine_profile(profiler),
+                }
         floor_s, engine_s, grain_s = t2 - t1, t3 - t2, t4 - t3
         eur = result.totals.get(ACCOUNTING_CURRENCY, {})
         out: dict[str, Any] = {
@@ -902,13 +809,7 @@ def run(
                 "territories": len(_territories()),
                 "sources": len(SOURCES),
             },
-            "lake": {
-                "files": len(lake.files),
-                "bytes": lake.bytes,
-                "lines": lake.lines,
-                "suspense_lines": lake.suspense_lines,
-                "amount": str(lake.amount),
-            },
+            "lake": lake.summary(),
             "generate_seconds": round(t1 - t0, 2),
             "floor_seconds": round(floor_s, 3),
             "floor_lines_per_second": round(lines / floor_s),
@@ -926,17 +827,17 @@ def run(
             },
             # the kernel's high-water mark, or a sampled figure if /proc/self/statm (which
             # counts pages slightly differently) ever saw more
-            "peak_rss_mib": _mib(max(max_rss, sampler.peak(t0, t3))),
-            "floor_peak_rss_mib": _mib(sampler.peak(t1, t2)),
-            "engine_peak_rss_mib": _mib(sampler.peak(t2, t3)),
-            "grain_floor_peak_rss_mib": _mib(sampler.peak(t3, t4)),
-            "rss_before_engine_mib": _mib(rss_before_engine),
+            "peak_rss_mib": mib(max(max_rss, sampler.peak(t0, t3))),
+            "floor_peak_rss_mib": mib(sampler.peak(t1, t2)),
+            "engine_peak_rss_mib": mib(sampler.peak(t2, t3)),
+            "grain_floor_peak_rss_mib": mib(sampler.peak(t3, t4)),
+            "rss_before_engine_mib": mib(rss_before_engine),
             "engine_counts": result.counts,
             "engine_totals": eur,
             "outputs": {name: frame.height for name, frame in outputs.items()},
         }
-        if prof is not None:
-            out["profile"] = prof.report(sampler)
+        if profiled is not None:
+            out["profile"] = profiled
         return out
     finally:
         if keep is None:

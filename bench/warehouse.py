@@ -40,13 +40,13 @@ import polars as pl
 import pyarrow as pa  # type: ignore[import-untyped]
 
 from bench import royalty as br
+from pipelines.layout import DataDir
 from pipelines.warehouse import (
     COMMITTED_FILES,
     FILE_TOTALS,
     REFERENCE,
     RUN_TOTALS,
     SUSPENSE_AMOUNTS,
-    WAREHOUSE_FILE,
     WarehouseError,
     build_path,
     publish,
@@ -341,13 +341,7 @@ def generate(data_dir: Path, lines: int, seed: int = 1) -> dict[str, Any]:
     reference = _write_reference(data_dir, terms, sizes, lake.files, result.totals)
     return {
         "catalogue": sizes,
-        "lake": {
-            "files": len(lake.files),
-            "bytes": lake.bytes,
-            "lines": lake.lines,
-            "suspense_lines": lake.suspense_lines,
-            "amount": str(lake.amount),
-        },
+        "lake": lake.summary(),
         "run": {
             "dir": str(run_dir.relative_to(data_dir)),
             "totals": result.totals.get(br.ACCOUNTING_CURRENCY, {}),
@@ -393,7 +387,7 @@ def timed_build(data_dir: Path, *, threads: int = 2) -> dict[str, Any]:
         "seconds": round(t2 - t0, 2),
         "dbt_seconds": round(t1 - t0, 2),
         "swap_seconds": round(t2 - t1, 2),
-        "peak_rss_mib": br._mib(sampler.peak(t0, t2)),
+        "peak_rss_mib": br.mib(sampler.peak(t0, t2)),
         "nodes": nodes,
         "tests_passed": sum(per.get("pass", 0) for per in tests.values()),
         "tests_failed": sum(n for per in tests.values() for s, n in per.items() if s != "pass"),
@@ -403,7 +397,7 @@ def timed_build(data_dir: Path, *, threads: int = 2) -> dict[str, Any]:
 
 
 def _warehouse_rows(data_dir: Path) -> dict[str, Any]:
-    path = data_dir / "warehouse" / WAREHOUSE_FILE
+    path = DataDir(data_dir).warehouse_file()
     if not path.exists():
         return {}
     with duckdb.connect(str(path), read_only=True) as con:
@@ -435,7 +429,7 @@ def run(lines: int, *, seed: int = 1, keep: Path | None = None, threads: int = 2
         g0 = time.perf_counter()
         generated = generate(data_dir, lines, seed)
         generate_s = time.perf_counter() - g0
-        rss_before = br._rss_bytes()
+        rss_before = br.rss_bytes()
         _log(f"generated in {generate_s:.1f} s; dbt build")
         build = timed_build(data_dir, threads=threads)
         _log(f"dbt build + swap {build['seconds']} s, passed: {build['passed']}")
@@ -452,8 +446,8 @@ def run(lines: int, *, seed: int = 1, keep: Path | None = None, threads: int = 2
             "seconds": build["seconds"],
             "lines_per_second": round(lines / build["seconds"]) if build["seconds"] else None,
             "build": build,
-            "rss_before_build_mib": br._mib(rss_before),
-            "process_peak_rss_mib": br._mib(
+            "rss_before_build_mib": br.mib(rss_before),
+            "process_peak_rss_mib": br.mib(
                 resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
             ),
             "warehouse": _warehouse_rows(data_dir),

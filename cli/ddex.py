@@ -11,9 +11,9 @@ from typing import Annotated
 import sqlalchemy as sa
 import typer
 
-from pipelines.resources import get_session_factory
-from pipelines.settings import get_settings
+from pipelines.resources import Resources
 from schemas.store import db
+from schemas.store.orgs import UnknownOrganisation, org_id
 
 ddex_app = typer.Typer(no_args_is_help=True, help="DDEX ERN 4.3 messages and DSP delivery.")
 
@@ -29,11 +29,9 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _org(slug: str) -> int:
-    from schemas.store.orgs import UnknownOrganisation, org_id
-
+def _org(res: Resources, slug: str) -> int:
     try:
-        with get_session_factory()() as session:
+        with res.factory() as session:
             return org_id(session, slug)
     except UnknownOrganisation:
         typer.echo(f"error: no organisation {slug!r}", err=True)
@@ -59,11 +57,12 @@ def sender_cmd(
         dpid = identifiers.require("dpid", dpid)
     except ValueError as exc:
         raise _fail(str(exc)) from None
-    org_id = _org(org)
-    with db.transaction(get_session_factory(), actor="cli") as session:
-        row = session.scalar(sa.select(DdexSender).where(DdexSender.org_id == org_id))
+    res = Resources.current()
+    found = _org(res, org)
+    with db.transaction(res.factory, actor="cli") as session:
+        row = session.scalar(sa.select(DdexSender).where(DdexSender.org_id == found))
         if row is None:
-            session.add(DdexSender(org_id=org_id, dpid=dpid, name=name))
+            session.add(DdexSender(org_id=found, dpid=dpid, name=name))
         else:
             row.dpid, row.name = dpid, name
     typer.echo(f"DDEX sender of {org}: {dpid} {name}")
@@ -80,19 +79,19 @@ def build_cmd(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Build, QC and validate each release's message and resources; print the paths."""
-    from pipelines.delivery.core import DeliveryError, build_to_folder, configured_profiles
+    from pipelines.delivery.service import build_to_folder, configured_profiles
+    from pipelines.delivery.state import DeliveryError
 
     if bool(release) == all_releases:
         raise _fail("give --release UPC (one or more) or --all")
-    profiles = configured_profiles()
+    res = Resources.current()
+    profiles = configured_profiles(res.settings)
     if dsp not in profiles:
         raise _fail(f"unknown DSP {dsp!r}; profiles: {', '.join(sorted(profiles))}")
-    settings = get_settings()
     try:
         built = build_to_folder(
-            get_session_factory(),
-            settings.data_dir,
-            _org(org),
+            res,
+            _org(res, org),
             profiles[dsp],
             out,
             now=_now(),
@@ -129,12 +128,19 @@ def takedown_cmd(
     on: Annotated[str | None, typer.Option(help="YYYY-MM-DD (default: today)")] = None,
 ) -> None:
     """Withdraw a release's deals at one DSP; `tunemantra deliver` then sends the update."""
-    from pipelines.delivery.core import DeliveryError, configured_profiles, takedown
+    from pipelines.delivery.service import configured_profiles, takedown
+    from pipelines.delivery.state import DeliveryError
 
     day = dt.date.fromisoformat(on) if on else _now().date()
+    res = Resources.current()
     try:
         n = takedown(
-            get_session_factory(), _org(org), release, dsp, on=day, profiles=configured_profiles()
+            res.factory,
+            _org(res, org),
+            release,
+            dsp,
+            on=day,
+            profiles=configured_profiles(res.settings),
         )
     except DeliveryError as exc:
         raise _fail(str(exc)) from None
@@ -145,15 +151,16 @@ def takedown_cmd(
 def acks_cmd(org: Annotated[str, typer.Option(help="organisation slug")]) -> None:
     """Read new acknowledgements from every DSP's acknowledgements/ folder: one JSON line per
     DSP (``status`` ok, or failed with its ``error``); exit code 1 if any DSP failed."""
-    from pipelines.delivery.core import configured_profiles, default_opener, poll_every_dsp
+    from pipelines.delivery.acks import poll_every_dsp
+    from pipelines.delivery.service import configured_profiles
+    from pipelines.delivery.upload import default_opener
 
-    settings = get_settings()
-    org_id = _org(org)
+    res = Resources.current()
     outcomes = poll_every_dsp(
-        get_session_factory(),
-        org_id,
-        configured_profiles().values(),
-        opener=default_opener(settings.data_dir),
+        res.factory,
+        _org(res, org),
+        configured_profiles(res.settings).values(),
+        opener=default_opener(res.data),
         now=_now(),
     )
     for outcome in outcomes:
@@ -172,21 +179,20 @@ def deliver_cmd(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Deliver due releases (or one) to DSPs: QC, ERN, package, batch upload."""
-    from pipelines.delivery.core import DeliveryError, configured_profiles, deliver
+    from pipelines.delivery.service import deliver
+    from pipelines.delivery.state import DeliveryError
 
     if purge and not release:
         raise _fail("--purge needs --release UPC")
-    settings = get_settings()
+    res = Resources.current()
     try:
         rows = deliver(
-            get_session_factory(),
-            settings.data_dir,
-            _org(org),
+            res,
+            _org(res, org),
             now=_now(),
             dsps=dsp,
             upc=release,
             purge=purge,
-            profiles=configured_profiles(),
         )
     except DeliveryError as exc:
         raise _fail(str(exc)) from None
@@ -204,7 +210,7 @@ def bench_delivery(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """QC + ERN build + XSD validation + packaging to a local folder; tracks per minute."""
-    from pipelines.delivery.core import bench
+    from bench.delivery import bench
 
     with tempfile.TemporaryDirectory(prefix="tm-bench-delivery-") as tmp:
         result = bench(tracks, Path(tmp))

@@ -425,10 +425,11 @@ def demo(seed: Annotated[int, typer.Option()] = 2026) -> None:
     from demo.royalty import print_royalty, run_demo_period
 
     print_royalty(run_demo_period(factory, settings.data_dir, summary.org_id))
-    from demo.label import deliver_demo_releases
+    from demo.delivery import deliver_demo_releases
+    from pipelines.resources import Resources
 
-    deliver_demo_releases(factory, settings.data_dir, summary.org_id, seed=seed)
-    from pipelines.warehouse import print_demo_warehouse
+    deliver_demo_releases(Resources.from_settings(settings), summary.org_id, seed=seed)
+    from demo.warehouse import print_demo_warehouse
 
     print_demo_warehouse(factory, settings.data_dir, summary.org_id)
     from demo.statements import print_statements, publish_demo_statements

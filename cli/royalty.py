@@ -326,11 +326,14 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         ] = 10_000_000,
         as_json: JsonOpt = False,
         keep: Annotated[Path | None, typer.Option(help="keep the lake in this folder")] = None,
+        profile: Annotated[
+            bool, typer.Option(help="then profile the engine with cProfile (a second run)")
+        ] = False,
     ) -> None:
         """Time the scan floor and the full engine on a seeded synthetic lake."""
         from bench.royalty import run
 
-        result = run(lines, keep=keep)
+        result = run(lines, keep=keep, profile=profile)
         if as_json:
             typer.echo(json.dumps(result))
             return

@@ -10,8 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pipelines.resources import get_session_factory
-from pipelines.settings import get_settings
+from pipelines.resources import Resources
 from royalty_engine.periods import PeriodError
 from royalty_engine.terms import EngineError
 
@@ -51,10 +50,9 @@ def _error(exc: Exception, as_json: bool) -> typer.Exit:
 def _org(slug: str, as_json: bool) -> tuple[Any, Path, int]:
     from schemas.store.orgs import UnknownOrganisation, org_id
 
-    settings = get_settings()
-    factory = get_session_factory(settings)
+    res = Resources.current()
     try:
-        with factory() as session:
+        with res.factory() as session:
             found = org_id(session, slug)
     except UnknownOrganisation:
         raise _fail(
@@ -62,7 +60,7 @@ def _org(slug: str, as_json: bool) -> tuple[Any, Path, int]:
             f"no organisation {slug!r} (tunemantra org create {slug} --name ...)",
             as_json,
         ) from None
-    return factory, settings.data_dir, int(found)
+    return res.factory, res.settings.data_dir, found
 
 
 def _formats(given: list[str] | None, as_json: bool) -> tuple[str, ...]:

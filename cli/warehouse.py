@@ -8,8 +8,7 @@ from typing import Annotated
 
 import typer
 
-from pipelines.resources import get_session_factory
-from pipelines.settings import get_settings
+from pipelines.resources import Resources
 
 warehouse_app = typer.Typer(no_args_is_help=True, help="The analysts' dbt-duckdb warehouse.")
 
@@ -22,9 +21,14 @@ def build_cmd(
     """Export the store's reference tables, dbt build a new DuckDB file, swap it in."""
     from pipelines.warehouse import WarehouseError, build
 
-    settings = get_settings()
+    res = Resources.current()
     try:
-        result = build(get_session_factory(settings), settings.data_dir, lock_timeout=lock_timeout)
+        result = build(
+            res.factory,
+            res.settings.data_dir,
+            threads=res.settings.dbt_threads,
+            lock_timeout=lock_timeout,
+        )
     except WarehouseError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from None
@@ -64,9 +68,9 @@ def docs_cmd() -> None:
     """Build the warehouse and its dbt docs (one static HTML file under warehouse/docs/)."""
     from pipelines.warehouse import WarehouseError, build_docs
 
-    settings = get_settings()
+    res = Resources.current()
     try:
-        path = build_docs(get_session_factory(settings), settings.data_dir)
+        path = build_docs(res.factory, res.settings.data_dir)
     except WarehouseError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from None

@@ -50,27 +50,21 @@ No params. Thresholds of the anomaly mart are dbt vars (`dbt/dbt_project.yml`).
 def analytics_dbt() -> None:
     @task
     def prepare() -> dict[str, int]:
-        from pipelines.resources import get_session_factory
-        from pipelines.settings import get_settings
-        from pipelines.warehouse import prepare as run
+        from pipelines.tasks.warehouse import prepare_task
 
-        settings = get_settings()
-        return run(get_session_factory(settings), settings.data_dir)
+        return prepare_task()
 
     @task
     def dbt_build() -> dict[str, int]:
-        from pipelines.settings import get_settings
-        from pipelines.warehouse import dbt_build as run
+        from pipelines.tasks.warehouse import dbt_build_task
 
-        return run(get_settings().data_dir)
+        return dbt_build_task()
 
     @task
     def publish() -> str:
-        from pipelines.settings import get_settings
-        from pipelines.warehouse import AIRFLOW_SLOT
-        from pipelines.warehouse import publish as run
+        from pipelines.tasks.warehouse import publish_task
 
-        return run(get_settings().data_dir, slot=AIRFLOW_SLOT)
+        return publish_task()
 
     prepare() >> dbt_build() >> publish()
 

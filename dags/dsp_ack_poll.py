@@ -38,7 +38,7 @@ error (its uploads are not timed out meanwhile). Retries poll again; ACKs are re
 def dsp_ack_poll() -> None:
     @task
     def poll(org: str, now: str) -> dict[str, Any]:
-        from pipelines.delivery.core import poll_task
+        from pipelines.tasks.delivery import poll_task
 
         return poll_task(org, now)
 

@@ -45,19 +45,19 @@ back-off, into the same batch folder. Acknowledgements are read by the `dsp_ack_
 def dsp_delivery() -> None:
     @task
     def plan(org: str, as_of: str) -> list[dict[str, str]]:
-        from pipelines.delivery.core import plan_task
+        from pipelines.tasks.delivery import plan_task
 
         return plan_task(org, as_of)
 
     @task(map_index_template="{{ item['upc'] }} {{ item['dsp'] }}")
     def package(org: str, item: dict[str, str], now: str) -> dict[str, Any]:
-        from pipelines.delivery.core import package_task
+        from pipelines.tasks.delivery import package_task
 
         return package_task(org, item, now)
 
     @task(trigger_rule="all_done")
     def upload(org: str, now: str) -> dict[str, Any]:
-        from pipelines.delivery.core import upload_task
+        from pipelines.tasks.delivery import upload_task
 
         return upload_task(org, now)
 

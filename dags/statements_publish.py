@@ -60,7 +60,7 @@ or by hand with `org` and `period`.
 def statements_publish() -> None:
     @task
     def render(org: str, period: str, **context: Any) -> list[dict[str, Any]]:
-        from pipelines.statements.publish import render_task
+        from pipelines.tasks.statements import render_task
 
         events = context.get("triggering_asset_events") or {}
         extras = [dict(e.extra or {}) for evs in events.values() for e in evs]
@@ -68,13 +68,13 @@ def statements_publish() -> None:
 
     @task
     def publish(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        from pipelines.statements.publish import publish_task
+        from pipelines.tasks.statements import publish_task
 
         return publish_task(runs)
 
     @task(retries=0)  # a failed target needs a person, not a retry
     def summary(results: list[dict[str, Any]]) -> str:
-        from pipelines.statements.publish import summary_task
+        from pipelines.tasks.statements import summary_task
 
         return summary_task(results)
 

@@ -3,7 +3,7 @@
 Small but valid by the QC rules: 30.5 s of a quiet sine tone per track (mono, 16-bit,
 44.1 kHz; FLAC at the fastest compression level, or WAV), and a 3000×3000 RGB JPEG per
 release (a few colour bands, encoded at quality 70). Files are laid out the way
-``pipelines.delivery.core`` finds assets::
+``pipelines.delivery`` finds assets::
 
     <assets>/<UPC>/cover.jpg
     <assets>/<UPC>/<ISRC>.flac   (or .wav)

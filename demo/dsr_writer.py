@@ -27,6 +27,8 @@ from typing import IO, Final, Literal, cast
 
 import polars as pl
 
+from schemas.identifiers import gtin_check_digit, gtin_check_digit_expr
+
 RECORD_CELLS: Final[dict[str, tuple[str, ...]]] = {
     code: tuple(names.split())
     for code, names in {
@@ -203,16 +205,12 @@ def dsr_filename(
 
 def gtin13(body: str) -> str:
     """A 12-digit body plus its GS1 mod-10 check digit."""
-    total = sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(body))
-    return body + str((10 - total % 10) % 10)
+    return body + gtin_check_digit(body)
 
 
 def _gtin13_expr(body: pl.Expr) -> pl.Expr:
     """``gtin13`` for a column of 12-digit bodies."""
-    total = pl.sum_horizontal(
-        body.str.slice(i, 1).cast(pl.Int64) * (3 if i % 2 else 1) for i in range(12)
-    )
-    return pl.concat_str([body, ((10 - total % 10) % 10).cast(pl.String)])
+    return pl.concat_str([body, gtin_check_digit_expr(body)])
 
 
 def _period_dates(period: str) -> tuple[dt.date, dt.date]:

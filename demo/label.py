@@ -18,10 +18,10 @@ import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session, sessionmaker
-from stdnum import ean
 
 from pipelines.layout import DataDir
 from schemas import identifiers
+from schemas.identifiers import gtin_check_digit
 from schemas.store import db, service
 from schemas.store.keys import issue_key
 from schemas.store.models import (
@@ -133,7 +133,7 @@ class DemoSummary:
 
 def _upc(seq: int) -> str:
     body = f"506345{seq:06d}"  # a GS1 UK-style company prefix + item reference
-    return body + ean.calc_check_digit(body)
+    return body + gtin_check_digit(body)
 
 
 def _isrc(year: int, seq: int) -> str:
@@ -700,16 +700,3 @@ def print_ingest(outcomes: list[Any]) -> None:
             why,
         )
     Console(width=150).print(table)
-
-
-DEMO_DELIVERY_TIME = dt.datetime(2026, 2, 1, 9, 0, tzinfo=dt.UTC)
-
-
-def deliver_demo_releases(
-    factory: sessionmaker[Session], data_dir: Path, org_id: int, *, seed: int
-) -> None:
-    """Deliver the label's releases to a local folder per DSP profile and print the status
-    per release and DSP (pipelines.delivery.core.deliver_demo; one release fails QC on purpose)."""
-    from pipelines.delivery.core import deliver_demo, print_delivery
-
-    print_delivery(deliver_demo(factory, data_dir, org_id, now=DEMO_DELIVERY_TIME, seed=seed))

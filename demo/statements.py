@@ -53,9 +53,9 @@ def publish_demo_statements(
             .order_by(Payee.name, StatementSummary.currency)
         ).all()
         version, period = run.version, run.period
-    from pipelines.statements.export import default_folder
+    from pipelines.layout import DataDir
 
-    folder = default_folder(data_dir, org_id, period, version)
+    folder = DataDir(data_dir).statements(org_id, period, version)
     table: list[tuple[str, str, Decimal, Decimal, str, str]] = []
     for summary, name in rows:
         here = folder / f"payee{summary.payee_id}"

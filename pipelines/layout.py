@@ -143,6 +143,14 @@ class DataDir:
     def warehouse_reference(self) -> Path:
         return self.warehouse_root() / "reference"
 
+    def warehouse_file(self) -> Path:
+        """The analysts' DuckDB file (swapped in whole by each build)."""
+        return self.warehouse_root() / "tunemantra.duckdb"
+
+    def warehouse_build(self, slot: str = "") -> Path:
+        """Where a finished build waits to be swapped in (``slot``: one per kind of builder)."""
+        return self.warehouse_root() / ".build" / slot / self.warehouse_file().name
+
     # --- an organisation's files ----------------------------------------------------------------
     def org_files(self, org_id: int) -> list[Path]:
         """The folders of one organisation's ingested files, drop state, runs, audit ledger

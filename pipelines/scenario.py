@@ -46,6 +46,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from pipelines.resources import Resources
 from schemas import catalog as c
 from schemas.errors import StoreError
+from schemas.identifiers import normalise_isrc
 from schemas.store import db, service
 from schemas.store.fx import import_rates
 from schemas.store.models import (
@@ -366,13 +367,13 @@ def _check_references(s: Scenario, base: Path) -> list[str]:
             errors.append(f"contracts[{i}].payee: no payee named {k.payee!r} in payees")
         contracts_of.setdefault(k.payee.casefold(), []).append(k.reference)
     refs = {k.reference for k in s.contracts}
-    isrcs = {t.isrc.upper().replace("-", "") for r in s.releases for t in r.tracks}
+    isrcs = {normalise_isrc(t.isrc) for r in s.releases for t in r.tracks}
     upcs = {r.upc.lstrip("0") for r in s.releases}
     for i, sp in enumerate(s.splits):
         where = f"splits[{i}]"
         if (sp.isrc is None) == (sp.upc is None):
             errors.append(f"{where}: give exactly one of isrc (track) or upc (release)")
-        elif sp.isrc is not None and sp.isrc.upper().replace("-", "") not in isrcs:
+        elif sp.isrc is not None and normalise_isrc(sp.isrc) not in isrcs:
             errors.append(f"{where}.isrc: no track with ISRC {sp.isrc} in releases")
         elif sp.upc is not None and sp.upc.lstrip("0") not in upcs:
             errors.append(f"{where}.upc: no release with UPC {sp.upc} in releases")
@@ -570,7 +571,7 @@ def _write(session: Session, org_id: int, s: Scenario, created: Counter[str]) ->
             tdata["artist_id"] = artists[(t.artist or r.artist).casefold()]
             tdata.setdefault("track_number", j + 1)
             track = _create(session, org_id, "tracks", f"releases[{i}].tracks[{j}]", tdata)
-            tracks[t.isrc.upper().replace("-", "")] = track.id
+            tracks[normalise_isrc(t.isrc)] = track.id
             created["tracks"] += 1
     payees: dict[str, int] = {}
     for i, p in enumerate(s.payees):
@@ -602,7 +603,7 @@ def _write(session: Session, org_id: int, s: Scenario, created: Counter[str]) ->
             "effective_to": sp.effective_to,
         }
         if sp.isrc is not None:
-            data["track_id"] = tracks[sp.isrc.upper().replace("-", "")]
+            data["track_id"] = tracks[normalise_isrc(sp.isrc)]
         else:
             assert sp.upc is not None
             data["release_id"] = releases[sp.upc.lstrip("0")]

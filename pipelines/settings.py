@@ -54,6 +54,17 @@ class Settings(BaseSettings):
     api_queue_wait: float = Field(
         default=10.0, gt=0, description="Seconds a request waits for its turn before a 503."
     )
+    dbt_threads: int = Field(
+        default=2,
+        ge=1,
+        description="Threads of the warehouse's `dbt build` (DAG and `tunemantra warehouse "
+        "build`); each writes the same DuckDB file, so more rarely helps.",
+    )
+    dsp_profiles: Path | None = Field(
+        default=None,
+        description="Folder of DSP delivery profiles (one YAML file per DSP); default: the "
+        "profiles shipped in schemas/dsp_profiles.",
+    )
     sftp_password: SecretStr | None = Field(
         default=None,
         description="The password of an SFTP URL given to `tunemantra ingest` (configured "

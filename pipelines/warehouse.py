@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
 import os
-import re
 import shutil
 import time
 import uuid
@@ -42,6 +40,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipelines import lake
+from pipelines.layout import DataDir
 from schemas.store.models import (
     Artist,
     Contract,
@@ -56,7 +55,7 @@ from schemas.store.runs import RoyaltyRun
 
 log = logging.getLogger(__name__)
 DBT_DIR = Path(__file__).resolve().parent.parent / "dbt"
-WAREHOUSE_FILE = "tunemantra.duckdb"
+WAREHOUSE_FILE = DataDir(Path()).warehouse_file().name
 EXACT = pa.decimal128(38, 12)
 CENTS = pa.decimal128(38, 2)
 I64, STR, DATE, BOOL = pa.int64(), pa.string(), pa.date32(), pa.bool_()
@@ -255,7 +254,7 @@ def write_table(table: pa.Table, path: Path) -> None:
 
 def export_reference(factory: sessionmaker[Session], data_dir: Path) -> dict[str, int]:
     """Write the reference tables to ``warehouse/reference/*.parquet``; rows per table."""
-    out = data_dir / "warehouse" / "reference"
+    out = DataDir(data_dir).warehouse_reference()
     counts: dict[str, int] = {}
     with factory() as session:
         for name, (model, columns) in REFERENCE.items():
@@ -359,6 +358,9 @@ def _build_lock(folder: Path) -> Iterator[None]:
 
 
 def _dbt_env(data_dir: Path, build_path: Path, threads: int) -> dict[str, str]:
+    """What dbt reads (``env_var`` in ``dbt/profiles.yml`` and ``read_source``): written for the
+    in-process dbt run only, from the arguments (the entry points take them from Settings);
+    nothing here reads the environment for its own use."""
     return {
         "TUNEMANTRA_DATA_DIR": str(data_dir.resolve()),
         "TUNEMANTRA_WAREHOUSE_BUILD_PATH": str(build_path),
@@ -385,7 +387,7 @@ def run_dbt(args: Sequence[str], *, data_dir: Path, build_path: Path, threads: i
     dbt's own messages (model, test, column) when it fails."""
     from dbt.cli.main import dbtRunner
 
-    folder = data_dir.resolve() / "warehouse"
+    folder = DataDir(data_dir.resolve()).warehouse_root()
     common = [
         "--project-dir",
         str(DBT_DIR),
@@ -458,7 +460,7 @@ AIRFLOW_SLOT = "airflow"  # the analytics_dbt DAG's build folder (one DAG run at
 
 def build_path(data_dir: Path, slot: str = "") -> Path:
     """Where a finished build waits for ``publish`` to swap it in: ``.build/<slot>/``."""
-    return data_dir.resolve() / "warehouse" / ".build" / slot / WAREHOUSE_FILE
+    return DataDir(data_dir.resolve()).warehouse_build(slot)
 
 
 def _summary(results: Any) -> dict[str, int]:
@@ -480,7 +482,7 @@ def prepare(
     factory: sessionmaker[Session], data_dir: Path, *, slot: str = AIRFLOW_SLOT
 ) -> dict[str, int]:
     """Export the store's reference tables and clear the slot (builds left by failed runs)."""
-    folder = data_dir.resolve() / "warehouse"
+    folder = DataDir(data_dir.resolve()).warehouse_root()
     with _build_lock(folder):
         counts = export_reference(factory, data_dir)
         shutil.rmtree(build_path(data_dir, slot).parent, ignore_errors=True)
@@ -494,7 +496,7 @@ def dbt_build(
     Returns dbt's results per status. A failure leaves nothing to publish."""
     done = build_path(data_dir, slot)
     work = done.parent / "building" / WAREHOUSE_FILE  # same name: views name their catalog after it
-    with _build_lock(data_dir.resolve() / "warehouse"):
+    with _build_lock(DataDir(data_dir.resolve()).warehouse_root()):
         done.unlink(missing_ok=True)
         work.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -512,14 +514,14 @@ def dbt_build(
 
 def publish(data_dir: Path, *, slot: str = "", lock_timeout: float = 60.0) -> str:
     """Swap a finished build (see ``dbt_build``) in; returns the warehouse path."""
-    new = build_path(data_dir, slot)
-    folder = data_dir.resolve() / "warehouse"
-    with _build_lock(folder):
+    layout = DataDir(data_dir.resolve())
+    new = layout.warehouse_build(slot)
+    with _build_lock(layout.warehouse_root()):
         if not new.exists():
             raise WarehouseError(f"no finished build at {new}: nothing to swap in")
         _checkpoint(new)
-        swap_in(new, folder / WAREHOUSE_FILE, lock_timeout=lock_timeout)
-    return str(folder / WAREHOUSE_FILE)
+        swap_in(new, layout.warehouse_file(), lock_timeout=lock_timeout)
+    return str(layout.warehouse_file())
 
 
 def _remove_duckdb(path: Path) -> None:
@@ -554,12 +556,12 @@ def build(
 ) -> BuildResult:
     """Export the reference tables, ``dbt build`` into a new file, swap it in."""
     started = time.perf_counter()
-    folder = data_dir.resolve() / "warehouse"
-    with _build_lock(folder):
+    layout = DataDir(data_dir.resolve())
+    with _build_lock(layout.warehouse_root()):
         counts = export_reference(factory, data_dir) if export else {}
         # Same file name as the target (views name their catalog after the file's stem) and
         # a fixed path (builds are serialised by the lock), so dbt keeps its partial parse.
-        new = folder / ".build" / WAREHOUSE_FILE
+        new = layout.warehouse_build()
         new.parent.mkdir(exist_ok=True)
         new.unlink(missing_ok=True)
         try:
@@ -570,90 +572,22 @@ def build(
             _checkpoint(new)
             if before_swap is not None:
                 before_swap(new)
-            swap_in(new, folder / WAREHOUSE_FILE, lock_timeout=lock_timeout)
+            swap_in(new, layout.warehouse_file(), lock_timeout=lock_timeout)
         finally:
             _remove_duckdb(new)
     return BuildResult(
-        path=folder / WAREHOUSE_FILE,
+        path=layout.warehouse_file(),
         seconds=round(time.perf_counter() - started, 2),
         reference_rows=counts,
         results=_summary(results),
     )
 
 
-# --- what the demo prints -----------------------------------------------------------------
-
-
-def headlines(path: Path, org_id: int) -> list[str]:
-    """Three figures from the marts, read through a read-only connection as an analyst would."""
-    import duckdb
-
-    with duckdb.connect(str(path), read_only=True) as con:
-        revenue = con.execute(
-            "select currency, sum(revenue), count(distinct reporting_period) "
-            "from fct_revenue_monthly where org_id = ? group by 1 order by 2 desc",
-            [org_id],
-        ).fetchall()
-        owed = con.execute(
-            "select currency, sum(payable), sum(carried_forward), count(*) "
-            "from fct_royalty_liabilities where org_id = ? group by 1 order by 1",
-            [org_id],
-        ).fetchall()
-        top = con.execute(
-            "select track_title, currency, revenue from fct_top_tracks "
-            "where org_id = ? and rank_in_org = 1 order by currency limit 1",
-            [org_id],
-        ).fetchall()
-        unmatched = con.execute(
-            "select currency, sum(amount) from fct_unmatched_revenue_ageing "
-            "where org_id = ? group by 1 order by 1",
-            [org_id],
-        ).fetchall()
-    lines = []
-    lines.append(
-        "Revenue: "
-        + ", ".join(f"{c} {_money(a)} over {n} month(s)" for c, a, n in revenue)
-        + (f"; top track: {top[0][0]} ({top[0][1]} {_money(top[0][2])})" if top else "")
-    )
-    lines.append(
-        "Owed to payees (latest approved/locked runs): "
-        + (", ".join(f"{c} {_money(p)} payable" for c, p, _, _ in owed) or "none")
-    )
-    lines.append(
-        "Unmatched revenue in suspense: "
-        + (", ".join(f"{c} {_money(a)}" for c, a in unmatched) or "none")
-    )
-    return lines
-
-
-def _money(value: Decimal | None) -> str:
-    return f"{value or Decimal(0):,.2f}"
-
-
-def describe_dbt_error(message: str) -> str:
-    """dbt's messages carry ANSI colours and file paths; keep the readable part."""
-    return re.sub(r"\x1b\[[0-9;]*m", "", message)
-
-
-def dump(result: BuildResult) -> str:
-    return json.dumps(result.as_dict())
-
-
-def print_demo_warehouse(factory: sessionmaker[Session], data_dir: Path, org_id: int) -> None:
-    """The end of ``make demo``: build the warehouse and print three figures from its marts."""
-    import typer
-
-    result = build(factory, data_dir)
-    typer.echo(f"Warehouse: {result.path} ({result.seconds} s, {result.results})")
-    for line in headlines(result.path, org_id):
-        typer.echo(f"  {line}")
-
-
 def build_docs(factory: sessionmaker[Session], data_dir: Path) -> Path:
     """Build the warehouse and its dbt docs, one static HTML file (``--static``) in
     ``warehouse/docs/index.html`` (the catalog read from the build before the swap)."""
     build(factory, data_dir, docs=True)
-    folder = data_dir.resolve() / "warehouse"
+    folder = DataDir(data_dir.resolve()).warehouse_root()
     out = folder / "docs"
     out.mkdir(exist_ok=True)
     static = folder / "target" / "static_index.html"

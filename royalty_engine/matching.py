@@ -5,8 +5,9 @@
 3. DSP resource / release ids, then proprietary ids, by remembered rules
 4. title + artist, by remembered rules (case-folded)
 
-Identifiers are normalised before comparing: ISRC upper-case without hyphens/spaces; GTINs
-as 14 digits (so UPC-A ``036000291452`` and EAN-13 ``0036000291452`` are one product).
+Identifiers are normalised before comparing, by the rules of ``schemas.identifiers``: ISRCs by
+``normalise_isrc`` (upper-case, no spaces, dashes or dots), GTINs by ``gtin_key`` (14 digits, so
+UPC-A ``036000291452`` and EAN-13 ``0036000291452`` are one product).
 Unmatched lines keep ``match_method`` null: they are suspense, with ``suspense_reason``.
 """
 
@@ -15,20 +16,11 @@ from __future__ import annotations
 import polars as pl
 
 from royalty_engine.fx import convert
+from schemas.identifiers import gtin_key_expr, is_valid_isrc_expr, normalise_isrc_expr
 from schemas.revenue import CANONICAL, conform
 
 MATCH_COLUMNS = ("track_id", "release_id", "match_method", "suspense_reason")
 RELEASE_LEVEL = ("upc", "upc_alias", "dsp_release_id")  # methods that match no track
-ISRC_RE = r"^[A-Z]{2}[A-Z0-9]{3}\d{7}$"
-
-
-def norm_isrc_expr(col: str) -> pl.Expr:
-    return pl.col(col).str.to_uppercase().str.replace_all(r"[\s\-]", "")
-
-
-def norm_gtin_expr(col: str) -> pl.Expr:
-    digits = pl.col(col).str.replace_all(r"[\s\-]", "")
-    return pl.when(digits.str.contains(r"^\d{8,14}$")).then(digits.str.zfill(14))
 
 
 def title_artist_key_expr(title: str = "title", artist: str = "artist") -> pl.Expr:
@@ -83,23 +75,24 @@ def match_lines(
         ),
     )
     t = tracks.select(
-        norm_isrc_expr("isrc").alias("_isrc"),
+        normalise_isrc_expr("isrc").alias("_isrc"),
         pl.col("track_id").cast(pl.Int64).alias("_t_isrc"),
         pl.col("release_id").cast(pl.Int64).alias("_r_isrc"),
     ).unique("_isrc", keep="first", maintain_order=True)
     r = releases.select(
-        norm_gtin_expr("upc").alias("_upc"), pl.col("release_id").cast(pl.Int64).alias("_r_upc")
+        gtin_key_expr("upc").alias("_upc"), pl.col("release_id").cast(pl.Int64).alias("_r_upc")
     ).unique("_upc", keep="first", maintain_order=True)
     # identifiers are normalised and looked up once per distinct value, then joined to lines
     by_isrc = (
         ids.select(pl.col("isrc").drop_nulls().unique())
-        .with_columns(norm_isrc_expr("isrc").alias("_isrc"))
-        .with_columns(pl.col("_isrc").str.contains(ISRC_RE).alias("_isrc_ok"))
+        .with_columns(
+            normalise_isrc_expr("isrc").alias("_isrc"), is_valid_isrc_expr("isrc").alias("_isrc_ok")
+        )
         .join(t, on="_isrc", how="left")
     )
     by_upc = (
         ids.select(pl.col("upc").drop_nulls().unique())
-        .with_columns(norm_gtin_expr("upc").alias("_upc"))
+        .with_columns(gtin_key_expr("upc").alias("_upc"))
         .join(r, on="_upc", how="left")
     )
     out = ids.join(by_isrc, on="isrc", how="left", maintain_order="left").join(

@@ -10,6 +10,8 @@ import datetime as dt
 
 import polars as pl
 
+from schemas.identifiers import is_valid_gtin_expr, is_valid_isrc_expr
+
 ERRORS_SCHEMA = {
     "line_no": pl.Int64(),
     "field": pl.String(),
@@ -17,25 +19,6 @@ ERRORS_SCHEMA = {
     "message": pl.String(),
     "severity": pl.String(),
 }
-
-ISRC_RE = r"^[A-Z]{2}[A-Z0-9]{3}[0-9]{7}$"
-
-
-def gtin_valid_expr(col: str) -> pl.Expr:
-    """GS1 mod-10 check over 8/12/13/14-digit codes, as an expression (no Python loop)."""
-    s = pl.col(col).str.zfill(14)
-    body = sum(
-        (
-            s.str.slice(i, 1).cast(pl.Int32, strict=False) * (3 if i % 2 == 0 else 1)
-            for i in range(13)
-        ),
-        pl.lit(0),
-    )
-    check = (10 - body % 10) % 10
-    digits_ok = pl.col(col).str.contains(r"^(\d{8}|\d{12,14})$")
-    not_zero = ~pl.col(col).str.contains(r"^0+$")
-    return digits_ok & not_zero & (check == s.str.slice(13, 1).cast(pl.Int32, strict=False))
-
 
 Check = tuple[pl.Expr, str, str, str | pl.Expr, str]  # condition, field, code, message, severity
 
@@ -101,8 +84,10 @@ def validate_lines(
 
 
 def _invalid_ids(lines: pl.LazyFrame) -> dict[str, pl.Series]:
-    """The distinct ISRCs and UPCs of ``lines`` that are not valid (syntax, check digit)."""
-    valid = {"isrc": pl.col("isrc").str.contains(ISRC_RE), "upc": gtin_valid_expr("upc")}
+    """The distinct ISRCs and UPCs of ``lines`` that are not valid (syntax, check digit; the
+    rules of ``schemas.identifiers``, which normalise a value before judging it, as matching
+    does)."""
+    valid = {"isrc": is_valid_isrc_expr("isrc"), "upc": is_valid_gtin_expr("upc")}
     out = {}
     for col, ok in valid.items():
         distinct = lines.select(pl.col(col).drop_nulls().unique()).collect()

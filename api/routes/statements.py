@@ -42,10 +42,11 @@ from api.deps import (
 )
 from api.queries import DbId, Page, paginate
 from api.routes.crud import page_model
+from pipelines.layout import DataDir
 from pipelines.royalty.run import SUMMARY_FIELDS
 from pipelines.statements import FORMATS, MEDIA_TYPES, render, render_invoice
 from pipelines.statements.data import Statement, StatementError, load_statement
-from pipelines.statements.export import MANIFEST, default_folder
+from pipelines.statements.export import MANIFEST
 from pipelines.statements.tabular import statement_dict
 from schemas.errors import FieldError, Forbidden, StoreError
 from schemas.store.keys import verify_key
@@ -199,7 +200,7 @@ class StatementFile:
 def _from_export(data_dir: Path, ref: StatementRef, kind: str, fmt: str) -> StatementFile | None:
     """The file from the run's export folder, if it is there and its SHA-256 matches the
     folder's manifest (a file that does not match is never served)."""
-    folder = default_folder(data_dir, ref.org_id, ref.period, ref.version)
+    folder = DataDir(data_dir).statements(ref.org_id, ref.period, ref.version)
     try:
         manifest = json.loads((folder / MANIFEST).read_bytes())
     except (OSError, ValueError):

@@ -1,7 +1,7 @@
 """What a delivery is made of, as plain data: a release snapshot (metadata, assets, deals)
 and the machine-readable problems found on the way (QC, validation, transport, ACKs).
 
-The builder, QC and packaging work on these dataclasses only; ``pipelines.delivery.core`` fills
+The builder, QC and packaging work on these dataclasses only; ``pipelines.delivery`` fills
 them from the store. A snapshot's :meth:`ReleaseSnapshot.fingerprint` identifies a *release
 version*: the same metadata, asset bytes and deals give the same fingerprint, so a rerun can
 recognise a version that was already delivered.

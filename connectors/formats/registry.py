@@ -1,5 +1,9 @@
 """The format registry: one parser per spec in ``schemas/formats/*.yaml`` (+ code parsers such as
-DDEX DSR), format detection, and ``parse_file`` = unwrap -> detect -> parse.
+DDEX DSR), format detection, and ``parse_file`` = unwrap -> detect -> parse -> normalise.
+
+Parsers hand identifiers over as the report writes them; each parsed piece's ISRC and UPC
+columns are normalised here, once, for every parser (``schemas.identifiers.normalise_lines``),
+so validation and matching see the same value and the lake stores it.
 
 Adding a layout is adding a spec file: ``load_registry(directory)`` builds parsers from any
 directory of specs, and ``register_directory`` adds them to ``base.REGISTRY``.
@@ -14,7 +18,9 @@ from pathlib import Path
 
 from connectors.formats import archive
 from connectors.formats.base import REGISTRY, BatchParser, FileRejected, ParsedFile, Parser
-from connectors.formats.spec import SpecError, SpecParser, load_spec
+from connectors.formats.spec import SpecParser
+from schemas import identifiers
+from schemas.format_spec import SpecError, load_spec
 
 DEFAULT_FORMATS_DIR = Path(__file__).resolve().parents[2] / "schemas" / "formats"
 CODE_PARSERS = ("connectors.formats.dsr",)  # modules that register a parser when imported
@@ -160,6 +166,7 @@ def parse_file(
             parsed = parser.parse(member, name)
         if transcoded_from:
             parsed.meta.extra["encoding"] = transcoded_from
+        parsed.lines = identifiers.normalise_lines(parsed.lines)
         out.append(parsed)
     return out
 
@@ -190,6 +197,7 @@ def iter_parse_file(
         else:
             pieces = [parser.parse(member, name)]
         for piece in pieces:
+            piece.lines = identifiers.normalise_lines(piece.lines)
             piece.meta.extra["member"] = name
             if transcoded_from:
                 piece.meta.extra["encoding"] = transcoded_from

@@ -14,13 +14,8 @@ from pipelines import lake
 from pipelines.ingest.files import Catalog
 from pipelines.layout import DataDir
 from pipelines.resources import Resources
-from royalty_engine.matching import (
-    dsp_key_expr,
-    norm_gtin_expr,
-    norm_isrc_expr,
-    rematch_lines,
-    title_artist_key_expr,
-)
+from royalty_engine.matching import dsp_key_expr, rematch_lines, title_artist_key_expr
+from schemas.identifiers import gtin_key_expr, normalise_isrc_expr
 from schemas.store import db
 from schemas.store.models import IngestFile, MatchKind, SuspenseItem, SuspenseStatus
 
@@ -29,8 +24,8 @@ def key_order(names: list[str]) -> list[tuple[str, pl.Expr]]:
     """The best identifier of an unmatched line names its suspense item, in this order.
     A DSP's ids are that DSP's: keyed ``service:id`` (``dsp_key_expr``)."""
     return [
-        ("isrc", norm_isrc_expr("isrc")),
-        ("upc", norm_gtin_expr("upc")),
+        ("isrc", normalise_isrc_expr("isrc")),
+        ("upc", gtin_key_expr("upc")),
         ("dsp_resource_id", dsp_key_expr("dsp_resource_id", names)),
         ("dsp_release_id", dsp_key_expr("dsp_release_id", names)),
         ("proprietary_id", pl.col("proprietary_id")),

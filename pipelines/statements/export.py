@@ -156,11 +156,6 @@ def _check_formats(formats: Sequence[str]) -> tuple[str, ...]:
     return tuple(f for f in FORMATS if f in formats)
 
 
-def default_folder(data_dir: Path, org_id: int, period: str, version: int) -> Path:
-    """Where a run's statements are kept on this machine (what publishing sends)."""
-    return data_dir / "statements" / f"org={org_id}" / f"period={period}" / f"v{version}"
-
-
 def _check_target(out_dir: Path, run_id: int) -> None:
     """Only an empty (or new) folder, or this run's own earlier export, may be written: an
     export replaces the whole folder, so anything else in it would be lost."""

@@ -1,7 +1,7 @@
 """Publish a run's statements to the organisation's outbound drops (statement targets).
 
 Only an *approved* or *locked* run is published. Its statements are first exported on this
-machine (``export.default_folder``); then each enabled target receives, inside the drop::
+machine (``DataDir.statements``); then each enabled target receives, inside the drop::
 
     <period>/v<version>/payee<id>/<statement and invoice files>
     <period>/v<version>/manifest.json   (written last: every file's path, SHA-256 and size)
@@ -43,17 +43,17 @@ from connectors.drops import (
     parse_drop_url,
 )
 from pipelines.connections import public_url
+from pipelines.layout import DataDir
 from pipelines.royalty import audit_ledger
 from pipelines.statements import FORMATS
 from pipelines.statements.data import StatementError
 from pipelines.statements.export import (
     MANIFEST,
     ExportedFile,
-    default_folder,
     export_run,
 )
 from royalty_engine.periods import parse_period
-from schemas.store import db
+from schemas.store import db, orgs
 from schemas.store.models import Organisation
 from schemas.store.runs import RoyaltyRun, RunStatus
 from schemas.store.statements import PublicationStatus, StatementPublication, StatementTarget
@@ -184,10 +184,6 @@ def find_run(
     return ref
 
 
-def default_target_url(data_dir: Path, org_slug: str) -> str:
-    return str(data_dir / "outbound" / f"org={org_slug}")
-
-
 def _as_target(row: StatementTarget) -> Target:
     return Target(
         row.id,
@@ -224,7 +220,7 @@ def targets(
             row = StatementTarget(
                 org_id=org_id,
                 name=DEFAULT_TARGET,
-                url=default_target_url(data_dir, org_slug),
+                url=str(DataDir(data_dir).outbound(org_slug)),
                 secret_env=None,
                 payee_id=None,
                 formats=list(FORMATS),
@@ -291,7 +287,7 @@ def ensure_export(
 ) -> tuple[Path, list[ExportedFile]]:
     """The run's statements on this machine in (at least) ``formats``: rendered and compared
     with what is there (``render``), or only read back from the export's manifest."""
-    folder = default_folder(data_dir, run.org_id, run.period, run.version)
+    folder = DataDir(data_dir).statements(run.org_id, run.period, run.version)
     if render:
         result = export_run(
             factory, data_dir, run_id=run.run_id, out_dir=folder, formats=formats, workers=workers
@@ -354,7 +350,7 @@ def _local_path(url: str, data_dir: Path) -> Path | None:
     if location.kind != "local":
         return None
     root = Path(location.options["root"])
-    return root if root.is_absolute() else data_dir / root
+    return root if root.is_absolute() else DataDir(data_dir).resolve(str(root))
 
 
 def default_opener(data_dir: Path) -> OpenDrop:
@@ -726,7 +722,7 @@ def pending_runs(factory: sessionmaker[Session], org_id: int | None = None) -> l
         ]
 
 
-# --- Airflow task bodies (settings from the environment, JSON in and out) ------------------------
+# --- which runs a DAG run publishes -------------------------------------------------------------
 def runs_to_publish(
     factory: sessionmaker[Session],
     org: str,
@@ -736,13 +732,13 @@ def runs_to_publish(
     """Which runs a DAG run publishes: the ``org``/``period`` params when given; else the
     org/period of each triggering royalty-run Asset event's ``extra``; else every approved or
     locked run not published yet (of ``org`` when given)."""
-    with factory() as session:
-        slugs = dict(session.execute(sa.select(Organisation.slug, Organisation.id)).all())
 
     def org_id(slug: str) -> int:
-        if slug not in slugs:
-            raise PublishError("org_missing", f"no organisation {slug!r}")
-        return int(slugs[slug])
+        try:
+            with factory() as session:
+                return orgs.org_id(session, slug)
+        except orgs.UnknownOrganisation:
+            raise PublishError("org_missing", f"no organisation {slug!r}") from None
 
     wanted: list[dict[str, Any]] = []
     if period:
@@ -778,48 +774,6 @@ def runs_to_publish(
     return out
 
 
-def render_task(org: str, period: str, extras: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Export every run to publish in the formats its targets take; the runs, with counts."""
-    from pipelines.resources import get_session_factory
-    from pipelines.settings import get_settings
-
-    settings = get_settings()
-    factory = get_session_factory(settings)
-    out = []
-    for item in runs_to_publish(factory, org, period, extras):
-        run = find_run(
-            factory, org_id=item["org_id"], period=item["period"], version=item["version"]
-        )
-        _, formats = targets(
-            factory, settings.data_dir, org_id=run.org_id, org_slug=run.org_slug, actor="airflow"
-        )
-        folder, files = ensure_export(factory, settings.data_dir, run, formats)
-        out.append({**item, "files": len(files), "folder": str(folder)})
-    return out
-
-
-def publish_task(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Publish every exported run to its organisation's targets; one result per target."""
-    from pipelines.resources import get_session_factory
-    from pipelines.settings import get_settings
-
-    settings = get_settings()
-    factory = get_session_factory(settings)
-    results: list[dict[str, Any]] = []
-    for item in runs:
-        for r in publish_run(
-            factory,
-            settings.data_dir,
-            org_id=int(item["org_id"]),
-            period=str(item["period"]),
-            version=int(item["version"]),
-            actor="airflow",
-            render=False,
-        ):
-            results.append({"org": item["org"], **r.as_dict()})
-    return results
-
-
 def summary(results: Sequence[dict[str, Any]]) -> str:
     """A markdown table of per-target results."""
     if not results:
@@ -838,16 +792,3 @@ def summary(results: Sequence[dict[str, Any]]) -> str:
             f"| {r['status']} | {r['files']} | {r['folder']} | {problem.replace('|', '/')} |"
         )
     return "\n".join(lines) + "\n"
-
-
-def summary_task(results: Sequence[dict[str, Any]]) -> str:
-    """The summary; raises when a target failed or refused (the task fails, ops look)."""
-    text = summary(results)
-    bad = [r for r in results if r["status"] not in ("published", "unchanged")]
-    if bad:
-        raise PublishError(
-            "publication_failed",
-            f"{len(bad)} target(s) not published:\n{text}",
-            [r.get("error") or {} for r in bad],
-        )
-    return text

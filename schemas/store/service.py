@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from schemas import catalog as c
 from schemas.errors import Conflict, FieldError, NotFound, ValidationFailed
+from schemas.identifiers import gtin_forms
 from schemas.store.models import (
     ApiKey,
     Artist,
@@ -211,14 +212,6 @@ def _artist_rules(s: Session, org: int, d: c.ArtistIn, eid: int | None) -> list[
     return _duplicate(s, Artist, org, eid, "name", d.name)
 
 
-def gtin_forms(value: str) -> list[str]:
-    """Every way of writing the GTIN ``value`` with more or fewer leading zeros (8 to 14
-    digits): UPC-A ``036000291452`` and EAN-13 ``0036000291452`` are one product, and
-    matching compares GTINs as 14 digits."""
-    full = value.zfill(14)
-    return [full[14 - n :] for n in range(8, 15) if full[: 14 - n].strip("0") == ""]
-
-
 def _alias_taken(
     s: Session,
     org: int,
@@ -265,7 +258,7 @@ def _release_rules(s: Session, org: int, d: c.ReleaseIn, eid: int | None) -> lis
     changed = _current(s, Release, eid, "upc") != d.upc
     if not changed:
         return errors
-    forms = gtin_forms(d.upc) if d.upc.isdigit() else [d.upc]
+    forms = gtin_forms(d.upc)
     same = _duplicate(s, Release, org, eid, "upc", d.upc, same=Release.upc.in_(forms))
     if same:
         return errors + same

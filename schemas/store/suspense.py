@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from schemas.errors import Conflict, FieldError, NotFound, ValidationFailed
+from schemas.identifiers import gtin_forms
 from schemas.store.models import (
     MatchKind,
     MatchRule,
@@ -17,7 +18,7 @@ from schemas.store.models import (
     SuspenseStatus,
     Track,
 )
-from schemas.store.service import get_owned, gtin_forms
+from schemas.store.service import get_owned
 
 
 def resolve(

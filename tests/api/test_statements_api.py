@@ -21,9 +21,10 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.routes.statements import statement_problem
+from pipelines.layout import DataDir
 from pipelines.statements import FORMATS, MEDIA_TYPES, render
 from pipelines.statements.data import Statement, StatementError, load_statement
-from pipelines.statements.export import MANIFEST, default_folder, export_run
+from pipelines.statements.export import MANIFEST, export_run
 from pipelines.statements.tabular import statement_dict
 from schemas.store import db
 from schemas.store.keys import issue_key
@@ -244,7 +245,7 @@ def test_balance_history_adds_up_to_the_statement(world: World) -> None:
 def test_exported_files_are_served_only_when_they_match_the_manifest(world: World) -> None:
     p = world.period
     st = world.statement("Lena Brandt")
-    folder = default_folder(p.data, p.org_id, p.period, st.version)
+    folder = DataDir(p.data).statements(p.org_id, p.period, st.version)
     export_run(p.factory, p.data, run_id=p.run_id, out_dir=folder, formats=("csv", "json"))
     url = f"/v1/statements/{st.statement_id}/download?format=csv"
     path = folder / f"payee{st.payee_id}" / f"{st.file_stem}.csv"

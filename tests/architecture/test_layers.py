@@ -1,5 +1,6 @@
 """The layers, checked on the source: imports point down only, and no module imports itself
-back through others (no cycles, counting imports inside functions too).
+back through others (no cycles, counting imports inside functions too); DAG files import
+only the Airflow task adapters (``pipelines.tasks``).
 
     dags/ (config), cli/ (the command), bench/ (benchmarks)      entry points
     api/ (HTTP), demo/ (the sample label)                       adapters
@@ -90,6 +91,40 @@ def test_imports_point_down(module: str) -> None:
             if inside and own not in allowed and not module.startswith(guarded):
                 wrong.append(f"{MODULES[module].relative_to(ROOT)}:{line} imports {target}")
     assert not wrong, "\n".join(wrong)
+
+
+# What a DAG file may import from the project: its task adapters, and the light settings and
+# layout modules if it must (DAG files are configuration; Airflow parses them often).
+DAG_MAY_IMPORT = ("pipelines.tasks", "pipelines.settings", "pipelines.layout")
+
+
+def _dag_imports_wrong(module: str) -> list[str]:
+    return [
+        f"{module}:{line} imports {target}"
+        for target, line in GRAPH[module]
+        if not any(target == ok or target.startswith(ok + ".") for ok in DAG_MAY_IMPORT)
+    ]
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if m.startswith("dags.")))
+def test_dag_files_import_only_task_adapters(module: str) -> None:
+    wrong = _dag_imports_wrong(module)
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_dag_rule_sees_a_wrong_import(tmp_path: Path) -> None:
+    fake = tmp_path / "d.py"
+    fake.write_text(
+        "def t():\n    from pipelines.warehouse import publish\n"
+        "    from pipelines.tasks.warehouse import publish_task\n"
+    )
+    MODULES["dags.fake_for_test"] = fake
+    GRAPH["dags.fake_for_test"] = sorted(set(_imports("dags.fake_for_test", fake)))
+    try:
+        wrong = _dag_imports_wrong("dags.fake_for_test")
+    finally:
+        del MODULES["dags.fake_for_test"], GRAPH["dags.fake_for_test"]
+    assert wrong == ["dags.fake_for_test:2 imports pipelines.warehouse"]
 
 
 def _cycles() -> list[list[str]]:

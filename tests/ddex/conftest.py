@@ -15,7 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from connectors.ddex.profiles import DspProfile, load_profile
 from connectors.drops import Drop, LocalDrop
 from demo.assets import release_assets
-from pipelines.delivery.core import assets_dir
+from pipelines.layout import DataDir
+from pipelines.resources import Resources
+from pipelines.settings import Settings
 from schemas.store import db, service
 from schemas.store.deliveries import DdexSender
 from tests.connectors.conftest import s3_server, sftp_server  # noqa: F401  (real servers)
@@ -60,11 +62,16 @@ class Label:
     tracks: dict[str, Any]
 
     @property
+    def res(self) -> Resources:
+        """The label's store and data directory as the use cases take them."""
+        return Resources(Settings(data_dir=self.data_dir), self.factory, DataDir(self.data_dir))
+
+    @property
     def assets(self) -> Path:
-        return assets_dir(self.data_dir, self.org_id)
+        return DataDir(self.data_dir).assets(self.org_id)
 
     def dsp_folder(self, name: str) -> Path:
-        return self.data_dir / "dsp" / name
+        return DataDir(self.data_dir).dsp(name)
 
     def opener(self, profile: DspProfile) -> Drop:
         folder = self.dsp_folder(profile.name)

@@ -129,7 +129,7 @@ def test_acks_go_on_past_an_unreachable_dsp_and_say_which_failed(
     assert (out["harbour"]["status"], out["harbour"]["applied"]) == ("ok", 1)
     assert "aurora" in result.stderr and "boreal" in result.stderr
     # the Airflow task's entry point: every DSP polled, then the task fails naming the two
-    from pipelines.delivery import core as delivery
+    from pipelines.tasks import delivery
 
     single = next(r for r in map(json.loads, sent.stdout.splitlines()) if r["upc"] == SINGLE_UPC)
     (acks / "ACK_single.xml").write_bytes(ack_xml(single["message_path"], "FileOK", ack_id="B"))

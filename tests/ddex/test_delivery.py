@@ -16,7 +16,8 @@ from connectors.ddex.profiles import DspProfile
 from connectors.ddex.validate import validate_message
 from connectors.drops import Drop
 from demo.assets import write_audio, write_cover
-from pipelines.delivery import core as delivery
+from pipelines.delivery import acks, service, state
+from pipelines.delivery.deals import resolve_deals
 from schemas.store import db
 from schemas.store.deliveries import (
     BatchState,
@@ -35,10 +36,9 @@ def harbour(profiles_dir: Path) -> DspProfile:
     return profile_yaml(profiles_dir, "harbour")
 
 
-def run(label: Label, profile: DspProfile, now: dt.datetime = NOW, **kw: Any) -> list[delivery.Row]:
-    return delivery.deliver(
-        label.factory,
-        label.data_dir,
+def run(label: Label, profile: DspProfile, now: dt.datetime = NOW, **kw: Any) -> list[service.Row]:
+    return service.deliver(
+        label.res,
         label.org_id,
         now=now,
         profiles={profile.name: profile},
@@ -152,7 +152,7 @@ def test_missing_sender_is_a_clear_error(label: Label, harbour: DspProfile) -> N
 
     with db.transaction(label.factory, actor="test") as s:
         s.execute(sa.delete(DdexSender))
-    with pytest.raises(delivery.DeliveryError, match="ddex sender"):
+    with pytest.raises(state.DeliveryError, match="ddex sender"):
         run(label, harbour)
 
 
@@ -208,7 +208,7 @@ def test_a_retry_goes_into_the_same_batch_folder(label: Label, harbour: DspProfi
     assert (batch / f"BatchComplete_{batch.name}.xml").is_file()
 
 
-def _ack(label: Label, row: delivery.Row, status: str, text: str | None = None) -> None:
+def _ack(label: Label, row: service.Row, status: str, text: str | None = None) -> None:
     label.opener(DspProfile.model_construct(name=row.dsp)).put(
         f"acknowledgements/ACK_{row.upc}.xml",
         ack_xml(row.message_path or "", status, text, ack_id="A"),
@@ -227,9 +227,7 @@ def test_acknowledgements(label: Label, harbour: DspProfile) -> None:
     drop.put("acknowledgements/broken.xml", b"<FtpAcknowledgementMessage>")
     drop.put("acknowledgements/stray.xml", ack_xml("B/nothing.xml", "FileOK", ack_id="S"))
     later = NOW + dt.timedelta(minutes=10)
-    result = delivery.poll_acks(
-        label.factory, label.org_id, harbour, opener=label.opener, now=later
-    )
+    result = acks.poll_acks(label.factory, label.org_id, harbour, opener=label.opener, now=later)
     assert result.applied == 2 and result.unmatched == 1
     assert {(r["file"], r["code"]) for r in result.refused} == {
         ("acknowledgements/evil.xml", "ack_dtd"),
@@ -248,17 +246,17 @@ def test_acknowledgements(label: Label, harbour: DspProfile) -> None:
             "severity": "error",
         }
     ]
-    again = delivery.poll_acks(label.factory, label.org_id, harbour, opener=label.opener, now=later)
+    again = acks.poll_acks(label.factory, label.org_id, harbour, opener=label.opener, now=later)
     assert (again.applied, again.refused, again.unmatched) == (0, [], 0)  # each file read once
 
 
 def test_no_acknowledgement_in_time_fails(label: Label, harbour: DspProfile) -> None:
     run(label, harbour)
-    early = delivery.poll_acks(
+    early = acks.poll_acks(
         label.factory, label.org_id, harbour, opener=label.opener, now=NOW + dt.timedelta(hours=23)
     )
     assert early.timed_out == 0
-    late = delivery.poll_acks(
+    late = acks.poll_acks(
         label.factory, label.org_id, harbour, opener=label.opener, now=NOW + dt.timedelta(hours=25)
     )
     assert late.timed_out == 2
@@ -268,7 +266,7 @@ def test_no_acknowledgement_in_time_fails(label: Label, harbour: DspProfile) -> 
 
 def test_takedown_resends_without_the_deals_then_purge(label: Label, harbour: DspProfile) -> None:
     (first, _) = run(label, harbour)
-    n = delivery.takedown(
+    n = service.takedown(
         label.factory,
         label.org_id,
         ALBUM_UPC,
@@ -309,8 +307,8 @@ def test_illegal_transitions_are_refused(label: Label, harbour: DspProfile) -> N
     with db.transaction(label.factory, actor="test") as s:
         d = s.scalars(sa.select(Delivery)).first()
         assert d is not None
-        with pytest.raises(delivery.IllegalTransition):
-            delivery.move(s, d, DeliveryState.QUEUED, NOW)
+        with pytest.raises(state.IllegalTransition):
+            state.move(s, d, DeliveryState.QUEUED, NOW)
 
 
 def test_another_organisation_is_untouched(
@@ -319,10 +317,9 @@ def test_another_organisation_is_untouched(
     other_org = make_org(label.factory, "other-label")
     other = make_label(label.factory, other_org, tmp_path / "other")
     run(label, harbour)
-    assert delivery.report(label.factory, other.org_id, [d.id for d in deliveries(label)]) == []
-    rows = delivery.deliver(
-        other.factory,
-        other.data_dir,
+    assert service.report(label.factory, other.org_id, [d.id for d in deliveries(label)]) == []
+    rows = service.deliver(
+        other.res,
         other.org_id,
         now=NOW,
         profiles={"harbour": harbour},
@@ -335,8 +332,8 @@ def test_build_to_folder(label: Label, harbour: DspProfile, tmp_path: Path) -> N
     write_cover(label.assets / SINGLE_UPC / "cover.jpg", seed=4, size=500)
     built = {
         b.upc: b
-        for b in delivery.build_to_folder(
-            label.factory, label.data_dir, label.org_id, harbour, tmp_path / "out", now=NOW
+        for b in service.build_to_folder(
+            label.res, label.org_id, harbour, tmp_path / "out", now=NOW
         )
     }
     assert built[ALBUM_UPC].path == tmp_path / "out" / ALBUM_UPC / f"{ALBUM_UPC}.xml"
@@ -362,7 +359,7 @@ def test_deal_resolution(label: Label, harbour: DspProfile) -> None:
         )
     gb = harbour.model_copy(update={"territories": "GB,IE,FR"})
     with label.factory() as s:
-        deals, kind = delivery.resolve_deals(
+        deals, kind = resolve_deals(
             s, label.org_id, s.get_one(type(label.album), label.album.id), gb, NOW.date()
         )
     assert kind == "full"

@@ -14,7 +14,7 @@ from connectors.ddex.ack import ack_xml
 from connectors.ddex.profiles import DspProfile
 from connectors.ddex.validate import validate_message
 from connectors.drops import Drop, S3Drop, SftpDrop
-from pipelines.delivery import core as delivery
+from pipelines.delivery import acks, service
 from schemas.store.deliveries import DeliveryState
 from tests.ddex.conftest import ALBUM_UPC, NOW, SINGLE_UPC, Label, profile_yaml
 from tests.ddex.test_delivery import deliveries
@@ -73,9 +73,8 @@ def test_batches_and_acks_over_a_real_server(
     label: Label, remote: tuple[DspProfile, Callable[[DspProfile], Drop]]
 ) -> None:
     profile, opener = remote
-    rows = delivery.deliver(
-        label.factory,
-        label.data_dir,
+    rows = service.deliver(
+        label.res,
         label.org_id,
         now=NOW,
         profiles={profile.name: profile},
@@ -102,7 +101,7 @@ def test_batches_and_acks_over_a_real_server(
             f"acknowledgements/{SINGLE_UPC}.xml",
             ack_xml(rows[1].message_path or "", "ProcessingError", "ISRC unknown", ack_id="2"),
         )
-    result = delivery.poll_acks(label.factory, label.org_id, profile, opener=opener, now=NOW)
+    result = acks.poll_acks(label.factory, label.org_id, profile, opener=opener, now=NOW)
     assert result.applied == 2
     assert [d.state for d in deliveries(label)] == [
         DeliveryState.ACKNOWLEDGED,

@@ -1,5 +1,5 @@
 """``tunemantra bench api`` for two seconds: the real API and the bare anchor both answer
-every request, and the figures have the shape the README's table is built from."""
+every request, and the figures have the shape docs/performance.md's table is built from."""
 
 from __future__ import annotations
 

@@ -1074,6 +1074,37 @@ def test_a_foot_mismatch_in_a_chunked_dsr_is_quarantined_whole(
     assert nothing_staged(data)
 
 
+def test_a_hyphenated_isrc_in_a_dsr_is_normalised_before_validation_and_matching(
+    factory: sessionmaker[Session], label: int, tmp_path: Path
+) -> None:
+    """The DSR parser hands identifiers over as written; each chunk's identifiers are
+    normalised once (schemas.identifiers) before validation and matching, so an ISRC written
+    ``gb-abc-26-00001`` (or with a Unicode dash) is neither warned ``invalid_isrc`` nor left
+    unnormalised in the lake, and still matches its track."""
+    import gzip
+
+    from demo.reports import write_dsr_report
+
+    ours = products(factory, label)[:6]
+    report = tmp_path / "DSR_Northbound_Spotify_Premium_2026-01_WW_1of1_20260205T000000.tsv.gz"
+    write_dsr_report(report, ours, seed=3, lines=60)
+    text = gzip.decompress(report.read_bytes()).decode()
+    for i, p in enumerate(ours):
+        dash = "-" if i % 2 else "\u2010"
+        messy = dash.join([p.isrc[:2], p.isrc[2:5], p.isrc[5:7], p.isrc[7:]])
+        text = text.replace(f"\t{p.isrc}\t", f"\t{messy.lower() if i % 3 else messy}\t")
+    assert not any(f"\t{p.isrc}\t" in text for p in ours)  # every ISRC is written messily
+    report.write_bytes(gzip.compress(text.encode(), mtime=0))
+    data = tmp_path / "data"
+    out = ingest_path(Resources.of(factory, data), org_id=label, path=report, name=report.name)
+    assert out.status == "ingested", out
+    assert [e for e in out.errors if e["code"] == "invalid_isrc"] == []
+    assert out.matched == out.accepted > 0
+    lines = lake_lines(data)
+    assert set(lines["isrc"]) <= {p.isrc for p in ours}
+    assert set(lines["match_method"]) == {"isrc"}
+
+
 def test_a_failure_half_way_leaves_nothing_and_no_ledger_row(
     factory: sessionmaker[Session], label: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -66,3 +66,28 @@ def test_database_url_is_a_secret_and_its_placeholder_password_refused(
     monkeypatch.setenv("TUNEMANTRA_DATABASE_URL", "postgresql+psycopg://app:password@db/tm")
     with pytest.raises(ValidationError, match="placeholder password"):
         Settings()
+
+
+def test_delivery_profiles_and_dbt_threads_come_from_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from pipelines.delivery.service import configured_profiles
+
+    for var in ("TUNEMANTRA_DSP_PROFILES", "TUNEMANTRA_DBT_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    default = Settings()
+    assert (default.dsp_profiles, default.dbt_threads) == (None, 2)
+    shipped = configured_profiles(default)
+    assert shipped  # the profiles in schemas/dsp_profiles
+
+    first = sorted(shipped)[0]
+    shipped_dir = Path(__file__).resolve().parents[2] / "schemas" / "dsp_profiles"
+    (tmp_path / f"{first}.yaml").write_text((shipped_dir / f"{first}.yaml").read_text())
+    monkeypatch.setenv("TUNEMANTRA_DSP_PROFILES", str(tmp_path))
+    monkeypatch.setenv("TUNEMANTRA_DBT_THREADS", "4")
+    s = Settings()
+    assert (s.dsp_profiles, s.dbt_threads) == (tmp_path, 4)
+    assert list(configured_profiles(s)) == [first]
+    monkeypatch.setenv("TUNEMANTRA_DBT_THREADS", "0")
+    with pytest.raises(ValidationError):
+        Settings()

@@ -32,9 +32,10 @@ from selenium.webdriver.support.wait import WebDriverWait
 
 from api.app import create_app
 from api.portal import COOKIE
+from pipelines.layout import DataDir
 from pipelines.statements import render
 from pipelines.statements.data import Statement, load_statement
-from pipelines.statements.export import MANIFEST, default_folder
+from pipelines.statements.export import MANIFEST
 from schemas.store import db
 from schemas.store.keys import issue_key
 from schemas.store.models import Payee, Role
@@ -323,7 +324,7 @@ def test_list_page_never_loads_a_statement_and_takes_invoices_from_the_manifest(
     sid = p.statement_ids()[p.payee_id("Mara Ellison")]
     st = portal.statement("Mara Ellison")
     _forbid_loading(monkeypatch)
-    folder = default_folder(p.data, p.org_id, p.period, st.version)
+    folder = DataDir(p.data).statements(p.org_id, p.period, st.version)
     manifest = folder / MANIFEST
     assert not manifest.exists()
     with _client(portal, portal.mara_key) as client:
@@ -383,7 +384,7 @@ def test_list_page_without_an_export_decides_the_invoice_from_store_facts(
             r = client.get("/portal/statements")
             assert r.status_code == 200 and _invoice_link(r.text, sid)
             # Once the run is exported its manifest decides: no invoice there, no link.
-            folder = default_folder(p.data, p.org_id, p.period, 1)
+            folder = DataDir(p.data).statements(p.org_id, p.period, 1)
             folder.mkdir(parents=True)
             entry = {"kind": "statement", "format": "csv", "statement_id": sid, "path": "x.csv"}
             try:

@@ -3,19 +3,26 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import polars as pl
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from stdnum import ean
 from stdnum import isrc as stdnum_isrc
 from stdnum.iso7064 import mod_37_36
 
+from schemas import identifiers
 from schemas.identifiers import (
     KINDS,
     IdentifierError,
     dpid_check_ok,
+    gtin_forms,
+    gtin_key,
+    gtin_key_expr,
     is_valid_dpid,
     is_valid_grid,
     is_valid_gtin,
+    is_valid_gtin_expr,
     is_valid_ipi,
     is_valid_isni,
     is_valid_isrc,
@@ -146,6 +153,15 @@ def test_gtin_property_check_digit(body: str, delta: int) -> None:
     check = gs1_check(body)
     assert is_valid_gtin(body + check)
     assert not is_valid_gtin(body + str((int(check) + delta) % 10))
+
+
+@settings(max_examples=200)
+@given(st.text(alphabet="0123456789", min_size=11, max_size=11))
+def test_vectorised_gtin_check_agrees_with_stdnum(body: str) -> None:
+    good = body + ean.calc_check_digit(body)
+    bad = body + str((int(good[-1]) + 1) % 10)
+    got = pl.DataFrame({"upc": [good, bad]}).select(is_valid_gtin_expr("upc"))["upc"].to_list()
+    assert got == [is_valid_gtin(good), is_valid_gtin(bad)]
 
 
 @pytest.mark.parametrize(
@@ -311,3 +327,121 @@ def test_require_unknown_kind() -> None:
     with pytest.raises(ValueError, match="unknown identifier kind") as info:
         require("upc", "036000291452")
     assert not isinstance(info.value, IdentifierError)
+
+
+# --- the Polars twins agree with the Python functions ---------------------------------------
+
+# separators and look-alikes a report may contain: Unicode dashes and spaces (including the
+# information separators U+001C..U+001F, where Python's and Rust's ``\s`` differ), dots,
+# lower case, fullwidth and other non-ASCII letters and digits, "ß" (upper-cases to "SS")
+AWKWARD = list(
+    " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u200a\u200b\u2028\u202f\u205f\u3000"
+    "-\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe63\uff0d._:/"
+    "abcxyzßﬁıİǅ\uff21\uff41\uff10\uff19\u0663ÜT"
+)
+VALID = {
+    "isrc": ["USRC17607839", "GBAYC1700598", "QZA1B2300001"],
+    "gtin": ["036000291452", "4006381333931", "96385074", "00094631432057"],
+    "iswc": ["T0345246801"],
+    "grid": ["A12425GABC1234002M", "A10302B0003989564F", "GRid:A12425GABC1234002M"],
+    "isni": ["0000000121032683", "000000012281955X"],
+    "dpid": SAMPLE_DPIDS,
+    "ipi": ["00052210040", "123456789", "1234567890", "I0000002297"],
+}
+TWINS = {
+    kind: (
+        getattr(identifiers, f"normalise_{kind}"),
+        getattr(identifiers, f"normalise_{kind}_expr"),
+        getattr(identifiers, f"is_valid_{kind}"),
+        getattr(identifiers, f"is_valid_{kind}_expr"),
+    )
+    for kind in KINDS
+}
+
+
+@st.composite
+def _near_valid(draw: st.DrawFn) -> str:
+    """A valid identifier of some kind, then edited: separators put in, cases changed,
+    characters swapped for awkward ones (so both valid and invalid values are drawn)."""
+    chars = list(draw(st.sampled_from([v for values in VALID.values() for v in values])))
+    for _ in range(draw(st.integers(0, 4))):
+        at = draw(st.integers(0, len(chars)))
+        edit = draw(st.sampled_from(["insert", "replace", "lower", "delete"]))
+        if edit == "insert":
+            chars.insert(at, draw(st.sampled_from(AWKWARD)))
+        elif at < len(chars) and edit == "replace":
+            chars[at] = draw(st.sampled_from(AWKWARD + list("0123456789X")))
+        elif at < len(chars) and edit == "lower":
+            chars[at] = chars[at].lower()
+        elif at < len(chars):
+            del chars[at]
+    return "".join(chars)
+
+
+VALUES = st.one_of(
+    st.text(),
+    st.text(alphabet=st.sampled_from(AWKWARD + list("0123456789AZ"))),
+    _near_valid(),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(VALUES, min_size=1, max_size=20))
+def test_polars_twins_agree_with_the_python_functions(values: list[str]) -> None:
+    frame = pl.DataFrame({"v": [*values, None]}, schema={"v": pl.String})
+    got = frame.select(
+        *(norm_expr("v").alias(f"n_{kind}") for kind, (_, norm_expr, _, _) in TWINS.items()),
+        *(ok_expr(pl.col("v")).alias(f"ok_{kind}") for kind, (*_, ok_expr) in TWINS.items()),
+        gtin_key_expr("v").alias("key"),
+    )
+    for kind, (norm, _, valid, _) in TWINS.items():
+        assert got[f"n_{kind}"].to_list() == [*map(norm, values), None], kind
+        assert got[f"ok_{kind}"].to_list() == [*map(valid, values), False], kind
+    assert got["key"].to_list() == [*map(gtin_key, values), None]
+
+
+def test_valid_samples_are_valid_in_both_forms() -> None:
+    for kind, values in VALID.items():
+        _, _, valid, valid_expr = TWINS[kind]
+        assert all(map(valid, values)), kind
+        assert pl.select(valid_expr(pl.lit(pl.Series(values)))).to_series().all(), kind
+
+
+def test_separator_set_is_pythons_whitespace_and_dashes() -> None:
+    spaces = {chr(c) for c in range(0x110000) if chr(c).isspace()}
+    stripped = {c for c in map(chr, range(0x110000)) if normalise(f"A{c}B") == "AB"}
+    assert stripped == spaces | set("-.\u2010\u2011\u2012\u2013\u2014\u2015\u2212")
+    assert normalise_gtin("036000291452\u2212") == "036000291452"
+
+
+@pytest.mark.parametrize(
+    ("value", "key"),
+    [
+        ("036000291452", "00036000291452"),
+        ("0036000291452", "00036000291452"),
+        ("0 36000 29145 2", "00036000291452"),
+        ("96385074", "00000096385074"),
+        ("1234567", None),
+        ("123456789012345", None),
+        ("36000291452.0", None),
+    ],
+)
+def test_gtin_key_is_fourteen_digits(value: str, key: str | None) -> None:
+    assert gtin_key(value) == key
+    if key is not None:
+        assert gtin_forms(key.lstrip("0").zfill(8)).count(value.replace(" ", "")) == 1
+
+
+def test_normalise_lines_rewrites_only_identifier_columns() -> None:
+    lines = pl.DataFrame(
+        {
+            "isrc": ["gb-aye-26-00001", "GBAYE2600002", None, "GB\u2011AYE\u201126\u201100003"],
+            "upc": ["0 36000 29145 2", "036000291452", None, "36000291452.0"],
+            "title": ["a-b", "c", None, "d"],
+        }
+    )
+    out = identifiers.normalise_lines(lines)
+    assert out["isrc"].to_list() == ["GBAYE2600001", "GBAYE2600002", None, "GBAYE2600003"]
+    assert out["upc"].to_list() == ["036000291452", "036000291452", None, "36000291452.0"]
+    assert out["title"].to_list() == lines["title"].to_list()
+    assert identifiers.normalise_lines(out).equals(out)

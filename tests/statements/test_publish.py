@@ -16,10 +16,10 @@ import pytest
 import sqlalchemy as sa
 
 from connectors.drops import Drop
+from pipelines.layout import DataDir
 from pipelines.royalty import audit_ledger
 from pipelines.royalty.run import run_period, transition
 from pipelines.statements import FORMATS
-from pipelines.statements.export import default_folder
 from pipelines.statements.publish import (
     PublishError,
     default_opener,
@@ -156,7 +156,7 @@ def test_default_local_target_gets_every_file_and_a_verifiable_manifest(
         "2026-H1/v1/manifest.json"
     }
     # The local export it was published from holds the same bytes.
-    local = default_folder(locked.data, locked.org_id, "2026-H1", 1)
+    local = DataDir(locked.data).statements(locked.org_id, "2026-H1", 1)
     for f in manifest["files"]:
         assert (local / f["path"]).read_bytes() == (
             outbound / "2026-H1/v1" / f["path"]
@@ -220,7 +220,8 @@ def test_a_tampered_drop_is_refused_and_left_alone(locked: LockedPeriod, tmp_pat
     # A foreign manifest is refused the same way, even with every file intact.
     victim.write_bytes(
         (
-            default_folder(locked.data, locked.org_id, "2026-H1", 1) / manifest["files"][0]["path"]
+            DataDir(locked.data).statements(locked.org_id, "2026-H1", 1)
+            / manifest["files"][0]["path"]
         ).read_bytes()
     )
     (root / "2026-H1/v1/manifest.json").write_text("{}\n")

@@ -1,5 +1,6 @@
 """``tunemantra bench warehouse`` at a small N: the synthetic data dir builds and passes every
-dbt test (the money invariants included), and the result has the figures the README reports."""
+dbt test (the money invariants included), and the result has the figures
+docs/performance.md reports."""
 
 from __future__ import annotations
 

@@ -22,7 +22,8 @@ from polars.testing import assert_frame_equal
 
 from connectors.formats import registry
 from connectors.formats.base import FileRejected, ParsedFile
-from connectors.formats.spec import SpecError, SpecParser, load_spec, record_chunks
+from connectors.formats.spec import SpecParser, record_chunks
+from schemas.format_spec import SpecError, load_spec
 from schemas.revenue import PARSED
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "formats"
