@@ -226,13 +226,14 @@ def _one(store: str, data: str, org_id: str, path: str) -> None:
 
     preload()  # a one-off import (~6 s) per process: not ingestion time
     from pipelines.ingest.files import ingest_path
+    from pipelines.resources import Resources
     from schemas.store import db
 
-    factory = db.session_factory(db.make_engine(f"sqlite:///{store}"))
+    res = Resources.of(db.session_factory(db.make_engine(f"sqlite:///{store}")), Path(data))
     p = Path(path)
     before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
-    out = ingest_path(factory, Path(data), org_id=int(org_id), path=p, name=p.name)
+    out = ingest_path(res, org_id=int(org_id), path=p, name=p.name)
     seconds = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_SELF)
     sys.stdout.write(

@@ -48,6 +48,8 @@ import duckdb
 import numpy as np
 import polars as pl
 
+from pipelines.lake import part_name
+from pipelines.layout import DataDir
 from royalty_engine.engine import RunResult, compute
 from royalty_engine.periods import parse_period
 from royalty_engine.terms import Terms
@@ -467,15 +469,9 @@ def write_lake(root: Path, lines: int, sizes: dict[str, int], seed: int) -> Lake
                     pl.lit(file_id, dtype=pl.Int64).alias("file_id"),
                     pl.lit(f"{file_id:064x}").alias("file_sha256"),
                 )
-                path = (
-                    root
-                    / "lake"
-                    / "revenue_lines"
-                    / "org=1"
-                    / f"period={month}"
-                    / f"source={source}"
-                    / f"file={file_id}.parquet"
-                )
+                path = DataDir(root).partition(
+                    "revenue_lines", 1, month, source, file_id
+                ) / part_name(0)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 frame = frame.select(
                     [

@@ -16,7 +16,7 @@ from cli import ddex as _ddex_cli
 from cli import royalty as _royalty_cli
 from cli import statements as _statements_cli
 from cli import warehouse as _warehouse_cli
-from pipelines.resources import get_engine, get_session_factory
+from pipelines.resources import Resources, get_engine, get_session_factory
 from pipelines.settings import get_settings
 from schemas.errors import StoreError
 from schemas.store import db
@@ -232,11 +232,10 @@ def rematch_cmd(org: Annotated[str, typer.Option()]) -> None:
     """Re-match suspense lines against the current catalogue and match rules."""
     from pipelines.ingest.suspense import rematch
 
-    settings = get_settings()
-    factory = get_session_factory(settings)
-    with factory() as session:
+    res = Resources.current()
+    with res.factory() as session:
         org_id = org_id_of(session, org)
-    typer.echo(json.dumps(rematch(factory, settings.data_dir, org_id)))
+    typer.echo(json.dumps(rematch(res, org_id)))
 
 
 @bench_app.command("ingest")
@@ -312,20 +311,18 @@ def ingest_cmd(
 
     if period is not None and not MONTH.match(period):
         raise typer.BadParameter(f"{period!r} is not a month: use YYYY-MM", param_hint="--period")
-    settings = get_settings()
-    factory = get_session_factory(settings)
-    with factory() as session:
+    res = Resources.current()
+    with res.factory() as session:
         org_id = org_id_of(session, org)
     failed = False
     for outcome in ingest_sources(
-        factory,
-        settings.data_dir,
+        res,
         org_id=org_id,
         sources=sources,
         format=format,
         period=period,
         chunk_bytes=chunk_bytes,
-        settle=settings.drop_settle_seconds,
+        settle=res.settings.drop_settle_seconds,
     ):
         failed |= outcome.status in ("quarantined", "failed")
         if as_json:
@@ -334,8 +331,8 @@ def ingest_cmd(
             typer.echo(_describe(outcome))
     from pipelines.ingest.suspense import rebuild_suspense
 
-    with db.transaction(factory, actor="cli") as session:
-        rebuild_suspense(session, settings.data_dir, org_id)
+    with db.transaction(res.factory, actor="cli") as session:
+        rebuild_suspense(session, res.data, org_id)
     raise typer.Exit(code=1 if failed else 0)
 
 
@@ -346,13 +343,12 @@ def recover_cmd(
     """Remove what crashed ingestions left: lake parts and staging of no committed file."""
     from pipelines.ingest.files import recover
 
-    settings = get_settings()
-    factory = get_session_factory(settings)
+    res = Resources.current()
     org_id = None
     if org is not None:
-        with factory() as session:
+        with res.factory() as session:
             org_id = org_id_of(session, org)
-    removed = recover(factory, settings.data_dir, org_id)
+    removed = recover(res, org_id)
     for what in removed:
         typer.echo(f"removed {what}")
     typer.echo(f"recovered: {len(removed)} removed")

@@ -267,7 +267,7 @@ def target_add(
 
 
 def _target_dict(row: Any) -> dict[str, Any]:
-    from pipelines.statements.publish import public_url
+    from pipelines.connections import public_url
 
     return {
         "id": row.id,

@@ -742,8 +742,8 @@ def parse_drop_url(url: str, **credentials: Any) -> DropLocation:
 
     * ``file:///abs/path`` or a plain path -> local folder;
     * ``sftp://user[:password]@host[:port]/path`` -> SFTP (port 22, root ``/`` by default);
-    * ``s3://bucket/prefix`` -> S3; the endpoint comes from ``endpoint_url=`` or the
-      ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` environment variables (None: AWS).
+    * ``s3://bucket/prefix`` -> S3; the endpoint comes from ``endpoint_url=`` (None: AWS;
+      ``pipelines.connections`` passes the settings' one).
 
     Keyword arguments override values in the URL (user, password); ``None`` values are ignored
     and an argument the kind of drop does not take raises TypeError. Percent-escapes in the
@@ -776,10 +776,7 @@ def parse_drop_url(url: str, **credentials: Any) -> DropLocation:
     elif scheme == "s3":
         if not parts.netloc:
             raise ValueError(f"s3 URL without a bucket: {url!r}")
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
         options = {"bucket": parts.netloc, "prefix": unquote(parts.path).strip("/")}
-        if endpoint:
-            options["endpoint_url"] = endpoint
         kind = "s3"
     else:
         raise ValueError(f"unsupported drop URL {url!r}: use a path, file://, sftp:// or s3://")

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session, sessionmaker
 
+from pipelines.layout import DataDir
 from royalty_engine.splits import split_sheet
 from schemas import identifiers
 from schemas.identifiers import gtin_check_digit
@@ -39,6 +40,8 @@ from schemas.store.models import (
     Split,
     Track,
 )
+from schemas.store.orgs import UnknownOrganisation
+from schemas.store.orgs import org_id as org_id_of
 
 SLUG = "demo"
 # What the demo summary counts (and the store tests check for partial writes).
@@ -140,8 +143,9 @@ def _isrc(year: int, seq: int) -> str:
 
 def purge_org(session: Session, slug: str) -> None:
     """Remove one organisation and everything it owns (children first), recorded in the log."""
-    org_id = session.scalar(sa.select(Organisation.id).where(Organisation.slug == slug))
-    if org_id is None:
+    try:
+        org_id = org_id_of(session, slug)
+    except UnknownOrganisation:
         return
     tables = [
         t
@@ -554,7 +558,10 @@ def run_demo(
 ) -> DemoSummary:
     rng = random.Random(seed)
     with db.transaction(factory, actor="demo") as session:
-        old = session.scalar(sa.select(Organisation.id).where(Organisation.slug == SLUG))
+        try:
+            old: int | None = org_id_of(session, SLUG)
+        except UnknownOrganisation:
+            old = None
         purge_org(session, SLUG)
         org = Organisation(
             slug=SLUG,
@@ -575,7 +582,7 @@ def run_demo(
     if old is not None and data_dir is not None:
         forget_files(data_dir, old)
         # the label's local outbound folder (statements published by the last demo)
-        shutil.rmtree(data_dir / "outbound" / f"org={SLUG}", ignore_errors=True)
+        shutil.rmtree(DataDir(data_dir).outbound(SLUG), ignore_errors=True)
     return summary
 
 
@@ -627,18 +634,10 @@ DEMO_RATES = (  # illustrative monthly averages for the demo period, GBP per uni
 
 
 def forget_files(data_dir: Path, org_id: int) -> None:
-    """Remove the local files of a purged organisation (its lake, raw, reports, state)."""
-    for folder in (
-        data_dir / "raw",
-        data_dir / "quarantine",
-        data_dir / "reports" / "ingest",
-        data_dir / "state" / "drops",
-        data_dir / "runs",
-        data_dir / "audit",
-        data_dir / "statements",
-        *(data_dir / "lake").glob("*"),
-    ):
-        shutil.rmtree(folder / f"org={org_id}", ignore_errors=True)
+    """Remove the local files of a purged organisation (``DataDir.org_files``: its lake, raw,
+    reports, state, runs, audit ledger, statements)."""
+    for folder in DataDir(data_dir).org_files(org_id):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def ingest_demo_reports(
@@ -648,18 +647,20 @@ def ingest_demo_reports(
     from demo.reports import catalogue, write_reports
     from pipelines.ingest.drops import ingest_sources
     from pipelines.ingest.suspense import rebuild_suspense
+    from pipelines.resources import Resources
     from schemas.store.fx import import_rates
     from schemas.store.models import Drop
 
-    drop = data_dir / "drops" / SLUG
+    res = Resources.of(factory, data_dir)
+    drop = res.data.local_drop(SLUG)
     shutil.rmtree(drop, ignore_errors=True)
     with db.transaction(factory, actor="demo") as session:
         import_rates(session, org_id, DEMO_RATES.encode())
         session.add(Drop(org_id=org_id, name="local", url=str(drop.resolve())))
         write_reports(drop, catalogue(session, org_id), seed=seed)
-    outcomes = list(ingest_sources(factory, data_dir, org_id=org_id, sources=[str(drop)]))
+    outcomes = list(ingest_sources(res, org_id=org_id, sources=[str(drop)]))
     with db.transaction(factory, actor="demo") as session:
-        rebuild_suspense(session, data_dir, org_id)
+        rebuild_suspense(session, res.data, org_id)
     return outcomes
 
 

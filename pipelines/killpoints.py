@@ -9,6 +9,10 @@ then runs the command again and checks that nothing was lost or counted twice.
 
 ``TUNEMANTRA_KILL_TRACE=<file>`` appends each step reached to that file (one name a line), so
 the harness can prove that every declared step is really passed by the path it kills.
+
+These two are read here, not in ``Settings``: they are test hooks, not configuration, read at
+each step (the harness sets them per child process) and from code with no settings at hand
+(``lake.promote``); a production deployment never sets them.
 """
 
 from __future__ import annotations

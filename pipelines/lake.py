@@ -1,14 +1,9 @@
-"""Where ingestion writes, under ``TUNEMANTRA_DATA_DIR``, always atomically (temp + rename).
+"""Where ingestion writes, under ``TUNEMANTRA_DATA_DIR``, always atomically (temp + rename):
+raw files by content, quarantine reasons, the lake's ``revenue_lines`` and ``rejected_lines``
+partitions (``.../file=<file_id>/part-<n>.parquet``), ingest reports and one staging folder per
+ingestion; every path is a method of ``pipelines.layout.DataDir`` (its docstring shows the
+tree), and these functions take one.
 
-```
-raw/org=<id>/<sha256[:2]>/<sha256><suffix>          immutable raw files, by content
-quarantine/org=<id>/<sha256>.json                      why a file was refused
-lake/revenue_lines/org=<id>/period=<YYYY-MM>/source=<format>/file=<file_id>/part-<n>.parquet
-lake/rejected_lines/org=<id>/period=<YYYY-MM>/source=<format>/file=<file_id>/part-<n>.parquet
-reports/ingest/org=<id>/file=<file_id>/findings.json   every row error and warning
-staging/org=<id>-file=<file_id>/...                    one ingestion's parts (and its parser's
-                                                       work/ folder), before they count
-```
 A file is ingested in chunks, one part file per chunk and partition. All parts are first
 written under ``staging/`` (same file system) and moved into ``lake/`` only when the whole file
 has passed (``promote``): a file that fails half-way leaves nothing in the lake. Rewriting the
@@ -18,8 +13,7 @@ A part counts only through the ledger row that owns it: its ``file=<id>`` must b
 ``ingested`` row of that organisation (``committed_file_ids``). Parts promoted by an ingestion
 still ``pending`` (or killed before its commit, or with no row at all) are in the lake but no
 reader takes them (``committed_parts``: the one rule every reader calls); recovery
-(``pipelines.ingest.files.recover``) removes them. Older ledgers may still hold
-``file=<id>.parquet``.
+(``pipelines.ingest.files.recover``) removes them.
 """
 
 from __future__ import annotations
@@ -39,6 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from pipelines.killpoints import killpoint
+from pipelines.layout import DataDir
 from schemas.store.models import IngestFile, IngestStatus
 
 TABLES = ("revenue_lines", "rejected_lines")
@@ -97,14 +92,10 @@ def write_json(data: Any, path: Path) -> Path:
     return path
 
 
-def raw_path(data_dir: Path, org_id: int, sha: str, suffix: str) -> Path:
-    """Where ``keep_raw`` keeps a delivered file (by content)."""
-    return data_dir / "raw" / f"org={org_id}" / sha[:2] / f"{sha}{suffix}"
-
-
-def keep_raw(src: Path, data_dir: Path, org_id: int, sha: str, suffix: str) -> Path:
-    """Copy a delivered file into the content-addressed raw store (idempotent)."""
-    dest = raw_path(data_dir, org_id, sha, suffix)
+def keep_raw(src: Path, data: DataDir, org_id: int, sha: str, suffix: str) -> Path:
+    """Copy a delivered file into the content-addressed raw store (``DataDir.raw``;
+    idempotent)."""
+    dest = data.raw(org_id, sha, suffix)
     if not dest.exists():
         tmp = _atomic(dest)
         try:
@@ -116,77 +107,56 @@ def keep_raw(src: Path, data_dir: Path, org_id: int, sha: str, suffix: str) -> P
     return dest
 
 
-def partition(
-    data_dir: Path, table: str, org_id: int, period: str, source: str, file_id: int
-) -> Path:
-    """The folder holding one ingested file's parts of one (table, org, period, source)."""
-    return (
-        data_dir
-        / "lake"
-        / table
-        / f"org={org_id}"
-        / f"period={period}"
-        / f"source={source}"
-        / f"file={file_id}"
-    )
-
-
 def part_name(seq: int) -> str:
     return f"part-{seq:05d}.parquet"
 
 
 def file_id_of(path: Path) -> int:
-    """The ingestion ledger id of a lake part (``.../file=<id>/part-n.parquet``) or of an older
-    single-file partition (``.../file=<id>.parquet``)."""
-    for name in (path.parent.name, path.stem):
-        if name.startswith("file="):
-            return int(name.removeprefix("file="))
+    """The ingestion ledger id of a lake part (``.../file=<id>/part-n.parquet``)."""
+    name = path.parent.name
+    if name.startswith("file="):
+        return int(name.removeprefix("file="))
     raise ValueError(f"{path} is not a lake file")
 
 
 _STAGING = re.compile(r"^org=(\d+)-file=(\d+)$")
 
 
-def new_staging(data_dir: Path, org_id: int, file_id: int) -> Path:
+def new_staging(data: DataDir, org_id: int, file_id: int) -> Path:
     """An empty staging folder for the ingestion of one (pending) ledger row, beside the lake
     (same file system), named after it so that recovery knows whose it is. Anything left
     there by an earlier owner of the id (a crash) is not ours: removed first."""
-    root = data_dir / "staging" / f"org={org_id}-file={file_id}"
+    root = data.staging(org_id, file_id)
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     return root
 
 
-def staging_folders(data_dir: Path) -> Iterator[tuple[int | None, int | None, Path]]:
-    """Every staging folder as (org, file id, path); (None, None, path) for a name of no
-    ingestion (an older layout's)."""
-    root = data_dir / "staging"
+def staging_folders(data: DataDir) -> Iterator[tuple[int, int, Path]]:
+    """Every ingestion's staging folder (``DataDir.staging``) as (org, file id, path)."""
+    root = data.staging_root()
     if not root.is_dir():
         return
     for folder in sorted(root.iterdir()):
         m = _STAGING.match(folder.name)
-        yield (int(m.group(1)), int(m.group(2)), folder) if m else (None, None, folder)
+        if m:
+            yield int(m.group(1)), int(m.group(2)), folder
 
 
-def file_outputs(data_dir: Path, org_id: int | None = None) -> Iterator[tuple[int, int, Path]]:
-    """Every file's lake folders (``file=<id>/``, or an older ``file=<id>.parquet``) and its
-    ingestion report folder, as (org, file id, path): what recovery checks against the
-    ledger."""
+def file_outputs(data: DataDir, org_id: int | None = None) -> Iterator[tuple[int, int, Path]]:
+    """Every file's lake folders (``file=<id>/``) and its ingestion report folder, as
+    (org, file id, path): what recovery checks against the ledger."""
     org = "*" if org_id is None else str(org_id)
     for table in TABLES:
-        for p in sorted((data_dir / "lake" / table).glob(f"org={org}/period=*/source=*/file=*")):
-            yield _org_of(p.parents[2]), file_id_of(p / "x" if p.is_dir() else p), p
-    for p in sorted((data_dir / "reports" / "ingest").glob(f"org={org}/file=*")):
+        for p in sorted(data.lake_table(table).glob(f"org={org}/period=*/source=*/file=*")):
+            if p.is_dir():
+                yield _org_of(p.parents[2]), file_id_of(p / "x"), p
+    for p in sorted(data.ingest_reports_root().glob(f"org={org}/file=*")):
         yield _org_of(p.parent), int(p.name.removeprefix("file=")), p
 
 
 def _org_of(folder: Path) -> int:
     return int(folder.name.removeprefix("org="))
-
-
-def report_dir(data_dir: Path, org_id: int, file_id: int) -> Path:
-    """The ingestion report folder of one file (findings, Data Docs)."""
-    return data_dir / "reports" / "ingest" / f"org={org_id}" / f"file={file_id}"
 
 
 def committed_file_ids(session: Session, org_id: int) -> frozenset[int]:
@@ -204,7 +174,7 @@ def committed_file_ids(session: Session, org_id: int) -> frozenset[int]:
 
 def committed_parts(
     session: Session,
-    data_dir: Path,
+    data: DataDir,
     org_id: int,
     *,
     table: str = "revenue_lines",
@@ -216,7 +186,7 @@ def committed_parts(
     ``periods`` (all when None), in a stable order. Temporary files (names starting with a
     dot) are never inputs. Every reader of the lake takes its files from here."""
     ids = committed_file_ids(session, org_id) if committed is None else committed
-    root = data_dir / "lake" / table / f"org={org_id}"
+    root = data.lake_table(table, org_id)
     bases = [root] if periods is None else [root / f"period={p}" for p in periods]
     files: list[Path] = []
     for base in bases:
@@ -232,19 +202,16 @@ def committed_parts(
     return sorted(files)
 
 
-def staged(staging: Path, lake_dir: Path) -> Path:
-    """Where a lake folder's parts are written while staged."""
-    return staging / lake_dir.relative_to(lake_dir.parents[5])
-
-
-def promote(staging: Path, data_dir: Path) -> list[Path]:
-    """Move every staged partition folder (``.../file=<id>``) into the lake; returns the lake
-    part files. One rename per partition folder; the staging folder is removed."""
+def promote(staging: Path, data: DataDir) -> list[Path]:
+    """Move every staged partition folder (``.../file=<id>``; the staging folder is laid out
+    as a data directory) into the lake; returns the lake part files. One rename per
+    partition folder; the staging folder is removed."""
+    staged = DataDir(staging)
     moved: list[Path] = []
-    for folder in sorted(staging.glob("lake/*/org=*/period=*/source=*/file=*")):
+    for folder in sorted(staged.lake_root().glob("*/org=*/period=*/source=*/file=*")):
         if not any(folder.glob("*.parquet")):
             continue  # emptied (its parts moved to another period)
-        target = data_dir / folder.relative_to(staging)
+        target = data.resolve(staged.relative(folder))
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.exists():
             shutil.rmtree(target)
@@ -255,11 +222,8 @@ def promote(staging: Path, data_dir: Path) -> list[Path]:
     return moved
 
 
-def remove_file_outputs(data_dir: Path, org_id: int, file_id: int) -> None:
-    """Remove every part of one ingested file (before rewriting it), in either layout."""
+def remove_file_outputs(data: DataDir, org_id: int, file_id: int) -> None:
+    """Remove every part of one ingested file (before rewriting it)."""
     for table in TABLES:
-        root = data_dir / "lake" / table / f"org={org_id}"
-        for p in root.glob(f"period=*/source=*/file={file_id}.parquet"):
-            p.unlink()
-        for folder in root.glob(f"period=*/source=*/file={file_id}"):
+        for folder in data.lake_table(table, org_id).glob(f"period=*/source=*/file={file_id}"):
             shutil.rmtree(folder)

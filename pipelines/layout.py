@@ -18,6 +18,7 @@ Light on purpose (standard library only), so DAG files may import it at parse ti
     outbound/org=<slug>/                              the default statements publishing target
     assets/org=<id>/, deliveries/org=<id>/            DDEX release assets and packaged deliveries
     dsp/<name>/                                       the demo's local DSP drop folders
+    drops/<name>/                                     the demo's local inbound drop
     warehouse/                                        the analysts' DuckDB file and reference data
 
 Object storage (``s3://bucket/prefix``) is the next step: ``root`` is then a path-like object
@@ -82,8 +83,17 @@ class DataDir:
         """Why one delivered file (by content) was refused."""
         return self.quarantine_root() / f"org={org_id}" / f"{sha}.json"
 
+    def drop_state_root(self) -> Path:
+        return self.root / "state" / "drops"
+
     def drop_state(self, org_id: int) -> Path:
-        return self.root / "state" / "drops" / f"org={org_id}"
+        """What each drop of the organisation has handed over (``<drop>.json``) and why it
+        could not be listed (``<drop>.error.json``)."""
+        return self.drop_state_root() / f"org={org_id}"
+
+    def local_drop(self, name: str) -> Path:
+        """A local inbound drop folder (the demo's stand-in for a distributor's SFTP)."""
+        return self.root / "drops" / name
 
     # --- royalty runs and the audit ledger -----------------------------------------------------
     def runs_root(self) -> Path:
@@ -140,6 +150,22 @@ class DataDir:
     def warehouse_build(self, slot: str = "") -> Path:
         """Where a finished build waits to be swapped in (``slot``: one per kind of builder)."""
         return self.warehouse_root() / ".build" / slot / self.warehouse_file().name
+
+    # --- an organisation's files ----------------------------------------------------------------
+    def org_files(self, org_id: int) -> list[Path]:
+        """The folders of one organisation's ingested files, drop state, runs, audit ledger
+        and statements (``org=<id>``): what forgetting an organisation removes."""
+        roots = [
+            self.raw_root(),
+            self.quarantine_root(),
+            self.ingest_reports_root(),
+            self.drop_state_root(),
+            self.runs_root(),
+            self.audit_root(),
+            self.statements_root(),
+            *sorted(self.lake_root().glob("*")),
+        ]
+        return [root / f"org={org_id}" for root in roots]
 
     # --- paths recorded in manifests -----------------------------------------------------------
     def relative(self, path: Path) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
@@ -48,6 +49,17 @@ class Resources:
             factory=get_session_factory(settings, pool_size=pool_size),
             data=DataDir(settings.data_dir),
         )
+
+    @classmethod
+    def of(
+        cls, factory: sessionmaker[Session], data_dir: Path, settings: Settings | None = None
+    ) -> Resources:
+        """Resources around a session factory made already (tests, the demo, benchmarks): the
+        settings are read from the environment now unless given, with ``data_dir`` as the
+        data directory."""
+        if settings is None:
+            settings = Settings(data_dir=data_dir)
+        return cls(settings=settings, factory=factory, data=DataDir(data_dir))
 
     @classmethod
     def current(cls) -> Resources:

@@ -43,6 +43,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
+from pipelines.resources import Resources
 from schemas import catalog as c
 from schemas.errors import StoreError
 from schemas.identifiers import normalise_isrc
@@ -476,7 +477,8 @@ def load_scenario(
             raise ScenarioError(
                 path, exc.errors, "the store refused an item; nothing was loaded"
             ) from None
-        revenue = [_ingest(factory, data_dir, org_id, actor, job) for job in jobs]
+        res = Resources.of(factory, data_dir)
+        revenue = [_ingest(res, org_id, actor, job) for job in jobs]
     quarantined = [r for r in revenue if r["status"] == "quarantined"]
     if quarantined:
         raise ScenarioError(
@@ -799,14 +801,11 @@ def _revenue_files(path: Path, s: Scenario, work: Path) -> list[_Job]:
     return jobs
 
 
-def _ingest(
-    factory: sessionmaker[Session], data_dir: Path, org_id: int, actor: str, job: _Job
-) -> dict[str, Any]:
+def _ingest(res: Resources, org_id: int, actor: str, job: _Job) -> dict[str, Any]:
     from pipelines.ingest.files import ingest_path
 
     got = ingest_path(
-        factory,
-        data_dir,
+        res,
         org_id=org_id,
         path=job.path,
         name=job.name,

@@ -7,12 +7,15 @@ Embedded defaults need no configuration at all: a SQLite file and local folders 
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pipelines.layout import DataDir
 
 DROP_SETTLE_SECONDS = 2.0  # production default; the tests set 0 (no file grows during a test)
 PLACEHOLDER_SECRETS = frozenset(
@@ -21,7 +24,9 @@ PLACEHOLDER_SECRETS = frozenset(
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TUNEMANTRA_", env_file=None, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="TUNEMANTRA_", env_file=None, extra="ignore", populate_by_name=True
+    )
 
     env: Literal["development", "test", "production"] = "development"
     data_dir: Path = Path("./var")
@@ -68,6 +73,22 @@ class Settings(BaseSettings):
         "`tunemantra ingest`: a file whose size changed in between is still being uploaded "
         "and is left for the next run.",
     )
+    sftp_password: SecretStr | None = Field(
+        default=None,
+        description="The password of an SFTP URL given to `tunemantra ingest` (configured "
+        "drops name their own secret: ``secret``).",
+    )
+    sftp_known_hosts: Path | None = Field(
+        default=None,
+        description="A known_hosts file SFTP host keys are verified against (default: "
+        "~/.ssh/known_hosts); it can name trusted keys, never turn verification off.",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
+        description="The S3 endpoint of s3:// drops and targets (boto3's own variables, "
+        "AWS_ENDPOINT_URL_S3 first); None: AWS.",
+    )
 
     @model_validator(mode="after")
     def _absolute_data_dir(self) -> Settings:
@@ -98,14 +119,24 @@ class Settings(BaseSettings):
 
     def secrets(self) -> dict[str, SecretStr]:
         return {
-            name: value for name, value in self.__dict__.items() if isinstance(value, SecretStr)
+            name: value
+            for name, value in self.__dict__.items()
+            if isinstance(value, SecretStr) and name != "sftp_password"  # optional: no default
         }
+
+    def secret(self, name: str) -> SecretStr | None:
+        """The secret held by the environment variable ``name``, which a drop, a statements
+        target or a DSP profile names (``secret_env``): read when asked, since the names are
+        data, not fields; None when it is unset or empty. An SFTP password, or
+        ``ACCESS_KEY:SECRET_KEY`` for S3."""
+        value = os.environ.get(name)
+        return SecretStr(value) if value else None
 
     @property
     def sqlalchemy_url(self) -> str:
         if self.database_url and self.database_url.get_secret_value():
             return self.database_url.get_secret_value()
-        return f"sqlite:///{(self.data_dir / 'tunemantra.db').resolve()}"
+        return f"sqlite:///{DataDir(self.data_dir).sqlite_file().resolve()}"
 
 
 def sa_url_password(url: str) -> str | None:

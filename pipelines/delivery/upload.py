@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.ddex.package import batch_name, message_name, upload_batch
 from connectors.ddex.profiles import DspProfile
-from connectors.drops import Drop, LocalDrop, open_drop
+from connectors.drops import Drop, LocalDrop
 from pipelines.delivery.state import S, move
 from pipelines.layout import DataDir
 from schemas.store import db
@@ -38,14 +38,14 @@ def target_url(profile: DspProfile, data: DataDir) -> str:
 
 def default_opener(data: DataDir) -> OpenTarget:
     """Open a profile's drop with credentials from the environment variable it names."""
-    from pipelines.ingest.drops import _drop_credentials
+    from pipelines.connections import connect
 
     def opener(profile: DspProfile) -> Drop:
         url = target_url(profile, data)
         if profile.protocol == "local":
             Path(url).mkdir(parents=True, exist_ok=True)
             return LocalDrop(url)
-        return open_drop(url, **_drop_credentials(url, profile.secret_env))
+        return connect(url, profile.secret_env)
 
     return opener
 

@@ -1,9 +1,10 @@
 """Ingest from paths and drop URLs (local folders, ``file://``, ``sftp://``, ``s3://``).
 
 A URL ending in ``/`` (or a local directory) is a folder: every ready file in it is ingested;
-otherwise it names one file. Credentials come from the URL or the environment (AWS_* for S3,
-``TUNEMANTRA_SFTP_PASSWORD`` for SFTP), never from the command line history; a password given
-in a URL is never recorded (the ledger keeps the URL without it).
+otherwise it names one file. Credentials come from the URL or the settings (AWS_* for S3,
+``TUNEMANTRA_SFTP_PASSWORD`` for SFTP; a configured drop's own secret, ``Drop.secret_env``),
+never from the command line history; a password given in a URL is never recorded (the ledger
+keeps the URL without it). ``pipelines.connections`` opens every drop.
 
 SFTP host keys are always verified: against ``~/.ssh/known_hosts``, or against the file that
 ``TUNEMANTRA_SFTP_KNOWN_HOSTS`` names (e.g. a mounted secret in a container).
@@ -12,7 +13,6 @@ SFTP host keys are always verified: against ``~/.ssh/known_hosts``, or against t
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -20,9 +20,9 @@ from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from sqlalchemy.orm import Session, sessionmaker
-
+from pipelines.connections import connect, public_url
 from pipelines.ingest.files import IngestOutcome, ingest_path, recover
+from pipelines.resources import Resources
 from pipelines.settings import DROP_SETTLE_SECONDS
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,7 @@ def _local_files(path: Path) -> Iterator[tuple[Path, str]]:
 
 
 def ingest_sources(
-    factory: sessionmaker[Session],
-    data_dir: Path,
+    res: Resources,
     *,
     org_id: int,
     sources: list[str],
@@ -59,7 +58,7 @@ def ingest_sources(
     """Ingest every file of ``sources``, after recovering what a crashed ingestion of the
     organisation left (``pipelines.ingest.files.recover``). A drop folder URL is listed twice,
     ``settle`` seconds apart (``Settings.drop_settle_seconds``): files still growing wait."""
-    recover(factory, data_dir, org_id)
+    recover(res, org_id)
     for source in sources:
         scheme = urlsplit(source).scheme
         if scheme in ("", "file"):
@@ -69,8 +68,7 @@ def ingest_sources(
                     name,
                     partial(
                         ingest_path,
-                        factory,
-                        data_dir,
+                        res,
                         org_id=org_id,
                         path=path,
                         name=name,
@@ -82,19 +80,12 @@ def ingest_sources(
                 )
             continue
         yield from _ingest_remote(
-            factory,
-            data_dir,
-            org_id=org_id,
-            url=source,
-            format=format,
-            period=period,
-            settle=settle,
+            res, org_id=org_id, url=source, format=format, period=period, settle=settle
         )
 
 
 def _ingest_remote(
-    factory: sessionmaker[Session],
-    data_dir: Path,
+    res: Resources,
     *,
     org_id: int,
     url: str,
@@ -102,16 +93,19 @@ def _ingest_remote(
     period: str | None,
     settle: float,
 ) -> Iterator[IngestOutcome]:
-    from connectors.drops import open_drop, ready_entries
+    from connectors.drops import ready_entries
 
     folder = url.endswith("/")
     base, _, leaf = url.rstrip("/").rpartition("/") if not folder else (url, "", "")
-    credentials: dict[str, object] = dict(_sftp_known_hosts(url))
-    if urlsplit(url).scheme == "sftp" and os.environ.get("TUNEMANTRA_SFTP_PASSWORD"):
-        credentials["password"] = os.environ["TUNEMANTRA_SFTP_PASSWORD"]
-    public = _without_password(url)
+    password = res.settings.sftp_password
+    public = public_url(url)
     with (
-        open_drop(base if not folder else url, **credentials) as drop,
+        connect(
+            base if not folder else url,
+            None,
+            res.settings,
+            password=password.get_secret_value() if password else None,
+        ) as drop,
         tempfile.TemporaryDirectory(prefix="tm-fetch-") as tmp,
     ):
         if folder:
@@ -128,8 +122,7 @@ def _ingest_remote(
             def one(name: str = name, local: Path = local) -> IngestOutcome:
                 drop.download(name, local)
                 return ingest_path(
-                    factory,
-                    data_dir,
+                    res,
                     org_id=org_id,
                     path=local,
                     name=name,
@@ -165,49 +158,12 @@ def _guarded(name: str, ingest: Callable[[], IngestOutcome]) -> IngestOutcome:
         return IngestOutcome(name=name, status="failed", error_count=1, errors=[error])
 
 
-def _without_password(url: str) -> str:
-    """``url`` with any password removed from it (what may be stored and shown)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    userinfo, _, host = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    return parts._replace(netloc=f"{user}@{host}" if user else host).geturl()
-
-
-def _sftp_known_hosts(url: str) -> dict[str, Path]:
-    """For an SFTP URL, the known_hosts file ``TUNEMANTRA_SFTP_KNOWN_HOSTS`` names, if set.
-
-    Always a path: the value can name a file of trusted keys but never turn verification off
-    (SftpDrop's ``"auto-add"`` is a string option, not a path)."""
-    path = os.environ.get("TUNEMANTRA_SFTP_KNOWN_HOSTS")
-    if urlsplit(url).scheme != "sftp" or not path:
-        return {}
-    return {"known_hosts": Path(path)}
-
-
 # --- entry points for the Airflow DAG (small, JSON-able arguments and results) ---------------
-def _drop_credentials(url: str, secret_env: str | None) -> dict[str, object]:
-    """Credentials from the environment variable a drop names: an SFTP password, or
-    ``ACCESS_KEY:SECRET_KEY`` for S3 (without one, boto3's usual AWS_* chain applies);
-    for SFTP also the known_hosts file of ``TUNEMANTRA_SFTP_KNOWN_HOSTS``."""
-    options: dict[str, object] = dict(_sftp_known_hosts(url))
-    secret = os.environ.get(secret_env) if secret_env else None
-    if not secret:
-        return options
-    if urlsplit(url).scheme == "s3":
-        access, _, key = secret.partition(":")
-        return {"access_key": access, "secret_key": key}
-    return {**options, "password": secret}
-
-
-def pending_files(
-    factory: sessionmaker[Session], data_dir: Path, org_id: int
-) -> list[dict[str, str]]:
+def pending_files(res: Resources, org_id: int) -> list[dict[str, str]]:
     """Ready files in the organisation's enabled drops that the ledger has not seen.
 
     Readiness across runs (size unchanged since the previous listing) is remembered in
-    ``state/drops/org=<id>/<drop>.json`` under the data dir. A drop that cannot be listed
+    ``DataDir.drop_state`` (``<drop>.json``). A drop that cannot be listed
     (server down, bad credentials) is skipped with its error in ``<drop>.error.json`` beside
     it (and the log); the other drops are listed as usual.
     """
@@ -215,12 +171,12 @@ def pending_files(
 
     import sqlalchemy as sa
 
-    from connectors.drops import open_drop, ready_entries
+    from connectors.drops import ready_entries
     from pipelines import lake
     from schemas.store.models import Drop, IngestFile
 
-    recover(factory, data_dir, org_id)  # a crashed ingestion's file is listed again
-    with factory() as session:
+    recover(res, org_id)  # a crashed ingestion's file is listed again
+    with res.factory() as session:
         drops = list(
             session.scalars(sa.select(Drop).where(Drop.org_id == org_id, Drop.enabled.is_(True)))
         )
@@ -234,23 +190,22 @@ def pending_files(
             known.update(others)
     out = []
     for drop in drops:
-        folder = data_dir / "state" / "drops" / f"org={org_id}"
+        folder = res.data.drop_state(org_id)
         state, failure = folder / f"{drop.name}.json", folder / f"{drop.name}.error.json"
         previous = json.loads(state.read_text()) if state.exists() else None
         try:
-            options = _drop_credentials(drop.url, drop.secret_env)
-            with open_drop(_local_url(drop.url), **options) as d:
+            with connect(drop.url, drop.secret_env, res.settings) as d:
                 ready, sizes = ready_entries(d, previous)
         except Exception as exc:  # one unreachable drop must not hide the others' files
             log.warning("drop %s of organisation %s cannot be listed: %s", drop.name, org_id, exc)
             lake.write_json(
-                {"drop": drop.name, "url": _without_password(drop.url), "error": repr(exc)},
+                {"drop": drop.name, "url": public_url(drop.url), "error": repr(exc)},
                 failure,
             )
             continue
         failure.unlink(missing_ok=True)
         lake.write_json(sizes, state)
-        public = _without_password(drop.url)
+        public = public_url(drop.url)
         for entry in ready:
             url = f"{public.rstrip('/')}/{entry.name}"
             if url not in known:
@@ -258,43 +213,35 @@ def pending_files(
     return out
 
 
-def _local_url(url: str) -> str:
-    return url if urlsplit(url).scheme else str(Path(url).resolve())
-
-
-def ingest_one(
-    factory: sessionmaker[Session], data_dir: Path, org_id: int, drop_name: str, name: str
-) -> dict[str, object]:
+def ingest_one(res: Resources, org_id: int, drop_name: str, name: str) -> dict[str, object]:
     """Fetch one file from a configured drop and ingest it; returns the outcome as a dict."""
     import sqlalchemy as sa
 
-    from connectors.drops import open_drop
     from schemas.store.models import Drop
 
-    with factory() as session:
+    with res.factory() as session:
         drop = session.scalar(sa.select(Drop).where(Drop.org_id == org_id, Drop.name == drop_name))
         if drop is None:
             raise ValueError(f"no drop {drop_name!r} for organisation {org_id}")
         url, secret_env, fmt = drop.url, drop.secret_env, drop.format
     with (
-        open_drop(_local_url(url), **_drop_credentials(url, secret_env)) as d,
+        connect(url, secret_env, res.settings) as d,
         tempfile.TemporaryDirectory(prefix="tm-fetch-") as tmp,
     ):
         local = d.download(name, Path(tmp) / Path(name).name)
         outcome = ingest_path(
-            factory,
-            data_dir,
+            res,
             org_id=org_id,
             path=local,
             name=name,
-            source_url=f"{_without_password(url).rstrip('/')}/{name}",
+            source_url=f"{public_url(url).rstrip('/')}/{name}",
             format=fmt,
         )
     return outcome.as_dict()
 
 
 def finish_batch(
-    factory: sessionmaker[Session], data_dir: Path, org_id: int, outcomes: list[dict[str, object]]
+    res: Resources, org_id: int, outcomes: list[dict[str, object]]
 ) -> dict[str, object]:
     """After a batch: re-match suspense against the current catalogue, summarise."""
     from pipelines.ingest.suspense import rematch
@@ -303,5 +250,5 @@ def finish_batch(
     for status in ("ingested", "duplicate", "quarantined"):
         summary[status] = sum(1 for o in outcomes if o.get("status") == status)
     summary["lines"] = sum(int(o.get("lines", 0)) for o in outcomes)  # type: ignore[call-overload]
-    summary["rematch"] = rematch(factory, data_dir, org_id)
+    summary["rematch"] = rematch(res, org_id)
     return summary

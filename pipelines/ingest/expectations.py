@@ -430,6 +430,8 @@ def _validate(
     run_time: dt.datetime,
 ) -> list[dict[str, Any]]:
     # This GX build has no analytics client left, but say so anyway: it is the documented switch.
+    # A write, not a read of our configuration: GX reads it from the environment at import, so
+    # it stays here (outside Settings, which only read ours), next to the import it is for.
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations as gx
     from great_expectations.core.run_identifier import RunIdentifier

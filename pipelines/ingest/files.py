@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 import polars as pl
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from connectors.formats.base import FileMeta, FileRejected, ParsedFile, RowError
 from pipelines import lake
@@ -43,6 +43,8 @@ from pipelines.ingest.expectations import (
     run_batch_expectations,
 )
 from pipelines.killpoints import killpoint
+from pipelines.layout import DataDir
+from pipelines.resources import Resources
 from royalty_engine.fx import convert
 from royalty_engine.matching import match_lines
 from royalty_engine.validate import ERRORS_SCHEMA, validate_lines
@@ -408,8 +410,8 @@ class _Run:
                 for key, part in frame.partition_by("reporting_period", as_dict=True).items()
             ]
         for key, part in groups:
-            folder = lake.partition(
-                self.staging, table, self.org_id, str(key), self.source, self.file_id
+            folder = DataDir(self.staging).partition(
+                table, self.org_id, str(key), self.source, self.file_id
             )
             path = folder / self._name()
             self.parts.append((table, key, path))
@@ -449,8 +451,8 @@ class _Run:
                 rates = self.catalog.rates.lazy()
                 converted = convert(frame.lazy(), rates, target=self.catalog.currency)
                 frame = revenue.conform(converted, revenue.CANONICAL).collect()
-            folder = lake.partition(
-                self.staging, table, self.org_id, final, self.source, self.file_id
+            folder = DataDir(self.staging).partition(
+                table, self.org_id, final, self.source, self.file_id
             )
             moved = lake.write_parquet(frame, folder / path.name)
             path.unlink()
@@ -530,8 +532,7 @@ checked from here)."""
 
 
 def ingest_path(
-    factory: sessionmaker[Session],
-    data_dir: Path,
+    res: Resources,
     *,
     org_id: int,
     path: Path,
@@ -561,12 +562,12 @@ def ingest_path(
     if period is not None and not MONTH.match(period):
         # it names a lake folder: anything but a month could write outside the lake
         raise ValueError(f"reporting period {period!r} is not a month (YYYY-MM)")
+    factory, data = res.factory, res.data
     sha = lake.sha256_file(path)
-    raw = lake.raw_path(data_dir, org_id, sha, _suffix(name))
+    raw = data.raw(org_id, sha, _suffix(name))
     size = path.stat().st_size
     claim = _claim(
-        factory,
-        data_dir,
+        res,
         org_id=org_id,
         sha=sha,
         name=name,
@@ -585,7 +586,7 @@ def ingest_path(
     # until the commit point, so SQLite's write lock is not held while the file is read.
     killpoint("ingest.pending_committed")
     fmt: str | None = format
-    staging = lake.new_staging(data_dir, org_id, file_id)
+    staging = lake.new_staging(data, org_id, file_id)
     promoted: list[int] = []  # the file id whose parts are in the lake, until the commit
 
     def undo() -> None:
@@ -594,11 +595,11 @@ def ingest_path(
         until recovery removed them)."""
         shutil.rmtree(staging, ignore_errors=True)
         for done in promoted:
-            lake.remove_file_outputs(data_dir, org_id, done)
-            shutil.rmtree(lake.report_dir(data_dir, org_id, done), ignore_errors=True)
+            lake.remove_file_outputs(data, org_id, done)
+            shutil.rmtree(data.ingest_report(org_id, done), ignore_errors=True)
 
     try:
-        lake.keep_raw(path, data_dir, org_id, sha, _suffix(name))
+        lake.keep_raw(path, data, org_id, sha, _suffix(name))
         work = staging / "work"  # the parser's temporary files: found by recovery
         work.mkdir()
         pieces = iter_parse_file(
@@ -632,7 +633,7 @@ def ingest_path(
         run.restamp()
         killpoint("ingest.staged")
         promoted.append(run.file_id)
-        outcome = _finish(run, data_dir, name, sha, received)
+        outcome = _finish(run, data, name, sha, received)
         killpoint("ingest.promoted")
         with db.transaction(factory, actor=actor) as session:
             # the commit point: the row turns ``ingested`` and its parts become inputs
@@ -695,8 +696,7 @@ def ingest_path(
             log.exception("ingesting %s failed", name)
             exc = FileRejected(INTERNAL, f"{type(exc).__name__}: {exc}"[:2000])
         return _quarantine(
-            factory,
-            data_dir,
+            res,
             org_id=org_id,
             sha=sha,
             name=name,
@@ -719,8 +719,7 @@ def ingest_path(
 
 
 def _claim(
-    factory: sessionmaker[Session],
-    data_dir: Path,
+    res: Resources,
     *,
     org_id: int,
     sha: str,
@@ -737,6 +736,7 @@ def _claim(
     organisation's catalogue. Or the answer for bytes seen before (duplicate, or their
     quarantine). Bytes another live ingestion is reading are waited for (``wait`` seconds,
     then answered as a duplicate of it); those of a dead one are recovered first."""
+    factory = res.factory
     deadline = time.monotonic() + wait
     while True:
         dead: IngestFile | None = None
@@ -807,7 +807,7 @@ def _claim(
             continue  # ask again: it is pending, ingested or quarantined now
         if dead is not None:
             log.warning("ingestion of file %s (%s) died: recovering it", dead.id, name)
-            recover(factory, data_dir, org_id=org_id, only=dead.id)
+            recover(res, org_id=org_id, only=dead.id)
             continue
         if busy is not None and time.monotonic() >= deadline:
             log.warning("file %s is still being ingested as file %s: not waiting", name, busy)
@@ -899,8 +899,7 @@ def _owner_alive(row: IngestFile, now: dt.datetime, lease: dt.timedelta) -> bool
 
 
 def recover(
-    factory: sessionmaker[Session],
-    data_dir: Path,
+    res: Resources,
     org_id: int | None = None,
     *,
     lease: dt.timedelta = LEASE,
@@ -914,11 +913,10 @@ def recover(
 
     The folders are listed before the ledger is read: a live ingestion commits its pending
     row before it writes anything, so every folder listed has its row in what is read."""
+    factory, data = res.factory, res.data
     removed: list[str] = []
-    outputs = list(lake.file_outputs(data_dir, org_id))
-    staging = [  # an older layout's staging (no org in its name) is no one's now
-        s for s in lake.staging_folders(data_dir) if org_id is None or s[0] in (org_id, None)
-    ]
+    outputs = list(lake.file_outputs(data, org_id))
+    staging = [s for s in lake.staging_folders(data) if org_id is None or s[0] == org_id]
     now = dt.datetime.now(dt.UTC)
     with factory() as session:
         query = sa.select(IngestFile)
@@ -934,11 +932,9 @@ def recover(
         }
         status = {key: r.status for key, r in rows.items()}
 
-    def gone(org: int | None, file_id: int | None) -> bool:
+    def gone(org: int, file_id: int) -> bool:
         if only is not None and file_id != only:
             return False
-        if org is None or file_id is None:
-            return True  # an older layout's name: no ingestion of this version owns it
         key = (org, file_id)
         return key in dead or status.get(key) != IngestStatus.PENDING
 
@@ -1067,12 +1063,12 @@ def _consume(run: _Run, pieces: Iterator[ParsedFile]) -> None:
         del piece
 
 
-def _finish(run: _Run, data_dir: Path, name: str, sha: str, received: dt.datetime) -> IngestOutcome:
+def _finish(run: _Run, data: DataDir, name: str, sha: str, received: dt.datetime) -> IngestOutcome:
     """Data Docs, the findings report, the staged parts into the lake; the outcome."""
     findings = run.all_findings()
     fmt = run.first_meta.format if run.first_meta else run.source
-    lake.remove_file_outputs(data_dir, run.org_id, run.file_id)
-    report_dir = lake.report_dir(data_dir, run.org_id, run.file_id)
+    lake.remove_file_outputs(data, run.org_id, run.file_id)
+    report_dir = data.ingest_report(run.org_id, run.file_id)
     findings_path = lake.write_json(findings.to_dicts(), report_dir / "findings.json")
     report = run_batch_expectations(
         summaries=(
@@ -1086,8 +1082,8 @@ def _finish(run: _Run, data_dir: Path, name: str, sha: str, received: dt.datetim
         run_time=received,
     )
     written: dict[str, list[str]] = {"revenue_lines": [], "rejected_lines": []}
-    for p in lake.promote(run.staging, data_dir):
-        written[p.relative_to(data_dir / "lake").parts[0]].append(str(p))
+    for p in lake.promote(run.staging, data):
+        written[p.relative_to(data.lake_root()).parts[0]].append(str(p))
     periods = {k for t, k, _ in run.parts if t == "revenue_lines" and k is not None}
     outputs: dict[str, Any] = {**written, "findings": str(findings_path)}
     outputs["data_docs"] = str(report.docs_index)
@@ -1116,8 +1112,7 @@ def _finish(run: _Run, data_dir: Path, name: str, sha: str, received: dt.datetim
 
 
 def _quarantine(
-    factory: sessionmaker[Session],
-    data_dir: Path,
+    res: Resources,
     *,
     org_id: int,
     sha: str,
@@ -1137,8 +1132,8 @@ def _quarantine(
         "field": exc.field,
         "file": name,
     }
-    lake.write_json(reason, data_dir / "quarantine" / f"org={org_id}" / f"{sha}.json")
-    with db.transaction(factory, actor=actor) as session:
+    lake.write_json(reason, res.data.quarantine(org_id, sha))
+    with db.transaction(res.factory, actor=actor) as session:
         if pending_id is not None:  # the quarantine takes the place of the pending row
             _drop_pending(session, pending_id)
         row = IngestFile(

@@ -8,10 +8,12 @@ from typing import Any
 
 import polars as pl
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from pipelines import lake
 from pipelines.ingest.files import Catalog
+from pipelines.layout import DataDir
+from pipelines.resources import Resources
 from royalty_engine.matching import dsp_key_expr, rematch_lines, title_artist_key_expr
 from schemas.identifiers import gtin_key_expr, normalise_isrc_expr
 from schemas.store import db
@@ -31,10 +33,10 @@ def key_order(names: list[str]) -> list[tuple[str, pl.Expr]]:
     ]
 
 
-def _files(session: Session, data_dir: Path, org_id: int) -> list[Path]:
+def _files(session: Session, data: DataDir, org_id: int) -> list[Path]:
     """Every accepted-lines part of the organisation's committed files (a file may have
     several parts; ``lake.committed_parts``)."""
-    return lake.committed_parts(session, data_dir, org_id)
+    return lake.committed_parts(session, data, org_id)
 
 
 def suspense_keys(lines: pl.LazyFrame) -> pl.LazyFrame:
@@ -46,8 +48,8 @@ def suspense_keys(lines: pl.LazyFrame) -> pl.LazyFrame:
     return lines.with_columns(kind.alias("kind"), key.alias("key"))
 
 
-def rebuild_suspense(session: Session, data_dir: Path, org_id: int) -> int:
-    files = _files(session, data_dir, org_id)
+def rebuild_suspense(session: Session, data: DataDir, org_id: int) -> int:
+    files = _files(session, data, org_id)
     if files:
         lines = lake.scan_revenue(files).filter(pl.col("match_method").is_null())
         grouped = (
@@ -111,16 +113,14 @@ def rebuild_suspense(session: Session, data_dir: Path, org_id: int) -> int:
     return len(items)
 
 
-def rematch(
-    factory: sessionmaker[Session], data_dir: Path, org_id: int, *, actor: str = "rematch"
-) -> dict[str, int]:
+def rematch(res: Resources, org_id: int, *, actor: str = "rematch") -> dict[str, int]:
     """Re-match unmatched lines in place, and convert again every line whose FX rate (or its
     source) is not the rates table's now: unconverted lines once their rate is imported, and
     lines converted at a rate since corrected (import the corrected rate, then rematch; a
     locked period takes it in a correction run). Rebuild suspense."""
-    with factory() as session:
+    with res.factory() as session:
         catalog = Catalog.load(session, org_id)
-        files = _files(session, data_dir, org_id)
+        files = _files(session, res.data, org_id)
     rewritten = newly_matched = reconverted = upgraded = 0
     rates = catalog.rates.lazy()
     for path in files:
@@ -155,7 +155,7 @@ def rematch(
         if files
         else pl.DataFrame()
     )
-    with db.transaction(factory, actor=actor) as session:
+    with db.transaction(res.factory, actor=actor) as session:
         rows = {
             r.id: r
             for r in session.scalars(
@@ -169,7 +169,7 @@ def rematch(
                 in_suspense,
             ):
                 row.lines_matched, row.lines_suspense = int(matched), int(in_suspense)
-        open_items = rebuild_suspense(session, data_dir, org_id)
+        open_items = rebuild_suspense(session, res.data, org_id)
     return {
         "files_rewritten": rewritten,
         "lines_matched": newly_matched,

@@ -33,12 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from pipelines import lake
+from pipelines.layout import DataDir
 
 GENESIS = "0" * 64
 
 
 def ledger_path(data_dir: Path, org_id: int) -> Path:
-    return data_dir / "audit" / f"org={org_id}" / "ledger.jsonl"
+    return DataDir(data_dir).audit_ledger(org_id)
 
 
 def _digest(entry: dict[str, Any]) -> str:
@@ -144,7 +145,7 @@ def verify(data_dir: Path, org_id: int) -> list[dict[str, Any]]:
     problems = _chain_problems(entries)
     for entry in entries:
         for rel, sha in sorted((entry.get("files") or {}).items()):
-            path = data_dir / rel
+            path = DataDir(data_dir).resolve(rel)
             if not path.exists():
                 problems.append(
                     {
@@ -167,7 +168,7 @@ def verify(data_dir: Path, org_id: int) -> list[dict[str, Any]]:
 
 
 def orgs_with_ledgers(data_dir: Path) -> list[int]:
-    root = data_dir / "audit"
+    root = DataDir(data_dir).audit_root()
     return sorted(
         int(p.parent.name.split("=", 1)[1]) for p in root.glob("org=*/ledger.jsonl") if p.is_file()
     )

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipelines import lake
+from pipelines.layout import DataDir
 from royalty_engine.periods import Period, RunError, check_chain, check_rerun, parse_period
 from royalty_engine.terms import ContractState, Terms, state_from_frame
 from schemas.store.models import (
@@ -210,7 +211,7 @@ def lake_files(
     (``lake.committed_parts``: parts of a file whose ingestion has not committed, or was
     killed, and temporary files are not inputs)."""
     with factory() as session:
-        return lake.committed_parts(session, data_dir, org_id, periods=period.months)
+        return lake.committed_parts(session, DataDir(data_dir), org_id, periods=period.months)
 
 
 def scan_lines(files: list[Path]) -> pl.LazyFrame:

@@ -32,7 +32,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
@@ -41,9 +40,9 @@ from connectors.drops import (
     Drop,
     DropAuthError,
     LocalDrop,
-    open_drop,
     parse_drop_url,
 )
+from pipelines.connections import public_url
 from pipelines.layout import DataDir
 from pipelines.royalty import audit_ledger
 from pipelines.statements import FORMATS
@@ -345,16 +344,6 @@ def plan_for(run: RunRef, target: Target, files: Sequence[ExportedFile]) -> _Pla
     return _Plan(folder, mine, body)
 
 
-def public_url(url: str) -> str:
-    """``url`` without a password."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    userinfo, _, host = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    return parts._replace(netloc=f"{user}@{host}" if user else host).geturl()
-
-
 def _local_path(url: str, data_dir: Path) -> Path | None:
     """The folder of a local target (relative paths are inside the data dir), else None."""
     location = parse_drop_url(url)
@@ -367,14 +356,14 @@ def _local_path(url: str, data_dir: Path) -> Path | None:
 def default_opener(data_dir: Path) -> OpenDrop:
     """Open a target: local folders are created; credentials come from the environment
     variable the target names (as for inbound drops)."""
-    from pipelines.ingest.drops import _drop_credentials
+    from pipelines.connections import connect
 
     def opener(url: str, secret_env: str | None) -> Drop:
         local = _local_path(url, data_dir)
         if local is not None:
             local.mkdir(parents=True, exist_ok=True)
             return LocalDrop(local)
-        return open_drop(url, **_drop_credentials(url, secret_env))
+        return connect(url, secret_env)
 
     return opener
 

@@ -5,33 +5,26 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
-
-from pipelines.resources import get_session_factory
-from pipelines.settings import get_settings
-from schemas.store.models import Organisation
+from pipelines.resources import Resources
+from schemas.store.orgs import org_id
 
 
 def _org(slug: str) -> int:
-    with get_session_factory()() as session:
-        org_id = session.scalar(sa.select(Organisation.id).where(Organisation.slug == slug))
-    if org_id is None:
-        raise ValueError(f"no organisation {slug!r}")
-    return org_id
+    """The id of the organisation ``slug`` (``schemas.store.orgs.org_id``)."""
+    with Resources.current().factory() as session:
+        return org_id(session, slug)
 
 
 def list_new_files(org: str) -> list[dict[str, str]]:
     from pipelines.ingest.drops import pending_files
 
-    return pending_files(get_session_factory(), get_settings().data_dir, _org(org))
+    return pending_files(Resources.current(), _org(org))
 
 
 def ingest_file(org: str, item: dict[str, str]) -> dict[str, Any]:
     from pipelines.ingest.drops import ingest_one
 
-    outcome = ingest_one(
-        get_session_factory(), get_settings().data_dir, _org(org), item["drop"], item["name"]
-    )
+    outcome = ingest_one(Resources.current(), _org(org), item["drop"], item["name"])
     return {
         k: outcome[k]
         for k in (
@@ -53,4 +46,4 @@ def ingest_file(org: str, item: dict[str, str]) -> dict[str, Any]:
 def summarise_ingest(org: str, outcomes: list[dict[str, Any]]) -> dict[str, Any]:
     from pipelines.ingest.drops import finish_batch
 
-    return finish_batch(get_session_factory(), get_settings().data_dir, _org(org), list(outcomes))
+    return finish_batch(Resources.current(), _org(org), list(outcomes))

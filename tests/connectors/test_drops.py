@@ -490,18 +490,20 @@ def test_parse_sftp_urls() -> None:
 
 
 def test_parse_s3_urls(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    # the connector reads no environment: the endpoint is an argument (pipelines.connections
+    # passes the settings' one)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
     assert parse_drop_url("s3://label-drops/reports/2024/").options == {
         "bucket": "label-drops",
         "prefix": "reports/2024",
     }
-    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
-    spec = parse_drop_url("s3://b1x", access_key="a", secret_key="s", page_size=2)
+    spec = parse_drop_url(
+        "s3://b1x", access_key="a", secret_key="s", page_size=2, endpoint_url="http://h:9"
+    )
     assert spec.options == {
         "bucket": "b1x",
         "prefix": "",
-        "endpoint_url": "http://127.0.0.1:9",
+        "endpoint_url": "http://h:9",
         "access_key": "a",
         "secret_key": "s",
         "page_size": 2,
@@ -703,17 +705,16 @@ def test_s3_wrong_credentials_and_missing_bucket(s3_server: S3Server, s3_bucket:
 
 
 @pytest.mark.integration
-def test_s3_endpoint_from_the_environment(
+def test_s3_endpoint_and_secret_from_the_settings(
     s3_server: S3Server, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from pipelines.connections import connect
+
     monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint_url)
+    monkeypatch.setenv("TM_TEST_S3_KEYS", f"{s3_server.access_key}:{s3_server.secret_key}")
     prefix = f"env{next(_ids)}"
-    with open_drop(
-        f"s3://{s3_bucket}/{prefix}",
-        access_key=s3_server.access_key,
-        secret_key=s3_server.secret_key,
-    ) as drop:
+    with connect(f"s3://{s3_bucket}/{prefix}", "TM_TEST_S3_KEYS") as drop:
         assert isinstance(drop, S3Drop)
         drop.put("x.csv", b"1")
         assert names(drop.list()) == ["x.csv"]

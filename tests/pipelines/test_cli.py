@@ -209,7 +209,6 @@ def test_ingest_path_refuses_a_period_that_is_not_a_month(tmp_path: Path) -> Non
     with pytest.raises(ValueError, match="not a month"):
         ingest_path(
             None,  # type: ignore[arg-type]  # refused before any session is opened
-            tmp_path,
             org_id=1,
             path=tmp_path / "x.csv",
             name="x.csv",

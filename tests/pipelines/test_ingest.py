@@ -17,6 +17,8 @@ from demo.label import build
 from demo.reports import catalogue, write_apple, write_distributor, write_spotify
 from pipelines.ingest.files import IngestOutcome, ingest_path
 from pipelines.ingest.suspense import rebuild_suspense, rematch
+from pipelines.layout import DataDir
+from pipelines.resources import Resources
 from schemas.errors import Conflict
 from schemas.store import db, service, suspense
 from schemas.store.fx import import_rates
@@ -69,7 +71,7 @@ def test_rates_published_from_the_accounting_currency_convert_by_their_inverse(
         other.write_text(jan.read_text().replace(",10,1.50,", f",{streams},1.50,"))
     for month in ("01", "02", "03"):
         report = tmp_path / f"spotify_x_2026{month}_USD.csv"
-        out = ingest_path(factory, data, org_id=label, path=report, name=report.name)
+        out = ingest_path(Resources.of(factory, data), org_id=label, path=report, name=report.name)
         assert out.accepted == 2, out
     lines = lake_lines(data).sort("reporting_period", "line_no")
     table = FxTable(
@@ -85,13 +87,16 @@ def test_rates_published_from_the_accounting_currency_convert_by_their_inverse(
         ["BoE (inverse of GBP->USD)"] * 2 + ["own"] * 2 + ["BoE (inverse of GBP->USD)"] * 2
     )
     assert lines["converted_amount"].head(2).to_list() == [Decimal("1.2"), Decimal("2.0")]
-    assert rematch(factory, data, label)["lines_reconverted"] == 0  # stable
+    assert rematch(Resources.of(factory, data), label)["lines_reconverted"] == 0  # stable
     # an inverse too small for 12 places is no rate: the lines stay unconverted, not 0
     with db.transaction(factory, actor="test") as s:
         import_rates(s, label, b"base,quote,period,rate,source\nGBP,VES,2026-04,3e12,bank\n")
     ves = tmp_path / "spotify_x_202604_VES.csv"
     ves.write_text(jan.read_text().replace(",USD\n", ",VES\n"))
-    assert ingest_path(factory, data, org_id=label, path=ves, name=ves.name).accepted == 2
+    assert (
+        ingest_path(Resources.of(factory, data), org_id=label, path=ves, name=ves.name).accepted
+        == 2
+    )
     april = lake_lines(data).filter(pl.col("reporting_period") == "2026-04")
     assert april["converted_amount"].null_count() == 2 and april["fx_rate"].null_count() == 2
     huge = FxTable(
@@ -120,7 +125,7 @@ def test_a_report_is_ingested_matched_converted_and_recorded(
         ["DE", "FR"],
         unknown_isrc=True,
     )
-    out = ingest_path(factory, data, org_id=label, path=report, name=report.name)
+    out = ingest_path(Resources.of(factory, data), org_id=label, path=report, name=report.name)
     assert (out.status, out.format, out.lines, out.rejected) == ("ingested", "spotify", 22, 0)
     assert (out.matched, out.suspense) == (21, 1)
     lines = lake_lines(data)
@@ -149,12 +154,11 @@ def test_same_content_twice_is_recorded_once(
     data = tmp_path / "data"
     report = tmp_path / "statement_a.csv"
     write_distributor(report, products(factory, label)[:6], random.Random(2))
-    first = ingest_path(factory, data, org_id=label, path=report, name=report.name)
+    first = ingest_path(Resources.of(factory, data), org_id=label, path=report, name=report.name)
     copy = tmp_path / "statement_copy.csv"
     copy.write_bytes(report.read_bytes())
     again = ingest_path(
-        factory,
-        data,
+        Resources.of(factory, data),
         org_id=label,
         path=copy,
         name=copy.name,
@@ -174,7 +178,7 @@ def test_bad_lines_are_set_aside_with_reasons(
     data = tmp_path / "data"
     report = tmp_path / "statement_b.csv"
     write_distributor(report, products(factory, label)[:16], random.Random(3))
-    out = ingest_path(factory, data, org_id=label, path=report, name=report.name)
+    out = ingest_path(Resources.of(factory, data), org_id=label, path=report, name=report.name)
     assert (out.lines, out.accepted, out.rejected) == (16, 14, 2)
     codes = {(e["line_no"], e["field"], e["code"]) for e in out.errors if e["severity"] == "error"}
     assert codes == {(11, "amount", "invalid_decimal"), (13, "territory", "unknown_territory")}
@@ -194,7 +198,9 @@ def test_a_line_with_two_unreadable_cells_is_one_rejected_line(
         f"GB,premium,u2,{p.isrc},{p.upc},T,A,ten,1.5x,EUR\n"  # two bad cells, one line
         f"GB,premium,u3,{p.isrc},{p.upc},T,A,12,2.50,EUR\n"
     )
-    out = ingest_path(factory, tmp_path / "data", org_id=label, path=report, name=report.name)
+    out = ingest_path(
+        Resources.of(factory, tmp_path / "data"), org_id=label, path=report, name=report.name
+    )
     assert (out.lines, out.accepted, out.rejected) == (3, 2, 1)
     assert {(e["line_no"], e["field"]) for e in out.errors} == {(3, "quantity"), (3, "amount")}
     with factory() as s:
@@ -220,25 +226,27 @@ def test_a_quarantined_file_is_read_again_only_when_told_how(
     report = tmp_path / "80012345_0126_EU.txt"
     report.write_bytes((apple / "input.txt").read_bytes())
     first = ingest_path(
-        factory, data, org_id=label, path=report, name=report.name, format="spotify"
+        Resources.of(factory, data), org_id=label, path=report, name=report.name, format="spotify"
     )
     assert first.status == "quarantined" and first.quarantine is not None
     code = first.quarantine["code"]
     # the same bytes again: still quarantined, with its reason (not "duplicate", not read)
-    again = ingest_path(factory, data, org_id=label, path=report, name=report.name)
+    again = ingest_path(Resources.of(factory, data), org_id=label, path=report, name=report.name)
     assert again.status == "quarantined" and again.file_id == first.file_id
     assert again.quarantine is not None and again.quarantine["code"] == code
     assert lake_lines(data).is_empty()
     # an operator names the layout: it is read, once, and replaces the quarantine row
-    told = ingest_path(factory, data, org_id=label, path=report, name=report.name, format="apple")
+    told = ingest_path(
+        Resources.of(factory, data), org_id=label, path=report, name=report.name, format="apple"
+    )
     assert told.status == "ingested" and told.accepted > 0
     assert lake_lines(data).height == told.accepted
     with factory() as s:
         rows = s.scalars(sa.select(IngestFile)).all()
         assert [(r.status, r.lines_accepted) for r in rows] == [("ingested", told.accepted)]
-    assert ingest_path(factory, data, org_id=label, path=report, name=report.name).status == (
-        "duplicate"
-    )
+    assert ingest_path(
+        Resources.of(factory, data), org_id=label, path=report, name=report.name
+    ).status == ("duplicate")
     assert lake_lines(data).height == told.accepted
 
 
@@ -256,13 +264,13 @@ def test_a_file_our_code_fails_on_is_quarantined_and_retried_after_the_fix(
         raise ValueError("year -2025 is out of range")
 
     monkeypatch.setattr(ingest._Run, "chunk", broken)
-    out = ingest_path(factory, data, org_id=label, path=report, name=report.name)
+    out = ingest_path(Resources.of(factory, data), org_id=label, path=report, name=report.name)
     assert out.status == "quarantined" and out.quarantine is not None
     assert out.quarantine["code"] == "internal_error"
     assert "ValueError: year -2025 is out of range" in out.quarantine["message"]
     assert lake_lines(data).is_empty() and nothing_staged(data)
     monkeypatch.setattr(ingest._Run, "chunk", real)  # the fix
-    fixed = ingest_path(factory, data, org_id=label, path=report, name=report.name)
+    fixed = ingest_path(Resources.of(factory, data), org_id=label, path=report, name=report.name)
     assert (fixed.status, fixed.accepted) == ("ingested", 2)
     assert lake_lines(data).height == 2
 
@@ -284,10 +292,10 @@ def test_the_same_report_in_other_wrapping_adds_nothing(
         zf.writestr("spotify_x_202601_EUR.csv", text)
     utf16 = tmp_path / "spotify_again_202601_EUR.csv"
     utf16.write_bytes(text.decode().encode("utf-16"))
-    first = ingest_path(factory, data, org_id=label, path=plain, name=plain.name)
+    first = ingest_path(Resources.of(factory, data), org_id=label, path=plain, name=plain.name)
     assert (first.status, first.accepted) == ("ingested", 2)
     for other in (gz, zipped, utf16):
-        out = ingest_path(factory, data, org_id=label, path=other, name=other.name)
+        out = ingest_path(Resources.of(factory, data), org_id=label, path=other, name=other.name)
         assert (out.status, out.file_id) == ("duplicate", first.file_id), other.name
     assert lake_lines(data).height == 2
     assert nothing_staged(data)
@@ -298,9 +306,9 @@ def test_the_same_report_in_other_wrapping_adds_nothing(
     # a report that differs in one line is a report of its own
     changed = tmp_path / "spotify_y_202601_EUR.csv"
     changed.write_bytes(text.replace(b",12,2.50,", b",12,2.60,"))
-    assert ingest_path(factory, data, org_id=label, path=changed, name=changed.name).status == (
-        "ingested"
-    )
+    assert ingest_path(
+        Resources.of(factory, data), org_id=label, path=changed, name=changed.name
+    ).status == ("ingested")
     assert lake_lines(data).height == 4
 
 
@@ -319,8 +327,8 @@ def test_next_months_report_with_the_same_rows_is_not_a_duplicate(
     assert feb_head != head
     feb = tmp_path / "DSR_AuroraRecords_Spotify_Premium_2026-02_DE_1of1_20260303T100000.tsv"
     feb.write_text(feb_head.replace("MSG-BB-1", "MSG-BB-2") + "\n" + rest)
-    first = ingest_path(factory, data, org_id=label, path=jan, name=jan.name)
-    second = ingest_path(factory, data, org_id=label, path=feb, name=feb.name)
+    first = ingest_path(Resources.of(factory, data), org_id=label, path=jan, name=jan.name)
+    second = ingest_path(Resources.of(factory, data), org_id=label, path=feb, name=feb.name)
     assert (first.status, second.status) == ("ingested", "ingested")
     assert second.file_id != first.file_id
     lines = lake_lines(data)
@@ -331,7 +339,7 @@ def test_next_months_report_with_the_same_rows_is_not_a_duplicate(
 
     again = tmp_path / (feb.name + ".gz")
     again.write_bytes(gzip.compress(feb.read_bytes(), mtime=1))
-    third = ingest_path(factory, data, org_id=label, path=again, name=again.name)
+    third = ingest_path(Resources.of(factory, data), org_id=label, path=again, name=again.name)
     assert (third.status, third.file_id) == ("duplicate", second.file_id)
     assert lake_lines(data).height == lines.height
 
@@ -379,7 +387,7 @@ def test_one_report_ingested_twice_at_once_is_counted_once(
     def ingest_in_thread(path: Path) -> None:
         try:
             outcomes[threading.current_thread().name] = ingest_path(
-                factory, data, org_id=label, path=path, name=path.name
+                Resources.of(factory, data), org_id=label, path=path, name=path.name
             )
         except BaseException as exc:  # reported below, as the test's failure
             outcomes[threading.current_thread().name] = exc
@@ -433,7 +441,9 @@ def test_a_ledger_insert_failing_for_another_reason_is_raised_not_retried(
 
     monkeypatch.setattr(Session, "flush", refuse)
     with pytest.raises(sa.exc.IntegrityError):
-        ingest_path(factory, tmp_path / "data", org_id=label, path=report, name=report.name)
+        ingest_path(
+            Resources.of(factory, tmp_path / "data"), org_id=label, path=report, name=report.name
+        )
     assert calls == 1
 
 
@@ -452,11 +462,13 @@ def test_lines_without_a_date_in_a_file_without_a_period_are_quarantined_until_t
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerows(rows)
     report.write_text(buf.getvalue())
-    out = ingest_path(factory, data, org_id=label, path=report, name=report.name)
+    out = ingest_path(Resources.of(factory, data), org_id=label, path=report, name=report.name)
     assert out.status == "quarantined" and out.quarantine is not None
     assert out.quarantine["code"] == "no_period"
     assert lake_lines(data).is_empty() and nothing_staged(data)
-    told = ingest_path(factory, data, org_id=label, path=report, name=report.name, period="2026-01")
+    told = ingest_path(
+        Resources.of(factory, data), org_id=label, path=report, name=report.name, period="2026-01"
+    )
     assert told.status == "ingested" and told.accepted > 0
     assert set(lake_lines(data)["reporting_period"]) == {"2026-01"}
 
@@ -475,7 +487,7 @@ def test_a_delivery_holding_reports_for_two_periods_is_refused(
     with zipfile.ZipFile(both, "w") as zf:
         zf.write(january, january.name)
         zf.write(february, february.name)
-    out = ingest_path(factory, data, org_id=label, path=both, name=both.name)
+    out = ingest_path(Resources.of(factory, data), org_id=label, path=both, name=both.name)
     assert out.status == "quarantined" and out.quarantine is not None
     assert out.quarantine["code"] == "mixed_periods"
     assert "spotify_x_202602_EUR.csv is for 2026-02" in out.quarantine["message"]
@@ -496,7 +508,9 @@ def test_each_finding_names_the_report_of_the_delivery_it_is_from(
     with zipfile.ZipFile(both, "w") as zf:
         zf.write(a, a.name)
         zf.write(b, b.name)
-    out = ingest_path(factory, tmp_path / "data", org_id=label, path=both, name=both.name)
+    out = ingest_path(
+        Resources.of(factory, tmp_path / "data"), org_id=label, path=both, name=both.name
+    )
     assert out.status == "ingested"
     assert [(e["file"], e["line_no"], e["field"]) for e in out.errors] == [
         (a.name, 3, "amount"),
@@ -521,7 +535,7 @@ def test_each_line_of_a_zip_names_the_report_it_is_from(
         zf.write(a, a.name)
         zf.write(b, b.name)
     data = tmp_path / "data"
-    out = ingest_path(factory, data, org_id=label, path=both, name=both.name)
+    out = ingest_path(Resources.of(factory, data), org_id=label, path=both, name=both.name)
     assert out.status == "ingested" and out.lines == 4
     accepted = lake_lines(data)
     rejected = lake_lines(data, "rejected_lines")
@@ -532,7 +546,7 @@ def test_each_line_of_a_zip_names_the_report_it_is_from(
     # a plain file's lines name no member
     single = tmp_path / "spotify_c_202602_EUR.csv"
     spotify_report(single, p.isrc, p.upc)
-    ingest_path(factory, data, org_id=label, path=single, name=single.name)
+    ingest_path(Resources.of(factory, data), org_id=label, path=single, name=single.name)
     plain = lake_lines(data).filter(pl.col("reporting_period") == "2026-02")
     assert plain.height == 2 and plain["member"].null_count() == 2
 
@@ -559,11 +573,11 @@ def test_a_lake_written_before_the_member_column_still_reads(
         assert lines.height == sum(pl.read_parquet(f).height for f in files)
         assert lines["member"].null_count() == lines.height  # plain files: no member
     with db.transaction(factory, actor="test") as s:
-        assert rebuild_suspense(s, data, label) == 1  # one unknown ISRC, in both files
+        assert rebuild_suspense(s, DataDir(data), label) == 1  # one unknown ISRC, in both files
         item = s.scalar(sa.select(SuspenseItem))
         assert item is not None and item.lines == 2
     add_track(factory, label, "GBNBR2699999")
-    assert rematch(factory, data, label)["lines_matched"] == 2
+    assert rematch(Resources.of(factory, data), label)["lines_matched"] == 2
 
 
 def test_unreadable_file_is_quarantined_and_nothing_reaches_the_lake(
@@ -574,7 +588,7 @@ def test_unreadable_file_is_quarantined_and_nothing_reaches_the_lake(
     write_apple(bad, products(factory, label), random.Random(4))
     text = bad.read_text().replace("Extended Partner Share", "Ext Share", 1)
     bad.write_text(text)
-    out = ingest_path(factory, data, org_id=label, path=bad, name=bad.name)
+    out = ingest_path(Resources.of(factory, data), org_id=label, path=bad, name=bad.name)
     assert out.status == "quarantined"
     assert out.quarantine is not None
     assert out.quarantine["code"] == "missing_column"
@@ -592,7 +606,7 @@ def test_control_total_mismatch_quarantines(
     lines = report.read_text().splitlines()
     lines = [("Total_Amount\t999.99" if ln.startswith("Total_Amount") else ln) for ln in lines]
     report.write_text("\n".join(lines) + "\n")
-    out = ingest_path(factory, data, org_id=label, path=report, name=report.name)
+    out = ingest_path(Resources.of(factory, data), org_id=label, path=report, name=report.name)
     assert out.status == "quarantined"
     assert out.quarantine is not None
     assert out.quarantine["code"] == "control_total_mismatch"
@@ -615,7 +629,7 @@ def ingest_unknown_isrc(
     territories = ["US", "CA"] if currency == "USD" else ["DE", "AT"]
     chosen = products(factory, org_id)[:tracks]
     write_spotify(report, chosen, random.Random(seed), currency, territories, unknown_isrc=True)
-    out = ingest_path(factory, data, org_id=org_id, path=report, name=report.name)
+    out = ingest_path(Resources.of(factory, data), org_id=org_id, path=report, name=report.name)
     assert out.suspense == 1
     return data, out
 
@@ -625,14 +639,14 @@ def test_suspense_is_resolved_once_and_remembered(
 ) -> None:
     data, out = ingest_unknown_isrc(factory, label, tmp_path, "USD", tracks=3, seed=6)
     with db.transaction(factory, actor="test") as s:
-        assert rebuild_suspense(s, data, label) == 1
+        assert rebuild_suspense(s, DataDir(data), label) == 1
         item = s.scalar(sa.select(SuspenseItem))
         assert item is not None
         assert (item.kind.value, item.key, item.reason) == ("isrc", "GBNBR2699999", "unknown_isrc")
         track = s.scalars(sa.select(Track).where(Track.org_id == label)).first()
         assert track is not None
         suspense.resolve(s, label, item.id, track_id=track.id)
-    result = rematch(factory, data, label)
+    result = rematch(Resources.of(factory, data), label)
     assert result == {
         "files_rewritten": 1,
         "lines_matched": 1,
@@ -649,7 +663,10 @@ def test_suspense_is_resolved_once_and_remembered(
     write_spotify(
         nxt, products(factory, label)[:1], random.Random(9), "USD", ["US", "CA"], unknown_isrc=True
     )
-    assert ingest_path(factory, data, org_id=label, path=nxt, name=nxt.name).suspense == 0
+    assert (
+        ingest_path(Resources.of(factory, data), org_id=label, path=nxt, name=nxt.name).suspense
+        == 0
+    )
     with factory() as s:
         row = s.get(IngestFile, out.file_id)
         assert row is not None
@@ -685,7 +702,7 @@ def test_new_track_in_catalogue_is_matched_by_rematch(
 ) -> None:
     data, _ = ingest_unknown_isrc(factory, label, tmp_path)
     add_track(factory, label, "GBNBR2699999")
-    assert rematch(factory, data, label)["lines_matched"] == 1
+    assert rematch(Resources.of(factory, data), label)["lines_matched"] == 1
     assert lake_lines(data)["match_method"].null_count() == 0
 
 
@@ -698,7 +715,7 @@ def test_suspense_whose_code_is_now_in_the_catalogue_is_not_matched_by_hand(
     data, _ = ingest_unknown_isrc(factory, label, tmp_path)
     added = add_track(factory, label, "GBNBR2699999")
     with db.transaction(factory, actor="test") as s:
-        assert rebuild_suspense(s, data, label) == 1  # not rematched yet
+        assert rebuild_suspense(s, DataDir(data), label) == 1  # not rematched yet
         item = s.scalar(sa.select(SuspenseItem))
         assert item is not None
         other = s.scalars(sa.select(Track).where(Track.id != added)).first()
@@ -707,7 +724,7 @@ def test_suspense_whose_code_is_now_in_the_catalogue_is_not_matched_by_hand(
             suspense.resolve(s, label, item.id, track_id=other.id)
     with factory() as s:
         assert s.scalar(sa.select(sa.func.count()).select_from(MatchRule)) == 0
-    assert rematch(factory, data, label)["suspense_items"] == 0
+    assert rematch(Resources.of(factory, data), label)["suspense_items"] == 0
     matched = lake_lines(data).filter(pl.col("isrc") == "GBNBR2699999")
     assert matched.select("track_id", "match_method").rows() == [(added, "isrc")]
 
@@ -730,22 +747,28 @@ def test_a_forgotten_match_leaves_the_lines_it_matched_where_they_are(
         return path
 
     first = report("spotify_x_202601_GBP.csv", "")
-    assert ingest_path(factory, data, org_id=label, path=first, name=first.name).suspense == 1
+    assert (
+        ingest_path(Resources.of(factory, data), org_id=label, path=first, name=first.name).suspense
+        == 1
+    )
     with db.transaction(factory, actor="test") as s:
-        rebuild_suspense(s, data, label)
+        rebuild_suspense(s, DataDir(data), label)
         item = s.scalar(sa.select(SuspenseItem))
         assert item is not None and (item.kind.value, item.key) == ("upc", "00009999999996")
         release_id = s.scalars(sa.select(Track.release_id)).first()
         rule = suspense.resolve(s, label, item.id, release_id=release_id)
         rule_id = rule.id
     later = report("spotify_x_202602_GBP.csv", "QZZZZ2600001")
-    assert ingest_path(factory, data, org_id=label, path=later, name=later.name).matched == 1
-    rematch(factory, data, label)
+    assert (
+        ingest_path(Resources.of(factory, data), org_id=label, path=later, name=later.name).matched
+        == 1
+    )
+    rematch(Resources.of(factory, data), label)
     before = lake_lines(data).sort("reporting_period").select("match_method", "release_id")
     assert before.rows() == [("upc_alias", release_id)] * 2
     with db.transaction(factory, actor="test") as s:
         suspense.forget(s, label, rule_id)
-    result = rematch(factory, data, label)
+    result = rematch(Resources.of(factory, data), label)
     assert result["lines_matched"] == 0 and result["suspense_items"] == 0
     after = lake_lines(data).sort("reporting_period").select("match_method", "release_id")
     assert after.rows() == before.rows()
@@ -820,13 +843,20 @@ def test_a_corrected_fx_rate_reaches_the_lines_already_converted(
     gbp = tmp_path / "spotify_x_202601_GBP.csv"
     gbp.write_text(eur.read_text().replace(",EUR\n", ",GBP\n"))
     for report in (eur, gbp):
-        assert ingest_path(factory, data, org_id=label, path=report, name=report.name).accepted == 2
+        assert (
+            ingest_path(
+                Resources.of(factory, data), org_id=label, path=report, name=report.name
+            ).accepted
+            == 2
+        )
     before = lake_lines(data).sort("currency", "line_no")
     assert before["fx_source"].to_list() == ["prelim", "prelim", "identity", "identity"]
-    assert rematch(factory, data, label)["lines_reconverted"] == 0  # nothing changed yet
+    assert (
+        rematch(Resources.of(factory, data), label)["lines_reconverted"] == 0
+    )  # nothing changed yet
     with db.transaction(factory, actor="test") as s:
         import_rates(s, label, b"base,quote,period,rate,source\nEUR,GBP,2026-01,0.86,final\n")
-    result = rematch(factory, data, label)
+    result = rematch(Resources.of(factory, data), label)
     assert (result["lines_reconverted"], result["lines_matched"]) == (2, 0)
     after = lake_lines(data).sort("currency", "line_no")
     assert after["fx_rate"].to_list() == [Decimal("0.86"), Decimal("0.86"), Decimal(1), Decimal(1)]
@@ -836,7 +866,7 @@ def test_a_corrected_fx_rate_reaches_the_lines_already_converted(
     assert after.drop("fx_rate", "fx_source", "converted_amount").equals(
         before.drop("fx_rate", "fx_source", "converted_amount")
     )
-    assert rematch(factory, data, label)["files_rewritten"] == 0  # settled
+    assert rematch(Resources.of(factory, data), label)["files_rewritten"] == 0  # settled
 
 
 def test_a_release_level_match_reaches_its_track_once_the_track_is_added(
@@ -848,12 +878,14 @@ def test_a_release_level_match_reaches_its_track_once_the_track_is_added(
     data = tmp_path / "data"
     p = products(factory, label)[0]
     report = spotify_report(tmp_path / "spotify_bonus_202601_EUR.csv", "GBNBR2699998", p.upc)
-    ingest_path(factory, data, org_id=label, path=report, name=report.name)
+    ingest_path(Resources.of(factory, data), org_id=label, path=report, name=report.name)
     first = lake_lines(data)
     assert set(first["match_method"]) == {"upc"} and first["track_id"].null_count() == 2
-    assert rematch(factory, data, label)["files_rewritten"] == 0  # nothing new: left alone
+    assert (
+        rematch(Resources.of(factory, data), label)["files_rewritten"] == 0
+    )  # nothing new: left alone
     new_id = add_track(factory, label, "GBNBR2699998", release_id=first["release_id"][0])
-    result = rematch(factory, data, label)
+    result = rematch(Resources.of(factory, data), label)
     assert (result["lines_upgraded"], result["lines_matched"]) == (2, 0)
     after = lake_lines(data)
     assert set(after["match_method"]) == {"isrc"} and set(after["track_id"]) == {new_id}
@@ -876,11 +908,11 @@ def test_a_rematch_that_failed_or_ran_twice_leaves_the_ledger_counts_right(
 
     monkeypatch.setattr(suspense_module, "rebuild_suspense", database_gone)
     with pytest.raises(sa.exc.OperationalError):
-        rematch(factory, data, label)
+        rematch(Resources.of(factory, data), label)
     assert lake_lines(data)["match_method"].null_count() == 0  # the lake was rewritten
     monkeypatch.setattr(suspense_module, "rebuild_suspense", real)
     for _ in range(2):  # the retry, then once more
-        rematch(factory, data, label)
+        rematch(Resources.of(factory, data), label)
         with factory() as s:
             row = s.get(IngestFile, out.file_id)
             assert row is not None
@@ -920,7 +952,9 @@ def test_rates_into_and_out_of_weak_currencies_are_stored_exactly(
         "country,product,track_uri,isrc,upc,track_name,artist_name,streams,revenue,currency\n"
         f"ID,premium,u1,{p.isrc},{p.upc},T,A,1000000,2500000000,IDR\n"
     )
-    out = ingest_path(factory, tmp_path / "data", org_id=label, path=report, name=report.name)
+    out = ingest_path(
+        Resources.of(factory, tmp_path / "data"), org_id=label, path=report, name=report.name
+    )
     assert out.status == "ingested"
     (line,) = lake_lines(tmp_path / "data").iter_rows(named=True)
     # 2,500,000,000 IDR x 0.000048123457 = 120,308.6425 GBP, exactly
@@ -961,9 +995,9 @@ def test_a_dsr_in_many_chunks_gives_the_same_lake_as_one(
     report = tmp_path / "DSR_AuroraRecords_Spotify_Premium_2026-01_WW_1of1_20260205T000000.tsv.gz"
     write_dsr_report(report, products(factory, one), seed=3, lines=3000)
     data = tmp_path / "data"
-    whole = ingest_path(factory, data, org_id=one, path=report, name=report.name)
+    whole = ingest_path(Resources.of(factory, data), org_id=one, path=report, name=report.name)
     parts = ingest_path(
-        factory, data, org_id=many, path=report, name=report.name, chunk_bytes=8 << 10
+        Resources.of(factory, data), org_id=many, path=report, name=report.name, chunk_bytes=8 << 10
     )
     assert whole.status == parts.status == "ingested"
     folder = data / "lake" / "revenue_lines" / f"org={many}" / "period=2026-01" / "source=dsr"
@@ -987,8 +1021,10 @@ def test_a_statement_in_chunks_moves_early_parts_to_the_files_period(
     rows[1:6] = [r.replace("2026-01", "2025-12", 1) for r in rows[1:6]]
     report.write_text("\n".join(rows) + "\n")
     data = tmp_path / "data"
-    whole = ingest_path(factory, data, org_id=one, path=report, name=report.name)
-    parts = ingest_path(factory, data, org_id=many, path=report, name=report.name, chunk_bytes=300)
+    whole = ingest_path(Resources.of(factory, data), org_id=one, path=report, name=report.name)
+    parts = ingest_path(
+        Resources.of(factory, data), org_id=many, path=report, name=report.name, chunk_bytes=300
+    )
     assert whole.reporting_periods == parts.reporting_periods == ["2026-01"]
     lines = by_line(data, many)
     assert set(lines["reporting_period"]) == {"2026-01"}
@@ -1009,7 +1045,9 @@ def test_a_mismatch_found_at_the_end_leaves_nothing_in_the_lake(
     lines = report.read_text().splitlines()
     lines = [("Total_Amount\t999.99" if ln.startswith("Total_Amount") else ln) for ln in lines]
     report.write_text("\n".join(lines) + "\n")
-    out = ingest_path(factory, data, org_id=label, path=report, name=report.name, chunk_bytes=256)
+    out = ingest_path(
+        Resources.of(factory, data), org_id=label, path=report, name=report.name, chunk_bytes=256
+    )
     assert out.status == "quarantined"
     assert out.quarantine is not None and out.quarantine["code"] == "control_total_mismatch"
     assert lake_lines(data).is_empty() and lake_lines(data, "rejected_lines").is_empty()
@@ -1031,7 +1069,9 @@ def test_a_foot_mismatch_in_a_chunked_dsr_is_quarantined_whole(
     foot = text[-1].split("\t")
     foot[4] = str(int(foot[4]) - 1)  # NumberOfBlocksInFile
     report.write_text("\n".join([*text[:-1], "\t".join(foot)]) + "\n")
-    out = ingest_path(factory, data, org_id=label, path=report, name=report.name, chunk_bytes=4096)
+    out = ingest_path(
+        Resources.of(factory, data), org_id=label, path=report, name=report.name, chunk_bytes=4096
+    )
     assert out.quarantine is not None and out.quarantine["code"] == "foot_mismatch"
     assert lake_lines(data).is_empty()
     assert nothing_staged(data)
@@ -1059,7 +1099,7 @@ def test_a_hyphenated_isrc_in_a_dsr_is_normalised_before_validation_and_matching
     assert not any(f"\t{p.isrc}\t" in text for p in ours)  # every ISRC is written messily
     report.write_bytes(gzip.compress(text.encode(), mtime=0))
     data = tmp_path / "data"
-    out = ingest_path(factory, data, org_id=label, path=report, name=report.name)
+    out = ingest_path(Resources.of(factory, data), org_id=label, path=report, name=report.name)
     assert out.status == "ingested", out
     assert [e for e in out.errors if e["code"] == "invalid_isrc"] == []
     assert out.matched == out.accepted > 0
@@ -1074,6 +1114,7 @@ def test_a_failure_half_way_leaves_nothing_and_no_ledger_row(
     from pipelines.ingest import files as ingest
 
     data = tmp_path / "data"
+    res = Resources.of(factory, data)
     report = tmp_path / "statement_c.csv"
     write_distributor(report, products(factory, label)[:40], random.Random(9))
     calls = {"n": 0}
@@ -1087,13 +1128,13 @@ def test_a_failure_half_way_leaves_nothing_and_no_ledger_row(
 
     monkeypatch.setattr(ingest._Run, "chunk", failing)
     with pytest.raises(OSError, match="disk full"):
-        ingest_path(factory, data, org_id=label, path=report, name=report.name, chunk_bytes=300)
+        ingest_path(res, org_id=label, path=report, name=report.name, chunk_bytes=300)
     assert lake_lines(data).is_empty()
     assert nothing_staged(data)
     with factory() as s:
         assert s.scalars(sa.select(IngestFile)).all() == []
     monkeypatch.setattr(ingest._Run, "chunk", real)
-    again = ingest_path(factory, data, org_id=label, path=report, name=report.name)
+    again = ingest_path(Resources.of(factory, data), org_id=label, path=report, name=report.name)
     assert again.status == "ingested"
     assert lake_lines(data).height == again.accepted
 
@@ -1117,7 +1158,7 @@ def test_a_failed_commit_takes_the_lines_back_out_of_the_lake(
 
     monkeypatch.setattr(ingest, "_finish", then_the_commit_fails)
     with pytest.raises(sa.exc.OperationalError):
-        ingest_path(factory, data, org_id=label, path=report, name=report.name)
+        ingest_path(Resources.of(factory, data), org_id=label, path=report, name=report.name)
     assert lake_lines(data).is_empty()  # ... and taken back
     assert lake_lines(data, "rejected_lines").is_empty()
     assert nothing_staged(data)
@@ -1125,7 +1166,7 @@ def test_a_failed_commit_takes_the_lines_back_out_of_the_lake(
     with factory() as s:
         assert s.scalars(sa.select(IngestFile)).all() == []
     monkeypatch.setattr(ingest, "_finish", real)
-    again = ingest_path(factory, data, org_id=label, path=report, name=report.name)
+    again = ingest_path(Resources.of(factory, data), org_id=label, path=report, name=report.name)
     assert again.status == "ingested" and lake_lines(data).height == again.accepted
 
 
@@ -1140,6 +1181,7 @@ def test_a_part_write_failing_in_the_background_leaves_nothing_and_no_ledger_row
     from pipelines.ingest import files as ingest
 
     data = tmp_path / "data"
+    res = Resources.of(factory, data)
     report = tmp_path / "statement_d.csv"
     write_distributor(report, products(factory, label)[:40], random.Random(11))
     real = lake.write_parquet
@@ -1153,14 +1195,14 @@ def test_a_part_write_failing_in_the_background_leaves_nothing_and_no_ledger_row
 
     monkeypatch.setattr(ingest.lake, "write_parquet", failing)
     with pytest.raises(OSError, match="no space left"):
-        ingest_path(factory, data, org_id=label, path=report, name=report.name, chunk_bytes=300)
+        ingest_path(res, org_id=label, path=report, name=report.name, chunk_bytes=300)
     assert writers and all(name.startswith("tm-write") for name in writers)
     assert lake_lines(data).is_empty()
     assert nothing_staged(data)
     with factory() as s:
         assert s.scalars(sa.select(IngestFile)).all() == []
     monkeypatch.setattr(ingest.lake, "write_parquet", real)
-    again = ingest_path(factory, data, org_id=label, path=report, name=report.name)
+    again = ingest_path(Resources.of(factory, data), org_id=label, path=report, name=report.name)
     assert again.status == "ingested" and lake_lines(data).height == again.accepted
 
 
@@ -1193,7 +1235,7 @@ def test_one_file_failing_never_stops_the_batch(
 
     monkeypatch.setattr(registry, "detect", detect)
     data = tmp_path / "data"
-    outs = list(ingest_sources(factory, data, org_id=label, sources=[str(drop)]))
+    outs = list(ingest_sources(Resources.of(factory, data), org_id=label, sources=[str(drop)]))
     assert [o.status for o in outs] == ["ingested", "quarantined", "failed", "ingested"]
     assert outs[1].quarantine is not None and outs[1].quarantine["code"] == "internal_error"
     assert "Error: new-line character" in outs[1].quarantine["message"]
@@ -1205,7 +1247,7 @@ def test_one_file_failing_never_stops_the_batch(
         names = s.scalars(sa.select(IngestFile.original_name).order_by(IngestFile.id)).all()
     assert "spotify_x_202603_EUR.csv" not in names  # not recorded: tried again next time
     monkeypatch.setattr(registry, "detect", real)
-    again = list(ingest_sources(factory, data, org_id=label, sources=[str(drop)]))
+    again = list(ingest_sources(Resources.of(factory, data), org_id=label, sources=[str(drop)]))
     assert [o.status for o in again] == ["duplicate", "ingested", "ingested", "duplicate"]
 
 
@@ -1232,14 +1274,21 @@ def test_different_unreadable_lines_are_never_the_same_content(
             + f"GB,premium,u2,{p.isrc},{p.upc},T,A,12,{amount}0,EUR\n"
         )
         outs.append(
-            ingest_path(factory, tmp_path / "data", org_id=label, path=report, name=report.name)
+            ingest_path(
+                Resources.of(factory, tmp_path / "data"),
+                org_id=label,
+                path=report,
+                name=report.name,
+            )
         )
     assert [o.status for o in outs] == ["ingested", "ingested"]
     assert outs[0].file_id != outs[1].file_id
     assert [o.rejected for o in outs] == [2, 2]
     wrapped = tmp_path / "spotify_x_202601_EUR.csv.gz"
     wrapped.write_bytes(gzip.compress((tmp_path / "r1" / "spotify_x_202601_EUR.csv").read_bytes()))
-    again = ingest_path(factory, tmp_path / "data", org_id=label, path=wrapped, name=wrapped.name)
+    again = ingest_path(
+        Resources.of(factory, tmp_path / "data"), org_id=label, path=wrapped, name=wrapped.name
+    )
     assert (again.status, again.file_id) == ("duplicate", outs[1].file_id)
 
 
@@ -1260,7 +1309,7 @@ def test_a_declared_total_its_lines_do_not_reach_is_quarantined_even_with_unread
     cells[col] = cells[col] + "x"  # an unreadable amount: the line is a row error
     rows[1] = "\t".join(cells)
     report.write_text("\n".join(rows))
-    out = ingest_path(factory, data, org_id=label, path=report, name=report.name)
+    out = ingest_path(Resources.of(factory, data), org_id=label, path=report, name=report.name)
     assert out.status == "quarantined" and out.quarantine is not None
     assert out.quarantine["code"] == "control_total_mismatch"
     message = out.quarantine["message"]
@@ -1284,17 +1333,23 @@ def test_an_apple_report_belongs_to_the_fiscal_month_its_file_name_names(
     August's (the month its last day falls in). A name without the month: the lines say."""
     data = tmp_path / "data"
     report = apple_report(tmp_path / "80012345_0726_GB.txt", factory, label, 5)
-    out = ingest_path(factory, data, org_id=label, path=report, name=report.name)
+    out = ingest_path(Resources.of(factory, data), org_id=label, path=report, name=report.name)
     assert (out.status, out.format, out.rejected) == ("ingested", "apple", 0)
     assert set(lake_lines(data)["reporting_period"]) == {"2026-07"}
     # the name says fiscal August: its lines (28 June to 1 August) are outside that month
     other = apple_report(tmp_path / "80012345_0826_GB.txt", factory, label, 6)
-    moved = ingest_path(factory, tmp_path / "other", org_id=label, path=other, name=other.name)
+    moved = ingest_path(
+        Resources.of(factory, tmp_path / "other"), org_id=label, path=other, name=other.name
+    )
     assert moved.rejected == moved.lines and moved.lines > 0
     # renamed by hand, without the fiscal month: the month the usage ends in, as before
     bare = apple_report(tmp_path / "apple_sales.txt", factory, label, 7)
     plain = ingest_path(
-        factory, tmp_path / "bare", org_id=label, path=bare, name=bare.name, format="apple"
+        Resources.of(factory, tmp_path / "bare"),
+        org_id=label,
+        path=bare,
+        name=bare.name,
+        format="apple",
     )
     assert plain.status == "ingested"
     assert set(lake_lines(tmp_path / "bare")["reporting_period"]) == {"2026-08"}

@@ -29,6 +29,7 @@ from connectors.drops import DropConnectionError, UnsafeName, open_drop
 from demo.label import run_demo
 from demo.reports import Product, catalogue, write_distributor, write_spotify
 from pipelines.ingest.drops import ingest_one, ingest_sources, pending_files
+from pipelines.resources import Resources
 from schemas.store import db
 from schemas.store.models import Drop, IngestFile, IngestStatus
 from tests.servers.s3 import S3Server
@@ -70,8 +71,12 @@ class Label:
         with db.transaction(self.factory, actor="test") as s:
             s.add(Drop(org_id=self.org_id, name=name, url=url, secret_env=secret_env))
 
+    @property
+    def res(self) -> Resources:
+        return Resources.of(self.factory, self.data_dir)
+
     def pending(self) -> list[dict[str, str]]:
-        return pending_files(self.factory, self.data_dir, self.org_id)
+        return pending_files(self.res, self.org_id)
 
 
 @pytest.fixture
@@ -198,6 +203,7 @@ def s3_remote(
         f"s3://{bucket}/{folder}",
         lambda: open_drop(
             f"s3://{bucket}",
+            endpoint_url=s3_server.endpoint_url,
             access_key=s3_server.access_key,
             secret_key=s3_server.secret_key,
         ),
@@ -226,12 +232,12 @@ def test_sftp_drop_waits_for_stable_sizes_then_ingests_each_file_once(
     for item in second:
         assert item["url"] == f"{sftp_remote.url}/{item['name']}"
         report = eur if item["name"] == eur.name else usd
-        outcome = ingest_one(label.factory, label.data_dir, label.org_id, "sftp-in", item["name"])
+        outcome = ingest_one(label.res, label.org_id, "sftp-in", item["name"])
         assert_ingested(label, report, item["url"], outcome)
 
     third = label.pending()  # GBP is stable now; EUR and USD are in the ledger
     assert [p["name"] for p in third] == [gbp.name]
-    outcome = ingest_one(label.factory, label.data_dir, label.org_id, "sftp-in", gbp.name)
+    outcome = ingest_one(label.res, label.org_id, "sftp-in", gbp.name)
     assert_ingested(label, gbp, third[0]["url"], outcome)  # all of it, not the first half
 
     assert label.pending() == []
@@ -254,7 +260,7 @@ def test_sftp_drop_is_refused_without_a_trusted_host_key(
     failure = label.data_dir / "state" / "drops" / f"org={label.org_id}" / "sftp-in.error.json"
     assert "known_hosts" in json.loads(failure.read_text())["error"]
     with pytest.raises(DropConnectionError, match="known_hosts"):
-        ingest_one(label.factory, label.data_dir, label.org_id, "sftp-in", report.name)
+        ingest_one(label.res, label.org_id, "sftp-in", report.name)
     assert label.ledger() == []
 
 
@@ -269,7 +275,7 @@ def test_a_password_in_a_drop_url_is_never_recorded(
     label.add_drop("sftp-in", sftp_server.url(f"/{sftp_remote.folder}"))  # no secret_env
     (item,) = label.pending()  # what the DAG passes between tasks (XCom)
     assert item["url"] == f"{sftp_remote.url}/{report.name}"
-    outcome = ingest_one(label.factory, label.data_dir, label.org_id, "sftp-in", report.name)
+    outcome = ingest_one(label.res, label.org_id, "sftp-in", report.name)
     assert_ingested(label, report, item["url"], outcome)
     assert label.pending() == []
     assert sftp_server.password not in repr(outcome)
@@ -288,10 +294,7 @@ def test_s3_drop_with_ctrl_semaphores(label: Label, s3_remote: Remote) -> None:
 
     first = label.pending()  # semaphores release files on the first listing
     assert sorted(p["name"] for p in first) == sorted([eur.name, bad.name])
-    outcomes = {
-        p["name"]: ingest_one(label.factory, label.data_dir, label.org_id, "s3-in", p["name"])
-        for p in first
-    }
+    outcomes = {p["name"]: ingest_one(label.res, label.org_id, "s3-in", p["name"]) for p in first}
     assert_ingested(label, eur, f"{s3_remote.url}/{eur.name}", outcomes[eur.name])
     statement = outcomes[bad.name]
     assert statement["status"] == "ingested"
@@ -320,7 +323,7 @@ def test_s3_drop_with_ctrl_semaphores(label: Label, s3_remote: Remote) -> None:
     s3_remote.put(f"{usd.name}.ctrl", b"")
     (item,) = label.pending()
     assert item["name"] == usd.name
-    outcome = ingest_one(label.factory, label.data_dir, label.org_id, "s3-in", usd.name)
+    outcome = ingest_one(label.res, label.org_id, "s3-in", usd.name)
     assert_ingested(label, usd, item["url"], outcome)
 
     assert label.pending() == []
@@ -334,7 +337,7 @@ def test_same_bytes_under_another_name_add_nothing(label: Label, s3_remote: Remo
     s3_remote.put(f"{eur.name}.ctrl", b"")
     label.add_drop("s3-in", s3_remote.url, S3_SECRET_ENV)
     (item,) = label.pending()
-    first = ingest_one(label.factory, label.data_dir, label.org_id, "s3-in", item["name"])
+    first = ingest_one(label.res, label.org_id, "s3-in", item["name"])
     assert_ingested(label, eur, item["url"], first)
 
     again = "spotify_resent_202601_EUR.csv"
@@ -342,7 +345,7 @@ def test_same_bytes_under_another_name_add_nothing(label: Label, s3_remote: Remo
     s3_remote.put(f"{again}.ctrl", b"")
     (item,) = label.pending()
     assert item["name"] == again
-    outcome = ingest_one(label.factory, label.data_dir, label.org_id, "s3-in", again)
+    outcome = ingest_one(label.res, label.org_id, "s3-in", again)
     assert outcome["status"] == "duplicate"
     assert outcome["file_id"] == first["file_id"]
     (row,) = label.ledger()
@@ -363,9 +366,7 @@ def test_ingest_sources_from_an_sftp_folder_url(
     sftp_remote.put(f"{eur.name}.part", b"half a file")
     url = sftp_server.url(f"/{sftp_remote.folder}/")  # the password is in this URL
 
-    outcomes = list(
-        ingest_sources(label.factory, label.data_dir, org_id=label.org_id, sources=[url], settle=0)
-    )
+    outcomes = list(ingest_sources(label.res, org_id=label.org_id, sources=[url], settle=0))
     assert sorted(o.name for o in outcomes) == sorted([eur.name, usd.name])
     for o in outcomes:
         report = eur if o.name == eur.name else usd
@@ -373,9 +374,7 @@ def test_ingest_sources_from_an_sftp_folder_url(
     stored = " ".join(r.source_url for r in label.ledger())
     assert sftp_server.password not in stored  # a URL's password is never recorded
 
-    again = list(
-        ingest_sources(label.factory, label.data_dir, org_id=label.org_id, sources=[url], settle=0)
-    )
+    again = list(ingest_sources(label.res, org_id=label.org_id, sources=[url], settle=0))
     assert sorted(o.status for o in again) == ["duplicate", "duplicate"]
     assert len(label.ledger()) == 2
     assert label.lake().height == eur.lines + usd.lines
@@ -400,8 +399,7 @@ def test_ingest_sources_from_s3_folder_and_file_urls(
 
     outcomes = list(
         ingest_sources(
-            label.factory,
-            label.data_dir,
+            label.res,
             org_id=label.org_id,
             sources=[folder_url, file_url],
             settle=0,  # no file grows here; the production default waits 2 s
@@ -442,7 +440,7 @@ def test_dotdot_names_cannot_escape_the_drop(label: Label, escape_drop: Remote) 
 
     for name in (f"../{report.name}", f"sub/../../{report.name}", f"/{report.name}"):
         with pytest.raises(UnsafeName):
-            ingest_one(label.factory, label.data_dir, label.org_id, "in", name)
+            ingest_one(label.res, label.org_id, "in", name)
     label.pending()
     assert [p["name"] for p in label.pending()] == ["ok_202601.txt"]  # only what is inside
     assert label.ledger() == []

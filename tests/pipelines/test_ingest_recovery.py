@@ -25,6 +25,8 @@ from demo.reports import catalogue, write_distributor
 from pipelines import lake
 from pipelines.ingest import files as ingest
 from pipelines.ingest.files import IngestOutcome, ingest_path, recover
+from pipelines.layout import DataDir
+from pipelines.resources import Resources
 from pipelines.royalty.snapshot import lake_files
 from royalty_engine.periods import parse_period
 from schemas.store import db
@@ -104,16 +106,17 @@ def test_a_live_ingestion_is_never_recovered_and_counts_only_once_committed(
 ) -> None:
     data = tmp_path / "data"
     report = statement(factory, label, tmp_path / "statement_a.csv", seed=1)
-    args = {"factory": factory, "data_dir": data, "org_id": label, "path": report}
+    args = {"res": Resources.of(factory, data), "org_id": label, "path": report}
     with paused_at("ingest.promoted", monkeypatch, name=report.name, **args) as (resume, result):
         with factory() as s:
             (row,) = s.scalars(sa.select(IngestFile)).all()
             assert row.status == IngestStatus.PENDING
             assert parts_of(data, row.id)  # in the lake ...
-            assert lake.committed_parts(s, data, label) == []  # ... but no one's input
-            assert lake.committed_parts(s, data, label, table="rejected_lines") == []
+            assert lake.committed_parts(s, DataDir(data), label) == []  # ... but no one's input
+            assert lake.committed_parts(s, DataDir(data), label, table="rejected_lines") == []
         assert lake_files(factory, data, label, JANUARY) == []
-        assert recover(factory, data, label) == []  # its owner (this process) is alive
+        # its owner (this process) is alive
+        assert recover(Resources.of(factory, data), label) == []
         assert parts_of(data, row.id)
         resume.set()
     outcome = result["outcome"]
@@ -128,23 +131,23 @@ def test_recovery_removes_what_a_dead_ingestion_left_and_nothing_else(
 ) -> None:
     data = tmp_path / "data"
     kept = statement(factory, label, tmp_path / "statement_kept.csv", seed=2)
-    before = ingest_path(factory, data, org_id=label, path=kept, name=kept.name)
+    before = ingest_path(Resources.of(factory, data), org_id=label, path=kept, name=kept.name)
     assert before.status == "ingested" and before.file_id is not None
     keep = sorted(parts_of(data, before.file_id))
     other = make_org(factory, "other")
     with db.transaction(factory, actor="test") as s:
         build(s, other, random.Random(7))
     theirs = statement(factory, other, tmp_path / "statement_theirs.csv", seed=3)
-    assert ingest_path(factory, data, org_id=other, path=theirs, name=theirs.name).accepted
-    # an orphan of no ledger row (the issue's crash window on PostgreSQL) and an old staging
-    orphan = lake.partition(data, "revenue_lines", label, "2026-01", "distributor_csv", 9999)
+    assert ingest_path(
+        Resources.of(factory, data), org_id=other, path=theirs, name=theirs.name
+    ).accepted
+    # an orphan of no ledger row (the issue's crash window on PostgreSQL)
+    orphan = DataDir(data).partition("revenue_lines", label, "2026-01", "distributor_csv", 9999)
     orphan.mkdir(parents=True)
     (orphan / "part-00000.parquet").write_bytes(keep[0].read_bytes())
-    legacy = data / "staging" / "0123456789abcdef" / "work"
-    legacy.mkdir(parents=True)
 
     report = statement(factory, label, tmp_path / "statement_a.csv", seed=1)
-    args = {"factory": factory, "data_dir": data, "org_id": label, "path": report}
+    args = {"res": Resources.of(factory, data), "org_id": label, "path": report}
     with paused_at("ingest.promoting", monkeypatch, name=report.name, **args) as (resume, result):
         with db.transaction(factory, actor="test") as s:
             row = s.scalar(sa.select(IngestFile).where(IngestFile.status == IngestStatus.PENDING))
@@ -156,11 +159,11 @@ def test_recovery_removes_what_a_dead_ingestion_left_and_nothing_else(
         assert lake_files(factory, data, label, JANUARY) == sorted(
             p for p in keep if "revenue_lines" in p.parts
         )
-        removed = recover(factory, data, label)
+        removed = recover(Resources.of(factory, data), label)
         assert f"ingest_files/{pending}" in removed
-        assert not parts_of(data, pending) and not orphan.exists() and not legacy.exists()
+        assert not parts_of(data, pending) and not orphan.exists()
         assert not list((data / "staging").iterdir())
-        assert not lake.report_dir(data, label, pending).exists()
+        assert not DataDir(data).ingest_report(label, pending).exists()
         with factory() as s:
             assert s.get(IngestFile, pending) is None
         resume.set()
@@ -168,8 +171,8 @@ def test_recovery_removes_what_a_dead_ingestion_left_and_nothing_else(
     assert isinstance(result["outcome"], RuntimeError), result["outcome"]
     assert not parts_of(data, pending) and sorted(parts_of(data, before.file_id)) == keep
     assert list((data / "lake" / "revenue_lines").glob(f"org={other}/**/*.parquet"))
-    assert recover(factory, data) == []  # nothing else to do, in any organisation
-    again = ingest_path(factory, data, org_id=label, path=report, name=report.name)
+    assert recover(Resources.of(factory, data)) == []  # nothing else to do, in any organisation
+    again = ingest_path(Resources.of(factory, data), org_id=label, path=report, name=report.name)
     assert again.status == "ingested" and again.accepted == 28
 
 
@@ -191,7 +194,9 @@ def test_bytes_left_pending_by_a_dead_ingestion_are_read_again(
                 owner_pid=dead_pid(),
             )
         )
-    out = ingest_path(factory, data, org_id=label, path=report, name=report.name, wait=5)
+    out = ingest_path(
+        Resources.of(factory, data), org_id=label, path=report, name=report.name, wait=5
+    )
     assert (out.status, out.accepted) == ("ingested", 28)
     with factory() as s:
         assert [r.status for r in s.scalars(sa.select(IngestFile))] == [IngestStatus.INGESTED]
@@ -218,8 +223,8 @@ def test_another_hosts_pending_ingestion_is_kept_until_its_lease_ends(
         s.add(row)
         s.flush()
         file_id = row.id
-    assert recover(factory, data, label) == []
-    assert recover(factory, data, label, lease=dt.timedelta(minutes=30)) == [
+    assert recover(Resources.of(factory, data), label) == []
+    assert recover(Resources.of(factory, data), label, lease=dt.timedelta(minutes=30)) == [
         f"ingest_files/{file_id}"
     ]
 
@@ -236,7 +241,7 @@ def test_the_sqlite_write_lock_is_free_while_a_file_is_read(
     ingestion is between its pending row and its commit."""
     data = tmp_path / "data"
     report = statement(factory, label, tmp_path / "statement_a.csv", seed=1)
-    args = {"factory": factory, "data_dir": data, "org_id": label, "path": report}
+    args = {"res": Resources.of(factory, data), "org_id": label, "path": report}
     with paused_at("ingest.staged", monkeypatch, name=report.name, **args) as (resume, result):
         other = sqlite3.connect(sa.make_url(db_url).database or "", timeout=0.5)
         try:

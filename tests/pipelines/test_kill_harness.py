@@ -31,6 +31,8 @@ from demo.reports import catalogue, write_distributor
 from pipelines import lake
 from pipelines.ingest.files import KILL_STEPS, ingest_path
 from pipelines.killpoints import KILL_AT, KILL_TRACE
+from pipelines.layout import DataDir
+from pipelines.resources import Resources
 from pipelines.royalty.snapshot import lake_files
 from royalty_engine.periods import parse_period
 from schemas.store.models import IngestFile, IngestStatus
@@ -104,8 +106,8 @@ def command(
 def committed_lines(factory: sessionmaker[Session], data: Path, org_id: int) -> pl.DataFrame:
     with factory() as s:
         parts = [
-            *lake.committed_parts(s, data, org_id),
-            *lake.committed_parts(s, data, org_id, table="rejected_lines"),
+            *lake.committed_parts(s, DataDir(data), org_id),
+            *lake.committed_parts(s, DataDir(data), org_id, table="rejected_lines"),
         ]
     return pl.concat(
         [pl.read_parquet(p).select("file_id", "line_no", "amount", "currency") for p in parts]
@@ -123,8 +125,8 @@ def test_an_ingestion_killed_at_any_step_is_completed_by_the_next_command(
     before = statement(factory, org_id, tmp_path / "statement_before.csv", seed=1)
     theirs = statement(factory, other, tmp_path / "statement_theirs.csv", seed=2)
     kept = [
-        ingest_path(factory, data, org_id=org_id, path=before, name=before.name),
-        ingest_path(factory, data, org_id=other, path=theirs, name=theirs.name),
+        ingest_path(Resources.of(factory, data), org_id=org_id, path=before, name=before.name),
+        ingest_path(Resources.of(factory, data), org_id=other, path=theirs, name=theirs.name),
     ]
     assert [o.status for o in kept] == ["ingested", "ingested"]
     untouched = tree_digest(data / "lake")

@@ -20,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from pipelines.resources import Resources
 from pipelines.royalty import audit_ledger
 from pipelines.royalty.run import run_period
 from pipelines.scenario import load_scenario
@@ -202,8 +203,7 @@ def late_revenue(label: Label, amount: str) -> None:
     path = label.data.parent / name
     path.write_bytes(data)
     got = ingest_path(
-        label.factory,
-        label.data,
+        Resources.of(label.factory, label.data),
         org_id=label.org_id,
         path=path,
         name=name,
