@@ -133,7 +133,7 @@ def _frame(table: pa.Table) -> pl.DataFrame:
 def _write_reference(
     data_dir: Path, terms: Any, sizes: dict[str, int], files: list[Path], totals: dict[str, Any]
 ) -> dict[str, int]:
-    folder = data_dir / "warehouse" / "reference"
+    folder = DataDir(data_dir).warehouse_reference()
     counts: dict[str, int] = {}
     org = pl.lit(ORG_ID, dtype=pl.Int64).alias("org_id")
 
@@ -306,7 +306,7 @@ def _write_reference(
 
 def _write_run(data_dir: Path, files: list[Path], result: Any, outputs: dict[str, Any]) -> Path:
     """The run's outputs and manifest, laid out as ``royalty.run.run_period`` lays them."""
-    final = data_dir / "runs" / f"org={ORG_ID}" / f"period={br.PERIOD}" / "v1"
+    final = DataDir(data_dir).run_period(ORG_ID, br.PERIOD) / "v1"
     written: dict[str, str] = {}
     for name, frame in outputs.items():
         path = final / "outputs" / f"{name}.parquet"

@@ -17,6 +17,7 @@ from typing import Any
 import polars as pl
 
 from pipelines import lake
+from pipelines.layout import DataDir
 from royalty_engine.engine import RunResult
 from royalty_engine.terms import ContractState, Terms, state_frame
 
@@ -89,7 +90,7 @@ def output_paths(final: Path) -> dict[str, str]:
 
 
 def period_dir(data_dir: Path, org_id: int, label: str) -> Path:
-    return data_dir / "runs" / f"org={org_id}" / f"period={label}"
+    return DataDir(data_dir).run_period(org_id, label)
 
 
 @contextmanager

@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from pipelines.layout import DataDir
 from pipelines.royalty import audit_ledger
 from pipelines.royalty.diff import diff_runs
 from pipelines.royalty.folder import (
@@ -200,7 +201,7 @@ def recover(factory: sessionmaker[Session], data_dir: Path, org_id: int) -> list
         log.warning("recovery, org %s: %s", org_id, message)
         actions.append({"org_id": org_id, "code": code, "message": message, **fields})
 
-    root = data_dir / "runs" / f"org={org_id}"
+    root = DataDir(data_dir).runs(org_id)
     labels = sorted(p.name.split("=", 1)[1] for p in root.glob("period=*") if p.is_dir())
     for label in labels:
         with period_lock(data_dir, org_id, label), factory() as session:
