@@ -121,7 +121,7 @@ class Settings(BaseSettings):
         return {
             name: value
             for name, value in self.__dict__.items()
-            if isinstance(value, SecretStr) and name != "sftp_password"  # optional: no default
+            if isinstance(value, SecretStr)  # an optional secret left unset (None) is not one
         }
 
     def secret(self, name: str) -> SecretStr | None:

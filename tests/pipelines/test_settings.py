@@ -57,6 +57,15 @@ def test_placeholder_default_refused_in_production(monkeypatch: pytest.MonkeyPat
     assert Settings().env == "production"
 
 
+def test_an_optional_secret_is_checked_when_it_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TUNEMANTRA_ENV", "production")
+    monkeypatch.setenv("TUNEMANTRA_SECRET_KEY", "a-long-random-production-secret")
+    assert Settings().sftp_password is None  # unset: nothing to refuse
+    monkeypatch.setenv("TUNEMANTRA_SFTP_PASSWORD", "change-me")
+    with pytest.raises(ValidationError, match="TUNEMANTRA_SFTP_PASSWORD is a placeholder"):
+        Settings()
+
+
 def test_database_url_is_a_secret_and_its_placeholder_password_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
