@@ -128,6 +128,12 @@ UnendedOpt = Annotated[
 ]
 
 
+CommentOpt = Annotated[
+    str | None,
+    typer.Option("--comment", help="why: kept with the decision in the audit log"),
+]
+
+
 def _transition(
     org: str,
     period: str,
@@ -136,6 +142,7 @@ def _transition(
     actor: str | None,
     run_id: int | None,
     allow_unended: str | None = None,
+    comment: str | None = None,
 ) -> None:
     from pipelines.royalty.transitions import transition
 
@@ -151,6 +158,7 @@ def _transition(
             run_id=run_id,
             today=today(),
             allow_unended=allow_unended,
+            comment=comment,
         ).as_dict()
     except (EngineError, PeriodError, LedgerError) as exc:
         raise _engine_error(exc) from None
@@ -168,10 +176,43 @@ def royalty_approve(
     actor: ActorOpt = None,
     run_id: RunIdOpt = None,
     allow_unended: UnendedOpt = None,
+    comment: CommentOpt = None,
 ) -> None:
     """Approve the period's latest calculated run (``--run``: the one you reviewed).
     A period that has not ended is refused (``period_not_ended``) without --allow-unended."""
-    _transition(org, period, "approved", as_json, actor, run_id, allow_unended)
+    _transition(org, period, "approved", as_json, actor, run_id, allow_unended, comment)
+
+
+@royalty_app.command("reject")
+def royalty_reject(
+    org: OrgOpt,
+    period: PeriodOpt,
+    as_json: JsonOpt = False,
+    actor: ActorOpt = None,
+    run_id: RunIdOpt = None,
+    comment: CommentOpt = None,
+) -> None:
+    """Reject the period's latest calculated run: it stays calculated (fix the cause and run
+    it again); the rejection and --comment are kept in the audit log."""
+    from pipelines.royalty.transitions import reject
+
+    factory, data_dir, org_id = _org(org)
+    try:
+        report = reject(
+            factory,
+            data_dir,
+            org_id=org_id,
+            period=period,
+            actor=_actor(actor),
+            run_id=run_id,
+            comment=comment,
+        ).as_dict()
+    except (EngineError, PeriodError, LedgerError) as exc:
+        raise _engine_error(exc) from None
+    if as_json:
+        typer.echo(json.dumps(report, default=str))
+    else:
+        typer.echo(f"run {report['run_id']}: {report['period']} v{report['version']} rejected")
 
 
 @royalty_app.command("lock")

@@ -22,11 +22,17 @@ write Parquet, then record it in the ledger. The same content under another name
 as a duplicate and adds nothing. A file that cannot be read is **quarantined** with a
 machine-readable reason; the rest of the batch goes on.
 
+Each file's task log says what happened to it in one line: lines parsed, accepted and
+rejected (with the top reasons), matched and left in suspense, or why it was quarantined.
+
 **summarise** re-matches suspense lines against the current catalogue and returns the counts
 (see its XCom). The per-file findings report is written to
 `$TUNEMANTRA_DATA_DIR/reports/ingest/org=<id>/file=<id>/findings.json`.
+**announce** emits the `tunemantra-lake://revenue_lines` Asset (for the warehouse) only when
+the batch changed the lake (a file ingested or suspense re-matched); otherwise it is skipped.
 
-**Params**: `org`: the organisation's slug (e.g. `demo`).
+**Params**: `org`: the organisation's slug (e.g. `demo`), or `*` (the default, what the
+hourly schedule polls): every organisation that has an enabled drop.
 """
 
 
@@ -38,7 +44,13 @@ machine-readable reason; the rest of the batch goes on.
     max_active_runs=1,
     tags=["tunemantra", "ingestion"],
     default_args={"retries": 2, "retry_delay": dt.timedelta(minutes=1)},
-    params={"org": Param("demo", type="string", description="organisation slug")},
+    params={
+        "org": Param(
+            "*",
+            type="string",
+            description="organisation slug, or * for every organisation that has drops",
+        )
+    },
     doc_md=DOC,
 )
 def revenue_ingest() -> None:
@@ -54,7 +66,7 @@ def revenue_ingest() -> None:
 
         return run(org, item)
 
-    @task(outlets=[REVENUE_LINES], trigger_rule="all_done")
+    @task(trigger_rule="all_done")
     def summarise(org: str, outcomes: list[dict[str, Any]]) -> dict[str, Any]:
         from pipelines.tasks.ingest import summarise_ingest
 
@@ -62,9 +74,21 @@ def revenue_ingest() -> None:
         # logs an "XCom not found" error for the one past the end.
         return summarise_ingest(org, list(outcomes[:]))
 
+    @task(outlets=[REVENUE_LINES])
+    def announce(summary: dict[str, Any], **context: Any) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from pipelines.tasks.ingest import lake_changed
+
+        if not lake_changed(summary):
+            raise AirflowSkipException("nothing was ingested: no Asset event")
+        extra = {k: summary[k] for k in ("files", "ingested", "lines")}
+        context["outlet_events"][REVENUE_LINES].extra = extra
+        return extra
+
     org = "{{ params.org }}"
     outcomes = ingest_file.partial(org=org).expand(item=list_new_files(org))
-    summarise(org, outcomes)
+    announce(summarise(org, outcomes))
 
 
 revenue_ingest()

@@ -109,6 +109,17 @@ def allocate(total: Decimal, parts: Sequence[Decimal]) -> list[Decimal]:
     ]
 
 
+def format_amount(amount: Decimal | str, currency: str | None = None, *, minus: str = "-") -> str:
+    """An amount as people read it: ``-1,234.56 GBP`` (thousands separators, two decimals,
+    rounded by :func:`cents`, the currency code after it; no ``-0.00``). ``minus``: the sign's
+    character (``"\u2212"``, the typographic minus, on screens that can show it)."""
+    value = cents(Decimal(amount))
+    text = f"{abs(value):,.2f}"
+    if value < 0:
+        text = minus + text
+    return text if currency is None else f"{text} {currency}"
+
+
 def to_decimal(value: object) -> Decimal:
     """A Polars decimal/None/str scalar as an exact Decimal (None -> 0)."""
     if value is None:

@@ -40,6 +40,33 @@ def _latest(session: Session, org_id: int, period: str) -> RoyaltyRun:
     return run
 
 
+def _reviewed(session: Session, org_id: int, period: str, run_id: int | None) -> RoyaltyRun:
+    """The period's latest run; refused if it is not ``run_id``, the one that was reviewed
+    (the period was run again since)."""
+    run = _latest(session, org_id, period)
+    if run_id is not None and run.id != run_id:
+        raise RunError(
+            "run_changed",
+            f"run {run_id} is not the latest run of {run.period}: run {run.id} "
+            f"(version {run.version}, {run.status.value}) is; review that one",
+        )
+    return run
+
+
+def _report(run: RoyaltyRun, org_id: int) -> RunReport:
+    return RunReport(
+        run_id=run.id,
+        org_id=org_id,
+        period=run.period,
+        version=run.version,
+        status=run.status.value,
+        totals=run.totals,
+        counts=run.counts,
+        outputs=output_paths(Path(run.output_dir)),
+        diff=run.diff,
+    )
+
+
 def _unended_override(
     period: str, to: str, today: dt.date | None, allow_unended: str | None
 ) -> dict[str, str] | None:
@@ -66,6 +93,28 @@ def _record_override(
     )
 
 
+def _record_decision(
+    session: Session, run: RoyaltyRun, actor: str, decision: str, comment: str | None
+) -> None:
+    """The store's audit log keeps each approval decision with the approver's comment."""
+    session.add(
+        AuditEntry(
+            org_id=run.org_id,
+            actor=actor,
+            api_key_id=session.info.get("api_key_id"),
+            entity=RoyaltyRun.__tablename__,
+            entity_id=run.id,
+            action=decision,  # "approved" or "rejected"
+            after={
+                "decision": decision,
+                "period": run.period,
+                "version": run.version,
+                "comment": comment or "",
+            },
+        )
+    )
+
+
 def transition(
     factory: sessionmaker[Session],
     data_dir: Path,
@@ -77,6 +126,7 @@ def transition(
     run_id: int | None = None,
     today: dt.date | None = None,
     allow_unended: str | None = None,
+    comment: str | None = None,
 ) -> RunReport:
     """calculated -> approved (``to="approved"``), approved -> locked (``to="locked"``).
     ``run_id``: the run that was reviewed; refused if the period's latest run is another
@@ -85,20 +135,16 @@ def transition(
     A period that has not ended on ``today`` (default: today's UTC date) is refused
     (``period_not_ended``) unless ``allow_unended`` says why (``_unended_override``).
     A run already ``to`` is left as it is (a command retried after a crash finds its work
-    done). Starts by finishing what a killed run, approval or lock left (``recover``)."""
+    done). Starts by finishing what a killed run, approval or lock left (``recover``).
+    ``comment``: what the approver said, kept with the decision in the audit log and the
+    audit ledger (an approval is recorded as a decision even without one)."""
     override = _unended_override(period, to, today, allow_unended)
     target = RunStatus(to)
     recover(factory, data_dir, org_id)
     with audit_ledger.held(data_dir, org_id) as append:  # held to after the append
         with db.transaction(factory, actor=actor) as session:
             current = current_runs(session, org_id, lock=True)
-            run = _latest(session, org_id, period)
-            if run_id is not None and run.id != run_id:
-                raise RunError(
-                    "run_changed",
-                    f"run {run_id} is not the latest run of {run.period}: run {run.id} "
-                    f"(version {run.version}, {run.status.value}) is; review that one",
-                )
+            run = _reviewed(session, org_id, period, run_id)
             already = not check_transition(run, target)
             if already:
                 log.info("run %s (%s v%s) is already %s", run.id, run.period, run.version, to)
@@ -119,17 +165,9 @@ def transition(
                     run.locked_by, run.locked_at = actor, now
                 if override is not None:
                     _record_override(session, run, actor, to, override)
-            report = RunReport(
-                run_id=run.id,
-                org_id=org_id,
-                period=run.period,
-                version=run.version,
-                status=run.status.value,
-                totals=run.totals,
-                counts=run.counts,
-                outputs=output_paths(Path(run.output_dir)),
-                diff=run.diff,
-            )
+                if target == RunStatus.APPROVED or comment:
+                    _record_decision(session, run, actor, to, comment)
+            report = _report(run, org_id)
             manifest_sha = run.manifest_sha256
         killpoint("transition.committed")
         if not already:  # (a run already there got its entry then, or from ``recover``)
@@ -141,6 +179,42 @@ def transition(
                 actor=actor,
                 manifest_sha256=manifest_sha,
                 **({"override": override} if override is not None else {}),
+                **({"comment": comment} if comment else {}),
             )
     killpoint("transition.ledgered")
+    return report
+
+
+def reject(
+    factory: sessionmaker[Session],
+    data_dir: Path,
+    *,
+    org_id: int,
+    period: str,
+    actor: str,
+    run_id: int | None = None,
+    comment: str | None = None,
+) -> RunReport:
+    """A finance user rejects the period's calculated run (``run_id``: the one reviewed):
+    it stays *calculated* (to be corrected at the source and run again), and the decision,
+    who took it and their ``comment`` are kept in the audit log and the audit ledger."""
+    with audit_ledger.held(data_dir, org_id) as append:
+        with db.transaction(factory, actor=actor) as session:
+            run = _reviewed(session, org_id, period, run_id)
+            if run.status != RunStatus.CALCULATED:
+                raise RunError(
+                    "not_calculated",
+                    f"run {run.id} of {run.period} is {run.status.value}: only a calculated "
+                    "run can be rejected",
+                )
+            _record_decision(session, run, actor, "rejected", comment)
+            report = _report(run, org_id)
+        append(
+            "rejected",
+            run_id=report.run_id,
+            period=report.period,
+            version=report.version,
+            actor=actor,
+            comment=comment or "",
+        )
     return report

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,9 @@ from pipelines.settings import get_settings
 from pipelines.tasks.ingest import _org
 
 
-def plan(org: str, period: str, buckets: int) -> dict[str, Any]:
-    """Snapshot the terms for a run spread over ``buckets`` payee buckets."""
+def plan(org: str, period: str, buckets: int, correction: str | None = None) -> dict[str, Any]:
+    """Snapshot the terms for a run spread over ``buckets`` payee buckets. ``correction``:
+    why a locked period is recalculated as a new version (else a locked period is refused)."""
     from pipelines.royalty.plan import plan_run
 
     settings = get_settings()
@@ -22,6 +24,7 @@ def plan(org: str, period: str, buckets: int) -> dict[str, Any]:
         org_id=_org(org),
         period=period,
         buckets=buckets,
+        correction=correction or None,
     )
     return {"plan": str(folder), "buckets": list(range(buckets))}
 
@@ -54,10 +57,25 @@ def verify(run_id: int) -> dict[str, Any]:
     return verify_outputs(get_session_factory(), run_id=run_id)
 
 
-def preview(run_id: int) -> dict[str, Any]:
+def preview(
+    run_id: int, flag_pct: float | str | None = None, flag_minimum: float | str | None = None
+) -> dict[str, Any]:
+    """The approval screen's figures and Markdown; a payee's variance is flagged from
+    ``flag_pct`` per cent and ``flag_minimum`` (in its currency) of change."""
+    from pipelines.royalty.preview import DEFAULT_THRESHOLD, VarianceThreshold
     from pipelines.royalty.preview import preview as build
 
-    return build(get_session_factory(), run_id=run_id)
+    threshold = VarianceThreshold(
+        pct=DEFAULT_THRESHOLD.pct if flag_pct is None else Decimal(str(flag_pct)),
+        minimum=DEFAULT_THRESHOLD.minimum if flag_minimum is None else Decimal(str(flag_minimum)),
+    )
+    settings = get_settings()
+    return build(
+        get_session_factory(settings),
+        run_id=run_id,
+        threshold=threshold,
+        data_dir=settings.data_dir,
+    )
 
 
 def transition(
@@ -67,10 +85,12 @@ def transition(
     actor: str,
     run_id: int | None = None,
     allow_unended: str | None = None,
+    comment: str | None = None,
 ) -> dict[str, Any]:
     """``run_id``: the run that was previewed and approved; refused if the period was run
     again since (the approval is for what finance saw). A period that has not ended today
-    (UTC) is refused unless ``allow_unended`` gives the reason (audited)."""
+    (UTC) is refused unless ``allow_unended`` gives the reason (audited). ``comment``: the
+    approver's, kept with the decision in the audit log."""
     from pipelines.royalty.transitions import transition as move
 
     settings = get_settings()
@@ -84,5 +104,23 @@ def transition(
         run_id=run_id,
         today=dt.datetime.now(dt.UTC).date(),
         allow_unended=allow_unended or None,
+        comment=comment or None,
     )
     return report.as_dict()
+
+
+def reject(org: str, period: str, actor: str, run_id: int, comment: str | None = None) -> None:
+    """Record that a finance user rejected the run they were shown (the run stays
+    calculated), with their comment, in the audit log."""
+    from pipelines.royalty.transitions import reject as record
+
+    settings = get_settings()
+    record(
+        get_session_factory(settings),
+        settings.data_dir,
+        org_id=_org(org),
+        period=period,
+        actor=actor,
+        run_id=run_id,
+        comment=comment or None,
+    )

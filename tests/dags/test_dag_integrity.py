@@ -30,7 +30,7 @@ TASKS = {
     "analytics_dbt": {"prepare", "dbt_build", "publish"},
     "dsp_ack_poll": {"poll"},
     "dsp_delivery": {"plan", "package", "upload"},
-    "revenue_ingest": {"list_new_files", "ingest_file", "summarise"},
+    "revenue_ingest": {"list_new_files", "ingest_file", "summarise", "announce"},
     "royalty_run": {
         *("plan", "buckets_of", "earn", "calculate", "verify", "preview"),
         *("who_approves", "auto_approval", "approval", "approve", "lock"),

@@ -118,11 +118,18 @@ def respond(choice: str, user: str, stop: threading.Event) -> None:
 
 def test_dag_is_configured_for_finance_ops(dagbag: Any) -> None:
     dag = dagbag.get_dag(DAG_ID)
-    assert set(dag.params) == {"org", "period", "auto_approve", "buckets", "allow_unended"}
-    assert dag.params["allow_unended"] == ""  # no override unless one is given
+    assert set(dag.params) == {
+        *("org", "period", "auto_approve", "buckets", "allow_unended", "correction"),
+        *("flag_pct", "flag_minimum"),
+    }
+    assert dag.params["allow_unended"] == dag.params["correction"] == ""  # none unless given
+    assert (dag.params["flag_pct"], dag.params["flag_minimum"]) == (25, 50)
+    approval = dag.task_dict["approval"]
+    assert set(approval.serialized_params) == {"comment"}  # the form finance fills in
+    assert approval.serialized_params["comment"]["value"] == ""
     assert dag.task_dict["earn"].upstream_task_ids == {"plan", "buckets_of"}
     assert "reconcile" in dag.doc_md and "human-in-the-loop" in dag.doc_md
-    assert dag.task_dict["approval"].__class__.__name__ == "ApprovalOperator"
+    assert "ApprovalOperator" in [c.__name__ for c in type(approval).__mro__]
     outlets = dag.task_dict["lock"].outlets
     assert [a.uri.rstrip("/") for a in outlets] == ["tunemantra-runs://royalty_runs"]
     assert dag.task_dict["lock"].upstream_task_ids == {"approve"}
