@@ -168,8 +168,8 @@ def negative_cause(balance: Any, returns: tuple[str, str, Decimal] | None = None
     cur = balance.currency
     if balance.earnings < 0:
         if returns is not None:
-            source, month, amount = returns
-            return f"{source_name(source)} return on {month} ({money(amount, cur)})"
+            source, month, _amount = returns
+            return f"{source_name(source)} return on {month}"
         return f"negative royalties this period ({money(balance.earnings, cur)}: returns)"
     parts = []
     if balance.advances:
@@ -332,7 +332,7 @@ def render_markdown(p: Preview) -> str:
         if "revenue" not in t:
             continue
         cells = [money(t[k], cur) if t.get(k) else "—" for k in RECONCILIATION]
-        rows.append([cur, *cells, f"{share[cur]} %" if cur in share else "—"])
+        rows.append([cur, *cells, f"{share[cur] + 0:.2f} %" if cur in share else "—"])
     out += [*_table(["Currency", *RECONCILIATION.values(), "Suspense share"], rows), ""]
     out.append("### Royalties (per contract currency)")
     out += [*_totals_table(p.totals, ROYALTIES), ""]
