@@ -10,8 +10,8 @@ from airflow.sdk import Asset, Param, dag, task
 
 ROYALTY_RUNS = Asset("tunemantra-runs://royalty_runs")
 COMMENT = Param(
-    "",
-    type="string",
+    None,
+    type=["null", "string"],  # optional: the form does not insist
     title="Comment",
     description="Why you approve or reject (kept with your decision in the audit log)",
     source="task",

@@ -82,7 +82,7 @@ class Variance:
 
     def message(self, previous_period: str | None) -> str:
         """The flag in a sentence: ``Mara Ellison: royalties up 48.0 % (150.00 → 222.00 GBP)``."""
-        before = money(self.previous or 0, self.currency)
+        before = money(self.previous or Decimal(0), self.currency)
         now = money(self.earnings, self.currency)
         was = f"in {previous_period}" if previous_period else "the period before"
         text = {
@@ -305,7 +305,7 @@ def render_markdown(p: Preview) -> str:
     compared = (
         f"compared with {p.previous_period}"
         if p.previous_period
-        else "the first period run: nothing to compare with"
+        else "no earlier period has been run: nothing to compare with"
     )
     out = [
         f"## Royalty run {p.run_id}: {p.period}, {name}",

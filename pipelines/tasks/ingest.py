@@ -131,7 +131,7 @@ def summarise_ingest(org: str, outcomes: list[dict[str, Any]]) -> dict[str, Any]
     summary is returned as it is; for ``*`` the counts are added up, with ``by_org``."""
     from pipelines.ingest.drops import finish_batch
 
-    by_org = {}
+    by_org: dict[str, dict[str, Any]] = {}
     for slug in orgs_to_poll(org):
         mine = [o for o in outcomes if (o.get("org") or org) == slug]
         with _quiet_gx_logs():

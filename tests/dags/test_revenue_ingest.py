@@ -31,7 +31,7 @@ from pipelines import resources
 from pipelines.settings import get_settings
 from schemas.store import db
 from schemas.store.fx import import_rates
-from schemas.store.models import Drop, IngestFile, IngestStatus
+from schemas.store.models import Drop, IngestFile, IngestStatus, Organisation
 from tests.dags.conftest import demo_store
 
 DAG_ID = "revenue_ingest"
@@ -131,6 +131,7 @@ class Run:
     state: str
     tis: dict[tuple[str, int], tuple[str | None, str | None]]  # -> (state, rendered map index)
     xcoms: dict[tuple[str, int], Any]
+    assets: list[dict[str, Any]]  # the extras of the Asset events the run emitted
 
     @property
     def listed(self) -> list[dict[str, str]]:
@@ -153,6 +154,7 @@ class Run:
 
 
 def run_dag(dagbag: Any, org: str = "demo") -> Run:
+    from airflow.models.asset import AssetEvent
     from airflow.models.xcom import XComModel
     from airflow.settings import Session as AirflowSession
 
@@ -167,7 +169,13 @@ def run_dag(dagbag: Any, org: str = "demo") -> Run:
             XComModel.get_many(run_id=dag_run.run_id, dag_ids=DAG_ID, key="return_value")
         )
         xcoms = {(x.task_id, x.map_index): XComModel.deserialize_value(x) for x in rows}
-    return Run(str(dag_run.state), tis, xcoms)
+        events = session.scalars(
+            sa.select(AssetEvent).where(
+                AssetEvent.source_dag_id == DAG_ID, AssetEvent.source_run_id == dag_run.run_id
+            )
+        )
+        assets = [dict(e.extra or {}) for e in events]
+    return Run(str(dag_run.state), tis, xcoms, assets)
 
 
 def assert_nothing_new(run: Run) -> None:
@@ -176,6 +184,8 @@ def assert_nothing_new(run: Run) -> None:
     assert run.tis[("ingest_file", -1)][0] == "skipped"  # mapped over nothing
     assert run.tis[("summarise", -1)][0] == "success"
     assert run.summary["files"] == run.summary["lines"] == 0
+    # nothing ingested: no Asset event (the warehouse is not rebuilt for nothing)
+    assert run.tis[("announce", -1)][0] == "skipped" and run.assets == []
 
 
 def assert_in_lake(label: Label, outcome: dict[str, Any], source: str) -> IngestFile:
@@ -256,6 +266,7 @@ def test_ctrl_semaphores_release_files_on_the_first_run(
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="pipelines.tasks.ingest")  # Airflow's level: INFO
     eur_name, eur = label.spotify("EUR", 3)
     usd_name, usd = label.spotify("USD", 4)
     statement = label.drop.parent / "work" / "statement_northbound_2026-01.csv"
@@ -274,6 +285,20 @@ def test_ctrl_semaphores_release_files_on_the_first_run(
     assert "[error" not in capsys.readouterr().out
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
     assert any("end task task_id=summarise" in r.getMessage() for r in caplog.records)
+    # each file's task log says what happened to it, in words
+    said = [r.getMessage() for r in caplog.records if r.name == "pipelines.tasks.ingest"]
+    parsed = len(csv_rows(eur))
+    assert f"{eur_name}: ingested as spotify: {parsed} lines parsed, {parsed} accepted, " in (
+        "\n".join(said)
+    )
+    assert any(
+        m.startswith("statement_northbound_2026-01.csv: ingested as distributor_csv: 14 lines")
+        and "2 rejected" in m
+        and "top reject reasons: " in m
+        for m in said
+    ), said
+    assert any("quarantined (truncated_gzip)" in m for m in said), said
+    assert not [r for r in caplog.records if r.name.startswith("great_expectations")]
     names = sorted(f["name"] for f in first.listed)
     assert names == sorted([eur_name, statement.name, "statement_northbound_2025-12.csv.gz"])
     outcomes = first.ingested()
@@ -307,6 +332,8 @@ def test_ctrl_semaphores_release_files_on_the_first_run(
 
     summary = first.summary
     assert (summary["files"], summary["ingested"], summary["quarantined"]) == (3, 2, 1)
+    assert first.tis[("announce", -1)][0] == "success"
+    assert first.assets == [{"files": 3, "ingested": 2, "lines": summary["lines"]}]
     assert summary["duplicate"] == 0
     assert summary["lines"] == spotify["lines"] + distributor["lines"]
     assert summary["rematch"]["suspense_items"] == 1
@@ -329,4 +356,24 @@ def test_ctrl_semaphores_release_files_on_the_first_run(
     assert third.summary["lines"] == 0
     assert [(r.id, r.sha256, r.status) for r in label.ledger()] == ledger
     assert label.lake().height == lake.height
+    assert third.tis[("announce", -1)][0] == "skipped" and third.assets == []  # a duplicate
     assert_nothing_new(run_dag(dagbag))  # and the second name is remembered
+
+    # The schedule's default, ``*``: every organisation that has a drop is polled.
+    other = label.drop.parent / "other"
+    other.mkdir()
+    with db.transaction(label.factory, actor="test") as s:
+        second = Organisation(slug="second", name="Second Label", default_currency="GBP")
+        s.add(second)
+        s.flush()
+        s.add(Drop(org_id=second.id, name="inbox", url=str(other)))
+    (other / "notes.txt").write_bytes(b"not a sales report\n")
+    (other / "notes.txt.ctrl").write_bytes(b"")
+    everyone = run_dag(dagbag, org="*")
+    assert everyone.state == "success"
+    assert [(f["org"], f["name"]) for f in everyone.listed] == [("second", "notes.txt")]
+    (outcome,) = everyone.ingested().values()
+    assert (outcome["org"], outcome["status"]) == ("second", "quarantined")
+    assert set(everyone.summary["by_org"]) == {"demo", "second"}
+    assert everyone.summary["quarantined"] == 1 and everyone.summary["ingested"] == 0
+    assert everyone.tis[("announce", -1)][0] == "skipped" and everyone.assets == []

@@ -8,9 +8,16 @@ and emits the royalty-runs Asset.
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +62,19 @@ def label(
         resources.engine_for.cache_clear()
 
 
+def decisions(label: Label) -> list[tuple[str, str, str]]:
+    """The approval decisions in the store's audit log: (decision, actor, comment)."""
+    from schemas.store.models import AuditEntry
+
+    with label.factory() as s:
+        rows = s.scalars(sa.select(AuditEntry).where(AuditEntry.entity == "royalty_runs"))
+        return [
+            (e.action, e.actor, e.after["comment"])
+            for e in rows
+            if e.action in ("approved", "rejected")
+        ]
+
+
 def task_states(dag_run: Any) -> dict[str, str]:
     from airflow.settings import Session as AirflowSession
 
@@ -77,9 +97,15 @@ def xcom(dag_run: Any, task_id: str) -> Any:
         return XComModel.deserialize_value(rows[0]) if rows else None
 
 
-def respond(choice: str, user: str, stop: threading.Event) -> None:
-    """Wait for the approval task to park, then record a human response the way Airflow's
-    ``PATCH .../hitlDetails`` endpoint does (HITL detail row + event-driven resume)."""
+def respond(
+    choice: str,
+    user: str,
+    stop: threading.Event,
+    look: Callable[[str], None] | None = None,
+) -> None:
+    """Wait for the approval task to park, ``look`` at it (given the DAG run's id), then record
+    a human response the way Airflow's ``PATCH .../hitlDetails`` endpoint does (HITL detail
+    row + event-driven resume)."""
     from airflow._shared.timezones import timezone
     from airflow.models.hitl import HITLDetail, HITLUser
     from airflow.models.taskinstance import TaskInstance
@@ -88,32 +114,38 @@ def respond(choice: str, user: str, stop: threading.Event) -> None:
     from airflow.triggers.base import TriggerEvent
     from airflow.utils.state import TaskInstanceState
 
+    parked = sa.select(TaskInstance).where(
+        TaskInstance.dag_id == DAG_ID,
+        TaskInstance.task_id == "approval",
+        TaskInstance.state == TaskInstanceState.AWAITING_INPUT,
+    )
     while not stop.is_set():
         with AirflowSession() as session:
-            ti = session.scalar(
-                sa.select(TaskInstance).where(
-                    TaskInstance.dag_id == DAG_ID,
-                    TaskInstance.task_id == "approval",
-                    TaskInstance.state == TaskInstanceState.AWAITING_INPUT,
-                )
+            ti = session.scalar(parked)
+            run_id = ti and ti.run_id
+        if run_id is None:
+            time.sleep(0.5)
+            continue
+        if look is not None:
+            look(run_id)
+        with AirflowSession() as session:
+            ti = session.scalar(parked)
+            detail = session.scalar(sa.select(HITLDetail).where(HITLDetail.ti_id == ti.id))
+            assert detail is not None and detail.options == ["Approve", "Reject"]
+            assert "Royalty run" in (detail.body or "")  # the preview is shown
+            assert set(detail.params or {}) == {"comment"}  # the comment field
+            detail.responded_by = HITLUser(id=user, name=user)
+            detail.responded_at = timezone.utcnow()
+            detail.chosen_options = [choice]
+            detail.params_input = {"comment": f"{choice} by {user}: checked"}
+            session.add(detail)
+            handle_event_submit(
+                TriggerEvent(detail.as_resume_event_payload()),
+                task_instance=ti,
+                session=session,
             )
-            if ti is not None:
-                detail = session.scalar(sa.select(HITLDetail).where(HITLDetail.ti_id == ti.id))
-                assert detail is not None and detail.options == ["Approve", "Reject"]
-                assert "Royalty run" in (detail.body or "")  # the preview is shown
-                detail.responded_by = HITLUser(id=user, name=user)
-                detail.responded_at = timezone.utcnow()
-                detail.chosen_options = [choice]
-                detail.params_input = {}
-                session.add(detail)
-                handle_event_submit(
-                    TriggerEvent(detail.as_resume_event_payload()),
-                    task_instance=ti,
-                    session=session,
-                )
-                session.commit()
-                return
-        time.sleep(0.5)
+            session.commit()
+            return
 
 
 def test_dag_is_configured_for_finance_ops(dagbag: Any) -> None:
@@ -126,7 +158,7 @@ def test_dag_is_configured_for_finance_ops(dagbag: Any) -> None:
     assert (dag.params["flag_pct"], dag.params["flag_minimum"]) == (25, 50)
     approval = dag.task_dict["approval"]
     assert set(approval.serialized_params) == {"comment"}  # the form finance fills in
-    assert approval.serialized_params["comment"]["value"] == ""
+    assert approval.serialized_params["comment"]["value"] is None  # optional
     assert dag.task_dict["earn"].upstream_task_ids == {"plan", "buckets_of"}
     assert "reconcile" in dag.doc_md and "human-in-the-loop" in dag.doc_md
     assert "ApprovalOperator" in [c.__name__ for c in type(approval).__mro__]
@@ -155,6 +187,20 @@ def test_auto_approved_run_is_locked_and_audited(dagbag: Any, label: Label) -> N
     again = dag.test(run_conf={"org": "demo", "period": "2026-01", "auto_approve": True})
     assert task_states(again)["plan"] == "failed"
     assert len(label.runs()) == 1
+    # With a ``correction`` reason the locked period is recalculated as version 2, which the
+    # approval screen names as a correction, and approved and locked in turn.
+    conf = {"org": "demo", "period": "2026-01", "auto_approve": True, "correction": "late report"}
+    fixed = dag.test(run_conf=conf)
+    assert str(fixed.state) == "success", task_states(fixed)
+    first, second = label.runs()
+    assert (second.version, second.reason, second.status) == (2, "late report", RunStatus.LOCKED)
+    assert second.supersedes_id == first.id
+    shown = xcom(fixed, "preview")["markdown"]
+    assert "version 2 (a correction)" in shown and "**Why this correction**: late report" in shown
+    assert (
+        decisions(label)
+        == [("approved", "airflow:airflow:auto", "approved automatically (auto_approve param)")] * 2
+    )
 
 
 @pytest.mark.parametrize(("choice", "status"), [("Approve", "locked"), ("Reject", "calculated")])
@@ -171,6 +217,11 @@ def test_a_human_approves_or_rejects(dagbag: Any, label: Label, choice: str, sta
     states = task_states(dag_run)
     (run,) = label.runs()
     assert run.status.value == status
+    # the decision is in the audit log with the comment given in the form
+    decision = "approved" if choice == "Approve" else "rejected"
+    assert decisions(label) == [(decision, "airflow:fin-ops", f"{choice} by fin-ops: checked")]
+    entry = audit_ledger.read(label.data_dir, label.org_id)[1]  # after "calculated"
+    assert (entry["event"], entry["comment"]) == (decision, f"{choice} by fin-ops: checked")
     if choice == "Approve":
         assert str(dag_run.state) == "success" and states["approval"] == "success", states
         assert run.approved_by == "airflow:fin-ops" and states["lock"] == "success"
@@ -205,3 +256,118 @@ def test_a_run_spread_over_payee_buckets(dagbag: Any, label: Label) -> None:
     with AirflowSession() as session:
         extras = [e.extra for e in session.query(AssetEvent).all()]
     assert {"org": "demo", "period": "2026-01", "version": 1, "run_id": run.id} in extras
+
+
+ARTIFACTS = Path(os.environ.get("TM_TEST_ARTIFACTS", "var/test-artifacts"))
+
+
+@contextmanager
+def airflow_ui(home: Path) -> Iterator[str]:
+    """Airflow's API server and UI on a free loopback port, on the tests' Airflow (its
+    metadata DB), everyone an admin (no login page); yields its base URL."""
+    from tests.dags.conftest import airflow_env
+    from tests.servers.postgres import free_port
+
+    port = free_port()
+    env = {
+        **os.environ,
+        **airflow_env(home),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+    }
+    log = (home / f"api-server-{port}.log").open("w")
+    airflow = Path(sys.executable).with_name("airflow")
+    server = subprocess.Popen(
+        [str(airflow), "api-server", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            assert server.poll() is None, (home / f"api-server-{port}.log").read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "Airflow's API server did not start"
+            time.sleep(1)
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        log.close()
+
+
+@pytest.mark.integration  # Airflow's API server and UI, and Chromium
+def test_the_approval_screen_in_airflows_ui(
+    dagbag: Any, label: Label, airflow_home: Path, chromium: Any
+) -> None:
+    """Finance's view of a run waiting for approval, in Airflow's own UI (its *Required
+    action* page): the preview's labelled tables and amounts, and the comment field. A
+    screenshot is kept under ``$TM_TEST_ARTIFACTS``; the run is then approved with a comment."""
+    from urllib.parse import quote
+
+    browser = chromium.driver
+    shot = ARTIFACTS / "approval-screen.png"
+    seen: dict[str, str] = {}
+
+    def look(url: str) -> Callable[[str], None]:
+        def at(run_id: str) -> None:
+            page = f"{url}/dags/{DAG_ID}/runs/{quote(run_id)}/tasks/approval/required_actions"
+            browser.set_window_size(1280, 2600)
+            try:
+                browser.get(page)
+                deadline = time.monotonic() + 90
+                text = ""
+                while "Royalties (per contract currency)" not in text or "Comment" not in text:
+                    assert time.monotonic() < deadline, text[-2000:]
+                    time.sleep(1)
+                    text = browser.find_element("tag name", "body").text
+                ARTIFACTS.mkdir(parents=True, exist_ok=True)
+                browser.save_screenshot(str(shot))
+                seen["text"] = text
+            finally:
+                browser.set_window_size(1280, 1600)
+
+        return at
+
+    with airflow_ui(airflow_home) as url:
+        stop = threading.Event()
+        responder = threading.Thread(
+            target=respond, args=("Approve", "fin-ops", stop, look(url)), daemon=True
+        )
+        responder.start()
+        try:
+            conf = {"org": "demo", "period": "2026-01", "auto_approve": False}
+            dag_run = dagbag.get_dag(DAG_ID).test(run_conf=conf)
+        finally:
+            stop.set()
+            responder.join(timeout=10)
+    assert str(dag_run.state) == "success", task_states(dag_run)
+    assert shot.is_file() and shot.stat().st_size > 10_000
+    text = seen["text"]
+    for label_ in (
+        "Approve royalty run demo 2026-01?",
+        "Revenue and where it went (accounting currency, GBP)",
+        "Revenue\tPayees\tRetained by the label",
+        "Royalties (per contract currency)",
+        "Payee\tFlag\tRoyalties 2026-01\tPayable\tClosing balance",
+        "Payees is what the payees earned, in the accounting currency (GBP)",
+        "Comment",
+    ):
+        assert label_.replace("\t", " ") in text.replace("\t", " "), label_
+    assert re.search(r"\d{1,3}(,\d{3})*\.\d{2} GBP", text)  # amounts: separators, decimals
+    for raw in ("{'", "none %", "None"):
+        assert raw not in text, raw
+    assert decisions(label) == [("approved", "airflow:fin-ops", "Approve by fin-ops: checked")]
