@@ -194,25 +194,7 @@ def royalty_reject(
 ) -> None:
     """Reject the period's latest calculated run: it stays calculated (fix the cause and run
     it again); the rejection and --comment are kept in the audit log."""
-    from pipelines.royalty.transitions import reject
-
-    factory, data_dir, org_id = _org(org)
-    try:
-        report = reject(
-            factory,
-            data_dir,
-            org_id=org_id,
-            period=period,
-            actor=_actor(actor),
-            run_id=run_id,
-            comment=comment,
-        ).as_dict()
-    except (EngineError, PeriodError, LedgerError) as exc:
-        raise _engine_error(exc) from None
-    if as_json:
-        typer.echo(json.dumps(report, default=str))
-    else:
-        typer.echo(f"run {report['run_id']}: {report['period']} v{report['version']} rejected")
+    _transition(org, period, "rejected", as_json, actor, run_id, comment=comment)
 
 
 @royalty_app.command("lock")

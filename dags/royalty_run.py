@@ -23,15 +23,16 @@ class RoyaltyApproval(ApprovalOperator):
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
         if "error" not in event and list(event.get("chosen_options") or []) == [self.REJECT]:
-            from pipelines.tasks.royalty import reject
+            from pipelines.tasks.royalty import transition
 
             user = event.get("responded_by_user") or {}
-            reject(
+            transition(
                 context["params"]["org"],
                 context["params"]["period"],
+                "rejected",
                 f"airflow:{user.get('name', 'unknown')}",
-                int(context["ti"].xcom_pull(task_ids="calculate")["run_id"]),
-                (event.get("params_input") or {}).get("comment"),
+                run_id=int(context["ti"].xcom_pull(task_ids="calculate")["run_id"]),
+                comment=(event.get("params_input") or {}).get("comment"),
             )
         return super().execute_complete(context=context, event=event)
 

@@ -75,10 +75,10 @@ def _unended_override(
     return unended_override(parse_period(period), to, on, allow_unended)
 
 
-def _record_override(
-    session: Session, run: RoyaltyRun, actor: str, to: str, override: dict[str, str]
-) -> None:
-    """The store's audit log keeps who overrode which rule for which run, and why."""
+def _record(session: Session, run: RoyaltyRun, actor: str, action: str, after: dict) -> None:
+    """One entry in the store's audit log about ``run``: an override of a period rule
+    (``override``: which rule, why) or an approval decision (``approved``, ``rejected``,
+    ``locked``: with the approver's comment)."""
     session.add(
         AuditEntry(
             org_id=run.org_id,
@@ -86,33 +86,19 @@ def _record_override(
             api_key_id=session.info.get("api_key_id"),
             entity=RoyaltyRun.__tablename__,
             entity_id=run.id,
-            action="override",
-            after={"rule": override["rule"], "to": to, "period": run.period}
-            | {k: v for k, v in override.items() if k != "rule"},
+            action=action,
+            after=after,
         )
     )
 
 
-def _record_decision(
-    session: Session, run: RoyaltyRun, actor: str, decision: str, comment: str | None
-) -> None:
-    """The store's audit log keeps each approval decision with the approver's comment."""
-    session.add(
-        AuditEntry(
-            org_id=run.org_id,
-            actor=actor,
-            api_key_id=session.info.get("api_key_id"),
-            entity=RoyaltyRun.__tablename__,
-            entity_id=run.id,
-            action=decision,  # "approved" or "rejected"
-            after={
-                "decision": decision,
-                "period": run.period,
-                "version": run.version,
-                "comment": comment or "",
-            },
-        )
-    )
+def _decision(run: RoyaltyRun, decision: str, comment: str | None) -> dict[str, object]:
+    return {
+        "decision": decision,
+        "period": run.period,
+        "version": run.version,
+        "comment": comment or "",
+    }
 
 
 def transition(
@@ -136,8 +122,19 @@ def transition(
     (``period_not_ended``) unless ``allow_unended`` says why (``_unended_override``).
     A run already ``to`` is left as it is (a command retried after a crash finds its work
     done). Starts by finishing what a killed run, approval or lock left (``recover``).
+    ``to="rejected"``: the run reviewed is rejected instead (``reject``).
     ``comment``: what the approver said, kept with the decision in the audit log and the
     audit ledger (an approval is recorded as a decision even without one)."""
+    if to == "rejected":
+        return reject(
+            factory,
+            data_dir,
+            org_id=org_id,
+            period=period,
+            actor=actor,
+            run_id=run_id,
+            comment=comment,
+        )
     override = _unended_override(period, to, today, allow_unended)
     target = RunStatus(to)
     recover(factory, data_dir, org_id)
@@ -164,9 +161,11 @@ def transition(
                 else:
                     run.locked_by, run.locked_at = actor, now
                 if override is not None:
-                    _record_override(session, run, actor, to, override)
+                    rule = {"rule": override["rule"], "to": to, "period": run.period}
+                    rest = {k: v for k, v in override.items() if k != "rule"}
+                    _record(session, run, actor, "override", rule | rest)
                 if target == RunStatus.APPROVED or comment:
-                    _record_decision(session, run, actor, to, comment)
+                    _record(session, run, actor, to, _decision(run, to, comment))
             report = _report(run, org_id)
             manifest_sha = run.manifest_sha256
         killpoint("transition.committed")
@@ -207,7 +206,7 @@ def reject(
                     f"run {run.id} of {run.period} is {run.status.value}: only a calculated "
                     "run can be rejected",
                 )
-            _record_decision(session, run, actor, "rejected", comment)
+            _record(session, run, actor, "rejected", _decision(run, "rejected", comment))
             report = _report(run, org_id)
         append(
             "rejected",

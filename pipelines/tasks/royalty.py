@@ -107,20 +107,3 @@ def transition(
         comment=comment or None,
     )
     return report.as_dict()
-
-
-def reject(org: str, period: str, actor: str, run_id: int, comment: str | None = None) -> None:
-    """Record that a finance user rejected the run they were shown (the run stays
-    calculated), with their comment, in the audit log."""
-    from pipelines.royalty.transitions import reject as record
-
-    settings = get_settings()
-    record(
-        get_session_factory(settings),
-        settings.data_dir,
-        org_id=_org(org),
-        period=period,
-        actor=actor,
-        run_id=run_id,
-        comment=comment or None,
-    )

@@ -31,7 +31,7 @@ from pipelines import resources
 from pipelines.royalty import audit_ledger
 from pipelines.settings import get_settings
 from schemas.store.runs import RoyaltyRun, RunStatus
-from tests.dags.conftest import demo_store
+from tests.dags.conftest import DAGS, demo_store
 
 DAG_ID = "royalty_run"
 pytestmark = pytest.mark.slow
@@ -60,6 +60,15 @@ def label(
         resources.get_engine().dispose()
         get_settings.cache_clear()
         resources.engine_for.cache_clear()
+
+
+def own_dag() -> Any:
+    """The DAG parsed again: a run's params (and HITL answers) stay on the tasks of the DAG
+    object that ran in-process, so a run whose params should not leak into the next tests'
+    runs (or that must show a fresh form) gets a DAG object of its own."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(DAGS)).get_dag(DAG_ID)
 
 
 def decisions(label: Label) -> list[tuple[str, str, str]]:
@@ -190,7 +199,7 @@ def test_auto_approved_run_is_locked_and_audited(dagbag: Any, label: Label) -> N
     # With a ``correction`` reason the locked period is recalculated as version 2, which the
     # approval screen names as a correction, and approved and locked in turn.
     conf = {"org": "demo", "period": "2026-01", "auto_approve": True, "correction": "late report"}
-    fixed = dag.test(run_conf=conf)
+    fixed = own_dag().test(run_conf=conf)
     assert str(fixed.state) == "success", task_states(fixed)
     first, second = label.runs()
     assert (second.version, second.reason, second.status) == (2, "late report", RunStatus.LOCKED)
@@ -350,7 +359,7 @@ def test_the_approval_screen_in_airflows_ui(
         responder.start()
         try:
             conf = {"org": "demo", "period": "2026-01", "auto_approve": False}
-            dag_run = dagbag.get_dag(DAG_ID).test(run_conf=conf)
+            dag_run = own_dag().test(run_conf=conf)
         finally:
             stop.set()
             responder.join(timeout=10)
