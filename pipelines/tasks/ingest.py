@@ -132,7 +132,9 @@ def summarise_ingest(org: str, outcomes: list[dict[str, Any]]) -> dict[str, Any]
     from pipelines.ingest.drops import finish_batch
 
     by_org: dict[str, dict[str, Any]] = {}
-    for slug in orgs_to_poll(org):
+    # (and any organisation a file came from, should its drops have been disabled since)
+    polled = set(orgs_to_poll(org)) | {str(o["org"]) for o in outcomes if o.get("org")}
+    for slug in sorted(polled):
         mine = [o for o in outcomes if (o.get("org") or org) == slug]
         with _quiet_gx_logs():
             by_org[slug] = finish_batch(Resources.current(), _org(slug), mine)
