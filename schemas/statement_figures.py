@@ -15,7 +15,9 @@ moves the rest, see ``POOL_FIGURES``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 
 import polars as pl
 
@@ -74,10 +76,10 @@ def balance_formula() -> str:
 CLOSING_LABEL = next(f.label for f in TABLE if f.sign == "=")
 
 
-def closing_terms(figures: dict[str, object]) -> list[tuple[str, str, object]]:
+def closing_terms(figures: Mapping[str, Decimal]) -> list[tuple[str, str, Decimal]]:
     """``(sign, label, amount)`` of the closing balance's sum, in :data:`TABLE`'s order: the
     opening balance (sign ``""``) then every signed figure; ``closing`` is their sum."""
-    out: list[tuple[str, str, object]] = [("", TABLE[0].label, figures[TABLE[0].key])]
+    out: list[tuple[str, str, Decimal]] = [("", TABLE[0].label, figures[TABLE[0].key])]
     for f in TABLE:
         if f.sign in ("+", "−"):
             out.append(("+" if f.sign == "+" else "-", f.label, figures[f.key]))

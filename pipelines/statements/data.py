@@ -15,7 +15,7 @@ date on a statement, and track titles and ISRCs come from the run's own snapshot
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
@@ -280,7 +280,7 @@ class Statement:
                     f"statement {self.statement_id}: {self.formula(f)} does not add up",
                 )
         for c in self.contracts:
-            if closing_sum(c) + c["pool_transfer"] != c["closing"]:
+            if closing_sum(c) + (c.get("pool_transfer") or 0) != c["closing"]:
                 raise StatementError(
                     "formula_mismatch",
                     f"statement {self.statement_id}: contract {c['reference']} does not add up",
@@ -621,7 +621,7 @@ def iter_statements(
         if invoice is not None and credit is not None:
             invoice = replace(invoice, credit_note=credit.number)
         conversion, missing = _conversion(
-            past.folder, summary.currency, currencies.get(payee.id), last_month, figures
+            past.folder, summary.currency, currencies.get(payee.id), past.period.months, figures
         )
         statement = Statement(
             statement_id=summary.id,
@@ -693,39 +693,43 @@ def _conversion(
     folder: Path,
     currency: str,
     target: str | None,
-    month: str,
+    months: Sequence[str],
     figures: dict[str, Decimal],
 ) -> tuple[Conversion | None, str | None]:
-    """The figures in the payee's statement currency ``target`` at the run's rate for
-    ``month``; (None, why) when the run recorded no such rate; (None, None) when the
-    statement is already in it."""
+    """The figures in the payee's statement currency ``target`` at the rate the run recorded
+    for the period's last month (or, without one, the latest month of the period it has a
+    rate for); (None, why) when it recorded none; (None, None) when the statement is already
+    in ``target``."""
     if not target or target == currency:
         return None, None
-    fx = pl.read_parquet(folder / "snapshot" / "fx.parquet")
-    rate, source = None, "the run's rates"
-    for base, quote, invert in ((currency, target, False), (target, currency, True)):
-        row = fx.filter(
-            (pl.col("base") == base) & (pl.col("quote") == quote) & (pl.col("period") == month)
-        )
-        if row.height:
-            stored = Decimal(str(row["rate"][0]))
-            if stored:
-                from royalty_engine.fx import inverse_rate
+    from royalty_engine.fx import inverse_rate
 
-                rate = inverse_rate(stored) if invert else stored
-                source = str(row["source"][0] or source) + (" (inverse)" if invert else "")
-                break
-    if not rate:
-        return None, (
-            f"fx_missing: the run recorded no {currency}/{target} rate for {month}: the "
-            f"figures are shown in {currency} only"
-        )
-    shown = {k: converted(v, rate) for k, v in figures.items()}
-    # the closing balance in the statement currency is the sum its formula prints
-    shown["closing"] = closing_sum(shown)
-    if figures["carried_forward"] == figures["closing"]:
-        shown["carried_forward"] = shown["closing"]
-    return Conversion(target, rate, month, source, shown), None
+    fx = pl.read_parquet(folder / "snapshot" / "fx.parquet")
+    found: dict[tuple[str, str, str], tuple[Decimal, str]] = {
+        (r["base"], r["quote"], r["period"]): (Decimal(str(r["rate"])), r["source"] or "")
+        for r in fx.iter_rows(named=True)
+        if r["rate"]
+    }
+    for month in reversed(months):
+        direct = found.get((currency, target, month))
+        inverse = found.get((target, currency, month))
+        if direct is not None:
+            rate, source = direct[0], direct[1]
+        elif inverse is not None:
+            rate = inverse_rate(inverse[0]) or Decimal(0)
+            source = f"{inverse[1]}, inverse of {target}/{currency} {inverse[0].normalize():f}"
+        else:
+            continue
+        shown = {k: converted(v, rate) for k, v in figures.items()}
+        # the closing balance in the statement currency is the sum its formula prints
+        shown["closing"] = closing_sum(shown)
+        if figures["carried_forward"] == figures["closing"]:
+            shown["carried_forward"] = shown["closing"]
+        return Conversion(target, rate, month, source or "the run's rates", shown), None
+    return None, (
+        f"fx_missing: the run recorded no {currency}/{target} rate for {months[0]} to "
+        f"{months[-1]}: the figures are shown in {currency} only"
+    )
 
 
 def conversion_notes(s: Statement) -> list[str]:
