@@ -26,6 +26,7 @@ from pathlib import Path
 from fpdf import FPDF
 
 from pipelines.statements.data import Amount, CreditNote, Invoice, Statement
+from schemas.money import format_amount
 from schemas.statement_figures import FIGURE_LABELS, FIGURES, balance_formula, status_words
 
 FONT_DIR = Path(__file__).resolve().parents[2] / "schemas" / "fonts"
@@ -61,11 +62,9 @@ class _NeedsUnicode(Exception):
 
 
 def money(amount: Decimal, currency: str | None = None) -> str:
-    """``-1,234.56 GBP``: thousands separators, two decimals, the currency code."""
-    text = f"{amount.quantize(Decimal('0.01')):,.2f}"
-    if text == "-0.00":
-        text = "0.00"
-    return text if currency is None else f"{text} {currency}"
+    """``-1,234.56 GBP``: thousands separators, two decimals, the currency code
+    (``schemas.money.format_amount``)."""
+    return format_amount(amount, currency)
 
 
 def _top(rows: Sequence[Amount], n: int) -> list[Amount]:
