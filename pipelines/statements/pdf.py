@@ -693,15 +693,20 @@ def render_pdf(statement: Statement) -> bytes:
 
 
 # --- the self-billing invoice -----------------------------------------------------------------
+def _first_page(pdf: _Document, s: Statement, title: str, number: str, subject: str) -> None:
+    """An invoice's or credit note's metadata and its first page's title."""
+    pdf.set_title(f"{title} {number}")
+    pdf.set_author(pdf.clean(s.label.name))
+    pdf.set_subject(subject)
+    pdf.add_page()
+    pdf.font(16, bold=True)
+    pdf.line_text(WIDTH / 2, 8, title)
+
+
 def _draw_invoice(pdf: _Document, s: Statement) -> None:
     inv = s.invoice
     assert inv is not None  # render_invoice_pdf checked
-    pdf.set_title(f"Self-billing invoice {inv.number}")
-    pdf.set_author(pdf.clean(s.label.name))
-    pdf.set_subject(s.invoice_stem)
-    pdf.add_page()
-    pdf.font(16, bold=True)
-    pdf.line_text(WIDTH / 2, 8, "Self-billing invoice")
+    _first_page(pdf, s, "Self-billing invoice", inv.number, s.invoice_stem)
     facts = [
         ("Invoice number", inv.number),
         ("Invoice date", inv.date.isoformat()),
@@ -832,12 +837,7 @@ def render_invoice_pdf(statement: Statement) -> bytes:
 def _draw_credit_note(pdf: _Document, s: Statement) -> None:
     cn = s.credit_note
     assert cn is not None  # render_credit_note_pdf checked
-    pdf.set_title(f"Self-billing credit note {cn.number}")
-    pdf.set_author(pdf.clean(s.label.name))
-    pdf.set_subject(s.credit_note_stem)
-    pdf.add_page()
-    pdf.font(16, bold=True)
-    pdf.line_text(WIDTH / 2, 8, "Self-billing credit note")
+    _first_page(pdf, s, "Self-billing credit note", cn.number, s.credit_note_stem)
     facts = [
         ("Credit note number", cn.number),
         ("Date", cn.date.isoformat()),

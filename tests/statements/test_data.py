@@ -238,17 +238,8 @@ def test_a_cross_collateralised_pool_is_named_with_its_movements(
     sheet = openpyxl.load_workbook(io.BytesIO(render(st, "xlsx"))).worksheets[0]
     cells = [c for row in sheet.iter_rows(values_only=True) for c in row if c is not None]
     assert "Moved within the pool" in cells and "XENA" in cells and note in cells
-    from api.portal import FORMAT_LABELS, templates
-    from schemas.statement_figures import FIGURE_LABELS, FIGURES
+    from tests.statements.conftest import portal_page
 
-    html = templates.get_template("portal/statement.html").render(
-        s=st,
-        formats=["pdf"],
-        figures=FIGURES,
-        figure_labels=FIGURE_LABELS,
-        format_labels=FORMAT_LABELS,
-        title="Statement",
-        signed_in=True,
-    )
+    html = portal_page(st)
     assert "Recouped from the pool" in html and "<td>XENA</td>" in html
     assert '<td class="num">-730.00</td>' in html and note in html

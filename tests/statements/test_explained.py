@@ -29,7 +29,7 @@ from schemas.statement_figures import (
 )
 from schemas.store.models import Payee
 from tests.snapshots import Snapshots
-from tests.statements.conftest import LockedPeriod, copy_locked_period
+from tests.statements.conftest import LockedPeriod, copy_locked_period, portal_page
 
 AMOUNT = re.compile(r"-?[\d,]+\.\d\d")
 
@@ -112,18 +112,8 @@ def test_statements_explain_themselves(locked: LockedPeriod) -> None:
         assert words in cells and st.formula() in cells
         assert not {c["status"] for c in st.contracts} & cells  # no raw codes
     # the portal's statement page: the status, the formula and the contracts' status words
-    from api.portal import FORMAT_LABELS, templates
-
     quay = statements["Northern Quay"]
-    html = templates.get_template("portal/statement.html").render(
-        s=quay,
-        formats=["pdf"],
-        figures=FIGURES,
-        figure_labels=FIGURE_LABELS,
-        format_labels=FORMAT_LABELS,
-        title="Statement",
-        signed_in=True,
-    )
+    html = portal_page(quay)
     assert f"{cases['Northern Quay'][1]}</td>" in html and quay.formula() in html
     assert "below_minimum" not in html
     # the pooled statement: each contract's row adds up, the rows add up to the totals
