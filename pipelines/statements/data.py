@@ -224,6 +224,15 @@ class Statement:
     def status_text(self) -> str:
         return status_words(self.status)
 
+    @property
+    def invoice_refused_text(self) -> str | None:
+        """Why a self-billing payee has no invoice, in words (``invoice_refused`` without its
+        code: "No invoice for a statement with nothing to pay")."""
+        if not self.invoice_refused:
+            return None
+        code, _, why = self.invoice_refused.partition(": ")
+        return (why[:1].upper() + why[1:]) if why else status_words(code)
+
     def formula(self, figures: dict[str, Decimal] | None = None, currency: str = "") -> str:
         """The closing balance as the sum of the figures printed above it (in ``currency``'s
         figures, the statement's own by default): ``Closing balance 12.00 = Opening balance

@@ -489,12 +489,12 @@ def _statement_page(pdf: _Document, s: Statement) -> None:
         _pooled_contracts(pdf, s)
     elif s.contracts:
         pdf.heading("Contracts", space=_table_height(min(len(s.contracts), 12) + 1))
-        w = (WIDTH - 92) / 4
+        w = (WIDTH - 96) / 4
         pdf.grid(
             [
-                ("Contract", 26, "L"),
-                ("Status", 66, "L"),
-                (f"Earnings ({ccy})", w, "R"),
+                ("Contract", 24, "L"),
+                ("Status", 72, "L"),
+                ("Earnings", w, "R"),
                 ("Recouped", w, "R"),
                 ("Payable", w, "R"),
                 ("Closing", w, "R"),
@@ -511,7 +511,7 @@ def _statement_page(pdf: _Document, s: Statement) -> None:
                 for c in s.contracts
             ],
             total=(
-                "Total",
+                f"Total ({ccy})",
                 "",
                 money(s.figures["earnings"]),
                 money(s.figures["recouped"]),
@@ -578,11 +578,11 @@ def _pooled_contracts(pdf: _Document, s: Statement) -> None:
     pdf.newline(1)
     pdf.grid(
         [
-            ("Contract", 28, "L"),
-            ("Cross-collateralised pool", 36, "L"),
-            ("Pooled with", 34, "L"),
-            ("Recouped from pool", 28, "R"),
-            ("Status", WIDTH - 126, "L"),
+            ("Contract", 22, "L"),
+            ("Pool", 30, "L"),
+            ("Pooled with", 32, "L"),
+            ("Recouped from pool", 26, "R"),
+            ("Status", WIDTH - 110, "L"),
         ],
         [
             (

@@ -143,6 +143,7 @@ def statement_dict(statement: Statement, *, with_lines: bool = True) -> dict[str
             "reason": s.credit_note.reason,
         },
         "self_billing_refused": s.invoice_refused,
+        "self_billing_refused_text": s.invoice_refused_text,
     }
     if with_lines:
         body["lines"] = [

@@ -116,6 +116,9 @@ def test_statements_explain_themselves(locked: LockedPeriod) -> None:
     html = portal_page(quay)
     assert f"{cases['Northern Quay'][1]}</td>" in html and quay.formula() in html
     assert "below_minimum" not in html
+    mara_html = portal_page(statements["Mara Ellison"])
+    assert "No invoice for a statement with nothing to pay" in mara_html
+    assert "nothing_payable" not in mara_html and "unrecouped<" not in mara_html
     # the pooled statement: each contract's row adds up, the rows add up to the totals
     mara = statements["Mara Ellison"]
     assert mara.pooled
