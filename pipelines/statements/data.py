@@ -132,6 +132,8 @@ class CreditNote:
     date: dt.date
     original: str
     original_date: dt.date
+    statement_id: int  # the earlier version's statement the original invoice was for
+    version: int  # that statement's run version
     net: Decimal
     vat_rate: Decimal
     vat: Decimal
@@ -757,6 +759,7 @@ def conversion_notes(s: Statement) -> list[str]:
 
 @dataclass(frozen=True)
 class _EarlierInvoice:
+    statement_id: int
     version: int
     invoice: Invoice
 
@@ -809,7 +812,9 @@ def _earlier_invoices(
             _to_gbp(folder, summary.currency, last_month),
         )
         if invoice is not None:
-            out[(summary.payee_id, summary.currency)] = _EarlierInvoice(earlier.version, invoice)
+            out[(summary.payee_id, summary.currency)] = _EarlierInvoice(
+                summary.id, earlier.version, invoice
+            )
     return out
 
 
@@ -821,6 +826,8 @@ def _credit_note(previous: _EarlierInvoice, issued: dt.datetime) -> CreditNote:
         date=issued.date(),
         original=inv.number,
         original_date=inv.date,
+        statement_id=previous.statement_id,
+        version=previous.version,
         net=-inv.net,
         vat_rate=inv.vat_rate,
         vat=-inv.vat,

@@ -416,6 +416,11 @@ def _statement_page(pdf: _Document, s: Statement) -> None:
         ("Period", f"{s.period} ({s.period_start.isoformat()} to {s.period_end.isoformat()})"),
         ("Run", f"version {s.version}, {s.run_status}"),
         ("Currency", ccy),
+        *(
+            [("Also in", f"{s.conversion.currency} at 1 {ccy} = {s.conversion.rate_text}")]
+            if s.conversion is not None
+            else []
+        ),
         ("Issued", s.issued.date().isoformat()),
     ]
     y = MARGIN
@@ -578,10 +583,10 @@ def _pooled_contracts(pdf: _Document, s: Statement) -> None:
     pdf.newline(1)
     pdf.grid(
         [
-            ("Contract", 22, "L"),
-            ("Pool", 30, "L"),
-            ("Pooled with", 32, "L"),
-            ("Recouped from pool", 26, "R"),
+            ("Contract", 20, "L"),
+            ("Pool", 28, "L"),
+            ("Pooled with", 30, "L"),
+            ("Recouped from pool", 32, "R"),
             ("Status", WIDTH - 110, "L"),
         ],
         [
@@ -701,6 +706,13 @@ def _first_page(pdf: _Document, s: Statement, title: str, number: str, subject: 
     pdf.add_page()
     pdf.font(16, bold=True)
     pdf.line_text(WIDTH / 2, 8, title)
+    if s.run_status != "final":
+        # a document of a run not yet approved is not issued: say so where nobody can miss it
+        pdf.set_xy(MARGIN, MARGIN + 9)
+        pdf.font(9, bold=True)
+        pdf.set_text_color(*PREVIEW_INK)
+        pdf.line_text(WIDTH / 2 - 4, 5, f"{s.run_status.upper()}: not issued until approved")
+        pdf.set_text_color(*INK)
 
 
 def _draw_invoice(pdf: _Document, s: Statement) -> None:
@@ -718,9 +730,16 @@ def _draw_invoice(pdf: _Document, s: Statement) -> None:
         facts.append(("Replaces", f"invoice {s.credit_note.original}"))
         facts.append(("Credit note", s.credit_note.number))
     top = _facts(pdf, facts)
-    _invoice_parties(pdf, s, top)
+    _invoice_parties(pdf, s, top, "invoice")
     pdf.heading("Supply", space=60)
-    _supply(pdf, s, inv, f"Royalties for {s.period}", "Amount to be paid")
+    _supply(
+        pdf,
+        s,
+        inv,
+        f"Royalties for {s.period} ({s.period_start.isoformat()} to "
+        f"{s.period_end.isoformat()}), royalty statement {s.statement_id}",
+        "Amount to be paid",
+    )
     pdf.newline(3)
     pdf.font(9, bold=True)
     pdf.paragraph(inv.wording, WIDTH, 5, 2)
@@ -752,13 +771,13 @@ def _facts(pdf: _Document, facts: Sequence[tuple[str, str]]) -> float:
     return y + 4
 
 
-def _invoice_parties(pdf: _Document, s: Statement, top: float) -> None:
+def _invoice_parties(pdf: _Document, s: Statement, top: float, document: str) -> None:
     """Supplier (the payee) and customer (the label), side by side."""
     width = WIDTH / 2 - 4
     ends = []
     for x, role, party in (
         (MARGIN, "Supplier (payee)", s.payee),
-        (MARGIN + WIDTH / 2, "Customer (issuer of this invoice)", s.label),
+        (MARGIN + WIDTH / 2, f"Customer (issuer of this {document})", s.label),
     ):
         pdf.set_xy(x, top)
         pdf.font(7, bold=True)
@@ -775,7 +794,9 @@ def _invoice_parties(pdf: _Document, s: Statement, top: float) -> None:
     pdf.set_xy(MARGIN, max(ends) + 6)
 
 
-def _supply(pdf: _Document, s: Statement, inv: Invoice | CreditNote, what: str, due: str) -> None:
+def _supply(
+    pdf: _Document, s: Statement, inv: Invoice | CreditNote, description: str, due: str
+) -> None:
     """The supply's net, VAT, gross, tax withheld and the amount due, and the VAT in sterling
     (an invoice; a credit note shows the same rows credited, negative)."""
     ccy = s.currency
@@ -783,11 +804,7 @@ def _supply(pdf: _Document, s: Statement, inv: Invoice | CreditNote, what: str, 
     pdf.grid(
         [("Description", WIDTH - 45, "L"), (f"Amount ({ccy})", 45, "R")],
         [
-            (
-                f"{what} ({s.period_start.isoformat()} to "
-                f"{s.period_end.isoformat()}), royalty statement {s.statement_id}",
-                money(inv.net, ccy),
-            ),
+            (description, money(inv.net, ccy)),
             ("Net amount", money(inv.net, ccy)),
             (f"VAT at {rate}", money(inv.vat, ccy)),
             ("Total (gross)", money(inv.gross, ccy)),
@@ -843,12 +860,19 @@ def _draw_credit_note(pdf: _Document, s: Statement) -> None:
         ("Date", cn.date.isoformat()),
         ("Credits invoice", cn.original),
         ("Invoice date", cn.original_date.isoformat()),
-        ("Statement", str(s.statement_id)),
+        ("Of statement", f"{cn.statement_id} (version {cn.version})"),
+        ("Corrected by", f"statement {s.statement_id} (version {s.version})"),
         ("Currency", s.currency),
     ]
-    _invoice_parties(pdf, s, _facts(pdf, facts))
+    _invoice_parties(pdf, s, _facts(pdf, facts), "credit note")
     pdf.heading("Credited", space=60)
-    _supply(pdf, s, cn, f"Credit of invoice {cn.original}: royalties for {s.period}", "Credited")
+    _supply(
+        pdf,
+        s,
+        cn,
+        f"Royalties for {s.period}, royalty statement {cn.statement_id}: credited",
+        "Credited",
+    )
     pdf.newline(3)
     pdf.font(8.5)
     replaced = (

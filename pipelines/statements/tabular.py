@@ -135,6 +135,8 @@ def statement_dict(statement: Statement, *, with_lines: bool = True) -> dict[str
             "date": s.credit_note.date.isoformat(),
             "credits_invoice": s.credit_note.original,
             "invoice_date": s.credit_note.original_date.isoformat(),
+            "credits_statement_id": s.credit_note.statement_id,
+            "credits_version": s.credit_note.version,
             **{
                 k: str(getattr(s.credit_note, k))
                 for k in ("net", "vat_rate", "vat", "gross", "withheld", "to_pay")

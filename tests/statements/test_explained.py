@@ -176,11 +176,13 @@ def test_a_correction_credits_the_earlier_invoice_in_the_payees_currency(
         assert cn.number.startswith("CN-") and v2.invoice.credit_note == cn.number
         assert (cn.net, cn.vat, cn.to_pay) == (-v1.invoice.net, -v1.invoice.vat, -v1.invoice.to_pay)
         assert v2.invoice.number != v1.invoice.number
+        assert (cn.statement_id, cn.version) == (v1.statement_id, 1)
         credit = render_credit_note(v2)
         assert credit is not None
         text = _squash(_pdf_text(credit))
         assert _squash(cn.number) in text and _squash(v1.invoice.number) in text
-        assert _squash(v2.invoice.number) in text
+        assert _squash(v2.invoice.number) in text and "PREVIEW" in text  # v2 not approved
+        assert _squash("issuer of this credit note") in text
         files = {kind for _, kind, _, _ in statement_files(v2, ["json"])}
         assert files == {"statement", "invoice", "credit_note"}
         # the statement currency: figures at the run's rate (EUR/GBP for 2026-01, inverted)
