@@ -123,6 +123,37 @@ FORMAT_NAMES: dict[str, str] = {
 }
 
 
+# The usual spelling of well-known stores, by their name in lower case: reports spell them
+# differently ("SPOTIFY", "youtube"), and a statement lists each store once. A service not
+# listed here is shown as reported.
+SERVICE_NAMES: dict[str, str] = {
+    name.lower(): name
+    for name in (
+        "Spotify",
+        "Apple",
+        "Apple Music",
+        "iTunes",
+        "YouTube",
+        "YouTube Music",
+        "Deezer",
+        "Tidal",
+        "Amazon Music",
+        "TikTok",
+        "SoundCloud",
+        "Pandora",
+        "Napster",
+        "Audiomack",
+        "Boomplay",
+        "Anghami",
+        "JioSaavn",
+        "NetEase Cloud Music",
+        "Tencent Music",
+        "Facebook",
+        "Instagram",
+    )
+}
+
+
 def format_name(fmt: str | None) -> str:
     """A readable name for a report format (``distributor_csv`` -> "Distributor statement")."""
     if not fmt:
@@ -131,9 +162,13 @@ def format_name(fmt: str | None) -> str:
 
 
 def source_expr(service: str = "service", fmt: str = "source") -> pl.Expr:
-    """The statement's "source" of a line: its service as reported (trimmed), else the readable
-    name of its format (:func:`format_name`)."""
-    reported = pl.col(service).str.strip_chars()
+    """The statement's "source" of a line: its service as reported (trimmed, well-known stores
+    spelt the usual way: :data:`SERVICE_NAMES`), else the readable name of its format
+    (:func:`format_name`)."""
+    trimmed = pl.col(service).str.strip_chars()
+    reported = trimmed.str.to_lowercase().replace_strict(
+        SERVICE_NAMES, default=trimmed, return_dtype=pl.String
+    )
     readable = pl.col(fmt).str.replace_all("_", " ").str.strip_chars().str.to_titlecase()
     named = (
         pl.col(fmt)

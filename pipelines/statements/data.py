@@ -58,8 +58,8 @@ DETAIL_COLUMNS: dict[str, str] = {
     "usage_type": "stream, download, ugc, ...",
     "reporting_period": "month the revenue was reported for (YYYY-MM)",
     "quantity": "units (plays, downloads, views) as reported",
-    "amount": "royalty in the statement currency, rounded so each contract's lines add up "
-    "to its earnings",
+    "amount": "royalty in the contract's currency (see currency), rounded so each "
+    "contract's lines add up to its earnings",
     "currency": "ISO 4217 code of amount",
 }
 # Self-billing invoices (UK HMRC VAT Notice 700/62): the wording the invoice must carry.

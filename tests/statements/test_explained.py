@@ -64,6 +64,37 @@ def _formula_holds(st: Statement, text: str, figures: dict[str, Decimal], ccy: s
     assert total == figures["closing"] == closing_sum(figures)
 
 
+def test_a_lines_source_is_its_store_else_its_formats_name() -> None:
+    import polars as pl
+
+    from schemas.statement_figures import source_expr, status_words
+
+    lines = pl.DataFrame(
+        {
+            "service": [" SPOTIFY ", "youtube", "Boomy Store", "", None, None, None],
+            "source": [
+                "dsr",
+                "youtube",
+                "distributor_csv",
+                "distributor_csv",
+                "dsr",
+                "new_fmt",
+                None,
+            ],
+        }
+    )
+    assert lines.select(source_expr())["source"].to_list() == [
+        "Spotify",
+        "YouTube",
+        "Boomy Store",
+        "Distributor statement",
+        "DDEX sales report (DSR)",
+        "New Fmt",
+        "Unknown source",
+    ]
+    assert status_words("some_new_code") == "Some new code" and status_words(None) == ""
+
+
 def test_statements_explain_themselves(locked: LockedPeriod) -> None:
     """Unrecouped (a pooled payee), paid with tax withheld and below the minimum: the store
     names, the status words and the closing balance's formula in every format."""
