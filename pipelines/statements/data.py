@@ -31,7 +31,7 @@ from stdnum.gb import vat as gb_vat
 from pipelines.royalty.preview import run_detail
 from pipelines.royalty.verification import open_run
 from royalty_engine.periods import RunError, parse_period
-from schemas.money import CENT, converted, format_amount, vat_cents
+from schemas.money import CENT, allocate, converted, format_amount, vat_cents
 from schemas.statement_figures import (
     FIGURES,
     POOL_FIGURES,
@@ -148,10 +148,11 @@ class CreditNote:
 @dataclass(frozen=True)
 class Conversion:
     """The statement's figures in the payee's statement currency: converted at the run's
-    rate (``1 <statement currency> = rate <currency>``) for ``month`` (the period's last, the
-    rate the run recorded), each rounded once (``schemas.money.converted``). The figures in
-    the contracts' currency stay the source of truth; the closing balance in ``currency`` is
-    the sum of the converted figures, so its formula holds in both currencies."""
+    rate (``1 <statement currency> = rate <currency>``) for ``month`` (the period's last with
+    a rate the run recorded), each rounded once (``schemas.money.converted``; the terms of the
+    closing balance's sum allocated so that its formula holds in this currency too, see
+    ``converted_figures``). The figures in the contracts' currency stay the source of
+    truth."""
 
     currency: str
     rate: Decimal
@@ -731,16 +732,28 @@ def _conversion(
             source = f"{inverse[1]}, inverse of {target}/{currency} {inverse[0].normalize():f}"
         else:
             continue
-        shown = {k: converted(v, rate) for k, v in figures.items()}
-        # the closing balance in the statement currency is the sum its formula prints
-        shown["closing"] = closing_sum(shown)
-        if figures["carried_forward"] == figures["closing"]:
-            shown["carried_forward"] = shown["closing"]
+        shown = converted_figures(figures, rate)
         return Conversion(target, rate, month, source or "the run's rates", shown), None
     return None, (
         f"fx_missing: the run recorded no {currency}/{target} rate for {months[0]} to "
         f"{months[-1]}: the figures are shown in {currency} only"
     )
+
+
+def converted_figures(figures: dict[str, Decimal], rate: Decimal) -> dict[str, Decimal]:
+    """Every figure at ``rate``, each rounded once (``converted``), except that the terms of
+    the closing balance's sum (the non-zero ``SIGNED`` figures) are allocated by the largest
+    remainder rule (``allocate``) so that they add up to the converted closing balance less
+    the converted opening balance: the formula holds to the cent in the other currency too,
+    and a statement settled to 0.00 stays 0.00 (each term within a cent of its own rounding)."""
+    shown = {k: converted(v, rate) for k, v in figures.items()}
+    terms = [k for k in SIGNED if figures[k]]
+    parts = allocate(
+        shown["closing"] - shown["opening"], [SIGNED[k] * figures[k] * rate for k in terms]
+    )
+    for key, part in zip(terms, parts, strict=True):
+        shown[key] = SIGNED[key] * part
+    return shown
 
 
 def conversion_notes(s: Statement) -> list[str]:
@@ -750,8 +763,8 @@ def conversion_notes(s: Statement) -> list[str]:
         return [s.conversion_missing.split(": ", 1)[1].capitalize()] if s.conversion_missing else []
     return [
         f"Statement currency {c.currency}: the figures are converted at 1 {s.currency} = "
-        f"{c.rate_text} {c.currency}, the run's rate for {c.month} ({c.source}), each rounded "
-        f"to the cent. The balance is kept in {s.currency}: payable "
+        f"{c.rate_text} {c.currency}, the run's rate for {c.month} ({c.source}), rounded to "
+        f"the cent so that they add up. The balance is kept in {s.currency}: payable "
         f"{format_amount(c.figures['payable'], c.currency)} "
         f"({format_amount(s.figures['payable'], s.currency)})."
     ]

@@ -95,6 +95,22 @@ def test_a_lines_source_is_its_store_else_its_formats_name() -> None:
     assert status_words("some_new_code") == "Some new code" and status_words(None) == ""
 
 
+def testconverted_figures_add_up_to_the_converted_closing_balance() -> None:
+    """Paid 10.00 = tax 1.50 + payable 8.50: converted one by one at 1.188777936282 it would
+    close at 0.01 EUR (11.89 - 1.78 - 10.10); the terms are allocated so it closes at 0.00."""
+    from pipelines.statements.data import converted_figures
+
+    rate = Decimal("1.188777936282")
+    figures = dict.fromkeys(FIGURES, Decimal("0.00"))
+    figures |= {"earnings": Decimal("10.00"), "tax": Decimal("1.50"), "payable": Decimal("8.50")}
+    alone = {k: converted(v, rate) for k, v in figures.items()}
+    assert closing_sum(alone) == Decimal("0.01")
+    shown = converted_figures(figures, rate)
+    assert closing_sum(shown) == shown["closing"] == 0
+    for key in ("earnings", "tax", "payable"):
+        assert abs(shown[key] - alone[key]) <= Decimal("0.01")
+
+
 def test_statements_explain_themselves(locked: LockedPeriod) -> None:
     """Unrecouped (a pooled payee), paid with tax withheld and below the minimum: the store
     names, the status words and the closing balance's formula in every format."""
@@ -220,9 +236,10 @@ def test_a_correction_credits_the_earlier_invoice_in_the_payees_currency(
         conv = v2.conversion
         assert conv is not None and conv.currency == "EUR" and conv.month == "2026-01"
         assert conv.rate == (Decimal(1) / Decimal("0.8412")).quantize(Decimal("1e-12"))
-        for key in FIGURES:
-            if key not in ("closing", "carried_forward"):
-                assert conv.figures[key] == converted(v2.figures[key], conv.rate)
+        for key in FIGURES:  # each within a cent of its own rounding, the closing exact
+            assert abs(conv.figures[key] - converted(v2.figures[key], conv.rate)) <= Decimal("0.01")
+        assert conv.figures["closing"] == converted(v2.figures["closing"], conv.rate) == 0
+        assert conv.figures["payable"] == converted(v2.figures["payable"], conv.rate)
         _formula_holds(v2, v2.formula(conv.figures, "EUR"), conv.figures, "EUR")
         pdf = _squash(_pdf_text(render(v2, "pdf")))
         assert (
