@@ -760,7 +760,10 @@ def conversion_notes(s: Statement) -> list[str]:
     """What a statement in another currency says about the rate."""
     c = s.conversion
     if c is None:
-        return [s.conversion_missing.split(": ", 1)[1].capitalize()] if s.conversion_missing else []
+        if not s.conversion_missing:
+            return []
+        why = s.conversion_missing.partition(": ")[2]
+        return [why[:1].upper() + why[1:] + "."]
     return [
         f"Statement currency {c.currency}: the figures are converted at 1 {s.currency} = "
         f"{c.rate_text} {c.currency}, the run's rate for {c.month} ({c.source}), rounded to "

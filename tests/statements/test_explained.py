@@ -203,6 +203,9 @@ def test_a_correction_credits_the_earlier_invoice_in_the_payees_currency(
             s.execute(
                 sa.update(Payee).where(Payee.name == "Kofi Mensah").values(statement_currency="EUR")
             )
+            s.execute(  # a currency the run has no rate for
+                sa.update(Payee).where(Payee.name == "Sam Okafor").values(statement_currency="JPY")
+            )
         report = run_period(
             period.factory,
             period.data,
@@ -211,11 +214,15 @@ def test_a_correction_credits_the_earlier_invoice_in_the_payees_currency(
             actor="finance",
             correction="a late report",
         )
-        (v2,) = [
-            s
-            for s in iter_statements(period.factory, period.data, run_id=int(report.run_id))
-            if s.payee.name == "Kofi Mensah"
-        ]
+        v2s = _by_name(
+            list(iter_statements(period.factory, period.data, run_id=int(report.run_id)))
+        )
+        v2, sam = v2s["Kofi Mensah"], v2s["Sam Okafor"]
+        assert sam.conversion is None and sam.conversion_missing is not None
+        assert (
+            "The run recorded no GBP/JPY rate for 2026-01 to 2026-06: the figures are shown in "
+            "GBP only."
+        ) in sam.notes
         # the credit note: its own number, the earlier invoice credited in full
         cn = v2.credit_note
         assert cn is not None and v2.invoice is not None
