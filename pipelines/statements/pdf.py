@@ -398,18 +398,23 @@ def _party_block(
     return pdf.get_y()
 
 
-def _statement_page(pdf: _Document, s: Statement) -> None:
-    ccy = s.currency
+def _title_page(pdf: _Document, s: Statement, title: str, not_final: str) -> None:
+    """A new page with the document's title; a run not yet approved renders for review only,
+    and says so (``not_final``) where nobody can miss it."""
     pdf.add_page()
     pdf.font(16, bold=True)
-    pdf.line_text(WIDTH / 2, 8, "Royalty statement")
+    pdf.line_text(WIDTH / 2, 8, title)
     if s.run_status != "final":
-        # A run not yet approved renders for review only: say so where nobody can miss it.
         pdf.set_xy(MARGIN, MARGIN + 9)
         pdf.font(9, bold=True)
         pdf.set_text_color(*PREVIEW_INK)
-        pdf.line_text(WIDTH / 2 - 4, 5, f"{s.run_status.upper()}: not approved, figures may change")
+        pdf.line_text(WIDTH / 2 - 4, 5, f"{s.run_status.upper()}: {not_final}")
         pdf.set_text_color(*INK)
+
+
+def _statement_page(pdf: _Document, s: Statement) -> None:
+    ccy = s.currency
+    _title_page(pdf, s, "Royalty statement", "not approved, figures may change")
     pdf.font(8)
     facts = [
         ("Statement", str(s.statement_id)),
@@ -703,16 +708,7 @@ def _first_page(pdf: _Document, s: Statement, title: str, number: str, subject: 
     pdf.set_title(f"{title} {number}")
     pdf.set_author(pdf.clean(s.label.name))
     pdf.set_subject(subject)
-    pdf.add_page()
-    pdf.font(16, bold=True)
-    pdf.line_text(WIDTH / 2, 8, title)
-    if s.run_status != "final":
-        # a document of a run not yet approved is not issued: say so where nobody can miss it
-        pdf.set_xy(MARGIN, MARGIN + 9)
-        pdf.font(9, bold=True)
-        pdf.set_text_color(*PREVIEW_INK)
-        pdf.line_text(WIDTH / 2 - 4, 5, f"{s.run_status.upper()}: not issued until approved")
-        pdf.set_text_color(*INK)
+    _title_page(pdf, s, title, "not issued until approved")
 
 
 def _draw_invoice(pdf: _Document, s: Statement) -> None:
