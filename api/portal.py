@@ -53,7 +53,7 @@ from pipelines.layout import DataDir
 from pipelines.statements.data import Statement
 from pipelines.statements.export import MANIFEST
 from schemas.errors import StoreError
-from schemas.statement_figures import FIGURE_LABELS, FIGURES, SIGNED, TABLE
+from schemas.statement_figures import FIGURE_LABELS, FIGURES, SIGNED, TABLE, status_words
 from schemas.store.keys import verify_key
 from schemas.store.models import ApiKey, Payee, Role
 
@@ -67,6 +67,7 @@ FORMAT_LABELS = {
     "csv": "CSV (line detail)",
     "json": "JSON",
     "invoice": "Self-billing invoice (PDF)",
+    "credit_note": "Credit note for the earlier invoice (PDF)",
 }
 
 templates = Jinja2Templates(
@@ -190,7 +191,7 @@ def _movement_row(m: BalanceMovement) -> HistoryRow:
         (sign * values[key] for key, sign in SIGNED.items()), Decimal(0)
     )
     values["settlement"] = values["closing"] - reached
-    return HistoryRow(m.period, m.period_end, values, m.status)
+    return HistoryRow(m.period, m.period_end, values, status_words(m.status) or None)
 
 
 def _summed(rows: list[HistoryRow]) -> list[HistoryRow]:
@@ -428,7 +429,13 @@ def _statements_page(request: Request, principal: Principal) -> dict[str, Any]:
 
 
 def _formats(statement: Statement) -> list[str]:
-    return [*FORMATS, "invoice"] if statement.invoice is not None else list(FORMATS)
+    """The statement's downloads: every format, its self-billing invoice and, for a corrected
+    statement, the credit note for the earlier invoice."""
+    return [
+        *FORMATS,
+        *(["invoice"] if statement.invoice is not None else []),
+        *(["credit_note"] if statement.credit_note is not None else []),
+    ]
 
 
 @router.get("/statements", response_class=HTMLResponse)

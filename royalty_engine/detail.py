@@ -25,7 +25,10 @@ from royalty_engine.engine import allocate_frame
 from royalty_engine.periods import Period
 from royalty_engine.terms import EngineError, Terms
 from schemas.money import EXACT, RATE
+from schemas.statement_figures import source_expr
 
+# ``source``: the store that reported the line (its ``service``, else its report format's
+# readable name; ``schemas.statement_figures.source_expr``), not the parser id.
 DETAIL_KEYS = ["track_id", "release_id", "source", "territory", "usage_type", "reporting_period"]
 
 
@@ -57,6 +60,7 @@ def contract_detail(
         .with_columns(
             pl.col("territory").fill_null("WW"),
             pl.col("usage_type").fill_null("other"),
+            source_expr(),
             pl.col("commercial_model").fill_null("").alias("channel"),
             grain.segment(usage_date, None, None).alias("segment"),
         )

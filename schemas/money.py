@@ -39,6 +39,22 @@ def cents(value: Decimal | Fraction) -> Decimal:
     return value.quantize(CENT, rounding=ROUND_HALF_EVEN)
 
 
+def converted(amount: Decimal, rate: Decimal) -> Decimal:
+    """``amount`` in another currency at ``rate`` (units of the other currency per unit of
+    ``amount``'s), rounded once by :func:`cents`: a statement's figures shown in the payee's
+    statement currency. The amount converted is the source of truth; this is its display."""
+    return cents(amount * rate)
+
+
+def format_amount(amount: Decimal, currency: str | None = None) -> str:
+    """``-1,234.56 GBP``: thousands separators, two decimals (a negative zero is ``0.00``),
+    the currency code when given: how a statement prints an amount."""
+    text = f"{amount.quantize(CENT):,.2f}"
+    if text == "-0.00":
+        text = "0.00"
+    return text if currency is None else f"{text} {currency}"
+
+
 def vat_cents(value: Decimal) -> Decimal:
     """Round a VAT amount on a self-billing invoice to the penny, half-up: the VAT and its
     sterling equivalent. Not the statements' half-even rule (:func:`cents`): an invoice's tax is

@@ -43,7 +43,13 @@ from api.deps import (
 from api.queries import DbId, Page, paginate
 from api.routes.crud import page_model
 from pipelines.layout import DataDir
-from pipelines.statements import FORMATS, MEDIA_TYPES, render, render_invoice
+from pipelines.statements import (
+    FORMATS,
+    MEDIA_TYPES,
+    render,
+    render_credit_note,
+    render_invoice,
+)
 from pipelines.statements.data import Statement, StatementError, load_statement
 from pipelines.statements.export import MANIFEST
 from pipelines.statements.tabular import statement_dict
@@ -58,9 +64,11 @@ router = APIRouter(route_class=DecimalRoute, tags=["statements"])
 
 CENT = Decimal("0.01")
 VISIBLE = (RunStatus.APPROVED, RunStatus.LOCKED)
-DownloadFormat = Literal["pdf", "xlsx", "csv", "json", "invoice"]
+DownloadFormat = Literal["pdf", "xlsx", "csv", "json", "invoice", "credit_note"]
 DOWNLOADS: tuple[str, ...] = get_args(DownloadFormat)
-assert set(DOWNLOADS) == {*FORMATS, "invoice"}, "keep DownloadFormat in step with FORMATS"
+assert set(DOWNLOADS) == {*FORMATS, "invoice", "credit_note"}, (
+    "keep DownloadFormat in step with FORMATS"
+)
 PROBLEM_TYPE = "https://tunemantra.org/problems/statement"
 PAYMENTS_NOTE = (
     "TuneMantra keeps no payments ledger: 'payable' of each period is the payment due for it "
@@ -236,9 +244,10 @@ def statement_file(
     fmt: str,
     statement: Statement | None = None,
 ) -> StatementFile:
-    """One statement as ``fmt`` (one of ``FORMATS``, or ``invoice``): the exported file when
-    the run was exported, else rendered now (CPU work: call it from a worker thread)."""
-    kind, file_fmt = ("invoice", "pdf") if fmt == "invoice" else ("statement", fmt)
+    """One statement as ``fmt`` (one of ``FORMATS``, ``invoice`` or ``credit_note``): the
+    exported file when the run was exported, else rendered now (CPU work: call it from a
+    worker thread)."""
+    kind, file_fmt = (fmt, "pdf") if fmt in ("invoice", "credit_note") else ("statement", fmt)
     found = _from_export(data_dir, ref, kind, file_fmt)
     if found is not None:
         return found
@@ -253,6 +262,15 @@ def statement_file(
                 code="invoice_missing",
             )
         name = f"{statement.invoice_stem}.pdf"
+    elif kind == "credit_note":
+        body = render_credit_note(statement)
+        if body is None:
+            raise StatementNotFound(
+                f"statement {ref.statement_id} has no credit note: only a correction that "
+                "re-issues a self-billing invoice credits the earlier one",
+                code="credit_note_missing",
+            )
+        name = f"{statement.credit_note_stem}.pdf"
     else:
         body = render(statement, file_fmt)
         name = f"{statement.file_stem}.{file_fmt}"
@@ -491,7 +509,13 @@ def download_statement(
     statement_id: PathId,
     request: Request,
     principal: ShortPrincipalDep,
-    format: Annotated[DownloadFormat, Query(description="pdf, xlsx, csv, json or invoice")],
+    format: Annotated[
+        DownloadFormat,
+        Query(
+            description="pdf, xlsx, csv, json, invoice or credit_note (a correction's "
+            "credit of the earlier invoice)"
+        ),
+    ],
 ) -> Response:
     """Served from the run's export folder when it was exported (its SHA-256 checked against
     the folder's manifest), else rendered now. ``ETag`` is the file's SHA-256."""

@@ -48,3 +48,12 @@ def render_invoice(statement: Statement) -> bytes | None:
     from pipelines.statements.pdf import render_invoice_pdf
 
     return render_invoice_pdf(statement)
+
+
+def render_credit_note(statement: Statement) -> bytes | None:
+    """The credit note PDF cancelling the earlier version's invoice, or None."""
+    if statement.credit_note is None:
+        return None
+    from pipelines.statements.pdf import render_credit_note_pdf
+
+    return render_credit_note_pdf(statement)

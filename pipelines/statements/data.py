@@ -15,8 +15,8 @@ date on a statement, and track titles and ISRCs come from the run's own snapshot
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -30,9 +30,16 @@ from stdnum.gb import vat as gb_vat
 
 from pipelines.royalty.preview import run_detail
 from pipelines.royalty.verification import open_run
-from royalty_engine.periods import RunError
-from schemas.money import CENT, vat_cents
-from schemas.statement_figures import FIGURES, POOL_FIGURES, SUMMARY_FIELDS
+from royalty_engine.periods import RunError, parse_period
+from schemas.money import CENT, allocate, converted, format_amount, vat_cents
+from schemas.statement_figures import (
+    FIGURES,
+    POOL_FIGURES,
+    SIGNED,
+    SUMMARY_FIELDS,
+    closing_terms,
+    status_words,
+)
 from schemas.store.models import Organisation, Payee, Release
 from schemas.store.runs import RoyaltyRun, RunStatus, StatementSummary
 
@@ -45,13 +52,14 @@ DETAIL_COLUMNS: dict[str, str] = {
     "track_title": "track title (from the run's snapshot)",
     "upc": "UPC of the release",
     "release_title": "release title",
-    "source": "the DSP or distributor that reported the revenue",
+    "source": "the store that reported the revenue (its service: Spotify, Apple Music, ...; "
+    "a report naming none: its report format)",
     "territory": "ISO 3166-1 alpha-2 territory of use (WW: worldwide or not reported)",
     "usage_type": "stream, download, ugc, ...",
     "reporting_period": "month the revenue was reported for (YYYY-MM)",
     "quantity": "units (plays, downloads, views) as reported",
-    "amount": "royalty in the statement currency, rounded so each contract's lines add up "
-    "to its earnings",
+    "amount": "royalty in the contract's currency (see currency), rounded so each "
+    "contract's lines add up to its earnings",
     "currency": "ISO 4217 code of amount",
 }
 # Self-billing invoices (UK HMRC VAT Notice 700/62): the wording the invoice must carry.
@@ -108,6 +116,53 @@ class Invoice:
     vat_gbp: Decimal | None = None  # None when the invoice is in GBP
     gbp_rate: Decimal | None = None
     wording: str = SELF_BILLING_WORDING
+    # A correction's re-issued invoice: the credit note that cancelled the earlier invoice.
+    credit_note: str | None = None
+
+
+@dataclass(frozen=True)
+class CreditNote:
+    """A credit note cancelling, in full, the self-billing invoice of an earlier version of
+    this statement: a correction of the period re-issues the statement (and its invoice, if
+    anything is payable), and the earlier invoice is credited so that only one stands. Its
+    amounts are the earlier invoice's, credited (shown negative); ``number`` is its own,
+    ``original`` the invoice it credits; the re-issued invoice names this credit note."""
+
+    number: str
+    date: dt.date
+    original: str
+    original_date: dt.date
+    statement_id: int  # the earlier version's statement the original invoice was for
+    version: int  # that statement's run version
+    net: Decimal
+    vat_rate: Decimal
+    vat: Decimal
+    gross: Decimal
+    withheld: Decimal
+    to_pay: Decimal
+    vat_gbp: Decimal | None = None
+    gbp_rate: Decimal | None = None
+    reason: str = "Correction of the period: the statement was re-issued."
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """The statement's figures in the payee's statement currency: converted at the run's
+    rate (``1 <statement currency> = rate <currency>``) for ``month`` (the period's last with
+    a rate the run recorded), each rounded once (``schemas.money.converted``; the terms of the
+    closing balance's sum allocated so that its formula holds in this currency too, see
+    ``converted_figures``). The figures in the contracts' currency stay the source of
+    truth."""
+
+    currency: str
+    rate: Decimal
+    month: str
+    source: str
+    figures: dict[str, Decimal]
+
+    @property
+    def rate_text(self) -> str:
+        return f"{format(self.rate.normalize(), 'f')}"
 
 
 @dataclass(frozen=True)
@@ -150,6 +205,55 @@ class Statement:
     invoice: Invoice | None = None
     invoice_refused: str | None = None  # why a self-billing payee gets no invoice
     notes: list[str] = field(default_factory=list)
+    # the payee's statement currency when it is not ``currency``: the figures converted
+    conversion: Conversion | None = None
+    conversion_missing: str | None = None  # why a statement currency could not be shown
+    credit_note: CreditNote | None = None  # the earlier version's invoice, credited
+
+    @property
+    def status(self) -> str:
+        """The statement's status code: ``paid`` when something is payable, else the
+        contracts' reason (below the minimum, unrecouped, not a payment date), else
+        ``nothing_payable``."""
+        if self.figures["payable"] > 0:
+            return "paid"
+        codes = {c["status"] for c in self.contracts}
+        for code in ("below_minimum", "unrecouped", "not_statement_date"):
+            if code in codes:
+                return code
+        return "nothing_payable"
+
+    @property
+    def status_text(self) -> str:
+        return status_words(self.status)
+
+    @property
+    def invoice_refused_text(self) -> str | None:
+        """Why a self-billing payee has no invoice, in words (``invoice_refused`` without its
+        code: "No invoice for a statement with nothing to pay")."""
+        if not self.invoice_refused:
+            return None
+        code, _, why = self.invoice_refused.partition(": ")
+        return (why[:1].upper() + why[1:]) if why else status_words(code)
+
+    def formula(self, figures: dict[str, Decimal] | None = None, currency: str = "") -> str:
+        """The closing balance as the sum of the figures printed above it (in ``currency``'s
+        figures, the statement's own by default): ``Closing balance 12.00 = Opening balance
+        0.00 + Royalties earned 20.00 - ... - Payable 8.00``."""
+        f = self.figures if figures is None else figures
+        ccy = currency or self.currency
+        parts = []
+        for sign, label, amount in closing_terms(f):
+            parts.append(
+                f"{sign} {label} {format_amount(amount)}"
+                if sign
+                else f"{label} {format_amount(amount)}"
+            )
+        return f"Closing balance {format_amount(f['closing'])} {ccy} = " + " ".join(parts)
+
+    @property
+    def credit_note_stem(self) -> str:
+        return self.file_stem.replace("statement_", "credit_note_", 1)
 
     @property
     def pooled(self) -> bool:
@@ -169,7 +273,10 @@ class Statement:
         return self.file_stem.replace("statement_", "invoice_", 1)
 
     def check(self) -> None:
-        """The detail adds up to the earnings (to the cent), or nothing is rendered."""
+        """The detail adds up to the earnings (to the cent), the closing balance is the sum
+        its formula prints (in every currency shown), each contract's row adds up the same way
+        (with what moved within its pool) and the contracts add up to the statement; or
+        nothing is rendered."""
         total = sum(self.lines["amount"].to_list(), Decimal(0)) if self.lines.height else Decimal(0)
         if total != self.figures["earnings"]:
             raise StatementError(
@@ -177,6 +284,36 @@ class Statement:
                 f"statement {self.statement_id}: detail lines add up to {total} "
                 f"{self.currency}, earnings are {self.figures['earnings']}",
             )
+        shown = [self.figures] + ([self.conversion.figures] if self.conversion else [])
+        for f in shown:
+            if closing_sum(f) != f["closing"]:
+                raise StatementError(
+                    "formula_mismatch",
+                    f"statement {self.statement_id}: {self.formula(f)} does not add up",
+                )
+        for c in self.contracts:
+            if closing_sum(c) + (c.get("pool_transfer") or 0) != c["closing"]:
+                raise StatementError(
+                    "formula_mismatch",
+                    f"statement {self.statement_id}: contract {c['reference']} does not add up",
+                )
+        for key in ("opening", *SIGNED, "closing"):
+            if (
+                self.contracts
+                and sum((c[key] for c in self.contracts), Decimal(0)) != (self.figures[key])
+            ):
+                raise StatementError(
+                    "formula_mismatch",
+                    f"statement {self.statement_id}: the contracts' {key} do not add up to the "
+                    "statement's",
+                )
+
+
+def closing_sum(figures: dict[str, Any]) -> Decimal:
+    """``opening`` plus the signed figures (``schemas.statement_figures.SIGNED``)."""
+    return figures["opening"] + sum(
+        (sign * figures[key] for key, sign in SIGNED.items()), Decimal(0)
+    )
 
 
 # --- building ---------------------------------------------------------------------------------
@@ -423,6 +560,7 @@ def iter_statements(
             p.id: p for p in session.scalars(sa.select(Payee).where(Payee.id.in_(wanted))).all()
         }
         histories = _histories(session, run, wanted)
+        earlier = _earlier_invoices(session, run, wanted)
         frozen = past.folder / "context"
         if (frozen / "releases.parquet").exists():
             releases = pl.read_parquet(frozen / "releases.parquet")
@@ -467,6 +605,7 @@ def iter_statements(
     )
     by_payee = {k[0]: g for k, g in detail.partition_by("payee_id", as_dict=True).items()}
     facts = _payee_facts(past.folder, payees)
+    currencies = _statement_currencies(past.folder, payees)
     last_month = past.period.months[-1]
     empty = detail.clear()
     for summary in summaries:
@@ -489,6 +628,13 @@ def iter_statements(
             figures,
             _to_gbp(past.folder, summary.currency, last_month),
         )
+        previous = earlier.get((payee.id, summary.currency))
+        credit = None if previous is None else _credit_note(previous, info.issued)
+        if invoice is not None and credit is not None:
+            invoice = replace(invoice, credit_note=credit.number)
+        conversion, missing = _conversion(
+            past.folder, summary.currency, currencies.get(payee.id), past.period.months, figures
+        )
         statement = Statement(
             statement_id=summary.id,
             org_id=info.org_id,
@@ -509,7 +655,9 @@ def iter_statements(
                 {
                     "reference": r["reference"],
                     "status": r["status"],
+                    "status_text": status_words(r["status"]),
                     "pool": _pool_name(r.get("pool")),
+                    "pooled_with": _pooled_with(mine, r),
                     **{f: _d(r[f]) for f in FIGURES},
                     **{f: _d(r.get(f)) for f in POOL_FIGURES},
                 }
@@ -523,10 +671,200 @@ def iter_statements(
             lines=lines.select(list(DETAIL_COLUMNS)),
             invoice=invoice,
             invoice_refused=refused,
+            conversion=conversion,
+            conversion_missing=missing,
+            credit_note=credit,
         )
         statement.notes.extend(pool_notes(statement.contracts))
+        statement.notes.extend(conversion_notes(statement))
+        if credit is not None:
+            statement.notes.append(
+                f"Corrected statement: self-billing invoice {credit.original} of "
+                f"{credit.original_date.isoformat()} is cancelled by credit note {credit.number}"
+                + (f"; this statement's invoice {invoice.number} replaces it." if invoice else ".")
+            )
         statement.check()
         yield statement
+
+
+def _statement_currencies(folder: Path, live: dict[int, Payee]) -> dict[int, str]:
+    """Each payee's statement currency as the run froze it (its snapshot), else the store's."""
+    frozen = folder / "snapshot" / "payees.parquet"
+    if frozen.exists():
+        frame = pl.read_parquet(frozen)
+        if "statement_currency" in frame.columns:
+            return {
+                r["payee_id"]: r["statement_currency"]
+                for r in frame.iter_rows(named=True)
+                if r["statement_currency"]
+            }
+    return {p.id: p.statement_currency for p in live.values() if p.statement_currency}
+
+
+def _conversion(
+    folder: Path,
+    currency: str,
+    target: str | None,
+    months: Sequence[str],
+    figures: dict[str, Decimal],
+) -> tuple[Conversion | None, str | None]:
+    """The figures in the payee's statement currency ``target`` at the rate the run recorded
+    for the period's last month (or, without one, the latest month of the period it has a
+    rate for); (None, why) when it recorded none; (None, None) when the statement is already
+    in ``target``."""
+    if not target or target == currency:
+        return None, None
+    from royalty_engine.fx import inverse_rate
+
+    fx = pl.read_parquet(folder / "snapshot" / "fx.parquet")
+    found: dict[tuple[str, str, str], tuple[Decimal, str]] = {
+        (r["base"], r["quote"], r["period"]): (Decimal(str(r["rate"])), r["source"] or "")
+        for r in fx.iter_rows(named=True)
+        if r["rate"]
+    }
+    for month in reversed(months):
+        direct = found.get((currency, target, month))
+        inverse = found.get((target, currency, month))
+        if direct is not None:
+            rate, source = direct[0], direct[1]
+        elif inverse is not None:
+            rate = inverse_rate(inverse[0]) or Decimal(0)
+            source = f"{inverse[1]}, inverse of {target}/{currency} {inverse[0].normalize():f}"
+        else:
+            continue
+        shown = converted_figures(figures, rate)
+        return Conversion(target, rate, month, source or "the run's rates", shown), None
+    return None, (
+        f"fx_missing: the run recorded no {currency}/{target} rate for {months[0]} to "
+        f"{months[-1]}: the figures are shown in {currency} only"
+    )
+
+
+def converted_figures(figures: dict[str, Decimal], rate: Decimal) -> dict[str, Decimal]:
+    """Every figure at ``rate``, each rounded once (``converted``), except that the terms of
+    the closing balance's sum (the non-zero ``SIGNED`` figures) are allocated by the largest
+    remainder rule (``allocate``) so that they add up to the converted closing balance less
+    the converted opening balance: the formula holds to the cent in the other currency too,
+    and a statement settled to 0.00 stays 0.00 (each term within a cent of its own rounding)."""
+    shown = {k: converted(v, rate) for k, v in figures.items()}
+    terms = [k for k in SIGNED if figures[k]]
+    parts = allocate(
+        shown["closing"] - shown["opening"], [SIGNED[k] * figures[k] * rate for k in terms]
+    )
+    for key, part in zip(terms, parts, strict=True):
+        shown[key] = SIGNED[key] * part
+    return shown
+
+
+def conversion_notes(s: Statement) -> list[str]:
+    """What a statement in another currency says about the rate."""
+    c = s.conversion
+    if c is None:
+        if not s.conversion_missing:
+            return []
+        why = s.conversion_missing.partition(": ")[2]
+        return [why[:1].upper() + why[1:] + "."]
+    return [
+        f"Statement currency {c.currency}: the figures are converted at 1 {s.currency} = "
+        f"{c.rate_text} {c.currency}, the run's rate for {c.month} ({c.source}), rounded to "
+        f"the cent so that they add up. The balance is kept in {s.currency}: payable "
+        f"{format_amount(c.figures['payable'], c.currency)} "
+        f"({format_amount(s.figures['payable'], s.currency)})."
+    ]
+
+
+@dataclass(frozen=True)
+class _EarlierInvoice:
+    statement_id: int
+    version: int
+    invoice: Invoice
+
+
+def _earlier_invoices(
+    session: Session, run: RoyaltyRun, payee_ids: list[int]
+) -> dict[tuple[int, str], _EarlierInvoice]:
+    """Per payee and currency: the self-billing invoice of the version of this period that
+    this run corrects (the latest earlier version that was approved), if it had one."""
+    earlier = session.scalars(
+        sa.select(RoyaltyRun)
+        .where(
+            RoyaltyRun.org_id == run.org_id,
+            RoyaltyRun.period == run.period,
+            RoyaltyRun.version < run.version,
+            RoyaltyRun.approved_at.is_not(None),
+        )
+        .order_by(RoyaltyRun.version.desc())
+        .limit(1)
+    ).first()
+    if earlier is None:
+        return {}
+    folder = Path(earlier.output_dir)
+    live = {p.id: p for p in session.scalars(sa.select(Payee).where(Payee.id.in_(payee_ids))).all()}
+    facts = _payee_facts(folder, live)
+    issued = earlier.approved_at or earlier.created_at
+    if issued.tzinfo is None:
+        issued = issued.replace(tzinfo=dt.UTC)
+    org = session.get(Organisation, run.org_id)
+    assert org is not None
+    last_month = parse_period(earlier.period).months[-1]
+    out: dict[tuple[int, str], _EarlierInvoice] = {}
+    for summary in session.scalars(
+        sa.select(StatementSummary).where(
+            StatementSummary.run_id == earlier.id, StatementSummary.payee_id.in_(payee_ids)
+        )
+    ):
+        payee = facts.get(summary.payee_id)
+        if payee is None:
+            continue
+        figures = {f: _d(getattr(summary, f)) for f in SUMMARY_FIELDS}
+        invoice, _ = _invoice(
+            payee,
+            org.slug,
+            earlier.period,
+            earlier.version,
+            issued,
+            summary.currency,
+            figures,
+            _to_gbp(folder, summary.currency, last_month),
+        )
+        if invoice is not None:
+            out[(summary.payee_id, summary.currency)] = _EarlierInvoice(
+                summary.id, earlier.version, invoice
+            )
+    return out
+
+
+def _credit_note(previous: _EarlierInvoice, issued: dt.datetime) -> CreditNote:
+    """The credit note cancelling ``previous`` in full, dated with the re-issued statement."""
+    inv = previous.invoice
+    return CreditNote(
+        number="CN-" + inv.number.removeprefix("SB-"),
+        date=issued.date(),
+        original=inv.number,
+        original_date=inv.date,
+        statement_id=previous.statement_id,
+        version=previous.version,
+        net=-inv.net,
+        vat_rate=inv.vat_rate,
+        vat=-inv.vat,
+        gross=-inv.gross,
+        withheld=-inv.withheld,
+        to_pay=-inv.to_pay,
+        vat_gbp=None if inv.vat_gbp is None else -inv.vat_gbp,
+        gbp_rate=inv.gbp_rate,
+    )
+
+
+def _pooled_with(ledger: pl.DataFrame, row: dict[str, Any]) -> list[str]:
+    """The other contracts of ``row``'s cross-collateralised pool (references), if any."""
+    pool = row.get("pool")
+    if not _pool_name(pool):
+        return []
+    return sorted(
+        r
+        for r in ledger.filter(pl.col("pool") == pool)["reference"].to_list()
+        if r != row["reference"]
+    )
 
 
 def _pool_name(pool: str | None) -> str | None:

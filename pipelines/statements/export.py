@@ -4,6 +4,8 @@ Layout (``out_dir``)::
 
     payee<id>/statement_<org>_<period>_v<version>_payee<id>_<CCY>.pdf|xlsx|csv|json
     payee<id>/invoice_<org>_<period>_v<version>_payee<id>_<CCY>.pdf   (self-billing only)
+    payee<id>/credit_note_<org>_<period>_v<version>_payee<id>_<CCY>.pdf   (a correction's
+        credit of the earlier version's invoice)
     manifest.json   (every file: path, SHA-256, size, payee, statement; written last)
 
 Everything is written into a hidden staging folder beside ``out_dir`` and renamed into place
@@ -30,7 +32,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipelines.statements import FORMATS, render, render_invoice
+from pipelines.statements import FORMATS, render, render_credit_note, render_invoice
 from pipelines.statements.data import Statement, StatementError, iter_statements
 
 MANIFEST = "manifest.json"
@@ -39,7 +41,7 @@ MANIFEST = "manifest.json"
 @dataclass(frozen=True)
 class ExportedFile:
     path: str  # relative to the export folder, always with "/"
-    kind: str  # statement | invoice
+    kind: str  # statement | invoice | credit_note
     format: str
     payee_id: int
     statement_id: int
@@ -76,6 +78,9 @@ def statement_files(
     invoice = render_invoice(statement)
     if invoice is not None:
         out.append((f"{folder}/{statement.invoice_stem}.pdf", "invoice", "pdf", invoice))
+    credit = render_credit_note(statement)
+    if credit is not None:
+        out.append((f"{folder}/{statement.credit_note_stem}.pdf", "credit_note", "pdf", credit))
     return out
 
 

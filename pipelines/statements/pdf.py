@@ -25,8 +25,9 @@ from pathlib import Path
 
 from fpdf import FPDF
 
-from pipelines.statements.data import Amount, Statement
-from schemas.statement_figures import FIGURE_LABELS, FIGURES
+from pipelines.statements.data import Amount, CreditNote, Invoice, Statement
+from schemas.money import format_amount
+from schemas.statement_figures import FIGURE_LABELS, FIGURES, balance_formula, status_words
 
 FONT_DIR = Path(__file__).resolve().parents[2] / "schemas" / "fonts"
 UNICODE_FONT = "DejaVu"
@@ -37,11 +38,11 @@ REPLACEMENT = "?"
 TOP_ROWS = 10  # rows of a breakdown before the "Other" line
 CHART_BARS = 8
 BALANCE_RULE = (
-    "Closing balance = opening balance + royalties earned - advances - recoupable costs "
-    "+ reserves released - reserves held. Royalties first recoup advances and costs (across "
-    "cross-collateralised contracts); reserves are held only out of what is left. On a "
-    "payment date tax is withheld from a positive balance and the rest is payable; otherwise "
-    "the balance is carried forward."
+    balance_formula()
+    + ". Royalties first recoup advances and costs (across cross-collateralised contracts); "
+    "reserves are held only out of what is left. On a payment date tax is withheld from a "
+    "positive balance and the rest is payable, and both leave the balance; otherwise the "
+    "balance is carried forward."
 )
 # Colours (RGB)
 INK = (33, 37, 41)
@@ -61,11 +62,9 @@ class _NeedsUnicode(Exception):
 
 
 def money(amount: Decimal, currency: str | None = None) -> str:
-    """``-1,234.56 GBP``: thousands separators, two decimals, the currency code."""
-    text = f"{amount.quantize(Decimal('0.01')):,.2f}"
-    if text == "-0.00":
-        text = "0.00"
-    return text if currency is None else f"{text} {currency}"
+    """``-1,234.56 GBP``: thousands separators, two decimals, the currency code
+    (``schemas.money.format_amount``)."""
+    return format_amount(amount, currency)
 
 
 def _top(rows: Sequence[Amount], n: int) -> list[Amount]:
@@ -399,24 +398,34 @@ def _party_block(
     return pdf.get_y()
 
 
-def _statement_page(pdf: _Document, s: Statement) -> None:
-    ccy = s.currency
+def _title_page(pdf: _Document, s: Statement, title: str, not_final: str) -> None:
+    """A new page with the document's title; a run not yet approved renders for review only,
+    and says so (``not_final``) where nobody can miss it."""
     pdf.add_page()
     pdf.font(16, bold=True)
-    pdf.line_text(WIDTH / 2, 8, "Royalty statement")
+    pdf.line_text(WIDTH / 2, 8, title)
     if s.run_status != "final":
-        # A run not yet approved renders for review only: say so where nobody can miss it.
         pdf.set_xy(MARGIN, MARGIN + 9)
         pdf.font(9, bold=True)
         pdf.set_text_color(*PREVIEW_INK)
-        pdf.line_text(WIDTH / 2 - 4, 5, f"{s.run_status.upper()}: not approved, figures may change")
+        pdf.line_text(WIDTH / 2 - 4, 5, f"{s.run_status.upper()}: {not_final}")
         pdf.set_text_color(*INK)
+
+
+def _statement_page(pdf: _Document, s: Statement) -> None:
+    ccy = s.currency
+    _title_page(pdf, s, "Royalty statement", "not approved, figures may change")
     pdf.font(8)
     facts = [
         ("Statement", str(s.statement_id)),
         ("Period", f"{s.period} ({s.period_start.isoformat()} to {s.period_end.isoformat()})"),
         ("Run", f"version {s.version}, {s.run_status}"),
         ("Currency", ccy),
+        *(
+            [("Also in", f"{s.conversion.currency} at 1 {ccy} = {s.conversion.rate_text}")]
+            if s.conversion is not None
+            else []
+        ),
         ("Issued", s.issued.date().isoformat()),
     ]
     y = MARGIN
@@ -433,15 +442,44 @@ def _statement_page(pdf: _Document, s: Statement) -> None:
     pdf.set_xy(MARGIN, max(end_label, end_payee) + 3)
 
     pdf.heading("Summary", space=80)
+    pdf.font(9, bold=True)
+    pdf.paragraph(f"Status: {s.status_text}", WIDTH, 5, 2)
+    pdf.newline(1)
     emphasis = {FIGURES.index(f) for f in ("payable", "closing") if f in FIGURES}
-    pdf.grid(
-        [("", WIDTH - 45, "L"), (f"Amount ({ccy})", 45, "R")],
-        [(FIGURE_LABELS[f], money(s.figures[f], ccy)) for f in FIGURES],
-        bold_rows=sorted(emphasis),
-        size=8.5,
-        height=5.2,
-    )
+    conv = s.conversion
+    if conv is None:
+        pdf.grid(
+            [("", WIDTH - 45, "L"), (f"Amount ({ccy})", 45, "R")],
+            [(FIGURE_LABELS[f], money(s.figures[f], ccy)) for f in FIGURES],
+            bold_rows=sorted(emphasis),
+            size=8.5,
+            height=5.2,
+        )
+    else:
+        # the payee's statement currency first, the figures of record beside it
+        pdf.grid(
+            [
+                ("", WIDTH - 90, "L"),
+                (f"Amount ({conv.currency})", 45, "R"),
+                (f"Amount of record ({ccy})", 45, "R"),
+            ],
+            [
+                (
+                    FIGURE_LABELS[f],
+                    money(conv.figures[f], conv.currency),
+                    money(s.figures[f], ccy),
+                )
+                for f in FIGURES
+            ],
+            bold_rows=sorted(emphasis),
+            size=8.5,
+            height=5.2,
+        )
     pdf.font(7.5)
+    pdf.paragraph(s.formula(), WIDTH, 3.6, 3)
+    if conv is not None:
+        pdf.paragraph(s.formula(conv.figures, conv.currency), WIDTH, 3.6, 3)
+    pdf.newline(1)
     pdf.set_text_color(*MUTED)
     notes = [
         *s.notes,
@@ -450,6 +488,8 @@ def _statement_page(pdf: _Document, s: Statement) -> None:
     ]
     if s.invoice is not None:
         notes.append(f"Self-billing invoice {s.invoice.number}: see {s.invoice_stem}.pdf.")
+    if s.credit_note is not None:
+        notes.append(f"Credit note {s.credit_note.number}: see {s.credit_note_stem}.pdf.")
     for note in notes:
         pdf.paragraph(note, WIDTH, 3.6, 3)
     pdf.set_text_color(*INK)
@@ -459,11 +499,11 @@ def _statement_page(pdf: _Document, s: Statement) -> None:
         _pooled_contracts(pdf, s)
     elif s.contracts:
         pdf.heading("Contracts", space=_table_height(min(len(s.contracts), 12) + 1))
-        w = (WIDTH - 55) / 4
+        w = (WIDTH - 96) / 4
         pdf.grid(
             [
-                ("Contract", 33, "L"),
-                ("Status", 22, "L"),
+                ("Contract", 24, "L"),
+                ("Status", 72, "L"),
                 ("Earnings", w, "R"),
                 ("Recouped", w, "R"),
                 ("Payable", w, "R"),
@@ -472,60 +512,99 @@ def _statement_page(pdf: _Document, s: Statement) -> None:
             [
                 (
                     c["reference"],
-                    c["status"],
-                    money(c["earnings"], ccy),
-                    money(c["recouped"], ccy),
-                    money(c["payable"], ccy),
-                    money(c["closing"], ccy),
+                    status_words(c["status"]),
+                    money(c["earnings"]),
+                    money(c["recouped"]),
+                    money(c["payable"]),
+                    money(c["closing"]),
                 )
                 for c in s.contracts
             ],
             total=(
-                "Total",
+                f"Total ({ccy})",
                 "",
-                money(s.figures["earnings"], ccy),
-                money(s.figures["recouped"], ccy),
-                money(s.figures["payable"], ccy),
-                money(s.figures["closing"], ccy),
+                money(s.figures["earnings"]),
+                money(s.figures["recouped"]),
+                money(s.figures["payable"]),
+                money(s.figures["closing"]),
             ),
+            size=7.5,
         )
 
 
+# The pooled contracts' table: every term of each contract's closing balance (so each row adds
+# up: opening + earned - advances and costs - reserves held + released + moved within the
+# pool - tax - payable = closing) and the column totals are the statement's figures.
+POOL_COLUMNS: tuple[tuple[str, tuple[tuple[str, int], ...]], ...] = (
+    ("Opening", (("opening", 1),)),
+    ("Earned", (("earnings", 1),)),
+    ("Adv. & costs", (("advances", -1), ("costs", -1))),
+    ("Reserves", (("reserve_held", -1), ("reserve_released", 1))),
+    ("Pool move", (("pool_transfer", 1),)),
+    ("Tax", (("tax", -1),)),
+    ("Payable", (("payable", -1),)),
+    ("Closing", (("closing", 1),)),
+)
+
+
+def _pool_cell(c: dict[str, Decimal], terms: tuple[tuple[str, int], ...]) -> Decimal:
+    return sum((sign * (c.get(k) or Decimal(0)) for k, sign in terms), Decimal(0))
+
+
 def _pooled_contracts(pdf: _Document, s: Statement) -> None:
-    """The contracts table with each contract's pool and the pool's movements: recouped from
-    the pool (other contracts' earnings), recouped for it, and moved when it was paid."""
+    """Each cross-collateralised pool named with its contracts, every contract's movements
+    as signed terms that add up along the row to its closing balance, and the totals."""
     ccy = s.currency
-    pdf.heading("Contracts", space=_table_height(min(len(s.contracts), 12) + 1))
-    w = (WIDTH - 62) / 6
-    figures = ("earnings", "recouped", "recouped_from_pool", "pool_transfer", "payable", "closing")
-    heads = ("Earnings", "Recouped", "From pool", "Moved", "Payable", "Closing")
+    pdf.heading(
+        "Contracts and cross-collateralised pools",
+        space=_table_height(min(len(s.contracts), 12) + 4),
+    )
+    w = (WIDTH - 28) / len(POOL_COLUMNS)
+    pdf.grid(
+        [("Contract", 28, "L"), *((h, w, "R") for h, _ in POOL_COLUMNS)],
+        [
+            (c["reference"], *(money(_pool_cell(c, t)) for _, t in POOL_COLUMNS))
+            for c in s.contracts
+        ],
+        total=(
+            f"Total ({ccy})",
+            *(
+                money(sum((_pool_cell(c, t) for c in s.contracts), Decimal(0)))
+                for _, t in POOL_COLUMNS
+            ),
+        ),
+        size=7.5,
+    )
+    pdf.font(7.5)
+    pdf.set_text_color(*MUTED)
+    pdf.paragraph(
+        "Each row adds up: opening + earned - advances and costs +/- reserves + pool move "
+        "(moved within the pool when it was paid) - tax - payable = closing (signed as shown).",
+        WIDTH,
+        3.6,
+        2,
+    )
+    pdf.set_text_color(*INK)
+    pdf.newline(1)
     pdf.grid(
         [
-            ("Contract", 24, "L"),
-            ("Pool", 18, "L"),
-            ("Status", 20, "L"),
-            *((h, w, "R") for h in heads),
+            ("Contract", 20, "L"),
+            ("Pool", 28, "L"),
+            ("Pooled with", 30, "L"),
+            ("Recouped from pool", 32, "R"),
+            ("Status", WIDTH - 110, "L"),
         ],
         [
             (
                 c["reference"],
-                c.get("pool") or "-",
-                c["status"],
-                *(money(c[f], ccy) for f in figures),
+                c.get("pool") or "Not pooled",
+                ", ".join(c.get("pooled_with") or ()) or "-",
+                money(c.get("recouped_from_pool") or Decimal(0)),
+                status_words(c["status"]),
             )
             for c in s.contracts
         ],
-        total=(
-            "Total",
-            "",
-            "",
-            *(
-                money(sum((c[f] for c in s.contracts), Decimal(0)), ccy)
-                if f in ("recouped_from_pool", "pool_transfer")
-                else money(s.figures[f], ccy)
-                for f in figures
-            ),
-        ),
+        size=7,
     )
 
 
@@ -624,15 +703,18 @@ def render_pdf(statement: Statement) -> bytes:
 
 
 # --- the self-billing invoice -----------------------------------------------------------------
+def _first_page(pdf: _Document, s: Statement, title: str, number: str, subject: str) -> None:
+    """An invoice's or credit note's metadata and its first page's title."""
+    pdf.set_title(f"{title} {number}")
+    pdf.set_author(pdf.clean(s.label.name))
+    pdf.set_subject(subject)
+    _title_page(pdf, s, title, "not issued until approved")
+
+
 def _draw_invoice(pdf: _Document, s: Statement) -> None:
     inv = s.invoice
     assert inv is not None  # render_invoice_pdf checked
-    pdf.set_title(f"Self-billing invoice {inv.number}")
-    pdf.set_author(pdf.clean(s.label.name))
-    pdf.set_subject(s.invoice_stem)
-    pdf.add_page()
-    pdf.font(16, bold=True)
-    pdf.line_text(WIDTH / 2, 8, "Self-billing invoice")
+    _first_page(pdf, s, "Self-billing invoice", inv.number, s.invoice_stem)
     facts = [
         ("Invoice number", inv.number),
         ("Invoice date", inv.date.isoformat()),
@@ -640,6 +722,39 @@ def _draw_invoice(pdf: _Document, s: Statement) -> None:
         ("Statement", str(s.statement_id)),
         ("Currency", s.currency),
     ]
+    if inv.credit_note is not None and s.credit_note is not None:
+        facts.append(("Replaces", f"invoice {s.credit_note.original}"))
+        facts.append(("Credit note", s.credit_note.number))
+    top = _facts(pdf, facts)
+    _invoice_parties(pdf, s, top, "invoice")
+    pdf.heading("Supply", space=60)
+    _supply(
+        pdf,
+        s,
+        inv,
+        f"Royalties for {s.period} ({s.period_start.isoformat()} to "
+        f"{s.period_end.isoformat()}), royalty statement {s.statement_id}",
+        "Amount to be paid",
+    )
+    pdf.newline(3)
+    pdf.font(9, bold=True)
+    pdf.paragraph(inv.wording, WIDTH, 5, 2)
+    pdf.font(8.5)
+    agreement = (
+        f"This is a self-billing invoice issued by {s.label.name} on behalf of "
+        f"{s.payee.name} under a self-billing agreement."
+    )
+    if inv.credit_note is not None and s.credit_note is not None:
+        agreement += (
+            f" It replaces invoice {s.credit_note.original} of "
+            f"{s.credit_note.original_date.isoformat()}, cancelled by credit note "
+            f"{s.credit_note.number} (the period was corrected)."
+        )
+    pdf.paragraph(agreement, WIDTH, 4.5, 4)
+
+
+def _facts(pdf: _Document, facts: Sequence[tuple[str, str]]) -> float:
+    """The document's facts, top right; the y below them."""
     y = MARGIN
     pdf.font(8)
     for name, value in facts:
@@ -649,12 +764,16 @@ def _draw_invoice(pdf: _Document, s: Statement) -> None:
         pdf.set_text_color(*INK)
         pdf.line_text(WIDTH / 2 - 30, 4.5, value, align="R")
         y += 4.5
-    top = y + 4
+    return y + 4
+
+
+def _invoice_parties(pdf: _Document, s: Statement, top: float, document: str) -> None:
+    """Supplier (the payee) and customer (the label), side by side."""
     width = WIDTH / 2 - 4
     ends = []
     for x, role, party in (
         (MARGIN, "Supplier (payee)", s.payee),
-        (MARGIN + WIDTH / 2, "Customer (issuer of this invoice)", s.label),
+        (MARGIN + WIDTH / 2, f"Customer (issuer of this {document})", s.label),
     ):
         pdf.set_xy(x, top)
         pdf.font(7, bold=True)
@@ -669,17 +788,19 @@ def _draw_invoice(pdf: _Document, s: Statement) -> None:
         pdf.line_text(width, 4, f"VAT number {party.vat_number or '(none)'}")
         ends.append(pdf.get_y() + 4)
     pdf.set_xy(MARGIN, max(ends) + 6)
-    pdf.heading("Supply", space=60)
+
+
+def _supply(
+    pdf: _Document, s: Statement, inv: Invoice | CreditNote, description: str, due: str
+) -> None:
+    """The supply's net, VAT, gross, tax withheld and the amount due, and the VAT in sterling
+    (an invoice; a credit note shows the same rows credited, negative)."""
     ccy = s.currency
     rate = f"{(inv.vat_rate * 100).normalize():f}%"
     pdf.grid(
         [("Description", WIDTH - 45, "L"), (f"Amount ({ccy})", 45, "R")],
         [
-            (
-                f"Royalties for {s.period} ({s.period_start.isoformat()} to "
-                f"{s.period_end.isoformat()}), royalty statement {s.statement_id}",
-                money(inv.net, ccy),
-            ),
+            (description, money(inv.net, ccy)),
             ("Net amount", money(inv.net, ccy)),
             (f"VAT at {rate}", money(inv.vat, ccy)),
             ("Total (gross)", money(inv.gross, ccy)),
@@ -694,7 +815,7 @@ def _draw_invoice(pdf: _Document, s: Statement) -> None:
                 else []
             ),
         ],
-        total=("Amount to be paid", money(inv.to_pay, ccy)),
+        total=(due, money(inv.to_pay, ccy)),
         size=9,
         height=6,
     )
@@ -708,15 +829,6 @@ def _draw_invoice(pdf: _Document, s: Statement) -> None:
             4.5,
             2,
         )
-    pdf.newline(3)
-    pdf.font(9, bold=True)
-    pdf.paragraph(inv.wording, WIDTH, 5, 2)
-    pdf.font(8.5)
-    agreement = (
-        f"This is a self-billing invoice issued by {s.label.name} on behalf of "
-        f"{s.payee.name} under a self-billing agreement."
-    )
-    pdf.paragraph(agreement, WIDTH, 4.5, 4)
 
 
 def render_invoice_pdf(statement: Statement) -> bytes:
@@ -732,3 +844,55 @@ def render_invoice_pdf(statement: Statement) -> bytes:
         f"{statement.statement_id} ({statement.file_stem})."
     )
     return _render(statement, _draw_invoice, note)
+
+
+# --- the credit note for a corrected statement's earlier invoice --------------------------------
+def _draw_credit_note(pdf: _Document, s: Statement) -> None:
+    cn = s.credit_note
+    assert cn is not None  # render_credit_note_pdf checked
+    _first_page(pdf, s, "Self-billing credit note", cn.number, s.credit_note_stem)
+    facts = [
+        ("Credit note number", cn.number),
+        ("Date", cn.date.isoformat()),
+        ("Credits invoice", cn.original),
+        ("Invoice date", cn.original_date.isoformat()),
+        ("Of statement", f"{cn.statement_id} (version {cn.version})"),
+        ("Corrected by", f"statement {s.statement_id} (version {s.version})"),
+        ("Currency", s.currency),
+    ]
+    _invoice_parties(pdf, s, _facts(pdf, facts), "credit note")
+    pdf.heading("Credited", space=60)
+    _supply(
+        pdf,
+        s,
+        cn,
+        f"Royalties for {s.period}, royalty statement {cn.statement_id}: credited",
+        "Credited",
+    )
+    pdf.newline(3)
+    pdf.font(8.5)
+    replaced = (
+        f" The corrected statement's invoice is {s.invoice.number}."
+        if s.invoice is not None
+        else " The corrected statement has nothing payable: no invoice replaces it."
+    )
+    pdf.paragraph(
+        f"This credit note cancels self-billing invoice {cn.original} of "
+        f"{cn.original_date.isoformat()} in full. {cn.reason}{replaced} It is issued by "
+        f"{s.label.name} on behalf of {s.payee.name} under the self-billing agreement.",
+        WIDTH,
+        4.5,
+        5,
+    )
+
+
+def render_credit_note_pdf(statement: Statement) -> bytes:
+    """The credit note cancelling the earlier version's self-billing invoice;
+    ``ValueError`` when the statement carries none."""
+    if statement.credit_note is None:
+        raise ValueError(f"statement {statement.statement_id} has no credit note")
+    note = (
+        f"Self-billing credit note {statement.credit_note.number} (credits invoice "
+        f"{statement.credit_note.original}) for royalty statement {statement.statement_id}."
+    )
+    return _render(statement, _draw_credit_note, note)

@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from pipelines.statements.data import DETAIL_COLUMNS, Amount, Statement
-from schemas.statement_figures import FIGURES
+from schemas.statement_figures import FIGURES, status_words
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 NUMERIC = {"quantity", "amount"}
@@ -77,8 +77,25 @@ def statement_dict(statement: Statement, *, with_lines: bool = True) -> dict[str
         "issued": s.issued.isoformat(),
         "currency": s.currency,
         "figures": {f: str(s.figures[f]) for f in FIGURES},
+        "status": s.status,
+        "status_text": s.status_text,
+        "closing_formula": s.formula(),
+        "statement_currency": None
+        if s.conversion is None
+        else {
+            "currency": s.conversion.currency,
+            "rate": str(s.conversion.rate),
+            "rate_month": s.conversion.month,
+            "rate_source": s.conversion.source,
+            "figures": {f: str(s.conversion.figures[f]) for f in FIGURES},
+            "closing_formula": s.formula(s.conversion.figures, s.conversion.currency),
+        },
+        "statement_currency_missing": s.conversion_missing,
         "contracts": [
-            {k: (str(v) if isinstance(v, Decimal) else v) for k, v in c.items()}
+            {
+                "status_text": status_words(c["status"]),
+                **{k: (str(v) if isinstance(v, Decimal) else v) for k, v in c.items()},
+            }
             for c in s.contracts
         ],
         "notes": list(s.notes),
@@ -109,8 +126,26 @@ def statement_dict(statement: Statement, *, with_lines: bool = True) -> dict[str
             "vat_gbp": None if s.invoice.vat_gbp is None else str(s.invoice.vat_gbp),
             "gbp_rate": None if s.invoice.gbp_rate is None else str(s.invoice.gbp_rate),
             "wording": s.invoice.wording,
+            "credit_note": s.invoice.credit_note,
+        },
+        "credit_note": None
+        if s.credit_note is None
+        else {
+            "number": s.credit_note.number,
+            "date": s.credit_note.date.isoformat(),
+            "credits_invoice": s.credit_note.original,
+            "invoice_date": s.credit_note.original_date.isoformat(),
+            "credits_statement_id": s.credit_note.statement_id,
+            "credits_version": s.credit_note.version,
+            **{
+                k: str(getattr(s.credit_note, k))
+                for k in ("net", "vat_rate", "vat", "gross", "withheld", "to_pay")
+            },
+            "vat_gbp": None if s.credit_note.vat_gbp is None else str(s.credit_note.vat_gbp),
+            "reason": s.credit_note.reason,
         },
         "self_billing_refused": s.invoice_refused,
+        "self_billing_refused_text": s.invoice_refused_text,
     }
     if with_lines:
         body["lines"] = [

@@ -33,7 +33,7 @@ from pipelines.statements.data import (
     pool_notes,
 )
 from pipelines.statements.tabular import FORMULA_START
-from schemas.statement_figures import FIGURE_LABELS, FIGURES, POOL_FIGURES
+from schemas.statement_figures import FIGURE_LABELS, FIGURES, POOL_FIGURES, status_words
 
 # Rows in one worksheet: Excel's limit (1,048,576). Each detail sheet keeps one row for its
 # header and one for the total, so it holds at most ``SHEET_ROWS - 2`` lines.
@@ -113,9 +113,12 @@ class _Sheet:
         self.ws.write_number(row, col, value, self.f["int_bold" if bold else "int"])
 
 
-def _formats(book: Any, currency: str) -> dict[str, Any]:
+def _formats(book: Any, currency: str, other: str | None = None) -> dict[str, Any]:
     money = money_format(currency)
+    conv = money_format(other or currency)
     specs: dict[str, dict[str, Any]] = {
+        "conv": {"num_format": conv},
+        "conv_bold": {"num_format": conv, "bold": True},
         "title": {"bold": True, "font_size": 14},
         "bold": {"bold": True},
         "head": {"bold": True, "bg_color": "#F1F3F5", "bottom": 1},
@@ -182,9 +185,17 @@ def _summary(sheet: _Sheet, s: Statement) -> None:
         ("Period end", s.period_end),
         ("Run version", s.version),
         ("Run status", s.run_status),
+        ("Status", s.status_text),
         ("Currency", s.currency),
         ("Issued", s.issued.astimezone(dt.UTC).date()),
     ]
+    if s.conversion is not None:
+        cv = s.conversion
+        facts += [
+            ("Statement currency", cv.currency),
+            ("Exchange rate", f"1 {s.currency} = {cv.rate_text} {cv.currency}"),
+            ("Rate for", f"{cv.month} (the run's rate; {cv.source})"),
+        ]
     row = 2
     for name, value in facts:
         sheet.text(row, 0, name, "muted")
@@ -198,6 +209,15 @@ def _summary(sheet: _Sheet, s: Statement) -> None:
     if s.invoice is not None:
         sheet.text(row, 0, "Self-billing invoice", "muted")
         sheet.text(row, 1, f"{s.invoice.number} ({s.invoice_stem}.pdf)")
+        row += 1
+    if s.credit_note is not None:
+        sheet.text(row, 0, "Credit note", "muted")
+        sheet.text(
+            row,
+            1,
+            f"{s.credit_note.number} credits invoice {s.credit_note.original} "
+            f"({s.credit_note_stem}.pdf)",
+        )
         row += 1
     sheets = detail_sheet_names(s.lines.height)
     sheet.text(row, 0, "Line-level detail", "muted")
@@ -219,13 +239,30 @@ def _summary(sheet: _Sheet, s: Statement) -> None:
     sheet.text(row + 1, 0, "Figure", "head")
     sheet.text(row + 1, 1, "Key", "head")
     sheet.text(row + 1, 3, f"Amount ({s.currency})", "head")
+    conv = s.conversion
+    if conv is not None:
+        sheet.text(row + 1, 4, f"Amount ({conv.currency})", "head")
     row += 2
     for f in FIGURES:
         bold = f in ("payable", "closing")
         sheet.text(row, 0, FIGURE_LABELS[f], "bold" if bold else None)
         sheet.text(row, 1, f)
         sheet.amount(row, 3, s.figures[f], bold=bold)
+        if conv is not None:
+            sheet.ws.write_number(
+                row, 4, number(conv.figures[f]), sheet.f["conv_bold" if bold else "conv"]
+            )
         row += 1
+    sheet.text(row, 0, "Closing balance formula", "muted")
+    sheet.text(row, 1, s.formula())
+    row += 1
+    if conv is not None:
+        sheet.text(row, 1, s.formula(conv.figures, conv.currency))
+        row += 1
+    for note in s.notes:
+        if note not in pool_notes(s.contracts):
+            sheet.text(row, 1, note)
+            row += 1
     row += 1
 
     row = _block(
@@ -270,8 +307,9 @@ def _summary(sheet: _Sheet, s: Statement) -> None:
     head = [
         "Contract",
         "Status",
-        "Pool" if s.pooled else "",
+        "Cross-collateralised pool" if s.pooled else "",
         *(FIGURE_LABELS[f] for f in (*FIGURES, *pool)),
+        *(["Pooled with"] if s.pooled else []),
     ]
     for col, name in enumerate(head):
         if name:
@@ -279,11 +317,13 @@ def _summary(sheet: _Sheet, s: Statement) -> None:
     row += 1
     for c in s.contracts:
         sheet.text(row, 0, c["reference"])
-        sheet.text(row, 1, c["status"])
+        sheet.text(row, 1, status_words(c["status"]))
         if s.pooled:
             sheet.text(row, 2, c.get("pool") or "")
         for i, f in enumerate((*FIGURES, *pool)):
             sheet.amount(row, 3 + i, c[f])
+        if s.pooled:
+            sheet.text(row, 3 + len(FIGURES) + len(pool), ", ".join(c.get("pooled_with") or ()))
         row += 1
     for note in pool_notes(s.contracts):
         sheet.text(row, 0, note)
@@ -359,7 +399,7 @@ def render_xlsx(statement: Statement) -> bytes:
             "created": s.issued.astimezone(dt.UTC).replace(tzinfo=None),
         }
     )
-    formats = _formats(book, s.currency)
+    formats = _formats(book, s.currency, s.conversion.currency if s.conversion else None)
     _summary(_Sheet(book, book.add_worksheet("Summary"), formats), s)
     _detail(book, formats, s)
     book.close()

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -134,3 +135,19 @@ def locked(
     period = copy_locked_period(snapshots, tmp_path_factory.mktemp("locked") / "period")
     yield period
     period.factory.kw["bind"].dispose()
+
+
+def portal_page(statement: Any) -> str:
+    """The portal's page for ``statement`` (its template, rendered without a server)."""
+    from api.portal import FORMAT_LABELS, templates
+    from schemas.statement_figures import FIGURE_LABELS, FIGURES
+
+    return templates.get_template("portal/statement.html").render(
+        s=statement,
+        formats=["pdf"],
+        figures=FIGURES,
+        figure_labels=FIGURE_LABELS,
+        format_labels=FORMAT_LABELS,
+        title="Statement",
+        signed_in=True,
+    )

@@ -220,23 +220,26 @@ def test_a_cross_collateralised_pool_is_named_with_its_movements(
     import pypdf
 
     pdf = " ".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(render(st, "pdf"))).pages)
-    assert "From pool" in pdf and "XENA" in pdf and "+730.00" in pdf
+    assert "Recouped from pool" in pdf and "XENA" in pdf and "+730.00" in pdf
+    assert "Pooled with" in pdf and "Pool move" in pdf
+    # the paid pool adds up line by line: each contract's terms, with what moved within the
+    # pool, reach its closing balance, and the contracts add up to the statement
+    from pipelines.statements.data import closing_sum
+
+    for c in st.contracts:
+        assert closing_sum(c) + c["pool_transfer"] == c["closing"]
+    assert closing_sum(f) == f["closing"]
+    assert {c["reference"]: c["pooled_with"] for c in st.contracts} == {
+        "XP-A": ["XP-B"],
+        "XP-B": ["XP-A"],
+    }
     import openpyxl
 
     sheet = openpyxl.load_workbook(io.BytesIO(render(st, "xlsx"))).worksheets[0]
     cells = [c for row in sheet.iter_rows(values_only=True) for c in row if c is not None]
     assert "Moved within the pool" in cells and "XENA" in cells and note in cells
-    from api.portal import FORMAT_LABELS, templates
-    from schemas.statement_figures import FIGURE_LABELS, FIGURES
+    from tests.statements.conftest import portal_page
 
-    html = templates.get_template("portal/statement.html").render(
-        s=st,
-        formats=["pdf"],
-        figures=FIGURES,
-        figure_labels=FIGURE_LABELS,
-        format_labels=FORMAT_LABELS,
-        title="Statement",
-        signed_in=True,
-    )
+    html = portal_page(st)
     assert "Recouped from the pool" in html and "<td>XENA</td>" in html
     assert '<td class="num">-730.00</td>' in html and note in html
