@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal, InvalidOperation
 from fractions import Fraction
 
 import polars as pl
@@ -37,6 +37,37 @@ def cents(value: Decimal | Fraction) -> Decimal:
             whole += 1
         return Decimal(whole).scaleb(-2)
     return value.quantize(CENT, rounding=ROUND_HALF_EVEN)
+
+
+# Digit grouping and decimal mark per locale: the one way an amount is written for people
+# (statements, the portal). "en" is the default; the others are for payees who read them.
+SEPARATORS: dict[str, tuple[str, str]] = {
+    "en": (",", "."),
+    "de": (".", ","),
+    "fr": ("\u202f", ","),  # narrow no-break space
+    "ch": ("\u2019", "."),  # right single quotation mark
+}
+
+
+def format_amount(
+    amount: Decimal | str | int, currency: str | None = None, *, locale: str = "en"
+) -> str:
+    """An amount for people: ``-1,234.56 GBP``. Thousands separators, two decimals (rounded
+    with :func:`cents`; an amount that rounds to zero is ``0.00``, never ``-0.00``), the
+    currency code after it when given. ``locale`` picks the separators (:data:`SEPARATORS`).
+    A value that is not a number is returned as it is (a blank cell stays blank)."""
+    try:
+        value = cents(amount if isinstance(amount, Decimal) else Decimal(amount))
+    except (InvalidOperation, ValueError, TypeError):
+        return str(amount)
+    if not value.is_finite():
+        return str(amount)
+    group, mark = SEPARATORS[locale]
+    text = f"{abs(value):,.2f}"
+    if group != "," or mark != ".":
+        text = text.replace(",", "\0").replace(".", mark).replace("\0", group)
+    sign = "-" if value < 0 else ""
+    return f"{sign}{text}" if currency is None else f"{sign}{text} {currency}"
 
 
 def vat_cents(value: Decimal) -> Decimal:
