@@ -53,6 +53,7 @@ from pipelines.layout import DataDir
 from pipelines.statements.data import Statement
 from pipelines.statements.export import MANIFEST
 from schemas.errors import StoreError
+from schemas.money import format_amount
 from schemas.statement_figures import FIGURE_LABELS, FIGURES, SIGNED, TABLE, status_words
 from schemas.store.keys import verify_key
 from schemas.store.models import ApiKey, Payee, Role
@@ -76,6 +77,17 @@ templates = Jinja2Templates(
         autoescape=select_autoescape(default=True, default_for_string=True),
     )
 )
+
+
+def _count(value: object) -> str:
+    """A quantity with thousands separators (``227,394``); anything else as it is."""
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
+# Every amount on a page goes through schemas.money.format_amount: ``{{ x|amount }}``
+# (``{{ x|amount("GBP") }}`` with the currency code); quantities through ``count``.
+templates.env.filters["amount"] = format_amount
+templates.env.filters["count"] = _count
 router = APIRouter(prefix="/portal", include_in_schema=False)
 
 
@@ -500,26 +512,56 @@ async def download(request: Request, statement_id: PathId, fmt: str) -> Response
         return _error_page(request, err)
 
 
-def _error_page(request: Request, err: StoreError) -> HTMLResponse:
-    return templates.TemplateResponse(
-        request,
-        "portal/error.html",
-        {"title": err.title, "detail": err.detail, "signed_in": True},
-        status_code=err.status,
+# What a payee reads for each error: the API's detail is for programs ("1 validation
+# error(s)"), so where it would not help a person the page says this instead.
+ERROR_TEXT: dict[int, tuple[str, str | None]] = {
+    401: ("Please sign in", "Your session has ended. Sign in again with your access key."),
+    403: ("Not allowed", "Your access key does not open this page."),
+    404: ("Not found", None),
+    405: ("Not found", "There is no page at this address."),
+    422: (
+        "That address is not valid",
+        "Part of the address is not what the portal expects (a statement number, for "
+        "instance). Check the link, or go back to your statements.",
+    ),
+    500: (
+        "Something went wrong",
+        "The portal could not show this page and nothing was changed. Please try again "
+        "later; if it keeps happening, tell your label.",
+    ),
+    503: (
+        "Busy",
+        "The service is busy right now and nothing was changed. Please try again in a few seconds.",
+    ),
+}
+HTTP_PHRASES = {"Not Found", "Method Not Allowed", "Forbidden", "Unauthorized"}
+
+
+def error_page(
+    status: int, title: str, detail: str, headers: dict[str, str], *, signed_in: bool = False
+) -> Response:
+    """An error as a portal page (the API's problem+json is no answer for a browser): the
+    status, a title and a sentence for people, and the way back."""
+    friendly_title, friendly_detail = ERROR_TEXT.get(
+        status, ("Something went wrong" if status >= 500 else title, None)
     )
-
-
-def error_page(status: int, title: str, detail: str, headers: dict[str, str]) -> Response:
-    """An error as a portal page (the API's problem+json is no answer for a browser)."""
-    if status == 503:
-        detail = (
-            "The service is busy right now and nothing was changed. "
-            "Please try again in a few seconds."
+    if friendly_detail is None:  # the error's own sentence, unless it is the bare phrase
+        friendly_detail = (
+            "There is no page at this address." if not detail or detail in HTTP_PHRASES else detail
         )
     html = templates.env.get_template("portal/error.html").render(
-        title=title, detail=detail, signed_in=False
+        title=friendly_title,
+        detail=friendly_detail,
+        status=status,
+        signed_in=signed_in,
+        sign_in=status == 401,
     )
+    headers = {k: v for k, v in headers.items() if k.lower() != "www-authenticate"}
     return HTMLResponse(html, status_code=status, headers=headers)
+
+
+def _error_page(request: Request, err: StoreError) -> Response:
+    return error_page(err.status, err.title, err.detail, {}, signed_in=True)
 
 
 def install(app: FastAPI) -> None:

@@ -24,14 +24,18 @@ BUSY_DETAIL = "the store is busy (another write holds it); nothing was written, 
 ErrorPage = Callable[[int, str, str, dict[str, str]], Response]
 
 
-def busy(request: Request, detail: str = BUSY_DETAIL) -> Response:
-    """503 with ``Retry-After``: the store (or the server) is busy after a bounded wait."""
-    headers = {"Retry-After": str(RETRY_AFTER)}
+def _page(request: Request) -> ErrorPage | None:
+    """The page renderer of the request's path (the portal's), or None (an API route)."""
     pages: dict[str, ErrorPage] = getattr(request.app.state, "error_pages", {})
     for prefix, page in pages.items():
         if request.url.path == prefix or request.url.path.startswith(prefix + "/"):
-            return page(503, "Busy", detail, headers)
-    return problem(request, 503, "Busy", detail, headers=headers)
+            return page
+    return None
+
+
+def busy(request: Request, detail: str = BUSY_DETAIL) -> Response:
+    """503 with ``Retry-After``: the store (or the server) is busy after a bounded wait."""
+    return problem(request, 503, "Busy", detail, headers={"Retry-After": str(RETRY_AFTER)})
 
 
 def problem(
@@ -43,7 +47,12 @@ def problem(
     type_: str = "about:blank",
     errors: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
-) -> JSONResponse:
+) -> Response:
+    """The error as ``application/problem+json``; under a path with an error page (the
+    portal), as that page instead: a browser gets HTML for every status, the API keeps JSON."""
+    page = _page(request)
+    if page is not None:
+        return page(status, title, detail, dict(headers or {}))
     body: dict[str, Any] = {
         "type": type_,
         "title": title,
@@ -58,7 +67,7 @@ def problem(
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(StoreError)
-    async def _store(request: Request, exc: StoreError) -> JSONResponse:
+    async def _store(request: Request, exc: StoreError) -> Response:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return problem(
             request,
@@ -71,7 +80,7 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
         errors = []
         for err in exc.errors():
             loc = [str(p) for p in err["loc"]]
@@ -95,7 +104,7 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(HTTPException)
-    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: HTTPException) -> Response:
         return problem(
             request,
             exc.status_code,
@@ -119,7 +128,7 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(DataError)
-    async def _data(request: Request, exc: DataError) -> JSONResponse:
+    async def _data(request: Request, exc: DataError) -> Response:
         # A value the database refuses (out of range, bad encoding) that validation missed.
         return problem(
             request,
@@ -130,7 +139,7 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s", request.url.path)
         return problem(
             request,

@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal, InvalidOperation
 from fractions import Fraction
 
 import polars as pl
@@ -46,13 +46,40 @@ def converted(amount: Decimal, rate: Decimal) -> Decimal:
     return cents(amount * rate)
 
 
-def format_amount(amount: Decimal, currency: str | None = None) -> str:
-    """``-1,234.56 GBP``: thousands separators, two decimals (a negative zero is ``0.00``),
-    the currency code when given: how a statement prints an amount."""
-    text = f"{amount.quantize(CENT):,.2f}"
-    if text == "-0.00":
-        text = "0.00"
-    return text if currency is None else f"{text} {currency}"
+# Digit grouping and decimal mark per locale: the one way an amount is written for people
+# (statements, the portal). "en" is the default; the others are for payees who read them.
+SEPARATORS: dict[str, tuple[str, str]] = {
+    "en": (",", "."),
+    "de": (".", ","),
+    "fr": ("\u202f", ","),  # narrow no-break space
+    "ch": ("\u2019", "."),  # right single quotation mark
+}
+
+
+def format_amount(
+    amount: Decimal | str | int,
+    currency: str | None = None,
+    *,
+    locale: str = "en",
+    minus: str = "-",
+) -> str:
+    """An amount for people: ``-1,234.56 GBP``. Thousands separators, two decimals (rounded
+    with :func:`cents`; an amount that rounds to zero is ``0.00``, never ``-0.00``), the
+    currency code after it when given. ``locale`` picks the separators (:data:`SEPARATORS`);
+    ``minus`` the sign's character (``"\u2212"``, the typographic minus, on screens that can
+    show it). A value that is not a number is returned as it is (a blank cell stays blank)."""
+    try:
+        value = cents(amount if isinstance(amount, Decimal) else Decimal(amount))
+    except (InvalidOperation, ValueError, TypeError):
+        return str(amount)
+    if not value.is_finite():
+        return str(amount)
+    group, mark = SEPARATORS[locale]
+    text = f"{abs(value):,.2f}"
+    if group != "," or mark != ".":
+        text = text.replace(",", "\0").replace(".", mark).replace("\0", group)
+    sign = minus if value < 0 else ""
+    return f"{sign}{text}" if currency is None else f"{sign}{text} {currency}"
 
 
 def vat_cents(value: Decimal) -> Decimal:
@@ -123,17 +150,6 @@ def allocate(total: Decimal, parts: Sequence[Decimal]) -> list[Decimal]:
         f if u == c else f + (u - c) * CENT
         for f, c, u in zip(floors, frame["floor"], units, strict=True)
     ]
-
-
-def format_amount(amount: Decimal | str, currency: str | None = None, *, minus: str = "-") -> str:
-    """An amount as people read it: ``-1,234.56 GBP`` (thousands separators, two decimals,
-    rounded by :func:`cents`, the currency code after it; no ``-0.00``). ``minus``: the sign's
-    character (``"\u2212"``, the typographic minus, on screens that can show it)."""
-    value = cents(Decimal(amount))
-    text = f"{abs(value):,.2f}"
-    if value < 0:
-        text = minus + text
-    return text if currency is None else f"{text} {currency}"
 
 
 def to_decimal(value: object) -> Decimal:

@@ -7,8 +7,12 @@ the PDF: it is in the XLSX and CSV files beside it.
 
 Text: documents whose every string is Latin-1 use the PDF core font Helvetica (nothing to
 embed, about thirty times faster than embedding a TrueType font); any other document embeds
-DejaVu Sans from ``schemas/fonts`` (Bitstream Vera licence, redistributable), and characters
-DejaVu has no glyph for (CJK, for instance) print as ``?``. Every string from the data (titles
+Noto Sans from ``schemas/fonts`` (SIL Open Font License, ``LICENSE-Noto.txt`` beside it: Latin,
+Cyrillic, Greek), and, only when the document has such text, the Noto fonts of the scripts it
+lacks: Arabic, Hebrew, Devanagari and slices of Noto Sans CJK (Japanese, Chinese, Korean).
+With Arabic, Hebrew or Devanagari text is shaped by HarfBuzz (``uharfbuzz``), so letters join,
+conjuncts form and right-to-left runs are laid out right to left. A character none of the
+fonts has (a rare Han character, an emoji) prints as ``?``. Every string from the data (titles
 and names come from DSP metadata) is printed literally, never interpreted as markup, and is
 cut to its column with ``...`` or wrapped onto a bounded number of lines.
 
@@ -18,11 +22,14 @@ string is fixed and the file identifier is a hash of the content.
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
+from fontTools.ttLib import TTFont
 from fpdf import FPDF
 
 from pipelines.statements.data import Amount, CreditNote, Invoice, Statement
@@ -30,8 +37,38 @@ from schemas.money import format_amount
 from schemas.statement_figures import FIGURE_LABELS, FIGURES, balance_formula, status_words
 
 FONT_DIR = Path(__file__).resolve().parents[2] / "schemas" / "fonts"
-UNICODE_FONT = "DejaVu"
+UNICODE_FONT = "NotoSans"
+UNICODE_FILES = ("NotoSans-Regular.ttf", "NotoSans-Bold.ttf")
 CORE_FONT = "Helvetica"
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """A font for a script Noto Sans lacks: embedded only in documents with such text."""
+
+    family: str
+    regular: str
+    bold: str | None  # None: bold text in this script is printed in the regular face
+    shaped: bool  # the script needs HarfBuzz (joining, reordering, right to left)
+
+
+FALLBACKS = (  # tried in this order for a character Noto Sans has no glyph for
+    Fallback("NotoSansArabic", "NotoSansArabic-Regular.ttf", "NotoSansArabic-Bold.ttf", True),
+    Fallback("NotoSansHebrew", "NotoSansHebrew-Regular.ttf", "NotoSansHebrew-Bold.ttf", True),
+    Fallback(
+        "NotoSansDevanagari",
+        "NotoSansDevanagari-Regular.ttf",
+        "NotoSansDevanagari-Bold.ttf",
+        True,
+    ),
+    # Noto Sans CJK in slices, most used first (schemas/fonts/make_cjk_subset.py): embedding
+    # a font costs time per glyph it has, so a statement embeds only the slices it needs.
+    *(
+        Fallback(f"NotoSansCJK{part}", f"NotoSansCJKjp-{part}-Regular.otf", None, False)
+        for part in ("Kana", "Han1", "Han2", "Hangul1", "Hangul2")
+    ),
+)
+JOINERS = frozenset((0x200C, 0x200D))  # zero-width (non-)joiner: format characters that shape
 PRODUCER = "TuneMantra statements"
 ELLIPSIS = "..."
 REPLACEMENT = "?"
@@ -58,12 +95,32 @@ WIDTH = 210.0 - 2 * MARGIN
 
 
 class _NeedsUnicode(Exception):
-    """A string that Helvetica (Latin-1) cannot print: render again with DejaVu."""
+    """A string that Helvetica (Latin-1) cannot print: render again with Noto Sans."""
+
+
+@functools.cache
+def _cmap(file: str) -> frozenset[int]:
+    """The code points a font file in ``FONT_DIR`` has a glyph for (read once a process)."""
+    font = TTFont(FONT_DIR / file, lazy=True)
+    try:
+        return frozenset(font.getBestCmap())
+    finally:
+        font.close()
+
+
+@functools.cache
+def _coverage(fallback: Fallback) -> frozenset[int]:
+    faces = [_cmap(fallback.regular), *([_cmap(fallback.bold)] if fallback.bold else [])]
+    return frozenset.intersection(*faces)
+
+
+def _fallback_for(code_point: int) -> Fallback | None:
+    """The first fallback font with a glyph for ``code_point`` (in every face it has)."""
+    return next((f for f in FALLBACKS if code_point in _coverage(f)), None)
 
 
 def money(amount: Decimal, currency: str | None = None) -> str:
-    """``-1,234.56 GBP``: thousands separators, two decimals, the currency code
-    (``schemas.money.format_amount``)."""
+    """``-1,234.56 GBP``: :func:`schemas.money.format_amount`, the one way amounts are written."""
     return format_amount(amount, currency)
 
 
@@ -87,9 +144,16 @@ PREVIEW_INK = (176, 0, 32)
 class _Document(FPDF):
     """An A4 page with the running header and footer of a statement or invoice."""
 
-    def __init__(self, statement: Statement, *, unicode: bool, footer_note: str) -> None:
+    def __init__(
+        self,
+        statement: Statement,
+        *,
+        fallbacks: Sequence[Fallback] | None,
+        footer_note: str,
+    ) -> None:
+        """``fallbacks`` None: Helvetica only; else Noto Sans and these fallback fonts."""
         super().__init__(orientation="P", unit="mm", format="A4")
-        self.unicode = unicode
+        self.unicode = fallbacks is not None
         self.footer_note = footer_note
         self.running_title = ""
         self.set_creation_date(statement.issued)
@@ -97,20 +161,44 @@ class _Document(FPDF):
         self.set_creator(PRODUCER)
         self.set_margins(MARGIN, MARGIN, MARGIN)
         self.set_auto_page_break(auto=True, margin=22)
-        if unicode:
-            self.add_font(UNICODE_FONT, "", str(FONT_DIR / "DejaVuSans.ttf"))
-            self.add_font(UNICODE_FONT, "B", str(FONT_DIR / "DejaVuSans-Bold.ttf"))
-        # Code points both faces have a glyph for (nothing when Helvetica is used).
-        faces = [set(getattr(f, "cmap", ())) for f in self.fonts.values()]
-        self.coverage: frozenset[int] = frozenset(set.intersection(*faces) if faces else ())
-        self.family = UNICODE_FONT if unicode else CORE_FONT
+        self.loaded: tuple[Fallback, ...] = tuple(fallbacks or ())
+        self.wanted: set[Fallback] = set()  # fallbacks this document needs and has not loaded
+        self.breaks = True  # False while a line of text is drawn (never a page break there)
+        # Code points the main font prints directly, in both faces (Helvetica: Latin-1), and
+        # with the fallback fonts.
+        self.direct: frozenset[int] = frozenset(range(256))
+        self.coverage: frozenset[int] = self.direct
+        if fallbacks is not None:
+            regular, bold = UNICODE_FILES
+            self.add_font(UNICODE_FONT, "", str(FONT_DIR / regular))
+            self.add_font(UNICODE_FONT, "B", str(FONT_DIR / bold))
+            self.direct = _cmap(regular) & _cmap(bold)
+            self.coverage = self.direct.union(*(_coverage(f) for f in self.loaded))
+            for f in self.loaded:
+                self.add_font(f.family, "", str(FONT_DIR / f.regular))
+                if f.bold:
+                    self.add_font(f.family, "B", str(FONT_DIR / f.bold))
+            if self.loaded:
+                # a bold fallback where there is one, else the regular face
+                self.set_fallback_fonts([f.family for f in self.loaded], exact_match=False)
+            if any(f.shaped for f in self.loaded):
+                self.set_text_shaping(True)
+        self.family = UNICODE_FONT if self.unicode else CORE_FONT
         self.set_text_color(*INK)
+
+    @property
+    def accept_page_break(self) -> bool:
+        return self.breaks and super().accept_page_break
 
     # --- text -------------------------------------------------------------------------------
     def clean(self, text: object) -> str:
-        """Printable text: control characters become spaces; in Helvetica anything outside
-        Latin-1 asks for the Unicode font; in DejaVu missing glyphs become ``?``."""
+        """Printable text, in Unicode normal form C: control and format characters become
+        spaces; in Helvetica anything outside Latin-1 asks for the Unicode font; with it, a
+        character no loaded font has becomes ``?`` (and the fallback font that has it is
+        noted in ``wanted``, for the next rendering)."""
         s = str(text)
+        if not unicodedata.is_normalized("NFC", s):
+            s = unicodedata.normalize("NFC", s)
         if s.isprintable():  # the common case, checked at C speed
             if self.unicode:
                 if self.coverage.issuperset(map(ord, s)):
@@ -119,22 +207,36 @@ class _Document(FPDF):
                 return s
         out = []
         for ch in s:
+            code = ord(ch)
+            if code in JOINERS:
+                out.append(ch if self.unicode and code in self.coverage else "")
+                continue
             if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
-                ch = " "
+                ch, code = " ", 32
             if self.unicode:
-                if ord(ch) not in self.coverage:
+                if code not in self.coverage:
+                    fallback = _fallback_for(code)
+                    if fallback is not None:
+                        self.wanted.add(fallback)
                     ch = REPLACEMENT
-            elif ord(ch) > 0xFF:
+            elif code > 0xFF:
                 raise _NeedsUnicode(ch)
             out.append(ch)
         return "".join(out)
+
+    def _direct(self, text: str) -> bool:
+        """Whether the main font prints ``text`` as it is (no fallback font, no shaping)."""
+        return not self.unicode or self.direct.issuperset(map(ord, text))
 
     def font(self, size: float, bold: bool = False) -> None:
         self.set_font(self.family, "B" if bold else "", size)
 
     def width(self, text: str) -> float:
-        """Width of already clean ``text`` in the current font, in mm (the font's own metrics;
-        ``get_string_width`` re-parses the text and costs ten times more)."""
+        """Width of already clean ``text`` in the current font, in mm: the font's own metrics
+        (``get_string_width`` re-parses the text and costs ten times more), or, for text in
+        a fallback font or shaped, ``get_string_width``'s fragments."""
+        if not self._direct(text):
+            return self.get_string_width(text, normalized=True)
         assert self.current_font is not None
         return self.current_font.get_text_width(text, self.font_size_pt, None)[1] / self.k
 
@@ -188,7 +290,8 @@ class _Document(FPDF):
     ) -> None:
         """One line of text in a box ``width`` x ``height`` at the current position, cut to
         fit; the position moves to the right of the box (like ``cell``, at a fraction of its
-        cost: the statement draws a few hundred of these)."""
+        cost: the statement draws a few hundred of these). Text that needs a fallback font
+        or shaping goes through ``cell``, which does both (right-to-left runs included)."""
         x, y = self.get_x(), self.get_y()
         if fill:
             self.rect(x, y, width, height, style="F")
@@ -201,7 +304,15 @@ class _Document(FPDF):
                 left = x + (width - w) / 2
             else:
                 left = x + self.c_margin
-            self.text(left, y + 0.5 * height + 0.3 * self.font_size, shown)
+            if self._direct(shown):
+                self.text(left, y + 0.5 * height + 0.3 * self.font_size, shown)
+            else:
+                self.breaks = False  # the caller placed the line: it stays where it is
+                try:
+                    self.set_xy(left - self.c_margin, y)
+                    self.cell(w + 2 * self.c_margin, height, shown)
+                finally:
+                    self.breaks = True
         self.set_x(x + width)
 
     def paragraph(self, text: object, width: float, height: float, max_lines: int) -> None:
@@ -673,15 +784,21 @@ def _analysis(pdf: _Document, s: Statement) -> None:
 
 
 def _render(statement: Statement, draw: Callable[[_Document, Statement], None], note: str) -> bytes:
-    """Helvetica when every string is Latin-1, else the embedded DejaVu Sans."""
-    for unicode in (False, True):
-        pdf = _Document(statement, unicode=unicode, footer_note=note)
+    """Helvetica when every string is Latin-1, else the embedded Noto Sans, with the fallback
+    fonts of the scripts the document has (found by drawing it: at most three drawings)."""
+    fallbacks: tuple[Fallback, ...] | None = None
+    while True:
+        pdf = _Document(statement, fallbacks=fallbacks, footer_note=note)
         try:
             draw(pdf, statement)
-            return bytes(pdf.output())
+            if not pdf.wanted:  # the last page's footer is drawn by ``output``
+                body = bytes(pdf.output())
         except _NeedsUnicode:
+            fallbacks = ()
             continue
-    raise AssertionError("unreachable: the Unicode font never asks for itself")  # pragma: no cover
+        if not pdf.wanted:
+            return body
+        fallbacks = tuple(f for f in FALLBACKS if f in pdf.wanted or f in pdf.loaded)
 
 
 def _draw_statement(pdf: _Document, s: Statement) -> None:

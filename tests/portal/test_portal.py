@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import lxml.html
+import pypdfium2
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
@@ -35,6 +37,7 @@ from pipelines.layout import DataDir
 from pipelines.statements import render
 from pipelines.statements.data import Statement, load_statement
 from pipelines.statements.export import MANIFEST
+from schemas.money import format_amount
 from schemas.statement_figures import SIGNED, SUMMARY_FIELDS
 from schemas.store import db
 from schemas.store.keys import issue_key
@@ -74,6 +77,12 @@ def _assert_adds_up(values: dict[str | None, Decimal]) -> None:
     )
     assert reached == values["closing"], values
     assert values["carried_forward"] == values["closing"]
+
+
+def _amount(text: str) -> Decimal:
+    """An amount as the portal writes it (``-1,234.56``): with its thousands separators."""
+    assert re.fullmatch(r"-?\d{1,3}(,\d{3})*\.\d\d", text), text
+    return Decimal(text.replace(",", ""))
 
 
 def _free_port() -> int:
@@ -170,11 +179,11 @@ def test_payee_signs_in_and_sees_only_their_statements(
     assert len(rows) == 1
     cells = [c.text for c in rows[0].find_elements(By.CSS_SELECTOR, "th, td")]
     assert cells[0] == "2026-H1" and cells[2] == "GBP"
-    assert cells[3:6] == [str(st.figures[f]) for f in ("earnings", "payable", "closing")]
+    assert cells[3:6] == [format_amount(st.figures[f]) for f in ("earnings", "payable", "closing")]
     svg = browser.find_element(By.CSS_SELECTOR, "figure.chart svg")
     assert svg.get_attribute("role") == "img"
     desc = svg.find_element(By.TAG_NAME, "desc").get_attribute("textContent")
-    assert desc == f"2026-H1: {st.figures['closing']} {st.currency}"
+    assert desc == f"2026-H1: {format_amount(st.figures['closing'], st.currency)}"
     # One table per contract, and first the contracts added up (what the chart plots).
     history = browser.find_elements(By.CSS_SELECTOR, "table.history")
     assert len(history) == len(st.contracts) + 1
@@ -187,12 +196,12 @@ def test_payee_signs_in_and_sees_only_their_statements(
         for row in table.find_elements(By.CSS_SELECTOR, "tbody tr"):
             assert row.find_element(By.TAG_NAME, "th").get_attribute("scope") == "row"
             values = {
-                td.get_attribute("data-key"): Decimal(td.text)
+                td.get_attribute("data-key"): _amount(td.text)
                 for td in row.find_elements(By.CSS_SELECTOR, "td[data-key]")
             }
             _assert_adds_up(values)
     total_closing = history[0].find_element(By.CSS_SELECTOR, "tbody td[data-key=closing]").text
-    assert total_closing == str(st.figures["closing"])  # the plotted value is in the table
+    assert total_closing == format_amount(st.figures["closing"])  # the plotted value, in the table
     # Another payee's statement is not there, and asking for it by id is a 404 page.
     other = portal.period.statement_ids()[portal.period.payee_id("Lena Brandt")]
     browser.get(f"{portal.url}/portal/statements/{other}")
@@ -214,7 +223,7 @@ def test_statement_page_shows_the_hostile_title_as_text_and_downloads_exact_byte
     with pytest.raises(NoAlertPresentException):
         browser.switch_to.alert.text  # noqa: B018 - reading it is the check
     figures = browser.find_element(By.CSS_SELECTOR, "table.figures").text
-    assert f"Closing balance {st.figures['closing']}" in figures
+    assert f"Closing balance {format_amount(st.figures['closing'])}" in figures
 
     shot = ARTIFACTS / "portal-statement.png"
     shot.parent.mkdir(parents=True, exist_ok=True)
@@ -237,6 +246,59 @@ def test_sign_out_ends_the_session(browser: webdriver.Chrome, portal: Portal) ->
     assert browser.get_cookie(COOKIE) is None
     browser.get(f"{portal.url}/portal/statements")
     assert browser.find_element(By.TAG_NAME, "h1").text == "Sign in"
+
+
+# A phone-sized viewport (an iPhone's CSS pixels), emulated by Chromium itself.
+PHONE = {"width": 375, "height": 812, "deviceScaleFactor": 2, "mobile": True}
+
+
+def test_on_a_phone_nothing_scrolls_sideways_and_the_pooled_pdf_page_is_drawn(
+    browser: webdriver.Chrome, portal: Portal
+) -> None:
+    """At 375 px the list, a statement and an error page fit the screen (wide tables scroll
+    in their own box, the list becomes cards); screenshots of them and of the pooled
+    statement's PDF page (drawn by PDFium, Chromium's PDF engine) go to TM_TEST_ARTIFACTS."""
+    st = portal.statement("Mara Ellison")
+    assert st.pooled  # her contracts are cross-collateralised in the sample label
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    pages = {
+        "portal-phone-statements.png": "/portal/statements",
+        "portal-phone-statement.png": f"/portal/statements/{st.statement_id}",
+        "portal-phone-error.png": "/portal/statements/not-a-number",
+    }
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", PHONE)
+    try:
+        _sign_in(browser, portal, portal.mara_key)
+        for name, path in pages.items():
+            browser.get(portal.url + path)
+            scroll, inner = browser.execute_script(
+                "return [document.documentElement.scrollWidth, window.innerWidth]"
+            )
+            assert inner == PHONE["width"] and scroll <= inner, (path, scroll, inner)
+            shot = ARTIFACTS / name
+            assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 1000
+            if path == "/portal/statements":  # one card per statement, values labelled
+                cell = browser.find_element(By.CSS_SELECTOR, "table.statements td.num")
+                assert cell.value_of_css_property("display") == "flex"
+                label = browser.execute_script(
+                    "return getComputedStyle(arguments[0], '::before').content", cell
+                )
+                assert label == '"Royalties earned"'
+                assert cell.text == format_amount(st.figures["earnings"])
+            if path.endswith("not-a-number"):
+                assert browser.find_element(By.TAG_NAME, "h1").text == "That address is not valid"
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    pdf = pypdfium2.PdfDocument(render(st, "pdf"))
+    try:
+        texts = [page.get_textpage().get_text_range() for page in pdf]
+        number = next(i for i, text in enumerate(texts) if "From pool" in text)
+        assert all(c["pool"] in texts[number] for c in st.contracts if c.get("pool"))
+        image = pdf[number].render(scale=2).to_pil()
+        image.save(ARTIFACTS / "statement-pooled-page.png")
+        assert image.width > 1000 and image.getextrema() != ((255, 255), (255, 255), (255, 255))
+    finally:
+        pdf.close()
 
 
 # --- the list page, without a browser --------------------------------------------------------
@@ -368,7 +430,7 @@ def test_history_tables_add_up_and_hold_the_plotted_values(portal: Portal) -> No
     for desc in page.xpath("//figure[@class='chart']//*[local-name()='desc']"):
         for part in desc.text_content().split("; "):
             period, value = part.split(": ")
-            plotted[period] = Decimal(value.split()[0])
+            plotted[period] = _amount(value.split()[0])
     assert plotted == {st.period: st.figures["closing"]}
     rows_by_table = []
     for table in tables:
@@ -383,7 +445,7 @@ def test_history_tables_add_up_and_hold_the_plotted_values(portal: Portal) -> No
             th = tr.xpath("th")[0]
             assert th.get("scope") == "row"
             cells = tr.xpath("td[@data-key]")
-            values = {td.get("data-key"): Decimal(td.text_content()) for td in cells}
+            values = {td.get("data-key"): _amount(td.text_content()) for td in cells}
             _assert_adds_up(values)
             rows[th.text_content()] = values
         rows_by_table.append(rows)

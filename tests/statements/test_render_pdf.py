@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import re
 from decimal import ROUND_HALF_UP, Decimal
 
+import openpyxl
 import pypdf
+import pypdfium2
 import pytest
 
 from pipelines.statements import render, render_invoice
@@ -118,11 +121,12 @@ def test_unicode_payee_names_and_titles_render(locked: LockedPeriod) -> None:
     ines = _statement(locked, "Inês Duarte")
     text, _ = _text(render_pdf(ines))
     assert "Inês Duarte" in text  # Latin-1: Helvetica, no font embedded
-    assert b"FontFile2" not in render_pdf(ines)
+    assert b"FontFile" not in render_pdf(ines)
 
     tracks = [
-        Amount("JPXX02600001", "東京の夜 — Tōkyō no yoru 🎵\t\r\n", Decimal("10.00"), 5),
+        Amount("GBXX02600001", "Tōkyō no yoru — Ελληνικά 🎵\t\r\n", Decimal("10.00"), 5),
         Amount("GBXX02600002", "x" * 400, Decimal("-3.10"), 1),
+        Amount("GBXX02600003", "Zoe\u0308 \u202eevil\u202c", Decimal("1.00"), 1),  # NFD, RLO
         *ines.top_tracks,
     ]
     st = dataclasses.replace(
@@ -130,13 +134,73 @@ def test_unicode_payee_names_and_titles_render(locked: LockedPeriod) -> None:
     )
     body = render_pdf(st)
     assert body == render_pdf(st)
-    assert b"FontFile2" in body and b"DejaVuSans" in body  # the embedded Unicode font
+    assert b"FontFile2" in body and b"+NotoSans" in body  # the embedded Unicode font
+    assert b"+NotoSansCJK" not in body and b"+NotoSansArabic" not in body  # none needed
     text, pages = _text(body)
     assert pages <= 4
-    assert "Zoë Дмитриева" in text
-    assert "Tōkyō no yoru" in text and "—" in text
-    assert "東" not in text and "?" in text  # DejaVu has no CJK glyphs: replaced, no crash
+    assert "Zoë Дмитриева" in text and "Zoë evil" in text  # composed; no override
+    assert "Tōkyō no yoru" in text and "—" in text and "Ελληνικά" in text
+    assert "🎵" not in text and "?" in text  # no font has the emoji: replaced, no crash
     assert "x" * 40 in text and "x" * 400 not in text
+
+
+# Names and titles in the scripts a label's catalogue has: the PDF's text layer has them all.
+SCRIPTS = {
+    "Japanese": "東京の夜 (トウキョウ)",
+    "Korean": "서울의 밤",
+    "Chinese": "北京欢迎你",
+    "Arabic": "أغنية الليل",
+    "Hebrew": "שיר הלילה",
+    "Hindi": "रात का गीत",
+    "Russian": "Ночная песня",
+    "Greek": "Νυχτερινό τραγούδι",
+}
+
+
+def _text_layer(body: bytes) -> str:
+    """The PDF's text layer as PDFium (Chromium's PDF engine) reads it, runs of whitespace as
+    one space (pypdf puts a NUL before each character of the CID-keyed CJK font)."""
+    pdf = pypdfium2.PdfDocument(body)
+    try:
+        text = " ".join(page.get_textpage().get_text_range() for page in pdf)
+    finally:
+        pdf.close()
+    return re.sub(r"\s+", " ", text)
+
+
+def test_japanese_arabic_and_hindi_titles_render_in_the_text_layer(
+    locked: LockedPeriod,
+) -> None:
+    ines = _statement(locked, "Inês Duarte")
+    tracks = [
+        Amount(f"XX{i:010d}", title, Decimal(100 - i), 10 - i)
+        for i, title in enumerate(SCRIPTS.values())
+    ]
+    st = dataclasses.replace(
+        ines,
+        payee=Party("山田 花子 · فاطمة الزهراء · प्रिया शर्मा", "東京都渋谷区 1-2-3", None),
+        top_tracks=tracks,
+    )
+    body = render_pdf(st)
+    for font in ("Arabic", "Hebrew", "Devanagari", "CJKJPKana", "CJKJPHan1", "CJKJPHangul1"):
+        assert f"+NotoSans{font}".encode() in body, font  # each script's font, embedded
+    assert b"CJKJPHangul2" not in body  # only the slices the text needs
+    text = _text_layer(body)
+    # every word (a right-to-left line's words may come out in visual order)
+    for script, title in SCRIPTS.items():
+        assert all(word in text for word in title.split()), (script, title, text)
+    for word in ("山田", "花子", "فاطمة", "الزهراء", "प्रिया", "शर्मा", "東京都渋谷区"):
+        assert word in text, word
+    assert "?" not in text  # nothing replaced
+    # The JSON and XLSX files are Unicode through and through: the same strings, unchanged.
+    doc = json.loads(render(st, "json"))
+    assert [t["label"] for t in doc["top_tracks"]] == list(SCRIPTS.values())
+    assert doc["payee"]["name"] == st.payee.name
+    book = openpyxl.load_workbook(io.BytesIO(render(st, "xlsx")), read_only=True)
+    cells = {
+        c for sheet in book.worksheets for row in sheet.iter_rows(values_only=True) for c in row
+    }
+    assert set(SCRIPTS.values()) <= cells
 
 
 def test_a_statement_without_lines_or_history_renders(locked: LockedPeriod) -> None:
