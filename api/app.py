@@ -25,7 +25,18 @@ from api.queries import (
     SplitFilter,
     TrackFilter,
 )
-from api.routes import audit, contracts, deliveries, imports, statements, suspense, tracks
+from api.routes import (
+    audit,
+    contracts,
+    deliveries,
+    fx,
+    imports,
+    ingest_files,
+    runs,
+    statements,
+    suspense,
+    tracks,
+)
 from api.routes.crud import crud_router
 from pipelines.settings import get_settings
 from schemas import catalog as c
@@ -109,6 +120,9 @@ def create_app(
     app.include_router(suspense.router)
     app.include_router(deliveries.router)
     app.include_router(statements.router)
+    app.include_router(runs.router)
+    app.include_router(ingest_files.router)
+    app.include_router(fx.router)
     portal.install(app)
     return app
 
