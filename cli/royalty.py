@@ -231,9 +231,12 @@ def royalty_detail(
 
 NEXT_STEP = {
     "draft": "being computed; if no run is under way, `tunemantra audit repair` finishes it",
-    "calculated": "review it (`royalty detail`, the preview), then `royalty approve --run {id}`",
-    "approved": "statements can be published; `royalty lock` makes it final",
-    "locked": 'final; a change is a correction: `royalty run --correction "why"`',
+    "calculated": "review it (`royalty detail`, the preview), then "
+    "`tunemantra royalty approve --org {org} --period {period} --run {id}`",
+    "approved": "statements can be published; "
+    "`tunemantra royalty lock --org {org} --period {period}` makes it final",
+    "locked": "final; a change is a correction: "
+    '`tunemantra royalty run --org {org} --period {period} --correction "why"`',
     "superseded": "replaced by a later version",
 }
 
@@ -325,7 +328,7 @@ def royalty_status(
         rows = [
             {
                 **_run_row(r),
-                "next": NEXT_STEP[r.status.value].format(id=r.id),
+                "next": NEXT_STEP[r.status.value].format(id=r.id, org=org, period=r.period),
                 "totals": r.totals,
                 "diff": r.diff,
             }

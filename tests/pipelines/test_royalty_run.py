@@ -194,7 +194,7 @@ def test_rerun_supersedes_until_locked_then_only_corrections(
         status = CliRunner().invoke(app, ["royalty", "status", "--org", str(slug)])
         assert status.exit_code == 0, status.output
         assert status.output.split("\t")[:3] == ["2026-01", "v3", "calculated"]
-        assert f"royalty approve --run {runs[2].id}" in status.output
+        assert f"approve --org {slug} --period 2026-01 --run {runs[2].id}" in status.output
         detail = CliRunner().invoke(
             app, ["royalty", "status", "--org", str(slug), "--period", "2026-01"]
         )
