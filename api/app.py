@@ -7,6 +7,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,12 +25,27 @@ from api.queries import (
     SplitFilter,
     TrackFilter,
 )
-from api.routes import audit, contracts, deliveries, imports, statements, suspense, tracks
+from api.routes import (
+    audit,
+    contracts,
+    deliveries,
+    fx,
+    imports,
+    ingest_files,
+    runs,
+    statements,
+    suspense,
+    tracks,
+)
 from api.routes.crud import crud_router
 from pipelines.settings import get_settings
 from schemas import catalog as c
 from schemas.store import db
 from schemas.store.models import Organisation
+
+# Swagger UI and ReDoc, vendored from npm (api/static/docs/README): the docs work offline.
+DOCS_ASSETS = Path(__file__).parent / "static" / "docs"
+DOCS_STATIC = "/docs-static"
 
 RESOURCES: list[tuple[str, type[BaseModel], type[Page]]] = [
     ("artists", c.ArtistOut, ArtistFilter),
@@ -53,6 +71,8 @@ def create_app(
     ``queue_wait`` seconds for their turn (defaults: the settings')."""
     settings = get_settings()
     app = FastAPI(
+        docs_url=None,  # served below from the package's own assets, not a CDN
+        redoc_url=None,
         title="TuneMantra API",
         version="1",
         description=(
@@ -72,6 +92,7 @@ def create_app(
         wait=queue_wait or settings.api_queue_wait,
     )
     problems.install(app)
+    install_docs(app)
 
     # async, the store work in one thread-pool hop (see ``api.routes.crud``)
     @app.get("/healthz", tags=["health"])
@@ -99,5 +120,36 @@ def create_app(
     app.include_router(suspense.router)
     app.include_router(deliveries.router)
     app.include_router(statements.router)
+    app.include_router(runs.router)
+    app.include_router(ingest_files.router)
+    app.include_router(fx.router)
     portal.install(app)
     return app
+
+
+def install_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` on assets shipped in the package: no CDN, no
+    Google Fonts, so both render on a machine without internet access."""
+    app.mount(DOCS_STATIC, StaticFiles(directory=DOCS_ASSETS), name="docs-static")
+    assert app.openapi_url is not None
+    openapi_url = app.openapi_url
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=openapi_url,
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{DOCS_STATIC}/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_STATIC}/swagger-ui/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_STATIC}/swagger-ui/favicon-32x32.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url=openapi_url,
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{DOCS_STATIC}/redoc/redoc.standalone.js",
+            redoc_favicon_url=f"{DOCS_STATIC}/swagger-ui/favicon-32x32.png",
+            with_google_fonts=False,
+        )

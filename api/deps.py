@@ -145,3 +145,14 @@ def writer(principal: PrincipalDep) -> Principal:
 
 
 WriterDep = Annotated[Principal, Depends(writer)]
+
+
+def label_reader(principal: PrincipalDep) -> Principal:
+    """Any key of the label itself: payee keys see their own statements, not the label's books
+    (runs across all payees, ingested files, rates)."""
+    if principal.role is Role.PAYEE:
+        raise Forbidden("this is the label's ledger; payee keys cannot read it")
+    return principal
+
+
+LabelReaderDep = Annotated[Principal, Depends(label_reader)]

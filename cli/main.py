@@ -1,35 +1,50 @@
-"""``tunemantra``: the admin and pipeline command line."""
+"""``tunemantra``: the admin and pipeline command line.
+
+Starting it must be quick (``tunemantra --help`` in a fraction of a second), so this module
+imports only Typer: every command imports what it needs when it runs, and the command groups
+of the other ``cli`` modules are imported only when one of them is run (``LAZY``)."""
 
 from __future__ import annotations
 
+import functools
+import importlib
 import json
 import re
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import sqlalchemy as sa
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
-from cli import ddex as _ddex_cli
-from cli import royalty as _royalty_cli
-from cli import statements as _statements_cli
-from cli import warehouse as _warehouse_cli
-from pipelines.resources import Resources, get_engine, get_session_factory
-from pipelines.settings import get_settings
-from schemas.errors import StoreError
-from schemas.store import db
-from schemas.store.fx import PERIOD as MONTH
-from schemas.store.models import Organisation, Role
-from schemas.store.orgs import UnknownOrganisation
-from schemas.store.orgs import org_id as org_id_of
+if TYPE_CHECKING:
+    from schemas.errors import StoreError
 
 STORE_BUSY_EXIT = 3
+ROLES = "admin, finance, analyst or payee"
+
+# Commands registered by the other cli modules (their ``register``), with the one-line help
+# ``tunemantra --help`` shows without importing them (tests/pipelines/test_cli.py holds these
+# lines to the commands' own help).
+LAZY_MODULES = ("cli.ddex", "cli.royalty", "cli.statements", "cli.warehouse")
+LAZY: dict[str, str] = {
+    "audit": "The hash-chained audit ledger.",
+    "bench": "Benchmarks (figures, not tests).",
+    "ddex": "DDEX ERN 4.3 messages and DSP delivery.",
+    "deliver": "Deliver due releases (or one) to DSPs: QC, ERN, package, batch upload.",
+    "royalty": "Royalty runs per period.",
+    "scenario": "Scenario files (YAML).",
+    "statements": "Payee statements.",
+    "warehouse": "The analysts' dbt-duckdb warehouse.",
+}
 
 
 def store_busy(exc: BaseException) -> bool:
     """A write that waited ``TUNEMANTRA_BUSY_TIMEOUT`` seconds for the store in vain."""
+    if "sqlalchemy" not in sys.modules:  # nothing touched the store: it cannot be busy
+        return False
+    import sqlalchemy as sa
+
     return isinstance(exc, sa.exc.OperationalError) and "locked" in str(exc.orig).lower()
 
 
@@ -40,45 +55,101 @@ class StoreCommands(TyperGroup):
     def invoke(self, ctx: Any) -> Any:  # typer vendors click: its Context type is private
         try:
             return super().invoke(ctx)
-        except sa.exc.OperationalError as exc:
-            if not store_busy(exc):
-                raise
-            waited = get_settings().busy_timeout
-            typer.echo(
-                f"error: another command holds the store (it stayed locked for {waited:g} s, "
-                "TUNEMANTRA_BUSY_TIMEOUT); nothing was written by this one. Run it again when "
-                "the other command has finished.",
-                err=True,
-            )
-            raise typer.Exit(code=STORE_BUSY_EXIT) from None
-        except UnknownOrganisation as exc:
-            typer.echo(
-                f"error: no organisation {exc.slug!r} "
-                f"(tunemantra org create {exc.slug} --name ...)",
-                err=True,
-            )
-            raise typer.Exit(code=2) from None
+        except Exception as exc:
+            if store_busy(exc):
+                from pipelines.settings import get_settings
+
+                waited = get_settings().busy_timeout
+                typer.echo(
+                    f"error: another command holds the store (it stayed locked for {waited:g} "
+                    "s, TUNEMANTRA_BUSY_TIMEOUT); nothing was written by this one. Run it again "
+                    "when the other command has finished.",
+                    err=True,
+                )
+                raise typer.Exit(code=STORE_BUSY_EXIT) from None
+            orgs = sys.modules.get("schemas.store.orgs")  # not loaded: not raised
+            if orgs is not None and isinstance(exc, orgs.UnknownOrganisation):
+                typer.echo(
+                    f"error: no organisation {exc.slug!r} "
+                    f"(tunemantra org create {exc.slug} --name ...)",
+                    err=True,
+                )
+                raise typer.Exit(code=2) from None
+            raise
 
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__, cls=StoreCommands)
+class LazyCommands(StoreCommands):
+    """The root group: the ``LAZY`` commands are listed by name and help alone, and their
+    modules imported only when one of them is resolved to run (or show its own help)."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return sorted({*self.commands, *LAZY})
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        if cmd_name in LAZY:  # listed in the help: a stand-in that is never run
+            return TyperCommand(cmd_name, help=LAZY[cmd_name], callback=None)
+        return None
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        if args and args[0] in LAZY and args[0] not in self.commands:
+            self.add_command(lazy_commands().commands[args[0]], args[0])
+        return super().resolve_command(ctx, args)
+
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="TuneMantra: royalties and distribution for record labels, by hand.",
+    cls=LazyCommands,
+    rich_markup_mode=None,  # plain help: importing rich's formatting would double the start-up
+)
 db_app = typer.Typer(no_args_is_help=True, help="The store's schema.")
 org_app = typer.Typer(no_args_is_help=True, help="Organisations (tenants).")
 key_app = typer.Typer(no_args_is_help=True, help="API keys.")
 import_app = typer.Typer(no_args_is_help=True, help="Bulk imports.")
 fx_app = typer.Typer(no_args_is_help=True, help="Currency rates.")
 drop_app = typer.Typer(no_args_is_help=True, help="Where an organisation's reports arrive.")
-bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (figures, not tests).")
+bench_app = typer.Typer(no_args_is_help=True, help=LAZY["bench"])
 app.add_typer(db_app, name="db")
 app.add_typer(org_app, name="org")
 app.add_typer(key_app, name="apikey")
 app.add_typer(import_app, name="import")
 app.add_typer(fx_app, name="fx")
 app.add_typer(drop_app, name="drop")
-app.add_typer(bench_app, name="bench")
-_ddex_cli.register(app, bench_app)
-_royalty_cli.register(app, bench_app)
-_statements_cli.register(app, bench_app)
-_warehouse_cli.register(app, bench_app)
+
+
+@functools.cache
+def lazy_commands() -> Any:
+    """The ``LAZY`` commands as one click group: the modules imported and registered once
+    per process (``bench`` gathers the benchmarks of every module, so it is lazy too)."""
+    lazy = typer.Typer()
+    for module in LAZY_MODULES:
+        importlib.import_module(module).register(lazy, bench_app)
+    lazy.add_typer(bench_app, name="bench")
+    return typer.main.get_command(lazy)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"tunemantra {version('tunemantra')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    pass
+
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 
@@ -91,6 +162,9 @@ def fail(exc: StoreError) -> typer.Exit:
 @db_app.command("upgrade")
 def db_upgrade(revision: str = "head") -> None:
     """Create or migrate the store's tables (Alembic)."""
+    from pipelines.resources import get_engine
+    from schemas.store import db
+
     engine = get_engine()
     db.upgrade(engine, revision)
     where = engine.url.render_as_string(hide_password=True)
@@ -104,6 +178,11 @@ def org_create(
     currency: Annotated[str, typer.Option(help="reporting currency")] = "EUR",
 ) -> None:
     """Create an organisation (a label or distributor)."""
+    import sqlalchemy as sa
+
+    from pipelines.resources import get_session_factory
+    from schemas.store import db
+    from schemas.store.models import Organisation
     from schemas.territories import require_currency
 
     if not SLUG.match(slug):
@@ -124,23 +203,72 @@ def org_create(
         typer.echo(f"created organisation {slug} (id {org.id})")
 
 
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON (one object per row)")]
+
+
+def _rows(rows: list[dict[str, Any]], as_json: bool, empty: str) -> None:
+    """Rows as JSON lines or as tab-separated columns under a header."""
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps(row, default=str))
+        return
+    if not rows:
+        typer.echo(empty)
+        return
+    typer.echo("\t".join(rows[0]))
+    for row in rows:
+        typer.echo("\t".join("" if v is None else str(v) for v in row.values()))
+
+
+@org_app.command("list")
+def org_list(as_json: JsonOpt = False) -> None:
+    """Every organisation: slug, name, accounting currency, created."""
+    import sqlalchemy as sa
+
+    from pipelines.resources import get_session_factory
+    from schemas.store.models import Organisation
+
+    with get_session_factory()() as session:
+        orgs = session.scalars(sa.select(Organisation).order_by(Organisation.slug)).all()
+        rows = [
+            {
+                "slug": o.slug,
+                "name": o.name,
+                "currency": o.default_currency,
+                "created": o.created_at.isoformat(timespec="seconds"),
+            }
+            for o in orgs
+        ]
+    _rows(rows, as_json, "no organisations (tunemantra org create SLUG --name ...)")
+
+
 @key_app.command("create")
 def apikey_create(
     org: Annotated[str, typer.Option(help="organisation slug")],
-    role: Annotated[Role, typer.Option()],
+    role: Annotated[str, typer.Option(help=ROLES)],
     payee: Annotated[int | None, typer.Option(help="payee id (payee keys only)")] = None,
     label: Annotated[str, typer.Option()] = "",
 ) -> None:
     """Create an API key and print it once (only its hash is stored)."""
+    from pipelines.resources import get_session_factory
+    from pipelines.settings import get_settings
+    from schemas.errors import StoreError
+    from schemas.store import db
     from schemas.store.keys import issue_key
+    from schemas.store.models import Role
+    from schemas.store.orgs import org_id as org_id_of
 
+    try:
+        kind = Role(role)
+    except ValueError:
+        raise typer.BadParameter(f"{role!r}: use {ROLES}", param_hint="--role") from None
     settings = get_settings()
     try:
         with db.transaction(get_session_factory(), actor="cli") as session:
             _, plain = issue_key(
                 session,
                 org_id=org_id_of(session, org),
-                role=role,
+                role=kind,
                 payee_id=payee,
                 label=label,
                 secret_key=settings.secret_key.get_secret_value(),
@@ -150,6 +278,71 @@ def apikey_create(
     typer.echo(plain)
 
 
+@key_app.command("list")
+def apikey_list(
+    org: Annotated[str, typer.Option(help="organisation slug")],
+    all_keys: Annotated[bool, typer.Option("--all", help="revoked keys too")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """The organisation's API keys: prefix (``tm_<prefix>_...``), role, payee, label, created,
+    revoked. The keys themselves are never stored, so never shown."""
+    import sqlalchemy as sa
+
+    from pipelines.resources import get_session_factory
+    from schemas.store.models import ApiKey
+    from schemas.store.orgs import org_id as org_id_of
+
+    with get_session_factory()() as session:
+        stmt = sa.select(ApiKey).where(ApiKey.org_id == org_id_of(session, org))
+        if not all_keys:
+            stmt = stmt.where(ApiKey.revoked_at.is_(None))
+        rows = [
+            {
+                "prefix": k.prefix,
+                "role": k.role.value,
+                "payee_id": k.payee_id,
+                "label": k.label,
+                "created": k.created_at.isoformat(timespec="seconds"),
+                "revoked": k.revoked_at.isoformat(timespec="seconds") if k.revoked_at else None,
+            }
+            for k in session.scalars(stmt.order_by(ApiKey.id))
+        ]
+    _rows(rows, as_json, "no keys" + ("" if all_keys else " (--all: revoked keys too)"))
+
+
+@key_app.command("revoke")
+def apikey_revoke(
+    key: Annotated[str, typer.Argument(help="the key's prefix (apikey list), or the key")],
+    org: Annotated[str, typer.Option(help="organisation slug")],
+) -> None:
+    """Revoke an API key: every request with it is refused from now on, and the payee portal
+    sessions signed in with it end at once. Audited; cannot be undone (issue a new key)."""
+    import sqlalchemy as sa
+
+    from pipelines.resources import get_session_factory
+    from schemas.store import db
+    from schemas.store.keys import revoke_key
+    from schemas.store.models import ApiKey
+    from schemas.store.orgs import org_id as org_id_of
+
+    parts = key.strip().split("_", 2)
+    prefix = parts[1] if len(parts) == 3 and parts[0] == "tm" else key.strip()
+    with db.transaction(get_session_factory(), actor="cli") as session:
+        row = session.scalar(
+            sa.select(ApiKey).where(
+                ApiKey.org_id == org_id_of(session, org), ApiKey.prefix == prefix
+            )
+        )
+        if row is None:
+            typer.echo(f"error: organisation {org!r} has no key {prefix!r}", err=True)
+            raise typer.Exit(code=2)
+        if row.revoked_at is not None:
+            typer.echo(f"key {prefix} was already revoked ({row.revoked_at:%Y-%m-%d %H:%M} UTC)")
+            return
+        revoke_key(session, row)
+    typer.echo(f"revoked key {prefix} ({row.role.value}): its requests and portal sessions end")
+
+
 @import_app.command("catalog")
 def import_catalog_cmd(
     file: Path,
@@ -157,7 +350,11 @@ def import_catalog_cmd(
     dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
 ) -> None:
     """Import a catalogue CSV/JSON file, all or nothing (the API's /v1/imports/catalog)."""
+    from pipelines.resources import get_session_factory
+    from schemas.errors import StoreError
+    from schemas.store import db
     from schemas.store.imports import import_catalog
+    from schemas.store.orgs import org_id as org_id_of
 
     kind = "application/json" if file.suffix.lower() == ".json" else "text/csv"
     try:
@@ -179,7 +376,11 @@ def import_catalog_cmd(
 @fx_app.command("import")
 def fx_import(file: Path, org: Annotated[str, typer.Option()]) -> None:
     """Import rates from CSV (base,quote,period,rate,source), all or nothing."""
+    from pipelines.resources import get_session_factory
+    from schemas.errors import StoreError
+    from schemas.store import db
     from schemas.store.fx import import_rates
+    from schemas.store.orgs import org_id as org_id_of
 
     try:
         with db.transaction(get_session_factory(), actor="cli") as session:
@@ -187,6 +388,46 @@ def fx_import(file: Path, org: Annotated[str, typer.Option()]) -> None:
     except StoreError as exc:
         raise fail(exc) from None
     typer.echo(json.dumps(counts))
+
+
+@fx_app.command("list")
+def fx_list(
+    org: Annotated[str, typer.Option(help="organisation slug")],
+    period: Annotated[str | None, typer.Option(help="one month, YYYY-MM")] = None,
+    currency: Annotated[
+        str | None, typer.Option(help="rates with this currency as base or quote")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The organisation's rates: 1 base = rate quote, per month, with their source."""
+    import sqlalchemy as sa
+
+    from pipelines.resources import get_session_factory
+    from schemas.store.fx import PERIOD as MONTH
+    from schemas.store.models import FxRate
+    from schemas.store.orgs import org_id as org_id_of
+
+    if period is not None and not MONTH.match(period):
+        raise typer.BadParameter(f"{period!r} is not a month: use YYYY-MM", param_hint="--period")
+    with get_session_factory()() as session:
+        stmt = sa.select(FxRate).where(FxRate.org_id == org_id_of(session, org))
+        if period is not None:
+            stmt = stmt.where(FxRate.period == period)
+        if currency is not None:
+            cur = currency.upper()
+            stmt = stmt.where(sa.or_(FxRate.base == cur, FxRate.quote == cur))
+        order = (FxRate.period, FxRate.base, FxRate.quote)
+        rows = [
+            {
+                "period": r.period,
+                "base": r.base,
+                "quote": r.quote,
+                "rate": f"{r.rate.normalize():f}",
+                "source": r.source,
+            }
+            for r in session.scalars(stmt.order_by(*order))
+        ]
+    _rows(rows, as_json, "no rates (tunemantra fx import rates.csv --org ORG)")
 
 
 @drop_app.command("add")
@@ -200,7 +441,12 @@ def drop_add(
     """Configure a drop location for an organisation (the DAG polls every enabled drop)."""
     from urllib.parse import urlsplit
 
+    import sqlalchemy as sa
+
+    from pipelines.resources import get_session_factory
+    from schemas.store import db
     from schemas.store.models import Drop
+    from schemas.store.orgs import org_id as org_id_of
 
     if urlsplit(url).password is not None:
         typer.echo(
@@ -220,7 +466,12 @@ def drop_add(
 
 @drop_app.command("list")
 def drop_list(org: Annotated[str, typer.Option()]) -> None:
+    """The organisation's drops: name, URL, enabled."""
+    import sqlalchemy as sa
+
+    from pipelines.resources import get_session_factory
     from schemas.store.models import Drop
+    from schemas.store.orgs import org_id as org_id_of
 
     with get_session_factory()() as session:
         for d in session.scalars(sa.select(Drop).where(Drop.org_id == org_id_of(session, org))):
@@ -231,6 +482,8 @@ def drop_list(org: Annotated[str, typer.Option()]) -> None:
 def rematch_cmd(org: Annotated[str, typer.Option()]) -> None:
     """Re-match suspense lines against the current catalogue and match rules."""
     from pipelines.ingest.suspense import rematch
+    from pipelines.resources import Resources
+    from schemas.store.orgs import org_id as org_id_of
 
     res = Resources.current()
     with res.factory() as session:
@@ -308,6 +561,10 @@ def ingest_cmd(
     """Ingest revenue report files: parse, validate, match, convert, write Parquet. What a
     crashed ingestion of the organisation left is recovered first."""
     from pipelines.ingest.drops import ingest_sources
+    from pipelines.resources import Resources
+    from schemas.store import db
+    from schemas.store.fx import PERIOD as MONTH
+    from schemas.store.orgs import org_id as org_id_of
 
     if period is not None and not MONTH.match(period):
         raise typer.BadParameter(f"{period!r} is not a month: use YYYY-MM", param_hint="--period")
@@ -342,6 +599,8 @@ def recover_cmd(
 ) -> None:
     """Remove what crashed ingestions left: lake parts and staging of no committed file."""
     from pipelines.ingest.files import recover
+    from pipelines.resources import Resources
+    from schemas.store.orgs import org_id as org_id_of
 
     res = Resources.current()
     org_id = None
@@ -372,6 +631,8 @@ def api_from_settings() -> Any:
     """The API app on the settings' store, its connection pool as large as the requests one
     process works on at once (``tunemantra api``; each uvicorn worker process builds its own)."""
     from api.app import create_app
+    from pipelines.resources import get_session_factory
+    from pipelines.settings import get_settings
 
     settings = get_settings()
     return create_app(
@@ -393,6 +654,8 @@ def serve_api(
     opens its own pool: on PostgreSQL keep N x pool below max_connections)."""
     import uvicorn
 
+    from pipelines.settings import get_settings
+
     settings = get_settings()
     uvicorn.run(
         "cli.main:api_from_settings",
@@ -410,6 +673,9 @@ def demo(seed: Annotated[int, typer.Option()] = 2026) -> None:
     approve and lock the period, deliver releases to DSPs, build the warehouse, then render
     and publish the payees' statements."""
     from demo.label import ingest_demo_reports, print_ingest, print_summary, run_demo
+    from pipelines.resources import get_engine, get_session_factory
+    from pipelines.settings import get_settings
+    from schemas.store import db
 
     settings = get_settings()
     engine = get_engine(settings)

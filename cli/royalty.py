@@ -252,6 +252,124 @@ def royalty_detail(
             typer.echo("  " + "  ".join(str(v) for v in row))
 
 
+NEXT_STEP = {
+    "draft": "being computed; if no run is under way, `tunemantra audit repair` finishes it",
+    "calculated": "review it (`royalty detail`, the preview), then "
+    "`tunemantra royalty approve --org {org} --period {period} --run {id}`",
+    "approved": "statements can be published; "
+    "`tunemantra royalty lock --org {org} --period {period}` makes it final",
+    "locked": "final; a change is a correction: "
+    '`tunemantra royalty run --org {org} --period {period} --correction "why"`',
+    "superseded": "replaced by a later version",
+}
+
+
+def _run_row(run: Any) -> dict[str, Any]:
+    def at(value: dt.datetime | None) -> str | None:
+        return value.isoformat(timespec="seconds") if value else None
+
+    return {
+        "run_id": run.id,
+        "period": run.period,
+        "version": run.version,
+        "status": run.status.value,
+        "created": at(run.created_at),
+        "created_by": run.created_by,
+        "approved_by": run.approved_by,
+        "locked_by": run.locked_by,
+        "correction": run.reason or None,
+    }
+
+
+@royalty_app.command("list")
+def royalty_list(
+    org: OrgOpt,
+    period: Annotated[str | None, typer.Option("--period", help="one period only")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every run of the organisation (each version of each period), oldest first."""
+    import sqlalchemy as sa
+
+    from royalty_engine.periods import parse_period
+    from schemas.store.runs import RoyaltyRun
+
+    factory, _, org_id = _org(org)
+    query = sa.select(RoyaltyRun).where(RoyaltyRun.org_id == org_id)
+    if period is not None:
+        try:
+            query = query.where(RoyaltyRun.period == parse_period(period).label)
+        except PeriodError as exc:
+            raise _engine_error(exc) from None
+    with factory() as session:
+        rows = [
+            _run_row(r)
+            for r in session.scalars(query.order_by(RoyaltyRun.period_start, RoyaltyRun.version))
+        ]
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    if not rows:
+        typer.echo("no runs (tunemantra royalty run --org ORG --period PERIOD)")
+    for r in rows:
+        who = ", ".join(
+            f"{k.removesuffix('_by')} by {r[k]}"
+            for k in ("created_by", "approved_by", "locked_by")
+            if r[k]
+        )
+        why = f"; correction: {r['correction']}" if r["correction"] else ""
+        typer.echo(
+            f"run {r['run_id']}\t{r['period']} v{r['version']}\t{r['status']}\t"
+            f"{r['created']}\t{who}{why}"
+        )
+
+
+@royalty_app.command("status")
+def royalty_status(
+    org: OrgOpt,
+    period: Annotated[
+        str | None, typer.Option("--period", help="one period in detail (default: every one)")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Where each period stands: its current run (the latest version not superseded), its
+    status and what to do next; with --period, that run's totals and a correction's diff."""
+    from pipelines.royalty.snapshot import current_runs
+    from royalty_engine.periods import parse_period
+
+    factory, _, org_id = _org(org)
+    with factory() as session:
+        runs = sorted(current_runs(session, org_id).values(), key=lambda r: r.period_start)
+        if period is not None:
+            try:
+                label = parse_period(period).label
+            except PeriodError as exc:
+                raise _engine_error(exc) from None
+            runs = [r for r in runs if r.period == label]
+            if not runs:
+                typer.echo(f"error: run_missing: no run for {label}", err=True)
+                raise typer.Exit(code=2)
+        rows = [
+            {
+                **_run_row(r),
+                "next": NEXT_STEP[r.status.value].format(id=r.id, org=org, period=r.period),
+                "totals": r.totals,
+                "diff": r.diff,
+            }
+            for r in runs
+        ]
+    if as_json:
+        typer.echo(json.dumps(rows, default=str))
+        return
+    if not rows:
+        typer.echo("no runs (tunemantra royalty run --org ORG --period PERIOD)")
+    for r in rows:
+        if period is not None:
+            print_run(r)
+            typer.echo(f"  next: {r['next']}")
+        else:
+            typer.echo(f"{r['period']}\tv{r['version']}\t{r['status']}\t{r['next']}")
+
+
 @audit_app.command("verify")
 def audit_verify(
     org: Annotated[str | None, typer.Option("--org", help="one organisation (default all)")] = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -22,7 +23,19 @@ PROBLEM = "application/problem+json"
 
 def test_health_and_docs(client: Any) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
-    assert client.get("/docs").status_code == 200
+    for page in ("/docs", "/redoc"):  # offline: every asset from this server, none from a CDN
+        r = client.get(page)
+        assert r.status_code == 200
+        assets = re.findall(r'(?:src|href)="([^"]+)"', r.text)
+        assert assets, r.text
+        assert "/openapi.json" in r.text
+        for url in assets:
+            assert url.startswith("/docs-static/"), (page, url)
+            got = client.get(url)
+            assert got.status_code == 200, url
+            assert len(got.content) > (100_000 if url.endswith(".js") else 500), url
+        assert "cdn" not in r.text
+        assert "fonts.googleapis" not in r.text
     paths = client.get("/openapi.json").json()["paths"]
     assert "/v1/imports/catalog" in paths
     assert "/v1/splits/{obj_id}" in paths

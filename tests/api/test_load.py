@@ -144,6 +144,47 @@ def test_sign_out_revokes_the_session_server_side(tenant: Tenant) -> None:
     assert signed_in(second.cookies[COOKIE])
 
 
+def test_revoking_a_key_ends_its_portal_sessions(
+    tenant: Tenant, sqlite_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``tunemantra apikey revoke``: the key's signed-in portal session ends at once, and the
+    key is listed as revoked (only with --all)."""
+    payee = tenant.post("/v1/payees", {"name": "Mara", "statement_currency": "EUR"})
+    key = tenant.key(Role.PAYEE, payee["id"])["X-API-Key"]
+    prefix = key.split("_")[1]
+    client = tenant.client
+    token = client.post("/portal/", data={"api_key": key}, follow_redirects=False).cookies[COOKIE]
+    client.cookies.clear()
+    cookie = {"Cookie": f"{COOKIE}={token}"}
+    assert (
+        client.get("/portal/statements", headers=cookie, follow_redirects=False).status_code == 200
+    )
+    monkeypatch.setenv("TUNEMANTRA_DATABASE_URL", f"sqlite:///{sqlite_path}")
+    monkeypatch.setenv("TUNEMANTRA_DATA_DIR", str(tmp_path / "var"))
+    get_settings.cache_clear()
+    resources.engine_for.cache_clear()
+    try:
+        runner = CliRunner()
+        listed = runner.invoke(cli_app, ["apikey", "list", "--org", "label-a", "--json"])
+        assert listed.exit_code == 0, listed.output
+        assert prefix in listed.output
+        wrong_org = runner.invoke(cli_app, ["apikey", "revoke", prefix, "--org", "nope"])
+        assert wrong_org.exit_code == 2
+        done = runner.invoke(cli_app, ["apikey", "revoke", key, "--org", "label-a"])
+        assert done.exit_code == 0, done.output
+        assert f"revoked key {prefix}" in done.output
+        live = runner.invoke(cli_app, ["apikey", "list", "--org", "label-a"]).output
+        assert prefix not in live
+        every = runner.invoke(cli_app, ["apikey", "list", "--org", "label-a", "--all"]).output
+        assert prefix in every
+    finally:
+        get_settings.cache_clear()
+        resources.engine_for.cache_clear()
+    r = client.get("/portal/statements", headers=cookie, follow_redirects=False)
+    assert (r.status_code, r.headers["location"]) == (303, "/portal/")
+    assert client.get("/v1/me", headers={"X-API-Key": key}).status_code == 401
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

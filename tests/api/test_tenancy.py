@@ -15,6 +15,7 @@ from api.app import create_app
 from schemas.store.models import Role
 from tests.api.conftest import seed
 from tests.api.test_deliveries_tenancy import COVERED as DELIVERY_ROUTES
+from tests.api.test_runs_api import COVERED as BOOKS_ROUTES
 from tests.api.test_statements_api import COVERED as STATEMENT_ROUTES
 from tests.conftest import Tenant
 
@@ -72,6 +73,7 @@ def test_every_route_has_an_isolation_case() -> None:
     covered |= COLLECTION_WRITES | NO_TENANT_DATA | AUDIT
     covered |= DELIVERY_ROUTES  # isolation cases in test_deliveries_tenancy.py
     covered |= STATEMENT_ROUTES  # isolation cases in test_statements_api.py (a locked run)
+    covered |= BOOKS_ROUTES  # runs, ingested files, rates: test_runs_api.py (a locked run)
     routes = {
         f"{method} {_norm(r.path)}"
         for r in app.routes

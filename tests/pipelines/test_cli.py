@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from cli.main import app
+from cli.main import LAZY, app, lazy_commands
 from pipelines import resources
 from pipelines.settings import get_settings
 from schemas import identifiers
@@ -68,6 +72,56 @@ def test_org_and_keys(env: str) -> None:
     engine.dispose()
     assert key not in stored  # only a hash is kept
     assert "key_hash" not in logged
+    cli("org", "create", "beta", "--name", "Beta", "--currency", "GBP")
+    orgs = cli("org", "list").splitlines()
+    assert orgs[0].split("\t") == ["slug", "name", "currency", "created"]
+    assert [line.split("\t")[:3] for line in orgs[1:]] == [
+        ["acme", "Acme", "EUR"],
+        ["beta", "Beta", "GBP"],
+    ]
+    keys = cli("apikey", "list", "--org", "acme").splitlines()
+    assert [line.split("\t")[:2] for line in keys[1:]] == [[key.split("_")[1], "finance"]]
+    assert "no keys" in cli("apikey", "list", "--org", "beta")
+    bad_role = runner.invoke(app, ["apikey", "create", "--org", "acme", "--role", "boss"])
+    assert bad_role.exit_code == 2
+    assert "admin, finance, analyst or payee" in bad_role.output
+    rates = Path("rates.csv")
+    rates.write_text(
+        "base,quote,period,rate,source\nUSD,EUR,2026-01,0.92,ECB\nGBP,EUR,2026-02,1.17,ECB\n"
+    )
+    cli("fx", "import", str(rates), "--org", "acme")
+    assert "no rates" in cli("fx", "list", "--org", "beta")
+    listed = cli("fx", "list", "--org", "acme", "--currency", "usd", "--json").splitlines()
+    assert [json.loads(x) for x in listed] == [
+        {"period": "2026-01", "base": "USD", "quote": "EUR", "rate": "0.92", "source": "ECB"}
+    ]
+    assert len(cli("fx", "list", "--org", "acme", "--period", "2026-02").splitlines()) == 2
+    assert runner.invoke(app, ["fx", "list", "--org", "acme", "--period", "2026-2"]).exit_code
+
+
+def test_help_starts_without_the_product_and_lists_every_command() -> None:
+    """``tunemantra --help`` and ``--version`` import Typer alone (no store, Polars or API),
+    and the one-line help of each lazily imported command is that command's own."""
+    probe = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from cli.main import app\n"
+        "r = CliRunner().invoke(app, ['--help'])\n"
+        "v = CliRunner().invoke(app, ['--version'])\n"
+        "heavy = {'polars', 'sqlalchemy', 'fastapi', 'pipelines', 'schemas', 'rich'}\n"
+        "print(r.exit_code, v.output.strip(), sorted(heavy & set(sys.modules)))\n"
+        "print(r.output)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.splitlines()[0] == f"0 tunemantra {version('tunemantra')} []", out
+    real = lazy_commands()
+    assert set(real.commands) == set(LAZY)
+    for name, help_line in LAZY.items():
+        assert real.commands[name].get_short_help_str(200) == help_line, name
+        assert f"  {name} " in out
+    assert "approve" in cli("royalty", "--help")  # a lazy group, resolved to run
 
 
 @pytest.mark.slow  # the whole demo

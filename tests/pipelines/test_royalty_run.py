@@ -29,7 +29,7 @@ from pipelines.settings import get_settings
 from royalty_engine.periods import PeriodError, RunError
 from royalty_engine.terms import EngineError
 from schemas.store import db
-from schemas.store.models import ContractRate, FxRate
+from schemas.store.models import ContractRate, FxRate, Organisation
 from schemas.store.runs import ContractBalance, RoyaltyRun, RunStatus, StatementSummary
 from tests.conftest import BOTH_BACKENDS
 from tests.snapshots import DATA, Snapshots, copy_demo_label, sqlite_url
@@ -142,7 +142,9 @@ def test_statement_detail_adds_up_to_the_run(label: Label) -> None:
             assert abs(value - derived[usage]) < Decimal("1e-8")
 
 
-def test_rerun_supersedes_until_locked_then_only_corrections(label: Label) -> None:
+def test_rerun_supersedes_until_locked_then_only_corrections(
+    label: Label, monkeypatch: pytest.MonkeyPatch
+) -> None:
     label.run()
     label.run()  # not approved yet: a rerun is a new version, the old one superseded
     assert [(r.version, r.status) for r in label.runs()] == [
@@ -173,6 +175,38 @@ def test_rerun_supersedes_until_locked_then_only_corrections(label: Label) -> No
     assert runs[2].supersedes_id == runs[1].id and runs[2].reason.startswith("rate")
     events = [e["event"] for e in audit_ledger.read(label.data, label.org_id)]
     assert events == ["calculated", "calculated", "approved", "locked", "calculated"]
+    # ``royalty list`` shows every version, ``royalty status`` the current one and what next
+    monkeypatch.setenv("TUNEMANTRA_DATABASE_URL", sqlite_url(label.data.parent))
+    monkeypatch.setenv("TUNEMANTRA_DATA_DIR", str(label.data))
+    get_settings.cache_clear()
+    try:
+        with label.factory() as s:
+            slug = s.scalar(sa.select(Organisation.slug).where(Organisation.id == label.org_id))
+        listed = CliRunner().invoke(app, ["royalty", "list", "--org", str(slug), "--json"])
+        assert listed.exit_code == 0, listed.output
+        assert [
+            (r["version"], r["status"], r["correction"]) for r in json.loads(listed.output)
+        ] == [
+            (1, "superseded", None),
+            (2, "locked", None),
+            (3, "calculated", "rate NB-00x was keyed wrong"),
+        ]
+        status = CliRunner().invoke(app, ["royalty", "status", "--org", str(slug)])
+        assert status.exit_code == 0, status.output
+        assert status.output.split("\t")[:3] == ["2026-01", "v3", "calculated"]
+        assert f"approve --org {slug} --period 2026-01 --run {runs[2].id}" in status.output
+        detail = CliRunner().invoke(
+            app, ["royalty", "status", "--org", str(slug), "--period", "2026-01"]
+        )
+        assert detail.exit_code == 0, detail.output
+        assert "changed: payee" in detail.output and "payable" in detail.output
+        none = CliRunner().invoke(
+            app, ["royalty", "status", "--org", str(slug), "--period", "2026-02"]
+        )
+        assert none.exit_code == 2 and "run_missing" in none.output
+    finally:
+        get_settings.cache_clear()
+        resources.engine_for.cache_clear()
 
 
 def test_next_period_opens_from_the_approved_state(label: Label) -> None:

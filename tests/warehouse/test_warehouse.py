@@ -103,6 +103,70 @@ def test_demo_builds_the_warehouse_and_prints_headlines(demo: tuple[Path, str]) 
             assert payable == (Decimal(t["payable"]), Decimal(t["reserves_held"]))
 
 
+def test_marts_by_store_and_month_staging_apart_and_the_shell(
+    demo: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo's warehouse: the store (service) dimension adds up to the lines, each month's
+    top tracks rank matched revenue, the building blocks live in schemas apart from the marts,
+    and ``tunemantra warehouse shell`` reads it (read-only) as docs/warehouse.md says."""
+    data_dir, _ = demo
+    with duckdb.connect(str(data_dir / "warehouse" / "tunemantra.duckdb"), read_only=True) as con:
+        schemas = dict(
+            con.execute("select table_name, table_schema from information_schema.tables").fetchall()
+        )
+        assert {s for t, s in schemas.items() if t.startswith("stg_")} == {"staging"}
+        assert {s for t, s in schemas.items() if t.startswith("int_")} == {"intermediate"}
+        assert {s for t, s in schemas.items() if t.startswith(("fct_", "dim_"))} == {"main"}
+        by_store = dict(
+            con.execute("select service, sum(amount) from fct_revenue_lines group by 1").fetchall()
+        )
+        stores = con.execute(
+            "select d.service, d.lines, sum(m.revenue) from dim_stores as d "
+            "join fct_revenue_monthly as m using (org_id, service) group by all"
+        ).fetchall()
+        assert len(stores) >= 3 and {"Spotify", "Apple"} <= {s for s, _, _ in stores}
+        assert {s: r for s, _, r in stores} == by_store  # every line under its store
+        assert (
+            sum(n for _, n, _ in stores)
+            == con.execute("select count(*) from fct_revenue_lines").fetchone()[0]
+        )  # type: ignore[index]
+        top = con.execute(
+            "select reporting_period, currency, count(*), sum(revenue), sum(share_of_period), "
+            "min(rank_in_period), count(top_service) from fct_top_tracks_by_period group by all"
+        ).fetchall()
+        monthly = con.execute(
+            "select reporting_period, currency, sum(revenue - suspense_revenue) "
+            "from fct_revenue_monthly group by all"
+        ).fetchall()
+        matched = {(p, c): r for p, c, r in monthly}
+        assert top
+        for period, currency, n, revenue, shares, best, with_store in top:
+            assert revenue == matched[(period, currency)]  # matched revenue, all of it
+            assert abs(shares - 1) < Decimal("0.0001") and best == 1 and with_store == n
+    monkeypatch.setenv("TUNEMANTRA_DATA_DIR", str(data_dir))
+    get_settings.cache_clear()
+    shell = runner.invoke(
+        app,
+        ["warehouse", "shell", "--csv", "-c", "select service from dim_stores order by 1 limit 1"],
+    )
+    assert shell.exit_code == 0, shell.output
+    assert shell.output.splitlines()[0] == "service"
+    tables = runner.invoke(app, ["warehouse", "shell", "-c", ".tables"])
+    assert "fct_top_tracks_by_period" in tables.output and "staging" in tables.output
+    piped = runner.invoke(
+        app, ["warehouse", "shell"], input="select 1 as one;\nselect * from nope;\n"
+    )
+    assert piped.exit_code == 1 and "nope" in piped.output
+    # read-only: a write is refused, and the file is as it was
+    write = runner.invoke(app, ["warehouse", "shell", "-c", "create table x (i int)"])
+    assert write.exit_code == 1 and "read-only" in write.output.lower()
+    monkeypatch.setenv("TUNEMANTRA_DATA_DIR", str(tmp_path / "empty"))
+    get_settings.cache_clear()
+    missing = runner.invoke(app, ["warehouse", "shell", "-c", "select 1"])
+    assert missing.exit_code == 2 and "make demo" in missing.output
+    get_settings.cache_clear()
+
+
 def _rewrite_one_lake_file(data_dir: Path, change: pl.Expr | str) -> Path:
     path = sorted((data_dir / "lake" / "revenue_lines").glob("**/*.parquet"))[0]
     frame = pl.read_parquet(path)

@@ -1,7 +1,8 @@
--- Revenue lines aggregated per organisation, month, source, territory, usage type and track
--- (track null = suspense): the grain every revenue mart starts from.
+-- Revenue lines aggregated per organisation, month, source, store (service), territory, usage
+-- type and track (track null = suspense): the grain every revenue mart starts from.
 select
-    org_id, reporting_period, source, territory, usage_type, track_id, release_id, currency,
+    org_id, reporting_period, source, {{ store('service') }} as service, territory, usage_type,
+    track_id, release_id, currency,
     match_method is null as in_suspense,
     count(*) as lines,
     cast(sum(quantity) as bigint) as quantity,
