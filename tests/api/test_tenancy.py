@@ -41,6 +41,9 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("POST", "/v1/contracts/{contract}/rates", {"rate": "0.9", "effective_from": "2025-01-01"}),
     ("GET", "/v1/contracts/{contract}/charges", None),
     ("DELETE", "/v1/contracts/{contract}/rates/{rate}", None),
+    ("GET", "/v1/contracts/{contract}/terms", None),
+    ("POST", "/v1/contracts/{contract}/terms", {"effective_from": "2026-01-01"}),
+    ("DELETE", "/v1/contracts/{contract}/terms/{terms}", None),
     ("DELETE", "/v1/contracts/{contract}/charges/{charge}", None),
     (
         "POST",
@@ -231,6 +234,7 @@ def test_payee_key_sees_only_its_payee(tenant_a: Tenant) -> None:
         f"/v1/tracks/{other['track']}",
         f"/v1/releases/{other['release']}",
         f"/v1/contracts/{ids['other_contract']}/rates",
+        f"/v1/contracts/{ids['other_contract']}/terms",
         f"/v1/payees/{ids['other_payee']}/balance-history",
     ):
         assert c.get(path, headers=key).status_code == 404, path
