@@ -300,31 +300,35 @@ def share_drops(terms: Terms, period: Period, grain: Grain, names: _Names) -> li
         .filter(pl.col("total") < Decimal(1))
         .sort("track_id", "had_all", "as_of", "class_id")
     )
-    out = []
-    for (track_id, payee_id), rows in totals.group_by(["track_id", "had_all"], maintain_order=True):
-        first = rows.row(0, named=True)
-        where = _territories(rows["class_id"].unique().to_list(), grain)
+    # one warning per track, payee and outcome (shares and where)
+    found: dict[tuple[int, int, Decimal, Decimal], list[dict[str, Any]]] = {}
+    for row in totals.iter_rows(named=True):
         mine = sum(
-            (Decimal(s["share"]) for s in first["shares"] or [] if s["payee_id"] == payee_id),
+            (Decimal(x["share"]) for x in row["shares"] or [] if x["payee_id"] == row["had_all"]),
             Decimal(0),
         )
-        total = Decimal(first["total"])
+        key = (row["track_id"], row["had_all"], Decimal(row["total"]), mine)
+        found.setdefault(key, []).append(row)
+    out = []
+    for (track_id, payee_id, total, mine), rows in found.items():
+        start = min(r["as_of"] for r in rows)
+        where = _territories(sorted({r["class_id"] for r in rows}), grain)
+        who = names.payee(payee_id)
         out.append(
             RunWarning(
                 SHARE_DROP,
-                f"Track {names.track(track_id)}: {names.payee(payee_id)} had 100% on "
-                f"{before}; from {first['as_of']} the splits in force add up to "
-                f"{_pct(total)} ({names.payee(payee_id)} {_pct(mine)}) {where}, so "
-                f"{_pct(Decimal(1) - total)} of its revenue is kept by the label. If that is "
-                "not what the contract says, add or extend a split.",
+                f"Track {names.track(track_id)}: {who} had 100% on {before}; from {start} "
+                f"the splits in force add up to {_pct(total)} ({who} {_pct(mine)}) {where}, "
+                f"so {_pct(Decimal(1) - total)} of its revenue there is kept by the label. If "
+                "that is not what the contract says, add or extend a split.",
                 {
                     "track_id": track_id,
                     "payee_id": payee_id,
-                    "payee": names.payee(payee_id),
+                    "payee": who,
                     "previous_share": "1",
                     "share": str(mine),
                     "total_share": str(total),
-                    "from": str(first["as_of"]),
+                    "from": str(start),
                     "territories": where,
                 },
             )
@@ -358,6 +362,9 @@ def _territories(class_ids: list[int], grain: Grain) -> str:
         return "worldwide"
     if len(codes) <= 6:
         return "in " + ", ".join(codes)
+    rest = sorted(set(real) - set(codes))
+    if len(rest) <= 6:
+        return "everywhere but " + ", ".join(rest)
     return f"in {len(codes)} territories ({', '.join(codes[:3])}, …)"
 
 
