@@ -22,7 +22,16 @@ from api.queries import (
     SplitFilter,
     TrackFilter,
 )
-from api.routes import audit, contracts, deliveries, imports, statements, suspense, tracks
+from api.routes import (
+    audit,
+    contracts,
+    deliveries,
+    imports,
+    royalty_warnings,
+    statements,
+    suspense,
+    tracks,
+)
 from api.routes.crud import crud_router
 from pipelines.settings import get_settings
 from schemas import catalog as c
@@ -99,5 +108,6 @@ def create_app(
     app.include_router(suspense.router)
     app.include_router(deliveries.router)
     app.include_router(statements.router)
+    app.include_router(royalty_warnings.router)
     portal.install(app)
     return app

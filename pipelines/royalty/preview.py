@@ -11,15 +11,19 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipelines.royalty.verification import open_run
+from pipelines.royalty.warnings import warnings_for_run
 from royalty_engine.periods import RunError
 from schemas.store.models import Contract, Payee
 from schemas.store.runs import ContractBalance, RoyaltyRun, StatementSummary
 
 
-def preview(factory: sessionmaker[Session], *, run_id: int) -> dict[str, Any]:
+def preview(
+    factory: sessionmaker[Session], *, run_id: int, data_dir: Path | None = None
+) -> dict[str, Any]:
     """What a finance user looks at before approving: totals, the share of revenue in
-    suspense, each payee's variance against the previous period, and contracts whose balance
-    became zero or negative."""
+    suspense, each payee's variance against the previous period, contracts whose balance
+    became zero or negative and, given the data directory, the accountant's ``warnings``
+    (``royalty_engine.warnings.RunWarning`` as dicts: ``code``, ``message``, ``subject``)."""
     with factory() as session:
         run = session.get(RoyaltyRun, run_id)
         if run is None:
@@ -95,6 +99,7 @@ def preview(factory: sessionmaker[Session], *, run_id: int) -> dict[str, Any]:
         if "revenue" in t and Decimal(t["revenue"]) != 0:
             share = Decimal(t["suspense"]) / Decimal(t["revenue"]) * 100
             suspense_share[cur] = str(share.quantize(Decimal("0.01")))
+    warnings = [] if data_dir is None else warnings_for_run(factory, data_dir, run_id=run_id)
     lines = [
         f"## Royalty run {run_id}: {period} v{version}",
         "",
@@ -123,6 +128,7 @@ def preview(factory: sessionmaker[Session], *, run_id: int) -> dict[str, Any]:
         "suspense_share_pct": suspense_share,
         "variance": variance,
         "flags": flagged,
+        "warnings": [w.as_dict() for w in warnings],
         "markdown": "\n".join(lines),
     }
 

@@ -57,7 +57,8 @@ def verify(run_id: int) -> dict[str, Any]:
 def preview(run_id: int) -> dict[str, Any]:
     from pipelines.royalty.preview import preview as build
 
-    return build(get_session_factory(), run_id=run_id)
+    settings = get_settings()
+    return build(get_session_factory(settings), run_id=run_id, data_dir=settings.data_dir)
 
 
 def transition(
