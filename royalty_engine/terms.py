@@ -144,7 +144,7 @@ def terms_in_force(contracts: pl.DataFrame, versions: pl.DataFrame, on: dt.date)
         contracts.drop(TERM_FIELDS)
         .join(chosen, on="contract_id", how="left", maintain_order="left")
         .select(contracts.columns)
-        .cast(contracts.schema)  # type: ignore[arg-type]
+        .cast(contracts.schema)
     )
 
 
