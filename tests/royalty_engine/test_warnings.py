@@ -42,7 +42,7 @@ def label(**kw: Any) -> Terms:
         {"track_id": [1, 2], "release_id": [1, 1], "isrc": ["GBAAA2600001", "GBAAA2600002"]}
         | {"title": ["Night Drive", "Dawn"]}
     )
-    return dataclasses.replace(t, tracks=tracks.cast(t.tracks.schema))  # type: ignore[arg-type]
+    return dataclasses.replace(t, tracks=tracks.cast(t.tracks.schema))
 
 
 def warned(t: Terms, *rows: dict[str, Any]) -> list[RunWarning]:
