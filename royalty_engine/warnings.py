@@ -66,24 +66,31 @@ def period_warnings(lines: pl.LazyFrame, terms: Terms, period: Period) -> list[R
     agg = _segments(aggregate(in_period, grain)[0].collect(), grain).join(
         grain.segment_table(), on="segment", how="left"
     )
-    example = _example_territories(in_period, grain)
+    seen = _Seen(agg, terms, grain, names, _example_territories(in_period, grain))
     return [
-        *ambiguous_rates(agg, terms, grain, names, example),
-        *split_overrides(agg, terms, grain, names, example),
+        *ambiguous_rates(seen),
+        *split_overrides(seen),
         *share_drops(terms, period, grain, names),
     ]
 
 
+@dataclass(frozen=True)
+class _Seen:
+    """The period's matched lines as the run aggregates them (``agg``: ``PLACE`` keys, usage
+    type, channel, reporting period), the terms, and how to name things."""
+
+    agg: pl.DataFrame
+    terms: Terms
+    grain: Grain
+    names: _Names
+    example: dict[int, str]  # territory class -> a territory of the period's lines in it
+
+
 # --- W-RATE-AMBIGUOUS -------------------------------------------------------------------------
-def ambiguous_rates(
-    agg: pl.DataFrame,
-    terms: Terms,
-    grain: Grain,
-    names: _Names,
-    example: dict[int, str],
-) -> list[RunWarning]:
+def ambiguous_rates(seen: _Seen) -> list[RunWarning]:
     """Pairs of rates matching the same line where the one applied is not at least as
     specific as the other in every dimension (or they tie and start on the same day)."""
+    agg, terms, grain, names, example = seen.agg, seen.terms, seen.grain, seen.names, seen.example
     applied = _splits(agg.select(PLACE).unique(), terms, grain)
     if applied is None or not applied.height or not terms.rates.height:
         return []
@@ -171,15 +178,10 @@ def ambiguous_rates(
 
 
 # --- W-SPLIT-OVERRIDE -------------------------------------------------------------------------
-def split_overrides(
-    agg: pl.DataFrame,
-    terms: Terms,
-    grain: Grain,
-    names: _Names,
-    example: dict[int, str],
-) -> list[RunWarning]:
+def split_overrides(seen: _Seen) -> list[RunWarning]:
     """Release-level payees who get nothing from a track of the release with revenue in the
     period, because the track's own splits replace the release's and do not name them."""
+    agg, terms, grain, names, example = seen.agg, seen.terms, seen.grain, seen.names, seen.example
     with_own = terms.splits.filter(pl.col("track_id").is_not_null())["track_id"].unique()
     placements = (
         agg.filter(pl.col("track_id").is_in(with_own.implode()))

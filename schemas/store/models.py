@@ -254,10 +254,9 @@ class Payee(Base):
         return value
 
 
-class Contract(Base):
-    __tablename__ = "contracts"
-    __table_args__ = (
-        sa.UniqueConstraint("org_id", "reference"),
+def _term_checks() -> tuple[sa.CheckConstraint, ...]:
+    """A contract's effective-dated terms, on the contract and on each later version."""
+    return (
         sa.CheckConstraint(
             "CAST(reserve_rate AS NUMERIC) >= 0 AND CAST(reserve_rate AS NUMERIC) < 1",
             name="reserve_fraction",
@@ -267,6 +266,11 @@ class Contract(Base):
             name="distribution_fee_fraction",
         ),
     )
+
+
+class Contract(Base):
+    __tablename__ = "contracts"
+    __table_args__ = (sa.UniqueConstraint("org_id", "reference"), *_term_checks())
     org_id: Mapped[int] = mapped_column(
         sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
     )
@@ -297,17 +301,7 @@ class ContractTerms(Base):
     """
 
     __tablename__ = "contract_terms"
-    __table_args__ = (
-        sa.UniqueConstraint("contract_id", "effective_from"),
-        sa.CheckConstraint(
-            "CAST(reserve_rate AS NUMERIC) >= 0 AND CAST(reserve_rate AS NUMERIC) < 1",
-            name="reserve_fraction",
-        ),
-        sa.CheckConstraint(
-            "CAST(distribution_fee AS NUMERIC) >= 0 AND CAST(distribution_fee AS NUMERIC) < 1",
-            name="distribution_fee_fraction",
-        ),
-    )
+    __table_args__ = (sa.UniqueConstraint("contract_id", "effective_from"), *_term_checks())
     org_id: Mapped[int] = mapped_column(
         sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
     )

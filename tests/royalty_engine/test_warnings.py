@@ -106,19 +106,13 @@ def test_track_split_removes_release_payees() -> None:
 
 
 def test_share_drop_after_a_payee_had_all_of_a_track() -> None:
-    dec31, jan1 = dt.date(2025, 12, 31), dt.date(2026, 1, 1)
-    t = label(
-        splits=[
-            {"split_id": 1, "release_id": 1, "contract_id": 1, "share": "1", "effective_to": dec31},
-            {
-                "split_id": 2,
-                "release_id": 1,
-                "contract_id": 1,
-                "share": "0.7",
-                "effective_from": jan1,
-            },
-        ]
-    )
+    jan1 = dt.date(2026, 1, 1)
+    aurora = [  # all of the release until 2025, 70% from 2026
+        {"split_id": 1, "release_id": 1, "contract_id": 1, "share": "1"}
+        | {"effective_to": dt.date(2025, 12, 31)},
+        {"split_id": 2, "release_id": 1, "contract_id": 1, "share": "0.7", "effective_from": jan1},
+    ]
+    t = label(splits=aurora)
     drops = [w for w in warned(t) if w.code == "W-SHARE-DROP"]
     assert [w.subject["track_id"] for w in drops] == [1, 2]  # both tracks of the release
     w = drops[0]
@@ -130,18 +124,6 @@ def test_share_drop_after_a_payee_had_all_of_a_track() -> None:
     assert w.subject["from"] == "2026-01-01" and w.subject["territories"] == "worldwide"
     assert "Aurora had 100% on 2025-12-31" in w.message and "30% of its revenue" in w.message
     # the share handed to someone else instead: the track is still 100% split, no warning
-    t = label(
-        splits=[
-            {"split_id": 1, "release_id": 1, "contract_id": 1, "share": "1", "effective_to": dec31},
-            {
-                "split_id": 2,
-                "release_id": 1,
-                "contract_id": 1,
-                "share": "0.7",
-                "effective_from": jan1,
-            },
-            {"split_id": 3, "release_id": 1, "contract_id": 2, "payee_id": 2, "share": "0.3"}
-            | {"effective_from": jan1},
-        ]
-    )
+    borealis = {"split_id": 3, "release_id": 1, "contract_id": 2, "payee_id": 2, "share": "0.3"}
+    t = label(splits=[*aurora, borealis | {"effective_from": jan1}])
     assert [w for w in warned(t) if w.code == "W-SHARE-DROP"] == []
