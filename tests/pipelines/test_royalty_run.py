@@ -389,6 +389,13 @@ def test_cli_run_approve_lock_and_verify(
         assert verify.exit_code == 0 and "7 entries, OK" in verify.output
         same = runner.invoke(app, ["royalty", "reproduce", "--run", str(report["run_id"])])
         assert same.exit_code == 0 and json.loads(same.output)["identical"] is True
+        # the demo's terms give an accountant nothing to warn about, before or after a run
+        warn = ["royalty", "warnings", "--org", "demo"]
+        none = runner.invoke(app, [*warn, "--period", "2026-H2"])
+        assert none.exit_code == 0 and none.output.strip() == "no warnings", none.output
+        ran = runner.invoke(app, [*warn, "--run", str(report["run_id"]), "--json"])
+        assert ran.exit_code == 0 and json.loads(ran.output) == [], ran.output
+        assert runner.invoke(app, warn).exit_code == 2  # --period or --run
     finally:
         get_settings.cache_clear()
         resources.engine_for.cache_clear()
