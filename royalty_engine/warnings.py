@@ -20,7 +20,7 @@ Pure: frames in, a list of :class:`RunWarning` out, in a stable order.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -61,12 +61,12 @@ class RunWarning:
 def period_warnings(lines: pl.LazyFrame, terms: Terms, period: Period) -> list[RunWarning]:
     """Every warning for a period's lines and terms (the terms as a run snapshots them)."""
     names = _Names(terms)
-    grain = replace(Grain.of(terms), override_tracks=terms.tracks["track_id"])
+    grain = Grain.of(terms)  # the run's own grain: one aggregation, as the run does it
     in_period = period_lines(lines, period)
     agg = _segments(aggregate(in_period, grain)[0].collect(), grain).join(
         grain.segment_table(), on="segment", how="left"
     )
-    seen = _Seen(agg, terms, grain, names, _example_territories(in_period, grain))
+    seen = _Seen(agg, terms, grain, names, in_period)
     return [
         *ambiguous_rates(seen),
         *split_overrides(seen),
@@ -83,26 +83,50 @@ class _Seen:
     terms: Terms
     grain: Grain
     names: _Names
-    example: dict[int, str]  # territory class -> a territory of the period's lines in it
+    lines: pl.LazyFrame  # the period's lines, for an example of each warning
+
+    def example(self, row: dict[str, Any]) -> tuple[int | None, str]:
+        """(track, territory) of one line of the period at ``row``'s keys (release, track if
+        known, usage type and channel if given, reporting period, territory class): a
+        filtered scan that stops at the first line, run only for the few warnings found."""
+        territories = [t for t, c in self.grain.classes.items() if c == row["class_id"]]
+        match = (
+            (pl.col("release_id") == row["release_id"])
+            & (pl.col("reporting_period") == row["reporting_period"])
+            & pl.col("territory").fill_null("WW").is_in(territories)
+            & pl.col("match_method").is_not_null()
+        )
+        if row.get("track_id") is not None:
+            match &= pl.col("track_id") == row["track_id"]
+        if "usage_type" in row:
+            match &= pl.col("usage_type").fill_null("other") == row["usage_type"]
+        if "channel" in row:
+            match &= pl.col("commercial_model").fill_null("") == row["channel"]
+        found = self.lines.filter(match).select("track_id", "territory").head(1).collect()
+        if not found.height:
+            return row.get("track_id"), ""
+        return found["track_id"][0], found["territory"][0] or ""
 
 
 # --- W-RATE-AMBIGUOUS -------------------------------------------------------------------------
 def ambiguous_rates(seen: _Seen) -> list[RunWarning]:
     """Pairs of rates matching the same line where the one applied is not at least as
     specific as the other in every dimension (or they tie and start on the same day)."""
-    agg, terms, grain, names, example = seen.agg, seen.terms, seen.grain, seen.names, seen.example
+    agg, terms, grain, names = seen.agg, seen.terms, seen.grain, seen.names
     applied = _splits(agg.select(PLACE).unique(), terms, grain)
     if applied is None or not applied.height or not terms.rates.height:
         return []
     needs = (
-        agg.with_columns(pl.col("usage_type").cast(pl.String), pl.col("channel").cast(pl.String))
-        .join(applied.select(*PLACE, "contract_id"), on=PLACE, nulls_equal=True)
-        .group_by(RATE_KEYS)
-        .agg(
-            pl.col("track_id").min(),
-            pl.col("release_id").min(),
-            pl.col("reporting_period").cast(pl.String).min(),
+        agg.with_columns(
+            pl.col("usage_type").cast(pl.String),
+            pl.col("channel").cast(pl.String),
+            pl.col("reporting_period").cast(pl.String),
         )
+        .join(applied.select(*PLACE, "contract_id"), on=PLACE, nulls_equal=True)
+        # each need's example: its first aggregate (release, track, month), all from one
+        .sort("release_id", "track_id", "reporting_period", nulls_last=True)
+        .group_by(RATE_KEYS, maintain_order=True)
+        .agg(pl.col("track_id", "release_id", "reporting_period").first())
     )
     flags = [e.alias(f"_d{i}") for i, e in enumerate(SPECIFICITY.values())]
     cand = (
@@ -132,8 +156,8 @@ def ambiguous_rates(seen: _Seen) -> list[RunWarning]:
         win, other = names.rate(row["w_id"]), names.rate(row["rate_id"])
         w_more = [n for n, d in zip(_DIMS, dims, strict=True) if row[f"w{d}"] and not row[d]]
         o_more = [n for n, d in zip(_DIMS, dims, strict=True) if row[d] and not row[f"w{d}"]]
-        where = example.get(row["class_id"], "")
-        track = names.track(row["track_id"]) if row["track_id"] is not None else None
+        track_id, where = seen.example(row)
+        track = names.track(track_id) if track_id is not None else None
         line = (
             f"{_usage(row['usage_type'])} / {_channel(row['channel'])} lines of "
             f"{row['reporting_period']}"
@@ -169,7 +193,7 @@ def ambiguous_rates(seen: _Seen) -> list[RunWarning]:
                     "territory": where,
                     "reporting_period": row["reporting_period"],
                     "terms_as_of": str(row["as_of"]),
-                    "track_id": row["track_id"],
+                    "track_id": track_id,
                     "release_id": row["release_id"],
                 },
             )
@@ -181,7 +205,7 @@ def ambiguous_rates(seen: _Seen) -> list[RunWarning]:
 def split_overrides(seen: _Seen) -> list[RunWarning]:
     """Release-level payees who get nothing from a track of the release with revenue in the
     period, because the track's own splits replace the release's and do not name them."""
-    agg, terms, grain, names, example = seen.agg, seen.terms, seen.grain, seen.names, seen.example
+    agg, terms, grain, names = seen.agg, seen.terms, seen.grain, seen.names
     with_own = terms.splits.filter(pl.col("track_id").is_not_null())["track_id"].unique()
     placements = (
         agg.filter(pl.col("track_id").is_in(with_own.implode()))
@@ -222,7 +246,7 @@ def split_overrides(seen: _Seen) -> list[RunWarning]:
             f"{names.contract(r['contract_id'])})"
             for r in payees.iter_rows(named=True)
         ]
-        where = example.get(first["class_id"], "")
+        _, where = seen.example({**first, "track_id": track_id})
         out.append(
             RunWarning(
                 SPLIT_OVERRIDE,
@@ -346,15 +370,6 @@ def _splits(placements: pl.DataFrame, terms: Terms, grain: Grain) -> pl.DataFram
         return resolve_splits(placements, terms.splits, grain.members)
     except EngineError:
         return None
-
-
-def _example_territories(lines: pl.LazyFrame, grain: Grain) -> dict[int, str]:
-    """Per territory class, one territory of the period's lines in it (the first by code)."""
-    seen = lines.select(pl.col("territory").fill_null("WW").unique()).collect()
-    out: dict[int, str] = {}
-    for t in sorted(seen["territory"].to_list()):
-        out.setdefault(grain.classes.get(t, grain.classes["ZZ"]), t)
-    return out
 
 
 def _territories(class_ids: list[int], grain: Grain) -> str:
