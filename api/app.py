@@ -32,6 +32,7 @@ from api.routes import (
     fx,
     imports,
     ingest_files,
+    royalty_warnings,
     runs,
     statements,
     suspense,
@@ -123,6 +124,7 @@ def create_app(
     app.include_router(runs.router)
     app.include_router(ingest_files.router)
     app.include_router(fx.router)
+    app.include_router(royalty_warnings.router)
     portal.install(app)
     return app
 

@@ -21,6 +21,7 @@ from schemas.store.models import (
     Contract,
     ContractCharge,
     ContractRate,
+    ContractTerms,
     Payee,
     Release,
     Role,
@@ -100,7 +101,7 @@ def payee_scope(model: type[Base], payee_id: int) -> sa.ColumnElement[bool]:
         return Payee.id == payee_id
     if model is Contract:
         return Contract.payee_id == payee_id
-    if model in (ContractRate, ContractCharge):
+    if model in (ContractRate, ContractCharge, ContractTerms):
         own = sa.select(Contract.id).where(Contract.payee_id == payee_id)
         return model.contract_id.in_(own)  # type: ignore[attr-defined]
     if model is Split:

@@ -370,6 +370,42 @@ def royalty_status(
             typer.echo(f"{r['period']}\tv{r['version']}\t{r['status']}\t{r['next']}")
 
 
+@royalty_app.command("warnings")
+def royalty_warnings(
+    org: OrgOpt,
+    period: Annotated[
+        str | None, typer.Option("--period", help="2026-01, 2026-Q1 or 2026-H1 (before a run)")
+    ] = None,
+    run_id: Annotated[int | None, typer.Option("--run", help="a recorded run instead")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """What an accountant should look at before approving a period: rates of a contract that
+    both match a line with neither more specific in every dimension, track splits that leave
+    release payees out, shares that fall under 100% for a payee who had all of a track.
+    Exit code 0 either way (warnings are not errors)."""
+    from pipelines.royalty.warnings import warnings_for_period, warnings_for_run
+
+    if (period is None) == (run_id is None):
+        typer.echo("error: give --period or --run", err=True)
+        raise typer.Exit(code=2)
+    factory, data_dir, org_id = _org(org)
+    try:
+        if run_id is not None:
+            found = warnings_for_run(factory, data_dir, run_id=run_id, org_id=org_id)
+        else:
+            assert period is not None
+            found = warnings_for_period(factory, data_dir, org_id=org_id, period=period)
+    except (EngineError, PeriodError) as exc:
+        raise _engine_error(exc) from None
+    if as_json:
+        typer.echo(json.dumps([w.as_dict() for w in found], default=str))
+        return
+    if not found:
+        typer.echo("no warnings")
+    for w in found:
+        typer.echo(f"{w.code}: {w.message}")
+
+
 @audit_app.command("verify")
 def audit_verify(
     org: Annotated[str | None, typer.Option("--org", help="one organisation (default all)")] = None,

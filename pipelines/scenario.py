@@ -199,6 +199,17 @@ class ChargeSpec(_M):
     description: str = ""
 
 
+class TermsSpec(_M):
+    """A later version of the contract's terms; fields left out: those of the day before."""
+
+    effective_from: dt.date
+    distribution_fee: Exact | None = None
+    reserve_rate: Exact | None = None
+    reserve_periods: int | None = None
+    minimum_payment: Exact | None = None
+    statement_frequency: Str | None = None
+
+
 class ContractSpec(_M):
     reference: str
     payee: str
@@ -215,6 +226,7 @@ class ContractSpec(_M):
     minimum_payment: Exact = Decimal(0)
     rates: list[RateSpec] = []
     charges: list[ChargeSpec] = []
+    terms: list[TermsSpec] = []  # later versions of the five terms above
 
 
 class SplitSpec(_M):
@@ -657,6 +669,13 @@ def _contract(
                 "description": ch.description,
             }
             for ch in k.charges
+        ],
+        "terms": [
+            {
+                key: _s(value) if isinstance(value, Decimal) else value
+                for key, value in v.model_dump(exclude_none=True).items()
+            }
+            for v in k.terms
         ],
     }
     return _create(session, org_id, "contracts", where, data)

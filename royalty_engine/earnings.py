@@ -272,18 +272,33 @@ def resolve_splits(
     return applied
 
 
+# The dimensions a rate can be specific in, most decisive first: an exact usage type beats
+# ``*``, then an exact channel beats ``*``, then a territory list beats WW.
+SPECIFICITY = {
+    "usage type": pl.col("r_usage") != "*",
+    "channel": pl.col("r_channel") != "*",
+    "territories": pl.col("territories") != "WW",
+}
+
+
 def _specificity() -> pl.Expr:
-    return (
-        (pl.col("r_usage") != "*").cast(pl.Int32) * 4
-        + (pl.col("r_channel") != "*").cast(pl.Int32) * 2
-        + (pl.col("territories") != "WW").cast(pl.Int32)
+    weights = [4, 2, 1]
+    return sum(
+        (e.cast(pl.Int32) * w for e, w in zip(SPECIFICITY.values(), weights, strict=True)),
+        pl.lit(0, pl.Int32),
     )
 
 
-def resolve_rates(needs: pl.DataFrame, rates: pl.DataFrame, members: pl.DataFrame) -> pl.DataFrame:
-    """needs (contract_id, usage_type, channel, as_of, class_id) -> + rate_id, slot."""
-    keys = ["contract_id", "usage_type", "channel", "as_of", "class_id"]
-    extra = [c for c in needs.columns if c not in keys]  # carried along (e.g. a packed key)
+RATE_KEYS = ["contract_id", "usage_type", "channel", "as_of", "class_id"]
+
+
+def rate_candidates(
+    needs: pl.DataFrame, rates: pl.DataFrame, members: pl.DataFrame
+) -> pl.DataFrame:
+    """Every rate that matches each need (contract_id, usage_type, channel, as_of, class_id):
+    in force, of the need's usage type or ``*``, channel or ``*``, territory set containing the
+    need's class. Each need's candidates come in the order the rule ranks them (most specific,
+    then latest, first), with their ``r_usage``, ``r_channel``, ``territories`` and ``_spec``."""
     r = rates.select(
         "rate_id",
         "contract_id",
@@ -293,7 +308,7 @@ def resolve_rates(needs: pl.DataFrame, rates: pl.DataFrame, members: pl.DataFram
         "effective_from",
         "effective_to",
     )
-    cand = (
+    return (
         needs.join(r, on="contract_id", how="inner")
         .filter(
             in_force_expr()
@@ -304,6 +319,15 @@ def resolve_rates(needs: pl.DataFrame, rates: pl.DataFrame, members: pl.DataFram
         .with_columns(_specificity().alias("_spec"))
         # most specific, then latest, first: each need's first candidate is its rate
         .sort(["_spec", "effective_from", "rate_id"], descending=True)
+    )
+
+
+def resolve_rates(needs: pl.DataFrame, rates: pl.DataFrame, members: pl.DataFrame) -> pl.DataFrame:
+    """needs (contract_id, usage_type, channel, as_of, class_id) -> + rate_id, slot."""
+    keys = RATE_KEYS
+    extra = [c for c in needs.columns if c not in keys]  # carried along (e.g. a packed key)
+    cand = (
+        rate_candidates(needs, rates, members)
         .unique(subset=keys, keep="first", maintain_order=True)
         .with_columns(
             pl.concat_str(

@@ -7,6 +7,7 @@ run byte for byte. Nothing in this package reads a database or a path.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -14,6 +15,7 @@ from typing import Any
 
 import polars as pl
 
+from schemas.effective import CONTRACT_TERM_FIELDS, in_force_expr
 from schemas.money import EXACT, RATE
 
 SCHEMAS: dict[str, dict[str, pl.DataType]] = {
@@ -94,6 +96,56 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "title": pl.String(),
     },
 }
+
+
+TERM_FIELDS = CONTRACT_TERM_FIELDS
+TERM_VERSION_SCHEMA: dict[str, pl.DataType] = {
+    "contract_id": pl.Int64(),
+    "effective_from": pl.Date(),
+    **{f: SCHEMAS["contracts"][f] for f in TERM_FIELDS},
+}
+
+
+def term_versions(contracts: pl.DataFrame, versions: pl.DataFrame) -> pl.DataFrame:
+    """Every version of every contract's terms, dated: the contract's own columns from its
+    start date, then each later version, each in force until the day before the next one's
+    ``effective_from`` (the last one open-ended)."""
+    first = contracts.select(
+        "contract_id", pl.col("start_date").alias("effective_from"), *TERM_FIELDS
+    ).cast(TERM_VERSION_SCHEMA)  # type: ignore[arg-type]
+    later = versions.select(list(TERM_VERSION_SCHEMA)).cast(TERM_VERSION_SCHEMA)  # type: ignore[arg-type]
+    return (
+        pl.concat([first, later.filter(pl.col("contract_id").is_in(first["contract_id"]))])
+        .sort("contract_id", "effective_from", maintain_order=True)
+        .unique(["contract_id", "effective_from"], keep="last", maintain_order=True)
+        .with_columns(
+            effective_to=(pl.col("effective_from").shift(-1) - pl.duration(days=1)).over(
+                "contract_id"
+            )
+        )
+    )
+
+
+def terms_in_force(contracts: pl.DataFrame, versions: pl.DataFrame, on: dt.date) -> pl.DataFrame:
+    """``contracts`` (the snapshot's ``contracts`` frame) with the effective-dated terms
+    (``TERM_FIELDS``) of the version in force on ``on`` (a period's first day), or on the
+    contract's start date when it starts later. With no later versions the frame is returned
+    as it is, so runs of contracts whose terms never changed are what they always were."""
+    if versions.is_empty():
+        return contracts
+    as_of = pl.max_horizontal(pl.lit(on, pl.Date()), pl.col("start_date")).alias("as_of")
+    chosen = (
+        term_versions(contracts, versions)
+        .join(contracts.select("contract_id", as_of), on="contract_id")
+        .filter(in_force_expr("as_of"))
+        .select("contract_id", *TERM_FIELDS)
+    )
+    return (
+        contracts.drop(TERM_FIELDS)
+        .join(chosen, on="contract_id", how="left", maintain_order="left")
+        .select(contracts.columns)
+        .cast(contracts.schema)
+    )
 
 
 class EngineError(ValueError):

@@ -366,6 +366,31 @@ class ChargeOut(_Out):
     description: str
 
 
+class TermsIn(_In):
+    """A later version of a contract's effective-dated terms, in force from ``effective_from``
+    until the next version's. Fields left out are copied from the version in force the day
+    before (the contract's own terms, or an earlier version)."""
+
+    effective_from: Date
+    distribution_fee: Annotated[Fraction, Field(lt=1)] | None = None
+    reserve_rate: Annotated[Fraction, Field(lt=1)] | None = None
+    reserve_periods: Annotated[int, Field(ge=0, le=24)] | None = None
+    minimum_payment: Annotated[Amount, Field(ge=0)] | None = None
+    statement_frequency: StatementFrequency | None = None
+
+
+class TermsOut(_Out):
+    id: int | None  # type: ignore[assignment]  # None: the contract's own terms, its first version
+    contract_id: int
+    effective_from: Date
+    effective_to: dt.date | None = None  # the day before the next version's, if any
+    distribution_fee: Annotated[Decimal, DecimalOut]
+    reserve_rate: Annotated[Decimal, DecimalOut]
+    reserve_periods: int
+    minimum_payment: Annotated[Decimal, DecimalOut]
+    statement_frequency: StatementFrequency
+
+
 class ContractFields(_In):
     distribution_fee: Annotated[Fraction, Field(lt=1)] = Decimal(0)
     cross_collateral_group: Annotated[str, StringConstraints(max_length=64)] | None = None
@@ -385,6 +410,8 @@ class ContractIn(ContractFields):
     start_date: Date
     rates: Annotated[list[RateIn], Field(max_length=500)] = []
     charges: Annotated[list[ChargeIn], Field(max_length=500)] = []
+    # later versions of the effective-dated terms above (which are the first, from start_date)
+    terms: Annotated[list[TermsIn], Field(max_length=500)] = []
 
     @model_validator(mode="after")
     def _check(self) -> Self:

@@ -12,6 +12,16 @@ from typing import Any
 import polars as pl
 import sqlalchemy as sa
 
+# A contract's terms that change with an effective date, like its rates: a contract's own
+# columns are the first version (from its start date), ``contract_terms`` rows the later ones.
+CONTRACT_TERM_FIELDS = (
+    "distribution_fee",
+    "reserve_rate",
+    "reserve_periods",
+    "minimum_payment",
+    "statement_frequency",
+)
+
 
 def in_force(effective_from: dt.date, effective_to: dt.date | None, on: dt.date) -> bool:
     """Whether a row dated ``effective_from``..``effective_to`` is in force on ``on``."""

@@ -20,7 +20,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipelines.royalty.verification import open_run
+from pipelines.royalty.warnings import warnings_for_run
 from royalty_engine.periods import RunError
+from royalty_engine.warnings import RunWarning
 from schemas.money import cents, format_amount
 from schemas.statement_figures import FIGURE_LABELS
 from schemas.store.models import Contract, Payee
@@ -232,8 +234,8 @@ class Preview:
     correction: str = ""  # why this version corrects a locked run ("" for a first version)
     diff: list[dict[str, Any]] = field(default_factory=list)
     payee_names: dict[int, str] = field(default_factory=dict)
-    # the accounting warnings of the run's terms (objects with ``.code`` and ``.message``)
-    warnings: list[Any] = field(default_factory=list)
+    # the accountant's warnings on the run's terms (``royalty_engine.warnings``)
+    warnings: list[RunWarning] = field(default_factory=list)
 
     @property
     def suspense_share(self) -> dict[str, Decimal]:
@@ -267,16 +269,9 @@ class Preview:
             },
             "flags": [f.as_dict() for f in self.flags],
             "needs_a_look": self.needs_a_look(),
-            "warnings": [
-                {"code": str(_attr(w, "code")), "message": str(_attr(w, "message"))}
-                for w in getattr(self, "warnings", None) or []
-            ],
+            "warnings": [w.as_dict() for w in self.warnings],
             "markdown": render_markdown(self),
         }
-
-
-def _attr(obj: Any, name: str) -> Any:
-    return obj.get(name, "") if isinstance(obj, dict) else getattr(obj, name, "")
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], *, left: int = 1) -> list[str]:
@@ -320,10 +315,9 @@ def render_markdown(p: Preview) -> str:
     looks = p.needs_a_look()
     out.append(f"### Needs a look ({len(looks)})" if looks else "### Needs a look: nothing")
     out += [f"- {line}" for line in looks] + [""]
-    warnings = list(getattr(p, "warnings", None) or [])
-    if warnings:
-        out.append(f"### Warnings ({len(warnings)})")
-        out += [f"- **{_attr(w, 'code')}**: {_attr(w, 'message')}" for w in warnings] + [""]
+    if p.warnings:
+        out.append(f"### Warnings ({len(p.warnings)})")
+        out += [f"- **{w.code}**: {w.message}" for w in p.warnings] + [""]
 
     share = p.suspense_share
     out.append(f"### Revenue and where it went (accounting currency, {p.currency})")
@@ -483,6 +477,8 @@ def build_preview(
             shown.flags.append(
                 ContractFlag(ref, "earnings_stopped", bal.currency, bal.closing, cause)
             )
+    if data_dir is not None:
+        shown.warnings = warnings_for_run(factory, data_dir, run_id=run_id)
     return shown
 
 

@@ -3,6 +3,7 @@ terms and statement context as frames, the opening state and the lake files it r
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass
 from decimal import Decimal
@@ -16,11 +17,18 @@ from sqlalchemy.orm import Session, sessionmaker
 from pipelines import lake
 from pipelines.layout import DataDir
 from royalty_engine.periods import Period, RunError, check_chain, check_rerun, parse_period
-from royalty_engine.terms import ContractState, Terms, state_from_frame
+from royalty_engine.terms import (
+    TERM_VERSION_SCHEMA,
+    ContractState,
+    Terms,
+    state_from_frame,
+    terms_in_force,
+)
 from schemas.store.models import (
     Contract,
     ContractCharge,
     ContractRate,
+    ContractTerms,
     FxRate,
     Organisation,
     Payee,
@@ -31,8 +39,12 @@ from schemas.store.models import (
 from schemas.store.runs import PpdPrice, RoyaltyRun, RunStatus
 
 
-def snapshot(session: Session, org_id: int) -> Terms:
-    """The organisation's terms as plain frames (see ``royalty_engine.terms.SCHEMAS``)."""
+def snapshot(session: Session, org_id: int, as_of: dt.date | None = None) -> Terms:
+    """The organisation's terms as plain frames (see ``royalty_engine.terms.SCHEMAS``).
+
+    ``as_of`` (a period's first day): each contract's effective-dated terms (fee, reserve,
+    minimum payment, statement frequency) are those of the version in force on that day
+    (``royalty_engine.terms.terms_in_force``); None: the contracts' first versions."""
 
     def rows(stmt: Any) -> list[dict[str, Any]]:
         return [dict(r._mapping) for r in session.execute(stmt)]
@@ -40,7 +52,7 @@ def snapshot(session: Session, org_id: int) -> Terms:
     def frame(name: str, stmt: Any) -> pl.DataFrame:
         from royalty_engine.terms import SCHEMAS
 
-        schema = SCHEMAS[name]
+        schema = SCHEMAS.get(name, TERM_VERSION_SCHEMA)
         data = rows(stmt)
         for r in data:
             for k, v in r.items():
@@ -147,6 +159,20 @@ def snapshot(session: Session, org_id: int) -> Terms:
             ),
         ),
     }
+    if as_of is not None:
+        versions = frame(
+            "contract_terms",
+            sa.select(
+                ContractTerms.contract_id,
+                ContractTerms.effective_from,
+                ContractTerms.distribution_fee,
+                ContractTerms.reserve_rate,
+                ContractTerms.reserve_periods,
+                ContractTerms.minimum_payment,
+                ContractTerms.statement_frequency,
+            ).where(ContractTerms.org_id == org_id),
+        )
+        terms["contracts"] = terms_in_force(terms["contracts"], versions, as_of)
     return Terms.from_frames(terms)
 
 
@@ -279,7 +305,7 @@ def prepare(
             correcting=correction is not None,
         )
         state_in = load_state(previous)
-        terms = snapshot(session, org_id)
+        terms = snapshot(session, org_id, as_of=p.start)
         context = statement_context(session, org_id)
         session.expunge_all()
     return Prepared(p, currency, existing, locked, previous, state_in, terms, context)

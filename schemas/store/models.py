@@ -254,10 +254,9 @@ class Payee(Base):
         return value
 
 
-class Contract(Base):
-    __tablename__ = "contracts"
-    __table_args__ = (
-        sa.UniqueConstraint("org_id", "reference"),
+def _term_checks() -> tuple[sa.CheckConstraint, ...]:
+    """A contract's effective-dated terms, on the contract and on each later version."""
+    return (
         sa.CheckConstraint(
             "CAST(reserve_rate AS NUMERIC) >= 0 AND CAST(reserve_rate AS NUMERIC) < 1",
             name="reserve_fraction",
@@ -267,6 +266,11 @@ class Contract(Base):
             name="distribution_fee_fraction",
         ),
     )
+
+
+class Contract(Base):
+    __tablename__ = "contracts"
+    __table_args__ = (sa.UniqueConstraint("org_id", "reference"), *_term_checks())
     org_id: Mapped[int] = mapped_column(
         sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
     )
@@ -285,6 +289,31 @@ class Contract(Base):
     statement_frequency: Mapped[StatementFrequency] = mapped_column(_enum(StatementFrequency))
     start_date: Mapped[dt.date] = mapped_column(sa.Date)
     end_date: Mapped[dt.date | None] = mapped_column(sa.Date)
+
+
+class ContractTerms(Base):
+    """A later version of a contract's terms, in force from ``effective_from`` until the next
+    version's (the contract's own columns are its first version, from its start date).
+
+    Every version is complete: a field left out when the version was added was copied from
+    the version in force the day before. A run uses the version in force on its period's
+    first day (``royalty_engine.terms.terms_in_force``).
+    """
+
+    __tablename__ = "contract_terms"
+    __table_args__ = (sa.UniqueConstraint("contract_id", "effective_from"), *_term_checks())
+    org_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
+    contract_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("contracts.id", ondelete="CASCADE"), index=True
+    )
+    effective_from: Mapped[dt.date] = mapped_column(sa.Date)
+    distribution_fee: Mapped[Decimal] = mapped_column(Ratio())
+    reserve_rate: Mapped[Decimal] = mapped_column(Ratio())
+    reserve_periods: Mapped[int] = mapped_column(sa.Integer)
+    minimum_payment: Mapped[Decimal] = mapped_column(Money())
+    statement_frequency: Mapped[StatementFrequency] = mapped_column(_enum(StatementFrequency))
 
 
 class ContractRate(Base):

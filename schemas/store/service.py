@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from schemas import catalog as c
+from schemas.effective import CONTRACT_TERM_FIELDS as TERM_FIELDS
 from schemas.effective import in_force, in_force_sql
 from schemas.errors import Conflict, FieldError, NotFound, ValidationFailed
 from schemas.identifiers import gtin_forms
@@ -32,6 +33,7 @@ from schemas.store.models import (
     Contract,
     ContractCharge,
     ContractRate,
+    ContractTerms,
     Contributor,
     MatchKind,
     MatchRule,
@@ -406,7 +408,11 @@ SPECS: dict[str, Spec] = {
     "tracks": Spec(Track, c.TrackIn, c.TrackPatch, _track_rules, frozenset({"contributors"})),
     "payees": Spec(Payee, c.PayeeIn, c.PayeePatch, _payee_rules),
     "contracts": Spec(
-        Contract, c.ContractIn, c.ContractPatch, _contract_rules, frozenset({"rates", "charges"})
+        Contract,
+        c.ContractIn,
+        c.ContractPatch,
+        _contract_rules,
+        frozenset({"rates", "charges", "terms"}),
     ),
     "splits": Spec(Split, c.SplitIn, c.SplitPatch, _split_rules),
 }
@@ -436,6 +442,13 @@ def _write_nested(
                 ) from None
         for charge in data.charges:  # type: ignore[attr-defined]
             add_charge(session, org_id, obj.id, charge)
+        for i, version in enumerate(data.terms):  # type: ignore[attr-defined]
+            try:
+                add_terms(session, org_id, obj.id, version)
+            except ValidationFailed as exc:
+                raise ValidationFailed(
+                    [replace(e, field=f"terms.{i}.{e.field}") for e in exc.errors]
+                ) from None
     session.flush()
 
 
@@ -511,6 +524,7 @@ def _children(session: Session, obj: Base) -> list[Base]:
         return [
             *session.scalars(sa.select(ContractRate).where(ContractRate.contract_id == obj.id)),
             *session.scalars(sa.select(ContractCharge).where(ContractCharge.contract_id == obj.id)),
+            *session.scalars(sa.select(ContractTerms).where(ContractTerms.contract_id == obj.id)),
         ]
     return []
 
@@ -592,6 +606,85 @@ def add_charge(
     return obj
 
 
+def term_versions(session: Session, contract: Contract) -> list[dict[str, Any]]:
+    """Every version of a contract's effective-dated terms, oldest first, each with the day
+    it ends (``effective_to``: the day before the next version's, None for the last): the
+    contract's own columns from its start date (``id`` None), then its ``contract_terms``."""
+    rows: list[dict[str, Any]] = [
+        {
+            "id": None,
+            "contract_id": contract.id,
+            "effective_from": contract.start_date,
+            **{f: getattr(contract, f) for f in TERM_FIELDS},
+        }
+    ]
+    for v in session.scalars(
+        sa.select(ContractTerms)
+        .where(ContractTerms.contract_id == contract.id)
+        .order_by(ContractTerms.effective_from)
+    ):
+        rows.append(
+            {
+                "id": v.id,
+                "contract_id": v.contract_id,
+                "effective_from": v.effective_from,
+                **{f: getattr(v, f) for f in TERM_FIELDS},
+            }
+        )
+    for row, nxt in zip(rows, [*rows[1:], None], strict=True):
+        row["effective_to"] = None if nxt is None else nxt["effective_from"] - dt.timedelta(days=1)
+    return rows
+
+
+def add_terms(
+    session: Session, org_id: int, contract_id: int, data: BaseModel | dict[str, Any]
+) -> ContractTerms:
+    """Add a later version of a contract's effective-dated terms; fields left out are those
+    of the version in force the day before."""
+    contract = get_owned(session, Contract, org_id, contract_id)
+    version = _validated(c.TermsIn, data)
+    assert isinstance(version, c.TermsIn)
+    session.execute(sa.select(Contract.id).where(Contract.id == contract.id).with_for_update())
+    errors: list[FieldError] = []
+    if version.effective_from <= contract.start_date:
+        errors.append(
+            FieldError(
+                "effective_from",
+                f"must be after the contract's start date ({contract.start_date}); the "
+                "contract's own terms are its first version (change them on the contract)",
+                "after_start",
+            )
+        )
+    existing = term_versions(session, contract)
+    if any(v["effective_from"] == version.effective_from for v in existing):
+        errors.append(
+            FieldError(
+                "effective_from",
+                f"the contract already has terms from {version.effective_from}",
+                "duplicate",
+            )
+        )
+    day_before = version.effective_from - dt.timedelta(days=1)
+    before = next(
+        (v for v in existing if in_force(v["effective_from"], v["effective_to"], day_before)),
+        existing[0],
+    )
+    given = version.model_dump(exclude={"effective_from"}, exclude_none=True)
+    values = {f: given.get(f, before[f]) for f in TERM_FIELDS}
+    if values["reserve_rate"] > 0 and values["reserve_periods"] == 0:
+        errors.append(
+            FieldError("reserve_periods", "must be at least 1 when reserve_rate is set", "required")
+        )
+    if errors:
+        raise ValidationFailed(errors)
+    obj = ContractTerms(
+        org_id=org_id, contract_id=contract.id, effective_from=version.effective_from, **values
+    )
+    session.add(obj)
+    _flush(session)
+    return obj
+
+
 # --- reading the state at a date -----------------------------------------------------------
 def effective_on(stmt: sa.Select[Any], model: Any, as_of: dt.date) -> sa.Select[Any]:
     return stmt.where(in_force_sql(model, as_of))
@@ -619,14 +712,15 @@ def split_candidates(
 def delete_contract_child(
     session: Session,
     org_id: int,
-    model: type[ContractRate] | type[ContractCharge],
+    model: type[ContractRate] | type[ContractCharge] | type[ContractTerms],
     contract_id: int,
     child_id: int,
 ) -> None:
-    """Delete one rate or charge of a contract (a correction; the audit log keeps it)."""
+    """Delete one rate, charge or terms version of a contract (a correction; the audit log
+    keeps it)."""
     contract = get_owned(session, Contract, org_id, contract_id)
     child = session.get(model, child_id)
-    assert child is None or isinstance(child, ContractRate | ContractCharge)
+    assert child is None or isinstance(child, ContractRate | ContractCharge | ContractTerms)
     if child is None or child.org_id != org_id or child.contract_id != contract.id:
         raise NotFound(f"{model.__tablename__[:-1]} {child_id} of contract {contract_id}")
     session.delete(child)

@@ -52,6 +52,7 @@ def seed(t: Tenant, n: int = 0) -> dict[str, Any]:
                 "currency": "EUR",
                 "start_date": "2024-01-01",
                 "rates": [{"rate": "0.2", "effective_from": "2024-01-01"}],
+                "terms": [{"effective_from": "2025-01-01", "minimum_payment": "10.00"}],
                 "charges": [
                     {
                         "kind": "advance",
@@ -76,6 +77,8 @@ def seed(t: Tenant, n: int = 0) -> dict[str, Any]:
         rates = t.client.get(f"/v1/contracts/{contract['id']}/rates", headers=t.admin).json()
         charges = t.client.get(f"/v1/contracts/{contract['id']}/charges", headers=t.admin)
         ids[f"{prefix}rate"] = rates["items"][0]["id"]
+        terms = t.client.get(f"/v1/contracts/{contract['id']}/terms", headers=t.admin).json()
+        ids[f"{prefix}terms"] = terms[1]["id"]
         ids[f"{prefix}charge"] = charges.json()["items"][0]["id"]
         ids |= {
             f"{prefix}payee": payee["id"],

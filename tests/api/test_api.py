@@ -295,6 +295,36 @@ def test_rates_are_effective_dated(tenant_a: Tenant) -> None:
     assert r.json()["errors"][0]["code"] == "rate_not_fraction"
 
 
+def test_contract_terms_are_effective_dated(tenant_a: Tenant) -> None:
+    c, h = tenant_a.client, tenant_a.admin
+    ids = seed(tenant_a, 0)  # its contracts' minimum payment is 10.00 from 2025
+    url = f"/v1/contracts/{ids['contract']}/terms"
+    change = {"effective_from": "2026-07-01", "statement_frequency": "quarterly"}
+    r = c.post(url, json=change | {"distribution_fee": "0.15"}, headers=h)
+    assert r.status_code == 201, r.text
+    assert (r.json()["minimum_payment"], r.json()["effective_to"]) == ("10.000000", None)  # kept
+    versions = c.get(url, headers=h).json()
+    assert [
+        (v["id"] is None, v["effective_from"], v["effective_to"], v["statement_frequency"])
+        for v in versions
+    ] == [
+        (True, "2024-01-01", "2024-12-31", "half_yearly"),  # the contract's own terms
+        (False, "2025-01-01", "2026-06-30", "half_yearly"),
+        (False, "2026-07-01", None, "quarterly"),
+    ]
+    assert [v["distribution_fee"] for v in versions][-1] == "0.1500000000"
+    refused = {
+        "duplicate": change,
+        "after_start": {"effective_from": "2024-01-01"},
+        "required": {"effective_from": "2027-01-01", "reserve_rate": "0.1"},
+    }
+    for code, body in refused.items():
+        r = c.post(url, json=body, headers=h)
+        assert r.status_code == 422 and r.json()["errors"][0]["code"] == code, r.text
+    assert c.delete(f"{url}/{versions[2]['id']}", headers=h).status_code == 204
+    assert [v["effective_to"] for v in c.get(url, headers=h).json()] == ["2024-12-31", None]
+
+
 def test_delete_referenced_is_conflict(tenant_a: Tenant) -> None:
     ids = seed(tenant_a, 0)
     r = tenant_a.client.delete(f"/v1/payees/{ids['payee']}", headers=tenant_a.admin)

@@ -42,6 +42,9 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("POST", "/v1/contracts/{contract}/rates", {"rate": "0.9", "effective_from": "2025-01-01"}),
     ("GET", "/v1/contracts/{contract}/charges", None),
     ("DELETE", "/v1/contracts/{contract}/rates/{rate}", None),
+    ("GET", "/v1/contracts/{contract}/terms", None),
+    ("POST", "/v1/contracts/{contract}/terms", {"effective_from": "2026-01-01"}),
+    ("DELETE", "/v1/contracts/{contract}/terms/{terms}", None),
     ("DELETE", "/v1/contracts/{contract}/charges/{charge}", None),
     (
         "POST",
@@ -65,12 +68,13 @@ COLLECTION_WRITES = {f"POST /v1/{kind}" for kind in LISTS if not kind.startswith
 }
 NO_TENANT_DATA = {"GET /healthz", "GET /v1/me"}
 AUDIT = {"GET /v1/audit-log"}  # test_audit_log_is_per_org
+WARNINGS = {"GET /v1/royalty/warnings"}  # test_royalty_warnings_are_per_org
 
 
 def test_every_route_has_an_isolation_case() -> None:
     app = create_app(sessionmaker(), secret_key="x")
     covered = {f"{m} {_norm(p)}" for m, p, _ in ROUTES} | {f"GET /v1/{k}" for k in LISTS}
-    covered |= COLLECTION_WRITES | NO_TENANT_DATA | AUDIT
+    covered |= COLLECTION_WRITES | NO_TENANT_DATA | AUDIT | WARNINGS
     covered |= DELIVERY_ROUTES  # isolation cases in test_deliveries_tenancy.py
     covered |= STATEMENT_ROUTES  # isolation cases in test_statements_api.py (a locked run)
     covered |= BOOKS_ROUTES  # runs, ingested files, rates: test_runs_api.py (a locked run)
@@ -233,6 +237,7 @@ def test_payee_key_sees_only_its_payee(tenant_a: Tenant) -> None:
         f"/v1/tracks/{other['track']}",
         f"/v1/releases/{other['release']}",
         f"/v1/contracts/{ids['other_contract']}/rates",
+        f"/v1/contracts/{ids['other_contract']}/terms",
         f"/v1/payees/{ids['other_payee']}/balance-history",
     ):
         assert c.get(path, headers=key).status_code == 404, path
@@ -323,3 +328,43 @@ def test_resolve_cannot_point_at_another_orgs_track(
     )
     assert r.status_code == 200, r.text
     assert r.json()["item"]["status"] == "resolved"
+
+
+def test_royalty_warnings_are_per_org(
+    tenant_a: Tenant, tenant_b: Tenant, seeded_b: dict[str, Any]
+) -> None:
+    # org B: a payee with all of a track's release until 2025, half of it from 2026
+    track = tenant_b.post(
+        "/v1/tracks",
+        {
+            "release_id": seeded_b["release"],
+            "isrc": "GBABC2600001",
+            "title": "Solo",
+            "artist_id": seeded_b["artist"],
+            "duration_seconds": 100,
+            "track_number": 2,
+        },
+    )
+    for dates in (
+        {"share": "1", "effective_from": "2024-01-01", "effective_to": "2025-12-31"},
+        {"share": "0.5", "effective_from": "2026-01-01"},
+    ):
+        tenant_b.post(
+            "/v1/splits",
+            {"release_id": seeded_b["release"], "payee_id": seeded_b["payee"]}
+            | {"contract_id": seeded_b["contract"], **dates},
+        )
+    url = "/v1/royalty/warnings?period=2026-01"
+    theirs = tenant_b.client.get(url, headers=tenant_b.admin)
+    assert theirs.status_code == 200, theirs.text
+    assert [(w["code"], w["subject"]["track_id"]) for w in theirs.json()] == [
+        ("W-SHARE-DROP", track["id"])
+    ]
+    assert "GBABC2600001 “Solo”" in theirs.json()[0]["message"]
+    own = seed(tenant_a, 0)
+    ours = tenant_a.client.get(url, headers=tenant_a.admin)
+    assert ours.status_code == 200 and ours.json() == []
+    payee = tenant_a.key(Role.PAYEE, payee_id=own["payee"])
+    assert tenant_a.client.get(url, headers=payee).status_code == 403
+    bad = tenant_a.client.get("/v1/royalty/warnings?period=2026-13", headers=tenant_a.admin)
+    assert bad.status_code == 422 and bad.json()["errors"][0]["code"] == "bad_period"

@@ -50,7 +50,8 @@ def test_figures_and_profile_are_reported(result: dict) -> None:
     assert result["outputs"]["ledger"] == result["engine_counts"]["contracts"] > 0
     assert result["outputs"]["breakdown"] > 0
     steps = {s["step"]: s for s in result["profile"]["steps"]}
-    assert {"compute", "compute_earnings", "resolve_splits", "resolve_rates"} <= set(steps)
+    # (a need's rate: ``rate_candidates`` does the matching, ``resolve_rates`` keeps the first)
+    assert {"compute", "compute_earnings", "resolve_splits", "rate_candidates"} <= set(steps)
     assert steps["compute_earnings"]["where"].startswith("earnings.py:")
     # cProfile's figures (a second, untimed run): inclusive within it, exclusive at most
     # inclusive, and the engine's work shows up as Polars calls made by its functions

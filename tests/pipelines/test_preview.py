@@ -5,7 +5,6 @@ approver's comment kept with approve and reject in the audit log and the audit l
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
@@ -24,6 +23,7 @@ from pipelines.royalty.preview import (
     source_name,
     variance,
 )
+from royalty_engine.warnings import RunWarning
 from schemas.money import format_amount
 
 D = Decimal
@@ -79,12 +79,6 @@ def test_flags_are_worded_for_people() -> None:
     assert source_name("Apple Music") == "Apple Music"
 
 
-@dataclass(frozen=True)
-class RunWarning:
-    code: str
-    message: str
-
-
 def _preview(**kw: object) -> Preview:
     base: dict[str, object] = {
         "run_id": 7,
@@ -127,11 +121,19 @@ def test_the_markdown_has_labelled_columns_and_no_raw_values() -> None:
 
 
 def test_warnings_are_listed_when_the_preview_has_them() -> None:
-    shown = _preview(warnings=[RunWarning("W-RATE-AMBIGUOUS", "two rates match NB-001's lines")])
+    shown = _preview(
+        warnings=[
+            RunWarning("W-RATE-AMBIGUOUS", "two rates match NB-001's lines", {"contract": "NB-001"})
+        ]
+    )
     text = render_markdown(shown)
     assert "### Warnings (1)\n- **W-RATE-AMBIGUOUS**: two rates match NB-001's lines" in text
     assert shown.as_dict()["warnings"] == [
-        {"code": "W-RATE-AMBIGUOUS", "message": "two rates match NB-001's lines"}
+        {
+            "code": "W-RATE-AMBIGUOUS",
+            "message": "two rates match NB-001's lines",
+            "subject": {"contract": "NB-001"},
+        }
     ]
     first = render_markdown(_preview(previous_period=None))  # the first period: no variance
     assert "nothing to compare with" in first and "Change %" not in first

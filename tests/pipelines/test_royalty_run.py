@@ -4,6 +4,7 @@ failed run leaves nothing behind."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import shutil
@@ -23,13 +24,16 @@ from pipelines import resources
 from pipelines.royalty import audit_ledger
 from pipelines.royalty.preview import preview, statement_detail
 from pipelines.royalty.run import run_period
+from pipelines.royalty.snapshot import snapshot
 from pipelines.royalty.transitions import transition
 from pipelines.royalty.verification import reproduce, verify_outputs
+from pipelines.royalty.warnings import warnings_for_period
 from pipelines.settings import get_settings
 from royalty_engine.periods import PeriodError, RunError
 from royalty_engine.terms import EngineError
-from schemas.store import db
-from schemas.store.models import ContractRate, FxRate, Organisation
+from schemas.errors import ValidationFailed
+from schemas.store import db, service
+from schemas.store.models import Contract, ContractRate, FxRate, Organisation
 from schemas.store.runs import ContractBalance, RoyaltyRun, RunStatus, StatementSummary
 from tests.conftest import BOTH_BACKENDS
 from tests.snapshots import DATA, Snapshots, copy_demo_label, sqlite_url
@@ -76,6 +80,7 @@ def label(snapshots: Snapshots, tmp_path: Path) -> Iterator[Label]:
 
 
 def test_a_run_writes_reconciled_outputs_and_store_rows(label: Label) -> None:
+    where = {"org_id": label.org_id, "period": "2026-01"}
     report = label.run()
     assert report["status"] == "calculated" and report["version"] == 1
     gbp = report["totals"]["GBP"]  # type: ignore[index]
@@ -110,8 +115,12 @@ def test_a_run_writes_reconciled_outputs_and_store_rows(label: Label) -> None:
     again = reproduce(label.factory, label.data, run_id=run_id)
     assert (again["identical"], again["differ"]) == (False, ["context/payees.parquet"])
     payees.write_bytes(original)
-    shown = preview(label.factory, run_id=run_id)
+    shown = preview(label.factory, run_id=run_id, data_dir=label.data)
     assert shown["variance"] and "Royalty run" in shown["markdown"]
+    assert shown["warnings"] == [
+        w.as_dict() for w in warnings_for_period(label.factory, label.data, **where)
+    ]
+    assert all(w["code"].startswith("W-") and w["message"] for w in shown["warnings"])
 
 
 def test_statement_detail_adds_up_to_the_run(label: Label) -> None:
@@ -414,6 +423,13 @@ def test_cli_run_approve_lock_and_verify(
         assert verify.exit_code == 0 and "7 entries, OK" in verify.output
         same = runner.invoke(app, ["royalty", "reproduce", "--run", str(report["run_id"])])
         assert same.exit_code == 0 and json.loads(same.output)["identical"] is True
+        # the demo's terms give an accountant nothing to warn about, before or after a run
+        warn = ["royalty", "warnings", "--org", "demo"]
+        none = runner.invoke(app, [*warn, "--period", "2026-H2"])
+        assert none.exit_code == 0 and none.output.strip() == "no warnings", none.output
+        ran = runner.invoke(app, [*warn, "--run", str(report["run_id"]), "--json"])
+        assert ran.exit_code == 0 and json.loads(ran.output) == [], ran.output
+        assert runner.invoke(app, warn).exit_code == 2  # --period or --run
     finally:
         get_settings.cache_clear()
         resources.engine_for.cache_clear()
@@ -607,3 +623,30 @@ def test_audit_repair_appends_what_a_killed_command_never_ledgered(
         ("calculated", True),
         ("approved", True),
     ]
+
+
+def test_the_snapshot_takes_the_contract_terms_in_force_on_the_period_start(label: Label) -> None:
+    def contracts(as_of: dt.date | None) -> pl.DataFrame:
+        with label.factory() as s:
+            return snapshot(s, label.org_id, as_of=as_of).contracts
+
+    with label.factory() as s:
+        first = s.scalars(sa.select(Contract).order_by(Contract.id)).first()
+        assert first is not None
+        s.expunge(first)
+    # no versions: the run's contracts are the store's, byte for byte
+    assert contracts(dt.date(2026, 1, 1)).equals(contracts(None))
+    with db.transaction(label.factory, actor="t") as s:
+        service.add_terms(
+            s, label.org_id, first.id, {"effective_from": "2026-02-01", "minimum_payment": "7.5"}
+        )
+    mine = pl.col("contract_id") == first.id
+    for day, minimum in ((dt.date(2026, 1, 1), first.minimum_payment), (dt.date(2026, 2, 1), 7.5)):
+        taken = contracts(day).filter(mine)
+        assert taken["minimum_payment"].item() == Decimal(str(minimum))
+        assert taken["reserve_rate"].item() == first.reserve_rate  # kept from the day before
+    with (
+        label.factory() as s,
+        pytest.raises(ValidationFailed, match="after the contract's start date"),
+    ):
+        service.add_terms(s, label.org_id, first.id, {"effective_from": str(first.start_date)})

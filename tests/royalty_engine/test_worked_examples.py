@@ -192,6 +192,23 @@ def test_gross_net_ppd_and_per_unit_in_another_currency(load: Loader) -> None:
     assert report["totals"]["GBP"]["payable"] == "19.00"  # 5 + 4 + 10
 
 
+# --- effective-dated contract terms ---------------------------------------------------------
+def test_contract_terms_in_force_on_the_period_start(load: Loader) -> None:
+    label = load("terms")
+    jan = label.run("2026-01")
+    # January, the first terms: 100.00 x (1 - 0.20 fee) x 0.50 = 40.00 < 50.00 minimum.
+    assert label.statement(jan) == {
+        "TERMS-1": stmt("below_minimum", earnings="40.00", carried_forward="40.00", closing="40.00")
+    }
+    label.move("2026-01", "approved")
+    feb = label.run("2026-02")
+    # February, the terms from 1 February: 100.00 x (1 - 0.10) x 0.50 = 45.00; with the
+    # 40.00 brought forward 85.00, and no minimum any more: paid.
+    assert label.statement(feb) == {
+        "TERMS-1": stmt("paid", opening="40.00", earnings="45.00", payable="85.00")
+    }
+
+
 # --- which rate ----------------------------------------------------------------------------
 def test_rates_by_usage_type_territory_channel_and_effective_date(load: Loader) -> None:
     label = load("rates")
