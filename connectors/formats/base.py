@@ -72,6 +72,9 @@ class ParsedFile:
     meta: FileMeta
     errors: list[RowError] = field(default_factory=list)
     drift: list[str] = field(default_factory=list)  # schema drift, naming the columns
+    # findings on lines that are kept (line_no, field, code, message; severity warning): a
+    # territory read as unknown (``schemas.territories.normalise_territories``)
+    warnings: pl.DataFrame | None = None
 
 
 class Parser(Protocol):

@@ -60,7 +60,7 @@ from schemas.store.models import (
     Release,
     Track,
 )
-from schemas.territories import ALL_TERRITORIES
+from schemas.territories import REPORTED_TERRITORIES
 
 T = TypeVar("T")
 ERROR_SAMPLE = 50
@@ -325,7 +325,7 @@ class _Run:
         lines = revenue.conform(piece.lines, revenue.PARSED)
         self._fingerprint(piece.lines, piece.errors)
         checks: dict[str, Any] = {
-            "territories": ALL_TERRITORIES,
+            "territories": REPORTED_TERRITORIES,
             "currencies": _currencies(),
             "period_start": meta.period_start,
             "period_end": meta.period_end,
@@ -370,6 +370,13 @@ class _Run:
                 orient="row",
             )
             found = pl.concat([row_errors, found], how="vertical")
+        if piece.warnings is not None and piece.warnings.height:
+            # what the reader kept but flags (a territory read as unknown): warnings
+            kept = piece.warnings.select(
+                *[pl.col(c) for c in ("line_no", "field", "code", "message")],
+                pl.lit("warning").alias("severity"),
+            ).cast(ERRORS_SCHEMA)  # type: ignore[arg-type]
+            found = pl.concat([found, kept], how="vertical")
         found = found.sort("line_no", maintain_order=True)
         if rej.height:
             rej = rej.join(_reasons(found), on="line_no", how="left", maintain_order="left")

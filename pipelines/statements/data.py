@@ -35,6 +35,7 @@ from schemas.money import CENT, vat_cents
 from schemas.statement_figures import FIGURES, POOL_FIGURES, SUMMARY_FIELDS
 from schemas.store.models import Organisation, Payee, Release
 from schemas.store.runs import RoyaltyRun, RunStatus, StatementSummary
+from schemas.territories import UNKNOWN
 
 TOP_TRACKS = 10
 HISTORY_PERIODS = 6
@@ -46,7 +47,7 @@ DETAIL_COLUMNS: dict[str, str] = {
     "upc": "UPC of the release",
     "release_title": "release title",
     "source": "the DSP or distributor that reported the revenue",
-    "territory": "ISO 3166-1 alpha-2 territory of use (WW: worldwide or not reported)",
+    "territory": "ISO 3166-1 alpha-2 territory of use (WW: worldwide; ZZ: unknown)",
     "usage_type": "stream, download, ugc, ...",
     "reporting_period": "month the revenue was reported for (YYYY-MM)",
     "quantity": "units (plays, downloads, views) as reported",
@@ -195,6 +196,8 @@ def _d(value: Any) -> Decimal:
 def territory_name(code: str) -> str:
     if code in ("", "WW"):
         return "Worldwide / not reported"
+    if code == UNKNOWN:  # the report gave none, or one nobody could place
+        return "Unknown territory"
     country = pycountry.countries.get(alpha_2=code)
     return str(country.name) if country is not None else code
 

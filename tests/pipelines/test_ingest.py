@@ -181,10 +181,10 @@ def test_bad_lines_are_set_aside_with_reasons(
     out = ingest_path(Resources.of(factory, data), org_id=label, path=report, name=report.name)
     assert (out.lines, out.accepted, out.rejected) == (16, 14, 2)
     codes = {(e["line_no"], e["field"], e["code"]) for e in out.errors if e["severity"] == "error"}
-    assert codes == {(11, "amount", "invalid_decimal"), (13, "territory", "unknown_territory")}
+    assert codes == {(11, "amount", "invalid_decimal"), (13, "currency", "unknown_currency")}
     rejected = lake_lines(data, "rejected_lines")
     assert rejected["line_no"].to_list() == [13]  # the unreadable amount never became a line
-    assert rejected["reasons"].to_list() == ["territory:unknown_territory"]
+    assert rejected["reasons"].to_list() == ["currency:unknown_currency"]
 
 
 def test_a_line_with_two_unreadable_cells_is_one_rejected_line(
@@ -528,8 +528,8 @@ def test_each_line_of_a_zip_names_the_report_it_is_from(
     p = products(factory, label)[0]
     a = spotify_report(tmp_path / "spotify_a_202601_EUR.csv", p.isrc, p.upc)
     b = spotify_report(tmp_path / "spotify_b_202601_EUR.csv", p.isrc, p.upc)
-    for member in (a, b):  # line 2 of each: a country no one has
-        member.write_text(member.read_text().replace("GB,premium,u1", "XQ,premium,u1"))
+    for member in (a, b):  # line 2 of each: a currency no one has
+        member.write_text(member.read_text().replace(",1.50,EUR", ",1.50,EUX", 1))
     both = tmp_path / "spotify_202601.zip"
     with zipfile.ZipFile(both, "w") as zf:
         zf.write(a, a.name)
