@@ -3,6 +3,7 @@ duplicates, reconciliation, matching, FX, suspense and rematch."""
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 from decimal import Decimal
 from pathlib import Path
@@ -185,6 +186,82 @@ def test_bad_lines_are_set_aside_with_reasons(
     rejected = lake_lines(data, "rejected_lines")
     assert rejected["line_no"].to_list() == [13]  # the unreadable amount never became a line
     assert rejected["reasons"].to_list() == ["currency:unknown_currency"]
+
+
+# A distributor's statement as it arrives (shaped on a real one; names and figures invented):
+# ISO alpha-3 territories with "N/A" and legacy "ROM", usage months written "June 2025".
+NORTHBOUND = """\
+name: northbound
+description: A distributor statement with alpha-3 territories and months written out.
+fingerprint: [Sales Month, Country, ISRC, Earnings]
+columns:
+  - {name: Sales Month, required: true}
+  - {name: Store, field: service}
+  - {name: Country, field: territory}
+  - {name: ISRC, required: true}
+  - {name: UPC}
+  - {name: Track, field: title}
+  - {name: Quantity, field: quantity}
+  - {name: Earnings, field: amount}
+identifiers: {isrc: ISRC, upc: UPC}
+currency: {value: USD}
+date_rules:
+  usage_period: {column: Sales Month, format: [month], span: month}
+"""
+
+
+def test_a_distributor_statement_with_alpha3_territories_and_written_months_goes_in(
+    factory: sessionmaker[Session], label: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Territories as the report writes them (USA, GBR, ROM, a name, Worldwide; N/A and blank
+    are the unknown territory ZZ, with a warning each, never a refused line) and months as it
+    writes them ("June 2025", "JUN-25"): every line goes in, the totals are the file's."""
+    import yaml
+
+    from connectors.formats.registry import default_registry
+    from connectors.formats.spec import SpecParser
+    from schemas.format_spec import FormatSpec
+
+    spec = FormatSpec.model_validate(yaml.safe_load(NORTHBOUND))
+    monkeypatch.setitem(default_registry(), spec.name, SpecParser(spec))
+    p = products(factory, label)
+    rows = [
+        ("June 2025", "USA", "12.345678"),
+        ("June 2025", "GBR", "3.10"),
+        ("June 2025", "N/A", "0.75"),
+        ("JUN-25", "ROM", "1.05"),
+        ("june 2025", "United Kingdom", "2.00"),
+        ("Jun 2025", "", "0.01"),
+        ("June 2025", "Worldwide", "4.50"),
+        ("June 2025", "DEU", "-0.40"),  # a chargeback
+    ]
+    report = tmp_path / "northbound_statement.csv"
+    report.write_text(
+        "Sales Month,Store,Country,ISRC,UPC,Track,Quantity,Earnings\n"
+        + "".join(
+            f"{m},Deezer,{c},{p[i].isrc},{p[i].upc},T,{i + 1},{a}\n"
+            for i, (m, c, a) in enumerate(rows)
+        )
+    )
+    out = ingest_path(
+        Resources.of(factory, tmp_path / "data"),
+        org_id=label,
+        path=report,
+        name=report.name,
+        format="northbound",
+    )
+    assert (out.status, out.lines, out.accepted, out.rejected) == ("ingested", 8, 8, 0)
+    assert out.reporting_periods == ["2025-06"]
+    assert out.totals["USD"]["accepted"] == out.totals["USD"]["read"] == "23.355678"
+    lines = lake_lines(tmp_path / "data").sort("line_no")
+    assert lines["territory"].to_list() == ["US", "GB", "ZZ", "RO", "GB", "ZZ", "WW", "DE"]
+    assert set(lines["usage_start"]) == {dt.date(2025, 6, 1)}
+    assert set(lines["usage_end"]) == {dt.date(2025, 6, 30)}
+    assert sum(lines["amount"]) == Decimal("23.355678")
+    warned = {(e["line_no"], e["code"]) for e in out.errors if e["field"] == "territory"}
+    assert warned == {(4, "territory_not_given"), (7, "territory_not_given")}
+    assert {e["severity"] for e in out.errors} == {"warning"}
+    assert out.outputs["expectations"]["success"] is True
 
 
 def test_a_line_with_two_unreadable_cells_is_one_rejected_line(
