@@ -1334,9 +1334,14 @@ def test_different_unreadable_lines_are_never_the_same_content(
 ) -> None:
     """The content fingerprint takes in what the parser could not read too: two reports whose
     unreadable lines differ (every line, or all but one) are two reports, not a duplicate;
-    the same report re-sent gzipped still is one."""
+    the same report re-sent gzipped still is one. (A report of nothing but unreadable lines is
+    quarantined, whatever share of rejected lines is allowed: two such are two quarantines.)"""
     import gzip
 
+    from pipelines.settings import Settings
+
+    data = tmp_path / "data"
+    res = Resources.of(factory, data, Settings(data_dir=data, ingest_max_rejected_share=1.0))
     p = products(factory, label)[0]
     head = "country,product,track_uri,isrc,upc,track_name,artist_name,streams,revenue,currency\n"
     good = f"GB,premium,u0,{p.isrc},{p.upc},T,A,10,1.50,EUR\n" if readable else ""
@@ -1350,22 +1355,20 @@ def test_different_unreadable_lines_are_never_the_same_content(
             + f"GB,premium,u1,{p.isrc},{p.upc},T,A,10,{amount},EUR\n"
             + f"GB,premium,u2,{p.isrc},{p.upc},T,A,12,{amount}0,EUR\n"
         )
-        outs.append(
-            ingest_path(
-                Resources.of(factory, tmp_path / "data"),
-                org_id=label,
-                path=report,
-                name=report.name,
-            )
-        )
+        outs.append(ingest_path(res, org_id=label, path=report, name=report.name))
+    if not readable:
+        assert [(o.status, o.quarantine["code"]) for o in outs if o.quarantine] == [
+            ("quarantined", "rejected_lines"),
+            ("quarantined", "rejected_lines"),
+        ]
+        assert outs[0].file_id != outs[1].file_id
+        return
     assert [o.status for o in outs] == ["ingested", "ingested"]
     assert outs[0].file_id != outs[1].file_id
     assert [o.rejected for o in outs] == [2, 2]
     wrapped = tmp_path / "spotify_x_202601_EUR.csv.gz"
     wrapped.write_bytes(gzip.compress((tmp_path / "r1" / "spotify_x_202601_EUR.csv").read_bytes()))
-    again = ingest_path(
-        Resources.of(factory, tmp_path / "data"), org_id=label, path=wrapped, name=wrapped.name
-    )
+    again = ingest_path(res, org_id=label, path=wrapped, name=wrapped.name)
     assert (again.status, again.file_id) == ("duplicate", outs[1].file_id)
 
 
