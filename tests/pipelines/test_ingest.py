@@ -1416,12 +1416,14 @@ def test_an_apple_report_belongs_to_the_fiscal_month_its_file_name_names(
     out = ingest_path(Resources.of(factory, data), org_id=label, path=report, name=report.name)
     assert (out.status, out.format, out.rejected) == ("ingested", "apple", 0)
     assert set(lake_lines(data)["reporting_period"]) == {"2026-07"}
-    # the name says fiscal August: its lines (28 June to 1 August) are outside that month
+    # the name says fiscal August: its lines (28 June to 1 August) are outside that month,
+    # every one rejected: the file is quarantined, not ingested
     other = apple_report(tmp_path / "80012345_0826_GB.txt", factory, label, 6)
     moved = ingest_path(
         Resources.of(factory, tmp_path / "other"), org_id=label, path=other, name=other.name
     )
     assert moved.rejected == moved.lines and moved.lines > 0
+    assert moved.quarantine is not None and moved.quarantine["code"] == "rejected_lines"
     # renamed by hand, without the fiscal month: the month the usage ends in, as before
     bare = apple_report(tmp_path / "apple_sales.txt", factory, label, 7)
     plain = ingest_path(
