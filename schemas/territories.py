@@ -357,9 +357,17 @@ def normalise_territories(lines: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFra
     empty = pl.DataFrame(schema=FINDINGS_SCHEMA)
     if "territory" not in lines.columns:
         return lines, empty
-    texts = lines["territory"].unique().to_list()
+    distinct = lines["territory"].unique()
+    texts = distinct.to_list()
     flagged = {t: why for t in texts if (why := territory_reading(t)[1]) is not None}
-    out = lines.with_columns(normalise_territory_expr("territory").alias("territory"))
+    # read once per distinct text (a report repeats a few hundred territories), then looked up
+    codes = distinct.to_frame().select(normalise_territory_expr("territory"))["territory"]
+    keep = distinct.is_not_null()
+    out = lines.with_columns(
+        pl.col("territory")
+        .replace_strict(distinct.filter(keep), codes.filter(keep), default=UNKNOWN)
+        .alias("territory")
+    )
     if not flagged:
         return out, empty
     keys = [t for t in flagged if t is not None]
