@@ -615,7 +615,14 @@ def recover_cmd(
 
 def _describe(o: Any) -> str:
     if o.status == "quarantined":
-        return f"QUARANTINED {o.name}: {o.quarantine['code']}: {o.quarantine['message']}"
+        head = f"QUARANTINED {o.name}: {o.quarantine['code']}: {o.quarantine['message']}"
+        # too many lines rejected: the top reasons, each with a count and an example line
+        examples = [
+            f"\n    {r['lines']:>7} lines  {r['field']}:{r['code']}  e.g. "
+            f"{r['example']['file']} line {r['example']['row']}: {r['example']['message']}"
+            for r in o.quarantine.get("top_reasons", [])
+        ]
+        return head + "".join(examples)
     if o.status == "failed":
         return f"FAILED      {o.name}: {o.errors[0]['message']} (not recorded: run again)"
     if o.status == "duplicate":

@@ -204,7 +204,10 @@ def write_distributor(path: Path, products: list[Product], rng: random.Random) -
         net = (gross * Decimal("0.85")).quantize(Q6)
         sale = "Void" if i == 5 else "Sale"
         amount = "12,5O" if i == 9 else str(net)  # a mistyped amount: one bad line
-        country = "ZZ" if i == 11 else rng.choice(["GB", "DE", "US", "NL"])  # and a bad code
+        # and a currency that is no ISO 4217 code (a territory never refuses a line: one
+        # nobody can place is read as unknown). The draws stay as they were: same figures.
+        country = "GB" if i == 11 else rng.choice(["GB", "DE", "US", "NL"])
+        currency = "EUX" if i == 11 else "EUR"
         w.writerow(
             [
                 PERIOD,
@@ -222,7 +225,7 @@ def write_distributor(path: Path, products: list[Product], rng: random.Random) -
                 gross,
                 "85",
                 amount,
-                "EUR",
+                currency,
             ]
         )
     path.write_text(buf.getvalue(), encoding="utf-8")

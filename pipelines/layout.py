@@ -83,6 +83,11 @@ class DataDir:
         """Why one delivered file (by content) was refused."""
         return self.quarantine_root() / f"org={org_id}" / f"{sha}.json"
 
+    def quarantine_findings(self, org_id: int, sha: str) -> Path:
+        """Every finding of a file quarantined for its rejected lines (file, row, field,
+        code, reason): nothing of it is lost."""
+        return self.quarantine_root() / f"org={org_id}" / f"{sha}.findings.json"
+
     def drop_state_root(self) -> Path:
         return self.root / "state" / "drops"
 

@@ -73,6 +73,14 @@ class Settings(BaseSettings):
         "`tunemantra ingest`: a file whose size changed in between is still being uploaded "
         "and is left for the next run.",
     )
+    ingest_max_rejected_share: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="A report more of whose lines than this share are rejected is not "
+        "ingested but quarantined with its findings summarised (a file with every line "
+        "rejected always is): 1 quarantines only those.",
+    )
     sftp_password: SecretStr | None = Field(
         default=None,
         description="The password of an SFTP URL given to `tunemantra ingest` (configured "

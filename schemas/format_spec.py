@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from schemas.report_dates import NAMED_FORMS, is_date_format
 from schemas.revenue import PARSED
 
 IdField = Literal["isrc", "upc", "dsp_resource_id", "dsp_release_id", "proprietary_id"]
@@ -48,6 +49,16 @@ def _as_list(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
+def _check_date_formats(value: list[str]) -> list[str]:
+    bad = [f for f in value if not is_date_format(f)]
+    if bad:
+        raise ValueError(
+            f"{bad} is not a date format: a strptime pattern (%Y-%m-%d) or one of "
+            f"{', '.join(NAMED_FORMS)} (schemas/report_dates.py)"
+        )
+    return value
+
+
 def _check_regex(value: str | None, what: str) -> str | None:
     if value is not None:
         try:
@@ -69,7 +80,11 @@ class ColumnSpec(_Model):
     aliases: list[str] = Field(default_factory=list, description="accepted other header texts")
     field: str | None = Field(None, description="the schemas.revenue.PARSED field it fills")
     type: ColumnType | None = None
-    format: list[str] = Field(default_factory=list, description="strptime format(s) for dates")
+    format: list[str] = Field(
+        default_factory=list,
+        description="date forms, tried in order: strptime patterns or named forms (iso, us, eu, "
+        "text, month, any: schemas.report_dates)",
+    )
     required: bool = Field(False, description="the file is rejected without this column")
     not_null: bool = Field(False, description="a line without a value is a row error")
     null_values: list[str] = Field(default_factory=list, description="texts meaning 'no value'")
@@ -80,6 +95,11 @@ class ColumnSpec(_Model):
     @classmethod
     def _formats(cls, value: Any) -> Any:
         return _as_list(value)
+
+    @field_validator("format")
+    @classmethod
+    def _date_formats(cls, value: list[str]) -> list[str]:
+        return _check_date_formats(value)
 
     @field_validator("field")
     @classmethod
@@ -102,7 +122,7 @@ class ColumnSpec(_Model):
         if self.field and self.info:
             raise ValueError("an info column does not fill a field")
         if self.kind == "date" and not self.format:
-            raise ValueError(f"column {self.name!r} is a date: give its strptime `format`")
+            raise ValueError(f"column {self.name!r} is a date: give its `format` (e.g. iso, us)")
         return self
 
     @property
@@ -163,7 +183,9 @@ class DateSource(_Model):
 
     column: str | None = None
     filename: str | None = Field(None, description="regex; group 1 (or the match) is the date")
-    format: list[str] = Field(min_length=1, description="strptime format(s), tried in order")
+    format: list[str] = Field(
+        min_length=1, description="strptime patterns or named forms (iso, month...), in order"
+    )
     span: Span = "day"
     calendar: Calendar = Field(
         "gregorian",
@@ -177,6 +199,11 @@ class DateSource(_Model):
     @classmethod
     def _formats(cls, value: Any) -> Any:
         return _as_list(value)
+
+    @field_validator("format")
+    @classmethod
+    def _date_formats(cls, value: list[str]) -> list[str]:
+        return _check_date_formats(value)
 
     @model_validator(mode="after")
     def _one_source(self) -> DateSource:

@@ -43,10 +43,17 @@ class FileRejected(Exception):
     """The whole file is unusable; ``code`` is machine-readable, ``message`` for people."""
 
     def __init__(
-        self, code: str, message: str, *, row: int | None = None, field: str | None = None
+        self,
+        code: str,
+        message: str,
+        *,
+        row: int | None = None,
+        field: str | None = None,
+        details: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(f"{code}: {message}")
         self.code, self.message, self.row, self.field = code, message, row, field
+        self.details = details or {}  # machine-readable, kept with the quarantine reason
 
 
 @dataclass
@@ -72,6 +79,9 @@ class ParsedFile:
     meta: FileMeta
     errors: list[RowError] = field(default_factory=list)
     drift: list[str] = field(default_factory=list)  # schema drift, naming the columns
+    # findings on lines that are kept (line_no, field, code, message; severity warning): a
+    # territory read as unknown (``schemas.territories.normalise_territories``)
+    warnings: pl.DataFrame | None = None
 
 
 class Parser(Protocol):

@@ -1,9 +1,12 @@
 """The format registry: one parser per spec in ``schemas/formats/*.yaml`` (+ code parsers such as
 DDEX DSR), format detection, and ``parse_file`` = unwrap -> detect -> parse -> normalise.
 
-Parsers hand identifiers over as the report writes them; each parsed piece's ISRC and UPC
-columns are normalised here, once, for every parser (``schemas.identifiers.normalise_lines``),
-so validation and matching see the same value and the lake stores it.
+Parsers hand identifiers and territories over as the report writes them; each parsed piece's
+ISRC and UPC columns are normalised here, once, for every parser
+(``schemas.identifiers.normalise_lines``), and its territories read as codes
+(``schemas.territories.normalise_territories``: alpha-3, numeric, names, store aliases; one
+nobody can place is ``ZZ`` with a warning), so validation and matching see the same value and
+the lake stores it.
 
 Adding a layout is adding a spec file: ``load_registry(directory)`` builds parsers from any
 directory of specs, and ``register_directory`` adds them to ``base.REGISTRY``.
@@ -16,10 +19,12 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
+import polars as pl
+
 from connectors.formats import archive
 from connectors.formats.base import REGISTRY, BatchParser, FileRejected, ParsedFile, Parser
 from connectors.formats.spec import SpecParser
-from schemas import identifiers
+from schemas import identifiers, territories
 from schemas.format_spec import SpecError, load_spec
 
 DEFAULT_FORMATS_DIR = Path(__file__).resolve().parents[2] / "schemas" / "formats"
@@ -166,7 +171,7 @@ def parse_file(
             parsed = parser.parse(member, name)
         if transcoded_from:
             parsed.meta.extra["encoding"] = transcoded_from
-        parsed.lines = identifiers.normalise_lines(parsed.lines)
+        _normalise(parsed)
         out.append(parsed)
     return out
 
@@ -197,11 +202,20 @@ def iter_parse_file(
         else:
             pieces = [parser.parse(member, name)]
         for piece in pieces:
-            piece.lines = identifiers.normalise_lines(piece.lines)
+            _normalise(piece)
             piece.meta.extra["member"] = name
             if transcoded_from:
                 piece.meta.extra["encoding"] = transcoded_from
             yield piece
+
+
+def _normalise(parsed: ParsedFile) -> None:
+    """What every reader's lines go through once: identifiers, then territories as reports
+    write them (a territory that cannot be placed is UNKNOWN, with a warning per line)."""
+    parsed.lines = identifiers.normalise_lines(parsed.lines)
+    parsed.lines, found = territories.normalise_territories(parsed.lines)
+    if found.height:
+        parsed.warnings = found if parsed.warnings is None else pl.concat([parsed.warnings, found])
 
 
 def _members(

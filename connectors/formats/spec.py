@@ -37,8 +37,8 @@ import polars as pl
 
 from connectors.formats import archive
 from connectors.formats.base import FileMeta, FileRejected, ParsedFile, RowError, sha256_hex
-from connectors.formats.calendars import apple_fiscal_month
 from schemas.format_spec import ColumnType, Condition, FormatSpec, Span, column_key
+from schemas.report_dates import apple_fiscal_month, parse_date, parse_date_expr
 from schemas.revenue import AMOUNT, PARSED, conform
 
 # ---------------------------------------------------------------------------------------------
@@ -160,12 +160,12 @@ def _group(pattern: str, text: str, what: str) -> str:
 
 
 def _parse_date(text: str, formats: list[str], what: str) -> dt.date:
-    for fmt in formats:
-        try:
-            return dt.datetime.strptime(text, fmt).date()  # noqa: DTZ007 - a calendar date
-        except ValueError:
-            continue
-    raise FileRejected("invalid_date", f"{what}: {text!r} does not match {' or '.join(formats)}")
+    day = parse_date(text, formats)
+    if day is None:
+        raise FileRejected(
+            "invalid_date", f"{what}: {text!r} does not match {' or '.join(formats)}"
+        )
+    return day
 
 
 def _span_bounds(day: dt.date, span: Span) -> tuple[dt.date, dt.date]:
@@ -1089,14 +1089,10 @@ class _Plan:
         if kind == "integer":
             return expr.cast(pl.Int64, strict=False)
         if kind == "date":
-            # A year outside 1900-2100 is a misread ("12/28/25" read with %Y is the year 25,
-            # and a negative year cannot even be handed to Python): not a date in that
-            # format, so the next format may still read it.
-            parsed = [
-                pl.when(d.dt.year().is_between(1900, 2100)).then(d)
-                for d in (expr.str.strptime(pl.Date, f, strict=False) for f in formats)
-            ]
-            return parsed[0] if len(parsed) == 1 else pl.coalesce(parsed)
+            # strptime patterns or named forms (month names, US/ISO dates): the one reader
+            # of report dates. A year outside 1900-2100 is a misread ("12/28/25" read with
+            # %Y is the year 25), so the next format may still read it.
+            return parse_date_expr(expr, formats)
         return expr
 
     def _mapped(self, column: str, build: Callable[[pl.Expr], pl.Expr]) -> pl.Expr:

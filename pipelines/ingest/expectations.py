@@ -1,14 +1,20 @@
 """Batch-level expectations for one ingested file, with Great Expectations 1.x and Data Docs.
 
 Polars already checks every line (``royalty_engine.validate``). Great Expectations validates the
-*batch*: it runs on three small frames derived from it, never on the raw lines, so a 10-million
+*batch*: it runs on four small frames derived from it, never on the raw lines, so a 10-million
 line file costs one Polars ``group_by`` here, not a 10-million row pandas conversion:
 
 * ``accepted_summary``: the accepted lines per (currency, territory, usage type, matched or in
   suspense) with line count, quantity and amount sums (amounts as exact decimal strings);
 * ``findings_summary``: the row-level findings per (line status, field, code, severity);
 * ``reconciliation``: one row with, per currency, the accepted/read/declared totals and the share
-  of the amount that is in suspense.
+  of the amount that is in suspense, and the number of lines rejected;
+* ``rejected_lines``: the row-level findings of the rejected lines (file, row, field, code,
+  message; the first ``REJECTED_ROWS``, all of them are in ``findings.json``), each with its
+  outcome: a file with a rejected line does not "succeed".
+
+The pages need nothing from the network: the CDN scripts and stylesheets GX links are
+stripped (the pages are plain HTML; GX's own local stylesheet stays).
 
 The report is a Data Docs site in ``out_dir/data_docs/`` (``index.html``), built by an ephemeral
 GX context: nothing is written outside ``out_dir``, no analytics, no progress bars, no network.
@@ -53,6 +59,15 @@ GX_ASSET = re.compile(
     r"https://great-expectations-web-assets\.s3\.[a-z0-9-]+\.amazonaws\.com/"
     r"(?:logo-long|full_logo_dark)\.png(?:\?[^\"'\s)]*)?"
 )
+# <script src=...> and <link href=...> loading from another host (GX's CDN bootstrap,
+# jQuery, font-awesome, vega): the Data Docs open offline, and call no one when opened
+REMOTE_ASSET = re.compile(
+    r"<script[^>]*\bsrc=[\"'](?:https?:)?//[^\"']*[\"'][^>]*>\s*</script>\s*"
+    r"|<link[^>]*\bhref=[\"'](?:https?:)?//[^\"']*[\"'][^>]*/?>\s*",
+    re.IGNORECASE,
+)
+REMOTE_URL = re.compile(r"url\(\s*[\"']?(?:https?:)?//[^)]*\)", re.IGNORECASE)  # in stylesheets
+REJECTED_ROWS = 10_000  # row-level findings shown in the Data Docs (all in findings.json)
 UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
 TIMESTAMP = re.compile(r"\b\d{8}T\d{6}\.\d{6}Z\b")  # GX's own "now" stamps (ge_load_time)
 
@@ -123,6 +138,13 @@ def _dec(value: Decimal) -> str:
     return "0" if text in ("-0", "0") else text
 
 
+_FINDINGS = {
+    "line_no": pl.Int64(),
+    "field": pl.String(),
+    "code": pl.String(),
+    "message": pl.String(),
+    "severity": pl.String(),
+}
 SUMMARY_KEYS = ["currency", "territory", "usage_type", "matched"]
 FINDINGS_KEYS = ["line_status", "field", "code", "severity"]
 
@@ -196,6 +218,23 @@ def combine_summaries(parts: list[pl.DataFrame], keys: list[str]) -> pl.DataFram
         .agg(pl.col(values).sum())
         .sort(keys, nulls_last=True)
         .select(frame.columns)
+    )
+
+
+def rejected_frame(findings: pl.DataFrame, limit: int = REJECTED_ROWS) -> pl.DataFrame:
+    """The row-level findings of rejected lines (``severity`` error), first ``limit`` of them:
+    file, row, field, code, message and the line's outcome (``rejected: field:code``)."""
+    errors = findings.filter(pl.col("severity") == "error").head(limit)
+    file = pl.col("file") if "file" in errors.columns else pl.lit(None, pl.String)
+    return errors.select(
+        file.alias("file"),
+        pl.col("line_no").alias("row"),
+        "field",
+        "code",
+        "message",
+        pl.format("rejected: {}:{}", pl.col("field").fill_null(""), pl.col("code")).alias(
+            "outcome"
+        ),
     )
 
 
@@ -276,6 +315,9 @@ def _reconciliation_expectations(row: Mapping[str, Any], threshold: float) -> li
     out: list[Expectation] = [
         # The batch is not empty: at least one line was accepted.
         gxe.ExpectColumnMinToBeBetween(column="accepted_lines", min_value=1),
+        # No line was set aside: a file with rejected lines does not succeed (the lines and
+        # their reasons are in ``rejected_lines``).
+        gxe.ExpectColumnMaxToBeBetween(column="rejected_lines", min_value=0, max_value=0),
     ]
     for name in row:
         if name.startswith("declared_total_"):
@@ -299,6 +341,16 @@ def _reconciliation_expectations(row: Mapping[str, Any], threshold: float) -> li
                 )
             )
     return out
+
+
+def _rejected_expectations() -> list[Expectation]:
+    import great_expectations.expectations as gxe
+
+    return [
+        # Every line was accepted: each rejected line is an unexpected value here, and the
+        # Data Docs list the reasons (field:code) with their counts.
+        gxe.ExpectColumnValuesToBeInSet(column="outcome", value_set=["accepted"]),
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -382,6 +434,8 @@ def run_batch_expectations(
     suspense_threshold: float = DEFAULT_SUSPENSE_THRESHOLD,
     run_time: dt.datetime | None = None,
     summaries: tuple[pl.DataFrame, pl.DataFrame] | None = None,
+    rejected_findings: pl.DataFrame | None = None,
+    rejected_lines: int | None = None,
 ) -> BatchReport:
     """Validate one batch and write its Data Docs to ``out_dir/data_docs/index.html``.
 
@@ -391,7 +445,10 @@ def run_batch_expectations(
     currency, so that read = accepted + rejected is compared with what is declared; ``run_time``:
     shown in the report (e.g. the Airflow data interval end), a fixed epoch when not given.
     ``summaries``: instead of ``accepted`` and ``findings``, their ``accepted_summary`` and
-    ``findings_summary`` (e.g. combined chunk by chunk, so the lines are never all in memory).
+    ``findings_summary`` (e.g. combined chunk by chunk, so the lines are never all in memory);
+    then ``rejected_findings`` (the findings, or those of the rejected lines) and
+    ``rejected_lines`` (how many lines were set aside) say what was rejected, which
+    ``findings`` says otherwise.
     """
     started = time.perf_counter()
     docs_dir = out_dir.resolve() / DOCS_DIR  # GX needs an absolute path
@@ -400,7 +457,18 @@ def run_batch_expectations(
             raise ValueError("pass accepted and findings, or their summaries")
         summaries = (accepted_summary(accepted), findings_summary(findings, accepted))
     summary, found = summaries
+    if rejected_findings is None:  # the findings of the lines that are not among the accepted
+        rejected_findings = pl.DataFrame(schema=_FINDINGS)
+        if findings is not None and accepted is not None:
+            kept = accepted.lazy().select("line_no").collect()["line_no"]
+            rejected_findings = findings.filter(~pl.col("line_no").is_in(kept.implode()))
+    rejected = rejected_frame(rejected_findings)
+    if rejected_lines is None:
+        rejected_lines = int(
+            rejected_findings.filter(pl.col("severity") == "error")["line_no"].n_unique()
+        )
     row = _reconciliation(summary, declared_totals, rejected_totals or {}, file_label)
+    row["rejected_lines"] = rejected_lines
     with _quiet_gx():
         frames = {
             "accepted_summary": (
@@ -412,6 +480,7 @@ def run_batch_expectations(
                 pl.DataFrame([row]),
                 _reconciliation_expectations(row, suspense_threshold),
             ),
+            "rejected_lines": (rejected, _rejected_expectations()),
         }
         results = _validate(frames, docs_dir, file_label, run_time or FIXED_RUN_TIME)
     critical_failed = any(not r["success"] and r["severity"] == "critical" for r in results)
@@ -472,15 +541,21 @@ def _scrub(docs_dir: Path, run_time: dt.datetime) -> None:
     GX 1.x loads its navbar logo from its own S3 bucket with a ``?d=<now>`` query (a beacon
     that changes on every build), stamps each batch with ``ge_load_time`` = now and gives
     collapsible blocks random uuid4 ids. The logo is served from the site's own
-    ``static/images`` instead, load times become the run time, ids are numbered per page.
+    ``static/images`` instead, load times become the run time, ids are numbered per page;
+    scripts and stylesheets from CDNs are stripped, remote ``url()`` images dropped.
     """
     stamp = run_time.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     for page in docs_dir.rglob("*.html"):
         logo = os.path.relpath(docs_dir / "static" / "images" / "logo-long.png", page.parent)
         text = page.read_text(encoding="utf-8")
         text = GX_ASSET.sub(Path(logo).as_posix(), text)
+        text = REMOTE_URL.sub("none", REMOTE_ASSET.sub("", text))
         text = _number_uuids(TIMESTAMP.sub(stamp, text))
         page.write_text(text, encoding="utf-8")
+    for sheet in docs_dir.rglob("*.css"):  # GX's stylesheet draws its logo from S3
+        css = sheet.read_text(encoding="utf-8")
+        if REMOTE_URL.search(css):
+            sheet.write_text(REMOTE_URL.sub("none", css), encoding="utf-8")
 
 
 def _number_uuids(text: str) -> str:

@@ -60,7 +60,7 @@ from schemas.store.models import (
     Release,
     Track,
 )
-from schemas.territories import ALL_TERRITORIES
+from schemas.territories import REPORTED_TERRITORIES
 
 T = TypeVar("T")
 ERROR_SAMPLE = 50
@@ -238,6 +238,35 @@ def _reasons(findings: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+TOP_REASONS = 5
+
+
+def rejected_reasons(findings: pl.DataFrame, top: int = TOP_REASONS) -> list[dict[str, Any]]:
+    """The most frequent reasons lines were rejected (error findings by field and code): the
+    lines each concerns, and its first line as an example (file, row, message)."""
+    errors = findings.filter(pl.col("severity") == "error")
+    grouped = (
+        errors.group_by("field", "code", maintain_order=True)
+        .agg(
+            pl.col("line_no").n_unique().alias("lines"),
+            pl.col("file").first(),
+            pl.col("line_no").first().alias("row"),
+            pl.col("message").first(),
+        )
+        .sort("lines", descending=True, maintain_order=True)
+        .head(top)
+    )
+    return [
+        {
+            "field": r["field"],
+            "code": r["code"],
+            "lines": r["lines"],
+            "example": {"file": r["file"], "row": r["row"], "message": r["message"]},
+        }
+        for r in grouped.iter_rows(named=True)
+    ]
+
+
 @dataclass
 class _Run:
     """What one ingestion gathers chunk by chunk: totals, counts, findings and summaries,
@@ -325,7 +354,7 @@ class _Run:
         lines = revenue.conform(piece.lines, revenue.PARSED)
         self._fingerprint(piece.lines, piece.errors)
         checks: dict[str, Any] = {
-            "territories": ALL_TERRITORIES,
+            "territories": REPORTED_TERRITORIES,
             "currencies": _currencies(),
             "period_start": meta.period_start,
             "period_end": meta.period_end,
@@ -370,6 +399,13 @@ class _Run:
                 orient="row",
             )
             found = pl.concat([row_errors, found], how="vertical")
+        if piece.warnings is not None and piece.warnings.height:
+            # what the reader kept but flags (a territory read as unknown): warnings
+            kept = piece.warnings.select(
+                *[pl.col(c) for c in ("line_no", "field", "code", "message")],
+                pl.lit("warning").alias("severity"),
+            ).cast(ERRORS_SCHEMA)  # type: ignore[arg-type]
+            found = pl.concat([found, kept], how="vertical")
         found = found.sort("line_no", maintain_order=True)
         if rej.height:
             rej = rej.join(_reasons(found), on="line_no", how="left", maintain_order="left")
@@ -488,6 +524,50 @@ class _Run:
                 )
                 + unread,
             )
+
+    def check_rejected(self, data: DataDir, name: str, max_share: float) -> None:
+        """A file whose lines are all rejected, or more of them than ``max_share``, is not
+        ingested: it is refused with its findings summarised (the top reasons, each with its
+        count of lines and an example), and every finding is kept beside its quarantine
+        reason (file, row, field, code, reason) so that nothing of it is lost."""
+        if not self.lines or (self.accepted and self.rejected <= max_share * self.lines):
+            return
+        findings = self.all_findings().with_columns(pl.col("file").fill_null(name))
+        path = data.quarantine_findings(self.org_id, self.sha)
+        lake.write_json(
+            findings.select(
+                "file",
+                pl.col("line_no").alias("row"),
+                "field",
+                "code",
+                pl.col("message").alias("reason"),
+                "severity",
+            ).to_dicts(),
+            path,
+        )
+        top = rejected_reasons(findings)
+        share = self.rejected / self.lines
+        what = "every line" if not self.accepted else f"{share:.0%} of the lines"
+        reasons = "; ".join(
+            f"{r['field']}:{r['code']} on {r['lines']} line{'s' if r['lines'] > 1 else ''} "
+            f"(e.g. line {r['example']['row']})"
+            for r in top
+        )
+        raise FileRejected(
+            "rejected_lines",
+            f"{what} rejected ({self.rejected} of {self.lines}; more than "
+            f"{max_share:.0%} is not ingested): {reasons}",
+            details={
+                "lines": self.lines,
+                "accepted": self.accepted,
+                "rejected": self.rejected,
+                "rejected_share": round(share, 4),
+                "max_rejected_share": max_share,
+                "top_reasons": top,
+                "findings": str(path),
+                "finding_count": findings.height,
+            },
+        )
 
     def all_findings(self) -> pl.DataFrame:
         if not self.findings:
@@ -630,6 +710,7 @@ def ingest_path(
         with factory() as session:
             _check_content(session, org_id, content)
         run.reconcile()
+        run.check_rejected(data, name, res.settings.ingest_max_rejected_share)
         run.restamp()
         killpoint("ingest.staged")
         promoted.append(run.file_id)
@@ -1077,6 +1158,8 @@ def _finish(run: _Run, data: DataDir, name: str, sha: str, received: dt.datetime
         ),
         declared_totals=run.declared,
         rejected_totals=run.rejected_totals,
+        rejected_findings=findings,
+        rejected_lines=run.rejected,
         file_label=f"{fmt}-file-{run.file_id}",
         out_dir=report_dir,
         run_time=received,
@@ -1131,8 +1214,25 @@ def _quarantine(
         "row": exc.row,
         "field": exc.field,
         "file": name,
+        **exc.details,
     }
     lake.write_json(reason, res.data.quarantine(org_id, sha))
+    top = exc.details.get("top_reasons")
+    sample = (
+        [
+            RowError(
+                r["example"]["file"] or name,
+                r["example"]["row"],
+                r["field"],
+                r["code"],
+                f"{r['lines']} lines: {r['example']['message']}",
+            ).as_dict()
+            for r in top
+        ]
+        if top
+        else [RowError(name, exc.row, exc.field, exc.code, exc.message).as_dict()]
+    )
+    count = int(exc.details.get("finding_count", len(sample)))
     with db.transaction(res.factory, actor=actor) as session:
         if pending_id is not None:  # the quarantine takes the place of the pending row
             _drop_pending(session, pending_id)
@@ -1147,8 +1247,11 @@ def _quarantine(
             quarantine_code=exc.code,
             quarantine_reason=exc.message[:2000],
             raw_path=str(raw),
-            errors_sample=[RowError(name, exc.row, exc.field, exc.code, exc.message).as_dict()],
-            error_count=1,
+            errors_sample=sample,
+            error_count=count,
+            lines_read=int(exc.details.get("lines", 0)),
+            lines_accepted=int(exc.details.get("accepted", 0)),
+            lines_rejected=int(exc.details.get("rejected", 0)),
         )
         session.add(row)
         session.flush()
@@ -1159,7 +1262,10 @@ def _quarantine(
         file_id=file_id,
         sha256=sha,
         format=fmt,
+        lines=int(exc.details.get("lines", 0)),
+        accepted=int(exc.details.get("accepted", 0)),
+        rejected=int(exc.details.get("rejected", 0)),
         quarantine=reason,
-        error_count=1,
+        error_count=count,
         errors=[reason],
     )

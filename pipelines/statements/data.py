@@ -42,6 +42,7 @@ from schemas.statement_figures import (
 )
 from schemas.store.models import Organisation, Payee, Release
 from schemas.store.runs import RoyaltyRun, RunStatus, StatementSummary
+from schemas.territories import UNKNOWN
 
 TOP_TRACKS = 10
 HISTORY_PERIODS = 6
@@ -54,7 +55,7 @@ DETAIL_COLUMNS: dict[str, str] = {
     "release_title": "release title",
     "source": "the store that reported the revenue (its service: Spotify, Apple Music, ...; "
     "a report naming none: its report format)",
-    "territory": "ISO 3166-1 alpha-2 territory of use (WW: worldwide or not reported)",
+    "territory": "ISO 3166-1 alpha-2 territory of use (WW: worldwide; ZZ: unknown)",
     "usage_type": "stream, download, ugc, ...",
     "reporting_period": "month the revenue was reported for (YYYY-MM)",
     "quantity": "units (plays, downloads, views) as reported",
@@ -332,6 +333,8 @@ def _d(value: Any) -> Decimal:
 def territory_name(code: str) -> str:
     if code in ("", "WW"):
         return "Worldwide / not reported"
+    if code == UNKNOWN:  # the report gave none, or one nobody could place
+        return "Unknown territory"
     country = pycountry.countries.get(alpha_2=code)
     return str(country.name) if country is not None else code
 

@@ -314,10 +314,10 @@ def test_ctrl_semaphores_release_files_on_the_first_run(
     distributor = outcomes[statement.name]
     assert distributor["status"] == "ingested"
     assert distributor["lines"] == 14
-    assert distributor["rejected"] == 2  # a mistyped amount, territory ZZ
+    assert distributor["rejected"] == 2  # a mistyped amount, currency EUX
     assert_in_lake(label, distributor, "distributor_csv")
     (rejected,) = label.partitions("rejected_lines")
-    assert pl.read_parquet(rejected)["territory"].to_list() == ["ZZ"]
+    assert pl.read_parquet(rejected)["currency"].to_list() == ["EUX"]
 
     bad = outcomes["statement_northbound_2025-12.csv.gz"]
     assert bad["status"] == "quarantined"

@@ -302,3 +302,62 @@ def test_ingest_reads_a_folder_past_a_failing_file_and_exits_1(
         "(not recorded: run again)"
     )
     assert lines[2].startswith("ingested    spotify_x_202603_EUR.csv [spotify] 1 lines")
+
+
+def test_a_file_of_rejected_lines_is_quarantined_with_its_reasons(env: str, tmp_path: Path) -> None:
+    """A report whose lines are all rejected (or more than the share allowed, 50% by default)
+    is not ``ingested``: it is quarantined, its top reasons counted with an example line each,
+    in the table and in ``--json``; every finding and the raw file are kept."""
+    import json
+
+    cli("db", "upgrade")
+    cli("org", "create", "acme", "--name", "Acme")
+    head = "country,product,track_uri,isrc,upc,track_name,artist_name,streams,revenue,currency"
+    bad = tmp_path / "spotify_x_202601_EUR.csv"  # every amount misread (a comma for a point)
+    rows = [f"GB,premium,u{i},GBAAA2600001,,T,A,10,{i}.50x,EUR" for i in range(1, 4)]
+    bad.write_text("\n".join([head, *rows, "GB,premium,u4,GBAAA2600001,,T,A,10,1.50,EUX"]) + "\n")
+    most = tmp_path / "spotify_x_202602_EUR.csv"  # two of three lines rejected: 67% > 50%
+    rows = ["GB,premium,u1,GBAAA2600001,,T,A,10,1.50,EUR", "GB,premium,u2,X,,T,A,ten,1,EUR"]
+    most.write_text("\n".join([head, *rows, "GB,premium,u3,X,,T,A,10,1.5.0,EUR"]) + "\n")
+
+    table = runner.invoke(app, ["ingest", str(bad), "--org", "acme"])
+    assert table.exit_code == 1, table.output
+    first, *reasons = table.output.splitlines()
+    assert first.startswith(
+        "QUARANTINED spotify_x_202601_EUR.csv: rejected_lines: every line rejected (4 of 4; "
+    )
+    assert reasons[0].split() == [
+        "3", "lines", "amount:invalid_decimal", "e.g.", "spotify_x_202601_EUR.csv", "line",
+        "2:", "column", "'revenue':", "'1.50x'", "is", "not", "a", "number",
+    ]  # fmt: skip
+    assert "currency:unknown_currency" in reasons[1] and "line 5" in reasons[1]
+
+    result = runner.invoke(app, ["ingest", str(most), "--org", "acme", "--json"])
+    assert result.exit_code == 1, result.output
+    out = json.loads(result.output)
+    assert (out["status"], out["lines"], out["accepted"], out["rejected"]) == (
+        "quarantined", 3, 1, 2
+    )  # fmt: skip
+    q = out["quarantine"]
+    assert q["code"] == "rejected_lines" and q["rejected_share"] == 0.6667
+    assert q["max_rejected_share"] == 0.5
+    assert [(r["field"], r["code"], r["lines"], r["example"]["row"]) for r in q["top_reasons"]] == [
+        ("quantity", "invalid_integer", 1, 3),
+        ("amount", "invalid_decimal", 1, 4),
+    ]
+    findings = json.loads(Path(tmp_path / q["findings"]).read_text())
+    assert {(f["file"], f["row"], f["field"], f["code"]) for f in findings} >= {
+        ("spotify_x_202602_EUR.csv", 3, "quantity", "invalid_integer"),
+        ("spotify_x_202602_EUR.csv", 4, "amount", "invalid_decimal"),
+    }
+    assert all(f["reason"] for f in findings)
+    factory = resources.Resources.current().factory
+    with factory() as s:
+        rows = s.scalars(sa.select(IngestFile).order_by(IngestFile.id)).all()
+        assert [(r.status.value, r.quarantine_code) for r in rows] == [
+            ("quarantined", "rejected_lines"),
+            ("quarantined", "rejected_lines"),
+        ]
+        assert (rows[1].lines_read, rows[1].lines_rejected, rows[1].error_count) == (3, 2, 2)
+        assert Path(tmp_path / rows[1].raw_path).read_bytes() == most.read_bytes()
+    assert not list((tmp_path / "var" / "lake").rglob("*.parquet"))  # nothing of them counts

@@ -14,7 +14,7 @@ from pipelines.ingest.expectations import BatchReport, run_batch_expectations
 from royalty_engine.validate import ERRORS_SCHEMA
 from schemas import revenue
 
-SUITES = ("accepted_summary", "findings_summary", "reconciliation")
+SUITES = ("accepted_summary", "findings_summary", "reconciliation", "rejected_lines")
 
 
 def lines(*rows: tuple[int, str, str, str, int, str, str | None]) -> pl.DataFrame:
@@ -50,8 +50,10 @@ def findings(*rows: tuple[int | None, str, str, str]) -> pl.DataFrame:
     )
 
 
-# Line 2 carries a warning (kept), line 9 an error (that line was set aside, not in GOOD).
-FINDINGS = findings((2, "isrc", "invalid_isrc", "warning"), (9, "amount", "missing", "error"))
+# Line 2 carries a warning (kept); no line was set aside.
+FINDINGS = findings((2, "isrc", "invalid_isrc", "warning"))
+# ... and line 9 an error: that line was set aside (not in GOOD).
+REJECTED = findings((2, "isrc", "invalid_isrc", "warning"), (9, "amount", "missing", "error"))
 
 
 def run(tmp_path: Path, **kw: Any) -> BatchReport:
@@ -261,3 +263,29 @@ def test_quiet_under_warnings_as_errors_in_a_fresh_interpreter(tmp_path: Path) -
         "app can still capture them: True",
     ]
     assert done.stderr == ""  # no warnings, no progress bars
+
+
+def test_a_file_with_rejected_lines_does_not_succeed_and_docs_open_offline(tmp_path: Path) -> None:
+    """Rejected lines fail the batch: the reconciliation counts them, and each is a row-level
+    result in the same Data Docs (its reason an unexpected value, with a count). No page or
+    stylesheet loads anything from another host (GX links CDN scripts, styles and a logo)."""
+    report = run(tmp_path, findings=REJECTED)
+
+    assert not report.success
+    assert sorted(failed(report)) == [
+        ("reconciliation", "expect_column_max_to_be_between", "rejected_lines"),
+        ("rejected_lines", "expect_column_values_to_be_in_set", "outcome"),
+    ]
+    observed = {r["column"]: r["observed_value"] for r in report.failed}
+    assert observed["rejected_lines"] == 1
+    assert observed["outcome"]["unexpected"] == ["rejected: amount:missing"]
+    page = text_of(validation_pages(report.docs_index)["rejected_lines"])
+    assert "Failed" in page and "rejected: amount:missing" in page
+    assert "Status: Failed" in text_of(validation_pages(report.docs_index)["reconciliation"])
+    # assets only: a plain link (GX's home page) loads nothing when the page opens
+    remote = re.compile(
+        r"""src=["'](?:https?:)?//|<link[^>]*href=["'](?:https?:)?//|url\(\s*["']?(?:https?:)?//"""
+    )
+    docs = report.docs_index.parent
+    for path in [*docs.rglob("*.html"), *docs.rglob("*.css")]:
+        assert not remote.search(path.read_text(encoding="utf-8")), path

@@ -3,6 +3,7 @@ duplicates, reconciliation, matching, FX, suspense and rematch."""
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 from decimal import Decimal
 from pathlib import Path
@@ -181,10 +182,86 @@ def test_bad_lines_are_set_aside_with_reasons(
     out = ingest_path(Resources.of(factory, data), org_id=label, path=report, name=report.name)
     assert (out.lines, out.accepted, out.rejected) == (16, 14, 2)
     codes = {(e["line_no"], e["field"], e["code"]) for e in out.errors if e["severity"] == "error"}
-    assert codes == {(11, "amount", "invalid_decimal"), (13, "territory", "unknown_territory")}
+    assert codes == {(11, "amount", "invalid_decimal"), (13, "currency", "unknown_currency")}
     rejected = lake_lines(data, "rejected_lines")
     assert rejected["line_no"].to_list() == [13]  # the unreadable amount never became a line
-    assert rejected["reasons"].to_list() == ["territory:unknown_territory"]
+    assert rejected["reasons"].to_list() == ["currency:unknown_currency"]
+
+
+# A distributor's statement as it arrives (shaped on a real one; names and figures invented):
+# ISO alpha-3 territories with "N/A" and legacy "ROM", usage months written "June 2025".
+NORTHBOUND = """\
+name: northbound
+description: A distributor statement with alpha-3 territories and months written out.
+fingerprint: [Sales Month, Country, ISRC, Earnings]
+columns:
+  - {name: Sales Month, required: true}
+  - {name: Store, field: service}
+  - {name: Country, field: territory}
+  - {name: ISRC, required: true}
+  - {name: UPC}
+  - {name: Track, field: title}
+  - {name: Quantity, field: quantity}
+  - {name: Earnings, field: amount}
+identifiers: {isrc: ISRC, upc: UPC}
+currency: {value: USD}
+date_rules:
+  usage_period: {column: Sales Month, format: [month], span: month}
+"""
+
+
+def test_a_distributor_statement_with_alpha3_territories_and_written_months_goes_in(
+    factory: sessionmaker[Session], label: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Territories as the report writes them (USA, GBR, ROM, a name, Worldwide; N/A and blank
+    are the unknown territory ZZ, with a warning each, never a refused line) and months as it
+    writes them ("June 2025", "JUN-25"): every line goes in, the totals are the file's."""
+    import yaml
+
+    from connectors.formats.registry import default_registry
+    from connectors.formats.spec import SpecParser
+    from schemas.format_spec import FormatSpec
+
+    spec = FormatSpec.model_validate(yaml.safe_load(NORTHBOUND))
+    monkeypatch.setitem(default_registry(), spec.name, SpecParser(spec))
+    p = products(factory, label)
+    rows = [
+        ("June 2025", "USA", "12.345678"),
+        ("June 2025", "GBR", "3.10"),
+        ("June 2025", "N/A", "0.75"),
+        ("JUN-25", "ROM", "1.05"),
+        ("june 2025", "United Kingdom", "2.00"),
+        ("Jun 2025", "", "0.01"),
+        ("June 2025", "Worldwide", "4.50"),
+        ("June 2025", "DEU", "-0.40"),  # a chargeback
+    ]
+    report = tmp_path / "northbound_statement.csv"
+    report.write_text(
+        "Sales Month,Store,Country,ISRC,UPC,Track,Quantity,Earnings\n"
+        + "".join(
+            f"{m},Deezer,{c},{p[i].isrc},{p[i].upc},T,{i + 1},{a}\n"
+            for i, (m, c, a) in enumerate(rows)
+        )
+    )
+    out = ingest_path(
+        Resources.of(factory, tmp_path / "data"),
+        org_id=label,
+        path=report,
+        name=report.name,
+        format="northbound",
+    )
+    assert (out.status, out.lines, out.accepted, out.rejected) == ("ingested", 8, 8, 0)
+    assert out.reporting_periods == ["2025-06"]
+    assert out.totals["USD"]["accepted"] == out.totals["USD"]["read"] == "23.355678"
+    lines = lake_lines(tmp_path / "data").sort("line_no")
+    assert lines["territory"].to_list() == ["US", "GB", "ZZ", "RO", "GB", "ZZ", "WW", "DE"]
+    assert set(lines["usage_start"]) == {dt.date(2025, 6, 1)}
+    assert set(lines["usage_end"]) == {dt.date(2025, 6, 30)}
+    assert sum(lines["amount"]) == Decimal("23.355678")
+    warned = {(e["line_no"], e["code"]) for e in out.errors if e["field"] == "territory"}
+    assert warned == {(4, "territory_not_given"), (7, "territory_not_given")}
+    assert {e["severity"] for e in out.errors} == {"warning"}
+    assert out.outputs["expectations"]["success"] is True
 
 
 def test_a_line_with_two_unreadable_cells_is_one_rejected_line(
@@ -528,8 +605,8 @@ def test_each_line_of_a_zip_names_the_report_it_is_from(
     p = products(factory, label)[0]
     a = spotify_report(tmp_path / "spotify_a_202601_EUR.csv", p.isrc, p.upc)
     b = spotify_report(tmp_path / "spotify_b_202601_EUR.csv", p.isrc, p.upc)
-    for member in (a, b):  # line 2 of each: a country no one has
-        member.write_text(member.read_text().replace("GB,premium,u1", "XQ,premium,u1"))
+    for member in (a, b):  # line 2 of each: a currency no one has
+        member.write_text(member.read_text().replace(",1.50,EUR", ",1.50,EUX", 1))
     both = tmp_path / "spotify_202601.zip"
     with zipfile.ZipFile(both, "w") as zf:
         zf.write(a, a.name)
@@ -1257,9 +1334,14 @@ def test_different_unreadable_lines_are_never_the_same_content(
 ) -> None:
     """The content fingerprint takes in what the parser could not read too: two reports whose
     unreadable lines differ (every line, or all but one) are two reports, not a duplicate;
-    the same report re-sent gzipped still is one."""
+    the same report re-sent gzipped still is one. (A report of nothing but unreadable lines is
+    quarantined, whatever share of rejected lines is allowed: two such are two quarantines.)"""
     import gzip
 
+    from pipelines.settings import Settings
+
+    data = tmp_path / "data"
+    res = Resources.of(factory, data, Settings(data_dir=data, ingest_max_rejected_share=1.0))
     p = products(factory, label)[0]
     head = "country,product,track_uri,isrc,upc,track_name,artist_name,streams,revenue,currency\n"
     good = f"GB,premium,u0,{p.isrc},{p.upc},T,A,10,1.50,EUR\n" if readable else ""
@@ -1273,22 +1355,20 @@ def test_different_unreadable_lines_are_never_the_same_content(
             + f"GB,premium,u1,{p.isrc},{p.upc},T,A,10,{amount},EUR\n"
             + f"GB,premium,u2,{p.isrc},{p.upc},T,A,12,{amount}0,EUR\n"
         )
-        outs.append(
-            ingest_path(
-                Resources.of(factory, tmp_path / "data"),
-                org_id=label,
-                path=report,
-                name=report.name,
-            )
-        )
+        outs.append(ingest_path(res, org_id=label, path=report, name=report.name))
+    if not readable:
+        assert [(o.status, o.quarantine["code"]) for o in outs if o.quarantine] == [
+            ("quarantined", "rejected_lines"),
+            ("quarantined", "rejected_lines"),
+        ]
+        assert outs[0].file_id != outs[1].file_id
+        return
     assert [o.status for o in outs] == ["ingested", "ingested"]
     assert outs[0].file_id != outs[1].file_id
     assert [o.rejected for o in outs] == [2, 2]
     wrapped = tmp_path / "spotify_x_202601_EUR.csv.gz"
     wrapped.write_bytes(gzip.compress((tmp_path / "r1" / "spotify_x_202601_EUR.csv").read_bytes()))
-    again = ingest_path(
-        Resources.of(factory, tmp_path / "data"), org_id=label, path=wrapped, name=wrapped.name
-    )
+    again = ingest_path(res, org_id=label, path=wrapped, name=wrapped.name)
     assert (again.status, again.file_id) == ("duplicate", outs[1].file_id)
 
 
@@ -1336,12 +1416,14 @@ def test_an_apple_report_belongs_to_the_fiscal_month_its_file_name_names(
     out = ingest_path(Resources.of(factory, data), org_id=label, path=report, name=report.name)
     assert (out.status, out.format, out.rejected) == ("ingested", "apple", 0)
     assert set(lake_lines(data)["reporting_period"]) == {"2026-07"}
-    # the name says fiscal August: its lines (28 June to 1 August) are outside that month
+    # the name says fiscal August: its lines (28 June to 1 August) are outside that month,
+    # every one rejected: the file is quarantined, not ingested
     other = apple_report(tmp_path / "80012345_0826_GB.txt", factory, label, 6)
     moved = ingest_path(
         Resources.of(factory, tmp_path / "other"), org_id=label, path=other, name=other.name
     )
     assert moved.rejected == moved.lines and moved.lines > 0
+    assert moved.quarantine is not None and moved.quarantine["code"] == "rejected_lines"
     # renamed by hand, without the fiscal month: the month the usage ends in, as before
     bare = apple_report(tmp_path / "apple_sales.txt", factory, label, 7)
     plain = ingest_path(

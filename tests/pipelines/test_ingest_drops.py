@@ -114,7 +114,7 @@ def spotify_report(label: Label, currency: str, seed: int, *, tracks: int = 4) -
 
 
 def distributor_report(label: Label, seed: int) -> Report:
-    """A distributor statement with two bad lines (a mistyped amount, territory ``ZZ``)."""
+    """A distributor statement with two bad lines (a mistyped amount, currency ``EUX``)."""
     path = label.data_dir.parent / f"statement-{seed}" / "statement_northbound_2026-01.csv"
     path.parent.mkdir(parents=True)
     write_distributor(path, random.Random(seed).sample(label.products, 12), random.Random(seed))
@@ -300,23 +300,23 @@ def test_s3_drop_with_ctrl_semaphores(label: Label, s3_remote: Remote) -> None:
     assert statement["status"] == "ingested"
     assert statement["format"] == "distributor_csv"
     assert statement["lines"] == bad.lines
-    assert statement["rejected"] == 2  # the mistyped amount and territory ZZ
+    assert statement["rejected"] == 2  # the mistyped amount and currency EUX
     assert statement["accepted"] == bad.lines - 2
     row = next(r for r in label.ledger() if r.id == statement["file_id"])
     assert (row.lines_read, row.lines_accepted, row.lines_rejected) == (bad.lines, bad.lines - 2, 2)
     assert label.lake().filter(pl.col("file_id") == row.id).height == bad.lines - 2
-    # Every line is accounted for: 10 in the lake, territory ZZ set aside with its reason, the
+    # Every line is accounted for: 10 in the lake, currency EUX set aside with its reason, the
     # unreadable amount a row error in the findings report.
     (rejected,) = (label.data_dir / "lake" / "rejected_lines" / f"org={label.org_id}").rglob(
         "*.parquet"
     )
     assert pl.read_parquet(rejected).select("line_no", "reasons").rows() == [
-        (13, "territory:unknown_territory")
+        (13, "currency:unknown_currency")
     ]
     findings = json.loads(Path(row.outputs["findings"]).read_text())
     assert [(f["line_no"], f["field"], f["code"]) for f in findings] == [
         (11, "amount", "invalid_decimal"),
-        (13, "territory", "unknown_territory"),
+        (13, "currency", "unknown_currency"),
     ]
 
     assert label.pending() == []  # USD still has no semaphore; EUR and the statement are known

@@ -48,7 +48,7 @@ def label(factory: sessionmaker[Session]) -> int:
 def statement(factory: sessionmaker[Session], org_id: int, path: Path, seed: int) -> Path:
     with factory() as s:
         products = catalogue(s, org_id)[:30]
-    write_distributor(path, products, random.Random(seed))  # one line refused (country ZZ)
+    write_distributor(path, products, random.Random(seed))  # one line refused (currency EUX)
     return path
 
 

@@ -45,8 +45,8 @@ CHUNK = "300"  # bytes of text per chunk: the 40-line file is staged as many par
 
 
 def statement(factory: sessionmaker[Session], org_id: int, path: Path, seed: int) -> Path:
-    """A distributor statement of 40 lines, one of them refused by the row checks (country
-    ZZ: it goes to rejected_lines), so the file has parts in both tables."""
+    """A distributor statement of 40 lines, one of them refused by the row checks (currency
+    EUX: it goes to rejected_lines), so the file has parts in both tables."""
     with factory() as s:
         products = catalogue(s, org_id)[:40]
     write_distributor(path, products, random.Random(seed))

@@ -2,20 +2,27 @@ from __future__ import annotations
 
 import dataclasses
 
+import polars as pl
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas.territories import (
     ALL_TERRITORIES,
+    REPORTED_TERRITORIES,
+    UNKNOWN,
     WORLDWIDE,
     TerritoryError,
     TerritorySet,
     is_valid_currency,
     is_valid_territory,
+    normalise_territories,
+    normalise_territory,
+    normalise_territory_expr,
     parse_territory_set,
     require_currency,
     require_territory,
+    territory_reading,
 )
 
 
@@ -165,3 +172,103 @@ def test_roundtrip_property(codes: set[str], worldwide: bool) -> None:
     resolved = ts.resolve()
     assert resolved.isdisjoint(codes) if worldwide else resolved == codes
     assert all(ts.contains(c) for c in resolved)
+
+
+def test_unknown_territory_is_matched_by_the_world_alone() -> None:
+    """A line whose territory nobody could place (ZZ) is covered by a worldwide set without
+    exclusions, exactly as a WW line is: a rate "for the world" still applies to it."""
+    assert WORLDWIDE.contains(UNKNOWN) and WORLDWIDE.contains("zz")
+    assert not parse_territory_set("WW,-US").contains(UNKNOWN)  # it may be the excluded US
+    assert not parse_territory_set("GB,IE").contains(UNKNOWN)
+    assert ALL_TERRITORIES | {"WW", "ZZ"} == REPORTED_TERRITORIES
+
+
+# a report's text -> (code, finding)
+READINGS = [
+    # ISO alpha-2, alpha-3 and numeric codes, any case, numeric without its zeros
+    ("GB", "GB", None),
+    (" gb ", "GB", None),
+    ("USA", "US", None),
+    ("GBR", "GB", None),
+    ("deu", "DE", None),
+    ("826", "GB", None),
+    ("036", "AU", None),
+    ("36", "AU", None),
+    ("NA", "NA", None),  # Namibia, not "n/a"
+    # English names: ISO's (pycountry), CLDR's (babel), without accents, curly apostrophes
+    ("United Kingdom", "GB", None),
+    ("united states of america", "US", None),
+    ("South Korea", "KR", None),
+    ("Korea, Republic of", "KR", None),
+    ("Russia", "RU", None),
+    ("Viet Nam", "VN", None),
+    ("Vietnam", "VN", None),
+    ("Côte d’Ivoire", "CI", None),
+    ("Cote d'Ivoire", "CI", None),
+    ("Türkiye", "TR", None),
+    ("Hong Kong SAR China", "HK", None),
+    ("Kosovo", "XK", None),
+    # the aliases stores use
+    ("UK", "GB", None),
+    ("EL", "GR", None),
+    ("ROM", "RO", None),
+    ("XKX", "XK", None),
+    ("England", "GB", None),
+    ("Turkey", "TR", None),
+    ("Czech Republic", "CZ", None),
+    ("Worldwide", "WW", None),
+    ("WW", "WW", None),
+    ("World", "WW", None),
+    ("Rest of World", "WW", None),
+    # not given: unknown, with a finding
+    ("N/A", "ZZ", "not_given"),
+    ("", "ZZ", "not_given"),
+    ("   ", "ZZ", "not_given"),
+    (None, "ZZ", "not_given"),
+    ("-", "ZZ", "not_given"),
+    ("Unknown", "ZZ", "not_given"),
+    ("ZZ", "ZZ", "not_given"),
+    # nobody can place it: unknown too, with a finding (never a refused line)
+    ("Narnia", "ZZ", "unrecognised"),
+    ("EU", "ZZ", "unrecognised"),
+    ("G1", "ZZ", "unrecognised"),
+]
+
+
+@pytest.mark.parametrize(("text", "code", "finding"), READINGS)
+def test_territories_as_reports_write_them(
+    text: str | None, code: str, finding: str | None
+) -> None:
+    assert territory_reading(text) == (code, finding)
+    assert normalise_territory(text) == code
+
+
+def test_the_polars_twin_reads_every_territory_the_same() -> None:
+    texts = [t for t, _, _ in READINGS]
+    frame = pl.DataFrame({"t": texts}, schema={"t": pl.String})
+    assert frame.select(normalise_territory_expr("t"))["t"].to_list() == [
+        normalise_territory(t) for t in texts
+    ]
+
+
+@given(st.text(max_size=12))
+def test_the_twins_agree_on_any_text(text: str) -> None:
+    frame = pl.DataFrame({"t": [text]}, schema={"t": pl.String})
+    assert frame.select(normalise_territory_expr("t")).item() == normalise_territory(text)
+
+
+def test_lines_keep_their_amount_and_get_a_finding() -> None:
+    lines = pl.DataFrame(
+        {"line_no": [2, 3, 4, 5], "territory": ["GBR", "N/A", None, "Narnia"]},
+        schema={"line_no": pl.Int64, "territory": pl.String},
+    )
+    out, found = normalise_territories(lines)
+    assert out["territory"].to_list() == ["GB", "ZZ", "ZZ", "ZZ"]
+    assert found.select("line_no", "field", "code").rows() == [
+        (3, "territory", "territory_not_given"),
+        (4, "territory", "territory_not_given"),
+        (5, "territory", "unknown_territory"),
+    ]
+    assert "'N/A'" in found["message"][0] and "'Narnia'" in found["message"][2]
+    _, none = normalise_territories(lines.head(1))
+    assert none.is_empty()

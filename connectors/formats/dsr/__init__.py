@@ -108,11 +108,11 @@ from connectors.formats.dsr.layouts import (
     _Picker,
     _resplit,
     _usage_type,
-    iso_period,
 )
 from connectors.formats.dsr.reading import _Parts, _Spilled
 from connectors.formats.dsr.rejects import _Rejects
 from schemas.money import largest_remainder
+from schemas.report_dates import iso_period
 from schemas.revenue import AMOUNT, PARSED
 
 __all__ = ["FORMAT", "LAYOUTS", "DsrParser", "iso_period"]

@@ -24,9 +24,9 @@ from connectors.formats.dsr.layouts import (
     _cell,
     _first_record,
     _scaled,
-    iso_period,
 )
 from connectors.formats.dsr.reading import _Parts, _Reading
+from schemas.report_dates import iso_period
 
 
 @dataclass

@@ -3,7 +3,6 @@ small helpers on cells and numbers (see the package docstring for the format).""
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -25,7 +24,6 @@ FILENAME_RE: Final = re.compile(
 _INT_RE: Final = r"^[+-]?\d+$"
 _DEC_RE: Final = r"^[+-]?(?:\d+\.?\d*|\.\d+)$"
 _LONG_FRACTION_RE: Final = r"\.\d{12}\d*[1-9]$"  # a nonzero digit after the 12th place
-_ISO_DATE_RE: Final = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
 
 COMMERCIAL_MODELS: Final[dict[str, str]] = {
     "AdvertisementSupportedModel": "ad_supported",
@@ -234,23 +232,6 @@ def _cell(cells: list[str], layout: Layout, name: str) -> str | None:
         return None
     value = cells[pos].strip()
     return value or None
-
-
-def iso_period(text: str, *, end: bool) -> dt.date:
-    """A DDEX ``ddex_IsoDate`` (YYYY[-MM[-DD]]) as a date: its first day, or last if ``end``."""
-    m = _ISO_DATE_RE.match(text.strip())
-    if not m:
-        raise ValueError(f"{text!r} is not a date (YYYY[-MM[-DD]])")
-    year, month, day = int(m[1]), m[2], m[3]
-    if month is None:
-        return dt.date(year, 12, 31) if end else dt.date(year, 1, 1)
-    if day is None:
-        first = dt.date(year, int(month), 1)
-        if not end:
-            return first
-        nxt = dt.date(year + (first.month == 12), first.month % 12 + 1, 1)
-        return nxt - dt.timedelta(days=1)
-    return dt.date(year, int(month), int(day))
 
 
 def _decimal_units(value: str) -> int:
