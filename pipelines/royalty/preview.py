@@ -164,14 +164,14 @@ class ContractFlag:
 
 
 def negative_cause(balance: Any, returns: tuple[str, str, Decimal] | None = None) -> str:
-    """Why a contract's balance went negative, in words: the biggest return (``returns``:
-    source, month, amount) when its royalties were negative, else the advance or costs it
-    has not recouped yet."""
+    """Why a contract's balance went negative, in words: the biggest return (``returns``: the
+    source as the run's detail names it (``statement_figures.source_expr``), month, amount)
+    when its royalties were negative, else the advance or costs it has not recouped yet."""
     cur = balance.currency
     if balance.earnings < 0:
         if returns is not None:
             source, month, _amount = returns
-            return f"{source_name(source)} return on {month}"
+            return f"{source or 'Unknown source'} return on {month}"
         return f"negative royalties this period ({money(balance.earnings, cur)}: returns)"
     parts = []
     if balance.advances:
@@ -181,14 +181,6 @@ def negative_cause(balance: Any, returns: tuple[str, str, Decimal] | None = None
     if not parts:
         return ""
     return " and ".join(parts) + f" not yet recouped ({money(balance.recouped, cur)} recouped)"
-
-
-def source_name(source: str) -> str:
-    """A revenue source as people name it: a store's name as reported is kept as it is
-    (``Apple Music``), a format id is made readable (``apple`` -> ``Apple``)."""
-    if not source or any(c.isupper() for c in source):
-        return source or "unknown source"
-    return source.replace("_", " ").capitalize()
 
 
 # The run's totals (``RoyaltyRun.totals``) by currency, labelled, in reading order: the

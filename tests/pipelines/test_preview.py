@@ -20,7 +20,6 @@ from pipelines.royalty.preview import (
     VarianceThreshold,
     negative_cause,
     render_markdown,
-    source_name,
     variance,
 )
 from royalty_engine.warnings import RunWarning
@@ -66,7 +65,7 @@ def test_flags_are_worded_for_people() -> None:
     gone = variance(2, "Sam Okafor", "EUR", D("90.5"), D("0"))
     assert gone.message("2026-01") == "Sam Okafor: no royalties this period (90.50 EUR in 2026-01)"
     returned = SimpleNamespace(currency="GBP", earnings=D("-2.94"), advances=0, costs=0)
-    cause = negative_cause(returned, ("apple", "2026-07", D("-3.10")))
+    cause = negative_cause(returned, ("Apple", "2026-07", D("-3.10")))
     flag = ContractFlag("NB-009", "newly_negative", "GBP", D("-2.94"), cause)
     assert flag.message() == ("NB-009: newly negative (\u22122.94 GBP), Apple return on 2026-07")
     advance = SimpleNamespace(
@@ -75,8 +74,6 @@ def test_flags_are_worded_for_people() -> None:
     assert negative_cause(advance) == (
         "advance of 2,500.00 EUR not yet recouped (177.25 EUR recouped)"
     )
-    assert source_name("distributor_csv") == "Distributor csv"
-    assert source_name("Apple Music") == "Apple Music"
 
 
 def _preview(**kw: object) -> Preview:
