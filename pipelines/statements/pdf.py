@@ -380,9 +380,18 @@ class _Document(FPDF):
         bold_rows: Sequence[int] = (),
         size: float = 8,
         height: float = 5,
+        fit: bool = False,
+        fill: int | None = None,
     ) -> None:
         """A table: ``columns`` are (title, width, align); a header row, zebra rows and an
-        optional bold total row. The header is repeated when a table breaks across pages."""
+        optional bold total row. The header is repeated when a table breaks across pages.
+        ``fit``: nothing is cut short: the columns are resized to their widest text within
+        the table's total width, and the type made smaller (down to 5.5 pt) if they still
+        do not fit. ``fill``: the index of a column that takes the width left over instead
+        (long words, cut if they must be)."""
+        if fit:
+            cells = [*rows, *([total] if total else [])]
+            columns, size = self._fitted(columns, cells, size, fill)
 
         def head() -> None:
             self.font(size, bold=True)
@@ -409,6 +418,41 @@ class _Document(FPDF):
                 self.line_text(width, height, value, align=align)
             self.newline(height)
         self.newline(2)
+
+    def _fitted(
+        self,
+        columns: Sequence[tuple[str, float, str]],
+        rows: Sequence[Sequence[object]],
+        size: float,
+        fill: int | None,
+    ) -> tuple[list[tuple[str, float, str]], float]:
+        """Column widths for ``grid(fit=True)``: each column's widest cell (bold for the
+        header and total) plus its margins, the spare width shared out in proportion to the
+        given widths (or all of it to ``fill``); the size stepped down by half a point until
+        the columns fit."""
+        total = sum(c[1] for c in columns)
+        while True:
+            need = []
+            for i, (title, _, _) in enumerate(columns):
+                if i == fill:
+                    need.append(0.0)
+                    continue
+                self.font(size, bold=True)
+                widest = self.width(self.clean(title))
+                self.font(size)
+                for row in rows:  # x 1.08: room for the bold total row
+                    widest = max(widest, self.width(self.clean(row[i])) * 1.08)
+                need.append(widest + 2 * self.c_margin + 0.5)
+            if sum(need) <= total or size <= 5.5:
+                break
+            size -= 0.5
+        spare = max(total - sum(need), 0.0)
+        share = [
+            (1.0 if i == fill else 0.0) if fill is not None else c[1] / total
+            for i, c in enumerate(columns)
+        ]
+        widths = [n + spare * s for n, s in zip(need, share, strict=True)]
+        return [(c[0], w, c[2]) for c, w in zip(columns, widths, strict=True)], size
 
     def bar_chart(
         self,
@@ -685,6 +729,7 @@ def _pooled_contracts(pdf: _Document, s: Statement) -> None:
             ),
         ),
         size=7.5,
+        fit=True,
     )
     pdf.font(7.5)
     pdf.set_text_color(*MUTED)
@@ -716,6 +761,8 @@ def _pooled_contracts(pdf: _Document, s: Statement) -> None:
             for c in s.contracts
         ],
         size=7,
+        fit=True,
+        fill=4,
     )
 
 

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from pipelines.statements import render, render_credit_note
 from pipelines.statements.data import Statement, closing_sum, iter_statements
 from pipelines.statements.export import statement_files
-from schemas.money import converted
+from schemas.money import converted, format_amount
 from schemas.statement_figures import (
     FIGURE_LABELS,
     FIGURES,
@@ -95,7 +95,7 @@ def test_a_lines_source_is_its_store_else_its_formats_name() -> None:
     assert status_words("some_new_code") == "Some new code" and status_words(None) == ""
 
 
-def testconverted_figures_add_up_to_the_converted_closing_balance() -> None:
+def test_converted_figures_add_up_to_the_converted_closing_balance() -> None:
     """Paid 10.00 = tax 1.50 + payable 8.50: converted one by one at 1.188777936282 it would
     close at 0.01 EUR (11.89 - 1.78 - 10.10); the terms are allocated so it closes at 0.00."""
     from pipelines.statements.data import converted_figures
@@ -181,6 +181,9 @@ def test_statements_explain_themselves(locked: LockedPeriod) -> None:
     pdf = _pdf_text(render(mara, "pdf"))
     assert "Cross-collateralised pool" in pdf and "Pooled with" in pdf
     assert pooled[0]["pool"] in pdf and "Pool move" in pdf
+    for c in mara.contracts:  # nothing in the pool tables is cut short ("MARA-EL...")
+        assert c["reference"] in pdf and (c["pool"] or "Not pooled") in pdf
+        assert format_amount(c["closing"]) in pdf and format_amount(c["earnings"]) in pdf
 
 
 def test_a_correction_credits_the_earlier_invoice_in_the_payees_currency(
