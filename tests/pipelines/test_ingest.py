@@ -4,6 +4,7 @@ duplicates, reconciliation, matching, FX, suspense and rematch."""
 from __future__ import annotations
 
 import random
+import shutil
 from decimal import Decimal
 from pathlib import Path
 
@@ -24,16 +25,43 @@ from schemas.store import db, service, suspense
 from schemas.store.fx import import_rates
 from schemas.store.models import IngestFile, MatchRule, Organisation, SuspenseItem, Track
 from tests.conftest import BOTH_BACKENDS, make_org
+from tests.snapshots import STORE, sqlite_url
 
 
-@pytest.fixture
-def label(factory: sessionmaker[Session]) -> int:
-    """An organisation with the demo catalogue (47 tracks), reporting in GBP."""
+def _add_label(factory: sessionmaker[Session]) -> int:
     org_id = make_org(factory, "label")
     with db.transaction(factory, actor="test") as s:
         s.get(Organisation, org_id).default_currency = "GBP"  # type: ignore[union-attr]
         build(s, org_id, random.Random(7))
     return org_id
+
+
+def _label_store(folder: Path) -> int:
+    engine = db.make_engine(sqlite_url(folder))
+    try:
+        db.upgrade(engine)
+        return _add_label(db.session_factory(engine))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def db_url(db_url: str, backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """With ``label`` on SQLite, the store holds the label already: built once, copied."""
+    if backend == "sqlite" and "label" in request.fixturenames:
+        snapshot = tmp_path / "label-snapshot"
+        request.getfixturevalue("snapshots").copy("ingest-label", _label_store, snapshot)
+        shutil.move(snapshot / STORE, db_url.removeprefix("sqlite:///"))
+        shutil.rmtree(snapshot)
+    return db_url
+
+
+@pytest.fixture
+def label(factory: sessionmaker[Session]) -> int:
+    """An organisation with the demo catalogue (47 tracks), reporting in GBP."""
+    with factory() as s:
+        org_id = s.scalar(sa.select(Organisation.id).where(Organisation.slug == "label"))
+    return org_id if org_id is not None else _add_label(factory)
 
 
 def products(factory: sessionmaker[Session], org_id: int) -> list:  # type: ignore[type-arg]
