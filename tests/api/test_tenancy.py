@@ -5,18 +5,24 @@ new route without an isolation case fails this file."""
 from __future__ import annotations
 
 import re
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from fastapi.routing import APIRoute
-from sqlalchemy.orm import sessionmaker
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
-from schemas.store.models import Role
+from schemas.store import db
+from schemas.store.models import Organisation, Role
 from tests.api.conftest import seed
 from tests.api.test_deliveries_tenancy import COVERED as DELIVERY_ROUTES
 from tests.api.test_statements_api import COVERED as STATEMENT_ROUTES
-from tests.conftest import Tenant
+from tests.conftest import SECRET, Tenant, make_org
+from tests.snapshots import STORE, sqlite_url
 
 # (method, path template, body for writes); {x} is filled from the victim's ids.
 ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
@@ -64,6 +70,55 @@ COLLECTION_WRITES = {f"POST /v1/{kind}" for kind in LISTS if not kind.startswith
 }
 NO_TENANT_DATA = {"GET /healthz", "GET /v1/me"}
 AUDIT = {"GET /v1/audit-log"}  # test_audit_log_is_per_org
+
+
+# Tenant B's catalogue, seeded through the API, is what most cases attack. On SQLite it is
+# seeded once per session (per worker) and the store copied; on PostgreSQL, per test.
+SEEDED = pytest.StashKey[dict[str, Any]]()
+
+
+def _seeded_store(folder: Path) -> dict[str, Any]:
+    engine = db.make_engine(sqlite_url(folder))
+    try:
+        db.upgrade(engine)
+        factory = db.session_factory(engine)
+        make_org(factory, "label-a")
+        with TestClient(create_app(factory, secret_key=SECRET)) as client:
+            return seed(Tenant(make_org(factory, "label-b"), client, factory), 1)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def db_url(db_url: str, backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if backend == "sqlite" and "seeded_b" in request.fixturenames:
+        copy = tmp_path / "seeded-snapshot"
+        seeded = request.getfixturevalue("snapshots").copy("tenancy", _seeded_store, copy)
+        shutil.move(copy / STORE, db_url.removeprefix("sqlite:///"))
+        shutil.rmtree(copy)
+        request.node.stash[SEEDED] = seeded
+    return db_url
+
+
+def _org(factory: sessionmaker[Session], slug: str) -> int:
+    with factory() as s:
+        org_id = s.scalar(sa.select(Organisation.id).where(Organisation.slug == slug))
+    return org_id if org_id is not None else make_org(factory, slug)
+
+
+@pytest.fixture
+def tenant_a(factory: sessionmaker[Session], client: TestClient) -> Tenant:
+    return Tenant(_org(factory, "label-a"), client, factory)
+
+
+@pytest.fixture
+def tenant_b(factory: sessionmaker[Session], client: TestClient) -> Tenant:
+    return Tenant(_org(factory, "label-b"), client, factory)
+
+
+@pytest.fixture
+def seeded_b(tenant_b: Tenant, request: pytest.FixtureRequest) -> dict[str, Any]:
+    return request.node.stash.get(SEEDED, None) or seed(tenant_b, 1)
 
 
 def test_every_route_has_an_isolation_case() -> None:
