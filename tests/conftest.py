@@ -142,6 +142,13 @@ def make_org(factory: sessionmaker[Session], slug: str) -> int:
         return org.id
 
 
+def tenant_org(factory: sessionmaker[Session], slug: str) -> int:
+    """The organisation ``slug``: made, unless the store came with it (a copied snapshot)."""
+    with factory() as s:
+        org_id = s.scalar(sa.select(Organisation.id).where(Organisation.slug == slug))
+    return org_id if org_id is not None else make_org(factory, slug)
+
+
 @pytest.fixture
 def org_id(factory: sessionmaker[Session]) -> int:
     return make_org(factory, "acme")
@@ -180,9 +187,9 @@ def client(factory: sessionmaker[Session]) -> Iterator[TestClient]:
 
 @pytest.fixture
 def tenant_a(factory: sessionmaker[Session], client: TestClient) -> Tenant:
-    return Tenant(make_org(factory, "label-a"), client, factory)
+    return Tenant(tenant_org(factory, "label-a"), client, factory)
 
 
 @pytest.fixture
 def tenant_b(factory: sessionmaker[Session], client: TestClient) -> Tenant:
-    return Tenant(make_org(factory, "label-b"), client, factory)
+    return Tenant(tenant_org(factory, "label-b"), client, factory)

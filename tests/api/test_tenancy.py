@@ -5,24 +5,20 @@ new route without an isolation case fails this file."""
 from __future__ import annotations
 
 import re
-import shutil
-from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
-from schemas.store import db
-from schemas.store.models import Organisation, Role
+from schemas.store.models import Role
 from tests.api.conftest import seed
 from tests.api.test_deliveries_tenancy import COVERED as DELIVERY_ROUTES
 from tests.api.test_statements_api import COVERED as STATEMENT_ROUTES
 from tests.conftest import SECRET, Tenant, make_org
-from tests.snapshots import STORE, sqlite_url
+from tests.snapshots import copy_store
 
 # (method, path template, body for writes); {x} is filled from the victim's ids.
 ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
@@ -77,43 +73,18 @@ AUDIT = {"GET /v1/audit-log"}  # test_audit_log_is_per_org
 SEEDED = pytest.StashKey[dict[str, Any]]()
 
 
-def _seeded_store(folder: Path) -> dict[str, Any]:
-    engine = db.make_engine(sqlite_url(folder))
-    try:
-        db.upgrade(engine)
-        factory = db.session_factory(engine)
-        make_org(factory, "label-a")
-        with TestClient(create_app(factory, secret_key=SECRET)) as client:
-            return seed(Tenant(make_org(factory, "label-b"), client, factory), 1)
-    finally:
-        engine.dispose()
+def _seeded_store(factory: sessionmaker[Session]) -> dict[str, Any]:
+    make_org(factory, "label-a")
+    with TestClient(create_app(factory, secret_key=SECRET)) as client:
+        return seed(Tenant(make_org(factory, "label-b"), client, factory), 1)
 
 
 @pytest.fixture
-def db_url(db_url: str, backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def db_url(db_url: str, backend: str, request: pytest.FixtureRequest) -> str:
     if backend == "sqlite" and "seeded_b" in request.fixturenames:
-        copy = tmp_path / "seeded-snapshot"
-        seeded = request.getfixturevalue("snapshots").copy("tenancy", _seeded_store, copy)
-        shutil.move(copy / STORE, db_url.removeprefix("sqlite:///"))
-        shutil.rmtree(copy)
-        request.node.stash[SEEDED] = seeded
+        snapshots = request.getfixturevalue("snapshots")
+        request.node.stash[SEEDED] = copy_store(snapshots, "tenancy", _seeded_store, db_url)
     return db_url
-
-
-def _org(factory: sessionmaker[Session], slug: str) -> int:
-    with factory() as s:
-        org_id = s.scalar(sa.select(Organisation.id).where(Organisation.slug == slug))
-    return org_id if org_id is not None else make_org(factory, slug)
-
-
-@pytest.fixture
-def tenant_a(factory: sessionmaker[Session], client: TestClient) -> Tenant:
-    return Tenant(_org(factory, "label-a"), client, factory)
-
-
-@pytest.fixture
-def tenant_b(factory: sessionmaker[Session], client: TestClient) -> Tenant:
-    return Tenant(_org(factory, "label-b"), client, factory)
 
 
 @pytest.fixture

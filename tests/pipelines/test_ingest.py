@@ -4,7 +4,6 @@ duplicates, reconciliation, matching, FX, suspense and rematch."""
 from __future__ import annotations
 
 import random
-import shutil
 from decimal import Decimal
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from schemas.store import db, service, suspense
 from schemas.store.fx import import_rates
 from schemas.store.models import IngestFile, MatchRule, Organisation, SuspenseItem, Track
 from tests.conftest import BOTH_BACKENDS, make_org
-from tests.snapshots import STORE, sqlite_url
+from tests.snapshots import copy_store
 
 
 def _add_label(factory: sessionmaker[Session]) -> int:
@@ -36,23 +35,11 @@ def _add_label(factory: sessionmaker[Session]) -> int:
     return org_id
 
 
-def _label_store(folder: Path) -> int:
-    engine = db.make_engine(sqlite_url(folder))
-    try:
-        db.upgrade(engine)
-        return _add_label(db.session_factory(engine))
-    finally:
-        engine.dispose()
-
-
 @pytest.fixture
-def db_url(db_url: str, backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def db_url(db_url: str, backend: str, request: pytest.FixtureRequest) -> str:
     """With ``label`` on SQLite, the store holds the label already: built once, copied."""
     if backend == "sqlite" and "label" in request.fixturenames:
-        snapshot = tmp_path / "label-snapshot"
-        request.getfixturevalue("snapshots").copy("ingest-label", _label_store, snapshot)
-        shutil.move(snapshot / STORE, db_url.removeprefix("sqlite:///"))
-        shutil.rmtree(snapshot)
+        copy_store(request.getfixturevalue("snapshots"), "ingest-label", _add_label, db_url)
     return db_url
 
 
