@@ -29,6 +29,8 @@ XDIST = -n $(TEST_WORKERS) --dist worksteal
 test: setup system-deps ## Every test, the servers started by the tests; the 25 slowest listed
 	$(RUN) pytest $(XDIST) --durations=25
 
+# The unit tier also loads the "dev" Hypothesis profile: a quarter of each property's examples
+# (tests/conftest.py, examples()); `make test` tries them all.
 test-fast: setup ## The unit tier: no server, no end-to-end run (markers integration, slow)
 	$(RUN) pytest $(XDIST) -m "not integration and not slow"
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from hypothesis import settings
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
@@ -29,6 +30,23 @@ _db_names = itertools.count()
 
 
 SERVERS = {"postgres", "sftp_server", "s3_server", "chromium"}  # tests/servers/plugin.py
+
+# Hypothesis: a property test asks for ``examples(n)``: n examples under the default profile
+# (``make test``), a quarter of them (at least 5) under the "dev" profile, which the unit tier
+# (a marker expression that leaves out slow tests, as ``make test-fast``) loads unless
+# ``--hypothesis-profile`` names another.
+settings.register_profile("dev", max_examples=25)
+
+
+def examples(n: int) -> int:
+    """``max_examples`` for a property test that tries ``n`` examples in the full suite."""
+    return max(5, n * settings.default.max_examples // 100)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    leaves_out_slow = "not slow" in (config.option.markexpr or "")
+    if leaves_out_slow and not config.getoption("hypothesis_profile", None):
+        settings.load_profile("dev")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -124,6 +142,13 @@ def make_org(factory: sessionmaker[Session], slug: str) -> int:
         return org.id
 
 
+def tenant_org(factory: sessionmaker[Session], slug: str) -> int:
+    """The organisation ``slug``: made, unless the store came with it (a copied snapshot)."""
+    with factory() as s:
+        org_id = s.scalar(sa.select(Organisation.id).where(Organisation.slug == slug))
+    return org_id if org_id is not None else make_org(factory, slug)
+
+
 @pytest.fixture
 def org_id(factory: sessionmaker[Session]) -> int:
     return make_org(factory, "acme")
@@ -162,9 +187,9 @@ def client(factory: sessionmaker[Session]) -> Iterator[TestClient]:
 
 @pytest.fixture
 def tenant_a(factory: sessionmaker[Session], client: TestClient) -> Tenant:
-    return Tenant(make_org(factory, "label-a"), client, factory)
+    return Tenant(tenant_org(factory, "label-a"), client, factory)
 
 
 @pytest.fixture
 def tenant_b(factory: sessionmaker[Session], client: TestClient) -> Tenant:
-    return Tenant(make_org(factory, "label-b"), client, factory)
+    return Tenant(tenant_org(factory, "label-b"), client, factory)

@@ -84,6 +84,28 @@ def _rewrite_paths(store: Path, old: str, new: str) -> None:
         con.close()
 
 
+def copy_store(snapshots: Snapshots, name: str, fill: Callable[[Any], T], db_url: str) -> T:
+    """The SQLite store at ``db_url`` replaced by a migrated store that ``fill(factory)`` wrote
+    (built once per session as ``name``, copied); returns what ``fill`` returned."""
+
+    def build(root: Path) -> T:
+        from schemas.store import db
+
+        engine = db.make_engine(sqlite_url(root))
+        try:
+            db.upgrade(engine)
+            return fill(db.session_factory(engine))
+        finally:
+            engine.dispose()
+
+    store = Path(db_url.removeprefix("sqlite:///"))
+    copy = store.with_name(f"{store.name}.{name}")
+    value = snapshots.copy(name, build, copy)
+    shutil.move(copy / STORE, store)
+    shutil.rmtree(copy)
+    return value
+
+
 def copy_demo_label(snapshots: Snapshots, dest: Path, *, seed: int, ingested: bool) -> int:
     """The sample label ``demo`` built with ``seed`` in ``dest`` (``store.db``, ``var/``), its
     month of reports ingested if ``ingested``; returns its organisation id."""

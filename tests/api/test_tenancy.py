@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 from fastapi.routing import APIRoute
-from sqlalchemy.orm import sessionmaker
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
 from schemas.store.models import Role
@@ -17,7 +18,8 @@ from tests.api.conftest import seed
 from tests.api.test_deliveries_tenancy import COVERED as DELIVERY_ROUTES
 from tests.api.test_runs_api import COVERED as BOOKS_ROUTES
 from tests.api.test_statements_api import COVERED as STATEMENT_ROUTES
-from tests.conftest import Tenant
+from tests.conftest import SECRET, Tenant, make_org
+from tests.snapshots import copy_store
 
 # (method, path template, body for writes); {x} is filled from the victim's ids.
 ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
@@ -69,6 +71,30 @@ COLLECTION_WRITES = {f"POST /v1/{kind}" for kind in LISTS if not kind.startswith
 NO_TENANT_DATA = {"GET /healthz", "GET /v1/me"}
 AUDIT = {"GET /v1/audit-log"}  # test_audit_log_is_per_org
 WARNINGS = {"GET /v1/royalty/warnings"}  # test_royalty_warnings_are_per_org
+
+
+# Tenant B's catalogue, seeded through the API, is what most cases attack. On SQLite it is
+# seeded once per session (per worker) and the store copied; on PostgreSQL, per test.
+SEEDED = pytest.StashKey[dict[str, Any]]()
+
+
+def _seeded_store(factory: sessionmaker[Session]) -> dict[str, Any]:
+    make_org(factory, "label-a")
+    with TestClient(create_app(factory, secret_key=SECRET)) as client:
+        return seed(Tenant(make_org(factory, "label-b"), client, factory), 1)
+
+
+@pytest.fixture
+def db_url(db_url: str, backend: str, request: pytest.FixtureRequest) -> str:
+    if backend == "sqlite" and "seeded_b" in request.fixturenames:
+        snapshots = request.getfixturevalue("snapshots")
+        request.node.stash[SEEDED] = copy_store(snapshots, "tenancy", _seeded_store, db_url)
+    return db_url
+
+
+@pytest.fixture
+def seeded_b(tenant_b: Tenant, request: pytest.FixtureRequest) -> dict[str, Any]:
+    return request.node.stash.get(SEEDED, None) or seed(tenant_b, 1)
 
 
 def test_every_route_has_an_isolation_case() -> None:

@@ -25,16 +25,31 @@ from schemas.store import db, service, suspense
 from schemas.store.fx import import_rates
 from schemas.store.models import IngestFile, MatchRule, Organisation, SuspenseItem, Track
 from tests.conftest import BOTH_BACKENDS, make_org
+from tests.snapshots import copy_store
 
 
-@pytest.fixture
-def label(factory: sessionmaker[Session]) -> int:
-    """An organisation with the demo catalogue (47 tracks), reporting in GBP."""
+def _add_label(factory: sessionmaker[Session]) -> int:
     org_id = make_org(factory, "label")
     with db.transaction(factory, actor="test") as s:
         s.get(Organisation, org_id).default_currency = "GBP"  # type: ignore[union-attr]
         build(s, org_id, random.Random(7))
     return org_id
+
+
+@pytest.fixture
+def db_url(db_url: str, backend: str, request: pytest.FixtureRequest) -> str:
+    """With ``label`` on SQLite, the store holds the label already: built once, copied."""
+    if backend == "sqlite" and "label" in request.fixturenames:
+        copy_store(request.getfixturevalue("snapshots"), "ingest-label", _add_label, db_url)
+    return db_url
+
+
+@pytest.fixture
+def label(factory: sessionmaker[Session]) -> int:
+    """An organisation with the demo catalogue (47 tracks), reporting in GBP."""
+    with factory() as s:
+        org_id = s.scalar(sa.select(Organisation.id).where(Organisation.slug == "label"))
+    return org_id if org_id is not None else _add_label(factory)
 
 
 def products(factory: sessionmaker[Session], org_id: int) -> list:  # type: ignore[type-arg]

@@ -36,6 +36,7 @@ from schemas.store import db, service
 from schemas.store.models import Contract, ContractRate, FxRate, Organisation
 from schemas.store.runs import ContractBalance, RoyaltyRun, RunStatus, StatementSummary
 from tests.conftest import BOTH_BACKENDS
+from tests.pipelines.ledger_writer import ENTRIES, append_many
 from tests.snapshots import DATA, Snapshots, copy_demo_label, sqlite_url
 
 SECRET = "test-secret-key-not-a-placeholder"
@@ -351,18 +352,13 @@ def test_two_writers_never_number_two_ledger_entries_alike(tmp_path: Path) -> No
 
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(4) as pool:
-        pool.starmap(_append_many, [(tmp_path, w) for w in range(4)])
+        pool.starmap(append_many, [(tmp_path, w) for w in range(4)])
     entries = audit_ledger.read(tmp_path, 1)
-    assert len(entries) == 4 * 25
+    assert len(entries) == 4 * ENTRIES
     assert audit_ledger.verify(tmp_path, 1) == []
     assert sorted((e["writer"], e["n"]) for e in entries) == [
-        (w, n) for w in range(4) for n in range(25)
+        (w, n) for w in range(4) for n in range(ENTRIES)
     ]
-
-
-def _append_many(data: Path, writer: int) -> None:
-    for n in range(25):
-        audit_ledger.append(data, 1, "published", writer=writer, n=n)
 
 
 @pytest.mark.slow  # the whole demo through the CLI

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from royalty_engine.engine import compute
 from royalty_engine.periods import parse_period
 from royalty_engine.terms import ContractState
+from tests.conftest import examples
 from tests.royalty_engine.engine_frames import lines, terms
 
 D = Decimal
@@ -129,7 +130,7 @@ def month_lines(month: str, rows: list[dict[str, Any]]) -> pl.LazyFrame:
 
 
 @settings(
-    max_examples=40,
+    max_examples=examples(40),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -188,7 +189,7 @@ def test_money_is_conserved_and_balances_hold(s: dict[str, Any]) -> None:
     assert held_total == released_total + outstanding
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(15), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenario())
 def test_a_rerun_is_identical(s: dict[str, Any]) -> None:
     lf = month_lines("2026-01", s["periods"][0])
@@ -200,7 +201,7 @@ def test_a_rerun_is_identical(s: dict[str, Any]) -> None:
 
 
 @settings(
-    max_examples=25,
+    max_examples=examples(25),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

@@ -34,6 +34,7 @@ from schemas.identifiers import (
     normalise_iswc,
     require,
 )
+from tests.conftest import examples
 
 SAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "ddex" / "ern-4.3" / "samples"
 SAMPLE_DPIDS = ["PADPIDA2007050901U", "PADPIDA2009101501Y", "PADPIDA2013042401U"]
@@ -155,7 +156,7 @@ def test_gtin_property_check_digit(body: str, delta: int) -> None:
     assert not is_valid_gtin(body + str((int(check) + delta) % 10))
 
 
-@settings(max_examples=200)
+@settings(max_examples=examples(200))
 @given(st.text(alphabet="0123456789", min_size=11, max_size=11))
 def test_vectorised_gtin_check_agrees_with_stdnum(body: str) -> None:
     good = body + ean.calc_check_digit(body)
@@ -385,7 +386,7 @@ VALUES = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(st.lists(VALUES, min_size=1, max_size=20))
 def test_polars_twins_agree_with_the_python_functions(values: list[str]) -> None:
     frame = pl.DataFrame({"v": [*values, None]}, schema={"v": pl.String})

@@ -28,6 +28,7 @@ from pipelines.warehouse import (
     dbt_build,
     publish,
 )
+from tests.snapshots import DATA, Snapshots, copy_demo_label, sqlite_url
 
 runner = CliRunner()
 
@@ -45,6 +46,25 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]
     assert result.exit_code == 0, result.output
     try:
         yield root / "var", result.output
+    finally:
+        mp.undo()
+        get_settings.cache_clear()
+        resources.engine_for.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def lake(snapshots: Snapshots, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The sample label's month of reports in the lake (the session's snapshot, copied), the
+    settings pointed at it: enough for builds of a few models (``select``)."""
+    root = tmp_path_factory.mktemp("lake")
+    copy_demo_label(snapshots, root, seed=11, ingested=True)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TUNEMANTRA_DATABASE_URL", sqlite_url(root))
+    mp.setenv("TUNEMANTRA_DATA_DIR", str(root / DATA))
+    get_settings.cache_clear()
+    resources.engine_for.cache_clear()
+    try:
+        yield root / DATA
     finally:
         mp.undo()
         get_settings.cache_clear()
@@ -183,9 +203,9 @@ def _rewrite_one_lake_file(data_dir: Path, change: pl.Expr | str) -> Path:
     ],
 )
 def test_a_bad_lake_file_stops_the_build_naming_the_column(
-    demo: tuple[Path, str], tmp_path: Path, change: pl.Expr | str, expected: str
+    lake: Path, tmp_path: Path, change: pl.Expr | str, expected: str
 ) -> None:
-    data_dir = _copy(demo[0], tmp_path / "var")
+    data_dir = _copy(lake, tmp_path / "var")
     bad = _rewrite_one_lake_file(data_dir, change)
     with pytest.raises(WarehouseError) as err:
         build(_factory(), data_dir, export=False, select=["stg_lake__revenue_lines"])  # type: ignore[arg-type]
@@ -194,13 +214,16 @@ def test_a_bad_lake_file_stops_the_build_naming_the_column(
     assert not (data_dir / "warehouse" / "tunemantra.duckdb").exists()
 
 
-def test_a_zips_reports_and_parts_written_before_members_build_one_row_per_line(
+@pytest.mark.slow  # a whole dbt build
+def test_zips_parts_before_members_and_uncommitted_parts_build_one_row_per_committed_line(
     demo: tuple[Path, str], tmp_path: Path
 ) -> None:
     """One lake file turned into a zip of two reports (the second half's lines numbered from
     1 again, as a zip's second member's are), another written before lines named their
     member (no ``member`` column): every line is still one row with its own key, money
-    unchanged, and the build's tests (the key is unique, files reconcile) pass."""
+    unchanged, and the build's tests (the key is unique, files reconcile) pass. And an
+    ingestion killed between moving its parts into the lake and committing its ledger row
+    leaves parts of no committed file: the warehouse does not read them."""
     data_dir = _copy(demo[0], tmp_path / "var")
     files = sorted((data_dir / "lake" / "revenue_lines").glob("**/*.parquet"))
     zipped = max(files, key=lambda f: pl.read_parquet(f).height)
@@ -218,28 +241,6 @@ def test_a_zips_reports_and_parts_written_before_members_build_one_row_per_line(
     old = next(f for f in files if f != zipped)
     pl.read_parquet(old).drop("member").write_parquet(old)
     lines = sum(pl.read_parquet(f).height for f in files)
-    result = build(_factory(), data_dir, export=False)  # type: ignore[arg-type]
-    assert result.results.get("error", 0) == 0 and result.results.get("fail", 0) == 0
-    with duckdb.connect(str(result.path), read_only=True) as con:
-        rows = con.execute(
-            "select count(*), count(distinct revenue_line_key), count(member) "
-            "from fct_revenue_lines"
-        ).fetchone()
-        assert rows == (lines, lines, frame.height)
-        assert con.execute(
-            "select count(*) from fct_revenue_lines where member = 'b.csv' and line_no = 1 "
-            "and revenue_line_key like '%:b.csv:1'"
-        ).fetchone() == (1,)
-
-
-def test_parts_of_a_file_not_committed_are_not_in_the_warehouse(
-    demo: tuple[Path, str], tmp_path: Path
-) -> None:
-    """An ingestion killed between moving its parts into the lake and committing its ledger
-    row leaves parts of no committed file: the warehouse does not read them."""
-    data_dir = _copy(demo[0], tmp_path / "var")
-    files = sorted((data_dir / "lake" / "revenue_lines").glob("**/*.parquet"))
-    lines = sum(pl.read_parquet(f).height for f in files)
     source = files[0].parent
     killed = source.with_name("file=99999")
     shutil.copytree(source, killed)
@@ -250,12 +251,18 @@ def test_parts_of_a_file_not_committed_are_not_in_the_warehouse(
     result = build(_factory(), data_dir, export=False)  # type: ignore[arg-type]
     assert result.results.get("error", 0) == 0 and result.results.get("fail", 0) == 0
     with duckdb.connect(str(result.path), read_only=True) as con:
-        count, killed_rows = con.execute(
-            "select count(*), count(*) filter (where file_id = 99999) from fct_revenue_lines"
+        rows = con.execute(
+            "select count(*), count(distinct revenue_line_key), count(member), "
+            "count(*) filter (where file_id = 99999) from fct_revenue_lines"
         ).fetchone()
-    assert (count, killed_rows) == (lines, 0)
+        assert rows == (lines, lines, frame.height, 0)
+        assert con.execute(
+            "select count(*) from fct_revenue_lines where member = 'b.csv' and line_no = 1 "
+            "and revenue_line_key like '%:b.csv:1'"
+        ).fetchone() == (1,)
 
 
+@pytest.mark.slow  # a whole dbt build
 def test_a_lake_written_entirely_before_members_builds(
     demo: tuple[Path, str], tmp_path: Path
 ) -> None:
@@ -274,6 +281,7 @@ def test_a_lake_written_entirely_before_members_builds(
         assert count > 0 and members == 0 and keys == count
 
 
+@pytest.mark.slow  # a whole dbt build
 def test_no_revenue_at_all_builds_every_mart_with_zero_rows(
     demo: tuple[Path, str], tmp_path: Path
 ) -> None:
@@ -328,10 +336,8 @@ def _release(proc: subprocess.Popen[str]) -> int:
     return int(out.strip())
 
 
-def test_swap_under_a_reader_and_refusal_under_a_writer(
-    demo: tuple[Path, str], tmp_path: Path
-) -> None:
-    data_dir = _copy(demo[0], tmp_path / "var")
+def test_swap_under_a_reader_and_refusal_under_a_writer(lake: Path, tmp_path: Path) -> None:
+    data_dir = _copy(lake, tmp_path / "var")
     target = data_dir / "warehouse" / "tunemantra.duckdb"
     build(_factory(), data_dir, export=False, select=["iso_territories"])  # type: ignore[arg-type]
     before = target.stat().st_ino
@@ -362,14 +368,14 @@ def test_swap_under_a_reader_and_refusal_under_a_writer(
         assert con.execute("select count(*) from iso_territories").fetchone() == (249,)
 
 
-def test_the_dags_steps_publish_only_a_build_that_passed(
-    demo: tuple[Path, str], tmp_path: Path
-) -> None:
+def test_the_dags_steps_publish_only_a_build_that_passed(lake: Path, tmp_path: Path) -> None:
     """The analytics_dbt DAG's dbt_build and publish: a failed build leaves nothing to swap in
     and the served warehouse as it was; a passed one is swapped in, once."""
-    data_dir = _copy(demo[0], tmp_path / "var")
+    data_dir = _copy(lake, tmp_path / "var")
     target = data_dir / "warehouse" / "tunemantra.duckdb"
-    shutil.copy(demo[0] / "warehouse" / "tunemantra.duckdb", target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(target)) as con:  # the warehouse served before
+        con.execute("create table served as select 1 as n")
     served = target.read_bytes()
     done = build_path(data_dir, AIRFLOW_SLOT)
     saved = sorted((data_dir / "lake" / "revenue_lines").glob("**/*.parquet"))[0].read_bytes()

@@ -28,6 +28,7 @@ from connectors.formats.base import REGISTRY, FileRejected, ParsedFile
 from connectors.formats.dsr import DsrParser, iso_period
 from demo.dsr_writer import comment, dsr_filename, gtin13, record, write_dsr
 from schemas.revenue import PARSED
+from tests.conftest import examples
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "formats" / "dsr"
 CASES = sorted(p for p in FIXTURES.iterdir() if p.is_dir())
@@ -574,7 +575,7 @@ def test_a_summary_with_an_empty_net_revenue_rejects_its_lines(tmp_path: Path) -
 
 
 @settings(
-    max_examples=60,
+    max_examples=examples(60),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -24,6 +24,7 @@ from schemas.errors import ValidationFailed
 from schemas.store import db, service
 from schemas.store.models import Organisation, Split, Track
 from schemas.territories import parse_territory_set
+from tests.conftest import examples
 from tests.schemas.store.conftest import Catalog
 
 START = dt.date(2024, 1, 1)
@@ -83,7 +84,7 @@ def on_track(session: Session, track: Track) -> list[Split]:
     return list(session.scalars(sa.select(Split).where(Split.track_id == track.id)))
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(offers=offers)
 def test_accepted_splits_never_exceed_100_percent(
     sqlite_factory: sessionmaker[Session], offers: list[dict[str, object]]
