@@ -418,7 +418,7 @@ def _context(docs_dir: Path) -> Any:
     return gx.get_context(project_config=config, mode="ephemeral")
 
 
-FRAMES = ("accepted_summary", "findings_summary", "reconciliation")
+FRAMES = ("accepted_summary", "findings_summary", "reconciliation", "rejected_lines")
 
 
 class _Gx:
