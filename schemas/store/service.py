@@ -25,6 +25,7 @@ from schemas.effective import CONTRACT_TERM_FIELDS as TERM_FIELDS
 from schemas.effective import in_force, in_force_sql
 from schemas.errors import Conflict, FieldError, NotFound, ValidationFailed
 from schemas.identifiers import gtin_forms
+from schemas.store.audit import record_created
 from schemas.store.models import (
     ApiKey,
     Artist,
@@ -725,3 +726,20 @@ def delete_contract_child(
         raise NotFound(f"{model.__tablename__[:-1]} {child_id} of contract {contract_id}")
     session.delete(child)
     session.flush()
+
+
+# --- bulk writes ---------------------------------------------------------------------------
+def bulk_create(session: Session, model: type[T], rows: list[dict[str, Any]]) -> list[T]:
+    """Insert already-validated rows in bulk (``INSERT ... RETURNING`` in batches, the ids in
+    the rows' order) and write their audit entries, one per row as a flush would. The caller
+    has checked them against this module's rules (e.g. ``pipelines.scenario`` for a new
+    organisation); nothing here checks them again."""
+    if not rows:
+        return []
+    if "name_key" in model.__table__.c:  # what the model's ``@validates("name")`` sets
+        rows = [{**r, "name_key": name_key(r["name"])} for r in rows]
+    objs = list(
+        session.scalars(sa.insert(model).returning(model, sort_by_parameter_order=True), rows)
+    )
+    record_created(session, list(objs))
+    return objs
