@@ -352,11 +352,13 @@ def read_scenario(path: Path) -> Scenario:
 
 
 def _dupes(names: list[str], what: str) -> list[str]:
-    return [
-        f"{what}[{i}]: {n!r} appears twice"
-        for i, n in enumerate(names)
-        if n.casefold() in {m.casefold() for m in names[:i]}
-    ]
+    seen: set[str] = set()
+    out = []
+    for i, n in enumerate(names):
+        if n.casefold() in seen:
+            out.append(f"{what}[{i}]: {n!r} appears twice")
+        seen.add(n.casefold())
+    return out
 
 
 def _check_references(s: Scenario, base: Path) -> list[str]:
