@@ -9,6 +9,8 @@ of rows into a bare table of the same store in the same run.
 
 from __future__ import annotations
 
+import csv
+import io
 import resource
 import tempfile
 import time
@@ -99,6 +101,51 @@ def write_scenario(path: Path, tracks: int, payees: int, contracts: int) -> Path
     return path
 
 
+def catalog_csv(label: dict[str, Any]) -> bytes:
+    """The label's releases and tracks as a catalogue import file (one row per track)."""
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(
+        [
+            *("release_upc", "release_title", "release_type", "label_name", "release_artist"),
+            *("release_date", "isrc", "track_title", "duration", "track_number"),
+        ]
+    )
+    for r in label["releases"]:
+        for n, t in enumerate(r["tracks"], start=1):
+            w.writerow(
+                [
+                    *(r["upc"], r["title"], "Album", "Bench Label", r["artist"]),
+                    *(r["original_release_date"], t["isrc"], t["title"], "3:15", n),
+                ]
+            )
+    return out.getvalue().encode()
+
+
+def _import(factory: Any, label: dict[str, Any]) -> dict[str, Any]:
+    """``tunemantra import catalog`` of the label's catalogue into a new organisation."""
+    from schemas.store import db
+    from schemas.store.imports import import_catalog
+    from schemas.store.models import Organisation
+
+    payload = catalog_csv(label)
+    cpu0, t0 = _cpu(), time.perf_counter()
+    with db.transaction(factory, actor="bench") as session:
+        org = Organisation(slug="bench-import", name="Bench Import", default_currency="EUR")
+        session.add(org)
+        session.flush()
+        result = import_catalog(session, org.id, payload, "text/csv")
+    seconds = time.perf_counter() - t0
+    rows = sum(result.created.values())
+    return {
+        "created": dict(result.created),
+        "rows": rows,
+        "seconds": round(seconds, 2),
+        "cpu_seconds": round(_cpu() - cpu0, 2),
+        "rows_per_second": round(rows / seconds) if seconds else None,
+    }
+
+
 def _cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
@@ -151,6 +198,7 @@ def run(
         seconds = time.perf_counter() - t0
         cpu = _cpu() - cpu0
         rows = sum(result["created"].values())
+        imported = _import(factory, scenario(tracks, payees, contracts))
         floor = _floor(engine, rows)
         engine.dispose()
     return {
@@ -161,6 +209,7 @@ def run(
         "seconds": round(seconds, 2),
         "cpu_seconds": round(cpu, 2),
         "rows_per_second": round(rows / seconds) if seconds else None,
+        "catalog_import": imported,
         "floor_seconds": round(floor, 3),
         "floor_rows_per_second": round(rows / floor) if floor else None,
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
@@ -169,9 +218,13 @@ def run(
 
 def describe(r: dict[str, Any]) -> str:
     made = ", ".join(f"{n:,} {k}" for k, n in r["created"].items())
+    imp = r["catalog_import"]
+    imported = ", ".join(f"{n:,} {k}" for k, n in imp["created"].items())
     return (
         f"{r['database']}: scenario load of {made} = {r['rows']:,} rows in {r['seconds']} s "
         f"({r['cpu_seconds']} CPU-s) = {r['rows_per_second']:,} rows/s, peak RSS "
         f"{r['peak_rss_mib']} MiB; floor (raw executemany of {r['rows']:,} rows) "
-        f"{r['floor_seconds']} s = {r['floor_rows_per_second']:,} rows/s"
+        f"{r['floor_seconds']} s = {r['floor_rows_per_second']:,} rows/s\n"
+        f"{r['database']}: import catalog of {imported} = {imp['rows']:,} rows in "
+        f"{imp['seconds']} s ({imp['cpu_seconds']} CPU-s) = {imp['rows_per_second']:,} rows/s"
     )

@@ -514,7 +514,7 @@ def bench_ingest(
 @bench_app.command("load")
 def bench_load(
     tracks: Annotated[int, typer.Option(min=1, help="tracks (five per release)")] = 5000,
-    payees: Annotated[int, typer.Option(min=1, help="payees (default: tracks / 7)")] = 0,
+    payees: Annotated[int, typer.Option(min=0, help="payees (default: tracks / 7)")] = 0,
     contracts: Annotated[
         int, typer.Option(min=0, help="contracts, at least one per payee (default: 0.18 x tracks)")
     ] = 0,
