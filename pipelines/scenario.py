@@ -497,7 +497,9 @@ def load_scenario(
                 _write(session, org_id, scenario, created)
         except _ItemError as exc:
             raise ScenarioError(
-                path, exc.errors, "the store refused an item; nothing was loaded"
+                path,
+                exc.errors,
+                f"the store's rules refused {len(exc.errors)} item(s); nothing was loaded",
             ) from None
         res = Resources.of(factory, data_dir)
         revenue = [_ingest(res, org_id, actor, job) for job in jobs]
