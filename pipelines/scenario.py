@@ -849,13 +849,14 @@ class _Plan:
         created["payees"] += len(payee)
         contract: list[int] = []
         plain = [(w, k, v) for w, k, v in self.contracts if not v.terms]
-        rows = []
+        rows: list[dict[str, Any]] = []
         for _, _, v in plain:
             row = v.model_dump(exclude={"rates", "charges", "terms"})
             row["payee_id"] = payee[row["payee_id"] - 1]
             rows.append(row)
         plain_ids = iter(ids(Contract, rows))
-        rates, charges = [], []
+        rates: list[dict[str, Any]] = []
+        charges: list[dict[str, Any]] = []
         for where, k, v in self.contracts:
             if v.terms:  # the terms' own rules read the stored contract
                 got = _contract(session, org, self.acct, where, k, self.payee_ix_ids(payee))
@@ -863,13 +864,13 @@ class _Plan:
             else:
                 cid = next(plain_ids)
                 contract.append(cid)
-                for r in self.rate_rows[id(v)]:
+                for planned in self.rate_rows[id(v)]:
                     rates.append(
                         {
                             "contract_id": cid,
-                            **r.rate.model_dump(exclude={"tiers", "effective_to"}),
-                            "effective_to": r.effective_to,
-                            "tiers": [t.as_json() for t in r.rate.tiers],
+                            **planned.rate.model_dump(exclude={"tiers", "effective_to"}),
+                            "effective_to": planned.effective_to,
+                            "tiers": [t.as_json() for t in planned.rate.tiers],
                         }
                     )
                 charges += [{"contract_id": cid, **ch.model_dump()} for ch in v.charges]

@@ -478,12 +478,12 @@ class _Bulk:
             self.artists.update((name_key(a.name), a) for a in made)
             self.new_artists = []
         if self.pending_releases:
-            made = service.bulk_create(
+            written = service.bulk_create(
                 self.session,
                 ReleaseRow,
                 [{"org_id": self.org_id, **self._resolve(p.values)} for p in self.pending_releases],
             )
-            for p, row in zip(self.pending_releases, made, strict=True):
+            for p, row in zip(self.pending_releases, written, strict=True):
                 p.row = row
             self.pending_releases = []
         if self.pending_tracks:
