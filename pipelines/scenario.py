@@ -14,10 +14,11 @@ How it loads:
 2. The organisation is created when its slug is new. A scenario loads only into a new or
    *empty* organisation: loading into one that already has content (a second load of the
    same scenario included) is refused, so nothing is ever duplicated or silently replaced.
-3. Everything but revenue is written in **one transaction** through
-   ``schemas.store.service.create`` (the API's own validation and audit log), FX rates
-   through the FX import's validation; the first item the store refuses rolls it all back
-   and is reported with its YAML path.
+3. Everything but revenue is checked against the store's rules (``schemas.store.service``'s,
+   in memory: the organisation is new or empty) and every refusal is reported at once with
+   its YAML path; then it is written in **one transaction**, each table in bulk
+   (``service.bulk_create``: one audit-log entry per row, as ``service.create`` writes), FX
+   rates through the FX import's validation.
 4. Revenue is ingested afterwards, file by file, through ``pipelines.ingest.files.ingest_path``
    (it needs the committed catalogue to match against): inline lines are first written as a
    report file in a layout the format registry parses (``distributor_csv`` by default,
