@@ -511,6 +511,32 @@ def bench_ingest(
         )
 
 
+@bench_app.command("load")
+def bench_load(
+    tracks: Annotated[int, typer.Option(min=1, help="tracks (five per release)")] = 5000,
+    payees: Annotated[int, typer.Option(min=0, help="payees (default: tracks / 7)")] = 0,
+    contracts: Annotated[
+        int, typer.Option(min=0, help="contracts, at least one per payee (default: 0.18 x tracks)")
+    ] = 0,
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="a database to load into (migrated here); default a temporary SQLite"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """`scenario load` of a generated label (artists, releases, tracks, payees, contracts,
+    rates, two or three splits a track): rows/s beside a raw executemany of as many rows."""
+    from bench.load import describe, run
+
+    result = run(
+        tracks,
+        payees or max(1, tracks // 7),
+        contracts or max(1, tracks * 9 // 50),
+        database_url=database_url,
+    )
+    typer.echo(json.dumps(result) if as_json else describe(result))
+
+
 @bench_app.command("api")
 def bench_api(
     clients: Annotated[

@@ -133,3 +133,12 @@ def _audit_after_flush(session: Session, flush_context: UOWTransaction) -> None:
             rows.append(_row(session, obj, "delete", before, None))
     if rows:
         session.connection().execute(sa.insert(AuditEntry), rows)
+
+
+def record_created(session: Session, objs: list[Base]) -> None:
+    """The audit log's ``create`` entries for rows written around the flush (a bulk
+    ``INSERT ... RETURNING``): the same one entry per row, with the same snapshot, a flush
+    would have written."""
+    rows = [_row(session, obj, "create", None, _snapshot(obj)) for obj in objs if _audited(obj)]
+    if rows:
+        session.connection().execute(sa.insert(AuditEntry), rows)

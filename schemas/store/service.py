@@ -10,6 +10,7 @@ the whole merged record, through the same rules as a create.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -25,6 +26,7 @@ from schemas.effective import CONTRACT_TERM_FIELDS as TERM_FIELDS
 from schemas.effective import in_force, in_force_sql
 from schemas.errors import Conflict, FieldError, NotFound, ValidationFailed
 from schemas.identifiers import gtin_forms
+from schemas.store.audit import record_created
 from schemas.store.models import (
     ApiKey,
     Artist,
@@ -136,7 +138,14 @@ class _Dated:
     codes: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.codes = parse_territory_set(self.territories).resolve()
+        self.codes = _codes(self.territories)
+
+
+@functools.lru_cache(maxsize=4096)
+def _codes(territories: str) -> frozenset[str]:
+    """The codes a stored territory set covers (a label writes the same few sets
+    thousands of times: parsed once each)."""
+    return parse_territory_set(territories).resolve()
 
 
 def _resolve_same_key(
@@ -187,18 +196,30 @@ def share_total_errors(new: _Dated, siblings: Sequence[_Dated], target: str) -> 
                 checkpoints.add(d)
     for day in sorted(checkpoints):
         live = [s for s in active if in_force(s.effective_from, s.effective_to, day)]
-        for code in sorted(new.codes):
-            total = new.share + sum((s.share for s in live if code in s.codes), Decimal(0))
-            if total > 1:
-                others = ", ".join(str(s.id) for s in live if code in s.codes)
-                return [
-                    FieldError(
-                        "share",
-                        f"shares of {target} would total {total:%} on {day.isoformat()} in "
-                        f"{code} (with split(s) {others}); at most 100%, the rest is the label's",
-                        "shares_exceed_100",
-                    )
-                ]
+        # The territories split into blocks that the same live splits cover (one total per
+        # block, not one per territory code); the first code in sorted order over 100% fails.
+        blocks: list[tuple[frozenset[str], Decimal]] = [(new.codes, new.share)]
+        for s in live:
+            refined = []
+            for codes, total in blocks:
+                inside, outside = codes & s.codes, codes - s.codes
+                if inside:
+                    refined.append((inside, total + s.share))
+                if outside:
+                    refined.append((outside, total))
+            blocks = refined
+        over = [(min(codes), total) for codes, total in blocks if total > 1]
+        if over:
+            code, total = min(over)
+            others = ", ".join(str(s.id) for s in live if code in s.codes)
+            return [
+                FieldError(
+                    "share",
+                    f"shares of {target} would total {total:%} on {day.isoformat()} in "
+                    f"{code} (with split(s) {others}); at most 100%, the rest is the label's",
+                    "shares_exceed_100",
+                )
+            ]
     return []
 
 
@@ -725,3 +746,20 @@ def delete_contract_child(
         raise NotFound(f"{model.__tablename__[:-1]} {child_id} of contract {contract_id}")
     session.delete(child)
     session.flush()
+
+
+# --- bulk writes ---------------------------------------------------------------------------
+def bulk_create(session: Session, model: type[T], rows: list[dict[str, Any]]) -> list[T]:
+    """Insert already-validated rows in bulk (``INSERT ... RETURNING`` in batches, the ids in
+    the rows' order) and write their audit entries, one per row as a flush would. The caller
+    has checked them against this module's rules (e.g. ``pipelines.scenario`` for a new
+    organisation); nothing here checks them again."""
+    if not rows:
+        return []
+    if "name_key" in model.__table__.c:  # what the model's ``@validates("name")`` sets
+        rows = [{**r, "name_key": name_key(r["name"])} for r in rows]
+    objs = list(
+        session.scalars(sa.insert(model).returning(model, sort_by_parameter_order=True), rows)
+    )
+    record_created(session, list(objs))
+    return objs

@@ -17,6 +17,7 @@ for money, a second load refused.
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -41,6 +42,7 @@ from schemas.statement_figures import FIGURES, POOL_FIGURES
 from schemas.store import db
 from schemas.store.models import (
     Artist,
+    AuditEntry,
     Contract,
     ContractCharge,
     ContractRate,
@@ -734,6 +736,67 @@ def test_store_errors_name_the_yaml_path(factory: sessionmaker[Session], tmp_pat
         load_scenario(factory, tmp_path / "var", path, org="paths")
     assert "contracts[2].rates[0].rate: a net_receipts rate is a fraction" in str(err.value)
     assert set(_count_content(factory).values()) == {0}
+
+
+def test_every_store_problem_is_reported_at_once_and_each_row_audited(
+    factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """Issue 22: the whole label is checked before anything is written (not the first
+    refusal after minutes of writes); a good label is written in bulk, one audit entry a row."""
+    text = BASE % '"1.5"' + (
+        "releases:\n"
+        "  - {upc: '5063450000018', title: X, artist: Ana, original_release_date: 2025-01-01,\n"
+        "     tracks: [{isrc: GBAAA2600001, title: A}, {isrc: GBAAA2600002, title: B,\n"
+        "              track_number: 1}]}\n"
+        "splits:\n"
+        "  - {isrc: GBAAA2600001, payee: Ana, contract: A-1, share: '0.7'}\n"
+        "  - {isrc: GBAAA2600001, payee: Ana, contract: A-2, share: '0.7'}\n"
+        "  - {isrc: GBAAA2600002, payee: Ana, contract: A-1, share: '0.5',\n"
+        "     effective_from: 2025-01-01}\n"
+    )
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(factory, tmp_path / "var", _write(tmp_path, text), org="all-at-once")
+    errors = err.value.errors
+    assert [e.split(":")[0] for e in errors] == [
+        "releases[0].tracks[1].track_number",
+        "contracts[2].rates[0].rate",
+        "splits[1].share",
+        "splits[2].effective_from",
+    ], errors
+    assert "shares of track GBAAA2600001 would total 140%" in errors[2]
+    assert "within contract A-1's term" in errors[3]
+    assert set(_count_content(factory).values()) == {0}
+
+    good = (
+        text.replace('"1.5"', '"0.2"')
+        .replace("track_number: 1", "track_number: 2")
+        .replace("share: '0.7'}", "share: '0.3'}")
+        .replace("effective_from: 2025-01-01", "effective_from: 2026-02-01")
+    )
+    loaded = load_scenario(factory, tmp_path / "var", _write(tmp_path, good), org="audited")
+    assert loaded["created"] == {
+        "artists": 1,
+        "charges": 0,
+        "contracts": 3,
+        "payees": 1,
+        "rates": 3,
+        "releases": 1,
+        "splits": 3,
+        "tracks": 2,
+    }
+    with factory() as s:
+        entries = s.scalars(
+            sa.select(AuditEntry).where(AuditEntry.org_id == loaded["org_id"])
+        ).all()
+        by_entity = Counter(e.entity for e in entries if e.action == "create")
+        assert by_entity["splits"] == loaded["created"]["splits"]
+        assert by_entity["tracks"] == loaded["created"]["tracks"]
+        assert by_entity["contract_rates"] == loaded["created"]["rates"]
+        split = s.scalars(sa.select(Split).where(Split.org_id == loaded["org_id"])).first()
+        assert split is not None
+        entry = next(e for e in entries if e.entity == "splits" and e.entity_id == split.id)
+        assert entry.after is not None and entry.after["share"] == format(split.share, "f")
+        assert entry.actor == "scenario:s.yaml" and entry.before is None
 
 
 def test_floats_for_money_and_unquoted_identifiers_are_refused(
