@@ -34,6 +34,7 @@ SHIPPED = {
     "distributor_noheader",
     "distributor_xlsx",
     "spotify",
+    "distrokid",
     "tiktok",
     "youtube",
 }
