@@ -36,6 +36,7 @@ SHIPPED = {
     "spotify",
     "distrokid",
     "tiktok",
+    "tunecore",
     "youtube",
 }
 
