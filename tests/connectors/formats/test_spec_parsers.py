@@ -35,6 +35,7 @@ SHIPPED = {
     "distributor_noheader",
     "distributor_xlsx",
     "spotify",
+    "symphonic",
     "distrokid",
     "tiktok",
     "tunecore",
