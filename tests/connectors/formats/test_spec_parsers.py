@@ -34,6 +34,7 @@ SHIPPED = {
     "distributor_csv",
     "distributor_noheader",
     "distributor_xlsx",
+    "orchard",
     "spotify",
     "symphonic",
     "distrokid",
