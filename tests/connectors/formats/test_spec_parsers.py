@@ -31,6 +31,7 @@ CASES = sorted(p.parent for p in FIXTURES.glob("*/*/case.json"))
 SHIPPED = {
     "apple",
     "awal",
+    "believe",
     "cdbaby",
     "distributor_csv",
     "distributor_noheader",
