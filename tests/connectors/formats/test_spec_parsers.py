@@ -40,6 +40,7 @@ SHIPPED = {
     "spotify",
     "symphonic",
     "distrokid",
+    "fuga",
     "tiktok",
     "tunecore",
     "youtube",
