@@ -551,7 +551,7 @@ def _guess_column(
         add("quantity", is_num, CONTENT_WEIGHT["quantity"], "are whole numbers")
     else:
         add("quantity", is_num * whole, CONTENT_WEIGHT["quantity"], "are whole numbers")
-    distinct = sorted({v for v in vals}, key=str.casefold)
+    distinct = sorted(set(vals), key=str.casefold)
     negative = [v for v in distinct if v.casefold() in NEGATIVE_FLAGS]
     small = len(distinct) <= 12 and not is_num
     add(
@@ -740,7 +740,7 @@ def infer_bytes(data: bytes, filename: str, *, name: str, currency: str | None =
         f"delimiter: {DELIMITER_WORDS[delimiter]}",
     ]
     if header_idx:
-        preamble = [ln for ln in lines[:header_idx]]
+        preamble = list(lines[:header_idx])
         out.append(
             f"header: auto   # the header was line {header_idx + 1}, after "
             f"{header_idx} preamble line(s); auto finds it by the fingerprint"

@@ -114,5 +114,13 @@ def dry_run(spec: FormatSpec, path: Path, filename: str) -> dict[str, Any]:
         "rejected_lines": rejected,
         "top_reasons": rejected_reasons(all_found),
         "warnings": int((all_found["severity"] == "warning").sum()),
+        "warning_reasons": [
+            {"field": f, "code": c, "lines": n}
+            for f, c, n in all_found.filter(pl.col("severity") == "warning")
+            .group_by("field", "code")
+            .agg(pl.len())
+            .sort("len", descending=True)
+            .iter_rows()
+        ],
         "drift": drift,
     }
