@@ -494,15 +494,23 @@ def _guess_column(
     out = []
     lowered = column_key(header)
 
-    def add(fld: str, content: float, weight: float, why_content: str, **kw: Any) -> None:
+    def add(
+        fld: str,
+        content: float,
+        weight: float,
+        why_content: str,
+        agree: float | None = None,
+        **kw: Any,
+    ) -> None:
         name = _name_score(header, fld)
         if fld == "amount" and name and any(w in lowered for w in NOT_AMOUNT):
             name = 0.2
         if fld == "amount" and any(w in lowered for w in GROSS_WORDS):
             name = min(name, 0.6)
         conf = 1 - (1 - name) * (1 - content * weight)
-        if weight and vals and content < 0.8:
-            conf *= content  # the values contradict the name
+        agree = content if agree is None else agree
+        if weight and vals and agree < 0.8:
+            conf *= agree  # the values contradict the name
         reasons = []
         if name:
             reasons.append(f"name {header!r} means {fld}")
@@ -546,7 +554,9 @@ def _guess_column(
         lambda v: _as_decimal(v, decimal, thousands) == int(_as_decimal(v, decimal, thousands)),  # type: ignore[arg-type]
     )
     fractional = is_num * (1 - whole) if is_num else 0.0
-    add("amount", is_num, CONTENT_WEIGHT["amount"], "are decimal amounts")
+    # money has cents somewhere in a column; whole numbers only are more likely units
+    money = is_num * (1.0 if fractional else 0.7)
+    add("amount", money, CONTENT_WEIGHT["amount"], "are decimal amounts", agree=is_num)
     if fractional == 0 and is_num:
         add("quantity", is_num, CONTENT_WEIGHT["quantity"], "are whole numbers")
     else:
