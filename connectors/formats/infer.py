@@ -814,20 +814,22 @@ def infer_bytes(data: bytes, filename: str, *, name: str, currency: str | None =
         out.append(f"currency: {{column: {_q(by_field['currency'].name)}}}")
     else:
         found = _currency_in([*preamble, *headers])
-        if found:
-            out.append(f"currency: {{value: {found}}}   # written in the header or preamble")
-        elif currency:
+        if currency:
             out.append(f"currency: {{value: {currency.upper()}}}   # given with --currency")
+        elif found:
+            out.append(f"currency: {{value: {found}}}   # written in the header or preamble")
         else:
             out.append("currency: {value: USD}   # GUESS: the file names no currency; check it")
             notes.append("no currency in the file: USD assumed (pass --currency)")
     # dates
     rules: list[str] = []
     for fld in ("usage_period", "usage_start", "usage_end"):
-        g = by_field.get(fld)
-        if g is not None:
-            forms = ", ".join(g.formats)
-            rules.append(f"  {fld}: {{column: {_q(g.name)}, format: [{forms}], span: {g.span}}}")
+        dated = by_field.get(fld)
+        if dated is not None:
+            forms = ", ".join(dated.formats)
+            rules.append(
+                f"  {fld}: {{column: {_q(dated.name)}, format: [{forms}], span: {dated.span}}}"
+            )
     if not rules:
         in_name = _period_in_name(filename)
         if in_name:

@@ -18,8 +18,8 @@ import polars as pl
 from connectors.formats.base import FileRejected
 from connectors.formats.registry import parse_file
 from connectors.formats.spec import SpecParser
-from pipelines.ingest.files import rejected_reasons
-from royalty_engine.validate import ERRORS_SCHEMA, validate_lines
+from pipelines.ingest.files import rejected_reasons, with_reader_findings
+from royalty_engine.validate import validate_lines
 from schemas import revenue
 from schemas.format_spec import FormatSpec
 from schemas.territories import REPORTED_TERRITORIES, is_valid_currency
@@ -59,17 +59,7 @@ def dry_run(spec: FormatSpec, path: Path, filename: str) -> dict[str, Any]:
             period_start=piece.meta.period_start,
             period_end=piece.meta.period_end,
         )
-        errors = pl.DataFrame(
-            [(e.row, e.field, e.code, e.message, "error") for e in piece.errors],
-            schema=ERRORS_SCHEMA,
-            orient="row",
-        )
-        found = pl.concat([errors, found], how="vertical")
-        if piece.warnings is not None and piece.warnings.height:
-            kept = piece.warnings.select(
-                "line_no", "field", "code", "message", pl.lit("warning").alias("severity")
-            ).cast(ERRORS_SCHEMA)  # type: ignore[arg-type]
-            found = pl.concat([found, kept], how="vertical")
+        found = with_reader_findings(piece, found)
         found = found.with_columns(pl.lit(piece.meta.extra.get("member") or filename).alias("file"))
         findings.append(found)
         unread = {e.row for e in piece.errors if e.row is not None}
