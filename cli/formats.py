@@ -63,7 +63,10 @@ def infer_cmd(
             spec = load_spec(out)  # what `formats add` will read
         except SpecError as exc:  # pragma: no cover - infer_bytes validated it already
             raise _fail(str(exc)) from None
-    result = dry_run(spec, file, file.name)
+    from pipelines.settings import get_settings
+
+    share = get_settings().ingest_max_rejected_share
+    result = dry_run(spec, file, file.name, max_rejected_share=share)
     if as_json:
         doc: dict[str, Any] = {
             "spec": str(out) if out else None,
@@ -86,8 +89,9 @@ def infer_cmd(
 def _describe(name: str, r: dict[str, Any]) -> str:
     if "code" in r:
         return f"dry run: {name} would be QUARANTINED: {r['code']}: {r['message']}"
+    verdict = "" if r["status"] == "would_ingest" else " (it would be QUARANTINED)"
     head = (
-        f"dry run: {name} would give {r['lines']} lines: {r['accepted']} accepted, "
+        f"dry run{verdict}: {name} would give {r['lines']} lines: {r['accepted']} accepted, "
         f"{r['rejected']} rejected, {r['warnings']} warning(s); nothing was written"
     )
     out = [head]

@@ -666,6 +666,7 @@ def _period_in_name(filename: str) -> tuple[str, list[str]] | None:
     base = re.split(r"[\\/]", filename)[-1]
     for rx, fmt in (
         (r"(?<!\d)((?:19|20)\d{2}-(?:0[1-9]|1[0-2]))(?!\d)", "%Y-%m"),
+        (r"(?<!\d)((?:19|20)\d{2}_(?:0[1-9]|1[0-2]))(?!\d)", "%Y_%m"),
         (r"(?<!\d)((?:19|20)\d{2}(?:0[1-9]|1[0-2]))(?!\d)", "%Y%m"),
     ):
         if re.search(rx, base):
@@ -775,8 +776,10 @@ def infer_bytes(data: bytes, filename: str, *, name: str, currency: str | None =
                 )
         else:
             out.append(f"footer: {{lines: {len(footer)}}}   # closing lines that are not data")
-    if decimal != "." or thousands:
+    parens = any(re.fullmatch(r"\(\s*[\d.,' ]*\d\s*\)", v.strip()) for v in numeric_like)
+    if decimal != "." or thousands or parens:
         nf = f"decimal: {_q(decimal)}" + (f", thousands: {_q(thousands)}" if thousands else "")
+        nf += ", parentheses_negative: true" if parens else ""
         out.append(f"number_format: {{{nf}}}")
     mapped = [g.name for g in guesses if g.field]
     fingerprint = mapped[:6] if len(mapped) >= 2 else headers[:6]

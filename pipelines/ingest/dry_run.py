@@ -31,8 +31,14 @@ def _fmt(d: Decimal) -> str:
     return format(d.normalize(), "f") if d else "0"
 
 
-def dry_run(spec: FormatSpec, path: Path, filename: str) -> dict[str, Any]:
-    """What ingesting ``path`` with ``spec`` would produce (JSON-ready), or its quarantine."""
+def dry_run(
+    spec: FormatSpec, path: Path, filename: str, *, max_rejected_share: float = 0.5
+) -> dict[str, Any]:
+    """What ingesting ``path`` with ``spec`` would produce (JSON-ready), or its quarantine.
+
+    As ingestion would, it says ``would_quarantine`` when the lines do not sum to the total
+    the file declares, or when more than ``max_rejected_share`` of them (or all) are rejected.
+    """
     with tempfile.TemporaryDirectory(prefix="tm-dry-run-") as tmp:
         try:
             parsed = parse_file(
@@ -94,8 +100,9 @@ def dry_run(spec: FormatSpec, path: Path, filename: str) -> dict[str, Any]:
         for cur in sorted(read)
     }
     off = [c for c in declared if declared[c] != read.get(c, Decimal(0))]
+    too_many = not n_accepted or lines - n_accepted > max_rejected_share * lines
     return {
-        "status": "would_ingest" if n_accepted and not off else "would_quarantine",
+        "status": "would_quarantine" if off or too_many else "would_ingest",
         "lines": lines,
         "accepted": n_accepted,
         "rejected": lines - n_accepted,

@@ -69,6 +69,16 @@ CP1252_PIPE = (
     + "\r\n"
 ).encode("cp1252")
 
+# Quoted comma CSV after a report line, "Grand Total", a negative amount in parentheses,
+# no date column: the month is in the file name.
+QUOTED_PARENS = (
+    b"Report generated 2025-07-01\n\n"
+    b'"Store","Country","Product","ISRC","Qty","Earnings (USD)"\n'
+    b'"Spotify","US","My Song, Pt. 1","USAAA2500001","1,204","12.04"\n'
+    b'"Apple","CA","My Song, Pt. 1","USAAA2500001","-3","(0.50)"\n'
+    b'"Grand Total","","","","1,201","11.54"\n'
+)
+
 CASES = {
     # filename, bytes, {currency: total}, lines, what the spec must say
     "preamble_semicolon": (
@@ -91,6 +101,13 @@ CASES = {
         {"GBP": "12.6625"},
         4,
         ["footer: {pattern:", "control_totals:", "currency: {value: GBP}", "thousands: ','"],
+    ),
+    "quoted_parens": (
+        "dk_2025_06.csv",
+        QUOTED_PARENS,
+        {"USD": "11.54"},
+        2,
+        ["parentheses_negative: true", '"%Y_%m"', "Grand", "currency: {value: USD}"],
     ),
     "cp1252_pipe": (
         "releve_juin.txt",
