@@ -786,7 +786,16 @@ def infer_bytes(data: bytes, filename: str, *, name: str, currency: str | None =
     out.append(f"fingerprint: [{', '.join(_q(h) for h in fingerprint)}]")
     out.append("columns:")
     ids: dict[str, str] = {}
-    for g in guesses:
+    seen: set[str] = set()
+    for i, g in enumerate(guesses):
+        if not g.name or column_key(g.name) in seen:
+            # an unnamed column (a trailing delimiter) or a repeated name: the header says
+            # nothing a spec can point at; ingestion reports it as drift
+            notes.append(
+                f"column {i + 1}: {'unnamed' if not g.name else 'repeated name'}, left out"
+            )
+            continue
+        seen.add(column_key(g.name))
         entry: dict[str, Any] = {"name": g.name}
         if g.field in ("isrc", "upc"):
             ids[g.field] = g.name

@@ -155,14 +155,16 @@ def test_inferred_spec_reads_the_sample_with_its_totals(case: str, tmp_path: Pat
 
 def test_content_alone_and_a_contradicting_name() -> None:
     """Columns named nothing telling are recognised by their values; a column named like an
-    amount whose values are words is not taken for one."""
+    amount whose values are words is not taken for one; an unnamed column is left out."""
     data = (
-        b"a,b,c,d,e,Revenue\n"
-        b"GBAAA2500001,DE,2025-06,17,1.25,n/a\n"
-        b"GBAAA2500002,FR,2025-06,3,0.40,n/a\n"
+        b"a,b,c,d,e,Revenue,\n"
+        b"GBAAA2500001,DE,2025-06,17,1.25,n/a,\n"
+        b"GBAAA2500002,FR,2025-06,3,0.40,n/a,\n"
     )
     inferred = infer_bytes(data, "x.csv", name="x", currency="EUR")
     fields = {g.name: g.field for g in inferred.columns}
+    fields.pop("")  # a trailing delimiter: an unnamed column, left out of the spec
+    assert "column 7: unnamed, left out" in inferred.notes
     assert fields == {
         "a": "isrc",
         "b": "territory",
