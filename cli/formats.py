@@ -33,6 +33,7 @@ def infer_cmd(
         str | None, typer.Option(help="ISO 4217 currency when the file names none")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+    force: Annotated[bool, typer.Option(help="overwrite an existing --out file")] = False,
 ) -> None:
     """Draft a format spec from a sample report, then dry-run the sample with it.
 
@@ -52,6 +53,8 @@ def infer_cmd(
     name = spec_name((out or file).stem)
     if out is not None and name != out.stem:
         raise _fail(f"{out.name}: a spec file is named after its format: try {name}.yaml")
+    if out is not None and out.exists() and not force:
+        raise _fail(f"{out} exists (a reviewed spec?): pass --force to overwrite it")
     try:
         inferred = infer_bytes(file.read_bytes(), file.name, name=name, currency=currency)
     except FileRejected as exc:

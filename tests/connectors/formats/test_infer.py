@@ -195,3 +195,5 @@ def test_formats_infer_command_writes_the_spec_and_dry_runs(tmp_path: Path) -> N
         app, ["formats", "infer", str(sample), "--out", str(tmp_path / "X-1.yaml")]
     )
     assert bad.exit_code == 2
+    again = CliRunner().invoke(app, ["formats", "infer", str(sample), "--out", str(out)])
+    assert again.exit_code == 2  # a reviewed spec is not overwritten without --force
