@@ -30,10 +30,12 @@ def infer_cmd(
         typer.Option(help="write the draft spec here (its name is the file's stem)"),
     ] = None,
     currency: Annotated[
-        str | None, typer.Option(help="ISO 4217 currency when the file names none")
+        str | None, typer.Option(help="ISO 4217 code of the amounts when no column gives it")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
-    force: Annotated[bool, typer.Option(help="overwrite an existing --out file")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="overwrite an existing --out file")
+    ] = False,
 ) -> None:
     """Draft a format spec from a sample report, then dry-run the sample with it.
 
