@@ -267,6 +267,26 @@ def rejected_reasons(findings: pl.DataFrame, top: int = TOP_REASONS) -> list[dic
     ]
 
 
+def with_reader_findings(piece: ParsedFile, found: pl.DataFrame) -> pl.DataFrame:
+    """The validation's findings on a piece with the reader's own: its row errors (lines it
+    could not read) first, and what it kept but flags (a territory read as unknown) as
+    warnings after."""
+    if piece.errors:
+        row_errors = pl.DataFrame(
+            [(e.row, e.field, e.code, e.message, "error") for e in piece.errors],
+            schema=ERRORS_SCHEMA,
+            orient="row",
+        )
+        found = pl.concat([row_errors, found], how="vertical")
+    if piece.warnings is not None and piece.warnings.height:
+        kept = piece.warnings.select(
+            *[pl.col(c) for c in ("line_no", "field", "code", "message")],
+            pl.lit("warning").alias("severity"),
+        ).cast(ERRORS_SCHEMA)  # type: ignore[arg-type]
+        found = pl.concat([found, kept], how="vertical")
+    return found
+
+
 @dataclass
 class _Run:
     """What one ingestion gathers chunk by chunk: totals, counts, findings and summaries,
@@ -392,20 +412,7 @@ class _Run:
         )
         acc = accepted.collect()
         del frame, good
-        if piece.errors:
-            row_errors = pl.DataFrame(
-                [(e.row, e.field, e.code, e.message, "error") for e in piece.errors],
-                schema=ERRORS_SCHEMA,
-                orient="row",
-            )
-            found = pl.concat([row_errors, found], how="vertical")
-        if piece.warnings is not None and piece.warnings.height:
-            # what the reader kept but flags (a territory read as unknown): warnings
-            kept = piece.warnings.select(
-                *[pl.col(c) for c in ("line_no", "field", "code", "message")],
-                pl.lit("warning").alias("severity"),
-            ).cast(ERRORS_SCHEMA)  # type: ignore[arg-type]
-            found = pl.concat([found, kept], how="vertical")
+        found = with_reader_findings(piece, found)
         found = found.sort("line_no", maintain_order=True)
         if rej.height:
             rej = rej.join(_reasons(found), on="line_no", how="left", maintain_order="left")
