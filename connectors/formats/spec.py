@@ -146,7 +146,10 @@ def record_chunks(
 def _split_line(line: str, delimiter: str, quote: str | None) -> list[str]:
     if quote is None:
         return line.split(delimiter)
-    row = next(csv.reader([line], delimiter=delimiter, quotechar=quote), [])
+    try:
+        row = next(csv.reader([line], delimiter=delimiter, quotechar=quote), [])
+    except csv.Error:  # not a line of this layout (e.g. another encoding's bytes): no columns
+        return []
     return list(row)
 
 
