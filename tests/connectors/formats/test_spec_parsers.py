@@ -30,6 +30,7 @@ FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "formats"
 CASES = sorted(p.parent for p in FIXTURES.glob("*/*/case.json"))
 SHIPPED = {
     "apple",
+    "bandcamp",
     "distributor_csv",
     "distributor_noheader",
     "distributor_xlsx",
