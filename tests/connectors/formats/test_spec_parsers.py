@@ -29,6 +29,7 @@ from schemas.revenue import PARSED
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "formats"
 CASES = sorted(p.parent for p in FIXTURES.glob("*/*/case.json"))
 SHIPPED = {
+    "amazon",
     "apple",
     "bandcamp",
     "distributor_csv",
