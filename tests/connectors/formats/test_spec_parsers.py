@@ -32,6 +32,7 @@ SHIPPED = {
     "amazon",
     "apple",
     "bandcamp",
+    "deezer",
     "distributor_csv",
     "distributor_noheader",
     "distributor_xlsx",
