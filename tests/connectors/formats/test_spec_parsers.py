@@ -37,6 +37,7 @@ SHIPPED = {
     "distributor_noheader",
     "distributor_xlsx",
     "spotify",
+    "tidal",
     "tiktok",
     "youtube",
 }
