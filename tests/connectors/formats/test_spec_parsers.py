@@ -36,6 +36,7 @@ SHIPPED = {
     "distributor_csv",
     "distributor_noheader",
     "distributor_xlsx",
+    "soundcloud",
     "spotify",
     "tidal",
     "tiktok",
