@@ -32,6 +32,7 @@ SHIPPED = {
     "amazon",
     "apple",
     "bandcamp",
+    "beatport",
     "deezer",
     "distributor_csv",
     "distributor_noheader",
