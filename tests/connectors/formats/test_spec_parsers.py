@@ -37,6 +37,7 @@ SHIPPED = {
     "distributor_csv",
     "distributor_noheader",
     "distributor_xlsx",
+    "meta",
     "soundcloud",
     "spotify",
     "tidal",
