@@ -113,7 +113,28 @@ _COMMON_HEAD = (Layout("HEAD", "head", _HEAD),)
 _SU01_L = Layout("SU01", "usage", _SU01, "download", ("Usages", "Returns"))
 _SU02_L = Layout("SU02", "usage", _SU02, "stream", ("NumberOfStreams",))
 
+_SY02_10 = _sy(
+    "SY02", Usages=8, Currency=10, NetRevenue=11, AllocatedUsages=14, AllocatedNetRevenue=16
+)  # 1.0: cell 16 is AmountPayable, not read
+_SY03_10 = _sy(
+    "SY03", Usages=8, Currency=10, NetRevenue=11, AllocatedUsages=14, AllocatedNetRevenue=16
+)
+
 LAYOUTS: Final[dict[tuple[str, str], dict[str, Layout]]] = {
+    ("BasicAudioProfile", "1.0"): _table(
+        *_COMMON_HEAD,
+        Layout("FOOT", "foot", _FOOT),
+        _sy("SY01", Usages=8, Currency=10, NetRevenue=11),
+        _SY02_10,
+        _SY03_10,
+        Layout("RE01", "release", _RE01),
+        Layout("RE02", "subrelease", _RE02),
+        Layout("AS01", "resource", _AS),
+        Layout("AS02", "resource", _AS),
+        Layout("MW01", "other", _BLOCK_ONLY),
+        _SU01_L,
+        _SU02_L,
+    ),
     ("BasicAudioProfile", "1.1"): _table(
         *_COMMON_HEAD,
         Layout("FOOT", "foot", _FOOT),
@@ -153,6 +174,24 @@ LAYOUTS: Final[dict[tuple[str, str], dict[str, Layout]]] = {
                "download", ("Downloads", "Returns"), single=True),
         Layout("SR02", "usage", {**_SR_RES, **_SR_REL_BA, "NumberOfStreams": 34}, "stream",
                ("NumberOfStreams",), units_decimal=True, single=True),
+    ),
+    ("UgcProfile", "1.0"): _table(
+        *_COMMON_HEAD,
+        Layout("FOOT", "foot", _FOOT),
+        _SY02_10,
+        _SY03_10,
+        Layout("RE01", "release", _RE01),
+        Layout("RE02", "subrelease", _RE02),
+        Layout("AS01", "resource", _AS),
+        Layout("AS02", "resource", _AS),
+        Layout("MW01", "other", _BLOCK_ONLY),
+        Layout("RU01", "other", _BLOCK_ONLY),
+        Layout("RU02", "other", _BLOCK_ONLY),
+        Layout("SU03", "usage",
+               {"BlockId": 1, "SummaryRecordId": 3, "DspReleaseId": 4, "Usages": 5,
+                "NetRevenue": 6}, "ugc", ("Usages",), own_amount="NetRevenue",
+               count_optional=True),
+        Layout("LI01", "licence", {"BlockId": 1, "SummaryRecordId": 2}),
     ),
     ("UgcProfile", "1.1.1"): _table(
         *_COMMON_HEAD,
