@@ -3,19 +3,22 @@
 One local, already decompressed DSR file -> one ``ParsedFile`` with one PARSED line per
 sales/usage record. Supported (``LAYOUTS``):
 
-* ``BasicAudioProfile`` 1.1 and 1.2, multi-record block variant: ``HEAD``, summary records
-  ``SY01``/``SY02``/``SY04``/``SY05`` (1.2 also ``SY06``), blocks of ``RE01``/``RE02`` (releases),
+* ``BasicAudioProfile`` 1.0, 1.1 and 1.2, multi-record block variant: ``HEAD``, summary records
+  ``SY01``/``SY02``/``SY04``/``SY05`` (1.0: ``SY01``/``SY02``/``SY03``, SY03 read like SY02;
+  1.2 also ``SY06``), blocks of ``RE01``/``RE02`` (releases),
   ``AS01``/``AS02`` (resources), ``MW01`` (works, read for block counts only), ``SU01``
   (downloads: Usages - Returns) and ``SU02`` (streams: NumberOfStreams), ``FOOT``.
 * ``BasicAudioProfile`` 1.2 single-record variant: ``HEAD`` (``SRHE``), summaries, ``SR01``
   (downloads) / ``SR02`` (streams) carrying release, resource and usage in one line, ``SRFO``.
-* ``UgcProfile`` 1.1 (= 1.1.1) and 1.2, block variant: ``SU03`` (usages and the record's own
+* ``UgcProfile`` 1.0, 1.1 (= 1.1.1) and 1.2, block variant (1.0: ``SY02``/``SY03``
+  summaries): ``SU03`` (usages and the record's own
   NetRevenue) with its resource ``AS01``/``AS02`` in the block; a ``SU03`` without a
   SummaryRecordId takes the one of the ``LI01`` records that follow it; ``RU01``/``RU02``
   (UGC video lists) and ``MW01`` are read for block counts only. ``UgcProfile`` 1.2
   single-record variant: ``SR03`` (own NetRevenue when given) and ``SR06``.
 
-Record types are written with their record version (``SY02.02``, ``AS01.01``); a record whose
+Record types are written with their record version (``SY02.02``, ``AS01.01``; 1.0 files have
+none: ``SY02``, ``AS02``, ``MW01``); a record whose
 version differs from the profile's (``SY02.01`` in a 1.2 file) is read with the profile's layout
 and reported as drift. An unknown record type is a row error.
 
@@ -37,8 +40,12 @@ the largest-remainder method: every line gets ``floor(R * w / D)``, the residue 
 time to the largest remainders (ties: the earlier line), so a summary's lines sum *exactly* to
 ``R`` and no line is more than one unit off its exact share. ``D`` is the sum of the units of the
 summary's lines in the file (lines rejected for another reason keep their share out, so the gap
-shows in reconciliation). Multi-file reports (``x of y`` with y > 1) repeat the same summary
-records in every file (Part 1, clause 6.3), so there ``D`` is the summary's declared usage count
+shows in reconciliation). Multi-file reports (``x of y`` with y > 1; file names
+``..._1of2_...``, ``..._2of2_...``) are
+ingested file by file: each has its own HEAD and FOOT, checked on its own (lines, summaries and
+blocks in *that* file), and each file's lines are complete without its sibling. They repeat
+the same summary records in every file (Part 1, clause 6.3), so there ``D`` is the summary's
+declared usage count
 (AllocatedUsages, else Usages) and each file carries its own share; ``declared_totals`` is then
 the file's share and ``extra["report_declared_totals"]`` the report's. Usage records that carry
 their own revenue (UGC ``SU03``, ``SR03``) keep it.

@@ -113,7 +113,52 @@ _COMMON_HEAD = (Layout("HEAD", "head", _HEAD),)
 _SU01_L = Layout("SU01", "usage", _SU01, "download", ("Usages", "Returns"))
 _SU02_L = Layout("SU02", "usage", _SU02, "stream", ("NumberOfStreams",))
 
+
+def _basic_audio_block(version: str) -> tuple[Layout, ...]:
+    """BasicAudio 1.0 / 1.1 block records; ``version`` is the record version 1.1 writes."""
+    return (
+        Layout("RE01", "release", _RE01),
+        Layout("RE02", "subrelease", _RE02),
+        Layout("AS01", "resource", _AS),
+        Layout(f"AS02{version}", "resource", _AS),
+        Layout(f"MW01{version}", "other", _BLOCK_ONLY),
+        _SU01_L,
+        _SU02_L,
+    )
+
+
+def _ugc_block(version: str) -> tuple[Layout, ...]:
+    """UGC 1.0 / 1.1.1 block records; ``version`` is the record version 1.1.1 writes (".01")."""
+    return (
+        Layout("AS01", "resource", _AS),
+        Layout(f"AS02{version}", "resource", _AS),
+        Layout(f"MW01{version}", "other", _BLOCK_ONLY),
+        Layout("RU01", "other", _BLOCK_ONLY),
+        Layout("RU02", "other", _BLOCK_ONLY),
+        Layout(f"SU03{version}", "usage",
+               {"BlockId": 1, "SummaryRecordId": 3, "DspReleaseId": 4, "Usages": 5,
+                "NetRevenue": 6}, "ugc", ("Usages",), own_amount="NetRevenue",
+               count_optional=True),
+        Layout(f"LI01{version}", "licence", {"BlockId": 1, "SummaryRecordId": 2}),
+    )  # fmt: skip
+
+
+_SY02_10 = _sy(
+    "SY02", Usages=8, Currency=10, NetRevenue=11, AllocatedUsages=14, AllocatedNetRevenue=16
+)  # 1.0: cell 16 is AmountPayable, not read
+_SY03_10 = _sy(
+    "SY03", Usages=8, Currency=10, NetRevenue=11, AllocatedUsages=14, AllocatedNetRevenue=16
+)
+
 LAYOUTS: Final[dict[tuple[str, str], dict[str, Layout]]] = {
+    ("BasicAudioProfile", "1.0"): _table(
+        *_COMMON_HEAD,
+        Layout("FOOT", "foot", _FOOT),
+        _sy("SY01", Usages=8, Currency=10, NetRevenue=11),
+        _SY02_10,
+        _SY03_10,
+        *_basic_audio_block(""),
+    ),
     ("BasicAudioProfile", "1.1"): _table(
         *_COMMON_HEAD,
         Layout("FOOT", "foot", _FOOT),
@@ -122,13 +167,7 @@ LAYOUTS: Final[dict[tuple[str, str], dict[str, Layout]]] = {
             AllocatedNetRevenue=16),
         _sy("SY04", UsagesInReportingPeriod=13, Currency=14, NetRevenue=18),
         _sy("SY05", TotalUsages=11, AllocatedUsages=12, AllocatedNetRevenue=15),
-        Layout("RE01", "release", _RE01),
-        Layout("RE02", "subrelease", _RE02),
-        Layout("AS01", "resource", _AS),
-        Layout("AS02.01", "resource", _AS),
-        Layout("MW01.01", "other", _BLOCK_ONLY),
-        _SU01_L,
-        _SU02_L,
+        *_basic_audio_block(".01"),
     ),
     ("BasicAudioProfile", "1.2"): _table(
         *_COMMON_HEAD,
@@ -154,6 +193,15 @@ LAYOUTS: Final[dict[tuple[str, str], dict[str, Layout]]] = {
         Layout("SR02", "usage", {**_SR_RES, **_SR_REL_BA, "NumberOfStreams": 34}, "stream",
                ("NumberOfStreams",), units_decimal=True, single=True),
     ),
+    ("UgcProfile", "1.0"): _table(
+        *_COMMON_HEAD,
+        Layout("FOOT", "foot", _FOOT),
+        _SY02_10,
+        _SY03_10,
+        Layout("RE01", "release", _RE01),
+        Layout("RE02", "subrelease", _RE02),
+        *_ugc_block(""),
+    ),
     ("UgcProfile", "1.1.1"): _table(
         *_COMMON_HEAD,
         Layout("FOOT", "foot", _FOOT),
@@ -161,16 +209,7 @@ LAYOUTS: Final[dict[tuple[str, str], dict[str, Layout]]] = {
             AllocatedNetRevenue=16),
         _sy("SY04", UsagesInReportingPeriod=13, Currency=14, NetRevenue=18),
         _sy("SY05", TotalUsages=11, AllocatedUsages=12, AllocatedNetRevenue=15),
-        Layout("AS01", "resource", _AS),
-        Layout("AS02.01", "resource", _AS),
-        Layout("MW01.01", "other", _BLOCK_ONLY),
-        Layout("RU01", "other", _BLOCK_ONLY),
-        Layout("RU02", "other", _BLOCK_ONLY),
-        Layout("SU03.01", "usage",
-               {"BlockId": 1, "SummaryRecordId": 3, "DspReleaseId": 4, "Usages": 5,
-                "NetRevenue": 6}, "ugc", ("Usages",), own_amount="NetRevenue",
-               count_optional=True),
-        Layout("LI01.01", "licence", {"BlockId": 1, "SummaryRecordId": 2}),
+        *_ugc_block(".01"),
     ),
     ("UgcProfile", "1.2"): _table(
         *_COMMON_HEAD,
