@@ -26,12 +26,13 @@ ROLES = "admin, finance, analyst or payee"
 # Commands registered by the other cli modules (their ``register``), with the one-line help
 # ``tunemantra --help`` shows without importing them (tests/pipelines/test_cli.py holds these
 # lines to the commands' own help).
-LAZY_MODULES = ("cli.ddex", "cli.royalty", "cli.statements", "cli.warehouse")
+LAZY_MODULES = ("cli.ddex", "cli.formats", "cli.royalty", "cli.statements", "cli.warehouse")
 LAZY: dict[str, str] = {
     "audit": "The hash-chained audit ledger.",
     "bench": "Benchmarks (figures, not tests).",
     "ddex": "DDEX ERN 4.3 messages and DSP delivery.",
     "deliver": "Deliver due releases (or one) to DSPs: QC, ERN, package, batch upload.",
+    "formats": "Report formats (layouts), per organisation.",
     "royalty": "Royalty runs per period.",
     "scenario": "Scenario files (YAML).",
     "statements": "Payee statements.",
