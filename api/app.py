@@ -29,6 +29,7 @@ from api.routes import (
     audit,
     contracts,
     deliveries,
+    formats,
     fx,
     imports,
     ingest_files,
@@ -124,6 +125,7 @@ def create_app(
     app.include_router(runs.router)
     app.include_router(ingest_files.router)
     app.include_router(fx.router)
+    app.include_router(formats.router)
     app.include_router(royalty_warnings.router)
     portal.install(app)
     return app

@@ -32,7 +32,7 @@ LAZY: dict[str, str] = {
     "bench": "Benchmarks (figures, not tests).",
     "ddex": "DDEX ERN 4.3 messages and DSP delivery.",
     "deliver": "Deliver due releases (or one) to DSPs: QC, ERN, package, batch upload.",
-    "formats": "Report formats (layouts).",
+    "formats": "Report formats (layouts), per organisation.",
     "royalty": "Royalty runs per period.",
     "scenario": "Scenario files (YAML).",
     "statements": "Payee statements.",

@@ -487,23 +487,32 @@ class FormatSpec(_Model):
         }
 
 
-def load_spec(path: Path) -> FormatSpec:
-    """Read and validate one spec file; ``SpecError`` says what is wrong, and where."""
+def parse_spec(text: str, where: str = "spec") -> FormatSpec:
+    """Validate spec text (YAML); ``SpecError`` says what is wrong, and where (field paths)."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise SpecError(f"{path}: cannot read the spec: {exc}") from exc
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{where}: cannot read the spec: {exc}") from exc
     if not isinstance(data, dict):
-        raise SpecError(f"{path}: a format spec is a YAML mapping (name:, columns:, ...)")
+        raise SpecError(f"{where}: a format spec is a YAML mapping (name:, columns:, ...)")
     try:
-        spec = FormatSpec.model_validate(data)
+        return FormatSpec.model_validate(data)
     except ValidationError as exc:
         problems = "\n".join(
             f"  - {'.'.join(str(p) for p in err['loc']) or '(spec)'}: "
             f"{err['msg'].removeprefix('Value error, ')}"
             for err in exc.errors()
         )
-        raise SpecError(f"{path}: invalid format spec:\n{problems}") from exc
+        raise SpecError(f"{where}: invalid format spec:\n{problems}") from exc
+
+
+def load_spec(path: Path) -> FormatSpec:
+    """Read and validate one spec file; ``SpecError`` says what is wrong, and where."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read the spec: {exc}") from exc
+    spec = parse_spec(text, str(path))
     if spec.name != path.stem:
         raise SpecError(f"{path}: name {spec.name!r} must match the file name {path.stem!r}")
     return spec

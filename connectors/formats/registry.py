@@ -25,7 +25,7 @@ from connectors.formats import archive
 from connectors.formats.base import REGISTRY, BatchParser, FileRejected, ParsedFile, Parser
 from connectors.formats.spec import SpecParser
 from schemas import identifiers, territories
-from schemas.format_spec import SpecError, load_spec
+from schemas.format_spec import FormatSpec, SpecError, load_spec
 
 DEFAULT_FORMATS_DIR = Path(__file__).resolve().parents[2] / "schemas" / "formats"
 CODE_PARSERS = ("connectors.formats.dsr",)  # modules that register a parser when imported
@@ -88,6 +88,29 @@ def default_registry() -> dict[str, Parser]:
     return REGISTRY
 
 
+def org_registry(
+    specs: Iterable[tuple[FormatSpec, int]], base: Mapping[str, Parser] | None = None
+) -> dict[str, Parser]:
+    """The registry one organisation reads its files with: its own specs (each with its stored
+    version, kept on the parser as ``org_version``) over ``base`` (the shipped formats).
+
+    An organisation's spec with a shipped format's name replaces it for that organisation
+    only; in detection an organisation's format wins a tie against a shipped one.
+    The caller (``pipelines``) reads the specs from the store: connectors never do.
+    """
+    out: dict[str, Parser] = dict(default_registry() if base is None else base)
+    for spec, version in specs:
+        parser = SpecParser(spec)
+        parser.org_version = version  # type: ignore[attr-defined]
+        out[spec.name] = parser
+    return out
+
+
+def org_version(parser: Parser) -> int | None:
+    """The stored version of an organisation's own format; None for a shipped one."""
+    return getattr(parser, "org_version", None)
+
+
 def _score(parser: Parser, filename: str, head: bytes, path: Path | None) -> float:
     if path is not None and isinstance(parser, SpecParser):
         return parser.sniff_path(path, filename)
@@ -123,7 +146,12 @@ def detect(
         return reg[override]
     scored = sorted(
         (
-            (_score(p, filename, head, path), getattr(p, "specificity", 0), name)
+            (
+                _score(p, filename, head, path),
+                getattr(p, "specificity", 0),
+                org_version(p) is not None,  # an organisation's own format wins a tie
+                name,
+            )
             for name, p in reg.items()
         ),
         reverse=True,
@@ -132,19 +160,19 @@ def detect(
     if not claims:
         if not head.startswith(b"PK\x03\x04"):
             archive.detect_encoding(head)  # undecodable text is the better reason to give
-        near = ", ".join(f"{n} ({s:.2f})" for s, _, n in scored[:3] if s > 0) or "none"
+        near = ", ".join(f"{n} ({s:.2f})" for s, _, _, n in scored[:3] if s > 0) or "none"
         raise FileRejected(
             "unknown_format",
             f"no format matches {filename!r} (closest: {near}); pass --format NAME",
         )
     best = claims[0]
-    rivals = [c for c in claims[1:] if best[0] - c[0] < TIE and c[1] == best[1]]
+    rivals = [c for c in claims[1:] if best[0] - c[0] < TIE and c[1] == best[1] and c[2] == best[2]]
     if rivals:
-        names = ", ".join(f"{n} ({s:.2f})" for s, _, n in [best, *rivals])
+        names = ", ".join(f"{n} ({s:.2f})" for s, _, _, n in [best, *rivals])
         raise FileRejected(
             "unknown_format", f"{filename!r} matches several formats: {names}; pass --format NAME"
         )
-    return reg[best[2]]
+    return reg[best[3]]
 
 
 def parse_file(

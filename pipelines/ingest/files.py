@@ -80,6 +80,7 @@ class IngestOutcome:
     file_id: int | None = None
     sha256: str = ""
     format: str | None = None
+    format_version: int | None = None  # the organisation's own spec version (None: shipped)
     reporting_periods: list[str] = field(default_factory=list)
     lines: int = 0
     accepted: int = 0
@@ -644,7 +645,8 @@ def ingest_path(
     then do the parts count (``lake.committed_parts``); a crash before leaves parts no
     reader takes, which ``recover`` removes. The steps are ``KILL_STEPS``.
     """
-    from connectors.formats.registry import iter_parse_file
+    from connectors.formats.registry import iter_parse_file, org_registry, org_version
+    from schemas.store import org_formats
 
     if period is not None and not MONTH.match(period):
         # it names a lake folder: anything but a month could write outside the lake
@@ -689,11 +691,20 @@ def ingest_path(
         lake.keep_raw(path, data, org_id, sha, _suffix(name))
         work = staging / "work"  # the parser's temporary files: found by recovery
         work.mkdir()
+        with factory() as session:  # the organisation's own formats first, then the shipped
+            own = [(f.spec, f.version) for f in org_formats.current(session, org_id)]
+        registry = org_registry(own)
         pieces = iter_parse_file(
-            raw, name, work, format=format, batch_bytes=chunk_bytes or CHUNK_BYTES
+            raw,
+            name,
+            work,
+            format=format,
+            registry=registry,
+            batch_bytes=chunk_bytes or CHUNK_BYTES,
         )
         first = next(pieces)
         fmt = first.meta.format
+        fmt_version = org_version(registry[fmt]) if fmt in registry else None
         run = _Run(
             org_id,
             fmt,
@@ -722,6 +733,7 @@ def ingest_path(
         killpoint("ingest.staged")
         promoted.append(run.file_id)
         outcome = _finish(run, data, name, sha, received)
+        outcome.format_version = fmt_version
         killpoint("ingest.promoted")
         with db.transaction(factory, actor=actor) as session:
             # the commit point: the row turns ``ingested`` and its parts become inputs
@@ -734,6 +746,7 @@ def ingest_path(
             row.content_sha256 = content
             row.status = IngestStatus.INGESTED
             row.format = fmt
+            row.format_version = fmt_version
             row.owner_host = row.owner_pid = row.owner_start = None
             meta = run.first_meta
             row.reporting_period = run.file_period()

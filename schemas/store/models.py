@@ -436,6 +436,8 @@ class IngestFile(Base):
     source_url: Mapped[str] = mapped_column(sa.String(2000), default="")
     size: Mapped[int] = mapped_column(sa.BigInteger)
     format: Mapped[str | None] = mapped_column(sa.String(64))
+    # the organisation's own spec version it was read with (None: a built-in format)
+    format_version: Mapped[int | None] = mapped_column(sa.Integer)
     status: Mapped[IngestStatus] = mapped_column(_enum(IngestStatus))
     reporting_period: Mapped[str | None] = mapped_column(sa.String(7), index=True)
     period_start: Mapped[dt.date | None] = mapped_column(sa.Date)
@@ -460,6 +462,26 @@ class IngestFile(Base):
     owner_host: Mapped[str | None] = mapped_column(sa.String(255))
     owner_pid: Mapped[int | None] = mapped_column(sa.Integer)
     owner_start: Mapped[str | None] = mapped_column(sa.String(64))
+
+
+class OrgFormat(Base):
+    """One version of an organisation's own format spec (``tunemantra formats add``).
+
+    A changed spec is a new version; ``retired_at`` set on every version means removed (the
+    versions stay for history: ingested files name the version they were read with).
+    """
+
+    __tablename__ = "org_formats"
+    __table_args__ = (sa.UniqueConstraint("org_id", "name", "version"),)
+    org_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(sa.String(64))
+    version: Mapped[int] = mapped_column(sa.Integer)
+    spec_yaml: Mapped[str] = mapped_column(sa.Text)
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=_utcnow)
+    retired_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
 
 class MatchKind(enum.StrEnum):

@@ -100,7 +100,7 @@ def seeded_b(tenant_b: Tenant, request: pytest.FixtureRequest) -> dict[str, Any]
 def test_every_route_has_an_isolation_case() -> None:
     app = create_app(sessionmaker(), secret_key="x")
     covered = {f"{m} {_norm(p)}" for m, p, _ in ROUTES} | {f"GET /v1/{k}" for k in LISTS}
-    covered |= COLLECTION_WRITES | NO_TENANT_DATA | AUDIT | WARNINGS
+    covered |= COLLECTION_WRITES | NO_TENANT_DATA | AUDIT | WARNINGS | FORMATS
     covered |= DELIVERY_ROUTES  # isolation cases in test_deliveries_tenancy.py
     covered |= STATEMENT_ROUTES  # isolation cases in test_statements_api.py (a locked run)
     covered |= BOOKS_ROUTES  # runs, ingested files, rates: test_runs_api.py (a locked run)
@@ -394,3 +394,48 @@ def test_royalty_warnings_are_per_org(
     assert tenant_a.client.get(url, headers=payee).status_code == 403
     bad = tenant_a.client.get("/v1/royalty/warnings?period=2026-13", headers=tenant_a.admin)
     assert bad.status_code == 422 and bad.json()["errors"][0]["code"] == "bad_period"
+
+
+FORMATS = {  # test_formats_are_per_org_and_writable_by_admin_and_finance_only
+    "GET /v1/formats",
+    "GET /v1/formats/{}",
+    "PUT /v1/formats/{}",
+    "DELETE /v1/formats/{}",
+}
+
+
+def test_formats_are_per_org_and_writable_by_admin_and_finance_only(
+    tenant_a: Tenant, tenant_b: Tenant
+) -> None:
+    from pathlib import Path
+
+    shipped = Path(__file__).resolve().parents[2] / "schemas" / "formats" / "spotify.yaml"
+    spec = shipped.read_text().replace("name: spotify", "name: b_sales", 1)
+    url = "/v1/formats/b_sales"
+    r = tenant_b.client.put(url, json={"spec": spec}, headers=tenant_b.admin)
+    assert r.status_code == 200 and r.json()["version"] == 1 and r.json()["new"], r.text
+    finance = tenant_b.key(Role.FINANCE)
+    again = tenant_b.client.put(url, json={"spec": spec}, headers=finance).json()
+    assert (again["version"], again["new"]) == (1, False)
+    changed = tenant_b.client.put(url, json={"spec": spec + "# v2\n"}, headers=finance)
+    assert changed.json()["version"] == 2
+    analyst = tenant_b.key(Role.ANALYST)
+    assert tenant_b.client.get(url, headers=analyst).json()["spec"].endswith("# v2\n")
+    assert tenant_b.client.put(url, json={"spec": spec}, headers=analyst).status_code == 403
+    payee = tenant_b.key(Role.PAYEE, payee_id=seed(tenant_b, 0)["payee"])
+    assert tenant_b.client.get("/v1/formats", headers=payee).status_code == 403
+    bad = tenant_b.client.put(
+        "/v1/formats/bad", json={"spec": "name: bad\ncolumns: 3\n"}, headers=tenant_b.admin
+    )
+    assert bad.status_code == 422 and "columns" in bad.text
+    wrong = tenant_b.client.put("/v1/formats/other", json={"spec": spec}, headers=tenant_b.admin)
+    assert wrong.status_code == 422
+    # the other organisation neither sees, changes nor removes it
+    theirs = [f["name"] for f in tenant_a.client.get("/v1/formats", headers=tenant_a.admin).json()]
+    assert "b_sales" not in theirs and "spotify" in theirs
+    for method in ("GET", "DELETE"):
+        r = tenant_a.client.request(method, url, headers=tenant_a.admin)
+        assert r.status_code == 404, r.text
+    assert tenant_b.client.get(url, headers=tenant_b.admin).json()["version"] == 2
+    assert tenant_b.client.delete(url, headers=tenant_b.admin).status_code == 204
+    assert tenant_b.client.get(url, headers=tenant_b.admin).status_code == 404
