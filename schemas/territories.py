@@ -371,7 +371,7 @@ def normalise_territories(lines: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFra
     if not flagged:
         return out, empty
     keys = [t for t in flagged if t is not None]
-    codes = [TERRITORY_FINDINGS[flagged[t]][0] for t in keys]
+    finding_codes = [TERRITORY_FINDINGS[flagged[t]][0] for t in keys]
     messages = [
         TERRITORY_FINDINGS[flagged[t]][1].format(repr(t) if t.strip() else "blank") for t in keys
     ]
@@ -381,7 +381,9 @@ def normalise_territories(lines: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFra
     found = lines.filter(hit).select(
         pl.col("line_no").cast(pl.Int64),
         pl.lit("territory").alias("field"),
-        col.replace_strict(keys, codes, default=null_code, return_dtype=pl.String).alias("code"),
+        col.replace_strict(keys, finding_codes, default=null_code, return_dtype=pl.String).alias(
+            "code"
+        ),
         col.replace_strict(
             keys, messages, default=null_message.format("blank"), return_dtype=pl.String
         ).alias("message"),
