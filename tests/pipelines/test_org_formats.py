@@ -61,6 +61,7 @@ def test_formats_cli_round_trip(env: str, tmp_path: Path) -> None:  # noqa: F811
     assert "acme_spotify" not in cli("formats", "list", "--org", "acme")
 
 
+@pytest.mark.slow  # two real ingests (findings report, Data Docs): about 10 CPU-s
 def test_detection_prefers_the_org_format_and_records_its_version(
     factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
