@@ -123,6 +123,7 @@ def test_demo_builds_the_warehouse_and_prints_headlines(demo: tuple[Path, str]) 
             assert payable == (Decimal(t["payable"]), Decimal(t["reserves_held"]))
 
 
+@pytest.mark.slow  # the whole demo (shares the module's demo build with the test above)
 def test_marts_by_store_and_month_staging_apart_and_the_shell(
     demo: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
