@@ -270,6 +270,7 @@ def test_ingest_path_refuses_a_period_that_is_not_a_month(tmp_path: Path) -> Non
         )
 
 
+@pytest.mark.slow  # a folder of real files through the CLI, end to end
 def test_ingest_reads_a_folder_past_a_failing_file_and_exits_1(
     env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

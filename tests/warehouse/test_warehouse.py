@@ -337,6 +337,7 @@ def _release(proc: subprocess.Popen[str]) -> int:
     return int(out.strip())
 
 
+@pytest.mark.slow  # a reader process and a whole build: about 11 CPU-s
 def test_swap_under_a_reader_and_refusal_under_a_writer(lake: Path, tmp_path: Path) -> None:
     data_dir = _copy(lake, tmp_path / "var")
     target = data_dir / "warehouse" / "tunemantra.duckdb"
