@@ -149,7 +149,7 @@ def main_options(
         ),
     ] = False,
 ) -> None:
-    pass
+    del version  # acted on by its eager callback (_version) before any command runs
 
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")

@@ -297,15 +297,16 @@ def airflow_ui(home: Path) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 240
+        last: OSError | None = None
         while True:
             assert server.poll() is None, (home / f"api-server-{port}.log").read_text()[-3000:]
             try:
                 with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=5) as r:
                     if r.status == 200:
                         break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "Airflow's API server did not start"
+            except OSError as exc:  # not listening yet: keep the last reason for the failure below
+                last = exc
+            assert time.monotonic() < deadline, f"Airflow's API server did not start: {last!r}"
             time.sleep(1)
         yield url
     finally:
